@@ -1,0 +1,77 @@
+"""`lint` and `audit`: the wildcard-policy guard for CI pipelines and live accounts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+
+from iot_remote_access.cli.errors import EXIT_FAILURE, EXIT_OK, InputError
+from iot_remote_access.guard.audit import fetch_policy, list_policies
+from iot_remote_access.guard.report import OutputFormat, render
+from iot_remote_access.guard.scan import PolicyResult, scan_documents
+from iot_remote_access.guard.sources import GuardInputError, read_policies
+
+format_option = click.option(
+    "--format",
+    "-f",
+    "output_format",
+    type=click.Choice([f.value for f in OutputFormat]),
+    default=OutputFormat.TABLE.value,
+    show_default=True,
+    help="table for people; json, or sarif (2.1.0) for code scanning",
+)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@format_option
+def lint(paths: tuple[Path, ...], output_format: str) -> None:
+    """Check IoT policies in cdk.out folders, CloudFormation templates (JSON/YAML)
+    and policy JSON files. Exit 0 clean, 1 findings, 2 unreadable input."""
+    try:
+        results = scan_documents(read_policies(list(paths)))
+    except GuardInputError as error:
+        raise InputError(str(error)) from None
+    _finish(results, OutputFormat(output_format))
+
+
+@click.command()
+@click.option("--region", help="AWS region. Default: the profile's.")
+@click.option("--profile", help="AWS named profile. Default: the default credential chain.")
+@format_option
+def audit(region: str | None, profile: str | None, output_format: str) -> None:
+    """Check the default version of every IoT policy in a live account (read-only).
+    Exit 0 clean, 1 findings, 2 account unreadable."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        session = boto3.Session(profile_name=profile, region_name=region)
+        if session.region_name is None:
+            raise InputError("--region: no region given and none configured for the profile")
+        client = session.client("iot")
+        summaries = list_policies(client)
+        console = Console(stderr=True)
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("reading IoT policies", total=len(summaries))
+            sources = []
+            for summary in summaries:
+                sources.append(fetch_policy(client, summary))
+                bar.advance(task)
+        results = scan_documents(sources)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "ClientError")
+        raise InputError(f"AWS IoT refused the audit: {code}") from None
+    except BotoCoreError as error:
+        raise InputError(f"cannot read AWS IoT policies: {error}") from None
+    except GuardInputError as error:
+        raise InputError(str(error)) from None
+    _finish(results, OutputFormat(output_format))
+
+
+def _finish(results: list[PolicyResult], output_format: OutputFormat) -> None:
+    render(results, output_format, Console(soft_wrap=output_format is not OutputFormat.TABLE))
+    raise SystemExit(EXIT_FAILURE if any(r.findings for r in results) else EXIT_OK)

@@ -1,0 +1,267 @@
+"""The device topic model: which MQTT topics one device may use.
+
+Written once, as templates over ``{thing}``, and rendered for every target: the
+AWS IoT policy (``${iot:Connection.Thing.ThingName}``), the mosquitto ACL and
+HiveMQ permissions (client-id substitution), Azure routing. Every template is
+validated here so that no renderer can ever emit a wildcard.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+THING_PLACEHOLDER = "{thing}"
+
+#: AWS IoT's own rule for thing names; every cloud's device id must satisfy it
+#: too, so that one fleet can move between clouds.
+THING_NAME_RULE = "[a-zA-Z0-9:_-]{1,128}"
+_THING_NAME_RE = re.compile(rf"\A{THING_NAME_RULE}\Z")
+MAX_THING_NAME_LENGTH = 128
+
+#: AWS IoT limits for a topic name (bytes of UTF-8, forward slashes).
+MAX_TOPIC_BYTES = 256
+MAX_TOPIC_SLASHES = 7
+
+# `?` is an IAM wildcard in resource ARNs, `${` starts a policy variable:
+# either would widen a rendered AWS policy, so templates may not contain them.
+_FORBIDDEN_FRAGMENTS = ("+", "#", "*", "?", "${")
+
+DEFAULT_TELEMETRY_TOPIC = "dt/{thing}/telemetry"
+DEFAULT_COMMANDS_TOPIC = "cmd/{thing}/commands"
+DEFAULT_ROTATION_CSR_TOPIC = "rot/{thing}/csr"
+DEFAULT_ROTATION_CERTIFICATE_TOPIC = "rot/{thing}/certificate"
+DEFAULT_ROTATION_CONFIRM_TOPIC = "rot/{thing}/confirm"
+
+# Reserved AWS IoT topics a device needs for Secure Tunneling and Jobs. They are
+# fixed by AWS and live under `$aws/`, which user templates may never use.
+AWS_TUNNEL_NOTIFY_TOPIC = "$aws/things/{thing}/tunnels/notify"
+AWS_JOBS_NOTIFY_NEXT_TOPIC = "$aws/things/{thing}/jobs/notify-next"
+AWS_JOBS_START_NEXT_TOPIC = "$aws/things/{thing}/jobs/start-next"
+AWS_JOBS_GET_NEXT_TOPIC = "$aws/things/{thing}/jobs/$next/get"
+
+
+class TopicModelError(ValueError):
+    """A topic template or thing name that breaks the model's rules.
+
+    ``problem`` is the message without the field, for callers (such as the
+    settings model) that name the field their own way.
+    """
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(f"{field_name}: {problem}")
+        self.field_name = field_name
+        self.problem = problem
+
+
+def validate_thing_name(value: object, *, field_name: str = "thing") -> str:
+    """Return ``value`` if it is a valid thing name, else raise naming the field.
+
+    Used by every entry point that takes a thing name from outside: settings,
+    the CLI, the tunnel broker, the bridge's command path.
+    """
+    if not isinstance(value, str):
+        raise TopicModelError(field_name, f"{value!r} is not a string; allowed: {THING_NAME_RULE}")
+    if not _THING_NAME_RE.match(value):
+        raise TopicModelError(
+            field_name,
+            f"{_shorten(value)!r} is not a valid thing name; "
+            f"allowed: {THING_NAME_RULE} (letters, digits, ':', '_', '-'; 1 to 128)",
+        )
+    return value
+
+
+def validate_topic_template(value: object, *, field_name: str) -> str:
+    """Return ``value`` if it is a safe topic template, else raise naming the field."""
+    if not isinstance(value, str):
+        raise TopicModelError(field_name, f"{value!r} is not a string")
+
+    def fail(problem: str) -> TopicModelError:
+        return TopicModelError(field_name, f"{_shorten(value)!r} {problem}")
+
+    if not value:
+        raise fail("is empty; allowed: a topic such as 'dt/{thing}/telemetry'")
+    for fragment in _FORBIDDEN_FRAGMENTS:
+        if fragment in value:
+            raise fail(
+                f"contains {fragment!r}; allowed: literal topic levels and "
+                f"the placeholder {THING_PLACEHOLDER}, no wildcards or policy variables"
+            )
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise fail("contains a control character; allowed: printable characters")
+    if value.startswith("$"):
+        raise fail(
+            "starts with '$'; topics under '$' (such as '$aws/') are reserved "
+            "for the broker"
+        )
+    if THING_PLACEHOLDER not in value:
+        raise fail(f"has no {THING_PLACEHOLDER}; every device topic must name its thing")
+    leftover = value.replace(THING_PLACEHOLDER, "")
+    if "{" in leftover or "}" in leftover:
+        raise fail(f"has a placeholder other than {THING_PLACEHOLDER}")
+    levels = value.split("/")
+    if any(level == "" for level in levels):
+        raise fail("has an empty topic level (leading, trailing or double '/')")
+    if THING_PLACEHOLDER not in levels:
+        raise fail(f"must have {THING_PLACEHOLDER} as a whole topic level, e.g. 'dt/{{thing}}/x'")
+    slashes = value.count("/")
+    if slashes > MAX_TOPIC_SLASHES:
+        raise fail(f"has {slashes} '/'; AWS IoT allows at most {MAX_TOPIC_SLASHES}")
+    longest = render_topic(value, "x" * MAX_THING_NAME_LENGTH, validate=False)
+    size = len(longest.encode("utf-8"))
+    if size > MAX_TOPIC_BYTES:
+        raise fail(
+            f"renders to {size} bytes for a {MAX_THING_NAME_LENGTH}-character thing "
+            f"name; AWS IoT allows at most {MAX_TOPIC_BYTES}"
+        )
+    return value
+
+
+def render_topic(template: str, thing: str, *, validate: bool = True) -> str:
+    """The concrete topic of one device."""
+    if validate:
+        validate_thing_name(thing)
+    return template.replace(THING_PLACEHOLDER, thing)
+
+
+def thing_from_topic(template: str, topic: str) -> str | None:
+    """The thing a concrete topic belongs to, or None when it is not this template's.
+
+    The inverse of :func:`render_topic`: the bridge uses it to find the device of
+    a telemetry message, the security monitoring to check a subscription.
+    """
+    pattern = "".join(
+        "(?P<thing>[^/]+)" if part == THING_PLACEHOLDER else re.escape(part)
+        for part in re.split(r"(\{thing\})", template)
+        if part
+    )
+    match = re.fullmatch(pattern, topic)
+    if match is None:
+        return None
+    things = {match.group(g) for g in match.groupdict()}
+    thing = match.group("thing") if len(things) == 1 else None
+    if thing is None or not _THING_NAME_RE.match(thing):
+        return None
+    return thing
+
+
+class Access(StrEnum):
+    """What a device may do on a topic. SUBSCRIBE includes receiving."""
+
+    PUBLISH = "publish"
+    SUBSCRIBE = "subscribe"
+
+
+@dataclass(frozen=True)
+class TopicGrant:
+    """One topic a device may use, as a template over ``{thing}``."""
+
+    access: Access
+    template: str
+    purpose: str
+
+    def render(self, thing: str) -> str:
+        return render_topic(self.template, thing)
+
+
+@dataclass(frozen=True)
+class TopicModel:
+    """The fleet's topic names. Default: the AWS whitepaper's ``dt/``/``cmd/`` layout."""
+
+    telemetry: str = DEFAULT_TELEMETRY_TOPIC
+    commands: str = DEFAULT_COMMANDS_TOPIC
+    rotation_csr: str = DEFAULT_ROTATION_CSR_TOPIC
+    rotation_certificate: str = DEFAULT_ROTATION_CERTIFICATE_TOPIC
+    rotation_confirm: str = DEFAULT_ROTATION_CONFIRM_TOPIC
+
+    def __post_init__(self) -> None:
+        templates = {
+            "telemetry": self.telemetry,
+            "commands": self.commands,
+            "rotation_csr": self.rotation_csr,
+            "rotation_certificate": self.rotation_certificate,
+            "rotation_confirm": self.rotation_confirm,
+        }
+        for name, template in templates.items():
+            validate_topic_template(template, field_name=name)
+        seen: dict[str, str] = {}
+        for name, template in templates.items():
+            if template in seen:
+                raise TopicModelError(
+                    name,
+                    f"{template!r} is also used for {seen[template]}; "
+                    "allowed: a distinct topic per purpose",
+                )
+            seen[template] = name
+
+
+@dataclass(frozen=True)
+class DeviceAccess:
+    """Every topic one device may use, given which capabilities are switched on.
+
+    The single source for all renderers (AWS policy, mosquitto ACL, HiveMQ
+    permissions) and for the monitoring that checks what devices really do.
+    """
+
+    topics: TopicModel = field(default_factory=TopicModel)
+    #: Secure Tunneling: the device subscribes to its tunnel notify topic (AWS only).
+    tunneling: bool = False
+    #: Certificate rotation: CSR out, certificate in, confirmation out.
+    rotation: bool = False
+    #: AWS IoT Jobs, limited to the exact per-thing topics (notify-next,
+    #: start-next, $next/get). Job-specific update topics would need a job id
+    #: in the resource, so they are granted only for ids named here.
+    jobs: bool = False
+    job_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for job_id in self.job_ids:
+            if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", job_id):
+                raise TopicModelError(
+                    "job_ids", f"{_shorten(job_id)!r} is not a job id; allowed: [a-zA-Z0-9_-]{{1,64}}"
+                )
+        if self.job_ids and not self.jobs:
+            raise TopicModelError("job_ids", "given while jobs is off; allowed: turn jobs on")
+
+    def grants(self, *, include_aws_reserved: bool = True) -> tuple[TopicGrant, ...]:
+        """The device's grants. ``include_aws_reserved`` adds AWS's ``$aws/`` topics."""
+        return tuple(self._grants(include_aws_reserved))
+
+    def _grants(self, include_aws_reserved: bool) -> Iterator[TopicGrant]:
+        t = self.topics
+        yield TopicGrant(Access.PUBLISH, t.telemetry, "telemetry")
+        yield TopicGrant(Access.SUBSCRIBE, t.commands, "commands")
+        if self.rotation:
+            yield TopicGrant(Access.PUBLISH, t.rotation_csr, "certificate rotation: CSR")
+            yield TopicGrant(
+                Access.SUBSCRIBE, t.rotation_certificate, "certificate rotation: new certificate"
+            )
+            yield TopicGrant(Access.PUBLISH, t.rotation_confirm, "certificate rotation: confirm")
+        if not include_aws_reserved:
+            return
+        if self.tunneling:
+            yield TopicGrant(Access.SUBSCRIBE, AWS_TUNNEL_NOTIFY_TOPIC, "secure tunneling")
+        if self.jobs:
+            yield TopicGrant(Access.SUBSCRIBE, AWS_JOBS_NOTIFY_NEXT_TOPIC, "jobs: notify-next")
+            for request in (AWS_JOBS_START_NEXT_TOPIC, AWS_JOBS_GET_NEXT_TOPIC):
+                yield TopicGrant(Access.PUBLISH, request, "jobs: request")
+                for outcome in ("accepted", "rejected"):
+                    yield TopicGrant(Access.SUBSCRIBE, f"{request}/{outcome}", "jobs: response")
+            for job_id in self.job_ids:
+                update = f"$aws/things/{{thing}}/jobs/{job_id}/update"
+                yield TopicGrant(Access.PUBLISH, update, f"jobs: update {job_id}")
+                for outcome in ("accepted", "rejected"):
+                    yield TopicGrant(Access.SUBSCRIBE, f"{update}/{outcome}", "jobs: response")
+
+    def allows(self, access: Access, thing: str, topic: str) -> bool:
+        """Whether ``thing`` may ``access`` exactly ``topic`` (no wildcard ever matches)."""
+        return any(
+            grant.access is access and grant.render(thing) == topic
+            for grant in self.grants()
+        )
+
+
+def _shorten(value: str, limit: int = 80) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
