@@ -1,5 +1,7 @@
 """AWS CDK constructs."""
 
+from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.library_function import LibraryFunction
 
-__all__ = ["DevicePolicy"]
+__all__ = ["AlarmTopic", "DevicePolicy", "LibraryFunction"]

@@ -1,0 +1,78 @@
+"""AlarmTopic: the KMS-encrypted SNS topic every alarm and finding goes to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+#: Services that publish alarms, findings and events to the topic. An encrypted
+#: topic needs them allowed on its key, or their deliveries are silently dropped.
+PUBLISHING_SERVICES = (
+    "cloudwatch.amazonaws.com",
+    "events.amazonaws.com",
+    "iot.amazonaws.com",
+)
+
+
+class AlarmTopic(Construct):
+    """An SNS topic encrypted with its own customer-managed key, TLS-only.
+
+    :param display_name: Default: "iot-remote-access alarms".
+    :param email_addresses: e-mail subscriptions (each must confirm). Default: none.
+    :param key: reuse a key instead of creating one. Default: a new key with rotation.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        display_name: str = "iot-remote-access alarms",
+        email_addresses: Sequence[str] = (),
+        key: kms.IKey | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        for address in email_addresses:
+            if not cdk.Token.is_unresolved(address) and "@" not in address:
+                raise ValueError(
+                    f"email_addresses: {address!r} is not an e-mail address; "
+                    "allowed: name@example.com"
+                )
+        self.key = key or kms.Key(
+            self,
+            "Key",
+            description="iot-remote-access alarm topic",
+            enable_key_rotation=True,
+        )
+        self.topic = sns.Topic(
+            self,
+            "Topic",
+            display_name=display_name,
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        # aws:SourceAccount keeps other accounts' alarms and rules out (confused deputy).
+        same_account = {"StringEquals": {"aws:SourceAccount": cdk.Stack.of(self).account}}
+        principals: list[iam.IPrincipal] = [iam.ServicePrincipal(s) for s in PUBLISHING_SERVICES]
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowAlarmPublishersToEncrypt",
+            principals=principals,
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],  # in a key policy, "*" means this key
+            conditions=same_account,
+        ))
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowAlarmPublishers",
+            principals=principals,
+            actions=["sns:Publish"],
+            resources=[self.topic.topic_arn],
+            conditions=same_account,
+        ))
+        for address in email_addresses:
+            self.topic.add_subscription(subscriptions.EmailSubscription(address))

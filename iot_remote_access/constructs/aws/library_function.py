@@ -1,0 +1,145 @@
+"""LibraryFunction: a Lambda function that runs one of this package's handlers.
+
+Every function of the library is built the same secure way, in one place:
+Python 3.14 on arm64, its own role (grants are added where it is wired), an
+explicit log group with retention (KMS-encrypted when a key is given), X-Ray
+tracing, and Powertools for AWS Lambda from AWS's public layer.
+
+The code asset holds only what a handler needs: ``iot_remote_access/core``
+(stdlib only) and the handler's own folder under ``iot_remote_access/lambdas``.
+It is staged from the installed package (``Path(__file__)``, never the working
+directory), so synthesis needs no Docker and works from a built wheel too.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # .../iot_remote_access
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+#: Matches the aws-lambda-powertools version the handlers are tested with (pyproject's dev pin).
+POWERTOOLS_VERSION = "3.37.0"
+_POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/{arch}/{runtime}/{version}"
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+
+
+def stage_handler_code(handler_package: str) -> Path:
+    """Copy the handler's package and ``core`` into a fresh folder for the asset.
+
+    The asset hash is computed from the content, so a new temporary folder per
+    synth does not change the template.
+    """
+    source = PACKAGE_ROOT / "lambdas" / handler_package
+    if not (source / "handler.py").is_file():
+        raise ValueError(
+            f"handler_package: {handler_package!r} has no handler.py under "
+            f"{PACKAGE_ROOT / 'lambdas'}; allowed: one of the folders there"
+        )
+    staging = Path(tempfile.mkdtemp(prefix=f"ira-{handler_package}-"))
+    target = staging / "iot_remote_access"
+    shutil.copytree(PACKAGE_ROOT / "core", target / "core", ignore=_IGNORED)
+    shutil.copytree(source, target / "lambdas" / handler_package, ignore=_IGNORED)
+    shutil.copy2(PACKAGE_ROOT / "__init__.py", target / "__init__.py")
+    shutil.copy2(PACKAGE_ROOT / "lambdas" / "__init__.py", target / "lambdas" / "__init__.py")
+    return staging
+
+
+class LibraryFunction(Construct):
+    """One of the library's Lambda handlers, deployed with secure defaults.
+
+    :param handler_package: folder under ``iot_remote_access/lambdas`` with a
+        ``handler.py`` exposing ``handler(event, context)``.
+    :param description: shown in the Lambda console.
+    :param environment: environment variables. Powertools' service name is set
+        from ``handler_package``.
+    :param timeout: Default: 30 seconds.
+    :param memory_size: Default: 256 MB.
+    :param log_retention: Default: one year (audit records live in these logs).
+    :param encryption_key: KMS key for the log group and environment variables.
+        Default: AWS-owned keys (no key created per function).
+    :param reserved_concurrent_executions: Default: unreserved.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler_package: str,
+        description: str,
+        environment: Mapping[str, str] | None = None,
+        timeout: cdk.Duration | None = None,
+        memory_size: int = 256,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+        encryption_key: kms.IKey | None = None,
+        reserved_concurrent_executions: int | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=log_retention,
+            encryption_key=encryption_key,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        if encryption_key is not None:
+            encryption_key.grant_encrypt_decrypt(
+                iam.ServicePrincipal(f"logs.{cdk.Stack.of(self).region}.amazonaws.com")
+            )
+        # An explicit role with only the log-group grant: AWSLambdaBasicExecutionRole
+        # would allow writing to every log group (cdk-nag AwsSolutions-IAM4).
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"iot-remote-access {handler_package} function",
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=f"iot_remote_access.lambdas.{handler_package}.handler.handler",
+            code=lambda_.Code.from_asset(str(stage_handler_code(handler_package))),
+            description=description,
+            role=self.role,
+            timeout=timeout or cdk.Duration.seconds(30),
+            memory_size=memory_size,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment_encryption=encryption_key,
+            reserved_concurrent_executions=reserved_concurrent_executions,
+            layers=[self._powertools_layer()],
+            environment={
+                "POWERTOOLS_SERVICE_NAME": f"iot-remote-access-{handler_package}",
+                "POWERTOOLS_METRICS_NAMESPACE": "IotRemoteAccess",
+                **(environment or {}),
+            },
+        )
+        self.log_group.grant_write(self.role)
+        cdk.Validations.of(self.role).acknowledge(cdk.Acknowledgment(
+            id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            reason="Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, "
+            "which support no resource-level permissions; every other grant is exact.",
+        ))
+
+    def _powertools_layer(self) -> lambda_.ILayerVersion:
+        # AWS publishes one SSM parameter per Powertools release; resolving it at
+        # deploy time pins the version in every region without hard-coding ARNs.
+        parameter = _POWERTOOLS_LAYER_PARAMETER.format(
+            arch="arm64", runtime=RUNTIME.name, version=POWERTOOLS_VERSION
+        )
+        arn = ssm.StringParameter.value_for_string_parameter(self, parameter)
+        return lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", arn)
