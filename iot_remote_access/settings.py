@@ -116,7 +116,9 @@ class FleetSettings(SettingsSection):
         if raw is None:
             raw = {}
         if not isinstance(raw, Mapping):
-            raise SettingsError(f"{source}: expected an object of settings, got {type(raw).__name__}")
+            raise SettingsError(
+                f"{source}: expected an object of settings, got {type(raw).__name__}"
+            )
         try:
             return cls.model_validate(dict(raw))
         except ValidationError as error:

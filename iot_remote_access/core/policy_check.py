@@ -220,7 +220,7 @@ def _check_pair(index: int, action: str, resource: str, *, is_attached: bool) ->
     wildcard = next((ch for ch in _WILDCARD_CHARS if ch in name), None)
     mqtt_wildcard = next((ch for ch in _MQTT_WILDCARD_CHARS if ch in name), None)
 
-    if resource_type == "topic" and action in _TOPIC_ACTIONS or (
+    if (resource_type == "topic" and action in _TOPIC_ACTIONS) or (
         resource_type == "topicfilter" and action in _TOPICFILTER_ACTIONS
     ):
         found = wildcard or mqtt_wildcard

@@ -220,7 +220,8 @@ class DeviceAccess:
         for job_id in self.job_ids:
             if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", job_id):
                 raise TopicModelError(
-                    "job_ids", f"{_shorten(job_id)!r} is not a job id; allowed: [a-zA-Z0-9_-]{{1,64}}"
+                    "job_ids",
+                    f"{_shorten(job_id)!r} is not a job id; allowed: [a-zA-Z0-9_-]{{1,64}}",
                 )
         if self.job_ids and not self.jobs:
             raise TopicModelError("job_ids", "given while jobs is off; allowed: turn jobs on")

@@ -18,7 +18,6 @@ from iot_remote_access.core.policy_check import RULES
 from iot_remote_access.guard.scan import scan_documents
 from iot_remote_access.guard.sources import read_policies
 
-
 #: Also the prefix of acknowledgement ids: ``IotPolicyGuard::IRA004-connect-not-bound-to-thing``.
 PLUGIN_NAME = "IotPolicyGuard"
 

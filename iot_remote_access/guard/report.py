@@ -63,7 +63,11 @@ def to_sarif(results: list[PolicyResult]) -> dict[str, Any]:
             location: dict[str, Any] = {
                 "physicalLocation": {
                     "artifactLocation": {"uri": _uri(result.source.file)},
-                    **({"region": {"startLine": result.source.line}} if result.source.line else {}),
+                    **(
+                        {"region": {"startLine": result.source.line}}
+                        if result.source.line
+                        else {}
+                    ),
                 },
                 "logicalLocations": [{"name": result.source.name, "kind": "resource"}],
             }
@@ -73,7 +77,8 @@ def to_sarif(results: list[PolicyResult]) -> dict[str, Any]:
                 "level": "error" if finding.severity is Severity.HIGH else "warning",
                 "message": {
                     "text": f"{result.source.name} Statement[{finding.statement}]: "
-                            f"{finding.message} (action {finding.action}, resource {finding.resource})"
+                    f"{finding.message} (action {finding.action}, "
+                    f"resource {finding.resource})"
                 },
                 "locations": [location],
             })

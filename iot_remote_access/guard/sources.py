@@ -55,7 +55,8 @@ def _file(path: Path) -> Iterator[PolicyDocumentSource]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise GuardInputError(path, f"cannot read ({getattr(error, 'strerror', None) or error})") from None
+        reason = getattr(error, "strerror", None) or error
+        raise GuardInputError(path, f"cannot read ({reason})") from None
     data = _parse(path, text)
     if isinstance(data, Mapping) and "Resources" in data:
         yield from _template(path, text, data)
