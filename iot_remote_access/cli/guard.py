@@ -73,5 +73,8 @@ def audit(region: str | None, profile: str | None, output_format: str) -> None:
 
 
 def _finish(results: list[PolicyResult], output_format: OutputFormat) -> None:
-    render(results, output_format, Console(soft_wrap=output_format is not OutputFormat.TABLE))
+    console = Console(soft_wrap=output_format is not OutputFormat.TABLE)
+    if not console.is_terminal:
+        console.width = 160  # CI logs: wide enough that rule names and ARNs stay whole
+    render(results, output_format, console)
     raise SystemExit(EXIT_FAILURE if any(r.findings for r in results) else EXIT_OK)
