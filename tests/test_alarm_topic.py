@@ -1,0 +1,53 @@
+"""AlarmTopic: KMS-encrypted, TLS-only, publishable by CloudWatch/EventBridge/IoT of this account."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match
+from cdk_nag import AwsSolutionsChecks
+
+from iot_remote_access.constructs.aws import AlarmTopic
+from iot_remote_access.constructs.aws.library_function import stage_handler_code
+from tests.aws_synth import cfn_lint_errors, synth_checked
+
+
+def _stack(app: cdk.App, **kwargs: object) -> cdk.Stack:
+    stack = cdk.Stack(app, "Alarms", env=cdk.Environment(account="123456789012", region="eu-west-1"))
+    AlarmTopic(stack, "Alarms", **kwargs)  # type: ignore[arg-type]
+    cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks(stack))
+    return stack
+
+
+def test_topic_is_encrypted_tls_only_and_scoped_to_the_account(tmp_path: Path) -> None:
+    _, template, template_file = synth_checked(
+        lambda app: _stack(app, email_addresses=["ops@example.com"]), tmp_path
+    )
+    template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    template.has_resource_properties("AWS::SNS::TopicPolicy", {"PolicyDocument": {
+        "Statement": Match.array_with([
+            Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}),
+            Match.object_like({
+                "Sid": "AllowAlarmPublishers", "Action": "sns:Publish",
+                "Principal": {"Service": Match.array_with(["cloudwatch.amazonaws.com",
+                                                           "events.amazonaws.com"])},
+                "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}},
+            }),
+        ])
+    }})
+    template.has_resource_properties("AWS::SNS::Subscription", {
+        "Protocol": "email", "Endpoint": "ops@example.com"})
+    assert cfn_lint_errors(template_file) == []
+
+
+def test_bad_email_is_refused_at_synth() -> None:
+    with pytest.raises(ValueError, match=r"email_addresses: 'ops-at-example' is not an e-mail"):
+        _stack(cdk.App(), email_addresses=["ops-at-example"])
+
+
+def test_unknown_handler_package_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"handler_package: 'nope' has no handler\.py"):
+        stage_handler_code("nope")
