@@ -240,3 +240,12 @@ def test_fuzzed_settings_are_valid_or_rejected_and_never_render_a_wildcard(
 def test_topic_model_and_settings_agree() -> None:
     fleet = FleetSettings.parse({"telemetryTopic": "a/{thing}/b"})
     assert fleet.topic_model() == TopicModel(telemetry="a/{thing}/b")
+
+
+def test_unknown_intrinsic_with_odd_argument_is_unverifiable_not_a_crash() -> None:
+    """Found by the fuzzer: {'': 1} as a resource once raised TypeError."""
+    document = {"Statement": {"Effect": "Allow", "Action": {"Ref": "AWS::Region"},
+                              "Resource": {"": 1}}}
+    assert check_policy(document) == []  # the action resolves to a non-iot name
+    document["Statement"]["Action"] = "iot:Publish"  # type: ignore[index]
+    assert rules_of(document) == {"IRA009"}

@@ -114,7 +114,12 @@ def _strings(value: Any) -> Iterator[str]:
         yield from _select(argument)
     else:
         # Fn::GetAtt, Fn::ImportValue, Fn::FindInMap, ...: known only at deploy time.
-        name = argument if isinstance(argument, str) else ".".join(map(str, argument or []))
+        if isinstance(argument, str):
+            name = argument
+        elif isinstance(argument, list):
+            name = ".".join(map(str, argument))
+        else:
+            name = type(argument).__name__
         yield unresolved(f"{function}:{name}")
 
 
