@@ -25,3 +25,11 @@ for key, value in {
 }.items():
     os.environ[key] = value
 os.environ.pop("AWS_PROFILE", None)
+
+# CI runs the same examples every time (a red CI must be reproducible); locally
+# hypothesis explores new ones and keeps failures in .hypothesis/.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    _hypothesis_settings.load_profile("ci")
