@@ -8,7 +8,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import DevicePolicy
+from iot_remote_access.constructs.aws import DevicePolicy, TunnelAlarms
 from iot_remote_access.guard.cdk_plugin import IotPolicyGuard
 from iot_remote_access.settings import FleetSettings
 
@@ -38,5 +38,14 @@ class IotRemoteAccessStack(cdk.Stack):
         self.device_policy = DevicePolicy(
             self, "DevicePolicy", topics=self.settings.topic_model()
         )
+        tunnel = self.settings.tunnel_alarms
+        # Needs a CloudTrail trail recording management events (see TunnelAlarms).
+        self.tunnel_alarms = TunnelAlarms(
+            self, "TunnelAlarms",
+            max_opens_per_thing_per_day=tunnel.max_opens_per_thing_per_day,
+            renewal_window_minutes=tunnel.renewal_window_minutes,
+            max_open_hours=tunnel.max_open_hours,
+            email_addresses=tunnel.email_addresses,
+        ) if tunnel.enabled else None
         if checks:
             cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())

@@ -1,0 +1,1 @@
+"""Lambda: Secure Tunneling CloudTrail events -> TunnelOpenCount and related metrics."""
