@@ -341,9 +341,10 @@ class TunnelAlarms(Construct):
     def _function_alarm(
         self, name: str, metric: cloudwatch.IMetric, description: str
     ) -> cloudwatch.Alarm:
-        alarm = metric.create_alarm(
+        alarm = cloudwatch.Alarm(
             self,
             f"{name}Alarm",
+            metric=metric,
             threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=1,
