@@ -75,7 +75,14 @@ class TunnelMetricsApp:
             event_key_jmespath=IDEMPOTENCY_KEY,
             expires_after_seconds=int(idempotency_ttl.total_seconds()),
         )
-        self.process = idempotent(persistence_store=persistence, config=config)(self._process)
+
+        # Powertools' decorator takes plain functions only (not bound methods).
+        def process_tunnel_event(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            return self._process(event, context)
+
+        self.process = idempotent(persistence_store=persistence, config=config)(
+            process_tunnel_event
+        )
 
     @classmethod
     def from_environment(cls) -> TunnelMetricsApp:
