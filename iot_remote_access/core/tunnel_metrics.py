@@ -261,6 +261,10 @@ def _safe_id(value: object) -> str | None:
     return None
 
 
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _shorten(value: object, limit: int = 60) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -401,13 +405,15 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Report:
-    """One EMF record: measurements at one time, for one thing (and the fleet).
+    """One EMF record: measurements for one thing (and the fleet).
 
     With a thing, every measurement is published twice: with the ``ThingName``
     dimension and without any (the fleet series). Without one, fleet only.
+    Records are stamped when published, not with the API call's time: CloudTrail
+    delivers events minutes late, and an alarm does not look back at periods
+    it has already evaluated.
     """
 
-    at: datetime
     measurements: tuple[Measurement, ...]
     thing_name: str | None = None
 
@@ -485,7 +491,7 @@ class TunnelLedger:
         try:
             parsed = parse_event(event)
         except UnusableEvent as error:
-            return self._unresolved(error, datetime.now(UTC))
+            return self._unresolved(error)
         if isinstance(parsed, TunnelOpened):
             return self.on_open(parsed)
         if isinstance(parsed, TunnelClosed):
@@ -497,15 +503,16 @@ class TunnelLedger:
             unresolved = self._unresolved(UnusableEvent(
                 opened.thing_problem or "no thing", event_id=opened.event_id,
                 event_name=OPEN_TUNNEL, tunnel_id=opened.tunnel_id,
-            ), opened.opened_at)
+            ))
             # The open still happened: the fleet total counts it.
-            fleet = Report(opened.opened_at, (Measurement(OPEN_COUNT, 1),))
+            fleet = Report((Measurement(OPEN_COUNT, 1),))
             return replace(unresolved, reports=(fleet, *unresolved.reports))
         thing = opened.thing_name
         closed_at = self.store.put_open_tunnel(opened, thing)
         applied = self._save_open(thing, opened, closed_at)
         log = {
-            "event": OPEN_TUNNEL, "eventId": opened.event_id, "tunnelId": opened.tunnel_id,
+            "event": OPEN_TUNNEL, "eventId": opened.event_id, "eventTime": _iso(opened.opened_at),
+            "tunnelId": opened.tunnel_id,
             "thingName": thing, "opensToday": applied.opens_today,
             "renewalLoop": applied.renewal_loop,
             "gapSeconds": None if applied.gap is None else int(applied.gap.total_seconds()),
@@ -517,7 +524,7 @@ class TunnelLedger:
             measurements.append(Measurement(OPENS_TODAY, applied.opens_today))
         if applied.renewal_loop:
             measurements.append(Measurement(RENEWAL_LOOP, 1))
-        return Outcome("counted", (Report(opened.opened_at, tuple(measurements), thing),), log)
+        return Outcome("counted", (Report(tuple(measurements), thing),), log)
 
     def _save_open(
         self, thing: str, opened: TunnelOpened, closed_at: datetime | None
@@ -547,23 +554,23 @@ class TunnelLedger:
                     f"tunnel not in state and DescribeTunnel failed: {error}",
                     event_id=closed.event_id, event_name=CLOSE_TUNNEL,
                     tunnel_id=closed.tunnel_id,
-                ), closed.closed_at)
+                ))
             tunnel = replace(described, closed_at=closed.closed_at)
             self.store.put_closed_tunnel(tunnel)
         if tunnel.thing_name is None:
             return self._unresolved(UnusableEvent(
                 f"tunnel has no destination thing ({source})", event_id=closed.event_id,
                 event_name=CLOSE_TUNNEL, tunnel_id=closed.tunnel_id,
-            ), closed.closed_at)
+            ))
         self.store.mark_thing_closed(tunnel.thing_name, tunnel.tunnel_id, closed.closed_at)
         duration = open_duration(tunnel, closed.closed_at)
         log = {
-            "event": CLOSE_TUNNEL, "eventId": closed.event_id, "tunnelId": closed.tunnel_id,
+            "event": CLOSE_TUNNEL, "eventId": closed.event_id, "eventTime": _iso(closed.closed_at),
+            "tunnelId": closed.tunnel_id,
             "thingName": tunnel.thing_name, "thingFrom": source,
             "openSeconds": int(duration.total_seconds()),
         }
         report = Report(
-            closed.closed_at,
             (Measurement(OPEN_DURATION, duration.total_seconds(), "Seconds"),),
             tunnel.thing_name,
         )
@@ -572,9 +579,9 @@ class TunnelLedger:
     def sweep(self, now: datetime) -> Outcome:
         open_now = [t for t in self.store.open_tunnels(now) if t.is_open(now)]
         ages = oldest_open_per_thing(open_now, now)
-        reports = [Report(now, (Measurement(TUNNELS_OPEN, len(open_now)),))]
+        reports = [Report((Measurement(TUNNELS_OPEN, len(open_now)),))]
         reports += [
-            Report(now, (Measurement(OPEN_AGE, age.total_seconds(), "Seconds"),), thing)
+            Report((Measurement(OPEN_AGE, age.total_seconds(), "Seconds"),), thing)
             for thing, age in sorted(ages.items())
         ]
         oldest = max(ages.values(), default=timedelta(0))
@@ -583,7 +590,7 @@ class TunnelLedger:
         return Outcome("counted", tuple(reports), log)
 
     @staticmethod
-    def _unresolved(error: UnusableEvent, at: datetime) -> Outcome:
+    def _unresolved(error: UnusableEvent) -> Outcome:
         log = {"reason": error.reason, "eventId": error.event_id, "event": error.event_name,
                "tunnelId": error.tunnel_id}
-        return Outcome("unresolved", (Report(at, (Measurement(UNRESOLVED, 1),)),), log)
+        return Outcome("unresolved", (Report((Measurement(UNRESOLVED, 1),)),), log)

@@ -331,7 +331,10 @@ class TunnelAlarms(Construct):
                                              period=_PERIOD, label=name),
             threshold=threshold,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
+            # 1 of 3 periods: a data point that arrives late (CloudTrail delivers
+            # within minutes, not seconds) still falls inside the window.
+            evaluation_periods=3,
+            datapoints_to_alarm=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=description + _FIND_THE_DEVICE,
         )

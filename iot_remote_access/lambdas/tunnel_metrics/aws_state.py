@@ -92,22 +92,17 @@ class DynamoDBTunnelStore:
 
     def put_open_tunnel(self, opened: TunnelOpened, thing_name: str) -> datetime | None:
         try:
-            self.client.update_item(
+            self.client.put_item(
                 TableName=self.table_name,
-                Key={KEY: _s(f"tunnel#{opened.tunnel_id}")},
-                UpdateExpression=(
-                    "SET thingName = :thing, openedAt = :opened, expiresAt = :expires, "
-                    "#ttl = :ttl, openIndex = :open"
-                ),
-                ConditionExpression="attribute_not_exists(closedAt)",
-                ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={
-                    ":thing": _s(thing_name),
-                    ":opened": _n(_epoch(opened.opened_at)),
-                    ":expires": _n(_epoch(opened.expires_at)),
-                    ":ttl": _n(_epoch(opened.expires_at + self.retention)),
-                    ":open": _s(_OPEN),
+                Item={
+                    KEY: _s(f"tunnel#{opened.tunnel_id}"),
+                    "thingName": _s(thing_name),
+                    "openedAt": _n(_epoch(opened.opened_at)),
+                    "expiresAt": _n(_epoch(opened.expires_at)),
+                    TTL_ATTRIBUTE: _n(_epoch(opened.expires_at + self.retention)),
+                    OPEN_INDEX_KEY: _s(_OPEN),
                 },
+                ConditionExpression="attribute_not_exists(closedAt)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:

@@ -109,8 +109,6 @@ def publish(outcome: Outcome) -> None:
                                value=measurement.value)
         if report.thing_name is not None:
             metrics.add_dimensions(**{THING_DIMENSION: report.thing_name})
-        # Stamped with the API call's time, so per-day sums land on the right day.
-        metrics.set_timestamp(report.at)
         metrics.flush_metrics()
 
 
