@@ -10,6 +10,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Match, Template
 
 from iot_remote_access.constructs.aws import AlarmTopic, TunnelAlarms
@@ -143,6 +144,14 @@ def test_disabled_in_settings_adds_nothing() -> None:
                                  settings=FleetSettings.parse({"tunnelAlarms": {"enabled": False}}))
     assert stack.tunnel_alarms is None
     Template.from_stack(stack).resource_count_is("AWS::Events::Rule", 0)
+
+
+def test_function_log_group_can_use_a_customer_managed_key() -> None:
+    stack = cdk.Stack(cdk.App(), "Keyed")
+    key = kms.Key(stack, "Key", enable_key_rotation=True)
+    TunnelAlarms(stack, "TunnelAlarms", encryption_key=key)
+    Template.from_stack(stack).has_resource_properties("AWS::Logs::LogGroup", {
+        "KmsKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^Key"), "Arn"]}})
 
 
 def test_alarms_can_share_a_topic() -> None:
