@@ -225,8 +225,9 @@ def test_close_of_a_tunnel_not_in_state_asks_describe_tunnel_stub(aws: Harness) 
     assert run.logs[-1]["thingFrom"] == "DescribeTunnel"
 
 
-def test_close_that_arrives_before_its_open_is_kept(aws: Harness) -> None:
-    """EventBridge does not order events; a close seen first must not be undone by the open."""
+def test_close_that_arrives_before_its_open_is_kept_describe_tunnel_stub(aws: Harness) -> None:
+    """EventBridge does not order events; a close seen first must not be undone by the open.
+    The close asks DescribeTunnel (the botocore Stubber standing in for Secure Tunneling)."""
     tunnel_id = ev.new_tunnel_id()
     aws.tunneling_stubber.add_response(
         "describe_tunnel", ev.describe_tunnel_response(tunnel_id, thing=THING, created_at=T0),
@@ -326,7 +327,8 @@ def test_open_without_a_destination_thing_counts_for_the_fleet_and_as_unresolved
     assert run.result["reason"] == "OpenTunnel named no destinationConfig.thingName"
 
 
-def test_describe_tunnel_failure_is_counted_unresolved_and_logged(aws: Harness) -> None:
+def test_describe_tunnel_stub_failure_is_counted_unresolved_and_logged(aws: Harness) -> None:
+    """DescribeTunnel (the botocore Stubber standing in for Secure Tunneling) answers 404."""
     tunnel_id = ev.new_tunnel_id()
     aws.tunneling_stubber.add_client_error(
         "describe_tunnel", service_error_code="ResourceNotFoundException",
@@ -343,7 +345,7 @@ def test_describe_tunnel_failure_is_counted_unresolved_and_logged(aws: Harness) 
         "tunnel not in state and DescribeTunnel failed: DescribeTunnel ResourceNotFoundException")
 
 
-def test_describe_tunnel_without_a_thing_is_unresolved(aws: Harness) -> None:
+def test_describe_tunnel_stub_without_a_thing_is_unresolved(aws: Harness) -> None:
     tunnel_id = ev.new_tunnel_id()
     aws.tunneling_stubber.add_response(
         "describe_tunnel", ev.describe_tunnel_response(tunnel_id, thing=None, created_at=T0),
