@@ -15,7 +15,11 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from iot_remote_access.core.hivemq_permissions import validate_identity, validate_shared_group
+from iot_remote_access.core.hivemq_permissions import (
+    validate_bridge_identity,
+    validate_identity,
+    validate_shared_group,
+)
 from iot_remote_access.core.kubernetes_names import (
     ManifestValueError,
     validate_dns_label,
@@ -172,7 +176,7 @@ class BridgeSettings(SettingsSection):
 
     Default: 2 to 6 replicas at 70% CPU, 100m/128Mi requested, 500m/256Mi
     limit, HTTP on 8080 with /livez, /readyz and /metrics, certificate CN
-    ``pubsub-bridge``, shared-subscription group ``bridge``.
+    ``pubsub-bridge.internal``, shared-subscription group ``bridge``.
     """
 
     image: str
@@ -180,8 +184,9 @@ class BridgeSettings(SettingsSection):
     #: Secret (type kubernetes.io/tls) with the bridge's client certificate:
     #: ``tls.crt``, ``tls.key`` and ``ca.crt`` (the CA that signed the broker's certificate).
     client_certificate_secret: str = "pubsub-bridge-tls"
-    #: The subject CN of the bridge's client certificate.
-    identity: str = "pubsub-bridge"
+    #: The subject CN of the bridge's client certificate. It must not be a valid
+    #: thing name, so that no device certificate (CN = thing name) can ever carry it.
+    identity: str = "pubsub-bridge.internal"
     shared_group: str = "bridge"
     replicas: int = Field(default=2, ge=2, le=100)
     max_replicas: int = Field(default=6, ge=2, le=1000)
@@ -218,9 +223,10 @@ class BridgeSettings(SettingsSection):
     @classmethod
     def _identity(cls, value: str) -> str:
         try:
-            return validate_identity(value, field_name="")
+            validate_bridge_identity(value, field_name="")
         except TopicModelError as error:
             raise ValueError(error.problem) from None
+        return value
 
     @field_validator("shared_group")
     @classmethod
@@ -322,6 +328,8 @@ class HivemqSettings(SettingsSection):
     """
 
     namespace: str = "iot"
+    #: Render a Namespace object (with Pod Security labels). Off when the namespace is managed elsewhere.
+    create_namespace: bool = True
     release_name: str = "hivemq"
     kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     image_repository: str = "docker.io/hivemq"
@@ -329,6 +337,8 @@ class HivemqSettings(SettingsSection):
     #: Secret with the HiveMQ license (``*.lic``) and Enterprise Extension licenses (``*.elic``).
     license_secret: str | None = None
     integration: Literal["bridge", "extension"] = "bridge"
+    #: Grant devices the certificate-rotation topics (when the rotation job runs on GCP).
+    rotation_topics: bool = False
     tls: HivemqTlsSettings
     pubsub: PubsubRouteSettings
     nodes: HivemqNodeSettings = Field(default_factory=HivemqNodeSettings)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from iot_remote_access.core.topics import (
+    THING_NAME_RULE,
     THING_PLACEHOLDER,
     Access,
     DeviceAccess,
@@ -43,6 +44,7 @@ _SHARED_GROUP_RE = re.compile(rf"\A{SHARED_GROUP_RULE}\Z")
 #: placeholder syntax, so an id can never turn into a pattern.
 IDENTITY_RULE = "[a-zA-Z0-9 .:_@=,-]{1,128}"
 _IDENTITY_RE = re.compile(rf"\A{IDENTITY_RULE}\Z")
+THING_NAME_RE = re.compile(rf"\A{THING_NAME_RULE}\Z")
 
 
 class Activity(StrEnum):
@@ -104,6 +106,24 @@ def validate_identity(value: object, *, field_name: str) -> str:
             field_name,
             f"{value!r} is not usable as a certificate name in the ESE realm; "
             f"allowed: {IDENTITY_RULE}, no leading or trailing spaces",
+        )
+    return value
+
+
+def validate_bridge_identity(value: object, *, field_name: str = "bridge_identity") -> str:
+    """The bridge certificate's CN: a valid realm name that is *not* a valid thing name.
+
+    Device certificates carry the thing name as CN, so a bridge name outside
+    the thing-name rule can never be claimed by a device certificate.
+    """
+    validate_identity(value, field_name=field_name)
+    assert isinstance(value, str)
+    if THING_NAME_RE.match(value):
+        raise TopicModelError(
+            field_name,
+            f"{value!r} is also a valid thing name, so a device certificate could carry it; "
+            "allowed: a name with a character thing names cannot have, such as '.' "
+            "(e.g. 'pubsub-bridge.internal')",
         )
     return value
 
