@@ -38,7 +38,8 @@ from iot_remote_access.settings import FleetSettings, SettingsSection
 DEFAULT_HIVEMQ_TAG = "4.54.0"
 DEFAULT_KUBERNETES_VERSION = "1.33"
 #: TLS versions a device listener may offer; nothing older than 1.2.
-ALLOWED_TLS_PROTOCOLS = ("TLSv1.3", "TLSv1.2")
+TlsProtocol = Literal["TLSv1.3", "TLSv1.2"]
+ALLOWED_TLS_PROTOCOLS: tuple[TlsProtocol, ...] = ("TLSv1.3", "TLSv1.2")
 #: AEAD suites only (forward secrecy, no CBC): TLS 1.3's and TLS 1.2's ECDHE-GCM/ChaCha20.
 DEFAULT_CIPHER_SUITES = (
     "TLS_AES_256_GCM_SHA384",
@@ -53,7 +54,7 @@ _CBC_OR_WEAK = ("_CBC_", "_RC4_", "_3DES_", "_NULL_", "_EXPORT_", "_anon_", "TLS
 
 
 def _checked(check: Callable[..., str]) -> Callable[[object], str]:
-    """Turn a core check into a pydantic validator whose message pydantic prefixes with the field."""
+    """A core check as a pydantic validator (pydantic prefixes the message with the field)."""
 
     def validate(value: object) -> str:
         try:
@@ -89,9 +90,7 @@ class HivemqTlsSettings(SettingsSection):
     #: Subject CN of every CA that issues device certificates (several during a CA rotation).
     #: Only certificates issued by one of these names get the device permissions.
     fleet_ca_common_names: tuple[str, ...] = Field(min_length=1)
-    protocols: tuple[Literal["TLSv1.3", "TLSv1.2"], ...] = Field(
-        default=ALLOWED_TLS_PROTOCOLS, min_length=1
-    )
+    protocols: tuple[TlsProtocol, ...] = Field(default=ALLOWED_TLS_PROTOCOLS, min_length=1)
     cipher_suites: tuple[str, ...] = Field(default=DEFAULT_CIPHER_SUITES, min_length=1)
 
     @field_validator(
@@ -118,7 +117,9 @@ class HivemqTlsSettings(SettingsSection):
     @classmethod
     def _protocols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if len(set(value)) != len(value):
-            raise ValueError(f"{list(value)!r} repeats a version; allowed: TLSv1.3, TLSv1.2 once each")
+            raise ValueError(
+                f"{list(value)!r} repeats a version; allowed: TLSv1.3, TLSv1.2 once each"
+            )
         return value
 
     @field_validator("cipher_suites")
@@ -167,7 +168,8 @@ class HivemqListenerSettings(SettingsSection):
 
     #: ``true`` for a GKE internal passthrough load balancer (devices on a private network).
     internal_load_balancer: bool = False
-    #: ``Local`` keeps device source IPs (audit logs, NetworkPolicy); ``Cluster`` spreads load evenly.
+    #: ``Local`` keeps device source IPs (audit logs, NetworkPolicy);
+    #: ``Cluster`` spreads load evenly.
     external_traffic_policy: Literal["Local", "Cluster"] = "Local"
 
 
@@ -183,7 +185,7 @@ class BridgeSettings(SettingsSection):
     google_service_account: str
     #: Secret (type kubernetes.io/tls) with the bridge's client certificate:
     #: ``tls.crt``, ``tls.key`` and ``ca.crt`` (the CA that signed the broker's certificate).
-    client_certificate_secret: str = "pubsub-bridge-tls"
+    client_certificate_secret: str = "pubsub-bridge-tls"  # noqa: S105 - a Secret's name
     #: The subject CN of the bridge's client certificate. It must not be a valid
     #: thing name, so that no device certificate (CN = thing name) can ever carry it.
     identity: str = "pubsub-bridge.internal"
@@ -328,7 +330,7 @@ class HivemqSettings(SettingsSection):
     """
 
     namespace: str = "iot"
-    #: Render a Namespace object (with Pod Security labels). Off when the namespace is managed elsewhere.
+    #: Render a Namespace object (with Pod Security labels); off when it is managed elsewhere.
     create_namespace: bool = True
     release_name: str = "hivemq"
     kubernetes_version: str = DEFAULT_KUBERNETES_VERSION

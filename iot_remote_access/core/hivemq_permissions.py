@@ -64,7 +64,7 @@ class SharedSubscription(StrEnum):
 
 @dataclass(frozen=True)
 class HivemqPermission:
-    """One ESE topic permission: a topic filter, an activity and, for shared subscriptions, the group.
+    """One ESE topic permission: topic filter, activity and, for shared subscriptions, the group.
 
     ``topic`` may contain :data:`CLIENT_ID_PLACEHOLDER`; the bridge's
     permissions contain the single-level wildcard ``+`` for the thing level.
@@ -220,12 +220,16 @@ def allows(
     """
     for permission in permissions:
         if access is Access.PUBLISH and permission.activity is Activity.PUBLISH:
-            if topic_matches(permission.for_client(client_id), topic) and "+" not in topic \
-                    and "#" not in topic:
+            # A PUBLISH topic is a name: wildcards in it are a protocol error, never a match.
+            is_name = "+" not in topic and "#" not in topic
+            if is_name and topic_matches(permission.for_client(client_id), topic):
                 return True
-        elif access is Access.SUBSCRIBE and permission.activity is Activity.SUBSCRIBE:
-            if _subscription_allowed(permission, client_id, topic):
-                return True
+        elif (
+            access is Access.SUBSCRIBE
+            and permission.activity is Activity.SUBSCRIBE
+            and _subscription_allowed(permission, client_id, topic)
+        ):
+            return True
     return False
 
 

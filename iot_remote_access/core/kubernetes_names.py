@@ -11,8 +11,12 @@ from __future__ import annotations
 import re
 
 #: RFC 1123 subdomain: Secret, ConfigMap and ServiceAccount names.
-DNS_SUBDOMAIN_RULE = "lower-case letters, digits, '-' and '.', starting and ending alphanumeric, at most 253"
-_DNS_SUBDOMAIN_RE = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+DNS_SUBDOMAIN_RULE = (
+    "lower-case letters, digits, '-' and '.', starting and ending alphanumeric, at most 253"
+)
+_DNS_SUBDOMAIN_RE = re.compile(
+    r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"
+)
 #: RFC 1123 label: namespaces, Service names, label-like names.
 DNS_LABEL_RULE = "lower-case letters, digits and '-', starting and ending alphanumeric, at most 63"
 _DNS_LABEL_RE = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
@@ -161,7 +165,9 @@ def validate_kubernetes_version(value: object, *, field_name: str) -> str:
     match = _VERSION_RE.match(value) if isinstance(value, str) else None
     allowed = f"1.{MIN_KUBERNETES_MINOR} to 1.{MAX_KUBERNETES_MINOR}, e.g. '1.33'"
     if match is None:
-        raise ManifestValueError(field_name, f"{value!r} is not a Kubernetes version; allowed: {allowed}")
+        raise ManifestValueError(
+            field_name, f"{value!r} is not a Kubernetes version; allowed: {allowed}"
+        )
     if not MIN_KUBERNETES_MINOR <= int(match.group(1)) <= MAX_KUBERNETES_MINOR:
         raise ManifestValueError(field_name, f"{value!r} is not supported; allowed: {allowed}")
     return str(value)

@@ -139,4 +139,4 @@ def synthesize(settings: FleetSettings, out_dir: Path) -> list[Path]:
     )
     values_file = out_dir / VALUES_FILE
     values_file.write_text(header + yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
-    return sorted(manifests.glob("*.yaml")) + [values_file]
+    return [*sorted(manifests.glob("*.yaml")), values_file]

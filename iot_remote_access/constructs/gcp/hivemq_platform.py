@@ -149,9 +149,12 @@ class HivemqPlatform(Construct):
         if with_bridge:
             bridge = settings.bridge
             assert bridge is not None  # guaranteed by HivemqSettings
-            pipelines.append(EsePipeline(BRIDGE_LISTENER_NAME, BRIDGE_REALM, BRIDGE_REALM_FILE, True))
+            pipelines.append(
+                EsePipeline(BRIDGE_LISTENER_NAME, BRIDGE_REALM, BRIDGE_REALM_FILE, True)
+            )
+            role = bridge_permissions(access.topics, shared_group=bridge.shared_group)
             files[BRIDGE_REALM_FILE] = render_file_realm(
-                [RealmRole("bridge", bridge_permissions(access.topics, shared_group=bridge.shared_group))],
+                [RealmRole("bridge", role)],
                 [RealmUser(bridge.identity, ("bridge",))],
             )
         files[ESE_CONFIG_FILE] = render_ese_config(tuple(pipelines))

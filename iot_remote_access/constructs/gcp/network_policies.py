@@ -112,7 +112,11 @@ class NetworkPolicies(Construct):
                 self._policy(
                     "bridge-allow-metrics",
                     k8s.LabelSelector(match_labels=bridge_pod_labels),
-                    [k8s.NetworkPolicyIngressRule(from_=monitoring, ports=[_tcp(bridge_http_port)])],
+                    [
+                        k8s.NetworkPolicyIngressRule(
+                            from_=monitoring, ports=[_tcp(bridge_http_port)]
+                        )
+                    ],
                 )
 
     def _policy(
