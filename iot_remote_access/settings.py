@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -174,9 +174,14 @@ def _model_at(model: type[BaseModel], location: tuple[int | str, ...]) -> type[B
             (f for name, f in model.model_fields.items() if part in (name, f.alias)), None
         )
         annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # An optional group (``X | None``) is a union: look inside it for the group.
+        candidates = get_args(annotation) or (annotation,)
+        group = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if group is None:
             return model
-        model = annotation
+        model = group
     return model
 
 

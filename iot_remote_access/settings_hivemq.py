@@ -89,7 +89,7 @@ class HivemqTlsSettings(SettingsSection):
     fleet_ca_password_secret: str
     #: Subject CN of every CA that issues device certificates (several during a CA rotation).
     #: Only certificates issued by one of these names get the device permissions.
-    fleet_ca_common_names: tuple[str, ...] = Field(min_length=1)
+    fleet_ca_common_names: tuple[str, ...]
     protocols: tuple[TlsProtocol, ...] = Field(default=ALLOWED_TLS_PROTOCOLS, min_length=1)
     cipher_suites: tuple[str, ...] = Field(default=DEFAULT_CIPHER_SUITES, min_length=1)
 
@@ -106,6 +106,11 @@ class HivemqTlsSettings(SettingsSection):
     @field_validator("fleet_ca_common_names")
     @classmethod
     def _ca_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError(
+                "[] is empty; allowed: the subject CN of each CA that issues device "
+                "certificates, e.g. ['Fleet Device CA 1']"
+            )
         for name in value:
             try:
                 validate_identity(name, field_name="")

@@ -139,7 +139,7 @@ def test_topic_matches_follows_mqtt(topic_filter: str, topic: str, expected: boo
 
 def test_file_realm_round_trips_and_escapes_xml() -> None:
     role = RealmRole("CN with <angle> & amp", device_permissions(DeviceAccess()))
-    with pytest.raises(TopicModelError, match="role: .* is not usable as a certificate name"):
+    with pytest.raises(TopicModelError, match=r"role: .* is not usable as a certificate name"):
         render_file_realm([role])
     roles = [
         RealmRole("Fleet CA 1", device_permissions(DeviceAccess())),
@@ -150,7 +150,8 @@ def test_file_realm_round_trips_and_escapes_xml() -> None:
     assert users == (RealmUser("pubsub-bridge.internal", ("bridge",)),)
     for original, parsed in zip(roles, parsed_roles, strict=True):
         assert parsed.role_id == original.role_id
-        assert granted_topics(parsed.permissions, "t1") == granted_topics(original.permissions, "t1")
+        expected = granted_topics(original.permissions, "t1")
+        assert granted_topics(parsed.permissions, "t1") == expected
 
 
 def test_ese_config_binds_each_listener_to_its_realm() -> None:
@@ -161,9 +162,10 @@ def test_ese_config_binds_each_listener_to_its_realm() -> None:
     root = ET.fromstring(document)
     realms = {r.findtext("name"): r.findtext("configuration/file-path")
               for r in root.iterfind("realms/file-realm")}
+    conf = "/opt/hivemq/extensions/hivemq-enterprise-security-extension/conf"
     assert realms == {
-        "devices": "/opt/hivemq/extensions/hivemq-enterprise-security-extension/conf/devices-realm.xml",
-        "bridge": "/opt/hivemq/extensions/hivemq-enterprise-security-extension/conf/bridge-realm.xml",
+        "devices": f"{conf}/devices-realm.xml",
+        "bridge": f"{conf}/bridge-realm.xml",
     }
     pipelines = {p.get("listener"): p for p in root.iterfind("pipelines/listener-pipeline")}
     assert set(pipelines) == {"devices", "bridge"}
@@ -222,7 +224,8 @@ def test_pubsub_extension_commands_route_needs_a_transformer() -> None:
     transformer = root.find("pubsub-to-mqtt-transformers/pubsub-to-mqtt-transformer")
     assert transformer is not None
     assert transformer.findtext("transformer") == "com.example.Commands"
-    assert transformer.findtext("pubsub-subscriptions/pubsub-subscription/name") == "commands-hivemq"
+    subscription = transformer.findtext("pubsub-subscriptions/pubsub-subscription/name")
+    assert subscription == "commands-hivemq"
     settings = {s.findtext("name"): s.findtext("value")
                 for s in transformer.iterfind("custom-settings/custom-setting")}
     assert settings == {"commands-topic-template": "cmd/{thing}/commands",
