@@ -8,6 +8,7 @@ copied into the project). No cluster is needed.
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -634,6 +635,17 @@ def test_cli_says_what_running_without_a_license_means(
     assert "no hivemq.licenseSecret" in stderr and "every client is refused" in stderr
     values = yaml.safe_load((tmp_path / "o" / VALUES_FILE).read_text())
     assert values["license"] == {"create": False}
+
+
+def test_cli_without_the_gke_extra_says_how_to_install_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "iot_remote_access.constructs.gcp.hivemq_chart", None)
+    code, _, stderr = _run(
+        ["gcp", "manifests", "--settings", str(EXAMPLE_SETTINGS), "--out", str(tmp_path)], capsys
+    )
+    assert code == 2
+    assert "allowed: pip install 'iot-remote-access[gke]'" in stderr
 
 
 def _all_keys(node: Any) -> Iterator[str]:

@@ -38,7 +38,13 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
             "(see examples/hivemq-settings.yaml)"
         )
     # cdk8s starts a Node.js process: loaded only when the command runs.
-    from iot_remote_access.constructs.gcp.hivemq_chart import synthesize
+    try:
+        from iot_remote_access.constructs.gcp.hivemq_chart import synthesize
+    except ImportError as error:
+        raise InputError(
+            f"gcp manifests needs the gke extra ({error.name} cannot be imported); "
+            "allowed: pip install 'iot-remote-access[gke]'"
+        ) from None
 
     try:
         written = synthesize(settings, out_dir)
