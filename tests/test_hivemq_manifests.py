@@ -543,6 +543,21 @@ def test_synth_checks_the_fleet_ca_secret_name_again() -> None:
                        access=DeviceAccess())
 
 
+def test_synth_checks_the_bridge_image_again() -> None:
+    import cdk8s
+
+    from iot_remote_access.constructs.gcp.bridge_deployment import BridgeDeployment
+
+    hivemq = FleetSettings.parse(example_raw()).hivemq
+    assert hivemq is not None and hivemq.bridge is not None
+    broken = hivemq.bridge.model_copy(update={"image": "example.com/bridge:latest"})
+    with pytest.raises(ValueError, match=r"hivemq\.bridge\.image: 'example\.com/bridge:latest' "
+                       r"uses the floating tag 'latest'"):
+        BridgeDeployment(cdk8s.Chart(cdk8s.App(), "c"), "b", namespace="iot", settings=broken,
+                         pubsub=hivemq.pubsub, topics=TopicModel(), broker_host="h",
+                         broker_port=8884)
+
+
 # -- the command ------------------------------------------------------------------------------
 
 
