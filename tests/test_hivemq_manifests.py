@@ -558,6 +558,25 @@ def test_synth_checks_the_bridge_image_again() -> None:
                          broker_port=8884)
 
 
+@pytest.mark.parametrize(
+    "first", ["iot_remote_access.settings", "iot_remote_access.settings_hivemq"]
+)
+def test_settings_load_whichever_module_is_imported_first(first: str) -> None:
+    """settings.py and settings_hivemq.py import each other; both orders must work."""
+    import subprocess
+
+    code = (
+        f"import {first}\n"
+        "from iot_remote_access.settings import FleetSettings\n"
+        f"s = FleetSettings.parse({example_raw()!r})\n"
+        "print(type(s.hivemq).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "HivemqSettings"
+
+
 # -- the command ------------------------------------------------------------------------------
 
 
