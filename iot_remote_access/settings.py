@@ -14,10 +14,9 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, get_args
+from typing import Any, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
 
 from iot_remote_access.core.topics import (
     DEFAULT_COMMANDS_TOPIC,
@@ -30,23 +29,11 @@ from iot_remote_access.core.topics import (
     TopicModelError,
     validate_topic_template,
 )
+from iot_remote_access.settings_base import SettingsError, SettingsSection
+from iot_remote_access.settings_hivemq import HivemqSettings
 
-if TYPE_CHECKING:
-    from iot_remote_access.settings_hivemq import HivemqSettings
-
+__all__ = ["CONTEXT_KEY", "FleetSettings", "SettingsError", "SettingsSection"]
 CONTEXT_KEY = "iot-remote-access"
-
-
-class SettingsError(ValueError):
-    """Settings that cannot be used; one line per problem, each naming its field."""
-
-
-class SettingsSection(BaseModel):
-    """Base of every settings group: frozen, camelCase keys, unknown keys rejected."""
-
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
-    )
 
 
 class FleetSettings(SettingsSection):
@@ -190,7 +177,3 @@ def _model_at(model: type[BaseModel], location: tuple[int | str, ...]) -> type[B
 def _aliases(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
-
-# Section modules subclass SettingsSection, so they load after it; each resolves
-# its forward reference in FleetSettings when it loads (see settings_hivemq).
-from iot_remote_access import settings_hivemq as _settings_hivemq  # noqa: E402, F401

@@ -32,7 +32,7 @@ from iot_remote_access.core.kubernetes_names import (
     validate_quantity,
 )
 from iot_remote_access.core.topics import TopicModelError
-from iot_remote_access.settings import FleetSettings, SettingsSection
+from iot_remote_access.settings_base import SettingsSection
 
 #: Default HiveMQ image tag: the one the hivemq-platform chart 0.2.72 ships.
 DEFAULT_HIVEMQ_TAG = "4.54.0"
@@ -416,8 +416,3 @@ class HivemqSettings(SettingsSection):
                 )
         return self
 
-
-# FleetSettings names this section as a forward reference: settings.py cannot
-# import this module before FleetSettings exists, because this module subclasses
-# settings.SettingsSection. Resolving it here works whichever module loads first.
-FleetSettings.model_rebuild(_types_namespace={"HivemqSettings": HivemqSettings})

@@ -562,7 +562,7 @@ def test_synth_checks_the_bridge_image_again() -> None:
     "first", ["iot_remote_access.settings", "iot_remote_access.settings_hivemq"]
 )
 def test_settings_load_whichever_module_is_imported_first(first: str) -> None:
-    """settings.py and settings_hivemq.py import each other; both orders must work."""
+    """A section module imported before settings.py (or after) gives the same model."""
     import subprocess
 
     code = (
