@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -61,6 +61,8 @@ class FleetSettings(SettingsSection):
     #: A regular expression every thing name must match in full, on top of AWS's
     #: own rule; narrow it to your naming scheme (e.g. ``sensor-[0-9]{6}``).
     thing_name_pattern: str = THING_NAME_RULE
+    #: The Azure deployment (``iot-remote-access azure plan|deploy``). Default: none.
+    azure: settings_azure.AzureSettings | None = None
 
     @field_validator(
         "telemetry_topic",
@@ -169,6 +171,11 @@ def _model_at(model: type[BaseModel], location: tuple[int | str, ...]) -> type[B
             (f for name, f in model.model_fields.items() if part in (name, f.alias)), None
         )
         annotation = field.annotation if field else None
+        # An optional section (``X | None``) holds its model inside the union.
+        annotation = next(
+            (a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)),
+            annotation,
+        )
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return model
         model = annotation
@@ -177,3 +184,8 @@ def _model_at(model: type[BaseModel], location: tuple[int | str, ...]) -> type[B
 
 def _aliases(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
+
+
+# At the end: the cloud sections subclass SettingsSection (above), and FleetSettings
+# refers to them by module, so pydantic resolves them on first use.
+from iot_remote_access import settings_azure  # noqa: E402
