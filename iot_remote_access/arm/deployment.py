@@ -40,7 +40,7 @@ class ResourcePlan:
     def action(self) -> Action:
         if not self.changes:
             return Action.NONE
-        return Action.CREATE if self.live is None else Action.UPDATE
+        return Action.UPDATE if self.resource.exists(self.live) else Action.CREATE
 
     @property
     def proves_possession(self) -> bool:

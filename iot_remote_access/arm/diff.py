@@ -35,7 +35,9 @@ class FieldChange:
     desired: Any
 
     def __str__(self) -> str:
-        return f"{self.path}: {_show(self.live)} -> {_show(self.desired)}"
+        if self.live is ABSENT:
+            return f"+ {self.path}: {_show(self.desired)}"
+        return f"~ {self.path}: {_show(self.live)} -> {_show(self.desired)}"
 
 
 def diff(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> list[FieldChange]:

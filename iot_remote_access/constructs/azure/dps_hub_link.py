@@ -64,9 +64,16 @@ class DpsHubLink(ArmResource):
         hubs = ((live or {}).get("properties") or {}).get("iotHubs") or []
         return [h for h in hubs if str(h.get("hostName", "")).lower() != host]
 
-    def changes(self, live: dict[str, Any] | None) -> list[FieldChange]:
+    def exists(self, live: dict[str, Any] | None) -> bool:
+        return len(self._ours(live)) > 0
+
+    def _ours(self, live: dict[str, Any] | None) -> list[dict[str, Any]]:
         hubs = ((live or {}).get("properties") or {}).get("iotHubs") or []
-        ours = [h for h in hubs if h not in self._others(live)]
+        others = self._others(live)
+        return [h for h in hubs if h not in others]
+
+    def changes(self, live: dict[str, Any] | None) -> list[FieldChange]:
+        ours = self._ours(live)
         if len(ours) == 1 and matches(self.entry(), ours[0]):
             return []
         current = {"properties": {"iotHubs": ours}} if ours else None

@@ -54,6 +54,10 @@ class ArmResource(Construct):
     def changes(self, live: dict[str, Any] | None) -> list[FieldChange]:
         return diff(self.desired_state(), live)
 
+    def exists(self, live: dict[str, Any] | None) -> bool:
+        """Whether the resource is live (plan says "update" rather than "create")."""
+        return live is not None
+
     def needs_ca_key(self, live: dict[str, Any] | None) -> bool:
         """Whether applying will prove possession of the CA key."""
         return False
