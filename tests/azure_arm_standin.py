@@ -185,7 +185,10 @@ class ArmStandIn:
     """The stand-in server (a context manager); ``endpoint`` and ``ca_bundle`` aim the SDK at it."""
 
     workdir: Path
+    #: Polls that answer InProgress before a long-running operation ends.
     lro_polls: int = 1
+    #: Retry-After (seconds) on long-running operations, as ARM sends it; None: no header.
+    lro_retry_after: int | None = None
     resource_groups: set[tuple[str, str]] = field(default_factory=set)
     requests: list[Recorded] = field(default_factory=list)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -432,7 +435,10 @@ class ArmStandIn:
             key, self.lro_polls, (failure.code, failure.message) if failure else None, on_success
         )
         url = f"{self.endpoint}/standin/operations/{op_id}?api-version=2023-06-30"
-        return {"Azure-AsyncOperation": url, "Location": url}
+        headers = {"Azure-AsyncOperation": url, "Location": url}
+        if self.lro_retry_after is not None:
+            headers["Retry-After"] = str(self.lro_retry_after)
+        return headers
 
     def _poll(self, op_id: str) -> tuple[int, dict[str, str], Any]:
         operation = self._operations.get(op_id)
@@ -441,7 +447,8 @@ class ArmStandIn:
         if operation.status == "InProgress":
             if operation.polls_left > 0:
                 operation.polls_left -= 1
-                return 200, {}, {"status": "InProgress"}
+                retry = {} if self.lro_retry_after is None else {"Retry-After": str(self.lro_retry_after)}
+                return 200, retry, {"status": "InProgress"}
             resource = self.resources.get(operation.resource_key)
             if operation.failure is not None:
                 operation.status = "Failed"
