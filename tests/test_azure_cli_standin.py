@@ -50,7 +50,7 @@ def azure_env(standin: ArmStandIn | None) -> dict[str, str]:
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own console script
+    return subprocess.run(  # our own console script
         [COMMAND, "azure", *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
@@ -134,18 +134,19 @@ def test_no_credentials_is_one_line_on_how_to_sign_in(
     [
         (
             {"iotHub": {"name": "example-fleet-hub", "sku": "S9"}},
-            r"error: invalid settings: .*azure-settings.yaml.azure.iotHub.sku: 'S9': Input should be "
-            r"'F1', 'B1', 'B2', 'B3', 'S1', 'S2' or 'S3'",
+            r"error: invalid settings: .*azure-settings.yaml.azure.iotHub.sku: 'S9': "
+            r"Input should be 'F1', 'B1', 'B2', 'B3', 'S1', 'S2' or 'S3'",
         ),
         (
             {"location": "westeurope"},
-            r"azure.deviceStreams: Device Streams \(preview\) is not available in 'westeurope'; allowed "
-            r"regions: Central US \(centralus\), Central US EUAP \(centraluseuap\), North Europe "
-            r"\(northeurope\), Southeast Asia \(southeastasia\)",
+            r"azure.deviceStreams: Device Streams \(preview\) is not available in 'westeurope'; "
+            r"allowed regions: Central US \(centralus\), Central US EUAP \(centraluseuap\), "
+            r"North Europe \(northeurope\), Southeast Asia \(southeastasia\)",
         ),
         (
             {"caCertificate": {"file": "nowhere.pem"}},
-            r"error: azure.caCertificate.file: cannot read '.*nowhere.pem' \(No such file or directory\)",
+            r"error: azure.caCertificate.file: cannot read '.*nowhere.pem' "
+            r"\(No such file or directory\)",
         ),
         (
             {
@@ -154,7 +155,8 @@ def test_no_credentials_is_one_line_on_how_to_sign_in(
                     "ipFilterRules": [{"name": "x", "action": "Accept", "ipMask": "10.0.0.1/8"}],
                 }
             },
-            r"azure.iotHub.ipFilterRules.0.ipMask: '10.0.0.1/8' is not an IPv4 address or CIDR range",
+            r"azure.iotHub.ipFilterRules.0.ipMask: '10.0.0.1/8' is not an IPv4 address or CIDR "
+            r"range",
         ),
     ],
     ids=["sku", "streams-region", "ca-file", "ip-mask"],
@@ -222,8 +224,8 @@ def test_wrong_ca_key_exit_2_before_any_call_standin(
     assert code == 2
     assert err.startswith("error: --ca-key-file: the key in ")
     assert (
-        "does not belong to the CA certificate 'CN=Example Fleet Device CA (replace me),O=Example Fleet'"
-        in err
+        "does not belong to the CA certificate "
+        "'CN=Example Fleet Device CA (replace me),O=Example Fleet'" in err
     )
     assert standin.requests == []
 
