@@ -447,8 +447,9 @@ class ArmStandIn:
         if operation.status == "InProgress":
             if operation.polls_left > 0:
                 operation.polls_left -= 1
-                retry = {} if self.lro_retry_after is None else {"Retry-After": str(self.lro_retry_after)}
-                return 200, retry, {"status": "InProgress"}
+                retry = self.lro_retry_after
+                headers = {} if retry is None else {"Retry-After": str(retry)}
+                return 200, headers, {"status": "InProgress"}
             resource = self.resources.get(operation.resource_key)
             if operation.failure is not None:
                 operation.status = "Failed"
