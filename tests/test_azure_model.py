@@ -381,6 +381,22 @@ def test_diff_compares_only_our_fields_ids_and_locations_without_case() -> None:
     assert not matches(True, 1) and matches(3, 3.0)
 
 
+def test_empty_desired_collections_match_what_arm_leaves_out() -> None:
+    assert diff({"properties": {"ipFilterRules": [], "tags": {}}}, {"properties": {}}) == []
+    assert (
+        diff(
+            {"properties": {"authorizationPolicies": []}},
+            {"properties": {"authorizationPolicies": None}},
+        )
+        == []
+    )
+    assert matches({"routes": [{"endpointNames": []}]}, {"routes": [{}]})
+    assert (
+        diff({"properties": {"ipFilterRules": []}}, {"properties": {"ipFilterRules": [{"x": 1}]}})
+        != []
+    )
+
+
 def test_diff_reports_paths_and_values() -> None:
     changes = diff({"sku": {"capacity": 2}, "properties": {"x": [1]}}, {"sku": {"capacity": 1}})
     assert changes == [FieldChange("sku.capacity", 1, 2), FieldChange("properties.x", ABSENT, [1])]

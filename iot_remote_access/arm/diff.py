@@ -4,6 +4,8 @@ Only the fields this library sets are compared: Azure adds read-only and
 defaulted fields to every resource, and those are not changes. Lists are
 compared as a whole, without regard to order (Azure does not promise to keep
 it); resource ids and locations without regard to case, as ARM treats them.
+An empty desired list or object matches an absent field: ARM often leaves
+empty collections out of what it returns.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def matches(desired: Any, live: Any, key: str = "") -> bool:
     """Whether ``live`` already satisfies ``desired`` (extra live fields allowed)."""
     if desired is KNOWN_AFTER_DEPLOY:
         return False
+    if live is None and _is_empty(desired):
+        return True
     if isinstance(desired, Mapping):
         return isinstance(live, Mapping) and all(
-            k in live and matches(v, live[k], k) for k, v in desired.items()
+            matches(v, live[k], k) if k in live else _is_empty(v) for k, v in desired.items()
         )
     if isinstance(desired, list):
         if not isinstance(live, list) or len(live) != len(desired):
@@ -84,8 +88,14 @@ def _walk(
             _walk(want, have, path, out)
         elif isinstance(want, Mapping) and want and have is ABSENT:
             _walk(want, {}, path, out)
+        elif _is_empty(want) and (have is ABSENT or have is None):
+            continue
         elif have is ABSENT or not matches(want, have, key):
             out.append(FieldChange(path, have, want))
+
+
+def _is_empty(value: Any) -> bool:
+    return isinstance(value, list | Mapping) and len(value) == 0
 
 
 def _normal(key: str, value: str) -> str:
