@@ -949,6 +949,9 @@ class ArmStandIn:
 class _Handler(BaseHTTPRequestHandler):
     owner: ArmStandIn
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, each response waits
+    # for the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

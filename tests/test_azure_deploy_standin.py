@@ -504,3 +504,21 @@ def test_ca_key_never_reaches_requests_logs_or_errors_standin(
     ) as raised:
         load_ca_key(other.key_file, certificate=ca.certificate)
     assert "PRIVATE" not in str(raised.value) and other.key_pem[40:80] not in str(raised.value)
+
+
+def test_progress_on_a_terminal_shows_a_live_status_standin(standin: ArmStandIn) -> None:
+    """On a terminal the long-running operation gets a rich status line, then a done line."""
+    import io
+
+    from rich.console import Console
+
+    from iot_remote_access.arm.progress import ConsoleProgress
+
+    ctx, _ = context_for(standin)
+    screen = io.StringIO()
+    ctx.progress = ConsoleProgress(Console(file=screen, force_terminal=True, width=120))
+    section = azure_section(
+        None, provisioning=None, logAnalyticsWorkspaceId=None, deviceStreams=False
+    )
+    deployment.deploy(stack(section), ctx)
+    assert "creating IoT hub fleet-hub: done in" in screen.getvalue()

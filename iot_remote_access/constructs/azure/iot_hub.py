@@ -30,7 +30,7 @@ class IpFilterRule:
 
 
 class IotHub(ArmResource):
-    """An IoT hub, secure by default (as Azure Verified Modules configure it).
+    """An IoT hub, secure by default.
 
     Fixed, not settings: device SAS and module SAS disabled (devices
     authenticate with X.509 only), local auth disabled (services use Entra ID
