@@ -15,7 +15,9 @@ constructs use, the way ARM behaves as documented:
 - proof of possession: verification codes, and a verify step that checks the
   verification certificate's CN and its signature with the uploaded CA key,
 - an App Service managed-identity token endpoint, so the real
-  DefaultAzureCredential obtains a fake token from it.
+  DefaultAzureCredential obtains a fake token from it,
+- Key Vault's secret GET with its authentication challenge (401 +
+  ``WWW-Authenticate``, then the bearer token).
 
 What it does not know, it answers the way ARM answers an unknown type
 (400 ``NoRegisteredProviderFound``). Error codes that are the stand-in's own
@@ -200,6 +202,7 @@ class ArmStandIn:
         self._throttles: list[_Throttle] = []
         self._failures: list[_Failure] = []
         self._codes: dict[str, str] = {}
+        self._secrets: dict[str, tuple[str, str | None]] = {}
         self.ca_bundle = self.workdir / "arm-stand-in-ca.pem"
         self._server: ThreadingHTTPServer | None = None
 
@@ -225,6 +228,11 @@ class ArmStandIn:
             for r in self.requests[since:]
             if r.method != "GET" and not r.path.startswith("/standin/") and r.path != "/msi/token"
         ]
+
+    def add_secret(self, name: str, value: str, content_type: str | None = None) -> str:
+        """A Key Vault secret served at ``{endpoint}/secrets/{name}``; returns its id."""
+        self._secrets[name] = (value, content_type)
+        return f"{self.endpoint}/secrets/{name}"
 
     def find(self, method: str, path_contains: str) -> list[Recorded]:
         return [
@@ -363,6 +371,8 @@ class ArmStandIn:
                     "token_type": "Bearer",
                 },
             )
+        if path.startswith("/secrets/"):
+            return self._secret(path, query, headers)
         if headers.get("authorization") != f"Bearer {FAKE_TOKEN}":
             raise ArmError(
                 401,
@@ -500,6 +510,43 @@ class ArmStandIn:
                 "PreconditionFailed",
                 f"ETag {if_match} does not match the current ETag of {what}",
             )
+
+    # Key Vault ---------------------------------------------------------------------
+
+    def _secret(
+        self, path: str, query: dict[str, str], headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
+        if headers.get("authorization") != f"Bearer {FAKE_TOKEN}":
+            challenge = (
+                'Bearer authorization="https://login.microsoftonline.com/'
+                '00000000-0000-0000-0000-00000000cafe", resource="https://vault.azure.net"'
+            )
+            raise ArmError(
+                401,
+                "Unauthorized",
+                "AKV10000: Request is missing a Bearer token.",
+                {"WWW-Authenticate": challenge},
+            )
+        if "api-version" not in query:
+            raise ArmError(400, "BadParameter", "api-version is required")
+        parts = path.strip("/").split("/")
+        name = parts[1] if len(parts) > 1 else ""
+        if name not in self._secrets:
+            raise ArmError(
+                404,
+                "SecretNotFound",
+                f"A secret with (name/id) {name} was not found in this key vault.",
+            )
+        value, content_type = self._secrets[name]
+        version = parts[2] if len(parts) > 2 and parts[2] else "0123456789abcdef"
+        body: dict[str, Any] = {
+            "value": value,
+            "id": f"{self.endpoint}/secrets/{name}/{version}",
+            "attributes": {"enabled": True, "created": 1767225600, "updated": 1767225600},
+        }
+        if content_type:
+            body["contentType"] = content_type
+        return 200, {}, body
 
     # IoT hub ---------------------------------------------------------------------
 
@@ -830,7 +877,7 @@ class ArmStandIn:
                     400,
                     "IotHubLinkUnauthorized",
                     "the DPS identity has no IoT Hub Data Contributor role on the hub "
-                "(stand-in code)",
+                    "(stand-in code)",
                 )
         elif not link.get("connectionString"):
             raise ArmError(400, "InvalidIotHubLink", "KeyBased links need a connection string")

@@ -255,3 +255,13 @@ def test_settings_without_azure_section_exit_2(
         f"error: {settings_file}: no 'azure' section; allowed: azure with location and iotHub "
         "(see examples/azure-settings.yaml)\n"
     )
+
+
+def test_ca_key_file_and_secret_together_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _use_env(monkeypatch, azure_env(None))
+    args = ["--ca-key-file", "k.pem", "--ca-key-secret", "https://v.vault.azure.net/secrets/k"]
+    code, _, err = _main(["deploy", *target(EXAMPLE), *args], capsys)
+    assert code == 2
+    assert err == "error: --ca-key-file and --ca-key-secret: give one; allowed: either, or neither\n"

@@ -522,3 +522,71 @@ def test_progress_on_a_terminal_shows_a_live_status_standin(standin: ArmStandIn)
     )
     deployment.deploy(stack(section), ctx)
     assert "creating IoT hub fleet-hub: done in" in screen.getvalue()
+
+
+@pytest.mark.parametrize("content_type", ["application/x-pem-file", "application/x-pkcs12"])
+def test_ca_key_from_key_vault_secret_proves_possession_standin(
+    standin: ArmStandIn, ca: FleetCa, content_type: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The key as a Key Vault secret: PEM, or the PKCS#12 a Key Vault certificate exposes."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from iot_remote_access.arm.key_vault import read_ca_key_secret
+    from tests.azure_helpers import FakeCredential
+
+    caplog.set_level(logging.DEBUG)
+    key = serialization.load_pem_private_key(ca.key_pem.encode(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    if content_type == "application/x-pkcs12":
+        bundle = pkcs12.serialize_key_and_certificates(
+            b"fleet-ca", key, ca.certificate, None, serialization.NoEncryption()
+        )
+        value = base64.b64encode(bundle).decode()
+    else:
+        value = ca.key_pem
+    secret_id = standin.add_secret("fleet-ca-key", value, content_type)
+
+    ca_key = read_ca_key_secret(
+        secret_id,
+        credential=FakeCredential(),
+        certificate=ca.certificate,
+        connection_verify=str(standin.ca_bundle),
+        verify_challenge_resource=False,  # the stand-in's address is not *.vault.azure.net
+    )
+    # Key Vault's challenge flow: unauthenticated first, then with the bearer token.
+    assert [r.status for r in standin.find("GET", "/secrets/fleet-ca-key")] == [401, 200]
+    ctx, _ = context_for(standin)
+    ctx.ca_key = ca_key
+    section = azure_section(
+        ca, provisioning=None, logAnalyticsWorkspaceId=None, deviceStreams=False
+    )
+    deployment.deploy(stack(section), ctx)
+    verified = standin.resource(f"{HUB_ID}/certificates/fleet-ca")
+    assert verified is not None and verified["properties"]["isVerified"] is True
+    secret = key.private_numbers().private_value.to_bytes(32, "big")
+    assert base64.b64encode(secret).decode() not in caplog.text and value[60:100] not in caplog.text
+
+
+def test_key_vault_errors_name_the_secret_standin(standin: ArmStandIn, ca: FleetCa) -> None:
+    from iot_remote_access.arm.key_vault import read_ca_key_secret
+    from tests.azure_helpers import FakeCredential
+
+    common = {
+        "credential": FakeCredential(),
+        "certificate": ca.certificate,
+        "connection_verify": str(standin.ca_bundle),
+        "verify_challenge_resource": False,
+    }
+    with pytest.raises(
+        ArmOperationError, match=r"^Key Vault secret nope: Azure error SecretNotFound, HTTP 404"
+    ):
+        read_ca_key_secret(f"{standin.endpoint}/secrets/nope", **common)  # type: ignore[arg-type]
+    with pytest.raises(
+        ArmInputError, match=r"^--ca-key-secret: 'https://vault' is not a Key Vault"
+    ):
+        read_ca_key_secret("https://vault", **common)  # type: ignore[arg-type]
+    standin.add_secret("not-a-key", "hello")
+    with pytest.raises(
+        ArmInputError, match=r"--ca-key-secret: '.*/secrets/not-a-key' is not a PEM"
+    ):
+        read_ca_key_secret(f"{standin.endpoint}/secrets/not-a-key", **common)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from iot_remote_access.arm.errors import ArmInputError
@@ -23,6 +24,14 @@ CaPrivateKey = (
     | ec.EllipticCurvePrivateKey
     | ed25519.Ed25519PrivateKey
     | ed448.Ed448PrivateKey
+)
+
+
+_KEY_TYPES = (
+    rsa.RSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
 )
 
 
@@ -103,7 +112,7 @@ def load_ca_certificate(path: Path, *, field: str) -> x509.Certificate:
 def load_ca_key(
     path: Path, *, certificate: x509.Certificate, password: bytes | None = None
 ) -> CaKey:
-    """The CA's private key from ``path``; it must belong to ``certificate``.
+    """The CA's private key from a PEM file; it must belong to ``certificate``.
 
     Errors name the file and the problem, never the key's content.
     """
@@ -112,42 +121,66 @@ def load_ca_key(
         data = path.read_bytes()
     except OSError as error:
         raise ArmInputError(f"{field}: cannot read {str(path)!r} ({error.strerror})") from None
+    return ca_key_from_pem(
+        data, field=field, source=str(path), certificate=certificate, password=password
+    )
+
+
+def ca_key_from_pem(
+    data: bytes,
+    *,
+    field: str,
+    source: str,
+    certificate: x509.Certificate,
+    password: bytes | None = None,
+) -> CaKey:
+    """A CaKey from PEM bytes read from ``source`` (a file, a Key Vault secret)."""
     try:
         key = serialization.load_pem_private_key(data, password=password)
     except TypeError:
         raise ArmInputError(
-            f"{field}: {str(path)!r} is encrypted; set IOT_REMOTE_ACCESS_CA_KEY_PASSWORD "
+            f"{field}: {source!r} is encrypted; set IOT_REMOTE_ACCESS_CA_KEY_PASSWORD "
             "to its password"
             if password is None
-            else f"{field}: {str(path)!r} is not encrypted; unset IOT_REMOTE_ACCESS_CA_KEY_PASSWORD"
+            else f"{field}: {source!r} is not encrypted; unset IOT_REMOTE_ACCESS_CA_KEY_PASSWORD"
         ) from None
     except ValueError:
         raise ArmInputError(
-            f"{field}: {str(path)!r} is not a PEM private key (or the password is wrong); "
+            f"{field}: {source!r} is not a PEM private key (or the password is wrong); "
             "allowed: the CA's RSA, EC or Ed25519 key in PEM"
         ) from None
-    finally:
-        del data
-    if not isinstance(
-        key,
-        rsa.RSAPrivateKey
-        | ec.EllipticCurvePrivateKey
-        | ed25519.Ed25519PrivateKey
-        | ed448.Ed448PrivateKey,
-    ):
+    return _checked(key, field=field, source=source, certificate=certificate)
+
+
+def _checked(key: object, *, field: str, source: str, certificate: x509.Certificate) -> CaKey:
+    if not isinstance(key, _KEY_TYPES):
         raise ArmInputError(
-            f"{field}: {str(path)!r} holds a {type(key).__name__}; allowed: RSA, EC, Ed25519"
+            f"{field}: {source!r} holds a {type(key).__name__}; allowed: RSA, EC, Ed25519"
         )
-    ca_key = CaKey(key, str(path))
+    ca_key = CaKey(key, source)
     expected = certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     if ca_key.public_key_der() != expected:
         raise ArmInputError(
-            f"{field}: the key in {str(path)!r} does not belong to the CA certificate "
+            f"{field}: the key in {source!r} does not belong to the CA certificate "
             f"{certificate.subject.rfc4514_string()!r}; allowed: that CA's private key"
         )
     return ca_key
+
+
+def ca_key_from_pkcs12(
+    data: bytes, *, field: str, source: str, certificate: x509.Certificate
+) -> CaKey:
+    """A CaKey from a PKCS#12 bundle (how Key Vault exports a certificate's key)."""
+    try:
+        key, _, _ = pkcs12.load_key_and_certificates(data, None)
+    except ValueError:
+        raise ArmInputError(
+            f"{field}: {source!r} is not a PKCS#12 bundle without a password; "
+            "allowed: a PEM key, or a Key Vault certificate's secret"
+        ) from None
+    return _checked(key, field=field, source=source, certificate=certificate)
 
 
 def thumbprint(certificate: x509.Certificate) -> str:

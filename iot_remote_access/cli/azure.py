@@ -87,18 +87,39 @@ def plan(settings_file: Path, subscription: str, resource_group: str, arm_endpoi
     help=f"the fleet CA's private key (PEM), needed when proof of possession is due; "
     f"an encrypted key's password comes from ${CA_KEY_PASSWORD_ENV}",
 )
+@click.option(
+    "--ca-key-secret",
+    help="instead of --ca-key-file: the Key Vault secret holding the CA key, "
+    "https://<vault>.vault.azure.net/secrets/<name>[/<version>]",
+)
 def deploy(
     settings_file: Path,
     subscription: str,
     resource_group: str,
     arm_endpoint: str,
     ca_key_file: Path | None,
+    ca_key_secret: str | None,
 ) -> None:
     """Apply the plan; idempotent (a second deploy changes nothing and writes nothing)."""
+    if ca_key_file is not None and ca_key_secret is not None:
+        raise InputError("--ca-key-file and --ca-key-secret: give one; allowed: either, or neither")
     setup = _prepare(settings_file, subscription, resource_group, arm_endpoint, ca_key_file)
+    if ca_key_secret is not None and setup.stack.ca_certificate is None:
+        raise InputError(
+            "--ca-key-secret: given, but the settings have no azure.caCertificate; "
+            "allowed: omit it, or set azure.caCertificate"
+        )
     from iot_remote_access.arm import deployment
 
     with _azure_errors(arm_endpoint):
+        if ca_key_secret is not None and setup.stack.ca_certificate is not None:
+            from iot_remote_access.arm.key_vault import read_ca_key_secret
+
+            setup.context.ca_key = read_ca_key_secret(
+                ca_key_secret,
+                credential=setup.context.clients.credential,
+                certificate=setup.stack.ca_certificate,
+            )
         report = deployment.deploy(setup.stack, setup.context)
     Console(soft_wrap=True).print(report.summary(), highlight=False, markup=False)
 
