@@ -264,4 +264,6 @@ def test_ca_key_file_and_secret_together_exit_2(
     args = ["--ca-key-file", "k.pem", "--ca-key-secret", "https://v.vault.azure.net/secrets/k"]
     code, _, err = _main(["deploy", *target(EXAMPLE), *args], capsys)
     assert code == 2
-    assert err == "error: --ca-key-file and --ca-key-secret: give one; allowed: either, or neither\n"
+    assert err == (
+        "error: --ca-key-file and --ca-key-secret: give one; allowed: either, or neither\n"
+    )
