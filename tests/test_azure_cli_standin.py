@@ -25,6 +25,7 @@ from tests.azure_helpers import GROUP, SUBSCRIPTION, make_ca
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "azure-settings.yaml"
 COMMAND = str(Path(sys.executable).parent / "iot-remote-access")
+JSII_CACHE = str(Path.home() / ".cache" / "aws" / "jsii" / "package-cache")
 
 
 @pytest.fixture
@@ -35,10 +36,13 @@ def standin(tmp_path: Path) -> Any:
         yield server
 
 
-def azure_env(standin: ArmStandIn | None) -> dict[str, str]:
-    """The environment of a machine with no Azure sign-in, plus the stand-in's identity endpoint."""
+def azure_env(standin: ArmStandIn | None, home: Path) -> dict[str, str]:
+    """A machine with no Azure sign-in (empty home, no az CLI profile), plus the stand-in's
+    identity endpoint: DefaultAzureCredential can only get the stand-in's fake token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
-    env["NO_PROXY"] = "127.0.0.1"
+    env.update(NO_PROXY="127.0.0.1", HOME=str(home), AZURE_CONFIG_DIR=str(home / ".azure"))
+    # jsii keeps its unpacked JavaScript under HOME; a new HOME would unpack aws-cdk-lib again.
+    env.setdefault("JSII_RUNTIME_PACKAGE_CACHE_ROOT", JSII_CACHE)
     if standin is not None:
         env.update(
             IDENTITY_ENDPOINT=standin.identity_endpoint,
@@ -59,8 +63,10 @@ def target(settings: Path, group: str = GROUP) -> list[str]:
     return ["--settings", str(settings), "--subscription", SUBSCRIPTION, "--resource-group", group]
 
 
-def test_plan_from_example_settings_works_offline_against_standin(standin: ArmStandIn) -> None:
-    result = run(["plan", *target(EXAMPLE)], azure_env(standin))
+def test_plan_from_example_settings_works_offline_against_standin(
+    standin: ArmStandIn, tmp_path: Path
+) -> None:
+    result = run(["plan", *target(EXAMPLE)], azure_env(standin, tmp_path))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "IoT hub example-fleet-hub: create" in lines
@@ -81,7 +87,7 @@ def test_deploy_then_deploy_again_changes_nothing_standin(
     settings["azure"]["caCertificate"]["file"] = str(ca.certificate_file)
     settings_file = tmp_path / "settings.yaml"
     settings_file.write_text(yaml.safe_dump(settings))
-    env = azure_env(standin)
+    env = azure_env(standin, tmp_path)
 
     first = run(["deploy", *target(settings_file), "--ca-key-file", str(ca.key_file)], env)
     assert first.returncode == 0, first.stderr
@@ -114,9 +120,12 @@ def _use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
 
 
 def test_no_credentials_is_one_line_on_how_to_sign_in(
-    standin: ArmStandIn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    standin: ArmStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
-    env = azure_env(None)
+    env = azure_env(None, tmp_path)
     env["IOT_REMOTE_ACCESS_ARM_ENDPOINT"] = standin.endpoint
     _use_env(monkeypatch, env)
     code, out, err = _main(["plan", *target(EXAMPLE)], capsys)
@@ -174,7 +183,7 @@ def test_bad_settings_exit_2_before_any_call_standin(
     settings_file = tmp_path / "azure-settings.yaml"
     settings_file.write_text(yaml.safe_dump(settings))
     shutil.copy(EXAMPLE.parent / "azure-fleet-ca.pem", tmp_path)
-    _use_env(monkeypatch, azure_env(standin))
+    _use_env(monkeypatch, azure_env(standin, tmp_path))
     code, _, err = _main(["plan", *target(settings_file)], capsys)
     assert code == 2
     assert len(err.splitlines()) == 1
@@ -201,8 +210,9 @@ def test_bad_options_exit_2_before_any_call_standin(
     capsys: pytest.CaptureFixture[str],
     args: list[str],
     message: str,
+    tmp_path: Path,
 ) -> None:
-    _use_env(monkeypatch, azure_env(standin))
+    _use_env(monkeypatch, azure_env(standin, tmp_path))
     base = target(EXAMPLE)
     for option, value in zip(args[::2], args[1::2], strict=True):
         base[base.index(option) + 1] = value
@@ -219,7 +229,7 @@ def test_wrong_ca_key_exit_2_before_any_call_standin(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     other = make_ca(tmp_path / "other")
-    _use_env(monkeypatch, azure_env(standin))
+    _use_env(monkeypatch, azure_env(standin, tmp_path))
     code, _, err = _main(["deploy", *target(EXAMPLE), "--ca-key-file", str(other.key_file)], capsys)
     assert code == 2
     assert err.startswith("error: --ca-key-file: the key in ")
@@ -231,9 +241,12 @@ def test_wrong_ca_key_exit_2_before_any_call_standin(
 
 
 def test_azure_error_is_one_line_with_resource_and_code_standin(
-    standin: ArmStandIn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    standin: ArmStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
-    _use_env(monkeypatch, azure_env(standin))
+    _use_env(monkeypatch, azure_env(standin, tmp_path))
     code, _, err = _main(["plan", *target(EXAMPLE, group="missing-group")], capsys)
     assert code == 1
     assert err.startswith(
@@ -248,7 +261,7 @@ def test_settings_without_azure_section_exit_2(
 ) -> None:
     settings_file = tmp_path / "settings.json"
     settings_file.write_text('{"telemetryTopic": "dt/{thing}/telemetry"}')
-    _use_env(monkeypatch, azure_env(None))
+    _use_env(monkeypatch, azure_env(None, tmp_path))
     code, _, err = _main(["plan", *target(settings_file)], capsys)
     assert code == 2
     assert err == (
@@ -260,7 +273,7 @@ def test_settings_without_azure_section_exit_2(
 def test_ca_key_file_and_secret_together_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _use_env(monkeypatch, azure_env(None))
+    _use_env(monkeypatch, azure_env(None, tmp_path))
     args = ["--ca-key-file", "k.pem", "--ca-key-secret", "https://v.vault.azure.net/secrets/k"]
     code, _, err = _main(["deploy", *target(EXAMPLE), *args], capsys)
     assert code == 2
