@@ -44,7 +44,8 @@ class IotHubSettings(SettingsSection):
     name: str
     sku: Literal["F1", "B1", "B2", "B3", "S1", "S2", "S3"] = "S1"
     units: int = Field(default=1, ge=1)
-    partition_count: int = Field(default=4, ge=2, le=128)
+    #: Device-to-cloud partitions. Default: 4 (2 on F1, the only count F1 allows).
+    partition_count: int | None = Field(default=None, ge=2, le=128)
     public_network_access: Literal["Enabled", "Disabled"] = "Enabled"
     ip_filter_rules: tuple[IpFilterRuleSettings, ...] = ()
 
@@ -52,6 +53,19 @@ class IotHubSettings(SettingsSection):
     @classmethod
     def _name(cls, value: str) -> str:
         return azure_rules.check_hub_name(value)
+
+    @field_validator("partition_count")
+    @classmethod
+    def _partitions(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if info.data.get("sku") == "F1" and value not in (None, 2):
+            raise ValueError(f"{value} partitions; allowed for sku F1: 2")
+        return value
+
+    @property
+    def partitions(self) -> int:
+        if self.partition_count is not None:
+            return self.partition_count
+        return 2 if self.sku == "F1" else 4
 
     @field_validator("units")
     @classmethod

@@ -151,7 +151,9 @@ def test_settings_defaults_and_location_normalized() -> None:
     azure = settings.azure
     assert azure is not None
     assert azure.location == "northeurope"
-    assert (azure.iot_hub.sku, azure.iot_hub.units, azure.iot_hub.partition_count) == ("S1", 1, 4)
+    assert (azure.iot_hub.sku, azure.iot_hub.units, azure.iot_hub.partitions) == ("S1", 1, 4)
+    free = parse({"location": "northeurope", "iotHub": {"name": "fleet-hub", "sku": "F1"}}).azure
+    assert free is not None and free.iot_hub.partitions == 2
     assert azure.max_streams_per_device_per_day == 3
     assert azure.device_streams is False
     assert azure.hub_log_categories() == azure_rules.DEFAULT_IOT_HUB_LOG_CATEGORIES
@@ -190,6 +192,13 @@ def test_streams_add_their_log_category() -> None:
             {"location": "northeurope", "iotHub": {"name": "fleet-hub"}, "deviceStreams": True},
             r"s.yaml.azure.deviceStreams: true needs "
             r"logAnalyticsWorkspaceId and alertActionGroupId",
+        ),
+        (
+            {
+                "location": "northeurope",
+                "iotHub": {"name": "fleet-hub", "sku": "F1", "partitionCount": 4},
+            },
+            r"s.yaml.azure.iotHub.partitionCount: 4 partitions; allowed for sku F1: 2",
         ),
         (
             {"location": "northeurope", "iotHub": {"name": "fleet-hub", "sku": "S3", "units": 11}},

@@ -64,7 +64,7 @@ class AzureStack(Construct):
             location=azure.location,
             sku=hub_settings.sku,
             units=hub_settings.units,
-            partition_count=hub_settings.partition_count,
+            partition_count=hub_settings.partitions,
             public_network_access=hub_settings.public_network_access,
             ip_filter_rules=[
                 IpFilterRule(name=r.name, action=r.action, ip_mask=r.ip_mask)
