@@ -14,7 +14,7 @@ from iot_remote_access.core.tunnel_metrics import (
     max_opens_problem,
     renewal_window_problem,
 )
-from iot_remote_access.settings import SettingsSection
+from iot_remote_access.settings_base import SettingsSection
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
