@@ -1,4 +1,4 @@
-"""MonitoringSettings: the ``monitoring`` section of FleetSettings (security monitoring, SIEM export).
+"""MonitoringSettings: FleetSettings' ``monitoring`` section (security monitoring, SIEM export).
 
 Keys are camelCase in ``cdk.json`` under ``iot-remote-access.monitoring``.
 """

@@ -24,13 +24,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from iot_remote_access.core.topics import (
+    THING_PLACEHOLDER,
     Access,
     DeviceAccess,
     TopicModel,
@@ -184,7 +185,9 @@ def parse_network(value: object, *, field_name: str = "allowedSourceCidrs") -> N
         ) from None
 
 
-def compile_client_pattern(value: str, *, field_name: str = "exemptClientIdPattern") -> re.Pattern[str]:
+def compile_client_pattern(
+    value: str, *, field_name: str = "exemptClientIdPattern"
+) -> re.Pattern[str]:
     try:
         return re.compile(value)
     except re.error as error:
@@ -380,6 +383,29 @@ def check_subscriptions(event: LifecycleEvent, config: DetectionConfig) -> list[
     )]
 
 
+# -- telemetry counting ------------------------------------------------------------
+
+def telemetry_rule_sql(template: str) -> str:
+    """IoT rule SQL emitting one ``{"thingName": ...}`` record per telemetry message.
+
+    The topic filter is the template with ``+`` for the thing level, and the
+    thing name is that level (``topic(n)``). The payload is not selected: the
+    count needs none of it, and telemetry stays out of the security logs.
+    """
+    levels = template.split("/")
+    if THING_PLACEHOLDER not in levels:
+        raise ValueError(f"telemetry: {_shorten(template)!r} has no {THING_PLACEHOLDER} level; "
+                         "allowed: a topic template such as 'dt/{thing}/telemetry'")
+    if "'" in template or "\\" in template:
+        raise ValueError(f"telemetry: {_shorten(template)!r} contains a quote or backslash, "
+                         "which IoT SQL cannot take in a FROM clause; allowed: topic levels "
+                         "without ' and \\")
+    position = levels.index(THING_PLACEHOLDER) + 1
+    topic_filter = "/".join("+" if level == THING_PLACEHOLDER else level for level in levels)
+    # Not injectable: the template was checked above and topic templates are validated.
+    return f"SELECT topic({position}) AS thingName FROM '{topic_filter}'"  # noqa: S608
+
+
 # -- IoT v2 log entries -----------------------------------------------------------
 
 #: The IoT log events that carry a device's own publish/subscribe attempts.
@@ -528,13 +554,85 @@ def alarm_finding(
     )
 
 
+#: Environment variable of the alarm handler: alarm ARN -> detection (+ insight rule).
+ALARM_ROUTES_ENVIRONMENT_VARIABLE = "ALARM_ROUTES"
+
+
+@dataclass(frozen=True)
+class AlarmRoute:
+    """Which detection an alarm stands for, and the Contributor Insights rule naming devices."""
+
+    detection: Detection
+    insight_rule: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"detection": self.detection.value, "insightRule": self.insight_rule}
+
+
+def parse_alarm_routes(text: str, *, source: str = ALARM_ROUTES_ENVIRONMENT_VARIABLE
+                       ) -> dict[str, AlarmRoute]:
+    """alarm ARN -> :class:`AlarmRoute`, from the JSON the construct writes."""
+    try:
+        raw = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{source}: not JSON ({error})") from None
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{source}: {_preview(raw)} is not an object of alarm ARNs")
+    routes = {}
+    for arn, route in raw.items():
+        if not isinstance(route, Mapping):
+            raise ValueError(f"{source}.{arn}: {_preview(route)} is not an object")
+        try:
+            detection = Detection(str(route.get("detection")))
+        except ValueError:
+            allowed = ", ".join(d.value for d in Detection)
+            raise ValueError(
+                f"{source}.{arn}.detection: {_preview(route.get('detection'))} is not a "
+                f"detection; allowed: {allowed}"
+            ) from None
+        rule = route.get("insightRule")
+        if rule is not None and not isinstance(rule, str):
+            raise ValueError(f"{source}.{arn}.insightRule: {_preview(rule)} is not a string")
+        routes[arn] = AlarmRoute(detection, rule)
+    return routes
+
+
+#: EventBridge PutEvents takes at most 10 entries per call.
+PUT_EVENTS_BATCH = 10
+
+
+def publish_findings(
+    findings: Sequence[Finding],
+    put_events: Callable[..., Mapping[str, Any]],
+    event_bus_name: str,
+) -> None:
+    """Send findings to EventBridge in batches; raise naming the failed entries' error codes.
+
+    ``put_events`` is ``boto3.client("events").put_events``. Raising lets Lambda
+    retry the invocation: a finding is delivered at least once, never silently lost.
+    """
+    for start in range(0, len(findings), PUT_EVENTS_BATCH):
+        batch = findings[start:start + PUT_EVENTS_BATCH]
+        response = put_events(Entries=[f.put_events_entry(event_bus_name) for f in batch])
+        failed = response.get("FailedEntryCount") or 0
+        if failed:
+            codes = sorted({
+                str(entry.get("ErrorCode")) for entry in response.get("Entries") or []
+                if isinstance(entry, Mapping) and entry.get("ErrorCode")
+            })
+            raise RuntimeError(
+                f"EventBridge refused {failed} of {len(batch)} security events "
+                f"(error codes: {', '.join(codes) or 'none given'})"
+            )
+
+
 # -- helpers -----------------------------------------------------------------------------
 
 def findings_by_metric(findings: Iterable[Finding]) -> dict[tuple[str, str | None], int]:
     """(metric name, thing or None for the fleet) -> count, for metric emission."""
     totals: dict[tuple[str, str | None], int] = {}
     for finding in findings:
-        keys = [(finding.metric_name, None)]
+        keys: list[tuple[str, str | None]] = [(finding.metric_name, None)]
         if finding.thing_name is not None:
             keys.append((finding.metric_name, finding.thing_name))
         for key in keys:
