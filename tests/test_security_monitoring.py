@@ -11,6 +11,7 @@ import pytest
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Match, Template
+from cdk_nag import AwsSolutionsChecks
 
 from iot_remote_access.constructs.aws import (
     IotLogging,
@@ -503,3 +504,29 @@ def test_bad_construct_input_is_refused() -> None:
                           error_log_group=errors, log_group=errors, rule_name="my-rule")
     with pytest.raises(ValueError, match=r"^level: 'TRACE' is not an AWS IoT log level"):
         IotLogging(stack, "Logging", level="TRACE")
+
+
+def test_too_many_cidr_ranges_for_the_lambda_environment_are_refused() -> None:
+    stack = cdk.Stack(cdk.App(), "S", env=ENV)
+    cidrs = [f"10.{i // 256}.{i % 256}.0/24" for i in range(300)]
+    settings = FleetSettings.parse({"monitoring": {"allowedSourceCidrs": cidrs}}).monitoring
+    with pytest.raises(ValueError, match=r"^allowedSourceCidrs: 300 ranges make the detector's "
+                                         r"configuration \d+ bytes; Lambda allows 4 KB"):
+        SecurityMonitoring(stack, "M", device_access=DeviceAccess(), settings=settings)
+
+
+def test_siem_export_on_its_own_passes_cdk_nag_and_cfn_lint(tmp_path: Path) -> None:
+    def build(app: cdk.App) -> cdk.Stack:
+        stack = cdk.Stack(app, "Export", env=ENV)
+        trail = logs.LogGroup(stack, "CloudTrail", retention=logs.RetentionDays.ONE_YEAR)
+        SiemExport(stack, "Siem", log_groups=[trail])
+        cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks(stack))
+        return stack
+
+    _, template, template_file = synth_checked(build, tmp_path)
+    template.has_resource_properties("AWS::KMS::Key", {"KeyPolicy": {"Statement": Match.array_with([
+        Match.object_like({"Sid": "AllowCloudWatchLogsForThisAccountsLogGroups",
+                           "Principal": {"Service": "logs.eu-west-1.amazonaws.com"}})])}})
+    template.has_resource_properties("AWS::Logs::SubscriptionFilter", {
+        "LogGroupName": {"Ref": Match.string_like_regexp("^CloudTrail")}})
+    assert cfn_lint_errors(template_file) == []

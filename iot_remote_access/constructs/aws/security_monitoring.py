@@ -21,6 +21,7 @@ from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.iot_logging import IotLogging
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
+from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
 from iot_remote_access.constructs.aws.security_topic_rule import SecurityTopicRule
 from iot_remote_access.constructs.aws.siem_export import SiemExport
 from iot_remote_access.core.security_detections import (
@@ -44,6 +45,8 @@ from iot_remote_access.settings_monitoring import MonitoringSettings
 #: The telemetry-count records only feed Contributor Insights and one metric
 #: filter (both evaluate on arrival), so they are kept briefly.
 TELEMETRY_COUNT_RETENTION = logs.RetentionDays.ONE_WEEK
+#: Lambda allows 4 KB of environment variables per function in all.
+MAX_CONFIG_BYTES = 3000
 
 
 class SecurityMonitoring(Construct):
@@ -67,8 +70,9 @@ class SecurityMonitoring(Construct):
     :param event_bus: where security events go. Default: the account's default bus.
     :param log_groups_to_export: more log groups for the SIEM export (e.g. the
         CloudTrail log group, the tunnel audit log group). Default: none.
-    :param encryption_key: KMS key for the log groups, functions and export.
-        Default: a new key with rotation.
+    :param encryption_key: KMS key for the log groups, functions and export; a
+        statement letting CloudWatch Logs use it for this account's log groups is
+        added to its policy. Default: a new key with rotation.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class SecurityMonitoring(Construct):
             compile_client_pattern(s.exempt_client_id_pattern)
             if s.exempt_client_id_pattern else None
         )
+        self._config_json()  # refuse an oversized configuration now, not at synthesis
         stack = cdk.Stack.of(self)
         retention = getattr(logs.RetentionDays, _RETENTION_NAMES[s.log_retention_days])
 
@@ -100,16 +105,7 @@ class SecurityMonitoring(Construct):
             self, "Key", description="iot-remote-access security monitoring",
             enable_key_rotation=True,
         )
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudWatchLogsForThisAccountsLogGroups",
-            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                     "kms:Describe*"],
-            resources=["*"],  # in a key policy, "*" means this key
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                service="logs", resource="log-group", resource_name="*",
-                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)}},
-        ))
+        allow_cloudwatch_logs(self.key, self)
         if alarm_topic is None:
             own_alarms = AlarmTopic(self, "Alarms", email_addresses=s.alarm_emails)
             alarm_topic = own_alarms.topic
@@ -268,7 +264,14 @@ class SecurityMonitoring(Construct):
     # -- parts ----------------------------------------------------------------------------
 
     def _config_json(self) -> str:
-        return self.detection_config().to_json()
+        text = self.detection_config().to_json()
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ValueError(
+                f"allowedSourceCidrs: {len(self._networks)} ranges make the detector's "
+                f"configuration {len(text)} bytes; Lambda allows 4 KB of environment in all; "
+                f"allowed: at most {MAX_CONFIG_BYTES} bytes, e.g. fewer, wider ranges"
+            )
+        return text
 
     def _rule(self, construct_id: str, topic_filter: str, purpose: str, *,
               log_group: logs.ILogGroup, invoke_detector: bool = False) -> SecurityTopicRule:

@@ -13,6 +13,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
+
 #: Objects land under ``logs/YYYY/MM/DD/`` (UTC, the time Firehose received the
 #: records); the README's Athena table projects the date from this layout.
 DATA_PREFIX = "logs/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/"
@@ -38,7 +40,9 @@ class SiemExport(Construct):
     this construct uses one of them on every group it exports.
 
     :param log_groups: exported from the start; add more with :meth:`add_log_group`.
-    :param encryption_key: for the bucket and the stream. Default: a new key with rotation.
+    :param encryption_key: for the bucket, the stream and its error log group; it
+        must let CloudWatch Logs use it (see ``allow_cloudwatch_logs``). Default: a
+        new key with rotation that does.
     :param retention_days: days objects are kept. Default: 400.
     :param log_retention: of Firehose's own error log group. Default: one year.
     """
@@ -58,9 +62,12 @@ class SiemExport(Construct):
             raise ValueError(
                 f"retention_days: {retention_days!r} is below 1; allowed: days, e.g. 400"
             )
-        self.key = encryption_key or kms.Key(
-            self, "Key", description="iot-remote-access SIEM export", enable_key_rotation=True
-        )
+        if encryption_key is None:
+            encryption_key = kms.Key(
+                self, "Key", description="iot-remote-access SIEM export", enable_key_rotation=True
+            )
+            allow_cloudwatch_logs(encryption_key, self)
+        self.key = encryption_key
         self.access_log_bucket = s3.Bucket(
             self,
             "AccessLogs",
@@ -106,9 +113,6 @@ class SiemExport(Construct):
         self.error_log_group = logs.LogGroup(
             self, "DeliveryErrors", encryption_key=self.key, retention=log_retention,
             removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
-        self.key.grant_encrypt_decrypt(
-            iam.ServicePrincipal(f"logs.{cdk.Stack.of(self).region}.amazonaws.com")
         )
         stack = cdk.Stack.of(self)
         error_stream = logs.LogStream(self, "DeliveryErrorStream", log_group=self.error_log_group,
@@ -194,8 +198,7 @@ class SiemExport(Construct):
             assumed_by=iam.ServicePrincipal("logs.amazonaws.com").with_conditions({
                 "StringEquals": {"aws:SourceAccount": stack.account},
                 "ArnLike": {"aws:SourceArn": stack.format_arn(
-                    service="logs", resource="log-group", resource_name="*",
-                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)},
+                    service="logs", resource="*", arn_format=cdk.ArnFormat.NO_RESOURCE_NAME)},
             }),
         )
         self.subscription_role.add_to_principal_policy(iam.PolicyStatement(
