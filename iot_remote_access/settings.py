@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, get_args
 
 from pydantic import BaseModel, ValidationError, field_validator, model_validator
 
@@ -29,14 +29,12 @@ from iot_remote_access.core.topics import (
     TopicModelError,
     validate_topic_template,
 )
-from iot_remote_access.settings_base import SettingsSection
+from iot_remote_access.settings_base import SettingsError, SettingsSection
+from iot_remote_access.settings_hivemq import HivemqSettings
 from iot_remote_access.settings_monitoring import MonitoringSettings
 
+__all__ = ["CONTEXT_KEY", "FleetSettings", "SettingsError", "SettingsSection"]
 CONTEXT_KEY = "iot-remote-access"
-
-
-class SettingsError(ValueError):
-    """Settings that cannot be used; one line per problem, each naming its field."""
 
 
 class FleetSettings(SettingsSection):
@@ -54,6 +52,8 @@ class FleetSettings(SettingsSection):
     #: A regular expression every thing name must match in full, on top of AWS's
     #: own rule; narrow it to your naming scheme (e.g. ``sensor-[0-9]{6}``).
     thing_name_pattern: str = THING_NAME_RULE
+    #: HiveMQ on GKE and the Pub/Sub bridge (``gcp manifests``). Default: none.
+    hivemq: HivemqSettings | None = None
     #: Security monitoring and SIEM export (AWS); see MonitoringSettings.
     monitoring: MonitoringSettings = MonitoringSettings()
 
@@ -166,11 +166,17 @@ def _model_at(model: type[BaseModel], location: tuple[int | str, ...]) -> type[B
             (f for name, f in model.model_fields.items() if part in (name, f.alias)), None
         )
         annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # An optional group (``X | None``) is a union: look inside it for the group.
+        candidates = get_args(annotation) or (annotation,)
+        group = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if group is None:
             return model
-        model = annotation
+        model = group
     return model
 
 
 def _aliases(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
+

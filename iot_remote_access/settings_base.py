@@ -1,14 +1,14 @@
-"""SettingsSection, the base of every settings group.
-
-In its own module so that section modules (``settings_<name>.py``) and
-``settings.py``, which imports them for FleetSettings' fields, do not import
-each other in a cycle. ``iot_remote_access.settings`` re-exports it.
-"""
+"""The base every settings group derives from (kept apart so sections and
+``settings.FleetSettings`` can import it without importing each other)."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; one line per problem, each naming its field."""
 
 
 class SettingsSection(BaseModel):
