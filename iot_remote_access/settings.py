@@ -29,6 +29,7 @@ from iot_remote_access.core.topics import (
     TopicModelError,
     validate_topic_template,
 )
+from iot_remote_access.settings_azure import AzureSettings
 from iot_remote_access.settings_base import SettingsError, SettingsSection
 from iot_remote_access.settings_hivemq import HivemqSettings
 from iot_remote_access.settings_monitoring import MonitoringSettings
@@ -54,6 +55,8 @@ class FleetSettings(SettingsSection):
     thing_name_pattern: str = THING_NAME_RULE
     #: HiveMQ on GKE and the Pub/Sub bridge (``gcp manifests``). Default: none.
     hivemq: HivemqSettings | None = None
+    #: The Azure deployment (``iot-remote-access azure plan|deploy``). Default: none.
+    azure: AzureSettings | None = None
     #: Security monitoring and SIEM export (AWS); see MonitoringSettings.
     monitoring: MonitoringSettings = MonitoringSettings()
 
