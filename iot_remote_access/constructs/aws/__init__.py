@@ -2,6 +2,18 @@
 
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.iot_logging import IotLogging
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
+from iot_remote_access.constructs.aws.security_monitoring import SecurityMonitoring
+from iot_remote_access.constructs.aws.security_topic_rule import SecurityTopicRule
+from iot_remote_access.constructs.aws.siem_export import SiemExport
 
-__all__ = ["AlarmTopic", "DevicePolicy", "LibraryFunction"]
+__all__ = [
+    "AlarmTopic",
+    "DevicePolicy",
+    "IotLogging",
+    "LibraryFunction",
+    "SecurityMonitoring",
+    "SecurityTopicRule",
+    "SiemExport",
+]
