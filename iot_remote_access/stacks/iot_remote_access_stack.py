@@ -8,7 +8,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import DevicePolicy, TunnelAlarms
+from iot_remote_access.constructs.aws import DevicePolicy, SecurityMonitoring, TunnelAlarms
 from iot_remote_access.guard.cdk_plugin import IotPolicyGuard
 from iot_remote_access.settings import FleetSettings
 
@@ -37,6 +37,12 @@ class IotRemoteAccessStack(cdk.Stack):
         self.settings = settings or FleetSettings()
         self.device_policy = DevicePolicy(
             self, "DevicePolicy", topics=self.settings.topic_model()
+        )
+        # Reads the device policy at synthesis: switches turned on later are checked too.
+        self.security_monitoring = (
+            SecurityMonitoring(self, "SecurityMonitoring", device_access=self.device_policy,
+                               settings=self.settings.monitoring)
+            if self.settings.monitoring.enabled else None
         )
         tunnel = self.settings.tunnel_alarms
         # Needs a CloudTrail trail recording management events (see TunnelAlarms).

@@ -2,7 +2,20 @@
 
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.iot_logging import IotLogging
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
+from iot_remote_access.constructs.aws.security_monitoring import SecurityMonitoring
+from iot_remote_access.constructs.aws.security_topic_rule import SecurityTopicRule
+from iot_remote_access.constructs.aws.siem_export import SiemExport
 from iot_remote_access.constructs.aws.tunnel_alarms import TunnelAlarms
 
-__all__ = ["AlarmTopic", "DevicePolicy", "LibraryFunction", "TunnelAlarms"]
+__all__ = [
+    "AlarmTopic",
+    "DevicePolicy",
+    "IotLogging",
+    "LibraryFunction",
+    "SecurityMonitoring",
+    "SecurityTopicRule",
+    "SiemExport",
+    "TunnelAlarms",
+]

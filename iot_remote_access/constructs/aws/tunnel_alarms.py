@@ -309,9 +309,17 @@ class TunnelAlarms(Construct):
             actions=["iot:DescribeTunnel"],
             resources=[tunnels],
         ))
+        # cdk-nag names the resource as synthesized: pseudo parameters where the
+        # stack has no explicit environment, the values where it has one.
+        partition, region, account = (
+            f"<{pseudo}>" if cdk.Token.is_unresolved(value) else value
+            for value, pseudo in ((stack.partition, "AWS::Partition"),
+                                  (stack.region, "AWS::Region"),
+                                  (stack.account, "AWS::AccountId"))
+        )
         cdk.Validations.of(role).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iot:"
-            "<AWS::Region>:<AWS::AccountId>:tunnel/*]",
+            id="AwsSolutions::AwsSolutions-IAM5[Resource::"
+            f"arn:{partition}:iot:{region}:{account}:tunnel/*]",
             reason="Tunnel ids exist only once a tunnel is opened, so no exact ARN can be "
             "granted; DescribeTunnel is read-only, limited to this account and region, and "
             "returns no access tokens.",
