@@ -46,6 +46,10 @@ class SettingsSection(BaseModel):
     )
 
 
+# Each capability's section lives in its own module, which subclasses SettingsSection.
+from iot_remote_access.settings_tunneling import TunnelingSettings  # noqa: E402
+
+
 class FleetSettings(SettingsSection):
     """Settings shared by every cloud.
 
@@ -61,6 +65,8 @@ class FleetSettings(SettingsSection):
     #: A regular expression every thing name must match in full, on top of AWS's
     #: own rule; narrow it to your naming scheme (e.g. ``sensor-[0-9]{6}``).
     thing_name_pattern: str = THING_NAME_RULE
+    #: Secure Tunneling: broker limits, sweeper, audit trail (``SecureTunneling``).
+    tunneling: TunnelingSettings = TunnelingSettings()
 
     @field_validator(
         "telemetry_topic",

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import DevicePolicy
+from iot_remote_access.constructs.aws import AuditTrail, DevicePolicy, SecureTunneling
 from iot_remote_access.guard.cdk_plugin import IotPolicyGuard
 from iot_remote_access.settings import FleetSettings
 
@@ -38,5 +39,24 @@ class IotRemoteAccessStack(cdk.Stack):
         self.device_policy = DevicePolicy(
             self, "DevicePolicy", topics=self.settings.topic_model()
         )
+        tunneling = self.settings.tunneling
+        self.audit_trail: AuditTrail | None = None
+        self.secure_tunneling: SecureTunneling | None = None
+        if tunneling.enabled:
+            self.audit_trail = AuditTrail(
+                self, "AuditTrail", retention_days=tunneling.audit_retention_days
+            )
+            self.secure_tunneling = SecureTunneling(
+                self, "SecureTunneling",
+                device_policy=self.device_policy,
+                policy=tunneling.policy(self.settings.thing_name_pattern),
+                sweep_interval=cdk.Duration.minutes(tunneling.sweep_interval_minutes),
+                encryption_key=self.audit_trail.key,
+                operator_principal=iam.AccountRootPrincipal() if tunneling.operator_role else None,
+            )
+            cdk.CfnOutput(self, "TunnelBrokerUrl", value=self.secure_tunneling.broker_url.url,
+                          description="iot-remote-access tunnel open --broker-url")
+            cdk.CfnOutput(self, "TunnelOperatorPolicyArn",
+                          value=self.secure_tunneling.operator_policy.managed_policy_arn)
         if checks:
             cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())
