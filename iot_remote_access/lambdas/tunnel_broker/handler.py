@@ -52,7 +52,8 @@ MAX_BODY_BYTES = 4096
 ROUTE = ("POST", "/tunnels")
 
 logger = Logger()
-metrics = Metrics()
+# LibraryFunction sets the namespace; the fallback keeps metrics flowing wherever this runs.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
 # botocore logs response bodies at DEBUG; OpenTunnel's carries the access tokens.
 for _noisy in ("botocore", "boto3", "urllib3"):
     logging.getLogger(_noisy).setLevel(logging.INFO)

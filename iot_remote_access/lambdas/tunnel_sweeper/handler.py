@@ -37,7 +37,8 @@ from iot_remote_access.core.tunnel_rules import (
 POLICY_VARIABLE = "TUNNEL_POLICY"
 
 logger = Logger()
-metrics = Metrics()
+# LibraryFunction sets the namespace; the fallback keeps metrics flowing wherever this runs.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
 
 _tunneling: Any = None
 
