@@ -14,10 +14,10 @@ import json
 import re
 import stat
 import threading
-from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any

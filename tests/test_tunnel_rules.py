@@ -68,7 +68,7 @@ def test_minutes_outside_1_to_720_are_refused(minutes: object, message: str) -> 
 def test_minutes_from_a_command_line_string() -> None:
     assert validate_minutes("30") == 30
     assert validate_minutes(" 720 ") == 720
-    with pytest.raises(TunnelRuleError, match="minutes: 241 is outside 1..240"):
+    with pytest.raises(TunnelRuleError, match=r"minutes: 241 is outside 1\.\.240"):
         validate_minutes(241, maximum=240)
 
 

@@ -32,8 +32,8 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "iot-remote-access-tests")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess")
 os.environ.setdefault("AWS_REGION", "eu-west-1")
 
-import boto3  # noqa: E402
-from botocore.stub import ANY, Stubber  # noqa: E402
+import boto3
+from botocore.stub import ANY, Stubber
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"

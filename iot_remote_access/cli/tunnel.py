@@ -18,6 +18,7 @@ import shlex
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from iot_remote_access.core.tunnel_rules import (
 )
 
 BROKER_URL_VARIABLE = "IOT_REMOTE_ACCESS_BROKER_URL"
-TOKEN_VARIABLE = "AWSIOT_TUNNEL_ACCESS_TOKEN"
+TOKEN_VARIABLE = "AWSIOT_TUNNEL_ACCESS_TOKEN"  # noqa: S105 - the variable's name, not a token
 DEFAULT_TOKEN_DIR = Path("~/.iot-remote-access/tunnels")
 _FUNCTION_URL_HOST = re.compile(r"\A[a-z0-9]+\.lambda-url\.([a-z0-9-]+)\.on\.aws\Z")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -65,7 +66,8 @@ def tunnel() -> None:
 @click.option("--local-port", type=click.IntRange(1, 65535), default=2222, show_default=True,
               help="port localproxy listens on")
 @click.option("--token-file", type=click.Path(path_type=Path),
-              help=f"where to keep the access token. Default: {DEFAULT_TOKEN_DIR}/<tunnel id>.token")
+              help="where to keep the access token. "
+              f"Default: {DEFAULT_TOKEN_DIR}/<tunnel id>.token")
 @region_option
 @profile_option
 def open_(thing: str, service: str, minutes: str | None, reason: str, broker_url: str | None,
@@ -223,7 +225,7 @@ def _row(summary: dict[str, Any]) -> dict[str, Any]:
         "tunnelId": summary.get("tunnelId"),
         "status": summary.get("status"),
         "reason": summary.get("description"),
-        "createdAt": created.isoformat() if hasattr(created, "isoformat") else created,
+        "createdAt": created.isoformat() if isinstance(created, datetime) else created,
     }
 
 

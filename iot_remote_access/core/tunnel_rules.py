@@ -129,7 +129,9 @@ def validate_minutes(value: object, *, maximum: int = MAX_LIFETIME_MINUTES) -> i
     if isinstance(value, bool) or not isinstance(value, int):
         raise TunnelRuleError("minutes", f"{_shown(value)} is not a whole number; {allowed}")
     if not MIN_LIFETIME_MINUTES <= value <= maximum:
-        raise TunnelRuleError("minutes", f"{value} is outside {MIN_LIFETIME_MINUTES}..{maximum}; {allowed}")
+        raise TunnelRuleError(
+            "minutes", f"{value} is outside {MIN_LIFETIME_MINUTES}..{maximum}; {allowed}"
+        )
     return value
 
 
@@ -138,7 +140,9 @@ def validate_reason(value: object) -> str:
 
     Leading and trailing spaces are dropped before the length is checked.
     """
-    allowed = f"allowed: 1 to {MAX_REASON_LENGTH} printable characters (a ticket id or justification)"
+    allowed = (
+        f"allowed: 1 to {MAX_REASON_LENGTH} printable characters (a ticket id or justification)"
+    )
     if value is None:
         raise TunnelRuleError("reason", f"missing; {allowed}")
     if not isinstance(value, str):
@@ -291,7 +295,9 @@ def parse_request(body: object, policy: TunnelPolicy) -> TunnelRequest:
             unknown[0], f"unknown field; allowed: {', '.join(REQUEST_FIELDS)}"
         )
     thing = validate_thing(body.get("thing"), pattern=policy.thing_name_pattern)
-    service = validate_service(body.get("service", policy.allowed_services[0]), policy.allowed_services)
+    service = validate_service(
+        body.get("service", policy.allowed_services[0]), policy.allowed_services
+    )
     minutes = validate_minutes(
         body.get("minutes", policy.default_lifetime_minutes), maximum=policy.max_lifetime_minutes
     )

@@ -97,7 +97,7 @@ class SecureTunneling(Construct):
             self,
             "Broker",
             handler_package="tunnel_broker",
-            description="iot-remote-access tunnel broker: the only opener of Secure Tunneling tunnels",
+            description="iot-remote-access tunnel broker: the only opener of tunnels",
             environment=environment,
             encryption_key=encryption_key,
             log_retention=log_retention,
@@ -211,7 +211,8 @@ class SecureTunneling(Construct):
         _acknowledge_wildcards(
             self.operator_policy,
             "Operators list, inspect and close any tunnel of the account and region (tunnel ids "
-            "are created at run time) and list them by thing; opening and token rotation are denied.",
+            "are created at run time) and list them by thing; opening and token rotation are "
+            "denied.",
             "tunnel", "thing",
         )
         self.operator_role: iam.Role | None = None

@@ -100,10 +100,13 @@ class Refused(Exception):
     @classmethod
     def from_aws(cls, error: Exception, action: str) -> Refused:
         # Only the error code is shown: AWS messages can echo request details.
-        code = error.response.get("Error", {}).get("Code", "Unknown") if isinstance(
-            error, ClientError) else type(error).__name__
-        status = aws_error_status(code) if isinstance(error, ClientError) else 503
-        return cls(status, "aws", f"aws: {action} failed ({code}); no tunnel was handed out, try again")
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", "Unknown"))
+            status = aws_error_status(code)
+        else:  # no answer at all (timeout, connection): as unavailable as it gets
+            code, status = type(error).__name__, 503
+        return cls(status, "aws",
+                   f"aws: {action} failed ({code}); no tunnel was handed out, try again")
 
 
 def response(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +209,8 @@ class Broker:
                     groups.add(group["groupName"])
                     described = self.aws.iot.describe_thing_group(thingGroupName=group["groupName"])
                     metadata = described.get("thingGroupMetadata", {})
-                    groups.update(p["groupName"] for p in metadata.get("rootToParentThingGroups", []))
+                    parents = metadata.get("rootToParentThingGroups", [])
+                    groups.update(parent["groupName"] for parent in parents)
         except (ClientError, BotoCoreError) as error:
             raise Refused.from_aws(error, "ListThingGroupsForThing") from None
         return groups
