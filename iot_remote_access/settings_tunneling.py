@@ -2,7 +2,9 @@
 the sweeper's schedule and the audit trail's retention.
 
 The rules are the broker's own (``core/tunnel_rules.py``), so a value accepted
-here is one the deployed broker accepts.
+here is one the deployed broker accepts. ``settings.py`` imports this module
+while it defines ``FleetSettings``; import ``FleetSettings`` (or this module)
+after ``iot_remote_access.settings``, never this module first.
 """
 
 from __future__ import annotations
