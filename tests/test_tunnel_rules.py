@@ -249,7 +249,7 @@ def test_sweeper_closes_tunnels_whose_source_never_connected_within_grace() -> N
     assert close_reason(never, NOW, POLICY) == CLOSE_SOURCE_NOT_CONNECTED
     young = _state(created=NOW - timedelta(minutes=14), minutes=60)
     assert close_reason(young, NOW, POLICY) is None
-    # Left 5 minutes ago: its single-use token cannot reconnect; closed after the grace period.
+    # Left 5 minutes ago: it may still come back; closed once away for the grace period.
     left = _state(created=NOW - timedelta(minutes=40), source_changed=NOW - timedelta(minutes=5))
     assert close_reason(left, NOW, POLICY) is None
     gone = _state(created=NOW - timedelta(minutes=40), source_changed=NOW - timedelta(minutes=16))

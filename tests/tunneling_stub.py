@@ -38,7 +38,7 @@ from botocore.stub import ANY, Stubber
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 OPERATOR_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/iot-operators/alice"
-#: What OpenTunnel returns: opaque single-use secrets that must never be logged.
+#: What OpenTunnel returns: opaque secrets that must never be logged.
 SOURCE_TOKEN_PREFIX = "AQGAAXiVzSmRL1VTRlCtTa4xSOURCE"
 DESTINATION_TOKEN_PREFIX = "AQGAAXiVzSmRL1VTRlCtTa4xDEST"
 

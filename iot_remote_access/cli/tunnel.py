@@ -106,7 +106,7 @@ def open_(thing: str, service: str, minutes: str | None, reason: str, broker_url
         f"Tunnel {tunnel_id} opened to {result.get('thing', thing)} "
         f"({result.get('service', service)}) until {result.get('expiresAt', '?')} "
         f"({result.get('minutes', minutes)} minutes).",
-        f"Access token saved to {path} (readable by you only; used once).",
+        f"Access token saved to {path} (readable by you only).",
         "",
         "Connect (localproxy reads the token from the environment, never the command line):",
         f'  {TOKEN_VARIABLE}="$(cat {quoted})" localproxy -r {tunnel_region} -s {local_port}',

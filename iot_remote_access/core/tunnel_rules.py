@@ -465,8 +465,8 @@ def close_reason(state: TunnelState, now: datetime, policy: TunnelPolicy) -> str
     - past its allowed lifetime (also tunnels not opened by the broker: the
       deployment's maximum applies to every tunnel in the account);
     - its source (the operator's localproxy) has not been connected for the grace
-      period: it never connected, or it left and cannot come back (access tokens
-      are single-use, and operators may not rotate them).
+      period: it never connected, or it left and did not come back (an idle
+      tunnel is an open door; ask the broker for a new one when needed).
     """
     if state.status != "OPEN":
         return None

@@ -21,6 +21,9 @@ class IotRemoteAccessStack(cdk.Stack):
     so synthesis fails on an overly permissive IoT policy or an unacknowledged
     AwsSolutions finding.
 
+    With ``settings.tunneling.enabled`` (the default) it adds ``audit_trail``
+    (AuditTrail) and ``secure_tunneling`` (SecureTunneling); both are None otherwise.
+
     :param settings: Default: ``FleetSettings()`` (safe defaults).
     :param checks: run the guard and cdk-nag. Default: True.
     """
@@ -54,9 +57,17 @@ class IotRemoteAccessStack(cdk.Stack):
                 encryption_key=self.audit_trail.key,
                 operator_principal=iam.AccountRootPrincipal() if tunneling.operator_role else None,
             )
-            cdk.CfnOutput(self, "TunnelBrokerUrl", value=self.secure_tunneling.broker_url.url,
-                          description="iot-remote-access tunnel open --broker-url")
-            cdk.CfnOutput(self, "TunnelOperatorPolicyArn",
-                          value=self.secure_tunneling.operator_policy.managed_policy_arn)
+            tunnels = self.secure_tunneling
+            for name, value in {
+                "TunnelBrokerUrl": tunnels.broker_url.url,
+                "TunnelOperatorPolicyArn": tunnels.operator_policy.managed_policy_arn,
+                "TunnelBrokerAuditLogGroup": tunnels.broker.log_group.log_group_name,
+                "TunnelSweeperAuditLogGroup": tunnels.sweeper.log_group.log_group_name,
+                "AuditTrailLogGroup": self.audit_trail.log_group.log_group_name,
+                "AuditTrailBucket": self.audit_trail.bucket.bucket_name,
+            }.items():
+                cdk.CfnOutput(self, name, value=value)
+            if tunnels.operator_role is not None:
+                cdk.CfnOutput(self, "TunnelOperatorRoleArn", value=tunnels.operator_role.role_arn)
         if checks:
             cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())
