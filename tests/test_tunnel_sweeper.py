@@ -117,3 +117,12 @@ def test_nothing_to_sweep(tunneling: StubbedSecureTunneling) -> None:
     tunneling.expect_list([])
     assert sweeper.handler({}, LambdaContext()) == {"checked": 0, "closed": []}
     assert tunneling.count("CloseTunnel") == 0
+
+
+def test_a_tunnel_deleted_since_listing_is_skipped(tunneling: StubbedSecureTunneling) -> None:
+    now = datetime.now(UTC)
+    tunneling.expect_list([summary("deleted"), summary("stale")])
+    tunneling.expect_error("describe_tunnel", "ResourceNotFoundException", 404)
+    tunneling.expect_describe(described("stale", created=now - timedelta(minutes=20)))
+    tunneling.expect_close("stale")
+    assert sweeper.handler({}, LambdaContext()) == {"checked": 2, "closed": ["stale"]}

@@ -333,11 +333,15 @@ def tag_value(text: str) -> str:
     return kept[:MAX_TAG_VALUE_LENGTH]
 
 
+def expires_at(request: TunnelRequest, now: datetime) -> str:
+    """When the tunnel's allowed lifetime ends (the broker's tag and answer)."""
+    return format_time(now + timedelta(minutes=request.minutes))
+
+
 def open_tunnel_parameters(
     request: TunnelRequest, *, requester: str, now: datetime
 ) -> dict[str, Any]:
     """The keyword arguments for ``iotsecuretunneling.open_tunnel``."""
-    expires_at = now + timedelta(minutes=request.minutes)
     return {
         # The description shows in ListTunnels; it accepts any non-control character.
         "description": request.reason,
@@ -346,7 +350,7 @@ def open_tunnel_parameters(
         "tags": [
             {"key": TAG_REQUESTER, "value": tag_value(requester)},
             {"key": TAG_REASON, "value": tag_value(request.reason)},
-            {"key": TAG_EXPIRES_AT, "value": format_time(expires_at)},
+            {"key": TAG_EXPIRES_AT, "value": expires_at(request, now)},
         ],
     }
 

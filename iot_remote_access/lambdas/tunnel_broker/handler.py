@@ -37,6 +37,7 @@ from iot_remote_access.core.tunnel_rules import (
     aws_error_status,
     check_open_count,
     check_thing_groups,
+    expires_at,
     format_time,
     keeps_new_tunnel,
     open_tunnel_ids,
@@ -164,11 +165,11 @@ class Broker:
             raise Refused.from_aws(error, "OpenTunnel") from None
         tunnel_id = opened["tunnelId"]
         self._keep_or_close(tunnel_id, request.thing)
-        expires_at = parameters["tags"][2]["value"]
+        expiry = expires_at(request, now)
         logger.info("tunnel request allowed", extra={"audit": audit_record(
             event="tunnel.open", decision="allowed", requester=requester, thing=request.thing,
             service=request.service, minutes=request.minutes, reason=request.reason,
-            tunnelId=tunnel_id, expiresAt=expires_at, at=format_time(now),
+            tunnelId=tunnel_id, expiresAt=expiry, at=format_time(now),
         )})
         metrics.add_metric(name="TunnelsOpened", unit=MetricUnit.Count, value=1)
         return response(201, {
@@ -177,7 +178,7 @@ class Broker:
             "thing": request.thing,
             "service": request.service,
             "minutes": request.minutes,
-            "expiresAt": expires_at,
+            "expiresAt": expiry,
             "region": os.environ.get("AWS_REGION", ""),
             "sourceAccessToken": opened["sourceAccessToken"],
         })

@@ -86,6 +86,8 @@ def sweep(client: Any, policy: TunnelPolicy, *, now: datetime) -> dict[str, Any]
                 continue
             client.close_tunnel(tunnelId=tunnel_id, delete=False)
         except (ClientError, BotoCoreError) as error:
+            if _code(error) == "ResourceNotFoundException":
+                continue  # deleted since it was listed: nothing left to close
             failed.append(tunnel_id)
             logger.error("could not sweep a tunnel", extra={
                 "tunnelId": tunnel_id, "error": _code(error)})
