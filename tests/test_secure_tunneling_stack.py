@@ -188,6 +188,11 @@ def test_audit_trail_validates_encrypts_and_keeps_a_tls_only_private_bucket(
             "Sid": "AllowCloudTrailToEncryptLogFiles",
             "Principal": {"Service": "cloudtrail.amazonaws.com"},
             "Action": "kms:GenerateDataKey*",
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": {"Fn::Join": ["", [
+                    "arn:", {"Ref": "AWS::Partition"}, ":cloudtrail:*:", {"Ref": "AWS::AccountId"}, ":trail/*"]]}},
+                "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": Match.any_value()},
+            },
         })])},
     })
     # The audit records of the broker and the sweeper are encrypted with the trail's key.

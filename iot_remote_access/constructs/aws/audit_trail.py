@@ -69,15 +69,17 @@ class AuditTrail(Construct):
             arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME, region="*",
         )
         cloudtrail_principal = iam.ServicePrincipal("cloudtrail.amazonaws.com")
-        # What CloudTrail needs on a customer key, scoped to this account's trails
-        # (the trail's own ARN would make a dependency cycle with the key).
+        # What CloudTrail needs on a customer key (CloudTrail's documented key policy),
+        # scoped to this account's trails: the trail's own ARN would make a dependency
+        # cycle with the key.
+        from_our_trails = {"ArnLike": {"aws:SourceArn": trail_arns}}
         self.key.add_to_resource_policy(iam.PolicyStatement(
             sid="AllowCloudTrailToEncryptLogFiles",
             principals=[cloudtrail_principal],
             actions=["kms:GenerateDataKey*"],
             resources=["*"],  # in a key policy, "*" means this key
             conditions={
-                "StringEquals": {"aws:SourceAccount": stack.account},
+                **from_our_trails,
                 "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": trail_arns},
             },
         ))
@@ -86,7 +88,7 @@ class AuditTrail(Construct):
             principals=[cloudtrail_principal],
             actions=["kms:DescribeKey"],
             resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            conditions=from_our_trails,
         ))
         self.key.add_to_resource_policy(iam.PolicyStatement(
             sid="AllowCloudWatchLogsToUseKey",
