@@ -261,6 +261,21 @@ def test_a_rollback_that_fails_leaves_the_tunnel_to_the_sweeper_and_hands_out_no
     assert errors and errors[0]["tunnelId"] == tunnel_id
 
 
+def test_an_internal_error_is_a_500_with_an_audit_record_and_no_tunnel(
+    stack: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(broker, "parse_request", broken)
+    status, body, _ = stack.call(json_event(_body()))
+    assert (status, body) == (500, {"field": "broker", "message": "broker: internal error; no tunnel was handed out"})
+    (audit,) = stack.audits()
+    assert (audit["decision"], audit["status"]) == ("refused", 500)
+    assert any(r["level"] == "ERROR" and "simulated bug" in r.get("exception", "") for r in log_records(stack.log))
+    assert stack.tunneling.count("OpenTunnel") == 0
+
+
 def test_no_token_appears_in_any_log_line_or_metric(
     stack: Broker, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -148,6 +148,11 @@ class Broker:
             refusal = Refused.from_rule(error)
         except Refused as error:
             refusal = error
+        except Exception:
+            # A bug, not a decision about the request: the caller learns nothing more. A
+            # tunnel opened before it is never handed out, and the sweeper closes it.
+            logger.exception("tunnel broker failed")
+            refusal = Refused(500, "broker", "broker: internal error; no tunnel was handed out")
         self._audit_refusal(refusal, requester, raw)
         return response(refusal.status, {"field": refusal.field, "message": refusal.message})
 
