@@ -14,10 +14,9 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
 
 from iot_remote_access.core.topics import (
     DEFAULT_COMMANDS_TOPIC,
@@ -30,24 +29,13 @@ from iot_remote_access.core.topics import (
     TopicModelError,
     validate_topic_template,
 )
+from iot_remote_access.settings_azure import AzureSettings
+from iot_remote_access.settings_base import SettingsError, SettingsSection
+from iot_remote_access.settings_hivemq import HivemqSettings
+from iot_remote_access.settings_tunneling import TunnelingSettings
 
+__all__ = ["CONTEXT_KEY", "FleetSettings", "SettingsError", "SettingsSection"]
 CONTEXT_KEY = "iot-remote-access"
-
-
-class SettingsError(ValueError):
-    """Settings that cannot be used; one line per problem, each naming its field."""
-
-
-class SettingsSection(BaseModel):
-    """Base of every settings group: frozen, camelCase keys, unknown keys rejected."""
-
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
-    )
-
-
-# Each capability's section lives in its own module, which subclasses SettingsSection.
-from iot_remote_access.settings_tunneling import TunnelingSettings  # noqa: E402
 
 
 class FleetSettings(SettingsSection):
@@ -65,6 +53,10 @@ class FleetSettings(SettingsSection):
     #: A regular expression every thing name must match in full, on top of AWS's
     #: own rule; narrow it to your naming scheme (e.g. ``sensor-[0-9]{6}``).
     thing_name_pattern: str = THING_NAME_RULE
+    #: HiveMQ on GKE and the Pub/Sub bridge (``gcp manifests``). Default: none.
+    hivemq: HivemqSettings | None = None
+    #: The Azure deployment (``iot-remote-access azure plan|deploy``). Default: none.
+    azure: AzureSettings | None = None
     #: Secure Tunneling: broker limits, sweeper, audit trail (``SecureTunneling``).
     tunneling: TunnelingSettings = TunnelingSettings()
 
@@ -177,11 +169,17 @@ def _model_at(model: type[BaseModel], location: tuple[int | str, ...]) -> type[B
             (f for name, f in model.model_fields.items() if part in (name, f.alias)), None
         )
         annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # An optional group (``X | None``) is a union: look inside it for the group.
+        candidates = get_args(annotation) or (annotation,)
+        group = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if group is None:
             return model
-        model = annotation
+        model = group
     return model
 
 
 def _aliases(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
+

@@ -2,9 +2,7 @@
 the sweeper's schedule and the audit trail's retention.
 
 The rules are the broker's own (``core/tunnel_rules.py``), so a value accepted
-here is one the deployed broker accepts. ``settings.py`` imports this module
-while it defines ``FleetSettings``; import ``FleetSettings`` (or this module)
-after ``iot_remote_access.settings``, never this module first.
+here is one the deployed broker accepts.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from iot_remote_access.core.tunnel_rules import (
     validate_service,
     validate_thing_group,
 )
-from iot_remote_access.settings import SettingsSection
+from iot_remote_access.settings_base import SettingsSection
 
 DEFAULT_SWEEP_INTERVAL_MINUTES = 5
 MAX_SWEEP_INTERVAL_MINUTES = 60

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from iot_remote_access.core.tunnel_rules import TunnelPolicy
@@ -46,3 +49,19 @@ def test_bad_values_name_the_field_value_and_what_is_allowed(raw: dict[str, obje
     with pytest.raises(SettingsError, match=message):
         FleetSettings.parse({"tunneling": raw})
 
+
+
+@pytest.mark.parametrize(
+    "first", ["iot_remote_access.settings", "iot_remote_access.settings_tunneling"]
+)
+def test_settings_load_whichever_module_is_imported_first(first: str) -> None:
+    code = (
+        f"import {first}\n"
+        "from iot_remote_access.settings import FleetSettings\n"
+        "s = FleetSettings.parse({'tunneling': {'maxLifetimeMinutes': 90}})\n"
+        "print(type(s.tunneling).__name__, s.tunneling.max_lifetime_minutes)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "TunnelingSettings 90"

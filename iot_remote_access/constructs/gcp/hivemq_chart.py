@@ -1,0 +1,142 @@
+"""The GKE deployment of the broker side: one cdk8s chart, plus the HiveMQ Helm values.
+
+``synthesize`` writes a directory a platform team applies in two steps:
+
+``manifests/``          plain Kubernetes objects (namespace, extension ConfigMaps,
+                        bridge Deployment/HPA/PDB/ServiceAccount, NetworkPolicies),
+                        one file per object: ``kubectl apply -f`` or an Argo CD
+                        directory source
+``hivemq-values.yaml``  values for HiveMQ's ``hivemq-platform`` chart: ``helm
+                        install`` or an Argo CD Helm source
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cdk8s
+import yaml
+from cdk8s_plus_33 import k8s
+from constructs import Construct
+
+from iot_remote_access.constructs.gcp.bridge_deployment import BridgeDeployment
+from iot_remote_access.constructs.gcp.hivemq_platform import HivemqPlatform
+from iot_remote_access.constructs.gcp.labels import (
+    BRIDGE_LISTENER_PORT,
+    DEVICE_LISTENER_PORT,
+    HIVEMQ_METRICS_PORT,
+    PART_OF,
+)
+from iot_remote_access.constructs.gcp.network_policies import NetworkPolicies
+from iot_remote_access.core.kubernetes_names import ManifestValueError
+from iot_remote_access.core.topics import DeviceAccess
+from iot_remote_access.settings import FleetSettings
+
+MANIFESTS_DIR = "manifests"
+VALUES_FILE = "hivemq-values.yaml"
+HIVEMQ_CHART = "hivemq/hivemq-platform"
+#: The chart version the values are written for and validated against.
+HIVEMQ_CHART_VERSION = "0.2.72"
+
+
+class HivemqChart(cdk8s.Chart):
+    """Namespace, broker extension config, bridge and NetworkPolicies for one fleet.
+
+    :param settings: the fleet settings; their ``hivemq`` section is required.
+
+    Attributes: ``hivemq`` (:class:`HivemqPlatform`, with ``values``),
+    ``bridge`` (:class:`BridgeDeployment` or ``None`` with the Pub/Sub
+    extension), ``network_policies``, ``namespace_object`` (``None`` when
+    ``createNamespace`` is off).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: FleetSettings) -> None:
+        super().__init__(scope, construct_id, disable_resource_name_hashes=True)
+        hivemq = settings.hivemq
+        if hivemq is None:
+            raise ManifestValueError(
+                "hivemq", "missing; allowed: a hivemq section (see examples/hivemq-settings.yaml)"
+            )
+        namespace = hivemq.namespace
+        access = DeviceAccess(topics=settings.topic_model(), rotation=hivemq.rotation_topics)
+
+        self.namespace_object: k8s.KubeNamespace | None = None
+        if hivemq.create_namespace:
+            self.namespace_object = k8s.KubeNamespace(
+                self,
+                "Namespace",
+                metadata=k8s.ObjectMeta(
+                    name=namespace,
+                    labels={
+                        **PART_OF,
+                        # The broker pods come from the operator's StatefulSet, which
+                        # meets "baseline"; the bridge meets "restricted".
+                        "pod-security.kubernetes.io/enforce": "baseline",
+                        "pod-security.kubernetes.io/warn": "restricted",
+                        "pod-security.kubernetes.io/audit": "restricted",
+                    },
+                ),
+            )
+        self.hivemq = HivemqPlatform(
+            self,
+            "Hivemq",
+            namespace=namespace,
+            settings=hivemq,
+            access=access,
+            thing_name_pattern=settings.thing_name_pattern,
+        )
+        self.bridge: BridgeDeployment | None = None
+        if hivemq.integration == "bridge":
+            assert hivemq.bridge is not None and self.hivemq.bridge_service_name is not None
+            self.bridge = BridgeDeployment(
+                self,
+                "Bridge",
+                namespace=namespace,
+                settings=hivemq.bridge,
+                pubsub=hivemq.pubsub,
+                topics=access.topics,
+                broker_host=self.hivemq.bridge_service_name,
+                broker_port=BRIDGE_LISTENER_PORT,
+                thing_name_pattern=settings.thing_name_pattern,
+            )
+        self.network_policies = NetworkPolicies(
+            self,
+            "NetworkPolicies",
+            namespace=namespace,
+            hivemq_pod_labels=self.hivemq.pod_labels,
+            device_port=DEVICE_LISTENER_PORT,
+            hivemq_metrics_port=HIVEMQ_METRICS_PORT,
+            bridge_pod_labels=self.bridge.pod_labels if self.bridge else None,
+            bridge_listener_port=BRIDGE_LISTENER_PORT if self.bridge else None,
+            bridge_http_port=hivemq.bridge.http_port if self.bridge and hivemq.bridge else None,
+            monitoring_namespace=hivemq.monitoring_namespace,
+            operator_namespace=hivemq.operator_namespace,
+        )
+
+
+def synthesize(settings: FleetSettings, out_dir: Path) -> list[Path]:
+    """Write ``manifests/`` and ``hivemq-values.yaml`` under ``out_dir``; return the files written.
+
+    Raises ValueError (naming field, value and what is allowed) before writing
+    anything when a value cannot be used.
+    """
+    manifests = out_dir / MANIFESTS_DIR
+    app = cdk8s.App(outdir=str(manifests), yaml_output_type=cdk8s.YamlOutputType.FILE_PER_RESOURCE)
+    chart = HivemqChart(app, "hivemq", settings=settings)
+    values = chart.hivemq.values
+    # Every value was checked while the chart was built: only now is anything removed or
+    # written. Files of ours from an earlier run go, so a switch of integration leaves no
+    # stale Deployment behind; other files in the directory stay.
+    for stale in [*manifests.glob("*.k8s.yaml"), out_dir / VALUES_FILE]:
+        stale.unlink(missing_ok=True)
+    app.synth()
+    hivemq = settings.hivemq
+    assert hivemq is not None
+    header = (
+        f"# Values for {HIVEMQ_CHART} {HIVEMQ_CHART_VERSION}, generated by iot-remote-access.\n"
+        f"# helm upgrade --install {hivemq.release_name} {HIVEMQ_CHART} --version "
+        f"{HIVEMQ_CHART_VERSION} -n {hivemq.namespace} -f {VALUES_FILE}\n"
+    )
+    values_file = out_dir / VALUES_FILE
+    values_file.write_text(header + yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+    return [*sorted(manifests.glob("*.yaml")), values_file]

@@ -1,0 +1,340 @@
+"""HiveMQ on GKE through the HiveMQ Platform Operator's ``hivemq-platform`` Helm chart.
+
+The construct renders two things: Kubernetes objects (the Enterprise Security
+Extension's ConfigMap, the Pub/Sub extension's ConfigMap and service account
+when that integration is chosen) and ``values``, the chart's values, which
+the CLI writes as ``hivemq-values.yaml`` for ``helm install`` or an Argo CD
+Helm source. Why the chart's values rather than a hand-written
+``HivemqPlatform`` resource: see the README ("Why the Helm chart").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdk8s_plus_33 import k8s
+from constructs import Construct
+
+from iot_remote_access.constructs.gcp.labels import (
+    BRIDGE_LISTENER_NAME,
+    BRIDGE_LISTENER_PORT,
+    DEVICE_LISTENER_NAME,
+    DEVICE_LISTENER_PORT,
+    HIVEMQ_METRICS_PORT,
+    HIVEMQ_POD_LABELS,
+    PART_OF,
+    WORKLOAD_IDENTITY_ANNOTATION,
+)
+from iot_remote_access.core.hivemq_ese import (
+    BRIDGE_REALM,
+    DEVICES_REALM,
+    ESE_CONFIG_FILE,
+    EsePipeline,
+    render_ese_config,
+)
+from iot_remote_access.core.hivemq_permissions import (
+    RealmRole,
+    RealmUser,
+    bridge_permissions,
+    device_permissions,
+    render_file_realm,
+)
+from iot_remote_access.core.hivemq_pubsub import (
+    PUBSUB_CONFIG_FILE,
+    PUBSUB_EXTENSION_NAME,
+    PubsubRoutes,
+    render_pubsub_extension_config,
+)
+from iot_remote_access.core.kubernetes_names import (
+    validate_dns_label,
+    validate_dns_subdomain,
+    validate_image_tag,
+)
+from iot_remote_access.core.topics import THING_NAME_RULE, DeviceAccess
+from iot_remote_access.settings_hivemq import HivemqSettings
+
+ESE_EXTENSION_NAME = "hivemq-enterprise-security-extension"
+ALLOW_ALL_EXTENSION_NAME = "hivemq-allow-all-extension"
+DEVICES_REALM_FILE = "devices-realm.xml"
+BRIDGE_REALM_FILE = "bridge-realm.xml"
+#: The official image runs as uid 10000, gid 0 (HiveMQ's documented defaults).
+HIVEMQ_UID = 10000
+DATA_VOLUME = "hivemq-data"
+
+
+class HivemqPlatform(Construct):
+    """The broker: hardened Helm values plus the extension configuration they reference.
+
+    :param namespace: where the release and the ConfigMaps live.
+    :param settings: the ``hivemq`` settings section.
+    :param access: the device topic model and switches (rotation) the permissions come from.
+    :param thing_name_pattern: passed to a commands transformer (extension integration).
+        Default: AWS IoT's thing-name rule.
+
+    Attributes: ``values`` (the chart's values), ``ese_config_map``,
+    ``pubsub_config_map`` and ``service_account`` (``None`` unless the Pub/Sub
+    extension is on), ``device_service_name``, ``bridge_service_name``
+    (``None`` without the bridge), ``pod_labels``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        namespace: str,
+        settings: HivemqSettings,
+        access: DeviceAccess,
+        thing_name_pattern: str = THING_NAME_RULE,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        _validate(namespace, settings)
+        self.namespace = namespace
+        self.settings = settings
+        release = settings.release_name
+        self.pod_labels = dict(HIVEMQ_POD_LABELS)
+        self.device_service_name = f"{release}-mqtt-devices"
+        with_bridge = settings.integration == "bridge"
+        self.bridge_service_name: str | None = f"{release}-mqtt-bridge" if with_bridge else None
+
+        self.ese_config_map = k8s.KubeConfigMap(
+            self,
+            "EseConfig",
+            metadata=self._meta(f"{release}-ese-config"),
+            data=self._ese_files(access, with_bridge),
+        )
+
+        self.service_account: k8s.KubeServiceAccount | None = None
+        self.pubsub_config_map: k8s.KubeConfigMap | None = None
+        if settings.integration == "extension":
+            extension = settings.extension
+            assert extension is not None  # guaranteed by HivemqSettings
+            self.service_account = k8s.KubeServiceAccount(
+                self,
+                "ServiceAccount",
+                metadata=self._meta(
+                    f"{release}-hivemq",
+                    annotations={WORKLOAD_IDENTITY_ANNOTATION: extension.google_service_account},
+                ),
+            )
+            routes = PubsubRoutes(
+                project_id=settings.pubsub.project_id,
+                telemetry_topic=settings.pubsub.telemetry_topic,
+                commands_subscription=settings.pubsub.commands_subscription,
+                commands_transformer=extension.commands_transformer,
+                thing_name_pattern=thing_name_pattern,
+            )
+            self.pubsub_config_map = k8s.KubeConfigMap(
+                self,
+                "PubsubExtensionConfig",
+                metadata=self._meta(f"{release}-pubsub-extension-config"),
+                data={PUBSUB_CONFIG_FILE: render_pubsub_extension_config(access.topics, routes)},
+            )
+        self.values = self._values()
+
+    def _meta(self, name: str, *, annotations: dict[str, str] | None = None) -> k8s.ObjectMeta:
+        return k8s.ObjectMeta(
+            name=name, namespace=self.namespace, labels=dict(PART_OF), annotations=annotations
+        )
+
+    def _ese_files(self, access: DeviceAccess, with_bridge: bool) -> dict[str, str]:
+        settings = self.settings
+        device_role = device_permissions(access)
+        pipelines = [EsePipeline(DEVICE_LISTENER_NAME, DEVICES_REALM, DEVICES_REALM_FILE, False)]
+        files = {
+            DEVICES_REALM_FILE: render_file_realm(
+                RealmRole(ca_name, device_role) for ca_name in settings.tls.fleet_ca_common_names
+            )
+        }
+        if with_bridge:
+            bridge = settings.bridge
+            assert bridge is not None  # guaranteed by HivemqSettings
+            pipelines.append(
+                EsePipeline(BRIDGE_LISTENER_NAME, BRIDGE_REALM, BRIDGE_REALM_FILE, True)
+            )
+            role = bridge_permissions(access.topics, shared_group=bridge.shared_group)
+            files[BRIDGE_REALM_FILE] = render_file_realm(
+                [RealmRole("bridge", role)],
+                [RealmUser(bridge.identity, ("bridge",))],
+            )
+        files[ESE_CONFIG_FILE] = render_ese_config(tuple(pipelines))
+        return files
+
+    # -- Helm values --------------------------------------------------------------
+
+    def _values(self) -> dict[str, Any]:
+        s = self.settings
+        services = [
+            self._tls_listener(
+                name=self.device_service_name,
+                listener=DEVICE_LISTENER_NAME,
+                port=DEVICE_LISTENER_PORT,
+                service_type="LoadBalancer",
+            )
+        ]
+        if self.bridge_service_name is not None:
+            services.append(
+                self._tls_listener(
+                    name=self.bridge_service_name,
+                    listener=BRIDGE_LISTENER_NAME,
+                    port=BRIDGE_LISTENER_PORT,
+                    service_type="ClusterIP",
+                )
+            )
+        extensions: list[dict[str, Any]] = [
+            # Explicitly off: the chart enables it by default, and it lets every client in.
+            {"name": ALLOW_ALL_EXTENSION_NAME, "enabled": False},
+            {
+                "name": ESE_EXTENSION_NAME,
+                "enabled": True,
+                "configMapName": self.ese_config_map.name,
+                "supportsHotReload": False,
+                # HiveMQ must not run without its security extension.
+                "startMandatory": True,
+            },
+        ]
+        if self.pubsub_config_map is not None:
+            extensions.append(
+                {
+                    "name": PUBSUB_EXTENSION_NAME,
+                    "enabled": True,
+                    "configMapName": self.pubsub_config_map.name,
+                    "supportsHotReload": True,
+                }
+            )
+        nodes: dict[str, Any] = {
+            "replicaCount": s.nodes.replicas,
+            "logLevel": "INFO",
+            "resources": {"cpu": s.nodes.cpu, "memory": s.nodes.memory},
+            "labels": {**self.pod_labels, **PART_OF},
+            "podSecurityContext": {
+                "enabled": True,
+                "runAsNonRoot": True,
+                "runAsUser": HIVEMQ_UID,
+                "runAsGroup": 0,
+                # The data volume must be writable by group 0 (HiveMQ's image convention).
+                "fsGroup": 0,
+            },
+            "containerSecurityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": HIVEMQ_UID,
+                "runAsGroup": 0,
+            },
+        }
+        if self.service_account is not None:
+            nodes["serviceAccountName"] = self.service_account.name
+        claim_spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": s.nodes.storage_size}},
+        }
+        if s.nodes.storage_class is not None:
+            claim_spec["storageClassName"] = s.nodes.storage_class
+        license_values: dict[str, Any] = {"create": False}
+        if s.license_secret is not None:
+            license_values["name"] = s.license_secret
+        return {
+            "image": {
+                "repository": s.image_repository,
+                "name": "hivemq4",
+                "tag": s.image_tag,
+                "pullPolicy": "IfNotPresent",
+            },
+            "nodes": nodes,
+            "podScheduling": {"affinity": self._affinity()},
+            "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+            "services": services,
+            "extensions": extensions,
+            # Also off by name, so a values file layered on top cannot re-enable it by
+            # replacing the extensions list.
+            "extensionMap": {ALLOW_ALL_EXTENSION_NAME: {"enabled": False}},
+            "license": license_values,
+            "metrics": {"enabled": True, "port": HIVEMQ_METRICS_PORT, "path": "/"},
+            "hivemqMqttSecurity": {
+                # An empty client id would get a random one, and the permissions
+                # are written for the client id: devices must send their name.
+                "allowEmptyClientId": False,
+                "utf8Validation": True,
+            },
+            "hivemqRestrictions": {
+                # Thing names are at most 128 characters and topics at most 256 bytes.
+                "maxClientIdLength": 128,
+                "maxTopicLength": 256,
+            },
+            "volumeClaimTemplates": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": DATA_VOLUME},
+                    "spec": claim_spec,
+                }
+            ],
+            "additionalVolumes": [
+                {"type": "persistentVolumeClaim", "name": DATA_VOLUME, "path": "/opt/hivemq/data"}
+            ],
+            # The chart's test pods connect without TLS: with mTLS only they can only fail.
+            "testing": {"enabled": False},
+            "telemetry": {"anonymousUsageStatistics": {"enabled": False}},
+            "monitoring": {"enabled": False},
+        }
+
+    def _tls_listener(
+        self, *, name: str, listener: str, port: int, service_type: str
+    ) -> dict[str, Any]:
+        s = self.settings
+        service: dict[str, Any] = {
+            "type": "mqtt",
+            "name": name,
+            "exposed": True,
+            "containerPort": port,
+            "port": port,
+            "serviceType": service_type,
+            "hivemqListenerName": listener,
+            "keystoreSecretName": s.tls.server_keystore_secret,
+            "keystoreSecretKey": "keystore",
+            "keystorePasswordSecretName": s.tls.server_keystore_password_secret,
+            "keystorePasswordSecretKey": "keystore.password",
+            "truststoreSecretName": s.tls.fleet_ca_secret,
+            "truststoreSecretKey": "truststore",
+            "truststorePasswordSecretName": s.tls.fleet_ca_password_secret,
+            "truststorePasswordSecretKey": "truststore.password",
+            "tlsClientAuthenticationMode": "REQUIRED",
+            "tlsProtocols": list(s.tls.protocols),
+            "tlsCipherSuites": list(s.tls.cipher_suites),
+            "labels": dict(PART_OF),
+        }
+        if service_type == "LoadBalancer":
+            service["externalTrafficPolicy"] = s.listener.external_traffic_policy
+            if s.listener.internal_load_balancer:
+                service["annotations"] = {"networking.gke.io/load-balancer-type": "Internal"}
+        return service
+
+    def _affinity(self) -> dict[str, Any]:
+        selector = {"matchLabels": dict(self.pod_labels)}
+        zone = {"labelSelector": selector, "topologyKey": "topology.kubernetes.io/zone"}
+        host = {"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"}
+        if self.settings.nodes.zone_spread == "required":
+            return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [zone]}}
+        return {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [host],
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 100, "podAffinityTerm": zone}
+                ],
+            }
+        }
+
+
+def _validate(namespace: str, settings: HivemqSettings) -> None:
+    """The values that must not be wrong, checked again at synth (settings may be built in code)."""
+    validate_dns_label(namespace, field_name="hivemq.namespace")
+    tls = settings.tls
+    for field_name, value in (
+        ("hivemq.tls.serverKeystoreSecret", tls.server_keystore_secret),
+        ("hivemq.tls.serverKeystorePasswordSecret", tls.server_keystore_password_secret),
+        ("hivemq.tls.fleetCaSecret", tls.fleet_ca_secret),
+        ("hivemq.tls.fleetCaPasswordSecret", tls.fleet_ca_password_secret),
+    ):
+        validate_dns_subdomain(value, field_name=field_name)
+    if settings.license_secret is not None:
+        validate_dns_subdomain(settings.license_secret, field_name="hivemq.licenseSecret")
+    validate_image_tag(settings.image_tag, field_name="hivemq.imageTag")

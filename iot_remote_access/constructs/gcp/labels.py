@@ -1,0 +1,20 @@
+"""Labels and ports shared by the GKE constructs (one place, so selectors always agree)."""
+
+from __future__ import annotations
+
+COMPONENT_LABEL = "iot-remote-access/component"
+PART_OF = {"app.kubernetes.io/part-of": "iot-remote-access"}
+HIVEMQ_POD_LABELS = {COMPONENT_LABEL: "hivemq"}
+BRIDGE_POD_LABELS = {COMPONENT_LABEL: "pubsub-bridge"}
+
+#: The device listener (mTLS, public). Devices expect MQTT over TLS on 8883.
+DEVICE_LISTENER_PORT = 8883
+DEVICE_LISTENER_NAME = "devices"
+#: The bridge's listener (mTLS, reachable only from the bridge pods).
+BRIDGE_LISTENER_PORT = 8884
+BRIDGE_LISTENER_NAME = "bridge"
+#: The HiveMQ Prometheus extension.
+HIVEMQ_METRICS_PORT = 9399
+
+#: GKE's annotation binding a Kubernetes service account to a Google service account.
+WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
