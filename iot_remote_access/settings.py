@@ -32,6 +32,7 @@ from iot_remote_access.core.topics import (
 from iot_remote_access.settings_azure import AzureSettings
 from iot_remote_access.settings_base import SettingsError, SettingsSection
 from iot_remote_access.settings_hivemq import HivemqSettings
+from iot_remote_access.settings_monitoring import MonitoringSettings
 from iot_remote_access.settings_tunneling import TunnelingSettings
 
 __all__ = ["CONTEXT_KEY", "FleetSettings", "SettingsError", "SettingsSection"]
@@ -57,6 +58,8 @@ class FleetSettings(SettingsSection):
     hivemq: HivemqSettings | None = None
     #: The Azure deployment (``iot-remote-access azure plan|deploy``). Default: none.
     azure: AzureSettings | None = None
+    #: Security monitoring and SIEM export (AWS); see MonitoringSettings.
+    monitoring: MonitoringSettings = MonitoringSettings()
     #: Secure Tunneling: broker limits, sweeper, audit trail (``SecureTunneling``).
     tunneling: TunnelingSettings = TunnelingSettings()
 

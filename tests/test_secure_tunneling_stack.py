@@ -195,14 +195,17 @@ def test_audit_trail_validates_encrypts_and_keeps_a_tls_only_private_bucket(
             },
         })])},
     })
-    # The audit records of the broker and the sweeper are encrypted with the trail's key.
-    for log_group in template.find_resources("AWS::Logs::LogGroup").values():
-        assert log_group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [_key_id(template), "Arn"]}
-
-
-def _key_id(template: Template) -> str:
-    (name,) = template.find_resources("AWS::KMS::Key").keys()
-    return name
+    # CloudTrail's log group and the audit records of the broker and the sweeper are
+    # encrypted with the trail's key.
+    (trail,) = template.find_resources("AWS::CloudTrail::Trail").values()
+    key = trail["Properties"]["KMSKeyId"]
+    groups = template.find_resources("AWS::Logs::LogGroup")
+    audit_groups = [name for name in groups
+                    if name.startswith(("AuditTrailLogs", "SecureTunnelingBrokerLogs",
+                                        "SecureTunnelingSweeperLogs"))]
+    assert len(audit_groups) == 3
+    for name in audit_groups:
+        assert groups[name]["Properties"]["KmsKeyId"] == key
 
 
 def test_device_policy_lets_devices_receive_their_tunnel_notifications(
@@ -250,12 +253,24 @@ def test_settings_reach_the_broker_sweeper_trail_and_operator_role(
     assert cfn_lint_errors(template_file) == []
 
 
+def test_stack_with_an_explicit_environment_passes_cdk_nag_and_cfn_lint(tmp_path: Path) -> None:
+    """cdk-nag names findings by concrete ARNs then; the acknowledgements must follow."""
+    env = cdk.Environment(account="123456789012", region="eu-west-1")
+    _, template, template_file = synth_checked(
+        lambda app: IotRemoteAccessStack(app, "Ref", env=env), tmp_path)
+    assert _roles_allowed(template, "iot:OpenTunnel") == {_role_of(template, BROKER_HANDLER)}
+    assert cfn_lint_errors(template_file) == []
+
+
 def test_tunneling_can_be_turned_off(tmp_path: Path) -> None:
     settings = FleetSettings.parse({"tunneling": {"enabled": False}})
     stack, template, _ = synth_checked(
         lambda app: IotRemoteAccessStack(app, "Ref", settings=settings), tmp_path)
-    assert template.find_resources("AWS::Lambda::Function") == {}
+    for handler in (BROKER_HANDLER, SWEEPER_HANDLER):
+        assert template.find_resources(
+            "AWS::Lambda::Function", {"Properties": {"Handler": handler}}) == {}
     assert template.find_resources("AWS::CloudTrail::Trail") == {}
+    assert template.find_resources("AWS::Lambda::Url") == {}
     assert "tunnels/notify" not in json.dumps(template.find_resources("AWS::IoT::Policy"))
     assert stack.secure_tunneling is None and stack.audit_trail is None  # type: ignore[attr-defined]
 
@@ -306,3 +321,4 @@ def test_lambda_code_imports_only_stdlib_powertools_boto3_and_core(package: str)
 def _stdlib() -> frozenset[str]:
     import sys
     return frozenset(sys.stdlib_module_names)
+

@@ -9,7 +9,12 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import AuditTrail, DevicePolicy, SecureTunneling
+from iot_remote_access.constructs.aws import (
+    AuditTrail,
+    DevicePolicy,
+    SecureTunneling,
+    SecurityMonitoring,
+)
 from iot_remote_access.guard.cdk_plugin import IotPolicyGuard
 from iot_remote_access.settings import FleetSettings
 
@@ -69,5 +74,11 @@ class IotRemoteAccessStack(cdk.Stack):
                 cdk.CfnOutput(self, name, value=value)
             if tunnels.operator_role is not None:
                 cdk.CfnOutput(self, "TunnelOperatorRoleArn", value=tunnels.operator_role.role_arn)
+        # Reads the device policy at synthesis: switches turned on later are checked too.
+        self.security_monitoring = (
+            SecurityMonitoring(self, "SecurityMonitoring", device_access=self.device_policy,
+                               settings=self.settings.monitoring)
+            if self.settings.monitoring.enabled else None
+        )
         if checks:
             cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())

@@ -3,7 +3,21 @@
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.audit_trail import AuditTrail
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.iot_logging import IotLogging
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.constructs.aws.secure_tunneling import SecureTunneling
+from iot_remote_access.constructs.aws.security_monitoring import SecurityMonitoring
+from iot_remote_access.constructs.aws.security_topic_rule import SecurityTopicRule
+from iot_remote_access.constructs.aws.siem_export import SiemExport
 
-__all__ = ["AlarmTopic", "AuditTrail", "DevicePolicy", "LibraryFunction", "SecureTunneling"]
+__all__ = [
+    "AlarmTopic",
+    "AuditTrail",
+    "DevicePolicy",
+    "IotLogging",
+    "LibraryFunction",
+    "SecureTunneling",
+    "SecurityMonitoring",
+    "SecurityTopicRule",
+    "SiemExport",
+]

@@ -1,0 +1,432 @@
+"""SecurityMonitoring: detections over AWS IoT's own records, alarms, security events, export."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_logs_destinations as destinations
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
+from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.iot_logging import IotLogging
+from iot_remote_access.constructs.aws.library_function import LibraryFunction
+from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
+from iot_remote_access.constructs.aws.security_topic_rule import SecurityTopicRule
+from iot_remote_access.constructs.aws.siem_export import SiemExport
+from iot_remote_access.core.security_detections import (
+    ALARM_ROUTES_ENVIRONMENT_VARIABLE,
+    AUTHORIZATION_FAILURE_FILTER_PATTERN,
+    CONFIG_ENVIRONMENT_VARIABLE,
+    DETECTIONS,
+    EVENT_SOURCE,
+    METRIC_NAMESPACE,
+    AlarmRoute,
+    Detection,
+    DetectionConfig,
+    Severity,
+    compile_client_pattern,
+    parse_network,
+    telemetry_rule_sql,
+)
+from iot_remote_access.core.topics import DeviceAccess
+from iot_remote_access.settings_monitoring import MonitoringSettings
+
+#: The telemetry-count records only feed Contributor Insights and one metric
+#: filter (both evaluate on arrival), so they are kept briefly.
+TELEMETRY_COUNT_RETENTION = logs.RetentionDays.ONE_WEEK
+#: Lambda allows 4 KB of environment variables per function in all.
+MAX_CONFIG_BYTES = 3000
+
+
+class SecurityMonitoring(Construct):
+    """Detects misbehaving devices from AWS IoT's logs and lifecycle events.
+
+    Detections (see the README's table): authorization failures, unexpected
+    subscriptions, connections from outside the allowed networks, publish-rate
+    anomalies (fleet band and top device) and connection churn. Each has a
+    metric in ``IotRemoteAccess/Security`` and a fleet-wide alarm on the alarm
+    topic; high-severity alarms also go to the incident topic. Every finding is
+    also an EventBridge event (``source: iot-remote-access.security``). The IoT
+    log group, the lifecycle log group and ``log_groups_to_export`` stream into
+    S3 for a SIEM (:class:`SiemExport`).
+
+    :param device_access: the topics each device may use: a DevicePolicy (read
+        at synthesis, so switches turned on later count) or a DeviceAccess.
+    :param settings: Default: ``MonitoringSettings()``.
+    :param alarm_topic: where alarms go. Default: a new :class:`AlarmTopic`.
+    :param incident_topic: where high-severity alarms also go. Default: a new
+        :class:`AlarmTopic` named "incidents".
+    :param event_bus: where security events go. Default: the account's default bus.
+    :param log_groups_to_export: more log groups for the SIEM export (e.g. the
+        CloudTrail log group, the tunnel audit log group). Default: none.
+    :param encryption_key: KMS key for the log groups, functions and export; a
+        statement letting CloudWatch Logs use it for this account's log groups is
+        added to its policy. Default: a new key with rotation.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        device_access: DeviceAccess | DevicePolicy,
+        settings: MonitoringSettings | None = None,
+        alarm_topic: sns.ITopic | None = None,
+        incident_topic: sns.ITopic | None = None,
+        event_bus: events.IEventBus | None = None,
+        log_groups_to_export: Sequence[logs.ILogGroup] = (),
+        encryption_key: kms.IKey | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.settings = settings or MonitoringSettings()
+        s = self.settings
+        self._device_access = device_access
+        self._networks = tuple(parse_network(c) for c in s.allowed_source_cidrs)
+        self._exempt = (
+            compile_client_pattern(s.exempt_client_id_pattern)
+            if s.exempt_client_id_pattern else None
+        )
+        self._config_json()  # refuse an oversized configuration now, not at synthesis
+        stack = cdk.Stack.of(self)
+        retention = getattr(logs.RetentionDays, _RETENTION_NAMES[s.log_retention_days])
+
+        self.key = encryption_key or kms.Key(
+            self, "Key", description="iot-remote-access security monitoring",
+            enable_key_rotation=True,
+        )
+        allow_cloudwatch_logs(self.key, self)
+        if alarm_topic is None:
+            own_alarms = AlarmTopic(self, "Alarms", email_addresses=s.alarm_emails)
+            alarm_topic = own_alarms.topic
+            incident_key: kms.IKey | None = own_alarms.key
+        else:
+            incident_key = None
+        self.alarm_topic = alarm_topic
+        self.incident_topic = incident_topic or AlarmTopic(
+            self, "Incidents", display_name="iot-remote-access incidents",
+            email_addresses=s.incident_emails, key=incident_key,
+        ).topic
+        self.event_bus = event_bus or events.EventBus.from_event_bus_name(
+            self, "DefaultBus", "default"
+        )
+
+        # -- records ---------------------------------------------------------------
+        self.iot_logging = IotLogging(
+            self, "IotLogging", level=s.iot_log_level, encryption_key=self.key,
+            retention=retention, manage=s.configure_iot_logging,
+        )
+        self.lifecycle_log_group = logs.LogGroup(
+            self, "LifecycleEvents", encryption_key=self.key, retention=retention,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self.telemetry_count_log_group = logs.LogGroup(
+            self, "TelemetryCounts", encryption_key=self.key,
+            retention=TELEMETRY_COUNT_RETENTION, removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        self.rule_error_log_group = logs.LogGroup(
+            self, "RuleErrors", encryption_key=self.key, retention=retention,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+
+        # -- functions ---------------------------------------------------------------
+        self.detector = LibraryFunction(
+            self, "Detector", handler_package="security_detections",
+            description="iot-remote-access: checks IoT lifecycle events and refused "
+            "publish/subscribe log entries",
+            encryption_key=self.key, log_retention=retention,
+            environment={
+                CONFIG_ENVIRONMENT_VARIABLE: cdk.Lazy.string(_Producer(self._config_json)),
+                "EVENT_BUS_NAME": self.event_bus.event_bus_name,
+            },
+        )
+        self._allow_put_security_events(self.detector.role)
+        self.iot_log_group.add_subscription_filter(
+            "AuthorizationFailuresToDetector",
+            destination=destinations.LambdaDestination(self.detector.function),
+            filter_pattern=logs.FilterPattern.literal(AUTHORIZATION_FAILURE_FILTER_PATTERN),
+        )
+
+        # -- IoT rules: lifecycle events and telemetry counts ------------------------
+        rule = self._rule
+        self.rules = [
+            rule("ConnectedRule", "$aws/events/presence/connected/+",
+                 "connected events: connection-source check and lifecycle log",
+                 log_group=self.lifecycle_log_group, invoke_detector=True),
+            rule("PresenceRule", "$aws/events/presence/disconnected/+",
+                 "disconnected events: lifecycle log", log_group=self.lifecycle_log_group),
+            rule("ConnectFailedRule", "$aws/events/presence/connect_failed/+",
+                 "refused connections: lifecycle log", log_group=self.lifecycle_log_group),
+            rule("SubscribedRule", "$aws/events/subscriptions/subscribed/+",
+                 "subscribe events: topic-model check and lifecycle log",
+                 log_group=self.lifecycle_log_group, invoke_detector=True),
+        ]
+        access = self.device_access
+        self.telemetry_rule = SecurityTopicRule(
+            self, "TelemetryCountRule",
+            sql=telemetry_rule_sql(access.topics.telemetry),
+            description="iot-remote-access: one record (thing name only) per telemetry message",
+            log_group=self.telemetry_count_log_group, error_log_group=self.rule_error_log_group,
+        )
+        self.rules.append(self.telemetry_rule)
+
+        # -- metrics, insight rules, alarms -------------------------------------------
+        self.alarms: dict[Detection, cloudwatch.AlarmBase] = {}
+        self.insight_rules: dict[Detection, cloudwatch.CfnInsightRule] = {}
+        self._detection_alarms(s)
+        self._rate_alarms(s)
+
+        # -- alarm state changes -> security events ------------------------------------
+        routes = {
+            Detection.PUBLISH_RATE_ANOMALY: None,
+            Detection.PUBLISH_RATE_TOP_DEVICE:
+                self.insight_rules[Detection.PUBLISH_RATE_TOP_DEVICE],
+            Detection.CONNECTION_CHURN: self.insight_rules[Detection.CONNECTION_CHURN],
+        }
+        self.alarm_events = LibraryFunction(
+            self, "AlarmEvents", handler_package="security_alarm_events",
+            description="iot-remote-access: security alarm state changes to security events",
+            encryption_key=self.key, log_retention=retention,
+            environment={
+                ALARM_ROUTES_ENVIRONMENT_VARIABLE: stack.to_json_string({
+                    self.alarms[d].alarm_arn: AlarmRoute(
+                        d, insight.rule_name if insight else None).to_dict()
+                    for d, insight in routes.items()
+                }),
+                "EVENT_BUS_NAME": self.event_bus.event_bus_name,
+            },
+        )
+        self._allow_put_security_events(self.alarm_events.role)
+        self.alarm_events.role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["cloudwatch:GetInsightRuleReport"],
+            resources=[stack.format_arn(service="cloudwatch", resource="insight-rule",
+                                        resource_name=r.rule_name)
+                       for r in self.insight_rules.values()],
+        ))
+        self.alarm_rule = events.Rule(
+            self, "AlarmStateChanges",
+            description="iot-remote-access: security rate alarms entering ALARM",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=["CloudWatch Alarm State Change"],
+                resources=[self.alarms[d].alarm_arn for d in routes],
+                detail={"state": {"value": ["ALARM"]}},
+            ),
+            targets=[targets.LambdaFunction(self.alarm_events.function, retry_attempts=4)],
+        )
+
+        # -- SIEM export -----------------------------------------------------------------
+        self.siem_export: SiemExport | None = None
+        if s.siem_export:
+            self.siem_export = SiemExport(
+                self, "SiemExport",
+                log_groups=[self.iot_log_group, self.lifecycle_log_group, *log_groups_to_export],
+                encryption_key=self.key, retention_days=s.siem_retention_days,
+                log_retention=retention,
+            )
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def iot_log_group(self) -> logs.ILogGroup:
+        """``AWSIotLogsV2``: AWS IoT's v2 log."""
+        return self.iot_logging.log_group
+
+    @property
+    def device_access(self) -> DeviceAccess:
+        """The topic model subscriptions are checked against (the device policy's, if given)."""
+        if isinstance(self._device_access, DevicePolicy):
+            return self._device_access.access
+        return self._device_access
+
+    def detection_config(self) -> DetectionConfig:
+        """What the detector function checks against (its ``DETECTION_CONFIG``)."""
+        return DetectionConfig(access=self.device_access, allowed_networks=self._networks,
+                               exempt_client_ids=self._exempt)
+
+    def export_log_group(self, log_group: logs.ILogGroup) -> None:
+        """Add a log group to the SIEM export (e.g. one built after this construct)."""
+        if self.siem_export is None:
+            raise ValueError("log_group: SIEM export is off (monitoring.siemExport is false); "
+                             "allowed: turn it on first")
+        self.siem_export.add_log_group(log_group)
+
+    # -- parts ----------------------------------------------------------------------------
+
+    def _config_json(self) -> str:
+        text = self.detection_config().to_json()
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ValueError(
+                f"allowedSourceCidrs: {len(self._networks)} ranges make the detector's "
+                f"configuration {len(text)} bytes; Lambda allows 4 KB of environment in all; "
+                f"allowed: at most {MAX_CONFIG_BYTES} bytes, e.g. fewer, wider ranges"
+            )
+        return text
+
+    def _rule(self, construct_id: str, topic_filter: str, purpose: str, *,
+              log_group: logs.ILogGroup, invoke_detector: bool = False) -> SecurityTopicRule:
+        return SecurityTopicRule(
+            self, construct_id,
+            # The filters are the fixed lifecycle topics above, never user input.
+            sql=f"SELECT * FROM '{topic_filter}'",  # noqa: S608
+            description=f"iot-remote-access security monitoring: {purpose}",
+            log_group=log_group,
+            function=self.detector.function if invoke_detector else None,
+            error_log_group=self.rule_error_log_group,
+        )
+
+    def _allow_put_security_events(self, role: iam.IRole) -> None:
+        # events:source pins the function to this library's events only.
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["events:PutEvents"],
+            resources=[self.event_bus.event_bus_arn],
+            conditions={"StringEquals": {"events:source": EVENT_SOURCE}},
+        ))
+
+    def _metric(self, detection: Detection, period: cdk.Duration) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=METRIC_NAMESPACE, metric_name=DETECTIONS[detection].metric_name,
+            statistic="Sum", period=period,
+        )
+
+    def _alarm_actions(self, alarm: cloudwatch.AlarmBase, detection: Detection) -> None:
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
+        alarm.add_ok_action(cloudwatch_actions.SnsAction(self.alarm_topic))
+        if DETECTIONS[detection].severity is Severity.HIGH:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.incident_topic))
+
+    def _detection_alarms(self, s: MonitoringSettings) -> None:
+        """Alarms on the metrics the detector function emits, one finding at a time."""
+        thresholds = {
+            Detection.AUTHORIZATION_FAILURE: s.authorization_failure_threshold,
+            Detection.UNEXPECTED_SUBSCRIPTION: 1,
+        }
+        if self._networks:  # without an allowlist the detection is off
+            thresholds[Detection.CONNECTION_OUTSIDE_ALLOWLIST] = 1
+        for detection, threshold in thresholds.items():
+            spec = DETECTIONS[detection]
+            alarm = cloudwatch.Alarm(
+                self, f"{spec.metric_name}Alarm",
+                alarm_description=f"[{spec.severity}] {spec.title}",
+                metric=self._metric(detection, cdk.Duration.minutes(5)),
+                threshold=threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            self._alarm_actions(alarm, detection)
+            self.alarms[detection] = alarm
+
+    def _rate_alarms(self, s: MonitoringSettings) -> None:
+        """Rates CloudWatch computes: a metric filter, Contributor Insights, anomaly detection."""
+        stack = cdk.Stack.of(self)
+        logs.MetricFilter(
+            self, "TelemetryMessagesMetric", log_group=self.telemetry_count_log_group,
+            filter_pattern=logs.FilterPattern.literal("{ $.thingName = * }"),
+            metric_namespace=METRIC_NAMESPACE,
+            metric_name=DETECTIONS[Detection.PUBLISH_RATE_ANOMALY].metric_name,
+            metric_value="1", unit=cloudwatch.Unit.COUNT,
+        )
+        logs.MetricFilter(
+            self, "ConnectionsMetric", log_group=self.lifecycle_log_group,
+            filter_pattern=logs.FilterPattern.literal('{ $.eventType = "connected" }'),
+            metric_namespace=METRIC_NAMESPACE,
+            metric_name=DETECTIONS[Detection.CONNECTION_CHURN].metric_name,
+            metric_value="1", unit=cloudwatch.Unit.COUNT,
+        )
+        insight_specs = {
+            Detection.PUBLISH_RATE_TOP_DEVICE: (
+                "TopTelemetryPublishers", self.telemetry_count_log_group, "$.thingName", None),
+            Detection.CONNECTION_CHURN: (
+                "TopReconnectingDevices", self.lifecycle_log_group, "$.clientId",
+                [{"Match": "$.eventType", "In": ["connected"]}]),
+        }
+        for detection, (name, group, key, filters) in insight_specs.items():
+            contribution: dict[str, object] = {"Keys": [key]}
+            if filters:
+                contribution["Filters"] = filters
+            self.insight_rules[detection] = cloudwatch.CfnInsightRule(
+                self, name,
+                rule_name=cdk.Names.unique_resource_name(
+                    self, max_length=100, separator="-") + f"-{name}",
+                rule_state="ENABLED",
+                rule_body=stack.to_json_string({
+                    "Schema": {"Name": "CloudWatchLogRule", "Version": 1},
+                    "LogGroupNames": [group.log_group_name],
+                    "LogFormat": "JSON",
+                    "Contribution": contribution,
+                    "AggregateOn": "Count",
+                }),
+            )
+
+        anomaly = Detection.PUBLISH_RATE_ANOMALY
+        alarm: cloudwatch.AlarmBase = cloudwatch.AnomalyDetectionAlarm(
+            self, "PublishRateAnomalyAlarm",
+            alarm_description=f"[{DETECTIONS[anomaly].severity}] {DETECTIONS[anomaly].title}",
+            metric=self._metric(anomaly, cdk.Duration.minutes(5)),
+            std_devs=s.publish_rate_anomaly_band,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
+            evaluation_periods=3, datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self._alarm_actions(alarm, anomaly)
+        self.alarms[anomaly] = alarm
+
+        per_device = {
+            Detection.PUBLISH_RATE_TOP_DEVICE: (
+                "TopDevicePublishRateAlarm", cdk.Duration.minutes(1),
+                s.max_telemetry_per_device_per_minute, 5, 3),
+            Detection.CONNECTION_CHURN: (
+                "ConnectionChurnAlarm", cdk.Duration.minutes(5),
+                s.max_connects_per_device_per_5_minutes, 1, 1),
+        }
+        for detection, (alarm_id, period, threshold, periods, datapoints) in per_device.items():
+            rule_name = self.insight_rules[detection].rule_name
+            alarm = cloudwatch.Alarm(
+                self, alarm_id,
+                alarm_description=f"[{DETECTIONS[detection].severity}] "
+                f"{DETECTIONS[detection].title}",
+                metric=cloudwatch.MathExpression(
+                    expression=f"INSIGHT_RULE_METRIC('{rule_name}', 'MaxContributorValue')",
+                    using_metrics={}, period=period,
+                    label=f"{DETECTIONS[detection].metric_name} of the top device",
+                ),
+                threshold=threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=periods, datapoints_to_alarm=datapoints,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.node.add_dependency(self.insight_rules[detection])
+            self._alarm_actions(alarm, detection)
+            self.alarms[detection] = alarm
+
+
+@jsii.implements(cdk.IStableStringProducer)
+class _Producer:
+    """Renders a value at synthesis, after every construct has been configured."""
+
+    def __init__(self, produce: Callable[[], str]) -> None:
+        self._produce = produce
+
+    def produce(self) -> str:
+        return self._produce()
+
+
+_RETENTION_NAMES = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
+    30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR", 400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS", 1827: "FIVE_YEARS",
+    2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
