@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 MAX_CSR_BYTES = 16 * 1024
 
@@ -32,6 +33,10 @@ ALLOWED_KEYS = f"RSA {MIN_RSA_BITS}..{MAX_RSA_BITS} bits or EC {'/'.join(EC_CURV
 _PEM_RE = re.compile(
     r"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----\s*(?P<body>[A-Za-z0-9+/=\s]+?)\s*"
     r"-----END (?:NEW )?CERTIFICATE REQUEST-----"
+)
+
+_CERT_RE = re.compile(
+    r"-----BEGIN CERTIFICATE-----\s*(?P<body>[A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----"
 )
 
 
@@ -194,3 +199,40 @@ def _public_key(der: bytes, start: int, end: int) -> tuple[str, int, str | None]
         curve = EC_CURVES[curve_oid]
         return "EC", int(curve[2:]), curve
     raise CsrError(f"csr: key algorithm {algorithm_oid}; allowed: {ALLOWED_KEYS}")
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What the inventory records of an issued certificate."""
+
+    serial: str  # colon-separated hex, the form ACM Private CA's RevokeCertificate takes
+    not_after: datetime
+
+
+def certificate_facts(pem: str) -> CertificateFacts:
+    """Serial number and not-after of a PEM certificate (the CA's, so trusted input)."""
+    match = _CERT_RE.search(pem)
+    if match is None:
+        raise ValueError("certificate: no PEM 'CERTIFICATE' block")
+    der = base64.b64decode("".join(match["body"].split()))
+    try:
+        _, start, end = _tlv(der, 0)
+        tbs = _children(der, *_expect(_children(der, start, end)[0], 0x30, "tbsCertificate"))
+        if tbs[0][0] == 0xA0:  # explicit version
+            tbs = tbs[1:]
+        serial_raw = der[tbs[0][1] : tbs[0][2]].lstrip(b"\x00") or b"\x00"
+        validity = _children(der, *_expect(tbs[3], 0x30, "validity"))
+        not_after = _asn1_time(validity[1][0], der[validity[1][1] : validity[1][2]])
+    except (_DerError, IndexError, ValueError) as error:
+        raise ValueError(f"certificate: does not parse as X.509 ({error})") from None
+    return CertificateFacts(":".join(f"{b:02x}" for b in serial_raw), not_after)
+
+
+def _asn1_time(tag: int, raw: bytes) -> datetime:
+    text = raw.decode("ascii")
+    if tag == 0x17:  # UTCTime, YYMMDDHHMMSSZ; years 50-99 are 19xx (RFC 5280)
+        year = int(text[:2])
+        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+    elif tag != 0x18:
+        raise _DerError("validity time")
+    return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
