@@ -283,7 +283,6 @@ class Inventory:
         assert not_after is not None
         values: Item = {
             ":idle": RotationState.IDLE.value,
-            ":issued": RotationState.ISSUED.value,
             ":cert": item["pendingCertificateId"],
             ":na": item["pendingNotAfter"],
             ":day": not_after.date().isoformat(),
