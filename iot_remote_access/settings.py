@@ -31,6 +31,7 @@ from iot_remote_access.core.topics import (
 )
 from iot_remote_access.settings_azure import AzureSettings
 from iot_remote_access.settings_base import SettingsError, SettingsSection
+from iot_remote_access.settings_certificates import CertificateSettings
 from iot_remote_access.settings_hivemq import HivemqSettings
 from iot_remote_access.settings_monitoring import MonitoringSettings
 
@@ -59,6 +60,8 @@ class FleetSettings(SettingsSection):
     azure: AzureSettings | None = None
     #: Security monitoring and SIEM export (AWS); see MonitoringSettings.
     monitoring: MonitoringSettings = MonitoringSettings()
+    #: Staggered certificate validity and rotation (AWS). Default: none (off).
+    certificates: CertificateSettings | None = None
 
     @field_validator(
         "telemetry_topic",

@@ -9,6 +9,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import DevicePolicy, SecurityMonitoring
+from iot_remote_access.constructs.aws.certificate_rotation import CertificateRotation
 from iot_remote_access.guard.cdk_plugin import IotPolicyGuard
 from iot_remote_access.settings import FleetSettings
 
@@ -43,6 +44,19 @@ class IotRemoteAccessStack(cdk.Stack):
             SecurityMonitoring(self, "SecurityMonitoring", device_access=self.device_policy,
                                settings=self.settings.monitoring)
             if self.settings.monitoring.enabled else None
+        )
+        self.certificate_rotation = (
+            CertificateRotation(
+                self,
+                "CertificateRotation",
+                device_policy=self.device_policy,
+                settings=self.settings.certificates,
+                alarm_topic=(
+                    self.security_monitoring.alarm_topic if self.security_monitoring else None
+                ),
+            )
+            if self.settings.certificates is not None
+            else None
         )
         if checks:
             cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())

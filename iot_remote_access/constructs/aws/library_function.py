@@ -124,9 +124,7 @@ class LibraryFunction(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler=f"iot_remote_access.lambdas.{handler_package}.handler.handler",
-            code=lambda_.Code.from_asset(
-                str(stage_handler_code(handler_package, shared_packages))
-            ),
+            code=lambda_.Code.from_asset(str(stage_handler_code(handler_package, shared_packages))),
             description=description,
             role=self.role,
             timeout=timeout or cdk.Duration.seconds(30),
