@@ -47,18 +47,18 @@ class CertificateSettings(SettingsSection):
     #: An existing ACM Private CA to issue from. Default: the stack creates one.
     ca_arn: str | None = None
     #: Common name of the CA the stack creates.
-    ca_common_name: str = Field("iot-remote-access device CA", min_length=1, max_length=64)
-    base_validity_days: int = Field(DEFAULT_BASE_DAYS, ge=1, le=MAX_VALIDITY_DAYS)
-    stagger_window_days: int = Field(DEFAULT_WINDOW_DAYS, ge=1, le=MAX_WINDOW_DAYS)
-    lead_time_days: int = Field(DEFAULT_LEAD_DAYS, ge=MIN_LEAD_DAYS, le=MAX_LEAD_DAYS)
-    hourly_rotation_budget: int = Field(DEFAULT_HOURLY_BUDGET, ge=1, le=100_000)
-    max_attempts: int = Field(DEFAULT_MAX_ATTEMPTS, ge=1, le=100)
-    retry_backoff_hours: int = Field(DEFAULT_BACKOFF_HOURS, ge=1, le=720)
-    max_retry_backoff_hours: int = Field(DEFAULT_MAX_BACKOFF_HOURS, ge=1, le=720)
-    attempt_timeout_hours: int = Field(DEFAULT_ATTEMPT_TIMEOUT_HOURS, ge=1, le=336)
-    grace_period_days: int = Field(DEFAULT_GRACE_DAYS, ge=0, le=365)
+    ca_common_name: str = Field(default="iot-remote-access device CA", min_length=1, max_length=64)
+    base_validity_days: int = Field(default=DEFAULT_BASE_DAYS, ge=1, le=MAX_VALIDITY_DAYS)
+    stagger_window_days: int = Field(default=DEFAULT_WINDOW_DAYS, ge=1, le=MAX_WINDOW_DAYS)
+    lead_time_days: int = Field(default=DEFAULT_LEAD_DAYS, ge=MIN_LEAD_DAYS, le=MAX_LEAD_DAYS)
+    hourly_rotation_budget: int = Field(default=DEFAULT_HOURLY_BUDGET, ge=1, le=100_000)
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=100)
+    retry_backoff_hours: int = Field(default=DEFAULT_BACKOFF_HOURS, ge=1, le=720)
+    max_retry_backoff_hours: int = Field(default=DEFAULT_MAX_BACKOFF_HOURS, ge=1, le=720)
+    attempt_timeout_hours: int = Field(default=DEFAULT_ATTEMPT_TIMEOUT_HOURS, ge=1, le=336)
+    grace_period_days: int = Field(default=DEFAULT_GRACE_DAYS, ge=0, le=365)
     #: Hour (UTC, 0-23) of the daily plan and the Device Defender audit.
-    daily_run_hour: int = Field(2, ge=0, le=23)
+    daily_run_hour: int = Field(default=2, ge=0, le=23)
 
     @field_validator("ca_arn")
     @classmethod
