@@ -215,3 +215,48 @@ def expiry_histogram(days: list[date]) -> dict[date, int]:
     for day in sorted(days):
         counts[day] = counts.get(day, 0) + 1
     return counts
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Expiry-day counts of one batch under three schemes (what ``certs simulate`` shows)."""
+
+    devices: int
+    policy: StaggerPolicy
+    #: Certificates per validity day (``base_days + offset``), per scheme.
+    unstaggered: dict[int, int]
+    hashed: dict[int, int]
+    staggered: dict[int, int]
+
+    @property
+    def ideal(self) -> float:
+        return ideal_peak(self.devices, self.policy.window_days)
+
+    @property
+    def bound(self) -> int:
+        return peak_bound(self.devices, self.policy.window_days)
+
+
+def simulate(
+    devices: int, policy: StaggerPolicy, names: Iterator[str] | None = None
+) -> SimulationResult:
+    """Issue ``devices`` certificates on one day: no stagger, plain hash, bounded-load stagger."""
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"devices: {devices!r}; allowed: a positive integer")
+    width = max(6, len(str(devices)))
+    names = names or (f"device-{i:0{width}d}" for i in range(devices))
+    ledger = MemoryLedger(policy.window_days)
+    hashed: dict[int, int] = {}
+    staggered: dict[int, int] = {}
+    for _, name in zip(range(devices), names, strict=False):
+        day = policy.base_days + policy.hashed_offset(name)
+        hashed[day] = hashed.get(day, 0) + 1
+        day = policy.base_days + assign_offset(policy, ledger, "simulation", name)
+        staggered[day] = staggered.get(day, 0) + 1
+    return SimulationResult(
+        devices,
+        policy,
+        {policy.base_days: devices},
+        dict(sorted(hashed.items())),
+        dict(sorted(staggered.items())),
+    )
