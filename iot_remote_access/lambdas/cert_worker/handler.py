@@ -22,7 +22,8 @@ from iot_remote_access.lambdas.certs.runtime import runtime
 from iot_remote_access.lambdas.certs.sweep import work_items
 
 logger = Logger()
-processor = BatchProcessor(event_type=EventType.SQS)
+# Failed messages go back as batchItemFailures even when all fail: same path, then the DLQ.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> None:
