@@ -172,7 +172,7 @@ def main() -> None:
     print(f"  plan peak memory:             {sweep_mib:>12.1f} MiB")
     print(
         f"  DynamoDB Query calls:         {sweep_reads:>12,}  "
-        f"({settings.lead_days + 1} due days and 8 retirement days, 1 MB pages)"
+        f"({settings.lead_days + 31} expiry days and 8 retirement days, 1 MB pages)"
     )
     print(f"  SQS SendMessageBatch calls:   {queue.calls:>12,}")
     print(f"  calls per day, all included:  {sweep_total:>12,}")

@@ -522,5 +522,5 @@ def test_the_daily_sweep_reads_only_the_due_window(fleet: Fleet) -> None:
     outcome = fleet.runtime.sweep.plan(T0)
     assert outcome.metrics["ExpiringWithin30Days"] == 1 and outcome.metrics["RotationsPending"] == 1
     assert "Scan" not in fleet.inventory.calls
-    # one query per day of the 90-day window, plus today and 7 days of retirements
-    assert fleet.inventory.calls["Query"] == 91 + 8
+    # one query per day: 30 days back (expired), today, 90 days ahead; 8 days of retirements
+    assert fleet.inventory.calls["Query"] == 30 + 1 + 90 + 8

@@ -100,3 +100,28 @@ def test_truncated_and_corrupted_der_is_refused() -> None:
             inspect_csr(
                 f"-----BEGIN CERTIFICATE REQUEST-----\n{body}\n-----END CERTIFICATE REQUEST-----"
             )
+
+
+def test_certificate_facts_read_serial_and_not_after() -> None:
+    from datetime import UTC, datetime
+
+    from iot_remote_access.core.csr import certificate_facts
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")])
+    for not_after in (datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC), datetime(2051, 1, 2, tzinfo=UTC)):
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(0x00ABCDEF0123)
+            .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+            .not_valid_after(not_after)  # 2051: GeneralizedTime, 2031: UTCTime
+            .sign(key, hashes.SHA256())
+        )
+        facts = certificate_facts(certificate.public_bytes(serialization.Encoding.PEM).decode())
+        assert facts.not_after == not_after
+        assert facts.serial == "ab:cd:ef:01:23"
+    with pytest.raises(ValueError, match="certificate: no PEM 'CERTIFICATE' block"):
+        certificate_facts("nothing")

@@ -46,7 +46,7 @@ def test_no_hour_exceeds_the_budget_and_the_plan_is_reproducible(
     plan = plan_rotations(records, NOW, config)
     assert max(plan.per_hour().values(), default=0) <= budget
     assert {s.thing for s in plan.slots} == {
-        r.thing for r in records if r.not_after <= NOW + config.lead
+        r.thing for r in records if NOW < r.not_after <= NOW + config.lead
     }
     shuffled = list(records)
     rnd.shuffle(shuffled)
@@ -123,6 +123,12 @@ def test_a_budget_too_small_for_the_due_window_is_reported_as_late() -> None:
     plan = plan_rotations(records, NOW, RotationSettings(hourly_budget=1))
     assert len(plan.late) > 0
     assert max(plan.per_hour().values()) == 1
+
+
+def test_expired_certificates_stay_critical_but_are_not_planned() -> None:
+    plan = plan_rotations([rec("gone", -2), rec("soon", 2)], NOW)
+    assert plan.expired == ("gone",) and plan.critical == ("gone", "soon")
+    assert [s.thing for s in plan.slots] == ["soon"]
 
 
 def test_inactive_certificates_are_not_planned() -> None:

@@ -147,8 +147,10 @@ class RotationPlan:
     in_flight: int = 0
     #: Certificates expiring within 30/60/90 days (whatever their rotation state).
     expiring_within: dict[int, int] = field(default_factory=dict)
-    #: Certificates inside 30 days of expiry whose rotation has not succeeded.
+    #: Certificates inside 30 days of expiry (or expired) whose rotation has not succeeded.
     critical: tuple[str, ...] = ()
+    #: Certificates already expired: the device cannot connect to rotate; not planned.
+    expired: tuple[str, ...] = ()
 
     def per_hour(self) -> Counter[datetime]:
         return Counter(slot.hour for slot in self.slots)
@@ -195,6 +197,7 @@ def plan_rotations(
     timed_out: list[str] = []
     exhausted: list[str] = []
     critical: list[str] = []
+    expired: list[str] = []
     in_flight = 0
     for record in records:
         not_after = _aware(record.not_after, f"{record.thing}.not_after")
@@ -207,6 +210,9 @@ def plan_rotations(
             continue
         if not_after <= windows[30]:
             critical.append(record.thing)
+        if not_after <= now:
+            expired.append(record.thing)
+            continue
         state = record.rotation_state
         failures = record.attempts
         if state in IN_FLIGHT:
@@ -238,6 +244,7 @@ def plan_rotations(
         in_flight=in_flight,
         expiring_within=expiring,
         critical=tuple(sorted(critical)),
+        expired=tuple(sorted(expired)),
     )
 
 

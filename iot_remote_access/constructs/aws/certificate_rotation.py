@@ -360,6 +360,7 @@ class CertificateRotation(Construct):
                 "RotationsTimedOut",
                 "RotationsExhausted",
                 "CriticalWithoutRotation",
+                "CertificatesExpired",
                 "LateRotationSlots",
             )
         }

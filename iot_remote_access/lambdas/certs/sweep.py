@@ -40,6 +40,8 @@ ITEMS_PER_MESSAGE = 25
 MESSAGES_PER_BATCH = 10
 #: Days back the retirement sweep looks, so a missed daily run catches up.
 RETIRE_LOOKBACK_DAYS = 7
+#: Days back the expiry query looks, to keep reporting certificates that expired unrotated.
+EXPIRED_LOOKBACK_DAYS = 30
 SCHEDULABLE = (RotationState.IDLE, RotationState.FAILED, RotationState.SCHEDULED)
 
 
@@ -88,7 +90,12 @@ class Sweep:
 
     def plan(self, now: datetime) -> Outcome:
         today = now.astimezone(UTC).date()
-        window = [today + timedelta(days=i) for i in range(self.config.plan.lead_days + 1)]
+        # From 30 days back: an expired certificate stays in the critical count (and
+        # its alarm keeps firing) instead of silently leaving the window.
+        window = [
+            today + timedelta(days=i)
+            for i in range(-EXPIRED_LOOKBACK_DAYS, self.config.plan.lead_days + 1)
+        ]
         plan = plan_rotations(self.inventory.expiring_on(window), now, self.config.plan)
         horizon = ceil_hour(now) + 24 * HOUR
         timed_out = set(plan.timed_out)
@@ -108,6 +115,7 @@ class Sweep:
             "RotationsTimedOut": len(plan.timed_out),
             "RotationsExhausted": len(plan.exhausted),
             "CriticalWithoutRotation": len(plan.critical),
+            "CertificatesExpired": len(plan.expired),
             "LateRotationSlots": len(plan.late),
             "WorkItemsFailed": failed,
         }
