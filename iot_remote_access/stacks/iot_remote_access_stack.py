@@ -8,8 +8,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import DevicePolicy, SecurityMonitoring
-from iot_remote_access.constructs.aws.certificate_rotation import CertificateRotation
+from iot_remote_access.constructs.aws import CertificateRotation, DevicePolicy, SecurityMonitoring
 from iot_remote_access.guard.cdk_plugin import IotPolicyGuard
 from iot_remote_access.settings import FleetSettings
 
