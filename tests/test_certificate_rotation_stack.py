@@ -23,13 +23,18 @@ from tests.aws_synth import cfn_lint_errors, synth_checked
 CA_ARN = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/0b9f0a9e-1111-2222-3333-444455556666"
 
 
+REFERENCE_STACKS: list[IotRemoteAccessStack] = []
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, Path]:
     settings = FleetSettings.parse({"certificates": {}})
-    _, template, template_file = synth_checked(
+    stack, template, template_file = synth_checked(
         lambda app: IotRemoteAccessStack(app, "Ref", settings=settings),
         tmp_path_factory.mktemp("ref"),
     )
+    assert isinstance(stack, IotRemoteAccessStack)
+    REFERENCE_STACKS.append(stack)
     return template, template_file
 
 
@@ -39,7 +44,17 @@ def test_reference_stack_with_rotation_passes_nag_guard_and_cfn_lint(
     template, template_file = reference
     assert cfn_lint_errors(template_file) == []
     template.resource_count_is("AWS::ACMPCA::CertificateAuthority", 1)
-    template.resource_count_is("AWS::Lambda::Function", 4)
+    for package in ("cert_signer", "cert_confirm", "cert_planner", "cert_worker"):
+        template.has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "Handler": f"iot_remote_access.lambdas.{package}.handler.handler",
+            },
+        )
+    # Alarms and audit findings go to the security monitoring's alarm topic: no second one.
+    stack = REFERENCE_STACKS[-1]
+    assert stack.certificate_rotation is not None and stack.security_monitoring is not None
+    assert stack.certificate_rotation.alarm_topic is stack.security_monitoring.alarm_topic
 
 
 def test_private_ca_is_created_activated_with_ocsp(reference: tuple[Template, Path]) -> None:
