@@ -11,6 +11,7 @@ from constructs import Construct
 
 from iot_remote_access.constructs.aws import (
     AuditTrail,
+    CertificateRotation,
     DevicePolicy,
     SecureTunneling,
     SecurityMonitoring,
@@ -79,6 +80,19 @@ class IotRemoteAccessStack(cdk.Stack):
             SecurityMonitoring(self, "SecurityMonitoring", device_access=self.device_policy,
                                settings=self.settings.monitoring)
             if self.settings.monitoring.enabled else None
+        )
+        self.certificate_rotation = (
+            CertificateRotation(
+                self,
+                "CertificateRotation",
+                device_policy=self.device_policy,
+                settings=self.settings.certificates,
+                alarm_topic=(
+                    self.security_monitoring.alarm_topic if self.security_monitoring else None
+                ),
+            )
+            if self.settings.certificates is not None
+            else None
         )
         if checks:
             cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())
