@@ -75,10 +75,22 @@ class IotRemoteAccessStack(cdk.Stack):
                 cdk.CfnOutput(self, name, value=value)
             if tunnels.operator_role is not None:
                 cdk.CfnOutput(self, "TunnelOperatorRoleArn", value=tunnels.operator_role.role_arn)
+        # The SIEM gets who opened which tunnel (broker/sweeper audit records) and
+        # every management API call (CloudTrail), next to the IoT logs.
+        audit_log_groups = (
+            [
+                self.audit_trail.log_group,
+                self.secure_tunneling.broker.log_group,
+                self.secure_tunneling.sweeper.log_group,
+            ]
+            if self.audit_trail is not None and self.secure_tunneling is not None
+            else []
+        )
         # Reads the device policy at synthesis: switches turned on later are checked too.
         self.security_monitoring = (
             SecurityMonitoring(self, "SecurityMonitoring", device_access=self.device_policy,
-                               settings=self.settings.monitoring)
+                               settings=self.settings.monitoring,
+                               log_groups_to_export=audit_log_groups)
             if self.settings.monitoring.enabled else None
         )
         self.certificate_rotation = (
