@@ -31,9 +31,11 @@ from iot_remote_access.core.topics import (
 )
 from iot_remote_access.settings_azure import AzureSettings
 from iot_remote_access.settings_base import SettingsError, SettingsSection
+from iot_remote_access.settings_certificates import CertificateSettings
 from iot_remote_access.settings_hivemq import HivemqSettings
 from iot_remote_access.settings_monitoring import MonitoringSettings
 from iot_remote_access.settings_tunnel_alarms import TunnelAlarmsSettings
+from iot_remote_access.settings_tunneling import TunnelingSettings
 
 __all__ = ["CONTEXT_KEY", "FleetSettings", "SettingsError", "SettingsSection"]
 CONTEXT_KEY = "iot-remote-access"
@@ -60,6 +62,10 @@ class FleetSettings(SettingsSection):
     azure: AzureSettings | None = None
     #: Security monitoring and SIEM export (AWS); see MonitoringSettings.
     monitoring: MonitoringSettings = MonitoringSettings()
+    #: Staggered certificate validity and rotation (AWS). Default: none (off).
+    certificates: CertificateSettings | None = None
+    #: Secure Tunneling: broker limits, sweeper, audit trail (``SecureTunneling``).
+    tunneling: TunnelingSettings = TunnelingSettings()
     #: Tunnel metrics, alarms and dashboard (the ``TunnelAlarms`` construct). Default: on.
     tunnel_alarms: TunnelAlarmsSettings = TunnelAlarmsSettings()
 

@@ -48,8 +48,11 @@ def test_device_policy_uses_configured_topics(tmp_path: Path) -> None:
     assert _statements_as_text(template) == {
         "ConnectAsOwnThingOnly": [f"{prefix}client/{THING}"],
         "PublishOwnTopics": [f"{prefix}topic/fleet/{THING}/up"],
-        "SubscribeOwnTopics": [f"{prefix}topicfilter/fleet/{THING}/down"],
-        "ReceiveOwnTopics": [f"{prefix}topic/fleet/{THING}/down"],
+        # The tunnel notify topic: Secure Tunneling is on by default (settings ``tunneling``).
+        "SubscribeOwnTopics": [f"{prefix}topicfilter/fleet/{THING}/down",
+                               f"{prefix}topicfilter/$aws/things/{THING}/tunnels/notify"],
+        "ReceiveOwnTopics": [f"{prefix}topic/fleet/{THING}/down",
+                             f"{prefix}topic/$aws/things/{THING}/tunnels/notify"],
     }
     template.has_resource_properties("AWS::IoT::Policy", {
         "PolicyDocument": {"Statement": Match.array_with([Match.object_like({

@@ -380,14 +380,16 @@ def test_export_bucket_is_encrypted_private_tls_only_with_lifecycle(reference: A
                                "Condition": {"NumericLessThan": {"s3:TlsVersion": 1.2}}})])}})
 
 
-def test_iot_and_lifecycle_logs_stream_into_the_export(reference: Any) -> None:
+def test_iot_lifecycle_trail_and_tunnel_audit_logs_stream_into_the_export(reference: Any) -> None:
     _, template, _ = reference
     exports = _resources(template, "AWS::Logs::SubscriptionFilter", {
         "DestinationArn": {"Fn::GetAtt": [Match.string_like_regexp("SiemExportStream"), "Arn"]}})
     exported = sorted(e["LogGroupName"]["Ref"] for e in exports)
-    assert len(exported) == 2
-    assert exported[0].startswith("SecurityMonitoringIotLoggingLogGroup")
-    assert exported[1].startswith("SecurityMonitoringLifecycleEvents")
+    prefixes = ["AuditTrailLogs", "SecureTunnelingBrokerLogs", "SecureTunnelingSweeperLogs",
+                "SecurityMonitoringIotLoggingLogGroup", "SecurityMonitoringLifecycleEvents"]
+    assert len(exported) == len(prefixes)
+    for group, prefix in zip(exported, prefixes, strict=True):
+        assert group.startswith(prefix)
     assert {e["FilterPattern"] for e in exports} == {""}
     template.has_resource_properties("AWS::IAM::Role", {"AssumeRolePolicyDocument": {"Statement": [
         Match.object_like({"Principal": {"Service": "logs.amazonaws.com"},

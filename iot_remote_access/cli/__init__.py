@@ -12,7 +12,7 @@ import sys
 import click
 
 from iot_remote_access import __version__
-from iot_remote_access.cli import azure, gcp_manifests, guard
+from iot_remote_access.cli import azure, certs, gcp_manifests, guard, tunnel
 from iot_remote_access.cli.errors import EXIT_USAGE, CliError
 
 
@@ -29,6 +29,9 @@ cli.add_command(guard.lint)
 cli.add_command(guard.audit)
 cli.add_command(gcp_manifests.gcp)
 cli.add_command(azure.azure)
+cli.add_command(certs.certs)
+cli.add_command(certs.inventory)
+cli.add_command(tunnel.tunnel)
 
 
 def main(argv: list[str] | None = None) -> None:

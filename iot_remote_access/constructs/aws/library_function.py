@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -35,8 +35,9 @@ _POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/{arch}/{runtime}/{
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 
-def stage_handler_code(handler_package: str) -> Path:
-    """Copy the handler's package and ``core`` into a fresh folder for the asset.
+def stage_handler_code(handler_package: str, shared_packages: Sequence[str] = ()) -> Path:
+    """Copy the handler's package, ``shared_packages`` (helper folders under
+    ``lambdas`` used by several handlers) and ``core`` into a fresh folder for the asset.
 
     The asset hash is computed from the content, so a new temporary folder per
     synth does not change the template.
@@ -51,6 +52,14 @@ def stage_handler_code(handler_package: str) -> Path:
     target = staging / "iot_remote_access"
     shutil.copytree(PACKAGE_ROOT / "core", target / "core", ignore=_IGNORED)
     shutil.copytree(source, target / "lambdas" / handler_package, ignore=_IGNORED)
+    for shared in shared_packages:
+        if not (PACKAGE_ROOT / "lambdas" / shared / "__init__.py").is_file():
+            raise ValueError(
+                f"shared_packages: {shared!r} is not a package under {PACKAGE_ROOT / 'lambdas'}"
+            )
+        shutil.copytree(
+            PACKAGE_ROOT / "lambdas" / shared, target / "lambdas" / shared, ignore=_IGNORED
+        )
     shutil.copy2(PACKAGE_ROOT / "__init__.py", target / "__init__.py")
     shutil.copy2(PACKAGE_ROOT / "lambdas" / "__init__.py", target / "lambdas" / "__init__.py")
     return staging
@@ -70,6 +79,8 @@ class LibraryFunction(Construct):
     :param encryption_key: KMS key for the log group and environment variables.
         Default: AWS-owned keys (no key created per function).
     :param reserved_concurrent_executions: Default: unreserved.
+    :param shared_packages: helper folders under ``lambdas`` staged with the handler.
+        Default: none.
     """
 
     def __init__(
@@ -85,6 +96,7 @@ class LibraryFunction(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         encryption_key: kms.IKey | None = None,
         reserved_concurrent_executions: int | None = None,
+        shared_packages: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -112,7 +124,7 @@ class LibraryFunction(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler=f"iot_remote_access.lambdas.{handler_package}.handler.handler",
-            code=lambda_.Code.from_asset(str(stage_handler_code(handler_package))),
+            code=lambda_.Code.from_asset(str(stage_handler_code(handler_package, shared_packages))),
             description=description,
             role=self.role,
             timeout=timeout or cdk.Duration.seconds(30),

@@ -1,0 +1,506 @@
+"""`certs simulate`, `certs plan` and `inventory export`: certificate lifecycle in CI and ops."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from iot_remote_access.cli.errors import InputError, OperationError
+from iot_remote_access.core.rotation_plan import (
+    InventoryRecord,
+    RotationPlan,
+    RotationSettings,
+    RotationState,
+    plan_rotations,
+)
+from iot_remote_access.core.stagger import (
+    MAX_VALIDITY_DAYS,
+    MAX_WINDOW_DAYS,
+    SimulationResult,
+    StaggerPolicy,
+    simulate,
+)
+
+MAX_SIMULATED_DEVICES = 10_000_000
+EXPORT_FIELDS = (
+    "thing",
+    "certificateId",
+    "notAfter",
+    "expiryDay",
+    "status",
+    "rotationState",
+    "attempts",
+    "lastAttemptAt",
+    "lastRotationAt",
+    "serial",
+)
+
+
+def _console() -> Console:
+    return Console(soft_wrap=True, highlight=False)
+
+
+# -- certs simulate ----------------------------------------------------------------
+
+
+@click.group("certs")
+def certs() -> None:
+    """Staggered certificate validity and rotation planning."""
+
+
+@certs.command("simulate")
+@click.option("--devices", type=int, required=True, help="Certificates issued on one day.")
+@click.option(
+    "--same-day",
+    is_flag=True,
+    default=True,
+    help="All issued on the same day (the case that storms).",
+)
+@click.option("--window-days", type=int, default=90, show_default=True, help="Stagger window.")
+@click.option("--base-days", type=int, default=365, show_default=True, help="Base validity.")
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Draw both histograms into a PNG (needs the 'plot' extra).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
+def simulate_command(
+    devices: int,
+    same_day: bool,
+    window_days: int,
+    base_days: int,
+    plot_file: Path | None,
+    output_format: str,
+) -> None:
+    """Expiry histogram of one day's batch without and with staggering."""
+    if not 1 <= devices <= MAX_SIMULATED_DEVICES:
+        raise InputError(f"--devices: {devices}; allowed: 1..{MAX_SIMULATED_DEVICES}")
+    if not 1 <= window_days <= MAX_WINDOW_DAYS:
+        raise InputError(f"--window-days: {window_days}; allowed: 1..{MAX_WINDOW_DAYS}")
+    if not base_days >= 1 or base_days + window_days - 1 > MAX_VALIDITY_DAYS:
+        raise InputError(
+            f"--base-days: {base_days}; allowed: 1..{MAX_VALIDITY_DAYS - window_days + 1} "
+            f"with a {window_days}-day window"
+        )
+    result = simulate(devices, StaggerPolicy(base_days=base_days, window_days=window_days))
+    if plot_file is not None:
+        _plot(result, plot_file)
+    if output_format == "json":
+        click.echo(json.dumps(_simulation_json(result), indent=2))
+        return
+    _simulation_table(result)
+
+
+def _rows(result: SimulationResult) -> list[tuple[str, dict[int, int]]]:
+    return [
+        ("no stagger", result.unstaggered),
+        ("plain hash", result.hashed),
+        ("staggered", result.staggered),
+    ]
+
+
+def _simulation_json(result: SimulationResult) -> dict[str, Any]:
+    return {
+        "devices": result.devices,
+        "baseDays": result.policy.base_days,
+        "windowDays": result.policy.window_days,
+        "idealPeak": round(result.ideal, 3),
+        "peakBound": result.bound,
+        "schemes": {
+            name: {
+                "peak": max(days.values()),
+                "peakToIdeal": round(max(days.values()) / result.ideal, 3),
+                "withinBound": max(days.values()) <= result.bound,
+                "perValidityDay": {str(d): n for d, n in days.items()},
+            }
+            for name, days in _rows(result)
+        },
+    }
+
+
+def _simulation_table(result: SimulationResult) -> None:
+    console = _console()
+    table = Table(
+        title=f"{result.devices} certificates issued on one day: "
+        f"ideal {result.ideal:.1f} per day, bound {result.bound}"
+    )
+    for column in ("scheme", "days used", "busiest day", "ideal", "peak/ideal", "bound"):
+        table.add_column(column, justify="left" if column == "scheme" else "right")
+    for name, days in _rows(result):
+        peak = max(days.values())
+        table.add_row(
+            name,
+            str(len(days)),
+            str(peak),
+            f"{result.ideal:.1f}",
+            f"{peak / result.ideal:.2f}",
+            "ok" if peak <= result.bound else "exceeded",
+        )
+    console.print(table)
+    for name, days in (
+        ("without staggering", result.unstaggered),
+        ("with staggering", result.staggered),
+    ):
+        console.print(
+            f"\nexpiry histogram {name} "
+            f"(certificates per week after day {result.policy.base_days}):"
+        )
+        weekly: dict[int, int] = {}
+        for day, count in days.items():
+            week = (day - result.policy.base_days) // 7
+            weekly[week] = weekly.get(week, 0) + count
+        top = max(weekly.values())
+        for week in range((result.policy.window_days + 6) // 7):
+            count = weekly.get(week, 0)
+            bar = "#" * round(40 * count / top)
+            console.print(f"  week {week + 1:>2} {count:>8}  {bar}")
+
+
+def _plot(result: SimulationResult, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError(
+            "--plot: matplotlib is not installed; "
+            "install it with: pip install 'iot-remote-access[plot]'"
+        ) from None
+    policy = result.policy
+    days = list(range(policy.base_days - 2, policy.base_days + policy.window_days + 2))
+    figure, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    for axis, (title, counts) in zip(
+        axes,
+        (("without staggering", result.unstaggered), ("with staggering", result.staggered)),
+        strict=True,
+    ):
+        axis.bar(days, [counts.get(d, 0) for d in days], width=1.0)
+        axis.axhline(
+            result.ideal, linestyle="--", color="grey", label=f"ideal {result.ideal:.1f}/day"
+        )
+        axis.set_title(f"{result.devices} certificates issued on one day, {title}")
+        axis.set_ylabel("certificates expiring")
+        axis.legend()
+    axes[1].set_xlabel("validity (days after issuance)")
+    figure.tight_layout()
+    try:
+        figure.savefig(path, dpi=100)
+    except OSError as error:
+        raise InputError(f"--plot: cannot write {path} ({error.strerror})") from None
+    finally:
+        plt.close(figure)
+
+
+# -- certs plan --------------------------------------------------------------------
+
+aws_options = [
+    click.option(
+        "--table",
+        "table_name",
+        help="Inventory table (CertificateRotation's). Or --inventory FILE.",
+    ),
+    click.option("--region", help="AWS region. Default: the profile's."),
+    click.option("--profile", help="AWS named profile. Default: the default credential chain."),
+]
+
+
+def _with_aws_options(function: Any) -> Any:
+    for option in reversed(aws_options):
+        function = option(function)
+    return function
+
+
+@certs.command("plan")
+@_with_aws_options
+@click.option(
+    "--inventory",
+    "inventory_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="An `inventory export` file (CSV or JSON) instead of the table.",
+)
+@click.option("--now", "now_text", help="Plan as of this time (ISO 8601 with zone). Default: now.")
+@click.option("--lead-days", type=int, default=90, show_default=True)
+@click.option("--hourly-budget", type=int, default=500, show_default=True)
+@click.option("--hours", type=int, default=48, show_default=True, help="Hours of schedule to list.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
+def plan_command(
+    table_name: str | None,
+    region: str | None,
+    profile: str | None,
+    inventory_file: Path | None,
+    now_text: str | None,
+    lead_days: int,
+    hourly_budget: int,
+    hours: int,
+    output_format: str,
+) -> None:
+    """The coming rotation schedule, computed from the inventory (read-only)."""
+    now = _parse_now(now_text)
+    try:
+        settings = RotationSettings(lead_days=lead_days, hourly_budget=hourly_budget)
+    except ValueError as error:
+        raise InputError(f"--{str(error).replace('_', '-')}") from None
+    if hours < 1:
+        raise InputError(f"--hours: {hours}; allowed: at least 1")
+    if (table_name is None) == (inventory_file is None):
+        raise InputError("--table or --inventory: give exactly one source of the inventory")
+    if inventory_file is not None:
+        records = list(_records_from_file(inventory_file))
+    else:
+        assert table_name is not None
+        records = list(_records_from_table(table_name, region, profile, now, lead_days))
+    plan = plan_rotations(records, now, settings)
+    if output_format == "json":
+        click.echo(json.dumps(_plan_json(plan, hours), indent=2))
+    else:
+        _plan_table(plan, hours)
+
+
+def _parse_now(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"--now: {text!r} is not an ISO 8601 time; allowed: e.g. 2026-03-01T09:00:00+00:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise InputError(
+            f"--now: {text!r} has no time zone; allowed: e.g. 2026-03-01T09:00:00+00:00"
+        )
+    return moment
+
+
+def _plan_json(plan: RotationPlan, hours: int) -> dict[str, Any]:
+    until = plan.generated_at + timedelta(hours=hours)
+    return {
+        "generatedAt": plan.generated_at.isoformat(),
+        "pending": plan.pending,
+        "inFlight": plan.in_flight,
+        "expiringWithin": {str(d): n for d, n in plan.expiring_within.items()},
+        "critical": list(plan.critical),
+        "exhausted": list(plan.exhausted),
+        "late": list(plan.late),
+        "perHour": {h.isoformat(): n for h, n in sorted(plan.per_hour().items()) if h < until},
+        "slots": [
+            {
+                "thing": s.thing,
+                "hour": s.hour.isoformat(),
+                "notAfter": s.not_after.isoformat(),
+                "attempt": s.attempt,
+            }
+            for s in plan.starting_before(until)
+        ],
+    }
+
+
+def _plan_table(plan: RotationPlan, hours: int) -> None:
+    console = _console()
+    summary = Table(title=f"rotation plan as of {plan.generated_at.isoformat(timespec='minutes')}")
+    summary.add_column("measure")
+    summary.add_column("value", justify="right")
+    for days, count in plan.expiring_within.items():
+        summary.add_row(f"certificates expiring within {days} days", str(count))
+    summary.add_row("rotations to start (whole due window)", str(plan.pending))
+    summary.add_row("rotations under way", str(plan.in_flight))
+    summary.add_row("inside 30 days, not rotated (alarm)", str(len(plan.critical)))
+    summary.add_row("failed every attempt (alarm)", str(len(plan.exhausted)))
+    summary.add_row("slots later than 30 days before expiry", str(len(plan.late)))
+    console.print(summary)
+    until = plan.generated_at + timedelta(hours=hours)
+    schedule = Table(title=f"next {hours} hours")
+    schedule.add_column("hour (UTC)")
+    schedule.add_column("rotations", justify="right")
+    schedule.add_column("first devices")
+    by_hour: dict[datetime, list[str]] = {}
+    for slot in plan.starting_before(until):
+        by_hour.setdefault(slot.hour, []).append(slot.thing)
+    for hour, things in sorted(by_hour.items()):
+        more = f" (+{len(things) - 3})" if len(things) > 3 else ""
+        schedule.add_row(
+            hour.strftime("%Y-%m-%d %H:00"), str(len(things)), ", ".join(things[:3]) + more
+        )
+    console.print(schedule)
+
+
+def _records_from_file(path: Path) -> Iterator[InventoryRecord]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"--inventory: cannot read {path} ({error.strerror})") from None
+    rows: Iterable[dict[str, Any]]
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except ValueError as error:
+            raise InputError(f"--inventory: {path} is not JSON ({error})") from None
+        if not isinstance(rows, list):
+            raise InputError(f"--inventory: {path} must hold a JSON array of devices")
+    else:
+        rows = csv.DictReader(io.StringIO(text))
+    for number, row in enumerate(rows, start=1):
+        yield _record(row, f"{path}: device {number}")
+
+
+def _record(row: Any, where: str) -> InventoryRecord:
+    if not isinstance(row, dict):
+        raise InputError(f"{where}: not an object")
+
+    def when(key: str) -> datetime | None:
+        value = row.get(key)
+        if not value:
+            return None
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise InputError(f"{where}: {key} {value!r} is not an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise InputError(f"{where}: {key} {value!r} has no time zone")
+        return moment
+
+    missing = [k for k in ("thing", "certificateId", "notAfter") if not row.get(k)]
+    if missing:
+        raise InputError(
+            f"{where}: missing {', '.join(missing)}; allowed: an `inventory export` file"
+        )
+    try:
+        state = RotationState(row.get("rotationState") or RotationState.IDLE)
+        attempts = int(row.get("attempts") or 0)
+    except ValueError:
+        raise InputError(
+            f"{where}: rotationState {row.get('rotationState')!r} or attempts "
+            f"{row.get('attempts')!r} "
+            f"is not valid; allowed: {', '.join(s.value for s in RotationState)} and an integer"
+        ) from None
+    not_after = when("notAfter")
+    assert not_after is not None
+    return InventoryRecord(
+        thing=str(row["thing"]),
+        certificate_id=str(row["certificateId"]),
+        not_after=not_after,
+        status=str(row.get("status") or "ACTIVE"),
+        rotation_state=state,
+        attempts=attempts,
+        last_attempt_at=when("lastAttemptAt"),
+        last_rotation_at=when("lastRotationAt"),
+    )
+
+
+def _inventory(table_name: str, region: str | None, profile: str | None) -> Any:
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    from iot_remote_access.lambdas.certs.inventory import Inventory
+
+    try:
+        session = boto3.Session(profile_name=profile, region_name=region)
+    except BotoCoreError as error:
+        raise InputError(f"--profile: {error}") from None
+    if session.region_name is None:
+        raise InputError("--region: no region given and none configured for the profile")
+    return Inventory(session.resource("dynamodb").Table(table_name))
+
+
+def _aws_errors(function: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return function()
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "ClientError")
+        raise OperationError(f"DynamoDB refused the request: {code}") from None
+    except BotoCoreError as error:
+        raise OperationError(f"cannot read the inventory: {error}") from None
+
+
+def _records_from_table(
+    table_name: str, region: str | None, profile: str | None, now: datetime, lead_days: int
+) -> list[InventoryRecord]:
+    inventory = _inventory(table_name, region, profile)
+    today = now.astimezone(UTC).date()
+    days = [today + timedelta(days=i) for i in range(lead_days + 1)]
+    return list(_aws_errors(lambda: list(inventory.expiring_on(days))))
+
+
+# -- inventory export ----------------------------------------------------------------
+
+
+@click.group("inventory")
+def inventory() -> None:
+    """The device and certificate inventory (NIS2 Art. 21 asset inventory)."""
+
+
+@inventory.command("export")
+@_with_aws_options
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write. Default: stdout.",
+)
+def export_command(
+    table_name: str | None,
+    region: str | None,
+    profile: str | None,
+    output_format: str,
+    output: Path | None,
+) -> None:
+    """Write every device with its certificate and rotation state (read-only scan)."""
+    if not table_name:
+        raise InputError("--table: required; allowed: the inventory table's name")
+    source = _inventory(table_name, region, profile)
+    rows = _aws_errors(lambda: [_export_row(item) for item in source.scan_devices()])
+    rows.sort(key=lambda row: row["thing"])
+    if output_format == "json":
+        text = json.dumps(rows, indent=2) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"--output: cannot write {output} ({error.strerror})") from None
+    click.echo(f"wrote {len(rows)} devices to {output}", err=True)
+
+
+def _export_row(item: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {field: item.get(field, "") for field in EXPORT_FIELDS}
+    row["attempts"] = int(item.get("attempts", 0))
+    return row

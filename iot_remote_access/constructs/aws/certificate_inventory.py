@@ -1,0 +1,55 @@
+"""CertificateInventory: the DynamoDB table of devices and their certificates."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from iot_remote_access.lambdas.certs.inventory import EXPIRY_INDEX, REVOKE_INDEX, SLOT_INDEX
+
+
+class CertificateInventory(Construct):
+    """One item per thing; indexes by expiry day, rotation slot and retirement day.
+
+    Point-in-time recovery and customer-managed KMS encryption on; retained on
+    stack deletion (it is the fleet's asset inventory).
+
+    :param encryption_key: Default: a new key with rotation.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, encryption_key: kms.IKey | None = None
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.key = encryption_key or kms.Key(
+            self,
+            "Key",
+            description="iot-remote-access certificate inventory",
+            enable_key_rotation=True,
+        )
+        self.table = dynamodb.Table(
+            self,
+            "Table",
+            partition_key=dynamodb.Attribute(name="thing", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=True,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        for name, key, projection in (
+            (EXPIRY_INDEX, "expiryDay", dynamodb.ProjectionType.ALL),
+            (SLOT_INDEX, "slotHour", dynamodb.ProjectionType.KEYS_ONLY),
+            (REVOKE_INDEX, "revokeDay", dynamodb.ProjectionType.ALL),
+        ):
+            self.table.add_global_secondary_index(
+                index_name=name,
+                partition_key=dynamodb.Attribute(name=key, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name="thing", type=dynamodb.AttributeType.STRING),
+                projection_type=projection,
+            )

@@ -1,0 +1,487 @@
+"""CertificateRotation: staggered issuance and rotation of device certificates.
+
+Composes the private CA, the inventory table, the four rotation functions (signer,
+confirm, planner, worker), the IoT rules on the devices' rotation topics, the
+daily and hourly schedules, the SQS fan-out queue, an IoT job template, the
+Device Defender audit and the alarms. The protocol is described in the README
+("Certificate rotation") and in ``iot_remote_access/lambdas/certs``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_iot as iot
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
+from iot_remote_access.constructs.aws.certificate_inventory import CertificateInventory
+from iot_remote_access.constructs.aws.device_defender_audit import DeviceDefenderAudit
+from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.library_function import LibraryFunction
+from iot_remote_access.constructs.aws.private_ca import PrivateCa
+from iot_remote_access.core.topics import THING_PLACEHOLDER
+from iot_remote_access.lambdas.certs.config import PASSTHROUGH_TEMPLATE_ARN
+from iot_remote_access.settings_certificates import CertificateSettings
+
+METRICS_NAMESPACE = "IotRemoteAccess"
+SHARED = ("certs",)
+
+
+def _mqtt_filter(template: str) -> str:
+    """The IoT rule's topic filter for every thing's topic (``+`` for the thing level)."""
+    if "'" in template or "\\" in template:
+        # The filter is quoted in the rule's SQL; a quote would end the string early.
+        raise ValueError(f"topic: {template!r} contains a quote or backslash; allowed: neither")
+    return template.replace(THING_PLACEHOLDER, "+")
+
+
+class CertificateRotation(Construct):
+    """Staggered certificate validity, rotation over the devices' own topics, inventory.
+
+    Turns on the device policy's rotation switch (each device may publish only its
+    own CSR and confirmation topics and receive its own certificate topic).
+
+    :param settings: the ``certificates`` settings section. Default: ``CertificateSettings()``.
+    :param device_policy: the fleet's policy; attached to every new certificate.
+    :param alarm_topic: where alarms and audit findings go (e.g. an ``AlarmTopic``'s
+        topic). Default: a new ``AlarmTopic``.
+    :param audit: configure Device Defender audit (one per account and region). Default: True.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        device_policy: DevicePolicy,
+        settings: CertificateSettings | None = None,
+        alarm_topic: sns.ITopic | None = None,
+        audit: bool = True,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.settings = settings = settings or CertificateSettings()
+        stack = cdk.Stack.of(self)
+        device_policy.enable_rotation()
+        topics = device_policy.access.topics
+        self.alarm_topic = alarm_topic or AlarmTopic(self, "Alarms").topic
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="iot-remote-access certificate rotation",
+            enable_key_rotation=True,
+        )
+        self.ca = PrivateCa(
+            self, "Ca", existing_ca_arn=settings.ca_arn, common_name=settings.ca_common_name
+        )
+        self.inventory = CertificateInventory(self, "Inventory", encryption_key=self.key)
+        self.table = self.inventory.table
+
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "WorkDeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        cdk.Validations.of(self.dead_letter_queue).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions::AwsSolutions-SQS3",
+                reason="This is the dead-letter queue of the work queue; an alarm watches it.",
+            )
+        )
+        worker_timeout = cdk.Duration.minutes(2)
+        self.queue = sqs.Queue(
+            self,
+            "Work",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            visibility_timeout=cdk.Duration.minutes(12),  # 6x the worker timeout (AWS guidance)
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=5, queue=self.dead_letter_queue
+            ),
+        )
+
+        environment = {
+            "INVENTORY_TABLE": self.table.table_name,
+            "CA_ARN": self.ca.ca_arn,
+            "DEVICE_POLICY_NAME": device_policy.policy_name,
+            "COMMANDS_TOPIC": topics.commands,
+            "ROTATION_CSR_TOPIC": topics.rotation_csr,
+            "ROTATION_CERTIFICATE_TOPIC": topics.rotation_certificate,
+            "ROTATION_CONFIRM_TOPIC": topics.rotation_confirm,
+            "BASE_VALIDITY_DAYS": str(settings.base_validity_days),
+            "STAGGER_WINDOW_DAYS": str(settings.stagger_window_days),
+            "LEAD_DAYS": str(settings.lead_time_days),
+            "HOURLY_BUDGET": str(settings.hourly_rotation_budget),
+            "MAX_ATTEMPTS": str(settings.max_attempts),
+            "BACKOFF_HOURS": str(settings.retry_backoff_hours),
+            "MAX_BACKOFF_HOURS": str(settings.max_retry_backoff_hours),
+            "ATTEMPT_TIMEOUT_HOURS": str(settings.attempt_timeout_hours),
+            "GRACE_DAYS": str(settings.grace_period_days),
+            "WORK_QUEUE_URL": self.queue.queue_url,
+        }
+
+        def function(name: str, package: str, description: str, timeout: int) -> LibraryFunction:
+            return LibraryFunction(
+                self,
+                name,
+                handler_package=package,
+                description=description,
+                environment=environment,
+                timeout=cdk.Duration.seconds(timeout),
+                encryption_key=self.key,
+                shared_packages=SHARED,
+            )
+
+        self.signer = function("Signer", "cert_signer", "Signs device CSRs with the private CA", 60)
+        self.confirm = function("Confirm", "cert_confirm", "Takes rotation confirmations", 30)
+        self.planner = function("Planner", "cert_planner", "Plans and starts rotations", 300)
+        self.worker = function(
+            "Worker",
+            "cert_worker",
+            "Does fanned-out rotation work",
+            int(worker_timeout.to_seconds()),
+        )
+
+        # -- grants -----------------------------------------------------------
+        def iot_arn(resource: str, name: str) -> str:
+            return stack.format_arn(
+                service="iot",
+                resource=resource,
+                resource_name=name,
+                arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+            )
+
+        def topic_arn(template: str) -> str:
+            return iot_arn("topic", template.replace(THING_PLACEHOLDER, "*"))
+
+        certs = iot_arn("cert", "*")
+        things = iot_arn("thing", "*")
+        cleanup = iam.PolicyStatement(
+            actions=[
+                "iot:DescribeCertificate",
+                "iot:UpdateCertificate",
+                "iot:DeleteCertificate",
+                "iot:DetachPolicy",
+                "iot:DetachThingPrincipal",
+            ],
+            resources=[certs, things],
+        )
+        for fn in (self.signer, self.confirm, self.planner, self.worker):
+            self.table.grant_read_write_data(fn.role)
+        self.signer.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["acm-pca:IssueCertificate"],
+                resources=[self.ca.ca_arn],
+                conditions={"StringEquals": {"acm-pca:TemplateArn": PASSTHROUGH_TEMPLATE_ARN}},
+            )
+        )
+        self.signer.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["acm-pca:GetCertificate", "acm-pca:DescribeCertificateAuthority"],
+                resources=[self.ca.ca_arn],
+            )
+        )
+        self.signer.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "iot:RegisterCertificateWithoutCA",
+                    "iot:AttachPolicy",
+                    "iot:AttachThingPrincipal",
+                ],
+                resources=[certs, things],
+            )
+        )
+        for fn in (self.signer, self.planner, self.worker):
+            fn.role.add_to_principal_policy(cleanup)
+        self.confirm.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["iot:UpdateCertificate"], resources=[certs])
+        )
+        for fn in (self.signer, self.confirm):
+            fn.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["iot:Publish"], resources=[topic_arn(topics.rotation_certificate)]
+                )
+            )
+        for fn in (self.planner, self.worker):
+            fn.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["iot:Publish"], resources=[topic_arn(topics.commands)])
+            )
+            fn.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["acm-pca:RevokeCertificate"], resources=[self.ca.ca_arn]
+                )
+            )
+        self.queue.grant_send_messages(self.planner.role)
+        self.worker.function.add_event_source(
+            sources.SqsEventSource(self.queue, batch_size=5, report_batch_item_failures=True)
+        )
+        self._acknowledge_grants(topics.commands, topics.rotation_certificate)
+
+        # -- IoT rules: device topics -> functions ------------------------------
+        self.rule_errors = logs.LogGroup(
+            self,
+            "RuleErrors",
+            retention=logs.RetentionDays.ONE_YEAR,
+            encryption_key=self.key,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com"))
+        error_role = iam.Role(
+            self, "RuleErrorRole", assumed_by=iam.ServicePrincipal("iot.amazonaws.com")
+        )
+        self.rule_errors.grant_write(error_role)
+        self.csr_rule = self._rule(
+            "CsrRule",
+            "SELECT csr, topic() AS topic, principal() AS principal "  # noqa: S608 (quote-free filter)
+            f"FROM '{_mqtt_filter(topics.rotation_csr)}'",
+            self.signer.function,
+            error_role,
+        )
+        self.confirm_rule = self._rule(
+            "ConfirmRule",
+            "SELECT topic() AS topic, principal() AS principal "  # noqa: S608 (quote-free filter)
+            f"FROM '{_mqtt_filter(topics.rotation_confirm)}'",
+            self.confirm.function,
+            error_role,
+        )
+
+        # -- schedules ---------------------------------------------------------
+        self.daily_plan = events.Rule(
+            self,
+            "DailyPlan",
+            schedule=events.Schedule.cron(minute="0", hour=str(settings.daily_run_hour)),
+            targets=[
+                targets.LambdaFunction(
+                    self.planner.function,
+                    event=events.RuleTargetInput.from_object({"action": "plan"}),
+                )
+            ],
+        )
+        self.hourly_dispatch = events.Rule(
+            self,
+            "HourlyDispatch",
+            schedule=events.Schedule.cron(minute="5"),
+            targets=[
+                targets.LambdaFunction(
+                    self.planner.function,
+                    event=events.RuleTargetInput.from_object({"action": "dispatch"}),
+                )
+            ],
+        )
+
+        # -- job template (for fleets whose firmware acts on IoT Jobs) ------------
+        self.job_template = iot.CfnJobTemplate(
+            self,
+            "RotateJobTemplate",
+            job_template_id=f"{stack.stack_name}-rotate-certificate"[:64],
+            description="Tell devices to rotate their certificate over their rotation topics",
+            document=json.dumps(
+                {
+                    "operation": "rotate-certificate",
+                    "csrTopic": topics.rotation_csr,
+                    "certificateTopic": topics.rotation_certificate,
+                    "confirmTopic": topics.rotation_confirm,
+                }
+            ),
+            # These three are typed loosely in the L1 and rendered verbatim, so they are
+            # written with CloudFormation's own (PascalCase) keys.
+            job_executions_rollout_config={
+                "MaximumPerMinute": max(
+                    1, min(1000, math.ceil(settings.hourly_rotation_budget / 60))
+                )
+            },
+            timeout_config={"InProgressTimeoutInMinutes": settings.attempt_timeout_hours * 60},
+            abort_config={
+                "CriteriaList": [
+                    {
+                        "Action": "CANCEL",
+                        "FailureType": "FAILED",
+                        "MinNumberOfExecutedThings": 10,
+                        "ThresholdPercentage": 20,
+                    }
+                ]
+            },
+            job_executions_retry_config=iot.CfnJobTemplate.JobExecutionsRetryConfigProperty(
+                retry_criteria_list=[
+                    iot.CfnJobTemplate.RetryCriteriaProperty(
+                        failure_type="TIMED_OUT", number_of_retries=min(10, settings.max_attempts)
+                    )
+                ]
+            ),
+        )
+
+        # -- audit ---------------------------------------------------------------
+        self.audit = (
+            DeviceDefenderAudit(
+                self,
+                "Audit",
+                findings_topic=self.alarm_topic,
+                expiring_threshold_days=settings.lead_time_days,
+            )
+            if audit
+            else None
+        )
+
+        # -- metrics and alarms ----------------------------------------------------
+        def planner_metric(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": "iot-remote-access-cert_planner"},
+                statistic="Maximum",
+                period=cdk.Duration.days(1),
+            )
+
+        self.metrics = {
+            name: planner_metric(name)
+            for name in (
+                "ExpiringWithin30Days",
+                "ExpiringWithin60Days",
+                "ExpiringWithin90Days",
+                "RotationsPending",
+                "RotationsInFlight",
+                "RotationsTimedOut",
+                "RotationsExhausted",
+                "CriticalWithoutRotation",
+                "CertificatesExpired",
+                "LateRotationSlots",
+            )
+        }
+        action = cw_actions.SnsAction(self.alarm_topic)
+        self.critical_alarm = cloudwatch.Alarm(
+            self,
+            "CriticalWithoutRotationAlarm",
+            alarm_description="A device certificate expires within 30 days and has not been "
+            "rotated (or the daily planner did not report).",
+            metric=self.metrics["CriticalWithoutRotation"],
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+        self.exhausted_alarm = cloudwatch.Alarm(
+            self,
+            "RotationsExhaustedAlarm",
+            alarm_description="Devices failed every rotation attempt (they keep their old "
+            "certificate and are still retried).",
+            metric=self.metrics["RotationsExhausted"],
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.dead_letter_alarm = cloudwatch.Alarm(
+            self,
+            "WorkDeadLettersAlarm",
+            alarm_description="Rotation work items failed five times.",
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=cdk.Duration.minutes(5)
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.signer_errors_alarm = cloudwatch.Alarm(
+            self,
+            "SignerErrorsAlarm",
+            alarm_description="The CSR signer failed (CA or IoT errors after retries).",
+            metric=self.signer.function.metric_errors(period=cdk.Duration.hours(1)),
+            threshold=5,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        for alarm in (
+            self.critical_alarm,
+            self.exhausted_alarm,
+            self.dead_letter_alarm,
+            self.signer_errors_alarm,
+        ):
+            alarm.add_alarm_action(action)
+
+    def _acknowledge_grants(self, *templates: str) -> None:
+        """cdk-nag IAM5 findings of the exact grants above, each with its reason."""
+        table_id = cdk.Stack.of(self).get_logical_id(
+            self.table.node.default_child  # type: ignore[arg-type]
+        )
+        reasons = {
+            f"Resource::<{table_id}.Arn>/index/*": "Queries use this table's own three "
+            "indexes (by expiry day, slot, retirement day); index/* is limited to this table.",
+            "Action::kms:GenerateDataKey*": "Writing the KMS-encrypted table and queue needs "
+            "GenerateDataKey variants on this construct's own key only.",
+            "Action::kms:ReEncrypt*": "Granted by DynamoDB's encrypted-table grant on this "
+            "construct's own key only.",
+            "Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cert/*": (
+                "Device certificates are registered at run time, one per device and rotation; "
+                "their ids cannot be known at synthesis. Limited to this account and region."
+            ),
+            "Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*": (
+                "Certificates are attached to the fleet's things, which are created outside "
+                "this stack. Limited to this account and region."
+            ),
+        }
+        for template in templates:
+            topic = template.replace(THING_PLACEHOLDER, "*")
+            reasons[
+                f"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/{topic}"
+            ] = (
+                f"Publishes only on {template!r} of every device; the thing level is the one "
+                "wildcard (IAM has no per-thing variable for a backend publisher)."
+            )
+        for fn in (self.signer, self.confirm, self.planner, self.worker):
+            for finding, reason in reasons.items():
+                cdk.Validations.of(fn.role).acknowledge(
+                    cdk.Acknowledgment(
+                        id=f"AwsSolutions::AwsSolutions-IAM5[{finding}]", reason=reason
+                    )
+                )
+
+    def _rule(
+        self, name: str, sql: str, function: lambda_.IFunction, error_role: iam.IRole
+    ) -> iot.CfnTopicRule:
+        rule = iot.CfnTopicRule(
+            self,
+            name,
+            topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
+                sql=sql,
+                aws_iot_sql_version="2016-03-23",
+                rule_disabled=False,
+                actions=[
+                    iot.CfnTopicRule.ActionProperty(
+                        lambda_=iot.CfnTopicRule.LambdaActionProperty(
+                            function_arn=function.function_arn
+                        )
+                    )
+                ],
+                error_action=iot.CfnTopicRule.ActionProperty(
+                    cloudwatch_logs=iot.CfnTopicRule.CloudwatchLogsActionProperty(
+                        log_group_name=self.rule_errors.log_group_name,
+                        role_arn=error_role.role_arn,
+                    )
+                ),
+            ),
+        )
+        function.add_permission(
+            f"{name}Invoke",
+            principal=iam.ServicePrincipal("iot.amazonaws.com"),
+            source_arn=rule.attr_arn,
+            source_account=cdk.Stack.of(self).account,
+        )
+        return rule

@@ -1,0 +1,79 @@
+"""PrivateCa: the ACM Private CA that signs device certificates (created or imported)."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_acmpca as acmpca
+from constructs import Construct
+
+#: Monthly price of one ACM Private CA in general-purpose mode (us-east-1 list price),
+#: plus a per-certificate charge; stated in the README.
+GENERAL_PURPOSE_MONTHLY_USD = 400
+
+
+class PrivateCa(Construct):
+    """A root ACM Private CA in general-purpose mode, activated, with OCSP.
+
+    General-purpose, not short-lived-certificate mode: device certificates here
+    live a year or more, and short-lived mode only issues certificates valid up to
+    seven days. OCSP (not a CRL) because it needs no public S3 bucket.
+
+    :param existing_ca_arn: use this CA instead of creating one. Default: create.
+    :param common_name: Default: "iot-remote-access device CA".
+    :param validity_years: validity of the created CA's own certificate. Default: 10.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        existing_ca_arn: str | None = None,
+        common_name: str = "iot-remote-access device CA",
+        validity_years: int = 10,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.authority: acmpca.CfnCertificateAuthority | None = None
+        if existing_ca_arn is not None:
+            if not cdk.Token.is_unresolved(existing_ca_arn) and ":acm-pca:" not in existing_ca_arn:
+                raise ValueError(
+                    f"existing_ca_arn: {existing_ca_arn!r} is not an ACM Private CA ARN; "
+                    "allowed: arn:aws:acm-pca:REGION:ACCOUNT:certificate-authority/UUID"
+                )
+            self.ca_arn = existing_ca_arn
+            return
+        if not 1 <= validity_years <= 30:
+            raise ValueError(f"validity_years: {validity_years!r}; allowed: 1..30")
+        self.authority = acmpca.CfnCertificateAuthority(
+            self,
+            "Authority",
+            type="ROOT",
+            key_algorithm="EC_prime256v1",
+            signing_algorithm="SHA256WITHECDSA",
+            subject=acmpca.CfnCertificateAuthority.SubjectProperty(common_name=common_name),
+            usage_mode="GENERAL_PURPOSE",
+            revocation_configuration=acmpca.CfnCertificateAuthority.RevocationConfigurationProperty(
+                ocsp_configuration=acmpca.CfnCertificateAuthority.OcspConfigurationProperty(
+                    enabled=True
+                )
+            ),
+        )
+        # Deleting a CA would strand every certificate it issued: keep it on stack deletion.
+        self.authority.apply_removal_policy(cdk.RemovalPolicy.RETAIN)
+        root = acmpca.CfnCertificate(
+            self,
+            "RootCertificate",
+            certificate_authority_arn=self.authority.attr_arn,
+            certificate_signing_request=self.authority.attr_certificate_signing_request,
+            signing_algorithm="SHA256WITHECDSA",
+            template_arn="arn:aws:acm-pca:::template/RootCACertificate/V1",
+            validity=acmpca.CfnCertificate.ValidityProperty(type="YEARS", value=validity_years),
+        )
+        self.activation = acmpca.CfnCertificateAuthorityActivation(
+            self,
+            "Activation",
+            certificate_authority_arn=self.authority.attr_arn,
+            certificate=root.attr_certificate,
+            status="ACTIVE",
+        )
+        self.ca_arn = self.authority.attr_arn

@@ -1,0 +1,254 @@
+"""SecureTunneling: time-limited, justified, logged interactive access to devices.
+
+AWS IoT Secure Tunneling enforces none of the limits a platform team needs
+(a tunnel may live 12 hours; IAM has no condition key for the lifetime; no
+reason is recorded). So operators never call ``iot:OpenTunnel``: a broker
+function does, after checking the request against the deployment's
+:class:`~iot_remote_access.core.tunnel_rules.TunnelPolicy`, and a sweeper closes
+what should not stay open.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.library_function import LibraryFunction
+from iot_remote_access.core.tunnel_rules import (
+    TAG_EXPIRES_AT,
+    TAG_REASON,
+    TAG_REQUESTER,
+    TunnelPolicy,
+)
+
+POLICY_VARIABLE = "TUNNEL_POLICY"
+DEFAULT_SWEEP_INTERVAL = cdk.Duration.minutes(5)
+_TAG_KEYS = [TAG_REQUESTER, TAG_REASON, TAG_EXPIRES_AT]
+
+
+class SecureTunneling(Construct):
+    """A tunnel broker behind an IAM-authenticated function URL, a scheduled
+    sweeper, and the operator policy that sends operators through the broker.
+
+    - ``broker``: the only principal this construct allows ``iot:OpenTunnel``. It
+      checks the thing exists (and is in an allowed thing group), the service is
+      allowed, the lifetime and the reason, and the number of open tunnels for the
+      thing; tags the tunnel; writes one audit record per decision; and returns
+      the source access token to the caller only.
+    - ``sweeper``: closes tunnels past their allowed lifetime and tunnels whose
+      source has not connected within the grace period; one audit record per close.
+    - ``operator_policy``: invoke the broker's URL; list, describe and close
+      tunnels; an explicit Deny on ``iot:OpenTunnel`` and
+      ``iot:RotateTunnelAccessToken`` (a rotation would hand out tokens around the broker).
+
+    Turns on ``device_policy.enable_tunneling()``: devices receive their
+    destination token on ``$aws/things/{thing}/tunnels/notify``.
+
+    :param device_policy: the fleet's device policy (its tunnel switch is turned on).
+    :param policy: the limits. Default: ``TunnelPolicy()`` (SSH, 60 of at most 720
+        minutes, one open tunnel per thing, 15 minutes to connect, any thing group).
+    :param sweep_interval: Default: 5 minutes.
+    :param encryption_key: KMS key for the functions' log groups (the audit records)
+        and environment. Default: AWS-owned keys.
+    :param log_retention: how long the audit records are kept. Default: one year.
+    :param operator_principal: who may assume ``operator_role`` (which carries the
+        operator policy). Default: no role is created.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        device_policy: DevicePolicy,
+        policy: TunnelPolicy | None = None,
+        sweep_interval: cdk.Duration = DEFAULT_SWEEP_INTERVAL,
+        encryption_key: kms.IKey | None = None,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+        operator_principal: iam.IPrincipal | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.policy = policy or TunnelPolicy()
+        if not cdk.Token.is_unresolved(sweep_interval.to_seconds()) and not (
+            60 <= sweep_interval.to_seconds() <= 3600
+        ):
+            raise ValueError(
+                f"sweep_interval: {sweep_interval.to_human_string()} is not allowed; "
+                "allowed: 1 to 60 minutes"
+            )
+        device_policy.enable_tunneling()
+        stack = cdk.Stack.of(self)
+        environment = {POLICY_VARIABLE: self.policy.to_json()}
+
+        def iot_arn(resource: str) -> str:
+            return stack.format_arn(service="iot", resource=resource, resource_name="*",
+                                    arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME)
+
+        tunnels, things, groups = iot_arn("tunnel"), iot_arn("thing"), iot_arn("thinggroup")
+
+        self.broker = LibraryFunction(
+            self,
+            "Broker",
+            handler_package="tunnel_broker",
+            description="iot-remote-access tunnel broker: the only opener of tunnels",
+            environment=environment,
+            encryption_key=encryption_key,
+            log_retention=log_retention,
+        )
+        self.broker_url = self.broker.function.add_function_url(
+            auth_type=lambda_.FunctionUrlAuthType.AWS_IAM
+        )
+        broker_role = self.broker.role
+        broker_role.add_to_principal_policy(iam.PolicyStatement(
+            sid="OpenTunnelsForAllowedServicesOnly",
+            actions=["iot:OpenTunnel"],
+            resources=[tunnels, things],
+            conditions={
+                "ForAllValues:StringEquals": {
+                    "iot:TunnelDestinationService": list(self.policy.allowed_services),
+                    "aws:TagKeys": _TAG_KEYS,
+                },
+            },
+        ))
+        broker_role.add_to_principal_policy(iam.PolicyStatement(
+            sid="CountTunnelsPerThing",
+            actions=["iot:ListTunnels"],
+            resources=[tunnels, things],
+        ))
+        broker_role.add_to_principal_policy(_close_without_delete(
+            "RollBackTunnelsNotHandedOut", tunnels))
+        thing_actions = ["iot:DescribeThing"]
+        if self.policy.thing_groups:
+            thing_actions.append("iot:ListThingGroupsForThing")
+            broker_role.add_to_principal_policy(iam.PolicyStatement(
+                sid="ReadThingGroupParents",
+                actions=["iot:DescribeThingGroup"],
+                resources=[groups],
+            ))
+        broker_role.add_to_principal_policy(iam.PolicyStatement(
+            sid="CheckThings", actions=thing_actions, resources=[things],
+        ))
+        _acknowledge_wildcards(
+            broker_role,
+            "The broker opens tunnels to any thing of the fleet: tunnel ids are created by "
+            "OpenTunnel and things are chosen per request, so neither is known at deploy time. "
+            "OpenTunnel is limited to the allowed services and the broker's tag keys, and every "
+            "request is checked by the broker's rules before the call.",
+            "tunnel", "thing", *(["thinggroup"] if self.policy.thing_groups else []),
+        )
+
+        self.sweeper = LibraryFunction(
+            self,
+            "Sweeper",
+            handler_package="tunnel_sweeper",
+            description="iot-remote-access tunnel sweeper: closes expired and unused tunnels",
+            environment=environment,
+            encryption_key=encryption_key,
+            log_retention=log_retention,
+            timeout=cdk.Duration.minutes(2),
+        )
+        self.sweeper.role.add_to_principal_policy(iam.PolicyStatement(
+            sid="FindTunnels",
+            actions=["iot:ListTunnels", "iot:DescribeTunnel"],
+            resources=[tunnels],
+        ))
+        self.sweeper.role.add_to_principal_policy(_close_without_delete("CloseTunnels", tunnels))
+        _acknowledge_wildcards(
+            self.sweeper.role,
+            "The sweeper inspects and closes every tunnel of the account and region, including "
+            "tunnels opened around the broker; their ids are only known at run time.",
+            "tunnel",
+        )
+        # A failed sweep is not retried: the next scheduled one is minutes away.
+        self.sweeper.function.configure_async_invoke(retry_attempts=0)
+        self.sweep_rule = events.Rule(
+            self,
+            "SweepSchedule",
+            description="iot-remote-access: close expired and unused tunnels",
+            schedule=events.Schedule.rate(sweep_interval),
+            targets=[targets.LambdaFunction(self.sweeper.function, retry_attempts=0)],
+        )
+
+        self.operator_policy = iam.ManagedPolicy(
+            self,
+            "OperatorPolicy",
+            description="iot-remote-access operators: tunnels through the broker only",
+            statements=[
+                iam.PolicyStatement(
+                    sid="InvokeTheBrokerUrl",
+                    actions=["lambda:InvokeFunctionUrl"],
+                    resources=[self.broker.function.function_arn],
+                    conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+                ),
+                # Since October 2025 a function URL call also needs InvokeFunction.
+                iam.PolicyStatement(
+                    sid="InvokeTheBrokerThroughItsUrlOnly",
+                    actions=["lambda:InvokeFunction"],
+                    resources=[self.broker.function.function_arn],
+                    conditions={"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+                ),
+                iam.PolicyStatement(
+                    sid="ListAndDescribeTunnels",
+                    actions=["iot:ListTunnels", "iot:DescribeTunnel"],
+                    resources=[tunnels, things],
+                ),
+                _close_without_delete("CloseTunnels", tunnels),
+                iam.PolicyStatement(
+                    sid="NoTunnelsAroundTheBroker",
+                    effect=iam.Effect.DENY,
+                    actions=["iot:OpenTunnel", "iot:RotateTunnelAccessToken"],
+                    resources=["*"],
+                ),
+            ],
+        )
+        _acknowledge_wildcards(
+            self.operator_policy,
+            "Operators list, inspect and close any tunnel of the account and region (tunnel ids "
+            "are created at run time) and list them by thing; opening and token rotation are "
+            "denied.",
+            "tunnel", "thing",
+        )
+        self.operator_role: iam.Role | None = None
+        if operator_principal is not None:
+            self.operator_role = iam.Role(
+                self,
+                "OperatorRole",
+                assumed_by=operator_principal,
+                description="iot-remote-access operators: request tunnels through the broker",
+                managed_policies=[self.operator_policy],
+                max_session_duration=cdk.Duration.hours(1),
+            )
+
+
+def _close_without_delete(sid: str, tunnels: str) -> iam.PolicyStatement:
+    # Closed tunnels stay listed (DescribeTunnel, CloudTrail): nobody here may erase one.
+    return iam.PolicyStatement(
+        sid=sid,
+        actions=["iot:CloseTunnel"],
+        resources=[tunnels],
+        conditions={"Bool": {"iot:Delete": "false"}},
+    )
+
+
+def _acknowledge_wildcards(scope: Construct, reason: str, *resources: str) -> None:
+    # cdk-nag names the finding by the ARN as synthesized: concrete when the stack
+    # has an environment, pseudo parameters otherwise.
+    stack = cdk.Stack.of(scope)
+
+    def shown(value: str, pseudo: str) -> str:
+        return f"<AWS::{pseudo}>" if cdk.Token.is_unresolved(value) else value
+
+    prefix = (f"arn:{shown(stack.partition, 'Partition')}:iot:{shown(stack.region, 'Region')}:"
+              f"{shown(stack.account, 'AccountId')}")
+    for resource in resources:
+        cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(
+            id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{prefix}:{resource}/*]",
+            reason=reason,
+        ))

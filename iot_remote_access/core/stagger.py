@@ -1,0 +1,262 @@
+"""Staggered certificate validity: spread the expiry days of one issuance batch.
+
+A certificate's validity is ``base_days + offset`` with ``0 <= offset < window_days``.
+The offset must be
+
+- deterministic: the same thing name, issued into a cohort in the same state,
+  always gets the same offset (the plan can be replayed from the inventory);
+- stable: issuing or removing other devices never moves a date already issued;
+- uniform: for N certificates issued on the same day (one *cohort*), the busiest
+  expiry day holds at most ``ceil(1.1 * N / window_days) + 1`` of them.
+
+No function of the thing name alone can be uniform in that sense: whatever the
+function, a set of names can land on few days, and for ordinary names a good hash
+behaves like throwing N balls into ``window_days`` bins. For 5,000 devices over
+90 days the fullest bin then holds about 75 where 55.6 is ideal and the bound is
+63 (see ``tests/test_stagger.py``). So the offset is chosen with *bounded-load
+hashing* (Mirrokni, Thorup, Zadimoghaddam, SODA 2018), made deterministic:
+
+1. Each thing name defines its own probe order: a permutation of the window's days
+   from SHA-256 of the name (double hashing with a step coprime to the window).
+2. Each issuance joins its cohort (the UTC day it is issued) and learns its rank
+   ``m`` in it (1 for the first certificate of the day, ...).
+3. It takes the first day in its probe order holding fewer than
+   ``cap(m) = ceil(1.1 * m / window_days)`` certificates of the cohort.
+
+Why that meets the bound: when the m-th certificate looks for a day, m - 1 are
+placed, and ``window_days * cap(m) >= 1.1 m > m - 1`` places exist under the cap,
+so a free one is always found; a day's count never exceeds the cap of the last
+certificate placed on it, and caps only grow with m, so after N issuances the
+busiest day holds at most ``cap(N)``. Issuances that race (several signer
+invocations at once) may see each other's places taken; they then accept
+``cap(m) + 1``, which is the ``+ 1`` of the bound. Placements are recorded (in the
+inventory, with the certificate's not-after) and never recomputed, which is what
+makes them stable: a later device only adds one count to one day.
+
+Storage is abstracted by :class:`CohortLedger`; :class:`MemoryLedger` is the
+in-process one (CLI simulation, tests, benchmarks), the AWS signer keeps the
+counts in DynamoDB with conditional writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from typing import Protocol
+
+DEFAULT_BASE_DAYS = 365
+DEFAULT_WINDOW_DAYS = 90
+#: Largest validity AWS IoT and ACM Private CA handle comfortably (ten years).
+MAX_VALIDITY_DAYS = 3650
+MAX_WINDOW_DAYS = 365
+
+# The cap is ceil(HEADROOM_NUM * m / (HEADROOM_DEN * window)); integers, not 1.1,
+# so that no floating-point rounding can ever let a day go one over.
+_HEADROOM_NUM = 11
+_HEADROOM_DEN = 10
+
+
+class StaggerError(RuntimeError):
+    """No expiry day had room: only possible when very many issuances race."""
+
+
+def peak_bound(devices: int, window_days: int) -> int:
+    """The most certificates one expiry day may hold for ``devices`` issued the same day."""
+    return _ceil_div(_HEADROOM_NUM * devices, _HEADROOM_DEN * window_days) + 1
+
+
+def ideal_peak(devices: int, window_days: int) -> float:
+    """Certificates per day of a perfectly even spread."""
+    return devices / window_days
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+def cohort_of(issued_at: datetime) -> str:
+    """The cohort key of an issuance: its UTC day, ``YYYY-MM-DD``."""
+    return issued_at.astimezone(UTC).date().isoformat()
+
+
+@cache
+def _units(window_days: int) -> tuple[int, ...]:
+    # Steps coprime to the window make the probe sequence visit every day once.
+    return tuple(s for s in range(1, window_days) if math.gcd(s, window_days) == 1) or (1,)
+
+
+@dataclass(frozen=True)
+class StaggerPolicy:
+    """How validity is staggered.
+
+    :param base_days: validity every certificate gets. Default: 365.
+    :param window_days: width of the spread added on top. Default: 90.
+    """
+
+    base_days: int = DEFAULT_BASE_DAYS
+    window_days: int = DEFAULT_WINDOW_DAYS
+
+    def __post_init__(self) -> None:
+        for name, value, low, high in (
+            ("base_days", self.base_days, 1, MAX_VALIDITY_DAYS),
+            ("window_days", self.window_days, 1, MAX_WINDOW_DAYS),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(
+                    f"{name}: {value!r} is not allowed; allowed: an integer {low}..{high}"
+                )
+        if self.base_days + self.window_days - 1 > MAX_VALIDITY_DAYS:
+            raise ValueError(
+                f"base_days + window_days: {self.base_days} + {self.window_days} exceeds "
+                f"{MAX_VALIDITY_DAYS} days of validity; "
+                f"allowed: at most {MAX_VALIDITY_DAYS + 1} in sum"
+            )
+
+    def cap(self, rank: int) -> int:
+        """Most certificates of a cohort one day may hold once ``rank`` have joined."""
+        return max(1, _ceil_div(_HEADROOM_NUM * rank, _HEADROOM_DEN * self.window_days))
+
+    def probe(self, thing: str) -> Iterator[int]:
+        """The thing's own order of the window's days (a permutation of ``range(window)``)."""
+        digest = hashlib.sha256(thing.encode("utf-8")).digest()
+        start = int.from_bytes(digest[:8], "big") % self.window_days
+        units = _units(self.window_days)
+        step = units[int.from_bytes(digest[8:16], "big") % len(units)]
+        for i in range(self.window_days):
+            yield (start + i * step) % self.window_days
+
+    def hashed_offset(self, thing: str) -> int:
+        """The offset a plain hash of the name would give (the first day of its probe order).
+
+        Stable and deterministic but not uniform enough; kept for comparison.
+        """
+        return next(self.probe(thing))
+
+    def validity_days(self, offset: int) -> int:
+        if not 0 <= offset < self.window_days:
+            raise ValueError(f"offset: {offset!r} is outside 0..{self.window_days - 1}")
+        return self.base_days + offset
+
+    def not_after(self, issued_at: datetime, offset: int) -> datetime:
+        return issued_at + timedelta(days=self.validity_days(offset))
+
+    def expiry_day(self, cohort: str, offset: int) -> date:
+        return date.fromisoformat(cohort) + timedelta(days=self.validity_days(offset))
+
+
+class CohortLedger(Protocol):
+    """Counts of certificates per (cohort, offset day). Both operations must be atomic."""
+
+    def join(self, cohort: str) -> int:
+        """Count one more issuance in ``cohort`` and return its 1-based rank."""
+        ...
+
+    def claim(self, cohort: str, offset: int, limit: int) -> bool:
+        """Add one to the day ``offset`` of ``cohort`` if it holds fewer than ``limit``."""
+        ...
+
+
+@dataclass
+class MemoryLedger:
+    """An in-process ledger (CLI simulation, tests, benchmarks)."""
+
+    window_days: int = DEFAULT_WINDOW_DAYS
+    _joined: dict[str, int] = field(default_factory=dict)
+    _loads: dict[str, list[int]] = field(default_factory=dict)
+
+    def join(self, cohort: str) -> int:
+        self._joined[cohort] = self._joined.get(cohort, 0) + 1
+        return self._joined[cohort]
+
+    def claim(self, cohort: str, offset: int, limit: int) -> bool:
+        loads = self._loads.setdefault(cohort, [0] * self.window_days)
+        if loads[offset] >= limit:
+            return False
+        loads[offset] += 1
+        return True
+
+    def loads(self, cohort: str) -> list[int]:
+        """Certificates per offset day in ``cohort`` (a copy)."""
+        return list(self._loads.get(cohort, [0] * self.window_days))
+
+    def joined(self, cohort: str) -> int:
+        return self._joined.get(cohort, 0)
+
+
+def place(policy: StaggerPolicy, ledger: CohortLedger, cohort: str, thing: str, rank: int) -> int:
+    """Claim the first day of ``thing``'s probe order with room under the cap of ``rank``."""
+    limit = policy.cap(rank)
+    for allowance in (limit, limit + 1):
+        for offset in policy.probe(thing):
+            if ledger.claim(cohort, offset, allowance):
+                return offset
+    raise StaggerError(
+        f"cohort {cohort}: no expiry day has room for {thing!r} (rank {rank}, cap {limit + 1}); "
+        "too many issuances raced; retry"
+    )
+
+
+def assign_offset(policy: StaggerPolicy, ledger: CohortLedger, cohort: str, thing: str) -> int:
+    """Join ``cohort`` and place ``thing`` in it; returns the offset in days.
+
+    Callers record the result with the certificate (its not-after) and never call
+    this twice for one issuance: a retry reuses the recorded offset.
+    """
+    return place(policy, ledger, cohort, thing, ledger.join(cohort))
+
+
+def expiry_histogram(days: list[date]) -> dict[date, int]:
+    """Certificates per expiry day, in day order."""
+    counts: dict[date, int] = {}
+    for day in sorted(days):
+        counts[day] = counts.get(day, 0) + 1
+    return counts
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Expiry-day counts of one batch under three schemes (what ``certs simulate`` shows)."""
+
+    devices: int
+    policy: StaggerPolicy
+    #: Certificates per validity day (``base_days + offset``), per scheme.
+    unstaggered: dict[int, int]
+    hashed: dict[int, int]
+    staggered: dict[int, int]
+
+    @property
+    def ideal(self) -> float:
+        return ideal_peak(self.devices, self.policy.window_days)
+
+    @property
+    def bound(self) -> int:
+        return peak_bound(self.devices, self.policy.window_days)
+
+
+def simulate(
+    devices: int, policy: StaggerPolicy, names: Iterator[str] | None = None
+) -> SimulationResult:
+    """Issue ``devices`` certificates on one day: no stagger, plain hash, bounded-load stagger."""
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"devices: {devices!r}; allowed: a positive integer")
+    width = max(6, len(str(devices)))
+    names = names or (f"device-{i:0{width}d}" for i in range(devices))
+    ledger = MemoryLedger(policy.window_days)
+    hashed: dict[int, int] = {}
+    staggered: dict[int, int] = {}
+    for _, name in zip(range(devices), names, strict=False):
+        day = policy.base_days + policy.hashed_offset(name)
+        hashed[day] = hashed.get(day, 0) + 1
+        day = policy.base_days + assign_offset(policy, ledger, "simulation", name)
+        staggered[day] = staggered.get(day, 0) + 1
+    return SimulationResult(
+        devices,
+        policy,
+        {policy.base_days: devices},
+        dict(sorted(hashed.items())),
+        dict(sorted(staggered.items())),
+    )

@@ -1,0 +1,27 @@
+"""IoT rule -> Lambda: a device confirms, from its new certificate, that it rotated.
+
+Only then is the old certificate set INACTIVE (and deleted after the grace period).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from iot_remote_access.lambdas.certs.runtime import emit, runtime
+
+logger = Logger()
+metrics = Metrics()
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    outcome = runtime().rotation.confirm(event, datetime.now(UTC))
+    emit(metrics, outcome)
+    log = logger.info if outcome.status < 400 else logger.warning
+    log("confirmation handled", extra={"status": outcome.status, "result": outcome.body})
+    return outcome.response()

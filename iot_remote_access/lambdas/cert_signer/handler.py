@@ -1,0 +1,29 @@
+"""IoT rule -> Lambda: sign a device's CSR with the private CA and send the certificate back.
+
+The rule passes ``{"csr": ..., "topic": topic(), "principal": principal()}``.
+Bad input is answered on the device's certificate topic and returned as a 4xx
+outcome; an AWS failure is rolled back and raised, so Lambda retries the event.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from iot_remote_access.lambdas.certs.runtime import emit, runtime
+
+logger = Logger()
+metrics = Metrics()
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    outcome = runtime().rotation.sign(event, datetime.now(UTC))
+    emit(metrics, outcome)
+    log = logger.info if outcome.status < 400 else logger.warning
+    log("csr handled", extra={"status": outcome.status, "result": outcome.body})
+    return outcome.response()

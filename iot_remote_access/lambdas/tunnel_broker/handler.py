@@ -1,0 +1,286 @@
+"""Tunnel broker: the only principal allowed to call ``iot:OpenTunnel``.
+
+Behind a Lambda function URL with AWS_IAM auth, so every request is SigV4-signed
+and ``requestContext.authorizer.iam.userArn`` names the operator. ``POST /tunnels``
+with ``{"thing", "service", "minutes", "reason"}`` opens a tunnel if every rule in
+``core/tunnel_rules.py`` holds, tags it (requester, reason, expiry) and returns the
+source access token to the caller only. Every decision, allowed or refused, is one
+structured audit record in this function's log group.
+
+The destination token is dropped: AWS delivers it to the device on
+``$aws/things/{thing}/tunnels/notify``. Tokens never reach a log, an error or a metric.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from iot_remote_access.core.tunnel_rules import (
+    TunnelPolicy,
+    TunnelRequest,
+    TunnelRuleError,
+    audit_record,
+    aws_error_status,
+    check_open_count,
+    check_thing_groups,
+    expires_at,
+    format_time,
+    keeps_new_tunnel,
+    open_tunnel_ids,
+    open_tunnel_parameters,
+    parse_request,
+    shown_for_audit,
+    summaries,
+)
+
+#: Where the deployment's limits arrive (TunnelPolicy.to_json, set by SecureTunneling).
+POLICY_VARIABLE = "TUNNEL_POLICY"
+MAX_BODY_BYTES = 4096
+ROUTE = ("POST", "/tunnels")
+
+logger = Logger()
+# LibraryFunction sets the namespace; the fallback keeps metrics flowing wherever this runs.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
+# botocore logs response bodies at DEBUG; OpenTunnel's carries the access tokens.
+for _noisy in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_noisy).setLevel(logging.INFO)
+
+
+@dataclass
+class Clients:
+    iot: Any
+    tunneling: Any
+
+
+_clients: Clients | None = None
+
+
+def clients() -> Clients:
+    """One pair of clients per container; tests replace ``_clients``."""
+    global _clients
+    if _clients is None:
+        config = Config(retries={"mode": "standard", "max_attempts": 3},
+                        connect_timeout=5, read_timeout=10)
+        _clients = Clients(
+            iot=boto3.client("iot", config=config),
+            tunneling=boto3.client("iotsecuretunneling", config=config),
+        )
+    return _clients
+
+
+@lru_cache(maxsize=4)
+def _policy(text: str) -> TunnelPolicy:
+    return TunnelPolicy.from_json(text) if text else TunnelPolicy()
+
+
+class Refused(Exception):
+    """A request the broker answers with an error status; nothing was opened."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+    @classmethod
+    def from_rule(cls, error: TunnelRuleError) -> Refused:
+        return cls(error.status, error.field, str(error))
+
+    @classmethod
+    def from_aws(cls, error: Exception, action: str) -> Refused:
+        # Only the error code is shown: AWS messages can echo request details.
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", "Unknown"))
+            status = aws_error_status(code)
+        else:  # no answer at all (timeout, connection): as unavailable as it gets
+            code, status = type(error).__name__, 503
+        return cls(status, "aws",
+                   f"aws: {action} failed ({code}); no tunnel was handed out, try again")
+
+
+def response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    if status == 503:
+        headers["Retry-After"] = "5"
+    return {"statusCode": status, "headers": headers, "body": json.dumps(body)}
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(log_event=False)  # the event is not logged, ever
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = LambdaFunctionUrlEvent(event)
+    policy = _policy(os.environ.get(POLICY_VARIABLE, ""))
+    return Broker(policy, clients()).handle(request, now=datetime.now(UTC))
+
+
+class Broker:
+    def __init__(self, policy: TunnelPolicy, aws: Clients) -> None:
+        self.policy = policy
+        self.aws = aws
+
+    def handle(self, event: LambdaFunctionUrlEvent, *, now: datetime) -> dict[str, Any]:
+        requester = event.request_context.authorizer.iam.user_arn or None
+        raw: object = None
+        try:
+            if (event.request_context.http.method, event.raw_path) != ROUTE:
+                status = 405 if event.raw_path == ROUTE[1] else 404
+                raise Refused(status, "route", f"route: {event.request_context.http.method} "
+                              f"{event.raw_path[:80]} is not served; allowed: POST /tunnels")
+            if requester is None:
+                raise Refused(403, "requester", "requester: the request carries no IAM identity; "
+                              "allowed: SigV4-signed requests to the AWS_IAM function URL")
+            raw = _decode(event)
+            request = parse_request(raw, self.policy)
+            return self._open(request, requester, now)
+        except TunnelRuleError as error:
+            refusal = Refused.from_rule(error)
+        except Refused as error:
+            refusal = error
+        except Exception:
+            # A bug, not a decision about the request: the caller learns nothing more. A
+            # tunnel opened before it is never handed out, and the sweeper closes it.
+            logger.exception("tunnel broker failed")
+            refusal = Refused(500, "broker", "broker: internal error; no tunnel was handed out")
+        self._audit_refusal(refusal, requester, raw)
+        return response(refusal.status, {"field": refusal.field, "message": refusal.message})
+
+    def _open(self, request: TunnelRequest, requester: str, now: datetime) -> dict[str, Any]:
+        self._check_thing(request.thing)
+        before = self._open_ids(request.thing, "ListTunnels")
+        try:
+            check_open_count(request.thing, before, self.policy)
+        except TunnelRuleError as error:
+            raise Refused.from_rule(error) from None
+        parameters = open_tunnel_parameters(request, requester=requester, now=now)
+        try:
+            opened = self.aws.tunneling.open_tunnel(**parameters)
+        except (ClientError, BotoCoreError) as error:
+            raise Refused.from_aws(error, "OpenTunnel") from None
+        tunnel_id = opened["tunnelId"]
+        self._keep_or_close(tunnel_id, request.thing)
+        expiry = expires_at(request, now)
+        logger.info("tunnel request allowed", extra={"audit": audit_record(
+            event="tunnel.open", decision="allowed", requester=requester, thing=request.thing,
+            service=request.service, minutes=request.minutes, reason=request.reason,
+            tunnelId=tunnel_id, expiresAt=expiry, at=format_time(now),
+        )})
+        metrics.add_metric(name="TunnelsOpened", unit=MetricUnit.Count, value=1)
+        return response(201, {
+            "tunnelId": tunnel_id,
+            "tunnelArn": opened.get("tunnelArn"),
+            "thing": request.thing,
+            "service": request.service,
+            "minutes": request.minutes,
+            "expiresAt": expiry,
+            "region": os.environ.get("AWS_REGION", ""),
+            "sourceAccessToken": opened["sourceAccessToken"],
+        })
+
+    def _check_thing(self, thing: str) -> None:
+        try:
+            self.aws.iot.describe_thing(thingName=thing)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise Refused(404, "thing", f"thing: {thing!r} does not exist in this account and "
+                              "region; allowed: a registered thing") from None
+            raise Refused.from_aws(error, "DescribeThing") from None
+        except BotoCoreError as error:
+            raise Refused.from_aws(error, "DescribeThing") from None
+        if not self.policy.thing_groups:
+            return
+        try:
+            check_thing_groups(thing, self._groups_of(thing), self.policy)
+        except TunnelRuleError as error:
+            raise Refused.from_rule(error) from None
+
+    def _groups_of(self, thing: str) -> set[str]:
+        """The thing's groups and all their parents: a group allowed covers its subgroups."""
+        groups: set[str] = set()
+        try:
+            pages = self.aws.iot.get_paginator("list_thing_groups_for_thing")
+            for page in pages.paginate(thingName=thing):
+                for group in page.get("thingGroups", []):
+                    groups.add(group["groupName"])
+                    described = self.aws.iot.describe_thing_group(thingGroupName=group["groupName"])
+                    metadata = described.get("thingGroupMetadata", {})
+                    parents = metadata.get("rootToParentThingGroups", [])
+                    groups.update(parent["groupName"] for parent in parents)
+        except (ClientError, BotoCoreError) as error:
+            raise Refused.from_aws(error, "ListThingGroupsForThing") from None
+        return groups
+
+    def _open_ids(self, thing: str, action: str) -> list[str]:
+        found = []
+        token: str | None = None
+        try:
+            while True:
+                page = self.aws.tunneling.list_tunnels(
+                    thingName=thing, maxResults=100, **({"nextToken": token} if token else {})
+                )
+                found.extend(summaries(page.get("tunnelSummaries", [])))
+                token = page.get("nextToken")
+                if not token:
+                    return open_tunnel_ids(found)
+        except (ClientError, BotoCoreError) as error:
+            raise Refused.from_aws(error, action) from None
+
+    def _keep_or_close(self, tunnel_id: str, thing: str) -> None:
+        """Close the tunnel just opened when a concurrent request won, or when checking fails."""
+        try:
+            after = self._open_ids(thing, "ListTunnels")
+            keep = keeps_new_tunnel(tunnel_id, after, self.policy)
+            refusal = None if keep else Refused.from_rule(TunnelRuleError(
+                "thing", f"{thing!r} got another tunnel at the same moment; allowed: at most "
+                f"{self.policy.max_open_tunnels_per_thing} per thing", status=409))
+        except Refused as error:
+            refusal = error
+        if refusal is None:
+            return
+        try:
+            self.aws.tunneling.close_tunnel(tunnelId=tunnel_id, delete=False)
+        except (ClientError, BotoCoreError):
+            # The sweeper closes it: its source never connects, the token is never handed out.
+            logger.exception("could not close a tunnel the broker refused to hand out",
+                             extra={"tunnelId": tunnel_id})
+        raise refusal
+
+    def _audit_refusal(self, refusal: Refused, requester: str | None, raw: object) -> None:
+        fields = raw if isinstance(raw, dict) else {}
+        logger.info("tunnel request refused", extra={"audit": audit_record(
+            event="tunnel.open", decision="refused", requester=requester,
+            thing=shown_for_audit(fields.get("thing")),
+            service=shown_for_audit(fields.get("service")),
+            minutes=shown_for_audit(fields.get("minutes")),
+            reason=shown_for_audit(fields.get("reason")),
+            status=refusal.status, field=refusal.field, message=refusal.message,
+        )})
+        metrics.add_metric(name="TunnelRequestsRefused", unit=MetricUnit.Count, value=1)
+
+
+def _decode(event: LambdaFunctionUrlEvent) -> object:
+    allowed = "allowed: a JSON object with thing, service, minutes, reason"
+    try:
+        body = event.decoded_body or ""
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(400, "body", f"body: not UTF-8 text; {allowed}") from None
+    size = len(body.encode("utf-8"))
+    if size > MAX_BODY_BYTES:
+        raise Refused(413, "body", f"body: {size} bytes; allowed: at most {MAX_BODY_BYTES}")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as error:
+        raise Refused(
+            400, "body", f"body: not valid JSON ({error.msg} at character {error.pos}); {allowed}"
+        ) from None

@@ -1,0 +1,125 @@
+"""Tunnel sweeper: closes tunnels the broker would not let stay open.
+
+Runs on a schedule. For every OPEN tunnel in the account and region it reads
+``DescribeTunnel`` and closes the tunnel when ``core.tunnel_rules.close_reason``
+says so: past its allowed lifetime (defense in depth: AWS enforces the timeout
+too, and tunnels opened around the broker get the deployment's maximum), or its
+source has not been connected for the grace period. Each close is one structured
+audit record. A failure on one tunnel does not stop the others; the run then
+fails so that the function's Errors metric shows it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from iot_remote_access.core.tunnel_rules import (
+    TAG_EXPIRES_AT,
+    TAG_REQUESTER,
+    TunnelPolicy,
+    TunnelState,
+    audit_record,
+    close_reason,
+    format_time,
+)
+
+POLICY_VARIABLE = "TUNNEL_POLICY"
+
+logger = Logger()
+# LibraryFunction sets the namespace; the fallback keeps metrics flowing wherever this runs.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
+
+_tunneling: Any = None
+
+
+def tunneling() -> Any:
+    """One client per container; tests replace ``_tunneling``."""
+    global _tunneling
+    if _tunneling is None:
+        _tunneling = boto3.client(
+            "iotsecuretunneling", config=Config(retries={"mode": "standard", "max_attempts": 5})
+        )
+    return _tunneling
+
+
+@lru_cache(maxsize=4)
+def _policy(text: str) -> TunnelPolicy:
+    return TunnelPolicy.from_json(text) if text else TunnelPolicy()
+
+
+class SweepFailed(Exception):
+    """Some tunnels could not be read or closed (their ids, never tokens)."""
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(log_event=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    policy = _policy(os.environ.get(POLICY_VARIABLE, ""))
+    return sweep(tunneling(), policy, now=datetime.now(UTC))
+
+
+def sweep(client: Any, policy: TunnelPolicy, *, now: datetime) -> dict[str, Any]:
+    """Close what must be closed; return the counts (and raise if anything failed)."""
+    closed: list[str] = []
+    failed: list[str] = []
+    checked = 0
+    # Listed in full first: closing while paging could shift the pages.
+    for tunnel_id in list(_open_tunnel_ids(client)):
+        checked += 1
+        try:
+            state = TunnelState.from_description(
+                client.describe_tunnel(tunnelId=tunnel_id)["tunnel"]
+            )
+            reason = close_reason(state, now, policy)
+            if reason is None:
+                continue
+            client.close_tunnel(tunnelId=tunnel_id, delete=False)
+        except (ClientError, BotoCoreError) as error:
+            if _code(error) == "ResourceNotFoundException":
+                continue  # deleted since it was listed: nothing left to close
+            failed.append(tunnel_id)
+            logger.error("could not sweep a tunnel", extra={
+                "tunnelId": tunnel_id, "error": _code(error)})
+            continue
+        closed.append(tunnel_id)
+        logger.info("tunnel closed by the sweeper", extra={"audit": audit_record(
+            event="tunnel.close", decision="closed", closedBy="sweeper", closeReason=reason,
+            tunnelId=tunnel_id, thing=state.thing, requester=state.tags.get(TAG_REQUESTER),
+            openedAt=format_time(state.created_at) if state.created_at else None,
+            expiresAt=state.tags.get(TAG_EXPIRES_AT), at=format_time(now),
+        )})
+        metrics.add_metric(name="TunnelsClosedBySweeper", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="TunnelsChecked", unit=MetricUnit.Count, value=checked)
+    if failed:
+        metrics.add_metric(name="TunnelSweepFailures", unit=MetricUnit.Count, value=len(failed))
+        raise SweepFailed(f"could not sweep {len(failed)} tunnel(s): {', '.join(failed)}")
+    return {"checked": checked, "closed": closed}
+
+
+def _open_tunnel_ids(client: Any) -> Iterator[str]:
+    token: str | None = None
+    while True:
+        page = client.list_tunnels(maxResults=100, **({"nextToken": token} if token else {}))
+        for summary in page.get("tunnelSummaries", []):
+            if summary.get("status") == "OPEN":
+                yield summary["tunnelId"]
+        token = page.get("nextToken")
+        if not token:
+            return
+
+
+def _code(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "Unknown"))
+    return type(error).__name__
