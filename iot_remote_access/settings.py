@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -46,6 +46,10 @@ class SettingsSection(BaseModel):
     )
 
 
+# Section modules subclass SettingsSection, so they are imported once it exists.
+from iot_remote_access.settings_gcp import GcpSettings  # noqa: E402
+
+
 class FleetSettings(SettingsSection):
     """Settings shared by every cloud.
 
@@ -61,6 +65,8 @@ class FleetSettings(SettingsSection):
     #: A regular expression every thing name must match in full, on top of AWS's
     #: own rule; narrow it to your naming scheme (e.g. ``sensor-[0-9]{6}``).
     thing_name_pattern: str = THING_NAME_RULE
+    #: Google Cloud: the Pub/Sub topology and the bridge (``iot-remote-access gcp ...``).
+    gcp: GcpSettings | None = None
 
     @field_validator(
         "telemetry_topic",
@@ -169,6 +175,10 @@ def _model_at(model: type[BaseModel], location: tuple[int | str, ...]) -> type[B
             (f for name, f in model.model_fields.items() if part in (name, f.alias)), None
         )
         annotation = field.annotation if field else None
+        # An optional section (`X | None`) is read as X.
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            annotation = members[0]
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return model
         model = annotation
