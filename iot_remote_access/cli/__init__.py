@@ -12,7 +12,7 @@ import sys
 import click
 
 from iot_remote_access import __version__
-from iot_remote_access.cli import guard
+from iot_remote_access.cli import gcp, guard
 from iot_remote_access.cli.errors import EXIT_USAGE, CliError
 
 
@@ -27,6 +27,7 @@ def cli() -> None:
 
 cli.add_command(guard.lint)
 cli.add_command(guard.audit)
+cli.add_command(gcp.gcp)
 
 
 def main(argv: list[str] | None = None) -> None:
