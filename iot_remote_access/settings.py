@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
 
 from iot_remote_access.core.topics import (
     DEFAULT_COMMANDS_TOPIC,
@@ -30,24 +29,14 @@ from iot_remote_access.core.topics import (
     TopicModelError,
     validate_topic_template,
 )
+from iot_remote_access.settings_base import SettingsSection
+from iot_remote_access.settings_gcp import GcpSettings
 
 CONTEXT_KEY = "iot-remote-access"
 
 
 class SettingsError(ValueError):
     """Settings that cannot be used; one line per problem, each naming its field."""
-
-
-class SettingsSection(BaseModel):
-    """Base of every settings group: frozen, camelCase keys, unknown keys rejected."""
-
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
-    )
-
-
-# Section modules subclass SettingsSection, so they are imported once it exists.
-from iot_remote_access.settings_gcp import GcpSettings  # noqa: E402
 
 
 class FleetSettings(SettingsSection):

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from iot_remote_access.core.mosquitto_acl import DEFAULT_BRIDGE_IDENTITY, validate_bridge_identity
 from iot_remote_access.core.shared_subscription import DEFAULT_SHARE_GROUP, validate_share_group
 from iot_remote_access.core.topics import TopicModelError
-from iot_remote_access.settings import SettingsSection
+from iot_remote_access.settings_base import SettingsSection
 
 DEFAULT_TELEMETRY_TOPIC_ID = "iot-telemetry"
 DEFAULT_COMMANDS_TOPIC_ID = "iot-commands"
@@ -33,7 +33,9 @@ _RESOURCE_ID_RE = re.compile(r"\A[a-zA-Z][a-zA-Z0-9._~%+-]{2,254}\Z")
 #: Google Cloud's rules for label keys and values.
 _LABEL_KEY_RE = re.compile(r"\A[a-z][a-z0-9_-]{0,62}\Z")
 _LABEL_VALUE_RE = re.compile(r"\A[a-z0-9_-]{0,63}\Z")
-_SERVICE_ACCOUNT_RE = re.compile(r"\A[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\.iam\.gserviceaccount\.com\Z")
+_SERVICE_ACCOUNT_RE = re.compile(
+    r"\A[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\.iam\.gserviceaccount\.com\Z"
+)
 _MEMBER_RE = re.compile(r"\A(serviceAccount|group|user|principal|principalSet):\S+\Z")
 
 
@@ -79,7 +81,9 @@ class GcpPubsubSettings(SettingsSection):
     @classmethod
     def _filter(cls, value: str) -> str:
         if len(value.encode()) > 256:
-            raise ValueError(f"{value[:40]!r}... is {len(value.encode())} bytes; allowed: at most 256")
+            raise ValueError(
+                f"{value[:40]!r}... is {len(value.encode())} bytes; allowed: at most 256"
+            )
         return value
 
     @field_validator("analytics_members")
@@ -101,8 +105,10 @@ class GcpPubsubSettings(SettingsSection):
                 f"retryMaxBackoffSeconds {self.retry_max_backoff_seconds}; allowed: min <= max"
             )
         names = [
-            self.telemetry_topic, self.commands_topic,
-            self.telemetry_topic + DEAD_LETTER_SUFFIX, self.commands_topic + DEAD_LETTER_SUFFIX,
+            self.telemetry_topic,
+            self.commands_topic,
+            self.telemetry_topic + DEAD_LETTER_SUFFIX,
+            self.commands_topic + DEAD_LETTER_SUFFIX,
         ]
         if len(set(names)) != len(names):
             raise ValueError(
@@ -178,7 +184,9 @@ class GcpSettings(SettingsSection):
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not re.fullmatch(r"[1-9][0-9]{5,19}", value):
-            raise ValueError(f"{value!r} is not a project number; allowed: digits, e.g. '123456789012'")
+            raise ValueError(
+                f"{value!r} is not a project number; allowed: digits, e.g. '123456789012'"
+            )
         return value
 
     @field_validator("labels")

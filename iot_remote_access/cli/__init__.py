@@ -12,7 +12,7 @@ import sys
 import click
 
 from iot_remote_access import __version__
-from iot_remote_access.cli import gcp, guard
+from iot_remote_access.cli import bridge, gcp, guard
 from iot_remote_access.cli.errors import EXIT_USAGE, CliError
 
 
@@ -28,6 +28,7 @@ def cli() -> None:
 cli.add_command(guard.lint)
 cli.add_command(guard.audit)
 cli.add_command(gcp.gcp)
+cli.add_command(bridge.bridge)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,9 @@ def gcp() -> None:
 
 
 settings_option = click.option(
-    "--settings", "settings_file", required=True,
+    "--settings",
+    "settings_file",
+    required=True,
     type=click.Path(path_type=Path, dir_okay=False),
     help="JSON or YAML settings file with a 'gcp' section",
 )
@@ -68,8 +70,11 @@ def deploy_command(settings_file: Path, project: str) -> None:
     except DeployBlocked as error:
         raise InputError(f"nothing deployed: {error}") from None
     for change in applied:
-        console.print(f"{_SYMBOL[change.action]} {change.action} {change.kind} {change.name}",
-                      markup=False, highlight=False)
+        console.print(
+            f"{_SYMBOL[change.action]} {change.action} {change.kind} {change.name}",
+            markup=False,
+            highlight=False,
+        )
     counts = {
         "created": sum(c.action == "create" for c in applied),
         "updated": sum(c.action == "update" for c in applied),
@@ -139,11 +144,16 @@ def _call(operation: Any) -> Any:
     except gexc.GoogleAPICallError as error:
         where = _resource_of(error)
         raise OperationError(
-            f"Pub/Sub refused{where}: {error.code.name if error.code else type(error).__name__} "
+            f"Pub/Sub refused{where}: {_status(error)} "
             f"{_first_line(error.message or '')}"
         ) from None
     except gexc.RetryError as error:
         raise OperationError(f"Pub/Sub unreachable: {_first_line(error)}") from None
+
+
+def _status(error: Any) -> str:
+    status = getattr(error, "grpc_status_code", None)
+    return str(status.name) if status is not None else type(error).__name__
 
 
 def _resource_of(error: Any) -> str:

@@ -42,18 +42,26 @@ def deploy(
             if change.action is Action.CREATE:
                 publisher.create_topic(request=change.request)
             else:
-                publisher.update_topic(request={
-                    "topic": change.request,
-                    "update_mask": field_mask_pb2.FieldMask(paths=[f.field for f in change.fields]),
-                })
+                publisher.update_topic(
+                    request={
+                        "topic": change.request,
+                        "update_mask": field_mask_pb2.FieldMask(
+                            paths=[f.field for f in change.fields]
+                        ),
+                    }
+                )
         elif change.kind is Kind.SUBSCRIPTION:
             if change.action is Action.CREATE:
                 subscriber.create_subscription(request=change.request)
             else:
-                subscriber.update_subscription(request={
-                    "subscription": change.request,
-                    "update_mask": field_mask_pb2.FieldMask(paths=[f.field for f in change.fields]),
-                })
+                subscriber.update_subscription(
+                    request={
+                        "subscription": change.request,
+                        "update_mask": field_mask_pb2.FieldMask(
+                            paths=[f.field for f in change.fields]
+                        ),
+                    }
+                )
         else:
             api = publisher if "/topics/" in change.name else subscriber
             live = api.get_iam_policy(request={"resource": change.name})

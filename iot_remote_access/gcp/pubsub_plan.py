@@ -106,23 +106,37 @@ def plan(
     *,
     iam: bool | None = None,
 ) -> Plan:
-    """Read every desired resource's live state and compare. ``iam`` Default: off on the emulator."""
+    """Read each desired resource's live state and compare. ``iam`` Default: off on the emulator."""
     if iam is None:
         iam = not os.environ.get(EMULATOR_ENV)
     changes: list[ResourceChange] = []
     for topic in desired.topics:
-        changes.append(_compare(Kind.TOPIC, topic, _get(publisher.get_topic, topic.name, "topic"),
-                                TOPIC_FIELDS, frozenset()))
+        changes.append(
+            _compare(
+                Kind.TOPIC,
+                topic,
+                _get(publisher.get_topic, topic.name, "topic"),
+                TOPIC_FIELDS,
+                frozenset(),
+            )
+        )
     for sub in desired.subscriptions:
         live = _get(subscriber.get_subscription, sub.name, "subscription")
-        changes.append(_compare(Kind.SUBSCRIPTION, sub, live, SUBSCRIPTION_FIELDS,
-                                IMMUTABLE_SUBSCRIPTION_FIELDS))
+        changes.append(
+            _compare(
+                Kind.SUBSCRIPTION, sub, live, SUBSCRIPTION_FIELDS, IMMUTABLE_SUBSCRIPTION_FIELDS
+            )
+        )
     for resource, wanted in grants_by_resource(desired.grants).items():
         if not iam:
-            changes.append(ResourceChange(
-                Kind.IAM, resource, Action.SKIPPED,
-                note="the Pub/Sub emulator has no IAM",
-            ))
+            changes.append(
+                ResourceChange(
+                    Kind.IAM,
+                    resource,
+                    Action.SKIPPED,
+                    note="the Pub/Sub emulator has no IAM",
+                )
+            )
             continue
         api = publisher if "/topics/" in resource else subscriber
         exists = any(c.name == resource and c.action is not Action.CREATE for c in changes)
@@ -144,8 +158,12 @@ def plan(
 
 
 def _members(policy: policy_pb2.Policy, role: str) -> set[str]:
-    return {m for b in policy.bindings if b.role == role and not b.HasField("condition")
-            for m in b.members}
+    return {
+        m
+        for b in policy.bindings
+        if b.role == role and not b.HasField("condition")
+        for m in b.members
+    }
 
 
 def _get(call: Any, name: str, key: str) -> Any:
@@ -172,9 +190,12 @@ def _compare(
     fixed = [d.field for d in diffs if d.field in immutable]
     if fixed:
         return ResourceChange(
-            kind, desired.name, Action.BLOCKED, diffs,
+            kind,
+            desired.name,
+            Action.BLOCKED,
+            diffs,
             note=f"{', '.join(fixed)} cannot change on an existing subscription; "
-                 "delete and recreate it (its unacknowledged messages are lost)",
+            "delete and recreate it (its unacknowledged messages are lost)",
         )
     return ResourceChange(kind, desired.name, Action.UPDATE, diffs, request=desired)
 

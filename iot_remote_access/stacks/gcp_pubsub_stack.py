@@ -27,12 +27,20 @@ class GcpPubsubStack(Construct):
         bridge = f"serviceAccount:{settings.bridge.service_account}"
         agent = settings.pubsub_service_agent
         self.telemetry = DeadLetteredTopic(
-            self, "Telemetry", project=project, topic_id=pubsub.telemetry_topic,
-            labels=settings.labels, message_retention=retention,
+            self,
+            "Telemetry",
+            project=project,
+            topic_id=pubsub.telemetry_topic,
+            labels=settings.labels,
+            message_retention=retention,
         )
         self.commands = DeadLetteredTopic(
-            self, "Commands", project=project, topic_id=pubsub.commands_topic,
-            labels=settings.labels, message_retention=retention,
+            self,
+            "Commands",
+            project=project,
+            topic_id=pubsub.commands_topic,
+            labels=settings.labels,
+            message_retention=retention,
         )
         delivery = {
             "ack_deadline": dt.timedelta(seconds=pubsub.ack_deadline_seconds),
@@ -46,14 +54,22 @@ class GcpPubsubStack(Construct):
             "labels": settings.labels,
         }
         self.bridge_subscription = PubsubSubscription(
-            self, "BridgeCommands", topic=self.commands.topic,
-            subscription_id=pubsub.bridge_subscription, message_ordering=True,
-            dead_letter_topic=self.commands.dead_letter, **delivery,  # type: ignore[arg-type]
+            self,
+            "BridgeCommands",
+            topic=self.commands.topic,
+            subscription_id=pubsub.bridge_subscription,
+            message_ordering=True,
+            dead_letter_topic=self.commands.dead_letter,
+            **delivery,  # type: ignore[arg-type]
         )
         self.analytics_subscription = PubsubSubscription(
-            self, "Analytics", topic=self.telemetry.topic,
-            subscription_id=pubsub.analytics_subscription, message_ordering=True,
-            dead_letter_topic=self.telemetry.dead_letter, filter=pubsub.analytics_filter,
+            self,
+            "Analytics",
+            topic=self.telemetry.topic,
+            subscription_id=pubsub.analytics_subscription,
+            message_ordering=True,
+            dead_letter_topic=self.telemetry.dead_letter,
+            filter=pubsub.analytics_filter,
             **delivery,  # type: ignore[arg-type]
         )
         self.telemetry.topic.grant_publish(bridge)

@@ -28,8 +28,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None,
-                  log: Path | None = None, what: str = "service") -> None:
+def wait_for_port(
+    port: int,
+    *,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+    what: str = "service",
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -42,8 +48,9 @@ def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen[bytes]
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s:\n{tail}")
 
 
-def stop_group(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM,
-               timeout: float = 10.0) -> None:
+def stop_group(
+    process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> None:
     """End ``process`` and its process group (started with start_new_session)."""
     if process.poll() is not None:
         return
@@ -111,8 +118,9 @@ class MosquittoBroker:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        wait_for_port(self.port, timeout=10, process=self.process, log=self.log_file,
-                      what="mosquitto")
+        wait_for_port(
+            self.port, timeout=10, process=self.process, log=self.log_file, what="mosquitto"
+        )
 
     def stop(self, *, sig: int = signal.SIGTERM) -> None:
         if self.process is not None:
@@ -147,14 +155,27 @@ class PubsubEmulator:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                [GCLOUD, "beta", "emulators", "pubsub", "start", f"--host-port={self.host}",
-                 f"--data-dir={self.directory}", "--quiet"],
+                [
+                    GCLOUD,
+                    "beta",
+                    "emulators",
+                    "pubsub",
+                    "start",
+                    f"--host-port={self.host}",
+                    f"--data-dir={self.directory}",
+                    "--quiet",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for_port(self.port, timeout=timeout, process=self.process, log=self.log_file,
-                      what="the Pub/Sub emulator")
+        wait_for_port(
+            self.port,
+            timeout=timeout,
+            process=self.process,
+            log=self.log_file,
+            what="the Pub/Sub emulator",
+        )
 
     def stop(self, *, sig: int = signal.SIGTERM) -> None:
         if self.process is not None:

@@ -36,15 +36,25 @@ class DeadLetteredTopic(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.topic = PubsubTopic(
-            self, "Topic", project=project, topic_id=topic_id, labels=labels,
+            self,
+            "Topic",
+            project=project,
+            topic_id=topic_id,
+            labels=labels,
             message_retention=message_retention,
         )
         self.dead_letter = PubsubTopic(
-            self, "DeadLetter", project=project, topic_id=topic_id + DEAD_LETTER_SUFFIX,
-            labels=labels, message_retention=message_retention,
+            self,
+            "DeadLetter",
+            project=project,
+            topic_id=topic_id + DEAD_LETTER_SUFFIX,
+            labels=labels,
+            message_retention=message_retention,
         )
         self.dead_letter_hold = PubsubSubscription(
-            self, "DeadLetterHold", topic=self.dead_letter,
+            self,
+            "DeadLetterHold",
+            topic=self.dead_letter,
             subscription_id=topic_id + DEAD_LETTER_SUFFIX + DEAD_LETTER_HOLD_SUFFIX,
             message_retention=min(message_retention, dt.timedelta(days=7)),
             labels=labels,

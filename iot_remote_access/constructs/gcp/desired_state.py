@@ -41,7 +41,9 @@ class DesiredState:
                         f"subscription {subscription.name!r} needs topic {needed!r}, which is "
                         "not in this construct tree; allowed: topics defined in the same tree"
                     )
-        return cls(tuple(topics.values()), tuple(subscriptions.values()), tuple(dict.fromkeys(grants)))
+        return cls(
+            tuple(topics.values()), tuple(subscriptions.values()), tuple(dict.fromkeys(grants))
+        )
 
 
 _R = TypeVar("_R")
@@ -49,5 +51,7 @@ _R = TypeVar("_R")
 
 def _add(into: dict[str, _R], name: str, resource: _R, path: str) -> None:
     if name in into:
-        raise ValueError(f"{name!r} is defined twice (again at {path!r}); allowed: one construct per name")
+        raise ValueError(
+            f"{name!r} is defined twice (again at {path!r}); allowed: one construct per name"
+        )
     into[name] = resource

@@ -14,7 +14,7 @@ _RESOURCE_RE = re.compile(r"\Aprojects/[^/]+/(topics|subscriptions)/[^/*]+\Z")
 
 @dataclass(frozen=True)
 class IamGrant:
-    """``member`` gets ``role`` on ``resource`` (a full topic or subscription name), nothing wider."""
+    """``member`` gets ``role`` on ``resource`` (one topic or subscription), nothing wider."""
 
     resource: str
     role: str
@@ -27,9 +27,7 @@ class IamGrant:
                 "(projects/P/topics/T or projects/P/subscriptions/S), never a project"
             )
         if self.role not in ALLOWED_ROLES:
-            raise ValueError(
-                f"IAM role {self.role!r}; allowed: {', '.join(sorted(ALLOWED_ROLES))}"
-            )
+            raise ValueError(f"IAM role {self.role!r}; allowed: {', '.join(sorted(ALLOWED_ROLES))}")
         if ":" not in self.member or self.member.startswith(("allUsers", "allAuthenticatedUsers")):
             raise ValueError(
                 f"IAM member {self.member!r}; allowed: 'serviceAccount:EMAIL', 'group:EMAIL', ..."
