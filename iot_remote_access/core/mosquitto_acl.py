@@ -171,24 +171,35 @@ class MosquittoAcl:
         """Every (access, topic or filter) that ``identity`` gets from the rules.
 
         Evaluated from :meth:`rules` the way mosquitto does: pattern rules with
-        ``%u`` replaced, plus the identity's own rules, minus its ``deny`` rules.
-        ``read`` is reported as SUBSCRIBE (what it lets a client receive).
+        ``%u`` replaced, plus the identity's own rules, minus the topics it is
+        denied (:meth:`denied`, which mosquitto checks first; a filter granted
+        here still excludes them). ``read`` is reported as SUBSCRIBE (what it
+        lets a client receive), ``write`` as PUBLISH.
         """
-        if "+" in identity or "#" in identity or "/" in identity:
-            return frozenset()  # mosquitto refuses pattern checks for such usernames
-        applicable = [
-            AclRule(rule.access, rule.topic.replace("%u", identity), identity)
-            for rule in self.rules()
-            if rule.user is None
-        ] + [rule for rule in self.rules() if rule.user == identity]
-        denied = {rule.topic for rule in applicable if rule.access is AclAccess.DENY}
+        denied = self.denied(identity)
         return frozenset(
             AclGrant(
                 Access.PUBLISH if rule.access is AclAccess.WRITE else Access.SUBSCRIBE, rule.topic
             )
-            for rule in applicable
+            for rule in self._applicable(identity)
             if rule.access is not AclAccess.DENY and rule.topic not in denied
         )
+
+    def denied(self, identity: str) -> frozenset[str]:
+        """Topics ``identity`` may neither publish nor receive, whatever else it is granted."""
+        return frozenset(
+            rule.topic for rule in self._applicable(identity) if rule.access is AclAccess.DENY
+        )
+
+    def _applicable(self, identity: str) -> list[AclRule]:
+        if "+" in identity or "#" in identity or "/" in identity:
+            return []  # mosquitto refuses pattern checks for such usernames
+        rules = self.rules()
+        return [
+            AclRule(rule.access, rule.topic.replace("%u", identity), identity)
+            for rule in rules
+            if rule.user is None
+        ] + [rule for rule in rules if rule.user == identity]
 
 
 def render_mosquitto_acl(

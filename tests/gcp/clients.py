@@ -70,7 +70,8 @@ class Device:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         with self._lock:
-            self.pubacks[mid] = str(rc)
+            # Reason codes below 0x80 are all success (e.g. "No matching subscribers").
+            self.pubacks[mid] = "Success" if not rc.is_failure else str(rc)
 
     def subscribe(self, topic_filter: str, timeout: float = 5) -> list[str]:
         _, mid = self.client.subscribe(topic_filter, options=SubscribeOptions(qos=1))

@@ -120,7 +120,10 @@ def bridge_environment(
 
 @pytest.fixture
 def bridge_settings(
-    monkeypatch: pytest.MonkeyPatch, project: str, broker: MosquittoBroker, ca: TestCa,
+    monkeypatch: pytest.MonkeyPatch,
+    project: str,
+    broker: MosquittoBroker,
+    ca: TestCa,
     acl: MosquittoAcl,
 ) -> BridgeSettings:
     assert acl.bridge_identity is not None

@@ -59,7 +59,9 @@ def test_telemetry_reaches_pubsub_ordered_per_device_with_attributes(
         mids = []
         for n in range(per_device):
             for thing, device in devices.items():
-                mids.append((device, device.publish(f"dt/{thing}/telemetry", b"%d" % n, wait=False)))
+                mids.append(
+                    (device, device.publish(f"dt/{thing}/telemetry", b"%d" % n, wait=False))
+                )
         for device, mid in mids:
             assert device.puback(mid) == "Success"
         total = per_device * len(devices)
@@ -123,10 +125,17 @@ def test_commands_reach_only_the_named_device_in_order_and_bad_ones_are_dead_let
     per_device = 25
     for n in range(per_device):
         for thing in THINGS:
-            futures.append(publisher.publish(
-                topic, f"{thing}:{n}".encode(), ordering_key=thing, thing=thing))
-    bad = {"+": "wildcard", "#": "multi-level wildcard", "sensor-0/../sensor-1": "path",
-           "": "empty", "a" * 129: "too long", "sensor 1": "space"}
+            futures.append(
+                publisher.publish(topic, f"{thing}:{n}".encode(), ordering_key=thing, thing=thing)
+            )
+    bad = {
+        "+": "wildcard",
+        "#": "multi-level wildcard",
+        "sensor-0/../sensor-1": "path",
+        "": "empty",
+        "a" * 129: "too long",
+        "sensor 1": "space",
+    }
     for thing in bad:
         futures.append(publisher.publish(topic, b"bad", thing=thing))
     futures.append(publisher.publish(topic, b"no thing attribute"))
@@ -149,10 +158,17 @@ def test_commands_reach_only_the_named_device_in_order_and_bad_ones_are_dead_let
     assert {m.attributes.get("thing") for m in dead_letters} == {*bad, None}
     assert {m.attributes["deadLetterReason"] for m in dead_letters} == {"invalid-thing"}
     assert all("allowed:" in m.attributes["deadLetterDetail"] for m in dead_letters)
-    wait_for(lambda: metric(bridge, "bridge_commands_delivered_total") == per_device * 4, 10,
-             "delivered count")
-    assert bridge.metrics.registry.get_sample_value(
-        "bridge_commands_dead_lettered_total", {"reason": "invalid-thing"}) == len(bad) + 1
+    wait_for(
+        lambda: metric(bridge, "bridge_commands_delivered_total") == per_device * 4,
+        10,
+        "delivered count",
+    )
+    assert (
+        bridge.metrics.registry.get_sample_value(
+            "bridge_commands_dead_lettered_total", {"reason": "invalid-thing"}
+        )
+        == len(bad) + 1
+    )
 
 
 def test_health_readiness_and_metrics_endpoints(bridge: BridgeService) -> None:
@@ -161,14 +177,25 @@ def test_health_readiness_and_metrics_endpoints(bridge: BridgeService) -> None:
         assert json.loads(response.read())["status"] == "ok"
     with urllib.request.urlopen(base + "/readyz", timeout=5) as response:
         body = json.loads(response.read())
-        assert body == {"status": "ok", "mqttConnected": True, "mqttSubscribed": True,
-                        "commandsStreaming": True, "draining": False}
+        assert body == {
+            "status": "ok",
+            "mqttConnected": True,
+            "mqttSubscribed": True,
+            "commandsStreaming": True,
+            "draining": False,
+        }
     with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
         text = response.read().decode()
-    for name in ("bridge_telemetry_received_total", "bridge_telemetry_published_total",
-                 "bridge_telemetry_acked_total", "bridge_telemetry_publish_failed_total",
-                 "bridge_telemetry_duplicates_total", "bridge_telemetry_inflight",
-                 "bridge_telemetry_latency_seconds_bucket", "bridge_mqtt_connected 1.0"):
+    for name in (
+        "bridge_telemetry_received_total",
+        "bridge_telemetry_published_total",
+        "bridge_telemetry_acked_total",
+        "bridge_telemetry_publish_failed_total",
+        "bridge_telemetry_duplicates_total",
+        "bridge_telemetry_inflight",
+        "bridge_telemetry_latency_seconds_bucket",
+        "bridge_mqtt_connected 1.0",
+    ):
         assert name in text
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(base + "/nope", timeout=5)
