@@ -46,7 +46,8 @@ class Device:
         self.pubacks: dict[int, str] = {}
         self._lock = threading.Lock()
         self._connected = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: self._connected.set()
+        self.connects = 0
+        self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda c, u, f, rc, p: self._connected.clear()
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
@@ -59,6 +60,14 @@ class Device:
         self.client.loop_start()
         if not self._connected.wait(10):
             raise RuntimeError(f"{client_id} could not connect to 127.0.0.1:{port}")
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.connects += 1
+        self._connected.set()
+
+    @property
+    def connected(self) -> threading.Event:
+        return self._connected
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:

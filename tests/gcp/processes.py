@@ -185,3 +185,39 @@ class PubsubEmulator:
     def restart(self) -> None:
         self.stop(sig=signal.SIGKILL)
         self.start()
+
+
+class BridgeProcess:
+    """The bridge as its own process (``python -m iot_remote_access.bridge``), as in its container."""
+
+    def __init__(self, directory: Path, env: dict[str, str]) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.env = env
+        self.log_file = directory / "bridge.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        import sys
+
+        self.starts += 1
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "iot_remote_access.bridge"],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self, *, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.process is None:
+            return None
+        stop_group(self.process, sig=sig, timeout=timeout)
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
