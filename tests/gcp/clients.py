@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -153,7 +154,7 @@ class PubsubReader:
             self._future.cancel()
             try:
                 self._future.result(timeout=10)
-            except Exception:  # noqa: S110  # cancelled streams end with an error
+            except Exception:  # cancelled streams end with an error
                 pass
             self._future = None
 

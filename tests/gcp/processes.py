@@ -188,7 +188,7 @@ class PubsubEmulator:
 
 
 class BridgeProcess:
-    """The bridge as its own process (``python -m iot_remote_access.bridge``), as in its container."""
+    """The bridge as its own process (``python -m iot_remote_access.bridge``), as in a container."""
 
     def __init__(self, directory: Path, env: dict[str, str]) -> None:
         self.directory = directory

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import signal
-import urllib.request
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
