@@ -152,10 +152,8 @@ class PubsubReader:
     def stop(self) -> None:
         if self._future is not None:
             self._future.cancel()
-            try:
+            with contextlib.suppress(Exception):  # a cancelled stream ends with an error
                 self._future.result(timeout=10)
-            except Exception:  # cancelled streams end with an error
-                pass
             self._future = None
 
 
