@@ -52,7 +52,7 @@ def deploy_command(settings_file: Path, project: str) -> None:
     """Create or update the topology; a second run changes nothing."""
     from rich.progress import Progress
 
-    from iot_remote_access.gcp.pubsub_deploy import DeployBlocked, deploy
+    from iot_remote_access.gcp.pubsub_deploy import DeployBlocked, DeployFailed, deploy
 
     desired, publisher, subscriber = _prepare(settings_file, project)
     result = _call(lambda: _plan(desired, publisher, subscriber))
@@ -69,6 +69,8 @@ def deploy_command(settings_file: Path, project: str) -> None:
             applied = _call(lambda: deploy(result, desired, publisher, subscriber, progress=step))
     except DeployBlocked as error:
         raise InputError(f"nothing deployed: {error}") from None
+    except DeployFailed as error:
+        raise OperationError(f"Pub/Sub refused to {error}") from None
     for change in applied:
         console.print(
             f"{_SYMBOL[change.action]} {change.action} {change.kind} {change.name}",
@@ -144,8 +146,7 @@ def _call(operation: Any) -> Any:
     except gexc.GoogleAPICallError as error:
         where = _resource_of(error)
         raise OperationError(
-            f"Pub/Sub refused{where}: {_status(error)} "
-            f"{_first_line(error.message or '')}"
+            f"Pub/Sub refused{where}: {_status(error)} {_first_line(error.message or '')}"
         ) from None
     except gexc.RetryError as error:
         raise OperationError(f"Pub/Sub unreachable: {_first_line(error)}") from None

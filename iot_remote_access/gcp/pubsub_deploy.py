@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.protobuf import field_mask_pb2
 
 from iot_remote_access.constructs.gcp.desired_state import DesiredState
@@ -19,6 +20,18 @@ from iot_remote_access.gcp.pubsub_plan import Action, Kind, Plan, ResourceChange
 
 class DeployBlocked(Exception):
     """The plan has changes Pub/Sub cannot make in place; nothing was changed."""
+
+
+class DeployFailed(Exception):
+    """Pub/Sub refused one change; the changes before it were applied (a re-run continues)."""
+
+    def __init__(self, change: ResourceChange, error: gexc.GoogleAPICallError) -> None:
+        status = error.grpc_status_code.name if error.grpc_status_code else type(error).__name__
+        message = (error.message or "").strip().splitlines()
+        super().__init__(
+            f"{change.action} {change.kind} {change.name}: {status} {message[0] if message else ''}"
+        )
+        self.change = change
 
 
 def deploy(
@@ -38,36 +51,34 @@ def deploy(
     for change in plan.pending:
         if progress is not None:
             progress(change)
-        if change.kind is Kind.TOPIC:
-            if change.action is Action.CREATE:
-                publisher.create_topic(request=change.request)
-            else:
-                publisher.update_topic(
-                    request={
-                        "topic": change.request,
-                        "update_mask": field_mask_pb2.FieldMask(
-                            paths=[f.field for f in change.fields]
-                        ),
-                    }
-                )
-        elif change.kind is Kind.SUBSCRIPTION:
-            if change.action is Action.CREATE:
-                subscriber.create_subscription(request=change.request)
-            else:
-                subscriber.update_subscription(
-                    request={
-                        "subscription": change.request,
-                        "update_mask": field_mask_pb2.FieldMask(
-                            paths=[f.field for f in change.fields]
-                        ),
-                    }
-                )
-        else:
-            api = publisher if "/topics/" in change.name else subscriber
-            live = api.get_iam_policy(request={"resource": change.name})
-            request = set_policy_request(change.name, live, wanted[change.name])
-            if request is None:
-                continue
-            api.set_iam_policy(request=request)
-        applied.append(change)
+        try:
+            if _apply(change, wanted, publisher, subscriber):
+                applied.append(change)
+        except gexc.GoogleAPICallError as error:
+            raise DeployFailed(change, error) from error
     return applied
+
+
+def _apply(
+    change: ResourceChange, wanted: dict[str, dict[str, set[str]]], publisher: Any, subscriber: Any
+) -> bool:
+    """Send one change; False when an IAM policy turned out to need nothing."""
+    mask = field_mask_pb2.FieldMask(paths=[f.field for f in change.fields])
+    if change.kind is Kind.TOPIC and change.action is Action.CREATE:
+        publisher.create_topic(request=change.request)
+    elif change.kind is Kind.TOPIC:
+        publisher.update_topic(request={"topic": change.request, "update_mask": mask})
+    elif change.kind is Kind.SUBSCRIPTION and change.action is Action.CREATE:
+        subscriber.create_subscription(request=change.request)
+    elif change.kind is Kind.SUBSCRIPTION:
+        subscriber.update_subscription(
+            request={"subscription": change.request, "update_mask": mask}
+        )
+    else:
+        api = publisher if "/topics/" in change.name else subscriber
+        live = api.get_iam_policy(request={"resource": change.name})
+        request = set_policy_request(change.name, live, wanted[change.name])
+        if request is None:
+            return False
+        api.set_iam_policy(request=request)
+    return True
