@@ -241,7 +241,8 @@ def test_iam_built_requests_grant_only_resource_level_roles() -> None:
             "projects/p/topics/t",
             "roles/pubsub.admin",
             BRIDGE_SA,
-            r"IAM role 'roles/pubsub.admin'; allowed: roles/pubsub.publisher, roles/pubsub.subscriber",
+            r"IAM role 'roles/pubsub.admin'; allowed: roles/pubsub.publisher, "
+            r"roles/pubsub.subscriber",
         ),
         ("projects/p/topics/t", "roles/pubsub.publisher", "allUsers", r"IAM member 'allUsers'"),
     ],
@@ -281,7 +282,7 @@ def test_cli_bad_settings_exit_2_before_any_call(
 ) -> None:
     no_google(monkeypatch, tmp_path)  # any call would fail with exit 1: exit 2 proves none ran
     bad = write_settings(tmp_path, {**GCP_SETTINGS, "projectNumber": "12x", "labels": {"Env": "x"}})
-    code, out, err = run_cli(
+    code, _, err = run_cli(
         ["gcp", "deploy", "--settings", str(bad), "--project", "my-proj"], capsys
     )
     assert code == 2
@@ -315,7 +316,7 @@ def test_cli_without_credentials_is_one_line_exit_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     no_google(monkeypatch, tmp_path)
-    code, out, err = run_cli(
+    code, _, err = run_cli(
         ["gcp", "plan", "--settings", str(EXAMPLE), "--project", "my-proj"], capsys
     )
     assert code == 1
