@@ -151,6 +151,8 @@ def format_validation_error(
         if item["type"] == "extra_forbidden":
             allowed = ", ".join(_aliases(_model_at(model, item["loc"][:-1])))
             message = f"unknown setting; allowed: {allowed}"
+        elif item["type"] == "missing":
+            message = "missing; required"
         elif item["type"] != "value_error":
             message = f"{item['input']!r}: {message}"
         lines.append(f"{location}: {message}")
