@@ -60,7 +60,8 @@ def test_defaults_match_the_topology_and_topic_model(valid_env: dict[str, str]) 
         (
             "BRIDGE_PROJECT",
             "My Project",
-            r"BRIDGE_PROJECT: 'My Project' is not a project id; allowed: [a-z][a-z0-9-]{4,28}[a-z0-9]",
+            "BRIDGE_PROJECT: 'My Project' is not a project id; "
+            "allowed: [a-z][a-z0-9-]{4,28}[a-z0-9]",
         ),
         (
             "BRIDGE_SHARE_GROUP",
@@ -75,7 +76,8 @@ def test_defaults_match_the_topology_and_topic_model(valid_env: dict[str, str]) 
         (
             "BRIDGE_MQTT_KEY_FILE",
             "/nonexistent/key.pem",
-            "BRIDGE_MQTT_KEY_FILE: '/nonexistent/key.pem' is not a file; allowed: a readable PEM file",
+            "BRIDGE_MQTT_KEY_FILE: '/nonexistent/key.pem' is not a file; "
+            "allowed: a readable PEM file",
         ),
         (
             "BRIDGE_MAX_INFLIGHT",
