@@ -215,6 +215,8 @@ def test_no_message_lost_across_broker_emulator_and_bridge_restarts(
         print("broker log tail:\n", broker.log()[-3000:])
     record_property("bridge_faults", summary)
     assert lost == 0
+    key_body = Path(env["BRIDGE_MQTT_KEY_FILE"]).read_text().splitlines()[1]
+    assert key_body not in bridge.log()  # the private key never reaches the logs
     assert set(counts) == expected  # nothing that was not sent
     # Order per device: each message's first copy arrives after the previous one's.
     first_seen: dict[str, list[int]] = {}

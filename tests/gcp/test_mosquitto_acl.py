@@ -235,3 +235,43 @@ def _matches(topic_filter_: str, topic: str) -> bool:
     return len(parts) == len(levels) and all(
         p in ("+", t) for p, t in zip(parts, levels, strict=True)
     )
+
+
+def test_mosquitto_restart_forgets_shared_subscriptions(
+    ca: TestCa, broker: MosquittoBroker
+) -> None:
+    """A broker fact the bridge's fault test works around, shown so that a mosquitto that
+    fixes it is noticed: after a restart, mosquitto 2.0 keeps a persistent session's queued
+    messages and its plain subscriptions, but not its shared ones, so a message published
+    before the bridge subscribes again reaches nobody."""
+
+    def session(client_id: str) -> Device:
+        return Device(
+            ca.client(BRIDGE),
+            broker.port,
+            client_id=client_id,
+            clean_start=False,
+            session_expiry=600,
+        )
+
+    for client_id, subscription in (
+        ("shared", "$share/g/dt/+/telemetry"),
+        ("plain", "dt/+/telemetry"),
+    ):
+        device = session(client_id)
+        device.subscribe(subscription)
+        device.close()
+    sensor = Device(ca.client("sensor-1"), broker.port, client_id="sensor-1")
+    sensor.publish("dt/sensor-1/telemetry", b"before")
+    sensor.close()
+    broker.restart()
+    sensor = Device(ca.client("sensor-1"), broker.port, client_id="sensor-1")
+    sensor.publish("dt/sensor-1/telemetry", b"after")
+    sensor.close()
+    received = {}
+    for client_id in ("shared", "plain"):
+        device = session(client_id)
+        settle()
+        received[client_id] = [payload for _, payload in device.messages()]
+        device.close()
+    assert received == {"shared": [b"before"], "plain": [b"before", b"after"]}
