@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from google.cloud import pubsub_v1
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -112,6 +111,8 @@ class PulledMessage:
     data: bytes
     attributes: dict[str, str]
     ordering_key: str
+    #: Wall clock at receipt (ns), for latency measurements.
+    received_ns: int = 0
 
 
 @dataclass
@@ -119,10 +120,15 @@ class PubsubReader:
     """Streams a subscription, acknowledging everything, keeping what arrived in order."""
 
     subscription: str
-    subscriber: Any = field(default_factory=pubsub_v1.SubscriberClient)
+    subscriber: Any = None
     messages: list[PulledMessage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        from google.cloud import pubsub_v1  # lazily: load generators import only the MQTT side
+
+        self._pubsub = pubsub_v1
+        if self.subscriber is None:
+            self.subscriber = pubsub_v1.SubscriberClient()
         self._lock = threading.Lock()
         self._future: Any = None
 
@@ -130,14 +136,16 @@ class PubsubReader:
         self._future = self.subscriber.subscribe(
             self.subscription,
             self._on_message,
-            flow_control=pubsub_v1.types.FlowControl(max_messages=5000),
+            flow_control=self._pubsub.types.FlowControl(max_messages=5000),
         )
         return self
 
     def _on_message(self, message: Any) -> None:
         with self._lock:
             self.messages.append(
-                PulledMessage(message.data, dict(message.attributes), message.ordering_key)
+                PulledMessage(
+                    message.data, dict(message.attributes), message.ordering_key, time.time_ns()
+                )
             )
         message.ack()
 
