@@ -17,22 +17,15 @@ from iot_remote_access.bridge.telemetry import Inbound, TelemetryForwarder
 
 log = logging.getLogger("iot_remote_access.bridge")
 
-#: Pub/Sub codes the client library retries by itself before failing a publish.
-_TRANSIENT = (
-    "Aborted",
-    "Cancelled",
-    "DeadlineExceeded",
-    "InternalServerError",
-    "ResourceExhausted",
-    "ServiceUnavailable",
-    "Unknown",
-)
-
 
 def make_publisher(settings: BridgeSettings) -> Any:
-    """An ordered publisher whose flow control refuses (instead of buffering) past its limits."""
-    from google.api_core import exceptions as gexc
-    from google.api_core.retry import Retry, if_exception_type
+    """An ordered publisher that fails fast: no retries inside the client, flow control
+    that refuses (instead of buffering) past its limits.
+
+    With ordering on, the client would otherwise retry transient errors forever,
+    invisibly; the bridge retries itself (TelemetryForwarder), so every failure is
+    counted, shows in readiness and logs, and the thing's key is resumed in order.
+    """
     from google.cloud import pubsub_v1
     from google.cloud.pubsub_v1.types import (
         BatchSettings,
@@ -41,13 +34,6 @@ def make_publisher(settings: BridgeSettings) -> Any:
         PublishFlowControl,
     )
 
-    retry = Retry(
-        predicate=if_exception_type(*(getattr(gexc, name) for name in _TRANSIENT)),
-        initial=0.1,
-        maximum=2.0,
-        multiplier=2.0,
-        timeout=settings.publish_timeout_seconds,
-    )
     return pubsub_v1.PublisherClient(
         batch_settings=BatchSettings(max_messages=100, max_bytes=1_000_000, max_latency=0.005),
         publisher_options=PublisherOptions(
@@ -57,7 +43,7 @@ def make_publisher(settings: BridgeSettings) -> Any:
                 byte_limit=2 * settings.max_inflight_bytes,
                 limit_exceeded_behavior=LimitExceededBehavior.ERROR,
             ),
-            retry=retry,
+            retry=None,
             timeout=settings.publish_timeout_seconds,
         ),
     )

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 import pytest
 from google.cloud import pubsub_v1
 
-from iot_remote_access.bridge.service import BridgeService
+from iot_remote_access.bridge.service import BridgeService, make_publisher
 from iot_remote_access.bridge.settings import BridgeSettings
 from tests.gcp.clients import Device, PubsubReader, wait_for
 from tests.gcp.pki import TestCa
 from tests.gcp.processes import MosquittoBroker, PubsubEmulator
+from tests.gcp.tcp_gate import TcpGate
 
 THINGS = [f"sensor-{i}" for i in range(4)]
 
@@ -206,3 +207,74 @@ def test_health_readiness_and_metrics_endpoints(bridge: BridgeService) -> None:
         urllib.request.urlopen(base + "/readyz", timeout=5)
     assert unready.value.code == 503
     bridge.draining = False
+
+
+def test_command_is_acked_to_pubsub_only_after_the_brokers_puback(
+    bridge: BridgeService, devices: dict[str, Device], project: str, broker: MosquittoBroker
+) -> None:
+    """With the broker frozen (SIGSTOP) no PUBACK comes: the command stays in flight, not
+    acknowledged to Pub/Sub; once the broker runs again it is delivered, then acknowledged."""
+    device = devices["sensor-1"]
+    device.subscribe("cmd/sensor-1/commands")
+    assert broker.process is not None
+    os.killpg(broker.process.pid, signal.SIGSTOP)
+    try:
+        publisher = pubsub_v1.PublisherClient()
+        publisher.publish(
+            f"projects/{project}/topics/iot-commands", b"reboot", thing="sensor-1"
+        ).result(timeout=30)
+        wait_for(lambda: metric(bridge, "bridge_commands_inflight") == 1, 20, "command in flight")
+        assert metric(bridge, "bridge_commands_delivered_total") == 0
+    finally:
+        os.killpg(broker.process.pid, signal.SIGCONT)
+    wait_for(lambda: metric(bridge, "bridge_commands_delivered_total") == 1, 20, "PUBACK")
+    assert metric(bridge, "bridge_commands_inflight") == 0
+    wait_for(lambda: device.messages() == [("cmd/sensor-1/commands", b"reboot")], 10, "delivery")
+
+
+def test_failed_ordered_publishes_are_resumed_and_republished_in_order(
+    bridge_settings: BridgeSettings,
+    devices: dict[str, Device],
+    project: str,
+    emulator: PubsubEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pub/Sub unreachable for longer than the publish timeout: the ordered publishes fail,
+    Pub/Sub's client pauses each thing's key, and the bridge resumes the key
+    (resume_publish) and publishes the thing's unconfirmed messages again, in order."""
+    gate = TcpGate(emulator.port)
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", gate.address)  # the bridge's clients only
+    settings = bridge_settings.model_copy(update={"publish_timeout_seconds": 1.0})
+    service = BridgeService(settings, publisher=make_publisher(settings))
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", emulator.host)
+    reader = PubsubReader(f"projects/{project}/subscriptions/iot-telemetry-analytics").start()
+    service.start()
+    try:
+        wait_for(lambda: service.link.subscribed, 20, "bridge subscribed")
+        gate.refuse()
+        gate.drop()
+        for n in range(30):
+            for thing in THINGS[:3]:
+                devices[thing].publish(f"dt/{thing}/telemetry", b"%d" % n, wait=False)
+        wait_for(
+            lambda: metric(service, "bridge_telemetry_publish_failed_total") >= 3,
+            30,
+            "failed publishes",
+        )
+        assert metric(service, "bridge_telemetry_acked_total") == 0
+        gate.accept()
+        wait_for(lambda: metric(service, "bridge_telemetry_acked_total") == 90, 90, "90 acks")
+        wait_for(
+            lambda: len({(m.attributes["thing"], m.data) for m in reader.snapshot()}) == 90,
+            30,
+            "90 messages on Pub/Sub",
+        )
+        got = reader.snapshot()
+    finally:
+        reader.stop()
+        service.stop()
+        gate.close()
+    first: dict[str, list[int]] = defaultdict(list)
+    for thing, data in dict.fromkeys((m.attributes["thing"], int(m.data)) for m in got):
+        first[thing].append(data)
+    assert first == {thing: list(range(30)) for thing in THINGS[:3]}

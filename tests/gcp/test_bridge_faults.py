@@ -188,6 +188,7 @@ def test_no_message_lost_across_broker_emulator_and_bridge_restarts(
             time.sleep(0.2)
         elapsed = time.monotonic() - started
         got = reader.snapshot()
+        exit_code = bridge.stop()  # SIGTERM: drain, then exit 0
     finally:
         reader.stop()
         if stream is not None:
@@ -215,6 +216,12 @@ def test_no_message_lost_across_broker_emulator_and_bridge_restarts(
         print("broker log tail:\n", broker.log()[-3000:])
     record_property("bridge_faults", summary)
     assert lost == 0
+    assert exit_code == 0
+    log_lines = [json.loads(line) for line in bridge.log().splitlines() if line.strip()]
+    assert all(isinstance(line, dict) and "message" in line for line in log_lines)
+    messages = [line["message"] for line in log_lines]
+    assert "publish failed; retrying the thing's messages in order" in messages  # resume_publish
+    assert log_lines[-1]["message"] == "bridge stopped" and log_lines[-1]["drained"] is True
     key_body = Path(env["BRIDGE_MQTT_KEY_FILE"]).read_text().splitlines()[1]
     assert key_body not in bridge.log()  # the private key never reaches the logs
     assert set(counts) == expected  # nothing that was not sent
