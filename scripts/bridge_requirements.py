@@ -22,5 +22,7 @@ def requirements(pyproject: Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent.parent / "pyproject.toml"
+    path = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent.parent / "pyproject.toml"
+    )
     print("\n".join(requirements(path)))
