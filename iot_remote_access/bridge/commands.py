@@ -80,6 +80,11 @@ class CommandRelay:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """The stream's supervising thread runs (until stop())."""
+        return self._thread.is_alive()
+
     def stop(self, timeout: float) -> bool:
         """Stop pulling; wait up to ``timeout`` for commands awaiting their PUBACK."""
         self._stop.set()

@@ -101,7 +101,8 @@ class BridgeService:
     # -- probes -------------------------------------------------------------------
 
     def live(self) -> tuple[bool, dict[str, Any]]:
-        return not self._stopped.is_set(), {}
+        checks = {"commandsThread": self.commands.alive, "stopped": self._stopped.is_set()}
+        return checks["commandsThread"] and not checks["stopped"], checks
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         checks = {

@@ -175,7 +175,11 @@ def test_commands_reach_only_the_named_device_in_order_and_bad_ones_are_dead_let
 def test_health_readiness_and_metrics_endpoints(bridge: BridgeService) -> None:
     base = f"http://127.0.0.1:{bridge.http.port}"
     with urllib.request.urlopen(base + "/healthz", timeout=5) as response:
-        assert json.loads(response.read())["status"] == "ok"
+        assert json.loads(response.read()) == {
+            "status": "ok",
+            "commandsThread": True,
+            "stopped": False,
+        }
     with urllib.request.urlopen(base + "/readyz", timeout=5) as response:
         body = json.loads(response.read())
         assert body == {
