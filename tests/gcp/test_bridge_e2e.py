@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import signal
+import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -282,3 +283,35 @@ def test_failed_ordered_publishes_are_resumed_and_republished_in_order(
     for thing, data in dict.fromkeys((m.attributes["thing"], int(m.data)) for m in got):
         first[thing].append(data)
     assert first == {thing: list(range(30)) for thing in THINGS[:3]}
+
+
+def test_inflight_is_bounded_by_the_receive_maximum(
+    bridge_settings: BridgeSettings,
+    devices: dict[str, Device],
+    project: str,
+    emulator: PubsubEmulator,
+) -> None:
+    """With Pub/Sub stalled, the broker sends the bridge at most BRIDGE_MAX_INFLIGHT
+    unacknowledged messages (MQTT 5 Receive Maximum) and keeps the rest."""
+    service = BridgeService(bridge_settings.model_copy(update={"max_inflight": 10}))
+    reader = PubsubReader(f"projects/{project}/subscriptions/iot-telemetry-analytics").start()
+    service.start()
+    assert emulator.process is not None
+    try:
+        wait_for(lambda: service.link.subscribed, 20, "bridge subscribed")
+        os.killpg(emulator.process.pid, signal.SIGSTOP)
+        try:
+            for n in range(40):
+                devices["sensor-2"].publish("dt/sensor-2/telemetry", b"%d" % n)
+            wait_for(lambda: metric(service, "bridge_telemetry_inflight") == 10, 10, "10 held")
+            time.sleep(1.0)
+            assert metric(service, "bridge_telemetry_inflight") == 10
+            assert service.link.sequencer.pending() == 10
+        finally:
+            os.killpg(emulator.process.pid, signal.SIGCONT)
+        wait_for(lambda: metric(service, "bridge_telemetry_acked_total") == 40, 60, "40 acks")
+        wait_for(lambda: reader.count() >= 40, 30, "40 messages on Pub/Sub")
+        assert [int(m.data) for m in reader.snapshot()] == list(range(40))
+    finally:
+        reader.stop()
+        service.stop()
