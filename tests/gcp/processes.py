@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -153,6 +154,11 @@ class PubsubEmulator:
 
     def start(self, *, timeout: float = 60) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        if shutil.which(GCLOUD) is None:
+            raise RuntimeError(
+                "gcloud not found: the GCP tests need the Google Cloud CLI with its "
+                "pubsub-emulator component and Java 11+ (no test is skipped without them)"
+            )
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [
