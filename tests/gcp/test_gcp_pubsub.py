@@ -334,3 +334,72 @@ def no_google(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud-config"))
+
+
+class IamStandIn:
+    """Real emulator clients for topics and subscriptions, with IAM calls answered from a
+    dict: a stand-in, because the emulator has no IAM. Records every SetIamPolicy."""
+
+    def __init__(self, client: object, policies: dict[str, policy_pb2.Policy]) -> None:
+        self._client = client
+        self.policies = policies
+        self.writes: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def get_iam_policy(self, *, request: dict[str, str]) -> policy_pb2.Policy:
+        policy = policy_pb2.Policy()
+        policy.CopyFrom(self.policies.get(request["resource"], policy_pb2.Policy(etag=b"0")))
+        return policy
+
+    def set_iam_policy(self, *, request: object) -> policy_pb2.Policy:
+        resource, policy = request.resource, request.policy  # type: ignore[attr-defined]
+        current = self.policies.get(resource, policy_pb2.Policy(etag=b"0"))
+        assert policy.etag == current.etag, "stale etag"
+        stored = policy_pb2.Policy()
+        stored.CopyFrom(policy)
+        stored.etag = str(int(current.etag or b"0") + 1).encode()
+        self.policies[resource] = stored
+        self.writes.append(resource)
+        return stored
+
+
+def test_iam_plan_and_deploy_with_an_iam_stand_in_is_idempotent(fresh_project: str) -> None:
+    """The IAM flow of plan/deploy on the emulator's topics and subscriptions, with IAM
+    itself answered by a stand-in (the emulator has none): grants added once, others kept."""
+    from iot_remote_access.gcp.pubsub_deploy import deploy
+    from iot_remote_access.gcp.pubsub_plan import Action, Kind, plan
+
+    fleet = FleetSettings.parse({"gcp": GCP_SETTINGS})
+    assert fleet.gcp is not None
+    desired = GcpPubsubStack(
+        RootConstruct(), "S", project=fresh_project, settings=fleet.gcp
+    ).desired_state()
+    telemetry = f"projects/{fresh_project}/topics/iot-telemetry"
+    policies = {
+        telemetry: policy_pb2.Policy(
+            etag=b"5",
+            bindings=[
+                policy_pb2.Binding(role="roles/pubsub.viewer", members=["group:ops@example.com"])
+            ],
+        )
+    }
+    publisher = IamStandIn(pubsub_v1.PublisherClient(), policies)
+    subscriber = IamStandIn(pubsub_v1.SubscriberClient(), policies)
+
+    first = plan(desired, publisher, subscriber, iam=True)
+    iam = [c for c in first.changes if c.kind is Kind.IAM]
+    assert len(iam) == 5 and {c.action for c in iam} == {Action.UPDATE}
+    deploy(first, desired, publisher, subscriber)
+    assert sorted(publisher.writes + subscriber.writes) == sorted(c.name for c in iam)
+    kept = {b.role: list(b.members) for b in policies[telemetry].bindings}
+    assert kept == {
+        "roles/pubsub.viewer": ["group:ops@example.com"],
+        "roles/pubsub.publisher": [BRIDGE_SA],
+    }
+
+    second = plan(desired, publisher, subscriber, iam=True)
+    assert {c.action for c in second.changes} == {Action.UNCHANGED}
+    assert deploy(second, desired, publisher, subscriber) == []
+    assert len(publisher.writes + subscriber.writes) == 5  # no write the second time
