@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud.pubsub_v1.publisher import exceptions as pub_exc
 
 from iot_remote_access.bridge.ack_sequencer import Ticket
 from iot_remote_access.bridge.metrics import BridgeMetrics
@@ -62,6 +61,9 @@ class _Lane:
     entries: deque[_Entry] = field(default_factory=deque)
     outstanding: int = 0
     failing: bool = False
+    #: A publish failed in Pub/Sub's client, which then pauses the key.
+    needs_resume: bool = False
+    resume_waits: int = 0
     attempt: int = 0
     timer: threading.Timer | None = None
 
@@ -178,14 +180,13 @@ class TelemetryForwarder:
             future = self._publisher.publish(
                 self._topic, entry.message.payload, ordering_key=thing, **self._attributes(entry)
             )
-        except (
-            pub_exc.FlowControlLimitError,
-            pub_exc.PublishToPausedOrderingKeyException,
-        ) as error:
-            self._fail(thing, lane, error)
-            return
         except (ValueError, TypeError) as error:
             entry.dead_reason = f"rejected: {type(error).__name__}"
+            self._fail(thing, lane, error)
+            return
+        except Exception as error:
+            # Flow control refused, the key is paused, or the client is still failing
+            # the previous batch ("Publish after stop() or publish error"): retry later.
             self._fail(thing, lane, error)
             return
         lane.outstanding += 1
@@ -204,6 +205,7 @@ class TelemetryForwarder:
             else:
                 if isinstance(error, _REJECTED):
                     entry.dead_reason = f"rejected: {type(error).__name__}"
+                lane.needs_resume = True
                 self._fail(thing, lane, error)
             self._schedule_if_due(thing, lane)
             self._maybe_forget(thing, lane)
@@ -232,14 +234,37 @@ class TelemetryForwarder:
             lane.timer.start()
 
     def _retry(self, thing: str, lane: _Lane) -> None:
+        """Timer thread: republish the lane; whatever happens, the lane is never left stuck."""
+        try:
+            self._republish(thing, lane)
+        except Exception as error:
+            log.exception("retry failed; trying again", extra={"thing": thing})
+            with self._lock:
+                lane.timer = None
+                self._fail(thing, lane, error)
+
+    def _republish(self, thing: str, lane: _Lane) -> None:
         abandoned: list[_Entry] = []
         dead: list[_Entry] = []
         with self._lock:
             lane.timer = None
             if self._closed:
                 return
+            if lane.needs_resume:
+                try:
+                    self._publisher.resume_publish(self._topic, thing)
+                except RuntimeError:
+                    # The client fails a batch's futures before it pauses the key; a
+                    # publish in between would join the failed batch. Wait for the pause
+                    # (a few times; then publishing is tried anyway and tells).
+                    lane.resume_waits += 1
+                    if lane.resume_waits < 20:
+                        lane.attempt = 0
+                        self._schedule_if_due(thing, lane)
+                        return
+                lane.needs_resume = False
+                lane.resume_waits = 0
             lane.failing = False
-            self._publisher.resume_publish(self._topic, thing)
             for entry in list(lane.entries):
                 if entry.message.qos > 0 and not self._is_current(entry.message.ticket):
                     lane.entries.remove(entry)
