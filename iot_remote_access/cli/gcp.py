@@ -90,8 +90,14 @@ def _prepare(settings_file: Path, project: str) -> tuple[Any, Any, Any]:
     """Validate everything, then make the clients: all input errors come before any call."""
     from constructs import RootConstruct
 
-    from iot_remote_access.constructs.gcp.pubsub_topic import validate_project_id
-    from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
+    try:
+        from iot_remote_access.constructs.gcp.pubsub_topic import validate_project_id
+        from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
+    except ImportError as error:
+        raise InputError(
+            f"the gcp commands need the 'gcp' extra: pip install 'iot-remote-access[gcp]' "
+            f"({error.name} is missing)"
+        ) from None
 
     try:
         validate_project_id(project)
