@@ -19,7 +19,11 @@ from google.iam.v1 import policy_pb2
 from google.pubsub_v1 import types
 
 from iot_remote_access.constructs.gcp.desired_state import DesiredState
-from iot_remote_access.gcp.iam_requests import grants_by_resource, set_policy_request
+from iot_remote_access.gcp.iam_requests import (
+    grants_by_resource,
+    missing_members,
+    set_policy_request,
+)
 
 TOPIC_FIELDS = ("labels", "message_retention_duration")
 SUBSCRIPTION_FIELDS = (
@@ -148,22 +152,11 @@ def plan(
             changes.append(ResourceChange(Kind.IAM, resource, Action.UNCHANGED))
             continue
         added = tuple(
-            FieldChange(role, None, sorted(set(b.members) - _members(live_policy, role)))
-            for role in wanted
-            for b in request.policy.bindings
-            if b.role == role and set(b.members) - _members(live_policy, role)
+            FieldChange(role, None, sorted(members))
+            for role, members in sorted(missing_members(live_policy, wanted).items())
         )
         changes.append(ResourceChange(Kind.IAM, resource, Action.UPDATE, added, request))
     return Plan(tuple(changes))
-
-
-def _members(policy: policy_pb2.Policy, role: str) -> set[str]:
-    return {
-        m
-        for b in policy.bindings
-        if b.role == role and not b.HasField("condition")
-        for m in b.members
-    }
 
 
 def _get(call: Any, name: str, key: str) -> Any:

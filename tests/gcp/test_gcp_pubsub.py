@@ -391,6 +391,10 @@ def test_iam_plan_and_deploy_with_an_iam_stand_in_is_idempotent(fresh_project: s
     first = plan(desired, publisher, subscriber, iam=True)
     iam = [c for c in first.changes if c.kind is Kind.IAM]
     assert len(iam) == 5 and {c.action for c in iam} == {Action.UPDATE}
+    telemetry_change = next(c for c in iam if c.name == telemetry)
+    assert [str(f) for f in telemetry_change.fields] == [
+        f"roles/pubsub.publisher: (unset) -> ['{BRIDGE_SA}']"
+    ]
     deploy(first, desired, publisher, subscriber)
     assert sorted(publisher.writes + subscriber.writes) == sorted(c.name for c in iam)
     kept = {b.role: list(b.members) for b in policies[telemetry].bindings}
