@@ -152,8 +152,16 @@ def plan(
             changes.append(ResourceChange(Kind.IAM, resource, Action.UNCHANGED))
             continue
         added = tuple(
-            FieldChange(role, None, sorted(members))
+            FieldChange(role, sorted(have) or None, sorted(have | members))
             for role, members in sorted(missing_members(live_policy, wanted).items())
+            for have in [
+                {
+                    m
+                    for b in live_policy.bindings
+                    if b.role == role and not b.HasField("condition")
+                    for m in b.members
+                }
+            ]
         )
         changes.append(ResourceChange(Kind.IAM, resource, Action.UPDATE, added, request))
     return Plan(tuple(changes))
