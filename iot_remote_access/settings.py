@@ -32,6 +32,7 @@ from iot_remote_access.core.topics import (
 from iot_remote_access.settings_azure import AzureSettings
 from iot_remote_access.settings_base import SettingsError, SettingsSection
 from iot_remote_access.settings_certificates import CertificateSettings
+from iot_remote_access.settings_gcp import GcpSettings
 from iot_remote_access.settings_hivemq import HivemqSettings
 from iot_remote_access.settings_monitoring import MonitoringSettings
 from iot_remote_access.settings_tunnel_alarms import TunnelAlarmsSettings
@@ -68,6 +69,8 @@ class FleetSettings(SettingsSection):
     tunneling: TunnelingSettings = TunnelingSettings()
     #: Tunnel metrics, alarms and dashboard (the ``TunnelAlarms`` construct). Default: on.
     tunnel_alarms: TunnelAlarmsSettings = TunnelAlarmsSettings()
+    #: Google Cloud: the Pub/Sub topology and the bridge (``iot-remote-access gcp ...``).
+    gcp: GcpSettings | None = None
 
     @field_validator(
         "telemetry_topic",
@@ -165,6 +168,8 @@ def format_validation_error(
         if item["type"] == "extra_forbidden":
             allowed = ", ".join(_aliases(_model_at(model, item["loc"][:-1])))
             message = f"unknown setting; allowed: {allowed}"
+        elif item["type"] == "missing":
+            message = "missing; required"
         elif item["type"] != "value_error":
             message = f"{item['input']!r}: {message}"
         lines.append(f"{location}: {message}")

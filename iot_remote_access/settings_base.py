@@ -1,5 +1,9 @@
-"""The base every settings group derives from (kept apart so sections and
-``settings.FleetSettings`` can import it without importing each other)."""
+"""The base of every settings group, in a module of its own.
+
+Cloud sections (``settings_gcp``, ...) subclass it, and ``settings`` imports
+those sections for ``FleetSettings``; keeping the base here means a section
+module can be imported first without an import cycle.
+"""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import sys
 import click
 
 from iot_remote_access import __version__
-from iot_remote_access.cli import azure, certs, gcp_manifests, guard, tunnel
+from iot_remote_access.cli import azure, bridge, certs, gcp, gcp_manifests, guard, tunnel
 from iot_remote_access.cli.errors import EXIT_USAGE, CliError
 
 
@@ -27,7 +27,9 @@ def cli() -> None:
 
 cli.add_command(guard.lint)
 cli.add_command(guard.audit)
-cli.add_command(gcp_manifests.gcp)
+gcp.gcp.add_command(gcp_manifests.manifests)
+cli.add_command(gcp.gcp)
+cli.add_command(bridge.bridge)
 cli.add_command(azure.azure)
 cli.add_command(certs.certs)
 cli.add_command(certs.inventory)

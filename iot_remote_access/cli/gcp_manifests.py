@@ -62,10 +62,3 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
             err=True,
         )
 
-
-@click.group()
-def gcp() -> None:
-    """Google Cloud: HiveMQ on GKE and the Pub/Sub side."""
-
-
-gcp.add_command(manifests)

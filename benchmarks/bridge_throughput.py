@@ -1,0 +1,240 @@
+"""Throughput and latency of the MQTT -> Pub/Sub bridge, next to the raw broker, in one run.
+
+    python benchmarks/bridge_throughput.py [--messages 20000] [--rate 200] [--seconds 10]
+
+Everything is local and real: mosquitto (mutual TLS, the rendered ACL), the Pub/Sub
+emulator, the bridge as its own process (``python -m iot_remote_access.bridge``).
+
+1. raw broker: 4 devices, each a process of its own, publish QoS 1 as fast as they
+   can (100 in flight each) to one MQTT subscriber on ``dt/+/telemetry``; rate = messages / time.
+2. bridge: the same devices and messages, the bridge instead of the subscriber;
+   rate = messages Pub/Sub confirmed (the bridge's ``published`` counter) / time.
+   Both rates leave out the first 10 % (warm-up). The ratio is bridge / raw.
+3. latency: the devices publish at a fixed total rate; each payload carries its send
+   time; p50/p99 are from device publish to a Pub/Sub subscriber's receipt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# Publishers run in spawned processes that import this module: keep its top light
+# (the CDK's constructs start a Node.js runtime; they are imported in deploy_topology).
+from iot_remote_access.core.mosquitto_acl import MosquittoAcl  # noqa: E402
+from tests.gcp.clients import Device, PubsubReader, wait_for  # noqa: E402
+from tests.gcp.pki import ClientCredentials, TestCa  # noqa: E402
+from tests.gcp.processes import (  # noqa: E402
+    BridgeProcess,
+    MosquittoBroker,
+    PubsubEmulator,
+    free_port,
+)
+
+PROJECT = "bench-project"
+PUBLISHERS = 4
+BRIDGE = "bridge.iot-remote-access"
+_events: list[Any] = []
+
+
+def deploy_topology() -> None:
+    from constructs import RootConstruct
+    from google.cloud import pubsub_v1
+
+    from iot_remote_access.gcp.pubsub_deploy import deploy
+    from iot_remote_access.gcp.pubsub_plan import plan
+    from iot_remote_access.settings import FleetSettings
+    from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
+
+    fleet = FleetSettings.parse(
+        {
+            "gcp": {
+                "projectNumber": "123456789012",
+                "bridge": {"serviceAccount": "iot-bridge@bench-project.iam.gserviceaccount.com"},
+            }
+        }
+    )
+    assert fleet.gcp is not None
+    desired = GcpPubsubStack(
+        RootConstruct(), "S", project=PROJECT, settings=fleet.gcp
+    ).desired_state()
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    deploy(plan(desired, publisher, subscriber), desired, publisher, subscriber)
+
+
+def publish_worker(
+    credentials: ClientCredentials, port: int, thing: str, count: int, tag: str, go: Any
+) -> None:
+    """One device in a process of its own: publish ``count`` QoS 1 messages, wait for PUBACKs."""
+    device = Device(credentials, port, client_id=f"{thing}-{tag}")
+    go.wait()
+    mids = [
+        device.client.publish(f"dt/{thing}/telemetry", f"{tag}:{seq}".encode(), qos=1).mid
+        for seq in range(count)
+    ]
+    wait_for(lambda: all(mid in device.pubacks for mid in mids), 600, "PUBACKs")
+    device.close()
+
+
+def blast(ca: TestCa, port: int, total: int, tag: str) -> list[Any]:
+    """Start PUBLISHERS processes that publish ``total`` messages between them, at full speed."""
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    workers = [
+        context.Process(
+            target=publish_worker,
+            args=(ca.client(f"bench-{i}"), port, f"bench-{i}", total // PUBLISHERS, tag, go),
+        )
+        for i in range(PUBLISHERS)
+    ]
+    for worker in workers:
+        worker.start()
+    time.sleep(3)  # let them connect (spawned interpreters import paho first)
+    go.set()
+    _events.append(go)  # children unpickle it after start(): keep it alive
+    return workers
+
+
+def timed(count: Callable[[], float], total: int, timeout: float = 600) -> float:
+    """Seconds from 10 % to 100 % of ``total`` according to ``count()``."""
+    warm = total // 10
+    wait_for(lambda: count() >= warm, timeout, "warm-up")
+    start = time.monotonic()
+    wait_for(lambda: count() >= total, timeout, f"{total} messages")
+    return time.monotonic() - start
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    total = args.messages - args.messages % PUBLISHERS
+    work = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
+    ca = TestCa(work / "pki")
+    broker = MosquittoBroker(work / "broker", ca, MosquittoAcl().render())
+    emulator = PubsubEmulator(work / "emulator")
+    bridge: BridgeProcess | None = None
+    devices: list[Device] = []
+    workers: list[Any] = []
+    try:
+        broker.start()
+        emulator.start()
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+        deploy_topology()
+        devices = [
+            Device(ca.client(f"bench-{i}"), broker.port, client_id=f"bench-{i}")
+            for i in range(PUBLISHERS)
+        ]
+
+        # 1. raw broker
+        subscriber = Device(ca.client(BRIDGE), broker.port, client_id="raw-subscriber")
+        subscriber.subscribe("dt/+/telemetry")
+        workers = blast(ca, broker.port, total, "raw")
+        raw_seconds = timed(lambda: len(subscriber.received), total)
+        subscriber.close()
+        raw_rate = 0.9 * total / raw_seconds
+
+        # the bridge, as its own process
+        http_port = free_port()
+        creds = ca.client(BRIDGE)
+        bridge = BridgeProcess(
+            work / "bridge",
+            {
+                "BRIDGE_PROJECT": PROJECT,
+                "BRIDGE_MQTT_HOST": "127.0.0.1",
+                "BRIDGE_MQTT_PORT": str(broker.port),
+                "BRIDGE_MQTT_CA_FILE": str(creds.ca_file),
+                "BRIDGE_MQTT_CERT_FILE": str(creds.cert_file),
+                "BRIDGE_MQTT_KEY_FILE": str(creds.key_file),
+                "BRIDGE_MQTT_CLIENT_ID": "bridge-0",
+                "BRIDGE_HTTP_HOST": "127.0.0.1",
+                "BRIDGE_HTTP_PORT": str(http_port),
+                "BRIDGE_LOG_LEVEL": "WARNING",
+            },
+        )
+        bridge.start()
+        wait_for(lambda: "bridge_mqtt_connected 1.0" in _metrics(http_port), 30, "bridge up")
+        time.sleep(0.5)  # its subscription
+        # 3. latency at a fixed rate (before 2., so the reader has no backlog to read first)
+        reader = PubsubReader(f"projects/{PROJECT}/subscriptions/iot-telemetry-analytics").start()
+        count = int(args.rate * args.seconds)
+        start = time.monotonic()
+        for seq in range(count):
+            delay = start + seq / args.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            devices[seq % PUBLISHERS].client.publish(
+                f"dt/bench-{seq % PUBLISHERS}/telemetry", f"lat:{time.time_ns()}".encode(), qos=1
+            )
+
+        def timed_messages() -> list[tuple[int, int]]:
+            return [
+                (m.received_ns, int(m.data[4:]))
+                for m in reader.snapshot()
+                if m.data.startswith(b"lat:")
+            ]
+
+        wait_for(lambda: len(timed_messages()) >= count, 120, "latency messages")
+        reader.stop()
+        latencies = sorted((received - sent) / 1e6 for received, sent in timed_messages())
+        p50 = statistics.median(latencies)
+        p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+
+        # 2. throughput through the bridge
+        before = metric(http_port, "bridge_telemetry_published_total")
+        workers += blast(ca, broker.port, total, "bridge")
+        bridge_seconds = timed(
+            lambda: metric(http_port, "bridge_telemetry_published_total") - before, total
+        )
+        bridge_rate = 0.9 * total / bridge_seconds
+
+    finally:
+        for worker in workers:
+            worker.join(60)
+        for device in devices:
+            device.close()
+        if bridge is not None:
+            bridge.stop()
+        emulator.stop()
+        broker.stop()
+    print(f"raw broker   {raw_rate:8.0f} msg/s (QoS 1, {total} messages, {PUBLISHERS} publishers)")
+    print(f"bridge       {bridge_rate:8.0f} msg/s (MQTT -> Pub/Sub emulator, confirmed)")
+    print(f"ratio        {bridge_rate / raw_rate:8.2f}")
+    print(
+        f"latency      p50 {p50:.1f} ms, p99 {p99:.1f} ms at {args.rate:.0f} msg/s for "
+        f"{args.seconds:.0f} s (device publish -> Pub/Sub subscriber)"
+    )
+
+
+def _metrics(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
+
+
+if __name__ == "__main__":
+    main()

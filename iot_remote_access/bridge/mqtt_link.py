@@ -1,0 +1,189 @@
+"""The bridge's broker connection: MQTT 5 over mutual TLS, a persistent session, manual acks.
+
+- Identity: the client certificate (its CN is the bridge's broker identity).
+- Session: ``clean_start=False`` and a session expiry, so unacknowledged
+  messages survive a restart of the bridge or of the broker and are redelivered.
+- Backpressure: the CONNECT's Receive Maximum is the in-flight limit, so the
+  broker never has more unacknowledged QoS 1 messages out to the bridge.
+- Reconnects: paho's loop reconnects with exponential backoff
+  (``reconnect_min_seconds`` doubling up to ``reconnect_max_seconds``).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from iot_remote_access.bridge.ack_sequencer import AckSequencer, Ticket
+from iot_remote_access.bridge.commands import PubackCallback
+from iot_remote_access.bridge.metrics import BridgeMetrics
+from iot_remote_access.bridge.settings import BridgeSettings
+from iot_remote_access.bridge.telemetry import Inbound
+
+log = logging.getLogger("iot_remote_access.bridge.mqtt")
+_MISSING = object()
+
+
+class MqttLink:
+    """Owns the paho client; hands every telemetry delivery to ``on_message``."""
+
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        metrics: BridgeMetrics,
+        on_message: Callable[[Inbound], None],
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._on_message_cb = on_message
+        self._connected = threading.Event()
+        self.subscribed = False
+        self._acks_lock = threading.Lock()
+        self._pending: dict[int, PubackCallback] = {}
+        self._early: dict[int, str | None] = {}
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.mqtt_client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.tls_set_context(_tls_context(settings))
+        client.reconnect_delay_set(settings.reconnect_min_seconds, settings.reconnect_max_seconds)
+        client.max_queued_messages_set(0)  # commands are bounded by Pub/Sub flow control
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        self._client = client
+        self.sequencer = AckSequencer(client.ack)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._settings.mqtt_session_expiry_seconds
+        properties.ReceiveMaximum = self._settings.max_inflight
+        self._client.connect_async(
+            self._settings.mqtt_host,
+            self._settings.mqtt_port,
+            keepalive=self._settings.mqtt_keepalive_seconds,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect; the session (and what it has not acknowledged) stays on the broker."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+        self._metrics.mqtt_connected.set(0)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def is_current(self, ticket: Ticket) -> bool:
+        return ticket.generation == self.sequencer.generation
+
+    # -- paho callbacks (network thread) ----------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection", extra={"reason": str(reason)})
+            return
+        self.sequencer.new_connection()
+        self._connected.set()
+        self._metrics.mqtt_connected.set(1)
+        self._metrics.mqtt_connects.inc()
+        log.info(
+            "connected to the broker",
+            extra={
+                "sessionPresent": bool(flags.session_present),
+                "subscription": self._settings.subscription,
+            },
+        )
+        client.subscribe(self._settings.subscription, options=SubscribeOptions(qos=1))
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        self.subscribed = not refused
+        if refused:
+            log.error(
+                "broker refused the subscription",
+                extra={"subscription": self._settings.subscription, "reason": refused},
+            )
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        # Packet ids die with the connection: nothing more may be acknowledged on it.
+        self.sequencer.new_connection()
+        self._connected.clear()
+        self.subscribed = False
+        self._metrics.mqtt_connected.set(0)
+        log.warning("disconnected from the broker", extra={"reason": str(reason)})
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        ticket = self.sequencer.track(message.mid, message.qos)
+        self._on_message_cb(
+            Inbound(
+                topic=message.topic,
+                payload=bytes(message.payload),
+                qos=message.qos,
+                dup=bool(message.dup),
+                ticket=ticket,
+            )
+        )
+
+    # -- commands ----------------------------------------------------------------------
+
+    def publish_command(self, topic: str, payload: bytes, on_puback: PubackCallback) -> bool:
+        """Publish at QoS 1; ``on_puback`` runs on the broker's PUBACK. False if not queued."""
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            return False  # NO_CONN still queues a QoS 1 message for the reconnect
+        with self._acks_lock:
+            early = self._early.pop(info.mid, _MISSING)
+            if early is _MISSING:
+                self._pending[info.mid] = on_puback
+                return True
+        on_puback(early)  # type: ignore[arg-type]
+        return True
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        refusal = str(reason) if reason is not None and reason.is_failure else None
+        # paho holds its message lock here: never wait on a lock held across publish().
+        with self._acks_lock:
+            callback = self._pending.pop(mid, None)
+            if callback is None:
+                self._early[mid] = refusal
+                return
+        callback(refusal)
+
+
+def _tls_context(settings: BridgeSettings) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cafile=str(settings.mqtt_ca_file))
+    context.load_cert_chain(str(settings.mqtt_cert_file), str(settings.mqtt_key_file))
+    return context

@@ -1,0 +1,192 @@
+"""``gcp plan|deploy``: the Cloud Pub/Sub topology from a settings file.
+
+``gcp`` is a group so that other GCP commands (e.g. ``gcp manifests``) can join it.
+Bad settings or arguments exit 2 before any Google Cloud call; a failed call
+(missing credentials included) is one line, exit 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from iot_remote_access.cli.errors import InputError, OperationError
+from iot_remote_access.settings import FleetSettings, SettingsError
+from iot_remote_access.settings_gcp import GcpSettings
+
+_SYMBOL = {"create": "+", "update": "~", "unchanged": "=", "blocked": "!", "skipped": "-"}
+
+
+@click.group(help="Google Cloud: the Pub/Sub topology (and the bridge's side of it).")
+def gcp() -> None:
+    pass
+
+
+settings_option = click.option(
+    "--settings",
+    "settings_file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="JSON or YAML settings file with a 'gcp' section",
+)
+project_option = click.option("--project", required=True, help="Google Cloud project id")
+
+
+@gcp.command("plan")
+@settings_option
+@project_option
+def plan_command(settings_file: Path, project: str) -> None:
+    """Show, resource by resource, what deploy would create or change."""
+    desired, publisher, subscriber = _prepare(settings_file, project)
+    result = _call(lambda: _plan(desired, publisher, subscriber))
+    _print_plan(result, Console(soft_wrap=True))
+
+
+@gcp.command("deploy")
+@settings_option
+@project_option
+def deploy_command(settings_file: Path, project: str) -> None:
+    """Create or update the topology; a second run changes nothing."""
+    from rich.progress import Progress
+
+    from iot_remote_access.gcp.pubsub_deploy import DeployBlocked, DeployFailed, deploy
+
+    desired, publisher, subscriber = _prepare(settings_file, project)
+    result = _call(lambda: _plan(desired, publisher, subscriber))
+    console = Console(soft_wrap=True)
+    err = Console(stderr=True)
+    try:
+        with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("deploying", total=len(result.pending))
+
+            def step(change: Any) -> None:
+                bar.update(task, description=f"{change.action} {change.kind} {change.name}")
+                bar.advance(task)
+
+            applied = _call(lambda: deploy(result, desired, publisher, subscriber, progress=step))
+    except DeployBlocked as error:
+        raise InputError(f"nothing deployed: {error}") from None
+    except DeployFailed as error:
+        raise OperationError(f"Pub/Sub refused to {error}") from None
+    for change in applied:
+        console.print(
+            f"{_SYMBOL[change.action]} {change.action} {change.kind} {change.name}",
+            markup=False,
+            highlight=False,
+        )
+    counts = {
+        "created": sum(c.action == "create" for c in applied),
+        "updated": sum(c.action == "update" for c in applied),
+        "unchanged": sum(c.action == "unchanged" for c in result.changes),
+        "skipped": sum(c.action == "skipped" for c in result.changes),
+    }
+    console.print(", ".join(f"{n} {what}" for what, n in counts.items()), highlight=False)
+
+
+def _prepare(settings_file: Path, project: str) -> tuple[Any, Any, Any]:
+    """Validate everything, then make the clients: all input errors come before any call."""
+    from constructs import RootConstruct
+
+    try:
+        from iot_remote_access.constructs.gcp.pubsub_topic import validate_project_id
+        from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
+    except ImportError as error:
+        raise InputError(
+            f"the gcp commands need the 'gcp' extra: pip install 'iot-remote-access[gcp]' "
+            f"({error.name} is missing)"
+        ) from None
+
+    try:
+        validate_project_id(project)
+    except ValueError as error:
+        raise InputError(f"--project: {error}") from None
+    try:
+        settings = FleetSettings.from_file(settings_file)
+    except SettingsError as error:
+        raise InputError("invalid settings: " + "; ".join(str(error).splitlines())) from None
+    if settings.gcp is None:
+        raise InputError(
+            f"{settings_file}: gcp: missing; allowed: a 'gcp' section with projectNumber "
+            "and bridge.serviceAccount (see examples/gcp-settings.yaml)"
+        )
+    gcp_settings: GcpSettings = settings.gcp
+    try:
+        desired = GcpPubsubStack(
+            RootConstruct("gcp"), "PubSub", project=project, settings=gcp_settings
+        ).desired_state()
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    publisher, subscriber = _call(_clients)
+    return desired, publisher, subscriber
+
+
+def _clients() -> tuple[Any, Any]:
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+
+
+def _plan(desired: Any, publisher: Any, subscriber: Any) -> Any:
+    from iot_remote_access.gcp.pubsub_plan import plan
+
+    return plan(desired, publisher, subscriber)
+
+
+def _call(operation: Any) -> Any:
+    """Run a Google Cloud operation, turning its errors into one line (exit 1)."""
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
+    try:
+        return operation()
+    except auth_exc.DefaultCredentialsError:
+        raise OperationError(
+            "no Google Cloud credentials: run 'gcloud auth application-default login', "
+            "set GOOGLE_APPLICATION_CREDENTIALS, or PUBSUB_EMULATOR_HOST for the emulator"
+        ) from None
+    except auth_exc.GoogleAuthError as error:
+        raise OperationError(f"Google Cloud authentication failed: {_first_line(error)}") from None
+    except gexc.GoogleAPICallError as error:
+        where = _resource_of(error)
+        raise OperationError(
+            f"Pub/Sub refused{where}: {_status(error)} {_first_line(error.message or '')}"
+        ) from None
+    except gexc.RetryError as error:
+        raise OperationError(f"Pub/Sub unreachable: {_first_line(error)}") from None
+
+
+def _status(error: Any) -> str:
+    status = getattr(error, "grpc_status_code", None)
+    return str(status.name) if status is not None else type(error).__name__
+
+
+def _resource_of(error: Any) -> str:
+    for arg in getattr(error, "args", ()):
+        text = str(arg)
+        if "projects/" in text:
+            start = text.index("projects/")
+            return " (" + text[start:].split()[0].rstrip(".,;:\"'") + ")"
+    return ""
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0] if text else type(value).__name__
+
+
+def _print_plan(result: Any, console: Console) -> None:
+    for change in result.changes:
+        line = f"{_SYMBOL[change.action]} {change.action} {change.kind} {change.name}"
+        if change.note:
+            line += f" ({change.note})"
+        console.print(line, markup=False, highlight=False)
+        for field in change.fields:
+            console.print(f"    {field}", markup=False, highlight=False)
+    pending = len(result.pending)
+    summary = f"{pending} to change, {len(result.changes) - pending} unchanged or skipped"
+    if result.blocked:
+        summary += f", {len(result.blocked)} blocked (deploy will refuse)"
+    console.print(summary, highlight=False)

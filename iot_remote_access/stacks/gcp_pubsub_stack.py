@@ -1,0 +1,83 @@
+"""The GCP reference deployment's Pub/Sub side, composed from the ``gcp`` settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from constructs import Construct
+
+from iot_remote_access.constructs.gcp import DeadLetteredTopic, DesiredState, PubsubSubscription
+from iot_remote_access.settings_gcp import GcpSettings
+
+
+class GcpPubsubStack(Construct):
+    """Telemetry and commands topics (each dead-lettered), the bridge's commands
+    subscription, the analytics pull subscription and resource-level IAM.
+
+    The bridge's service account may publish to the telemetry topic and the two
+    dead-letter topics (where it sends what it cannot deliver) and consume the
+    commands subscription; nothing at project level. For a stand-alone tree,
+    pass ``constructs.RootConstruct()`` as the scope.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, project: str, settings: GcpSettings) -> None:
+        super().__init__(scope, id)
+        pubsub = settings.pubsub
+        retention = dt.timedelta(days=pubsub.message_retention_days)
+        bridge = f"serviceAccount:{settings.bridge.service_account}"
+        agent = settings.pubsub_service_agent
+        self.telemetry = DeadLetteredTopic(
+            self,
+            "Telemetry",
+            project=project,
+            topic_id=pubsub.telemetry_topic,
+            labels=settings.labels,
+            message_retention=retention,
+        )
+        self.commands = DeadLetteredTopic(
+            self,
+            "Commands",
+            project=project,
+            topic_id=pubsub.commands_topic,
+            labels=settings.labels,
+            message_retention=retention,
+        )
+        delivery = {
+            "ack_deadline": dt.timedelta(seconds=pubsub.ack_deadline_seconds),
+            "retry_backoff": (
+                dt.timedelta(seconds=pubsub.retry_min_backoff_seconds),
+                dt.timedelta(seconds=pubsub.retry_max_backoff_seconds),
+            ),
+            "max_delivery_attempts": pubsub.max_delivery_attempts,
+            "pubsub_service_agent": agent,
+            "message_retention": retention,
+            "labels": settings.labels,
+        }
+        self.bridge_subscription = PubsubSubscription(
+            self,
+            "BridgeCommands",
+            topic=self.commands.topic,
+            subscription_id=pubsub.bridge_subscription,
+            message_ordering=True,
+            dead_letter_topic=self.commands.dead_letter,
+            **delivery,  # type: ignore[arg-type]
+        )
+        self.analytics_subscription = PubsubSubscription(
+            self,
+            "Analytics",
+            topic=self.telemetry.topic,
+            subscription_id=pubsub.analytics_subscription,
+            message_ordering=True,
+            dead_letter_topic=self.telemetry.dead_letter,
+            filter=pubsub.analytics_filter,
+            **delivery,  # type: ignore[arg-type]
+        )
+        self.telemetry.topic.grant_publish(bridge)
+        self.telemetry.dead_letter.grant_publish(bridge)
+        self.commands.dead_letter.grant_publish(bridge)
+        self.bridge_subscription.grant_consume(bridge)
+        for member in pubsub.analytics_members:
+            self.analytics_subscription.grant_consume(member)
+
+    def desired_state(self) -> DesiredState:
+        return DesiredState.of(self)
