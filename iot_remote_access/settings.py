@@ -30,7 +30,12 @@ from iot_remote_access.core.topics import (
     validate_topic_template,
 )
 from iot_remote_access.settings_azure import AzureSettings
-from iot_remote_access.settings_base import SettingsError, SettingsSection
+from iot_remote_access.settings_base import (
+    SettingsError,
+    SettingsSection,
+    compiled_pattern,
+    core_check,
+)
 from iot_remote_access.settings_certificates import CertificateSettings
 from iot_remote_access.settings_gcp import GcpSettings
 from iot_remote_access.settings_hivemq import HivemqSettings
@@ -81,18 +86,12 @@ class FleetSettings(SettingsSection):
     )
     @classmethod
     def _topic_template(cls, value: str) -> str:
-        try:
-            return validate_topic_template(value, field_name="")
-        except TopicModelError as error:
-            raise ValueError(error.problem) from None
+        return core_check(validate_topic_template, value)
 
     @field_validator("thing_name_pattern")
     @classmethod
     def _pattern(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise ValueError(f"{value!r} is not a regular expression ({error})") from None
+        compiled_pattern(value)
         if not value:
             raise ValueError("'' is empty; allowed: a regular expression such as 'sensor-[0-9]+'")
         return value

@@ -15,8 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from iot_remote_access.core.mosquitto_acl import DEFAULT_BRIDGE_IDENTITY, validate_bridge_identity
 from iot_remote_access.core.shared_subscription import DEFAULT_SHARE_GROUP, validate_share_group
-from iot_remote_access.core.topics import TopicModelError
-from iot_remote_access.settings_base import SettingsSection
+from iot_remote_access.settings_base import SettingsSection, core_check
 
 DEFAULT_TELEMETRY_TOPIC_ID = "iot-telemetry"
 DEFAULT_COMMANDS_TOPIC_ID = "iot-commands"
@@ -151,18 +150,12 @@ class GcpBridgeSettings(SettingsSection):
     @field_validator("identity")
     @classmethod
     def _identity(cls, value: str) -> str:
-        try:
-            return validate_bridge_identity(value, field_name="")
-        except TopicModelError as error:
-            raise ValueError(error.problem) from None
+        return core_check(validate_bridge_identity, value)
 
     @field_validator("share_group")
     @classmethod
     def _share_group(cls, value: str) -> str:
-        try:
-            return validate_share_group(value, field_name="")
-        except TopicModelError as error:
-            raise ValueError(error.problem) from None
+        return core_check(validate_share_group, value)
 
 
 class GcpSettings(SettingsSection):

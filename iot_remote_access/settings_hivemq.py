@@ -10,7 +10,7 @@ callers that build them from Python.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from functools import partial
 from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -21,7 +21,6 @@ from iot_remote_access.core.hivemq_permissions import (
     validate_shared_group,
 )
 from iot_remote_access.core.kubernetes_names import (
-    ManifestValueError,
     validate_dns_label,
     validate_dns_subdomain,
     validate_google_service_account,
@@ -31,8 +30,7 @@ from iot_remote_access.core.kubernetes_names import (
     validate_project_id,
     validate_quantity,
 )
-from iot_remote_access.core.topics import TopicModelError
-from iot_remote_access.settings_base import SettingsSection
+from iot_remote_access.settings_base import SettingsSection, core_check
 
 #: Default HiveMQ image tag: the one the hivemq-platform chart 0.2.72 ships.
 DEFAULT_HIVEMQ_TAG = "4.54.0"
@@ -53,24 +51,13 @@ DEFAULT_CIPHER_SUITES = (
 _CBC_OR_WEAK = ("_CBC_", "_RC4_", "_3DES_", "_NULL_", "_EXPORT_", "_anon_", "TLS_RSA_")
 
 
-def _checked(check: Callable[..., str]) -> Callable[[object], str]:
-    """A core check as a pydantic validator (pydantic prefixes the message with the field)."""
 
-    def validate(value: object) -> str:
-        try:
-            return check(value, field_name="")
-        except (ManifestValueError, TopicModelError) as error:
-            raise ValueError(error.problem) from None
-
-    return validate
-
-
-_secret = _checked(validate_dns_subdomain)
-_label = _checked(validate_dns_label)
-_quantity = _checked(validate_quantity)
-_image = _checked(validate_image)
-_gsa = _checked(validate_google_service_account)
-_project = _checked(validate_project_id)
+_secret = partial(core_check, validate_dns_subdomain)
+_label = partial(core_check, validate_dns_label)
+_quantity = partial(core_check, validate_quantity)
+_image = partial(core_check, validate_image)
+_gsa = partial(core_check, validate_google_service_account)
+_project = partial(core_check, validate_project_id)
 
 
 class HivemqTlsSettings(SettingsSection):
@@ -112,10 +99,7 @@ class HivemqTlsSettings(SettingsSection):
                 "certificates, e.g. ['Fleet Device CA 1']"
             )
         for name in value:
-            try:
-                validate_identity(name, field_name="")
-            except TopicModelError as error:
-                raise ValueError(error.problem) from None
+            core_check(validate_identity, name)
         return value
 
     @field_validator("protocols")
@@ -229,19 +213,13 @@ class BridgeSettings(SettingsSection):
     @field_validator("identity")
     @classmethod
     def _identity(cls, value: str) -> str:
-        try:
-            validate_bridge_identity(value, field_name="")
-        except TopicModelError as error:
-            raise ValueError(error.problem) from None
+        core_check(validate_bridge_identity, value)
         return value
 
     @field_validator("shared_group")
     @classmethod
     def _group(cls, value: str) -> str:
-        try:
-            return validate_shared_group(value, field_name="")
-        except TopicModelError as error:
-            raise ValueError(error.problem) from None
+        return core_check(validate_shared_group, value)
 
     @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
     @classmethod
@@ -373,15 +351,12 @@ class HivemqSettings(SettingsSection):
     @field_validator("kubernetes_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        return _checked(validate_kubernetes_version)(value)
+        return core_check(validate_kubernetes_version, value)
 
     @field_validator("image_tag")
     @classmethod
     def _tag(cls, value: str) -> str:
-        try:
-            return validate_image_tag(value, field_name="")
-        except ManifestValueError as error:
-            raise ValueError(error.problem) from None
+        return core_check(validate_image_tag, value)
 
     @field_validator("image_repository")
     @classmethod

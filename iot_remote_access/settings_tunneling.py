@@ -19,13 +19,12 @@ from iot_remote_access.core.tunnel_rules import (
     DEFAULT_SERVICES,
     MAX_LIFETIME_MINUTES,
     TunnelPolicy,
-    TunnelRuleError,
     setting_minutes,
     validate_max_open,
     validate_service,
     validate_thing_group,
 )
-from iot_remote_access.settings_base import SettingsSection
+from iot_remote_access.settings_base import SettingsSection, core_problem
 
 DEFAULT_SWEEP_INTERVAL_MINUTES = 5
 MAX_SWEEP_INTERVAL_MINUTES = 60
@@ -71,23 +70,23 @@ class TunnelingSettings(SettingsSection):
     @field_validator("max_lifetime_minutes", "connect_grace_minutes", mode="before")
     @classmethod
     def _minutes(cls, value: object) -> object:
-        return _problem(lambda: setting_minutes("", value))
+        return core_problem(lambda: setting_minutes("", value))
 
     @field_validator("default_lifetime_minutes", mode="before")
     @classmethod
     def _default_minutes(cls, value: object) -> object:
         # Checked against maxLifetimeMinutes once both are known (below).
-        return _problem(lambda: setting_minutes("", value))
+        return core_problem(lambda: setting_minutes("", value))
 
     @field_validator("max_open_tunnels_per_thing", mode="before")
     @classmethod
     def _max_open(cls, value: object) -> object:
-        return _problem(lambda: validate_max_open(value))
+        return core_problem(lambda: validate_max_open(value))
 
     @field_validator("sweep_interval_minutes", mode="before")
     @classmethod
     def _sweep_interval(cls, value: object) -> object:
-        return _problem(lambda: setting_minutes("", value, maximum=MAX_SWEEP_INTERVAL_MINUTES))
+        return core_problem(lambda: setting_minutes("", value, maximum=MAX_SWEEP_INTERVAL_MINUTES))
 
     @field_validator("audit_retention_days", mode="before")
     @classmethod
@@ -125,17 +124,10 @@ class TunnelingSettings(SettingsSection):
         )
 
 
-def _problem(check: Callable[[], object]) -> object:
-    """Run a core rule; report its problem without the core's field name."""
-    try:
-        return check()
-    except TunnelRuleError as error:
-        raise ValueError(error.problem) from None
-
 
 def _names(value: object, what: str, check: Callable[[object], object]) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, list | tuple):
         raise ValueError(f"{value!r} is not a list; allowed: a list of {what}")
     for item in value:
-        _problem(lambda item=item: check(item))  # type: ignore[misc]
+        core_problem(lambda item=item: check(item))  # type: ignore[misc]
     return tuple(value)

@@ -23,9 +23,9 @@ from iot_remote_access.core.topics import (
     DEFAULT_COMMANDS_TOPIC,
     DEFAULT_TELEMETRY_TOPIC,
     THING_NAME_RULE,
-    TopicModelError,
     validate_topic_template,
 )
+from iot_remote_access.settings_base import compiled_pattern, core_check
 from iot_remote_access.settings_gcp import (
     DEAD_LETTER_SUFFIX,
     DEFAULT_BRIDGE_SUBSCRIPTION_ID,
@@ -115,27 +115,17 @@ class BridgeSettings(BaseSettings):
     @field_validator("share_group")
     @classmethod
     def _share_group(cls, value: str) -> str:
-        try:
-            return validate_share_group(value, field_name="")
-        except TopicModelError as error:
-            raise ValueError(error.problem) from None
+        return core_check(validate_share_group, value)
 
     @field_validator("telemetry_topic", "commands_topic")
     @classmethod
     def _template(cls, value: str) -> str:
-        try:
-            return validate_topic_template(value, field_name="")
-        except TopicModelError as error:
-            raise ValueError(error.problem) from None
+        return core_check(validate_topic_template, value)
 
     @field_validator("thing_name_pattern")
     @classmethod
     def _pattern(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise ValueError(f"{value!r} is not a regular expression ({error})") from None
-        return value
+        return compiled_pattern(value)
 
     @field_validator(
         "pubsub_telemetry_topic",
