@@ -95,6 +95,15 @@ class Stream:
             if device.pubacks.get(mid) != "Success"
         )
 
+    def acknowledged(self) -> set[str]:
+        """The payloads the broker has PUBACKed: from then on they are the bridge's to keep."""
+        return {
+            f"{thing}:{seq}"
+            for thing, device in self.devices.items()
+            for seq, mid in enumerate(list(self.mids[thing]))
+            if device.pubacks.get(mid) == "Success"
+        }
+
     def close(self) -> None:
         for device in self.devices.values():
             device.close()
@@ -147,6 +156,16 @@ def test_no_message_lost_across_broker_emulator_and_bridge_restarts(
         at(2000)
         device_gate.refuse()
         device_gate.drop()
+        # mosquitto 2.0.11 also drops what it had queued for a shared subscription when
+        # it restarts (test_mosquitto_restart_forgets_shared_subscriptions): messages the
+        # bridge had not yet been sent would be lost by the broker, not the bridge. Under
+        # load the bridge can lag, so restart only once it has taken everything PUBACKed.
+        wait_for(
+            lambda: stream is not None
+            and stream.acknowledged() <= {m.data.decode() for m in reader.snapshot()},
+            90,
+            "bridge caught up with the broker before its restart",
+        )
         broker.restart()  # SIGTERM (persists), start again on the same port
         # mosquitto forgets shared subscriptions on restart: devices come back once the
         # bridge has subscribed again (a broker that keeps them needs no such wait).
