@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
 import random
 import re
 import threading
@@ -106,6 +107,15 @@ class TelemetryForwarder:
         self._inflight = 0
         self._inflight_bytes = 0
         self._closed = False
+        # Pub/Sub's client runs a future's done-callbacks on its own threads, sometimes
+        # while holding its ordering-key lock (when it cancels a failed batch). Taking
+        # our lock there, while an MQTT thread holds ours and waits in publish() for
+        # that key's lock, deadlocks (seen: a drain that never ended). So callbacks only
+        # queue the result; one thread of ours handles results under our lock.
+        self._results: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        threading.Thread(
+            target=self._handle_results, name="bridge-publish-results", daemon=True
+        ).start()
 
     # -- intake ----------------------------------------------------------------
 
@@ -190,7 +200,9 @@ class TelemetryForwarder:
             self._fail(thing, lane, error)
             return
         lane.outstanding += 1
-        future.add_done_callback(lambda f: self._on_result(thing, lane, entry, f))
+        future.add_done_callback(
+            lambda f: self._results.put(lambda: self._on_result(thing, lane, entry, f))
+        )
 
     def _on_result(self, thing: str, lane: _Lane, entry: _Entry, future: Any) -> None:
         error = future.exception()
@@ -318,7 +330,7 @@ class TelemetryForwarder:
             else:
                 self._later(entry, reason, attempt, error)
 
-        future.add_done_callback(done)
+        future.add_done_callback(lambda f: self._results.put(lambda: done(f)))
 
     def _later(self, entry: _Entry, reason: str, attempt: int, error: BaseException) -> None:
         self._metrics.failed.inc()
@@ -332,6 +344,14 @@ class TelemetryForwarder:
         timer.start()
 
     # -- completion ------------------------------------------------------------------
+
+    def _handle_results(self) -> None:
+        while True:
+            job = self._results.get()
+            try:
+                job()
+            except Exception:
+                log.exception("handling a publish result failed")
 
     def _finish(self, entry: _Entry) -> None:
         self._metrics.latency.observe(time.monotonic() - entry.message.received_mono)
