@@ -35,9 +35,9 @@ sys.path.insert(0, str(REPO))
 # Publishers run in spawned processes that import this module: keep its top light
 # (the CDK's constructs start a Node.js runtime; they are imported in deploy_topology).
 from iot_remote_access.core.mosquitto_acl import MosquittoAcl  # noqa: E402
-from tests.gcp.clients import Device, PubsubReader, wait_for  # noqa: E402
-from tests.gcp.pki import ClientCredentials, TestCa  # noqa: E402
-from tests.gcp.processes import (  # noqa: E402
+from tests.support.gcp_clients import Device, PubsubReader, wait_for  # noqa: E402
+from tests.support.pki import ClientCredentials, TestCa  # noqa: E402
+from tests.support.processes import (  # noqa: E402
     BridgeProcess,
     MosquittoBroker,
     PubsubEmulator,
@@ -54,8 +54,8 @@ def deploy_topology() -> None:
     from constructs import RootConstruct
     from google.cloud import pubsub_v1
 
-    from iot_remote_access.gcp.pubsub_deploy import deploy
-    from iot_remote_access.gcp.pubsub_plan import plan
+    from iot_remote_access.pubsub.deploy import deploy
+    from iot_remote_access.pubsub.plan import plan
     from iot_remote_access.settings import FleetSettings
     from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
 

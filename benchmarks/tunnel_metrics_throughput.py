@@ -35,15 +35,19 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                   "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+for key, value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+}.items():
     os.environ[key] = value  # never a real account
 
 from moto import mock_aws  # noqa: E402
 
 from iot_remote_access.lambdas.tunnel_metrics import handler as handler_module  # noqa: E402
-from tests import secure_tunneling_events as ev  # noqa: E402
-from tests.tunnel_metrics_harness import Harness  # noqa: E402
+from tests.support import secure_tunneling_events as ev  # noqa: E402
+from tests.support.tunnel_metrics_harness import Harness  # noqa: E402
 
 RENEWAL_SHARE = 0.15
 DUPLICATE_SHARE = 0.01
@@ -66,7 +70,11 @@ class CountingSink(io.TextIOBase):
 
 
 def synthetic_events(
-    count: int, things: int, start: datetime, span: timedelta, rng: random.Random,
+    count: int,
+    things: int,
+    start: datetime,
+    span: timedelta,
+    rng: random.Random,
     harness: Harness,
 ) -> tuple[list[tuple[str, dict[str, Any]]], datetime]:
     """(kind, event) in delivery order; queues DescribeTunnel stub answers in that order.
@@ -114,8 +122,11 @@ def synthetic_events(
             tunnel_id = ev.new_tunnel_id()
             harness.tunneling_stubber.add_response(
                 "describe_tunnel",
-                ev.describe_tunnel_response(tunnel_id, thing=f"sensor-{rng.randrange(things):06d}",
-                                            created_at=now - timedelta(hours=2)),
+                ev.describe_tunnel_response(
+                    tunnel_id,
+                    thing=f"sensor-{rng.randrange(things):06d}",
+                    created_at=now - timedelta(hours=2),
+                ),
                 expected_params={"tunnelId": tunnel_id},
             )
             events.append(("unknown-close", ev.close_tunnel(now, tunnel_id)))
@@ -128,8 +139,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--things", type=int, default=10_000)
-    parser.add_argument("--days", type=float, default=6.0,
-                        help="simulated days the events spread over")
+    parser.add_argument(
+        "--days", type=float, default=6.0, help="simulated days the events spread over"
+    )
     parser.add_argument("--sweeps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=4)
     args = parser.parse_args()
@@ -164,8 +176,9 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             sweep_calls, sweep_started = harness.dynamodb_calls.total, time.perf_counter()
             sweep_results = [
-                harness.app.process(ev.scheduled(end + timedelta(minutes=5 * (i + 1))),
-                                    harness.context)
+                harness.app.process(
+                    ev.scheduled(end + timedelta(minutes=5 * (i + 1))), harness.context
+                )
                 for i in range(args.sweeps)
             ]
             sweep_seconds = time.perf_counter() - sweep_started
@@ -174,31 +187,42 @@ def main() -> None:
         items = harness.dynamodb.describe_table(TableName="tunnel-state")["Table"]["ItemCount"]
 
     total_calls = sum(calls_by_kind.values())
-    print(f"tunnel-metrics handler, in-process on moto DynamoDB: {len(events):,} events over "
-          f"{args.days:g} simulated days, {args.things:,} things, seed {args.seed}")
+    print(
+        f"tunnel-metrics handler, in-process on moto DynamoDB: {len(events):,} events over "
+        f"{args.days:g} simulated days, {args.things:,} things, seed {args.seed}"
+    )
     print(f"  throughput      {len(events) / elapsed:,.0f} events/s  ({elapsed:,.1f} s)")
-    print(f"  DynamoDB calls  {total_calls / len(events):.2f} per event  ({total_calls:,} calls: "
-          + ", ".join(f"{op} {n:,}" for op, n in sorted(harness.dynamodb_calls.calls.items()))
-          + ")")
-    print(f"  EMF records     {sink.emf_records:,}  ({sink.bytes / len(events):,.0f} bytes of "
-          "log per event)")
+    print(
+        f"  DynamoDB calls  {total_calls / len(events):.2f} per event  ({total_calls:,} calls: "
+        + ", ".join(f"{op} {n:,}" for op, n in sorted(harness.dynamodb_calls.calls.items()))
+        + ")"
+    )
+    print(
+        f"  EMF records     {sink.emf_records:,}  ({sink.bytes / len(events):,.0f} bytes of "
+        "log per event)"
+    )
     print(f"  state items     {items:,}")
     print("  per kind        events   calls/event   ms/event   outcomes")
     for kind in ("open", "renewal", "close", "unknown-close", "duplicate", "malformed"):
         n = events_by_kind[kind]
         if not n:
             continue
-        outcomes = {s.split(":")[1]: c for s, c in statuses.items()
-                    if s.startswith(kind + ":") and c}
-        print(f"    {kind:<14}{n:>7,}   {calls_by_kind[kind] / n:>11.2f}   "
-              f"{1000 * seconds_by_kind[kind] / n:>8.2f}   {json.dumps(outcomes)}")
+        outcomes = {
+            s.split(":")[1]: c for s, c in statuses.items() if s.startswith(kind + ":") and c
+        }
+        print(
+            f"    {kind:<14}{n:>7,}   {calls_by_kind[kind] / n:>11.2f}   "
+            f"{1000 * seconds_by_kind[kind] / n:>8.2f}   {json.dumps(outcomes)}"
+        )
     if args.sweeps:
-        print(f"  sweep (every 5 min, not per event): {args.sweeps} runs over "
-              f"{sweep_results[-1]['openTunnels']:,} open tunnels of "
-              f"{sweep_results[-1]['things']:,} things: "
-              f"{1000 * sweep_seconds / args.sweeps:,.0f} ms and "
-              f"{sweep_calls / args.sweeps:.1f} DynamoDB calls each (moto's Query reads the "
-              "whole table; DynamoDB's reads only the sparse index)")
+        print(
+            f"  sweep (every 5 min, not per event): {args.sweeps} runs over "
+            f"{sweep_results[-1]['openTunnels']:,} open tunnels of "
+            f"{sweep_results[-1]['things']:,} things: "
+            f"{1000 * sweep_seconds / args.sweeps:,.0f} ms and "
+            f"{sweep_calls / args.sweeps:.1f} DynamoDB calls each (moto's Query reads the "
+            "whole table; DynamoDB's reads only the sparse index)"
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO_ROOT
+
 _VENV_BIN = Path(sys.executable).parent
 os.environ["PATH"] = os.pathsep.join(
     [str(_VENV_BIN), str(REPO_ROOT / "node_modules" / ".bin"), os.environ.get("PATH", "")]

@@ -11,11 +11,13 @@ from cdk_nag import AwsSolutionsChecks
 
 from iot_remote_access.constructs.aws import AlarmTopic
 from iot_remote_access.constructs.aws.library_function import stage_handler_code
-from tests.aws_synth import cfn_lint_errors, synth_checked
+from tests.support.aws_synth import cfn_lint_errors, synth_checked
 
 
 def _stack(app: cdk.App, **kwargs: object) -> cdk.Stack:
-    stack = cdk.Stack(app, "Alarms", env=cdk.Environment(account="123456789012", region="eu-west-1"))
+    stack = cdk.Stack(
+        app, "Alarms", env=cdk.Environment(account="123456789012", region="eu-west-1")
+    )
     AlarmTopic(stack, "Alarms", **kwargs)  # type: ignore[arg-type]
     cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks(stack))
     return stack
@@ -27,19 +29,40 @@ def test_topic_is_encrypted_tls_only_and_scoped_to_the_account(tmp_path: Path) -
     )
     template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
     template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
-    template.has_resource_properties("AWS::SNS::TopicPolicy", {"PolicyDocument": {
-        "Statement": Match.array_with([
-            Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}),
-            Match.object_like({
-                "Sid": "AllowAlarmPublishers", "Action": "sns:Publish",
-                "Principal": {"Service": Match.array_with(["cloudwatch.amazonaws.com",
-                                                           "events.amazonaws.com"])},
-                "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}},
-            }),
-        ])
-    }})
-    template.has_resource_properties("AWS::SNS::Subscription", {
-        "Protocol": "email", "Endpoint": "ops@example.com"})
+    template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        ),
+                        Match.object_like(
+                            {
+                                "Sid": "AllowAlarmPublishers",
+                                "Action": "sns:Publish",
+                                "Principal": {
+                                    "Service": Match.array_with(
+                                        ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+                                    )
+                                },
+                                "Condition": {
+                                    "StringEquals": {"aws:SourceAccount": "123456789012"}
+                                },
+                            }
+                        ),
+                    ]
+                )
+            }
+        },
+    )
+    template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"}
+    )
     assert cfn_lint_errors(template_file) == []
 
 

@@ -46,14 +46,14 @@ def test_devices_get_the_same_topics_from_both_brokers(
 def test_the_bridge_gets_the_same_topics_from_both_brokers(topics: TopicModel) -> None:
     group = "pubsub-bridge"
     identity = "bridge.iot-remote-access"
-    acl = MosquittoAcl(access=DeviceAccess(topics=topics), bridge_identity=identity,
-                       share_group=group)
+    acl = MosquittoAcl(
+        access=DeviceAccess(topics=topics), bridge_identity=identity, share_group=group
+    )
     hivemq = granted_topics(bridge_permissions(topics, shared_group=group), identity)
     mosquitto = _mosquitto(acl, identity)
     telemetry = topics.telemetry.replace("{thing}", "+")
     commands = topics.commands.replace("{thing}", "+")
-    assert hivemq == {(Access.SUBSCRIBE, f"$share/{group}/{telemetry}"),
-                      (Access.PUBLISH, commands)}
+    assert hivemq == {(Access.SUBSCRIBE, f"$share/{group}/{telemetry}"), (Access.PUBLISH, commands)}
     # mosquitto checks a shared subscription against the filter without its
     # $share/<group>/ prefix, so its ACL names the plain filter.
     normalized = {(a, t.removeprefix(f"$share/{group}/")) for a, t in hivemq}

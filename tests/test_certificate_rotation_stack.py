@@ -18,7 +18,7 @@ from iot_remote_access.constructs.aws.library_function import PACKAGE_ROOT, stag
 from iot_remote_access.constructs.aws.private_ca import PrivateCa
 from iot_remote_access.settings import FleetSettings, SettingsError
 from iot_remote_access.stacks import IotRemoteAccessStack
-from tests.aws_synth import cfn_lint_errors, synth_checked
+from tests.support.aws_synth import cfn_lint_errors, synth_checked
 
 CA_ARN = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/0b9f0a9e-1111-2222-3333-444455556666"
 
@@ -349,8 +349,11 @@ def test_without_a_certificates_section_nothing_is_added(tmp_path: Path) -> None
     _, template, _ = synth_checked(lambda app: IotRemoteAccessStack(app, "Ref"), tmp_path)
     template.resource_count_is("AWS::ACMPCA::CertificateAuthority", 0)
     # The reference stack's other tables (TunnelAlarms' state) are not the inventory.
-    assert not [t for t in template.find_resources("AWS::DynamoDB::Table")
-                if t.startswith("CertificateRotation")]
+    assert not [
+        t
+        for t in template.find_resources("AWS::DynamoDB::Table")
+        if t.startswith("CertificateRotation")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from iot_remote_access.lambdas.certs.inventory import Inventory
-from tests.cli_runner import run_cli
+from tests.support.cli_runner import run_cli
 from tests.test_cert_rotation_moto import create_inventory_table
 
 NOW = datetime(2026, 3, 1, 9, 20, tzinfo=UTC)

@@ -12,17 +12,31 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.cli_runner import run_cli
-from tests.conftest import REPO_ROOT
+from tests.support.cli_runner import run_cli
+from tests.support.paths import REPO_ROOT
 
 THING = "${iot:Connection.Thing.ThingName}"
 ARN = "arn:aws:iot:eu-west-1:123456789012"
-COMPLIANT = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{ARN}:client/{THING}",
-     "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
-    {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{ARN}:topic/dt/{THING}/telemetry"},
-]}
-STAR = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
+COMPLIANT = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": "iot:Connect",
+            "Resource": f"{ARN}:client/{THING}",
+            "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
+        },
+        {
+            "Effect": "Allow",
+            "Action": "iot:Publish",
+            "Resource": f"{ARN}:topic/dt/{THING}/telemetry",
+        },
+    ],
+}
+STAR = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}],
+}
 
 YAML_TEMPLATE = """\
 AWSTemplateFormatVersion: '2010-09-09'
@@ -57,7 +71,11 @@ def synthesized_reference_stack(tmp_path_factory: pytest.TempPathFactory) -> Pat
     cdk = REPO_ROOT / "node_modules" / ".bin" / "cdk"
     result = subprocess.run(
         [str(cdk), "synth", "--quiet", "--no-notices", "--output", str(outdir)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
         env={**__import__("os").environ, "CDK_DISABLE_VERSION_CHECK": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -67,7 +85,9 @@ def synthesized_reference_stack(tmp_path_factory: pytest.TempPathFactory) -> Pat
 def test_cdk_cli_synthesizes_the_reference_stack(synthesized_reference_stack: Path) -> None:
     manifest = json.loads((synthesized_reference_stack / "manifest.json").read_text())
     assert "IotRemoteAccess" in manifest["artifacts"]
-    template = json.loads((synthesized_reference_stack / "IotRemoteAccess.template.json").read_text())
+    template = json.loads(
+        (synthesized_reference_stack / "IotRemoteAccess.template.json").read_text()
+    )
     assert any(r["Type"] == "AWS::IoT::Policy" for r in template["Resources"].values())
 
 
@@ -80,8 +100,9 @@ def test_lint_passes_the_synthesized_reference_stack(synthesized_reference_stack
 def test_lint_fails_on_iot_star_and_plus_filter(tmp_path: Path) -> None:
     (tmp_path / "star.json").write_text(json.dumps(STAR))
     (tmp_path / "stack.yaml").write_text(YAML_TEMPLATE)
-    result = run_cli("lint", "--format", "json", str(tmp_path / "star.json"),
-                     str(tmp_path / "stack.yaml"))
+    result = run_cli(
+        "lint", "--format", "json", str(tmp_path / "star.json"), str(tmp_path / "stack.yaml")
+    )
     assert result.code == 1
     report = json.loads(result.stdout)
     assert report["policiesChecked"] == 3
@@ -119,10 +140,16 @@ def test_lint_table_for_people(tmp_path: Path) -> None:
         ("{broken", "bad.json", r"bad\.json: not valid JSON: Expecting property name"),
         ("a: [", "bad.yaml", r"bad\.yaml: not valid YAML at line 1"),
         ('{"hello": 1}', "other.json", r"other\.json: neither a CloudFormation template"),
-        ('{"Resources": {"P": {"Type": "AWS::IoT::Policy", "Properties": {}}}}', "t.json",
-         r"t\.json: P: AWS::IoT::Policy without PolicyDocument"),
-        ('{"Statement": [{"Effect": "Permit", "Action": "iot:Connect", "Resource": "*"}]}',
-         "p.json", r"p\.json: p: Statement\[0\]\.Effect: 'Permit'; allowed"),
+        (
+            '{"Resources": {"P": {"Type": "AWS::IoT::Policy", "Properties": {}}}}',
+            "t.json",
+            r"t\.json: P: AWS::IoT::Policy without PolicyDocument",
+        ),
+        (
+            '{"Statement": [{"Effect": "Permit", "Action": "iot:Connect", "Resource": "*"}]}',
+            "p.json",
+            r"p\.json: p: Statement\[0\]\.Effect: 'Permit'; allowed",
+        ),
     ],
 )
 def test_lint_unreadable_input_exits_2_with_one_line(
@@ -140,7 +167,9 @@ def test_lint_unreadable_input_exits_2_with_one_line(
 def test_lint_missing_path_and_folder_without_manifest(tmp_path: Path) -> None:
     missing = run_cli("lint", str(tmp_path / "nope.json"))
     assert (missing.code, missing.stderr.strip()) == (
-        2, f"error: {tmp_path / 'nope.json'}: no such file or directory")
+        2,
+        f"error: {tmp_path / 'nope.json'}: no such file or directory",
+    )
     folder = run_cli("lint", str(tmp_path))
     assert folder.code == 2
     assert "not a cloud assembly (cdk.out): no manifest.json" in folder.stderr
@@ -157,7 +186,10 @@ def test_bad_option_is_one_line_exit_2() -> None:
 def test_console_script_is_installed() -> None:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "iot-remote-access"), "--version"],
-        capture_output=True, text=True, check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 0
     assert "0.1.0" in result.stdout
@@ -188,14 +220,16 @@ def test_audit_reads_every_policy_and_only_the_default_version(iot_account: obje
     client.create_policy(policyName="legacy", policyDocument=json.dumps(STAR))
     # A compliant new default version fixes the policy; the old version is not in effect.
     client.create_policy(policyName="fixed", policyDocument=json.dumps(STAR))
-    client.create_policy_version(policyName="fixed", policyDocument=json.dumps(COMPLIANT),
-                                 setAsDefault=True)
+    client.create_policy_version(
+        policyName="fixed", policyDocument=json.dumps(COMPLIANT), setAsDefault=True
+    )
     result = run_cli("audit", "--region", "eu-west-1", "--format", "json")
     assert result.code == 1
     report = json.loads(result.stdout)
     assert report["policiesChecked"] == 62
     assert {(f["policy"], f["ruleId"]) for f in report["findings"]} == {
-        ("legacy", "IRA001"), ("legacy", "IRA008"),
+        ("legacy", "IRA001"),
+        ("legacy", "IRA008"),
     }
 
 
@@ -215,11 +249,10 @@ def test_audit_refused_by_aws_is_one_line(iot_account: object) -> None:
 
     from botocore.exceptions import ClientError
 
-    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}},
-                         "ListPolicies")
+    denied = ClientError(
+        {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "ListPolicies"
+    )
     with mock.patch("iot_remote_access.cli.guard.list_policies", side_effect=denied):
         result = run_cli("audit", "--region", "eu-west-1")
     assert result.code == 2
-    assert result.stderr.splitlines() == [
-        "error: AWS IoT refused the audit: AccessDeniedException"
-    ]
+    assert result.stderr.splitlines() == ["error: AWS IoT refused the audit: AccessDeniedException"]

@@ -31,8 +31,8 @@ from moto import mock_aws
 
 from iot_remote_access.cli import tunnel as tunnel_cli
 from iot_remote_access.lambdas.tunnel_broker import handler as broker
-from tests.cli_runner import CliResult, run_cli
-from tests.tunneling_stub import (
+from tests.support.cli_runner import CliResult, run_cli
+from tests.support.tunneling_stub import (
     OPERATOR_ARN,
     REGION,
     LambdaContext,
@@ -66,12 +66,17 @@ class FunctionUrlStandIn:
         if not match or match["key"] != self.credentials.access_key or match["service"] != "lambda":
             return False
         signed = match["signed"].split(";")
-        request = AWSRequest(method=method, url=f"{self.url}{path}", data=body,
-                             headers={name: headers[name] for name in signed if name != "host"})
+        request = AWSRequest(
+            method=method,
+            url=f"{self.url}{path}",
+            data=body,
+            headers={name: headers[name] for name in signed if name != "host"},
+        )
         request.context["timestamp"] = headers["x-amz-date"]
         auth = SigV4Auth(self.credentials, "lambda", match["region"])
-        expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)),
-                                  request)
+        expected = auth.signature(
+            auth.string_to_sign(request, auth.canonical_request(request)), request
+        )
         return bool(expected == match["sig"])
 
 
@@ -84,17 +89,26 @@ def standin() -> Iterator[FunctionUrlStandIn]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
             verified = state.verify(self.command, self.path, headers, body)
-            state.requests.append({"method": self.command, "path": self.path,
-                                   "headers": headers, "verified": verified})
+            state.requests.append(
+                {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": headers,
+                    "verified": verified,
+                }
+            )
             if not verified:
                 status, payload = 403, json.dumps({"Message": "Forbidden"})
             else:
-                event = url_event(body.decode("utf-8"), method=self.command, path=self.path,
-                                  user_arn=OPERATOR_ARN)
+                event = url_event(
+                    body.decode("utf-8"), method=self.command, path=self.path, user_arn=OPERATOR_ARN
+                )
                 # The CLI waits meanwhile: what the broker prints (EMF metrics) and logs is
                 # kept apart from the CLI's own output.
-                with redirect_stdout(state.broker_output), \
-                        captured_powertools_log(broker.logger) as log:
+                with (
+                    redirect_stdout(state.broker_output),
+                    captured_powertools_log(broker.logger) as log,
+                ):
                     result = broker.handler(event, LambdaContext())
                 state.broker_output.write(log.getvalue())
                 status, payload = result["statusCode"], result["body"]
@@ -120,8 +134,9 @@ def standin() -> Iterator[FunctionUrlStandIn]:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        standin: FunctionUrlStandIn) -> Iterator[StubbedSecureTunneling]:
+def aws(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, standin: FunctionUrlStandIn
+) -> Iterator[StubbedSecureTunneling]:
     """moto IoT with one thing; one stubbed Secure Tunneling API for the broker and the CLI."""
     with mock_aws():
         iot = boto3.client("iot", region_name=REGION)
@@ -129,11 +144,16 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         tunneling = StubbedSecureTunneling()
         monkeypatch.setattr(broker, "_clients", broker.Clients(iot=iot, tunneling=tunneling.client))
         monkeypatch.delenv(broker.POLICY_VARIABLE, raising=False)
-        monkeypatch.setattr(tunnel_cli, "tunneling_client", lambda region, profile: tunneling.client)
+        monkeypatch.setattr(
+            tunnel_cli, "tunneling_client", lambda region, profile: tunneling.client
+        )
         monkeypatch.setenv("HOME", str(tmp_path))
         # After mock_aws, which sets its own fake credentials.
-        for name, value in zip(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
-                               OPERATOR_CREDENTIALS, strict=True):
+        for name, value in zip(
+            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+            OPERATOR_CREDENTIALS,
+            strict=True,
+        ):
             monkeypatch.setenv(name, value)
         monkeypatch.setenv(tunnel_cli.BROKER_URL_VARIABLE, standin.url)
         yield tunneling
@@ -146,14 +166,25 @@ def _one_line_error(result: CliResult, code: int, message: str) -> None:
     assert re.search(message, result.stderr), result.stderr
 
 
-def test_open_list_close_end_to_end(aws: StubbedSecureTunneling, standin: FunctionUrlStandIn,
-                                    tmp_path: Path) -> None:
+def test_open_list_close_end_to_end(
+    aws: StubbedSecureTunneling, standin: FunctionUrlStandIn, tmp_path: Path
+) -> None:
     aws.expect_list([], thing=THING)
     tunnel_id = aws.expect_open(thing=THING, minutes=30, reason="INC-1234 inspect logs")
     aws.expect_list([summary(tunnel_id)], thing=THING)
 
-    opened = run_cli("tunnel", "open", "--thing", THING, "--service", "SSH", "--minutes", "30",
-                     "--reason", "INC-1234 inspect logs")
+    opened = run_cli(
+        "tunnel",
+        "open",
+        "--thing",
+        THING,
+        "--service",
+        "SSH",
+        "--minutes",
+        "30",
+        "--reason",
+        "INC-1234 inspect logs",
+    )
 
     assert opened.code == 0, opened
     token = aws.tokens[0]
@@ -166,13 +197,17 @@ def test_open_list_close_end_to_end(aws: StubbedSecureTunneling, standin: Functi
     assert token not in standin.broker_output.getvalue()
     assert f"Tunnel {tunnel_id} opened to {THING} (SSH) until " in opened.stdout
     assert re.search(r"until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(30 minutes\)", opened.stdout)
-    assert (f'  AWSIOT_TUNNEL_ACCESS_TOKEN="$(cat {token_file})" localproxy -r {REGION} -s 2222'
-            in opened.stdout.splitlines())
+    assert (
+        f'  AWSIOT_TUNNEL_ACCESS_TOKEN="$(cat {token_file})" localproxy -r {REGION} -s 2222'
+        in opened.stdout.splitlines()
+    )
     assert "  ssh -p 2222 <user>@localhost" in opened.stdout
     (request,) = standin.requests
     assert request["verified"], "the loopback function URL could not verify the SigV4 signature"
-    assert re.match(rf"AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEOPERATOR/\d{{8}}/{REGION}/lambda/aws4_request, ",
-                    request["headers"]["authorization"])
+    assert re.match(
+        rf"AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEOPERATOR/\d{{8}}/{REGION}/lambda/aws4_request, ",
+        request["headers"]["authorization"],
+    )
     assert request["headers"]["x-amz-security-token"] == "operator-session-token"
     assert (request["method"], request["path"]) == ("POST", "/tunnels")
 
@@ -183,9 +218,16 @@ def test_open_list_close_end_to_end(aws: StubbedSecureTunneling, standin: Functi
     assert listed.code == 0, listed
     (row,) = json.loads(listed.stdout)
     assert row | {"createdAt": None} == {
-        "tunnelId": tunnel_id, "status": "OPEN", "reason": "INC-1234 inspect logs",
-        "createdAt": None, "thing": THING, "services": ["SSH"], "expiresAt": tags_expiry,
-        "requester": OPERATOR_ARN, "source": "DISCONNECTED", "destination": "CONNECTED",
+        "tunnelId": tunnel_id,
+        "status": "OPEN",
+        "reason": "INC-1234 inspect logs",
+        "createdAt": None,
+        "thing": THING,
+        "services": ["SSH"],
+        "expiresAt": tags_expiry,
+        "requester": OPERATOR_ARN,
+        "source": "DISCONNECTED",
+        "destination": "CONNECTED",
     }
 
     aws.expect_close(tunnel_id)
@@ -205,23 +247,35 @@ def test_list_as_a_table_and_closed_tunnels_on_request(aws: StubbedSecureTunneli
     assert run_cli("tunnel", "list").stdout == "no tunnels\n"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--minutes", "0"], r"^error: --minutes: 0 is outside 1\.\.720; allowed: a whole number of minutes from 1 to 720$"),
-    (["--minutes", "721"], r"--minutes: 721 is outside 1\.\.720"),
-    (["--minutes", "-5"], r"--minutes: -5 is outside 1\.\.720"),
-    (["--minutes", "ten"], r"--minutes: 'ten' is not a whole number"),
-    (["--thing", "dt/sensor-1"], r"--thing: 'dt/sensor-1' is not a valid thing name; allowed: \[a-zA-Z0-9:_-\]\{1,128\}"),
-    (["--thing", "sensor+"], "--thing: 'sensor\\+' is not a valid thing name"),
-    (["--thing", "sensor#"], "--thing: 'sensor#' is not a valid thing name"),
-    (["--thing", "sensor*"], r"--thing: 'sensor\*' is not a valid thing name"),
-    (["--thing", "s" * 129], "is not a valid thing name"),
-    (["--reason", ""], "--reason: '' is empty; allowed: 1 to 256 printable characters"),
-    (["--reason", "r" * 257], "--reason: is 257 characters long"),
-    (["--reason", "INC-1\x07"], r"--reason: contains the non-printable character U\+0007"),
-    (["--service", "S S"], "--service: 'S S' is not a service name"),
-    (["--broker-url", "http://broker.example.com/"], "--broker-url: 'http://broker.example.com/' is not an https URL"),
-    (["--local-port", "0"], "--local-port"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--minutes", "0"],
+            r"^error: --minutes: 0 is outside 1\.\.720; allowed: a whole number of minutes from 1 to 720$",
+        ),
+        (["--minutes", "721"], r"--minutes: 721 is outside 1\.\.720"),
+        (["--minutes", "-5"], r"--minutes: -5 is outside 1\.\.720"),
+        (["--minutes", "ten"], r"--minutes: 'ten' is not a whole number"),
+        (
+            ["--thing", "dt/sensor-1"],
+            r"--thing: 'dt/sensor-1' is not a valid thing name; allowed: \[a-zA-Z0-9:_-\]\{1,128\}",
+        ),
+        (["--thing", "sensor+"], "--thing: 'sensor\\+' is not a valid thing name"),
+        (["--thing", "sensor#"], "--thing: 'sensor#' is not a valid thing name"),
+        (["--thing", "sensor*"], r"--thing: 'sensor\*' is not a valid thing name"),
+        (["--thing", "s" * 129], "is not a valid thing name"),
+        (["--reason", ""], "--reason: '' is empty; allowed: 1 to 256 printable characters"),
+        (["--reason", "r" * 257], "--reason: is 257 characters long"),
+        (["--reason", "INC-1\x07"], r"--reason: contains the non-printable character U\+0007"),
+        (["--service", "S S"], "--service: 'S S' is not a service name"),
+        (
+            ["--broker-url", "http://broker.example.com/"],
+            "--broker-url: 'http://broker.example.com/' is not an https URL",
+        ),
+        (["--local-port", "0"], "--local-port"),
+    ],
+)
 def test_open_checks_arguments_before_any_call(
     aws: StubbedSecureTunneling, standin: FunctionUrlStandIn, args: list[str], message: str
 ) -> None:
@@ -239,43 +293,76 @@ def test_open_without_reason_or_broker_url_is_a_usage_error(
 ) -> None:
     _one_line_error(run_cli("tunnel", "open", "--thing", THING), 2, "Missing option '--reason'")
     monkeypatch.delenv(tunnel_cli.BROKER_URL_VARIABLE)
-    _one_line_error(run_cli("tunnel", "open", "--thing", THING, "--reason", "INC-1"), 2,
-                    "--broker-url: missing; give the stack output TunnelBrokerUrl or set IOT_REMOTE_ACCESS_BROKER_URL")
+    _one_line_error(
+        run_cli("tunnel", "open", "--thing", THING, "--reason", "INC-1"),
+        2,
+        "--broker-url: missing; give the stack output TunnelBrokerUrl or set IOT_REMOTE_ACCESS_BROKER_URL",
+    )
     assert standin.requests == []
 
 
-def test_broker_refusals_are_one_line_with_exit_1(aws: StubbedSecureTunneling,
-                                                   standin: FunctionUrlStandIn) -> None:
+def test_broker_refusals_are_one_line_with_exit_1(
+    aws: StubbedSecureTunneling, standin: FunctionUrlStandIn
+) -> None:
     result = run_cli("tunnel", "open", "--thing", "ghost-7", "--reason", "INC-1")
-    _one_line_error(result, 1, r"^error: broker refused \(HTTP 404\): thing: 'ghost-7' does not exist in this account and region; allowed: a registered thing$")
+    _one_line_error(
+        result,
+        1,
+        r"^error: broker refused \(HTTP 404\): thing: 'ghost-7' does not exist in this account and region; allowed: a registered thing$",
+    )
     aws.expect_list([summary("t-open")], thing=THING)
     result = run_cli("tunnel", "open", "--thing", THING, "--reason", "INC-1")
-    _one_line_error(result, 1, r"broker refused \(HTTP 409\): thing: 'sensor-1' already has 1 open tunnel")
+    _one_line_error(
+        result, 1, r"broker refused \(HTTP 409\): thing: 'sensor-1' already has 1 open tunnel"
+    )
     assert aws.count("OpenTunnel") == 0
     assert all(r["verified"] for r in standin.requests)
 
 
-def test_a_bad_signature_is_refused_like_aws_does(aws: StubbedSecureTunneling,
-                                                  standin: FunctionUrlStandIn) -> None:
-    standin.credentials = Credentials("ASIAEXAMPLEOPERATOR", "another-secret", "operator-session-token")
+def test_a_bad_signature_is_refused_like_aws_does(
+    aws: StubbedSecureTunneling, standin: FunctionUrlStandIn
+) -> None:
+    standin.credentials = Credentials(
+        "ASIAEXAMPLEOPERATOR", "another-secret", "operator-session-token"
+    )
     result = run_cli("tunnel", "open", "--thing", THING, "--reason", "INC-1")
-    _one_line_error(result, 1, r"broker refused \(HTTP 403\): Forbidden \(is the operator policy attached to your identity\?\)")
+    _one_line_error(
+        result,
+        1,
+        r"broker refused \(HTTP 403\): Forbidden \(is the operator policy attached to your identity\?\)",
+    )
     assert [r["verified"] for r in standin.requests] == [False]
     assert aws.calls == []
 
 
 def test_unreachable_broker_is_exit_1(aws: StubbedSecureTunneling) -> None:
-    result = run_cli("tunnel", "open", "--thing", THING, "--reason", "INC-1",
-                     "--broker-url", "http://127.0.0.1:9")
+    result = run_cli(
+        "tunnel",
+        "open",
+        "--thing",
+        THING,
+        "--reason",
+        "INC-1",
+        "--broker-url",
+        "http://127.0.0.1:9",
+    )
     _one_line_error(result, 1, r"cannot reach the broker at http://127\.0\.0\.1:9/tunnels")
 
 
 def test_close_and_list_errors(aws: StubbedSecureTunneling) -> None:
     _one_line_error(run_cli("tunnel", "close", "a b"), 2, "tunnel-id: 'a b' is not a tunnel id")
     aws.expect_error("close_tunnel", "ResourceNotFoundException", 404)
-    _one_line_error(run_cli("tunnel", "close", "t-404"), 1,
-                    "^error: tunnel t-404 does not exist in this account and region$")
+    _one_line_error(
+        run_cli("tunnel", "close", "t-404"),
+        1,
+        "^error: tunnel t-404 does not exist in this account and region$",
+    )
     aws.expect_error("list_tunnels", "AccessDeniedException", 403)
-    _one_line_error(run_cli("tunnel", "list"), 1,
-                    "AWS IoT Secure Tunneling refused ListTunnels: AccessDeniedException")
-    _one_line_error(run_cli("tunnel", "list", "--thing", "a/b"), 2, "--thing: 'a/b' is not a valid thing name")
+    _one_line_error(
+        run_cli("tunnel", "list"),
+        1,
+        "AWS IoT Secure Tunneling refused ListTunnels: AccessDeniedException",
+    )
+    _one_line_error(
+        run_cli("tunnel", "list", "--thing", "a/b"), 2, "--thing: 'a/b' is not a valid thing name"
+    )

@@ -37,13 +37,17 @@ SAMPLE_THINGS = ("sensor-000001", "gateway:eu_1", "A", "x" * 128, "dt", "cmd", "
 CUSTOM = TopicModel(telemetry="fleet/{thing}/up", commands="fleet/{thing}/down")
 
 
-@pytest.mark.parametrize("access", [
-    DeviceAccess(),
-    DeviceAccess(rotation=True),
-    DeviceAccess(topics=CUSTOM, rotation=True),
-    # AWS-only capabilities add only $aws/ topics, which HiveMQ does not have.
-    DeviceAccess(tunneling=True, jobs=True, job_ids=("job-1",)),
-], ids=["default", "rotation", "custom-topics", "aws-extras"])
+@pytest.mark.parametrize(
+    "access",
+    [
+        DeviceAccess(),
+        DeviceAccess(rotation=True),
+        DeviceAccess(topics=CUSTOM, rotation=True),
+        # AWS-only capabilities add only $aws/ topics, which HiveMQ does not have.
+        DeviceAccess(tunneling=True, jobs=True, job_ids=("job-1",)),
+    ],
+    ids=["default", "rotation", "custom-topics", "aws-extras"],
+)
 @pytest.mark.parametrize("thing", SAMPLE_THINGS)
 def test_device_role_grants_exactly_the_topic_model(access: DeviceAccess, thing: str) -> None:
     permissions = device_permissions(access)
@@ -108,8 +112,11 @@ def test_bridge_role_follows_a_custom_topic_model() -> None:
 
 @pytest.mark.parametrize("group", ["", "a/b", "+", "#", "a b", "x" * 65])
 def test_shared_group_rejects_what_would_widen_the_filter(group: str) -> None:
-    with pytest.raises(TopicModelError, match=r"shared_group: .* is not a shared-subscription "
-                       r"group; allowed: \[a-zA-Z0-9_-\]\{1,64\}"):
+    with pytest.raises(
+        TopicModelError,
+        match=r"shared_group: .* is not a shared-subscription "
+        r"group; allowed: \[a-zA-Z0-9_-\]\{1,64\}",
+    ):
         validate_shared_group(group)
     with pytest.raises(TopicModelError):
         bridge_permissions(TopicModel(), shared_group=group)
@@ -117,22 +124,28 @@ def test_shared_group_rejects_what_would_widen_the_filter(group: str) -> None:
 
 @pytest.mark.parametrize("name", ["pubsub-bridge", "bridge", "a:b_c-d"])
 def test_bridge_identity_must_not_be_a_possible_thing_name(name: str) -> None:
-    with pytest.raises(TopicModelError, match=rf"'{name}' is also a valid thing name.*allowed: "
-                       r"a name with a character thing names cannot have"):
+    with pytest.raises(
+        TopicModelError,
+        match=rf"'{name}' is also a valid thing name.*allowed: "
+        r"a name with a character thing names cannot have",
+    ):
         validate_bridge_identity(name)
     assert validate_bridge_identity("pubsub-bridge.internal") == "pubsub-bridge.internal"
 
 
-@pytest.mark.parametrize(("topic_filter", "topic", "expected"), [
-    ("dt/+/telemetry", "dt/a/telemetry", True),
-    ("dt/+/telemetry", "dt/a/b/telemetry", False),
-    ("dt/#", "dt/a/b", True),
-    ("dt/#", "dt", True),
-    ("#", "$SYS/x", False),
-    ("+/x", "$aws/x", False),
-    ("a/b", "a/b/c", False),
-    ("a/b/c", "a/b", False),
-])
+@pytest.mark.parametrize(
+    ("topic_filter", "topic", "expected"),
+    [
+        ("dt/+/telemetry", "dt/a/telemetry", True),
+        ("dt/+/telemetry", "dt/a/b/telemetry", False),
+        ("dt/#", "dt/a/b", True),
+        ("dt/#", "dt", True),
+        ("#", "$SYS/x", False),
+        ("+/x", "$aws/x", False),
+        ("a/b", "a/b/c", False),
+        ("a/b/c", "a/b", False),
+    ],
+)
 def test_topic_matches_follows_mqtt(topic_filter: str, topic: str, expected: bool) -> None:
     assert topic_matches(topic_filter, topic) is expected
 
@@ -155,13 +168,17 @@ def test_file_realm_round_trips_and_escapes_xml() -> None:
 
 
 def test_ese_config_binds_each_listener_to_its_realm() -> None:
-    document = render_ese_config((
-        EsePipeline("devices", "devices", "devices-realm.xml", by_user=False),
-        EsePipeline("bridge", "bridge", "bridge-realm.xml", by_user=True),
-    ))
+    document = render_ese_config(
+        (
+            EsePipeline("devices", "devices", "devices-realm.xml", by_user=False),
+            EsePipeline("bridge", "bridge", "bridge-realm.xml", by_user=True),
+        )
+    )
     root = ET.fromstring(document)
-    realms = {r.findtext("name"): r.findtext("configuration/file-path")
-              for r in root.iterfind("realms/file-realm")}
+    realms = {
+        r.findtext("name"): r.findtext("configuration/file-path")
+        for r in root.iterfind("realms/file-realm")
+    }
     conf = "/opt/hivemq/extensions/hivemq-enterprise-security-extension/conf"
     assert realms == {
         "devices": f"{conf}/devices-realm.xml",
@@ -190,18 +207,23 @@ def test_ese_config_binds_each_listener_to_its_realm() -> None:
 def _extractions(pipeline: ET.Element) -> set[tuple[str | None, str | None]]:
     return {
         (e.findtext("x509-field"), e.findtext("ese-variable"))
-        for e in pipeline.iterfind("authentication-preprocessors/x509-preprocessor/"
-                                   "x509-extractions/x509-extraction")
+        for e in pipeline.iterfind(
+            "authentication-preprocessors/x509-preprocessor/x509-extractions/x509-extraction"
+        )
     }
 
 
 def test_pubsub_extension_forwards_exactly_the_telemetry_topics() -> None:
     routes = PubsubRoutes(project_id="my-fleet-project", telemetry_topic="telemetry")
     root = ET.fromstring(render_pubsub_extension_config(CUSTOM, routes))
-    assert root.findtext("pubsub-connections/pubsub-connection/google-cloud-project-id") == \
-        "my-fleet-project"
-    assert root.find("pubsub-connections/pubsub-connection/authentication/application-default") \
+    assert (
+        root.findtext("pubsub-connections/pubsub-connection/google-cloud-project-id")
+        == "my-fleet-project"
+    )
+    assert (
+        root.find("pubsub-connections/pubsub-connection/authentication/application-default")
         is not None
+    )
     mapping = root.find("mqtt-to-pubsub-mappings/mqtt-to-pubsub-mapping")
     assert mapping is not None
     assert [f.text for f in mapping.iterfind("mqtt-topic-filters/mqtt-topic-filter")] == [
@@ -226,7 +248,11 @@ def test_pubsub_extension_commands_route_needs_a_transformer() -> None:
     assert transformer.findtext("transformer") == "com.example.Commands"
     subscription = transformer.findtext("pubsub-subscriptions/pubsub-subscription/name")
     assert subscription == "commands-hivemq"
-    settings = {s.findtext("name"): s.findtext("value")
-                for s in transformer.iterfind("custom-settings/custom-setting")}
-    assert settings == {"commands-topic-template": "cmd/{thing}/commands",
-                        "thing-name-pattern": "sensor-[0-9]+"}
+    settings = {
+        s.findtext("name"): s.findtext("value")
+        for s in transformer.iterfind("custom-settings/custom-setting")
+    }
+    assert settings == {
+        "commands-topic-template": "cmd/{thing}/commands",
+        "thing-name-pattern": "sensor-[0-9]+",
+    }

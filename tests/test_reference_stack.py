@@ -12,7 +12,7 @@ from aws_cdk.assertions import Match
 from iot_remote_access.core.cfn_intrinsics import string_alternatives
 from iot_remote_access.settings import FleetSettings
 from iot_remote_access.stacks import IotRemoteAccessStack
-from tests.aws_synth import cfn_lint_errors, synth_checked
+from tests.support.aws_synth import cfn_lint_errors, synth_checked
 
 THING = "${iot:Connection.Thing.ThingName}"
 ARN = "arn:aws:iot:eu-west-1:123456789012"
@@ -49,17 +49,32 @@ def test_device_policy_uses_configured_topics(tmp_path: Path) -> None:
         "ConnectAsOwnThingOnly": [f"{prefix}client/{THING}"],
         "PublishOwnTopics": [f"{prefix}topic/fleet/{THING}/up"],
         # The tunnel notify topic: Secure Tunneling is on by default (settings ``tunneling``).
-        "SubscribeOwnTopics": [f"{prefix}topicfilter/fleet/{THING}/down",
-                               f"{prefix}topicfilter/$aws/things/{THING}/tunnels/notify"],
-        "ReceiveOwnTopics": [f"{prefix}topic/fleet/{THING}/down",
-                             f"{prefix}topic/$aws/things/{THING}/tunnels/notify"],
+        "SubscribeOwnTopics": [
+            f"{prefix}topicfilter/fleet/{THING}/down",
+            f"{prefix}topicfilter/$aws/things/{THING}/tunnels/notify",
+        ],
+        "ReceiveOwnTopics": [
+            f"{prefix}topic/fleet/{THING}/down",
+            f"{prefix}topic/$aws/things/{THING}/tunnels/notify",
+        ],
     }
-    template.has_resource_properties("AWS::IoT::Policy", {
-        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
-            "Action": "iot:Connect",
-            "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
-        })])}
-    })
+    template.has_resource_properties(
+        "AWS::IoT::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Action": "iot:Connect",
+                                "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
 
 
 def test_guard_fails_synth_on_a_foreign_wildcard_policy(tmp_path: Path) -> None:
@@ -67,11 +82,20 @@ def test_guard_fails_synth_on_a_foreign_wildcard_policy(tmp_path: Path) -> None:
 
     def build(app: cdk.App) -> cdk.Stack:
         stack = IotRemoteAccessStack(app, "Ref")
-        iot.CfnPolicy(stack, "Foreign", policy_document={
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "iot:Subscribe",
-                           "Resource": f"{ARN}:topicfilter/dt/+/telemetry"}],
-        })
+        iot.CfnPolicy(
+            stack,
+            "Foreign",
+            policy_document={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "iot:Subscribe",
+                        "Resource": f"{ARN}:topicfilter/dt/+/telemetry",
+                    }
+                ],
+            },
+        )
         return stack
 
     with pytest.raises(RuntimeError, match=r"(?s)ValidationFailed.*Ref/Foreign.*IRA002"):
@@ -85,15 +109,26 @@ def test_guard_can_be_acknowledged_like_cdk_nag(tmp_path: Path) -> None:
 
     def build(app: cdk.App) -> cdk.Stack:
         stack = IotRemoteAccessStack(app, "Ref")
-        legacy = iot.CfnPolicy(stack, "Legacy", policy_document={
-            "Statement": [{"Effect": "Allow", "Action": "iot:Connect",
-                           "Resource": f"{ARN}:client/gateway-1",
-                           "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}}],
-        })
-        cdk.Validations.of(legacy).acknowledge(cdk.Acknowledgment(
-            id="IotPolicyGuard::IRA004-connect-not-bound-to-thing",
-            reason="gateway-1 predates the thing-name convention; replaced in Q3",
-        ))
+        legacy = iot.CfnPolicy(
+            stack,
+            "Legacy",
+            policy_document={
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "iot:Connect",
+                        "Resource": f"{ARN}:client/gateway-1",
+                        "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
+                    }
+                ],
+            },
+        )
+        cdk.Validations.of(legacy).acknowledge(
+            cdk.Acknowledgment(
+                id="IotPolicyGuard::IRA004-connect-not-bound-to-thing",
+                reason="gateway-1 predates the thing-name convention; replaced in Q3",
+            )
+        )
         return stack
 
     synth_checked(build, tmp_path)

@@ -54,9 +54,7 @@ def test_no_hour_exceeds_the_budget_and_the_plan_is_reproducible(
     # Earliest expiry first: a later hour never holds a certificate expiring sooner.
     ordered = sorted(plan.slots, key=lambda s: (s.hour, s.not_after))
     assert all(
-        a.not_after <= b.not_after
-        for a, b in itertools.pairwise(ordered)
-        if a.hour < b.hour
+        a.not_after <= b.not_after for a, b in itertools.pairwise(ordered) if a.hour < b.hour
     )
 
 

@@ -33,11 +33,14 @@ from iot_remote_access.core.security_detections import (
     telemetry_rule_sql,
 )
 from iot_remote_access.core.topics import DeviceAccess, TopicModel
-from tests import security_fixtures as fx
+from tests.support import security_fixtures as fx
 
-ALLOWLIST = DetectionConfig(allowed_networks=(
-    ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_network("2001:db8::/32"),
-))
+ALLOWLIST = DetectionConfig(
+    allowed_networks=(
+        ipaddress.ip_network("198.51.100.0/24"),
+        ipaddress.ip_network("2001:db8::/32"),
+    )
+)
 
 # -- connections from outside the allowed networks ------------------------------------
 
@@ -67,8 +70,9 @@ def test_without_an_allowlist_the_connection_check_is_off() -> None:
 
 
 def test_exempt_clients_are_skipped() -> None:
-    config = DetectionConfig(allowed_networks=ALLOWLIST.allowed_networks,
-                             exempt_client_ids=re.compile("backend-.*"))
+    config = DetectionConfig(
+        allowed_networks=ALLOWLIST.allowed_networks, exempt_client_ids=re.compile("backend-.*")
+    )
     assert evaluate_lifecycle_event({**fx.CONNECTED, "clientId": "backend-7"}, config) == []
     assert len(evaluate_lifecycle_event(fx.CONNECTED, config)) == 1
 
@@ -76,13 +80,19 @@ def test_exempt_clients_are_skipped() -> None:
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        ({k: v for k, v in fx.CONNECTED.items() if k != "ipAddress"},
-         r"^ipAddress: None is missing or not a non-empty string"),
-        ({**fx.CONNECTED, "ipAddress": "not-an-ip"},
-         r"^ipAddress: 'not-an-ip' is not an IPv4 or IPv6 address"),
+        (
+            {k: v for k, v in fx.CONNECTED.items() if k != "ipAddress"},
+            r"^ipAddress: None is missing or not a non-empty string",
+        ),
+        (
+            {**fx.CONNECTED, "ipAddress": "not-an-ip"},
+            r"^ipAddress: 'not-an-ip' is not an IPv4 or IPv6 address",
+        ),
         ({k: v for k, v in fx.CONNECTED.items() if k != "clientId"}, r"^clientId: None is missing"),
-        ({**fx.CONNECTED, "timestamp": "yesterday"},
-         r"^timestamp: 'yesterday' is not milliseconds since the epoch"),
+        (
+            {**fx.CONNECTED, "timestamp": "yesterday"},
+            r"^timestamp: 'yesterday' is not milliseconds since the epoch",
+        ),
         ({**fx.CONNECTED, "timestamp": True}, r"^timestamp: True is not milliseconds"),
         ({**fx.CONNECTED, "eventType": 3}, r"^eventType: 3 is missing or not a non-empty string"),
         (["not", "an", "object"], r"^event: is list, not a JSON object"),
@@ -134,10 +144,20 @@ def test_topics_outside_the_model_are_unexpected(topic: str) -> None:
 
 
 def test_switched_on_capabilities_are_expected() -> None:
-    access = DeviceAccess(topics=TopicModel(commands="fleet/{thing}/down"),
-                          tunneling=True, rotation=True, jobs=True, job_ids=("fw-1",))
-    topics = ["fleet/186b5/down", "$aws/things/186b5/tunnels/notify", "rot/186b5/certificate",
-              "$aws/things/186b5/jobs/notify-next", "$aws/things/186b5/jobs/fw-1/update/accepted"]
+    access = DeviceAccess(
+        topics=TopicModel(commands="fleet/{thing}/down"),
+        tunneling=True,
+        rotation=True,
+        jobs=True,
+        job_ids=("fw-1",),
+    )
+    topics = [
+        "fleet/186b5/down",
+        "$aws/things/186b5/tunnels/notify",
+        "rot/186b5/certificate",
+        "$aws/things/186b5/jobs/notify-next",
+        "$aws/things/186b5/jobs/fw-1/update/accepted",
+    ]
     event = {**fx.SUBSCRIBED, "topics": topics}
     assert evaluate_lifecycle_event(event, DetectionConfig(access=access)) == []
 
@@ -156,8 +176,11 @@ def test_unsubscribe_events_raise_no_finding() -> None:
 
 @pytest.mark.parametrize(
     ("topics", "message"),
-    [(None, r"^topics: None is not a list"), ("foo/bar", r"^topics: 'foo/bar' is not a list"),
-     (["ok", 7], r"^topics: \['ok', 7\] is not a list of topic strings")],
+    [
+        (None, r"^topics: None is not a list"),
+        ("foo/bar", r"^topics: 'foo/bar' is not a list"),
+        (["ok", 7], r"^topics: \['ok', 7\] is not a list of topic strings"),
+    ],
 )
 def test_malformed_subscribe_events_name_the_field(topics: Any, message: str) -> None:
     with pytest.raises(MalformedEvent, match=message):
@@ -185,8 +208,11 @@ def test_refused_publish_is_an_authorization_failure() -> None:
     assert finding.record_source == "iot-log"
     assert finding.observed_at == "2017-08-10T15:39:30.961Z"
     assert finding.evidence == {
-        "action": "publish", "topic": "cmd/other-device/commands", "sourceIp": "205.251.233.181",
-        "protocol": "MQTT", "traceId": "672ec480-31ce-fd8b-b5fb-22e3ac420699",
+        "action": "publish",
+        "topic": "cmd/other-device/commands",
+        "sourceIp": "205.251.233.181",
+        "protocol": "MQTT",
+        "traceId": "672ec480-31ce-fd8b-b5fb-22e3ac420699",
         "principalId": fx.PUBLISH_IN_REFUSED["principalId"],
     }
 
@@ -200,18 +226,24 @@ def test_refused_subscribe_is_an_authorization_failure() -> None:
 
 @pytest.mark.parametrize(
     "entry",
-    [fx.PUBLISH_IN_SUCCESS, fx.SUBSCRIBE_SUCCESS,
-     {**fx.PUBLISH_IN_REFUSED, "reason": "THROTTLED"},
-     {**fx.PUBLISH_IN_REFUSED, "eventType": "Publish-Out"},
-     {**fx.PUBLISH_IN_REFUSED, "eventType": "Connect"}],
+    [
+        fx.PUBLISH_IN_SUCCESS,
+        fx.SUBSCRIBE_SUCCESS,
+        {**fx.PUBLISH_IN_REFUSED, "reason": "THROTTLED"},
+        {**fx.PUBLISH_IN_REFUSED, "eventType": "Publish-Out"},
+        {**fx.PUBLISH_IN_REFUSED, "eventType": "Connect"},
+    ],
 )
 def test_other_log_entries_are_not_findings(entry: dict[str, Any]) -> None:
     assert evaluate_iot_log_message(json.dumps(entry)) is None
 
 
 def test_partial_refusal_without_topic_or_timestamp_is_still_reported() -> None:
-    entry = {k: v for k, v in fx.PUBLISH_IN_REFUSED.items()
-             if k not in ("topicName", "timestamp", "sourceIp")}
+    entry = {
+        k: v
+        for k, v in fx.PUBLISH_IN_REFUSED.items()
+        if k not in ("topicName", "timestamp", "sourceIp")
+    }
     finding = evaluate_iot_log_message(json.dumps(entry))
     assert finding is not None
     assert finding.evidence["topic"] is None
@@ -221,10 +253,14 @@ def test_partial_refusal_without_topic_or_timestamp_is_still_reported() -> None:
 
 @pytest.mark.parametrize(
     ("message", "error"),
-    [("Publish-In Failure", r"^message: 'Publish-In Failure' is not JSON"),
-     ("[1, 2]", r"^message: \[1, 2\] is not a JSON object"),
-     (json.dumps({k: v for k, v in fx.PUBLISH_IN_REFUSED.items() if k != "clientId"}),
-      r"^clientId: None is missing")],
+    [
+        ("Publish-In Failure", r"^message: 'Publish-In Failure' is not JSON"),
+        ("[1, 2]", r"^message: \[1, 2\] is not a JSON object"),
+        (
+            json.dumps({k: v for k, v in fx.PUBLISH_IN_REFUSED.items() if k != "clientId"}),
+            r"^clientId: None is missing",
+        ),
+    ],
 )
 def test_malformed_log_entries_name_the_problem(message: str, error: str) -> None:
     with pytest.raises(MalformedEvent, match=error):
@@ -262,10 +298,15 @@ def test_alarm_returning_to_ok_is_not_a_finding() -> None:
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
-    [(lambda e: e.pop("resources"), r"^resources: None names no alarm ARN"),
-     (lambda e: e.update(detail="x"), r"^detail: 'x' is not a JSON object"),
-     (lambda e: e["detail"].pop("state"), r"^detail\.state: None is not a JSON object"),
-     (lambda e: e["detail"]["state"].update(value=1), r"^detail\.state\.value: 1 is not a string")],
+    [
+        (lambda e: e.pop("resources"), r"^resources: None names no alarm ARN"),
+        (lambda e: e.update(detail="x"), r"^detail: 'x' is not a JSON object"),
+        (lambda e: e["detail"].pop("state"), r"^detail\.state: None is not a JSON object"),
+        (
+            lambda e: e["detail"]["state"].update(value=1),
+            r"^detail\.state\.value: 1 is not a string",
+        ),
+    ],
 )
 def test_malformed_alarm_events_name_the_field(mutate: Any, message: str) -> None:
     event = fx.alarm_state_change(ALARM_ARN)
@@ -275,22 +316,34 @@ def test_malformed_alarm_events_name_the_field(mutate: Any, message: str) -> Non
 
 
 def test_partial_insight_reports_skip_unusable_contributors() -> None:
-    report = {"Contributors": [{"Keys": [], "ApproximateAggregateValue": 5},
-                               {"Keys": ["a"], "ApproximateAggregateValue": "many"},
-                               "junk", {"Keys": ["b"], "ApproximateAggregateValue": 3}]}
+    report = {
+        "Contributors": [
+            {"Keys": [], "ApproximateAggregateValue": 5},
+            {"Keys": ["a"], "ApproximateAggregateValue": "many"},
+            "junk",
+            {"Keys": ["b"], "ApproximateAggregateValue": 3},
+        ]
+    }
     assert parse_insight_report(report) == [Contributor("b", 3.0)]
     assert parse_insight_report({}) == []
 
 
 def test_alarm_routes_round_trip_and_errors() -> None:
-    text = json.dumps({ALARM_ARN: AlarmRoute(Detection.CONNECTION_CHURN, "rule-1").to_dict(),
-                       "arn:2": {"detection": "publish-rate-anomaly"}})
+    text = json.dumps(
+        {
+            ALARM_ARN: AlarmRoute(Detection.CONNECTION_CHURN, "rule-1").to_dict(),
+            "arn:2": {"detection": "publish-rate-anomaly"},
+        }
+    )
     assert parse_alarm_routes(text) == {
         ALARM_ARN: AlarmRoute(Detection.CONNECTION_CHURN, "rule-1"),
         "arn:2": AlarmRoute(Detection.PUBLISH_RATE_ANOMALY, None),
     }
-    with pytest.raises(ValueError, match=r"ALARM_ROUTES\.arn:x\.detection: 'nope' is not a "
-                                         r"detection; allowed: authorization-failure, "):
+    with pytest.raises(
+        ValueError,
+        match=r"ALARM_ROUTES\.arn:x\.detection: 'nope' is not a "
+        r"detection; allowed: authorization-failure, ",
+    ):
         parse_alarm_routes(json.dumps({"arn:x": {"detection": "nope"}}))
     with pytest.raises(ValueError, match=r"^ALARM_ROUTES: not JSON"):
         parse_alarm_routes("{")
@@ -301,9 +354,14 @@ def test_alarm_routes_round_trip_and_errors() -> None:
 
 def test_detection_config_round_trips_through_its_environment_variable() -> None:
     config = DetectionConfig(
-        access=DeviceAccess(topics=TopicModel(telemetry="fleet/{thing}/up"), tunneling=True,
-                            jobs=True, job_ids=("fw-1",)),
-        allowed_networks=ALLOWLIST.allowed_networks, exempt_client_ids=re.compile("svc-.*"),
+        access=DeviceAccess(
+            topics=TopicModel(telemetry="fleet/{thing}/up"),
+            tunneling=True,
+            jobs=True,
+            job_ids=("fw-1",),
+        ),
+        allowed_networks=ALLOWLIST.allowed_networks,
+        exempt_client_ids=re.compile("svc-.*"),
     )
     again = DetectionConfig.from_json(config.to_json())
     assert again.access == config.access
@@ -313,11 +371,18 @@ def test_detection_config_round_trips_through_its_environment_variable() -> None
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
-    [(lambda c: c.pop("topics"), r"^DETECTION_CONFIG: missing or mistyped setting 'topics'"),
-     (lambda c: c.update(allowedSourceCidrs=["10.0.0.1/8"]),
-      r"^DETECTION_CONFIG: allowedSourceCidrs: '10\.0\.0\.1/8' is not a CIDR range"),
-     (lambda c: c["topics"].update(telemetry="dt/+/x"), r"^DETECTION_CONFIG: telemetry: 'dt/\+/x'"),
-     (lambda c: c.update(tunneling="yes"), r"^DETECTION_CONFIG: tunneling: 'yes' is not true")],
+    [
+        (lambda c: c.pop("topics"), r"^DETECTION_CONFIG: missing or mistyped setting 'topics'"),
+        (
+            lambda c: c.update(allowedSourceCidrs=["10.0.0.1/8"]),
+            r"^DETECTION_CONFIG: allowedSourceCidrs: '10\.0\.0\.1/8' is not a CIDR range",
+        ),
+        (
+            lambda c: c["topics"].update(telemetry="dt/+/x"),
+            r"^DETECTION_CONFIG: telemetry: 'dt/\+/x'",
+        ),
+        (lambda c: c.update(tunneling="yes"), r"^DETECTION_CONFIG: tunneling: 'yes' is not true"),
+    ],
 )
 def test_broken_detection_config_is_refused_naming_the_field(mutate: Any, message: str) -> None:
     raw = json.loads(DetectionConfig().to_json())
@@ -329,8 +394,17 @@ def test_broken_detection_config_is_refused_naming_the_field(mutate: Any, messag
 def test_event_detail_has_exactly_the_documented_schema() -> None:
     (finding,) = evaluate_lifecycle_event(fx.SUBSCRIBED, DetectionConfig())
     detail = finding.detail()
-    assert set(detail) == {"schemaVersion", "detection", "severity", "thingName", "clientId",
-                           "observedAt", "summary", "recordSource", "evidence"}
+    assert set(detail) == {
+        "schemaVersion",
+        "detection",
+        "severity",
+        "thingName",
+        "clientId",
+        "observedAt",
+        "summary",
+        "recordSource",
+        "evidence",
+    }
     assert detail["schemaVersion"] == "1"
     entry = finding.put_events_entry("default")
     assert entry["Source"] == EVENT_SOURCE == "iot-remote-access.security"
@@ -341,7 +415,9 @@ def test_event_detail_has_exactly_the_documented_schema() -> None:
 def test_every_detection_has_a_severity_and_metric() -> None:
     assert set(DETECTIONS) == set(Detection)
     assert {d for d, s in DETECTIONS.items() if s.severity is Severity.HIGH} == {
-        Detection.UNEXPECTED_SUBSCRIPTION, Detection.CONNECTION_OUTSIDE_ALLOWLIST}
+        Detection.UNEXPECTED_SUBSCRIPTION,
+        Detection.CONNECTION_OUTSIDE_ALLOWLIST,
+    }
 
 
 def test_metric_counts_per_fleet_and_per_thing() -> None:
@@ -349,18 +425,23 @@ def test_metric_counts_per_fleet_and_per_thing() -> None:
     assert refused is not None
     (subscribed,) = evaluate_lifecycle_event(fx.SUBSCRIBED, DetectionConfig())
     (not_a_thing,) = evaluate_lifecycle_event(
-        {**fx.SUBSCRIBED, "clientId": "a.b", "topics": ["x"]}, DetectionConfig())
+        {**fx.SUBSCRIBED, "clientId": "a.b", "topics": ["x"]}, DetectionConfig()
+    )
     assert findings_by_metric([refused, refused, subscribed, not_a_thing]) == {
-        ("AuthorizationFailures", None): 2, ("AuthorizationFailures", "sensor-1"): 2,
-        ("UnexpectedSubscriptions", None): 4, ("UnexpectedSubscriptions", "186b5"): 3,
+        ("AuthorizationFailures", None): 2,
+        ("AuthorizationFailures", "sensor-1"): 2,
+        ("UnexpectedSubscriptions", None): 4,
+        ("UnexpectedSubscriptions", "186b5"): 3,
     }
 
 
 @pytest.mark.parametrize(
     ("template", "sql"),
-    [("dt/{thing}/telemetry", "SELECT topic(2) AS thingName FROM 'dt/+/telemetry'"),
-     ("{thing}/up", "SELECT topic(1) AS thingName FROM '+/up'"),
-     ("a/b/c/{thing}", "SELECT topic(4) AS thingName FROM 'a/b/c/+'")],
+    [
+        ("dt/{thing}/telemetry", "SELECT topic(2) AS thingName FROM 'dt/+/telemetry'"),
+        ("{thing}/up", "SELECT topic(1) AS thingName FROM '+/up'"),
+        ("a/b/c/{thing}", "SELECT topic(4) AS thingName FROM 'a/b/c/+'"),
+    ],
 )
 def test_telemetry_rule_counts_the_thing_level_without_the_payload(template: str, sql: str) -> None:
     assert telemetry_rule_sql(template) == sql
@@ -373,13 +454,19 @@ def test_telemetry_rule_refuses_quotes() -> None:
 
 def test_findings_reach_an_eventbridge_subscriber_in_batches_of_ten() -> None:
     """moto's EventBridge routes the events to an SQS queue, as a SIEM rule would."""
-    finding = Finding(Detection.AUTHORIZATION_FAILURE, "2026-01-01T00:00:00.000Z", "s",
-                      thing_name="t", record_source="iot-log")
+    finding = Finding(
+        Detection.AUTHORIZATION_FAILURE,
+        "2026-01-01T00:00:00.000Z",
+        "s",
+        thing_name="t",
+        record_source="iot-log",
+    )
     with mock_aws():
         events, sqs = boto3.client("events"), boto3.client("sqs")
         queue = sqs.create_queue(QueueName="siem")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
+            "Attributes"
+        ]["QueueArn"]
         events.put_rule(Name="siem", EventPattern=json.dumps({"source": [EVENT_SOURCE]}))
         events.put_targets(Rule="siem", Targets=[{"Id": "siem", "Arn": queue_arn}])
         calls: list[int] = []
@@ -407,6 +494,9 @@ def test_refused_events_raise_so_lambda_retries() -> None:
     def put_events(**kwargs: Any) -> Any:  # stands in for a throttled PutEvents response
         return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "ThrottlingException"}]}
 
-    with pytest.raises(RuntimeError, match=r"refused 1 of 1 security events \(error codes: "
-                                           r"ThrottlingException\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"refused 1 of 1 security events \(error codes: "
+        r"ThrottlingException\)",
+    ):
         publish_findings([finding], put_events, "default")

@@ -28,7 +28,7 @@ from iot_remote_access.core.security_detections import (
     parse_network,
 )
 from iot_remote_access.core.topics import DeviceAccess
-from tests import security_fixtures as fx
+from tests.support import security_fixtures as fx
 
 TOP_DEVICE_ALARM = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:Ref-TopDevicePublishRate"
 ANOMALY_ALARM = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:Ref-PublishRateAnomaly"
@@ -54,7 +54,8 @@ class Siem:
     def events(self) -> list[dict[str, Any]]:
         received = []
         while batch := self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get(
-                "Messages"):
+            "Messages"
+        ):
             for message in batch:
                 received.append(json.loads(message["Body"]))
                 self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
@@ -67,7 +68,8 @@ def siem() -> Iterator[Siem]:
         sqs, events = boto3.client("sqs"), boto3.client("events")
         url = sqs.create_queue(QueueName="siem")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"]
+            "QueueArn"
+        ]
         events.put_rule(Name="siem", EventPattern=json.dumps({"source": [EVENT_SOURCE]}))
         events.put_targets(Rule="siem", Targets=[{"Id": "siem", "Arn": arn}])
         yield Siem(sqs, url)
@@ -83,18 +85,27 @@ def _load(module: str, monkeypatch: pytest.MonkeyPatch, **environment: str) -> M
 
 @pytest.fixture
 def detector(siem: Siem, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    config = DetectionConfig(access=DeviceAccess(tunneling=True),
-                             allowed_networks=(parse_network("198.51.100.0/24"),))
-    return _load("iot_remote_access.lambdas.security_detections.handler", monkeypatch,
-                 DETECTION_CONFIG=config.to_json())
+    config = DetectionConfig(
+        access=DeviceAccess(tunneling=True), allowed_networks=(parse_network("198.51.100.0/24"),)
+    )
+    return _load(
+        "iot_remote_access.lambdas.security_detections.handler",
+        monkeypatch,
+        DETECTION_CONFIG=config.to_json(),
+    )
 
 
 @pytest.fixture
 def alarm_events(siem: Siem, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    routes = {TOP_DEVICE_ALARM: AlarmRoute(Detection.PUBLISH_RATE_TOP_DEVICE, "Ref-TopPublishers"),
-              ANOMALY_ALARM: AlarmRoute(Detection.PUBLISH_RATE_ANOMALY)}
-    return _load("iot_remote_access.lambdas.security_alarm_events.handler", monkeypatch,
-                 ALARM_ROUTES=json.dumps({k: v.to_dict() for k, v in routes.items()}))
+    routes = {
+        TOP_DEVICE_ALARM: AlarmRoute(Detection.PUBLISH_RATE_TOP_DEVICE, "Ref-TopPublishers"),
+        ANOMALY_ALARM: AlarmRoute(Detection.PUBLISH_RATE_ANOMALY),
+    }
+    return _load(
+        "iot_remote_access.lambdas.security_alarm_events.handler",
+        monkeypatch,
+        ALARM_ROUTES=json.dumps({k: v.to_dict() for k, v in routes.items()}),
+    )
 
 
 def _emf(output: str) -> list[dict[str, Any]]:
@@ -119,8 +130,15 @@ def _metric(emf: list[dict[str, Any]], name: str, dimensions: list[str]) -> floa
 def test_unexpected_subscription_becomes_metric_and_security_event(
     detector: ModuleType, siem: Siem, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    event = {**fx.SUBSCRIBED, "topics": ["cmd/186b5/commands", "$aws/things/186b5/tunnels/notify",
-                                         "cmd/+/commands", "dt/other/telemetry"]}
+    event = {
+        **fx.SUBSCRIBED,
+        "topics": [
+            "cmd/186b5/commands",
+            "$aws/things/186b5/tunnels/notify",
+            "cmd/+/commands",
+            "dt/other/telemetry",
+        ],
+    }
     result = detector.handler(event, FakeLambdaContext())
     assert result == {"statusCode": 200, "body": json.dumps({"findings": 1, "malformed": 0})}
     (received,) = siem.events()
@@ -152,8 +170,7 @@ def test_malformed_lifecycle_event_is_answered_400_naming_the_field(
     event = {k: v for k, v in fx.SUBSCRIBED.items() if k != "topics"}
     result = detector.handler(event, FakeLambdaContext())
     assert result["statusCode"] == 400
-    assert json.loads(result["body"]) == {
-        "error": "topics: None is not a list of topic strings"}
+    assert json.loads(result["body"]) == {"error": "topics: None is not a list of topic strings"}
     assert siem.events() == []
     assert _metric(_emf(capsys.readouterr().out), "MalformedRecords", []) == 1
 
@@ -164,9 +181,14 @@ def test_malformed_lifecycle_event_is_answered_400_naming_the_field(
 def test_refused_publish_from_the_iot_log(
     detector: ModuleType, siem: Siem, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    event = fx.cloudwatch_logs_subscription_event([
-        json.dumps(fx.PUBLISH_IN_REFUSED), json.dumps(fx.PUBLISH_IN_SUCCESS), "not json at all",
-        json.dumps(fx.SUBSCRIBE_REFUSED)])
+    event = fx.cloudwatch_logs_subscription_event(
+        [
+            json.dumps(fx.PUBLISH_IN_REFUSED),
+            json.dumps(fx.PUBLISH_IN_SUCCESS),
+            "not json at all",
+            json.dumps(fx.SUBSCRIBE_REFUSED),
+        ]
+    )
     result = detector.handler(event, FakeLambdaContext())
     assert json.loads(result["body"]) == {"findings": 2, "malformed": 1}
     received = siem.events()
@@ -181,18 +203,26 @@ def test_refused_publish_from_the_iot_log(
 def test_control_messages_are_ignored(detector: ModuleType, siem: Siem) -> None:
     event = fx.cloudwatch_logs_subscription_event(
         ["CWL CONTROL MESSAGE: Checking health of destination Lambda."],
-        message_type="CONTROL_MESSAGE")
+        message_type="CONTROL_MESSAGE",
+    )
     assert json.loads(detector.handler(event, FakeLambdaContext())["body"]) == {
-        "findings": 0, "malformed": 0}
+        "findings": 0,
+        "malformed": 0,
+    }
     assert siem.events() == []
 
 
 def test_refused_put_events_fails_the_invocation_for_a_retry(detector: ModuleType) -> None:
     """A Stubber plays EventBridge answering PutEvents with a throttled entry."""
     with Stubber(detector.events) as stub:
-        stub.add_response("put_events", {"FailedEntryCount": 1, "Entries": [
-            {"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"}]},
-            {"Entries": ANY})
+        stub.add_response(
+            "put_events",
+            {
+                "FailedEntryCount": 1,
+                "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"}],
+            },
+            {"Entries": ANY},
+        )
         with pytest.raises(RuntimeError, match=r"EventBridge refused 1 of 1 security events"):
             detector.handler(fx.SUBSCRIBED, FakeLambdaContext())
 
@@ -205,9 +235,18 @@ def test_top_device_alarm_names_the_device_from_contributor_insights(
 ) -> None:
     """A Stubber plays GetInsightRuleReport (not in moto), with the API's response shape."""
     with Stubber(alarm_events.cloudwatch) as stub:
-        stub.add_response("get_insight_rule_report", fx.INSIGHT_RULE_REPORT, {
-            "RuleName": "Ref-TopPublishers", "StartTime": ANY, "EndTime": ANY, "Period": 300,
-            "MaxContributorCount": 10, "OrderBy": "Sum"})
+        stub.add_response(
+            "get_insight_rule_report",
+            fx.INSIGHT_RULE_REPORT,
+            {
+                "RuleName": "Ref-TopPublishers",
+                "StartTime": ANY,
+                "EndTime": ANY,
+                "Period": 300,
+                "MaxContributorCount": 10,
+                "OrderBy": "Sum",
+            },
+        )
         result = alarm_events.handler(fx.alarm_state_change(TOP_DEVICE_ALARM), FakeLambdaContext())
         stub.assert_no_pending_responses()
     assert json.loads(result["body"]) == {"findings": 1}
@@ -216,7 +255,10 @@ def test_top_device_alarm_names_the_device_from_contributor_insights(
     assert detail["detection"] == "publish-rate-top-device" and detail["severity"] == "medium"
     assert detail["thingName"] == "sensor-9"
     assert detail["recordSource"] == "cloudwatch-alarm"
-    assert [c["thingName"] for c in detail["evidence"]["topContributors"]] == ["sensor-9", "sensor-7"]
+    assert [c["thingName"] for c in detail["evidence"]["topContributors"]] == [
+        "sensor-9",
+        "sensor-7",
+    ]
 
 
 def test_fleet_anomaly_alarm_needs_no_report(alarm_events: ModuleType, siem: Siem) -> None:
@@ -229,18 +271,23 @@ def test_fleet_anomaly_alarm_needs_no_report(alarm_events: ModuleType, siem: Sie
 
 
 def test_alarm_back_to_ok_is_no_event(alarm_events: ModuleType, siem: Siem) -> None:
-    result = alarm_events.handler(fx.alarm_state_change(ANOMALY_ALARM, state="OK"),
-                                  FakeLambdaContext())
+    result = alarm_events.handler(
+        fx.alarm_state_change(ANOMALY_ALARM, state="OK"), FakeLambdaContext()
+    )
     assert json.loads(result["body"]) == {"findings": 0}
     assert siem.events() == []
 
 
 @pytest.mark.parametrize(
     ("event", "error"),
-    [(fx.alarm_state_change("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:Other"),
-      "resources: 'arn:aws:cloudwatch:eu-west-1:123456789012:alarm:Other' is not one of the "
-      "security alarms"),
-     ({"detail-type": "CloudWatch Alarm State Change"}, "resources: None names no alarm ARN")],
+    [
+        (
+            fx.alarm_state_change("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:Other"),
+            "resources: 'arn:aws:cloudwatch:eu-west-1:123456789012:alarm:Other' is not one of the "
+            "security alarms",
+        ),
+        ({"detail-type": "CloudWatch Alarm State Change"}, "resources: None names no alarm ARN"),
+    ],
 )
 def test_unknown_or_malformed_alarm_events_are_answered_400(
     alarm_events: ModuleType, siem: Siem, event: dict[str, Any], error: str

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from iot_remote_access.settings import FleetSettings, SettingsError
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 
 def test_defaults_are_the_safe_topic_layout() -> None:
@@ -23,19 +23,38 @@ def test_defaults_are_the_safe_topic_layout() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"telemetryTopic": "dt/+/telemetry"},
-         r"^iot-remote-access\.telemetryTopic: 'dt/\+/telemetry' contains '\+'; allowed:"),
-        ({"commandsTopic": "$aws/things/{thing}/x"},
-         r"^iot-remote-access\.commandsTopic: '\$aws/things/\{thing\}/x' starts with '\$'"),
-        ({"commandsTopic": "cmd/commands"},
-         r"^iot-remote-access\.commandsTopic: 'cmd/commands' has no \{thing\}"),
-        ({"telemetryTopic": "a//{thing}"}, r"telemetryTopic: 'a//\{thing\}' has an empty topic level"),
-        ({"telemetryTopic": 5}, r"^iot-remote-access\.telemetryTopic: 5: Input should be a valid string"),
-        ({"thingNamePattern": "sensor-("}, r"thingNamePattern: 'sensor-\(' is not a regular expression"),
-        ({"telemtryTopic": "dt/{thing}/t"},
-         r"^iot-remote-access\.telemtryTopic: unknown setting; allowed: telemetryTopic, commandsTopic"),
-        ({"telemetryTopic": "x/{thing}/y", "commandsTopic": "x/{thing}/y"},
-         r"commands: 'x/\{thing\}/y' is also used for telemetry"),
+        (
+            {"telemetryTopic": "dt/+/telemetry"},
+            r"^iot-remote-access\.telemetryTopic: 'dt/\+/telemetry' contains '\+'; allowed:",
+        ),
+        (
+            {"commandsTopic": "$aws/things/{thing}/x"},
+            r"^iot-remote-access\.commandsTopic: '\$aws/things/\{thing\}/x' starts with '\$'",
+        ),
+        (
+            {"commandsTopic": "cmd/commands"},
+            r"^iot-remote-access\.commandsTopic: 'cmd/commands' has no \{thing\}",
+        ),
+        (
+            {"telemetryTopic": "a//{thing}"},
+            r"telemetryTopic: 'a//\{thing\}' has an empty topic level",
+        ),
+        (
+            {"telemetryTopic": 5},
+            r"^iot-remote-access\.telemetryTopic: 5: Input should be a valid string",
+        ),
+        (
+            {"thingNamePattern": "sensor-("},
+            r"thingNamePattern: 'sensor-\(' is not a regular expression",
+        ),
+        (
+            {"telemtryTopic": "dt/{thing}/t"},
+            r"^iot-remote-access\.telemtryTopic: unknown setting; allowed: telemetryTopic, commandsTopic",
+        ),
+        (
+            {"telemetryTopic": "x/{thing}/y", "commandsTopic": "x/{thing}/y"},
+            r"commands: 'x/\{thing\}/y' is also used for telemetry",
+        ),
     ],
 )
 def test_bad_settings_name_field_value_and_rule(raw: dict[str, object], message: str) -> None:
@@ -53,7 +72,9 @@ def test_every_problem_is_reported_on_its_own_line() -> None:
 
 
 def test_settings_are_not_an_object() -> None:
-    with pytest.raises(SettingsError, match=r"^iot-remote-access: expected an object of settings, got list"):
+    with pytest.raises(
+        SettingsError, match=r"^iot-remote-access: expected an object of settings, got list"
+    ):
         FleetSettings.parse(["dt/{thing}/t"])  # type: ignore[arg-type]
 
 
@@ -89,8 +110,11 @@ def test_app_stops_synth_with_one_line_naming_the_field(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "app.py"],
         cwd=REPO_ROOT,
-        env={**__import__("os").environ, "CDK_CONTEXT_JSON": json.dumps(context),
-             "CDK_OUTDIR": str(tmp_path)},
+        env={
+            **__import__("os").environ,
+            "CDK_CONTEXT_JSON": json.dumps(context),
+            "CDK_OUTDIR": str(tmp_path),
+        },
         capture_output=True,
         text=True,
         timeout=120,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from iot_remote_access.settings import FleetSettings, SettingsError
-from iot_remote_access.settings_monitoring import MonitoringSettings
+from iot_remote_access.settings.monitoring import MonitoringSettings
 
 
 def test_defaults_are_on_and_safe() -> None:
@@ -17,11 +17,17 @@ def test_defaults_are_on_and_safe() -> None:
 
 
 def test_camel_case_keys_and_normalised_cidrs() -> None:
-    monitoring = FleetSettings.parse({"monitoring": {
-        "allowedSourceCidrs": ["198.51.100.0/24", "2001:DB8::/32", "198.51.100.0/24"],
-        "maxTelemetryPerDevicePerMinute": 120, "maxConnectsPerDevicePer5Minutes": 3,
-        "exemptClientIdPattern": "backend-.*", "incidentEmails": ["soc@example.com"],
-    }}).monitoring
+    monitoring = FleetSettings.parse(
+        {
+            "monitoring": {
+                "allowedSourceCidrs": ["198.51.100.0/24", "2001:DB8::/32", "198.51.100.0/24"],
+                "maxTelemetryPerDevicePerMinute": 120,
+                "maxConnectsPerDevicePer5Minutes": 3,
+                "exemptClientIdPattern": "backend-.*",
+                "incidentEmails": ["soc@example.com"],
+            }
+        }
+    ).monitoring
     assert monitoring.allowed_source_cidrs == ("198.51.100.0/24", "2001:db8::/32")
     assert monitoring.max_telemetry_per_device_per_minute == 120
     assert monitoring.incident_emails == ("soc@example.com",)
@@ -30,33 +36,46 @@ def test_camel_case_keys_and_normalised_cidrs() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"iotLogLevel": "DISABLED"},
-         r"^iot-remote-access\.monitoring\.iotLogLevel: 'DISABLED' is not a logging level that "
-         r"records authorization failures; allowed: ERROR, WARN, INFO, DEBUG$"),
-        ({"logRetentionDays": 10},
-         r"^iot-remote-access\.monitoring\.logRetentionDays: 10 is not a CloudWatch Logs "
-         r"retention; allowed: 1, 3, 5"),
-        ({"allowedSourceCidrs": ["10.0.0.1/8"]},
-         r"^iot-remote-access\.monitoring\.allowedSourceCidrs: '10\.0\.0\.1/8' is not a CIDR "
-         r"range \(10\.0\.0\.1/8 has host bits set\); allowed: a network address"),
-        ({"allowedSourceCidrs": ["office"]},
-         r"allowedSourceCidrs: 'office' is not a CIDR range"),
-        ({"exemptClientIdPattern": "("},
-         r"^iot-remote-access\.monitoring\.exemptClientIdPattern: '\(' is not a regular expression"),
+        (
+            {"iotLogLevel": "DISABLED"},
+            r"^iot-remote-access\.monitoring\.iotLogLevel: 'DISABLED' is not a logging level that "
+            r"records authorization failures; allowed: ERROR, WARN, INFO, DEBUG$",
+        ),
+        (
+            {"logRetentionDays": 10},
+            r"^iot-remote-access\.monitoring\.logRetentionDays: 10 is not a CloudWatch Logs "
+            r"retention; allowed: 1, 3, 5",
+        ),
+        (
+            {"allowedSourceCidrs": ["10.0.0.1/8"]},
+            r"^iot-remote-access\.monitoring\.allowedSourceCidrs: '10\.0\.0\.1/8' is not a CIDR "
+            r"range \(10\.0\.0\.1/8 has host bits set\); allowed: a network address",
+        ),
+        ({"allowedSourceCidrs": ["office"]}, r"allowedSourceCidrs: 'office' is not a CIDR range"),
+        (
+            {"exemptClientIdPattern": "("},
+            r"^iot-remote-access\.monitoring\.exemptClientIdPattern: '\(' is not a regular expression",
+        ),
         ({"exemptClientIdPattern": ""}, r"exemptClientIdPattern: '' is empty"),
-        ({"maxTelemetryPerDevicePerMinute": 0},
-         r"maxTelemetryPerDevicePerMinute: 0 is below 1; allowed: a whole number of 1 or more"),
+        (
+            {"maxTelemetryPerDevicePerMinute": 0},
+            r"maxTelemetryPerDevicePerMinute: 0 is below 1; allowed: a whole number of 1 or more",
+        ),
         ({"authorizationFailureThreshold": -1}, r"authorizationFailureThreshold: -1 is below 1"),
         ({"publishRateAnomalyBand": 50}, r"publishRateAnomalyBand: 50\.0 is outside 0\.5\.\.10"),
         ({"siemRetentionDays": 0}, r"siemRetentionDays: 0 is below 1"),
         ({"alarmEmails": ["ops"]}, r"alarmEmails: 'ops' is not an e-mail address"),
-        ({"siemExprot": False},
-         r"^iot-remote-access\.monitoring\.siemExprot: unknown setting; allowed: enabled, "
-         r"iotLogLevel, "),
+        (
+            {"siemExprot": False},
+            r"^iot-remote-access\.monitoring\.siemExprot: unknown setting; allowed: enabled, "
+            r"iotLogLevel, ",
+        ),
         ({"enabled": "maybe"}, r"monitoring\.enabled: 'maybe': Input should be a valid boolean"),
     ],
 )
-def test_bad_monitoring_settings_name_field_value_and_rule(raw: dict[str, object], message: str) -> None:
+def test_bad_monitoring_settings_name_field_value_and_rule(
+    raw: dict[str, object], message: str
+) -> None:
     with pytest.raises(SettingsError, match=message):
         FleetSettings.parse({"monitoring": raw})
 
@@ -67,9 +86,16 @@ def test_section_module_imports_on_its_own() -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-c", "import iot_remote_access.settings_monitoring as m; "
-         "import iot_remote_access.settings as s; "
-         "assert s.FleetSettings().monitoring == m.MonitoringSettings()"],
-        capture_output=True, text=True, check=False, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import iot_remote_access.settings.monitoring as m; "
+            "import iot_remote_access.settings as s; "
+            "assert s.FleetSettings().monitoring == m.MonitoringSettings()",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr

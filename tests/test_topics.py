@@ -72,7 +72,9 @@ def test_render_refuses_a_wildcard_thing() -> None:
 
 
 def test_topic_model_refuses_two_purposes_on_one_topic() -> None:
-    with pytest.raises(TopicModelError, match=r"^commands: 'dt/\{thing\}/x' is also used for telemetry"):
+    with pytest.raises(
+        TopicModelError, match=r"^commands: 'dt/\{thing\}/x' is also used for telemetry"
+    ):
         TopicModel(telemetry="dt/{thing}/x", commands="dt/{thing}/x")
 
 
@@ -92,8 +94,9 @@ def test_switches_add_exact_per_thing_topics() -> None:
     assert "$aws/things/{thing}/jobs/rotate-1/update" in templates
     assert all("{thing}" in t for t in templates)
     assert not any(ch in t for t in templates for ch in "+#*")
-    assert not any(t.startswith("$") for t in (g.template for g in access.grants(
-        include_aws_reserved=False)))
+    assert not any(
+        t.startswith("$") for t in (g.template for g in access.grants(include_aws_reserved=False))
+    )
 
 
 def test_allows_is_exact() -> None:

@@ -20,7 +20,7 @@ from moto import mock_aws
 
 from iot_remote_access.core.tunnel_rules import TunnelPolicy
 from iot_remote_access.lambdas.tunnel_broker import handler as broker
-from tests.tunneling_stub import (
+from tests.support.tunneling_stub import (
     OPERATOR_ARN,
     REGION,
     LambdaContext,
@@ -66,8 +66,13 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Broker]:
 
 
 def _body(**fields: Any) -> dict[str, Any]:
-    return {"thing": THING, "service": "SSH", "minutes": 30, "reason": "INC-1234 inspect logs",
-            **fields}
+    return {
+        "thing": THING,
+        "service": "SSH",
+        "minutes": 30,
+        "reason": "INC-1234 inspect logs",
+        **fields,
+    }
 
 
 def test_opens_tags_and_returns_the_token_to_the_caller_only(stack: Broker) -> None:
@@ -83,7 +88,12 @@ def test_opens_tags_and_returns_the_token_to_the_caller_only(stack: Broker) -> N
     assert body["tunnelId"] == tunnel_id
     assert body["sourceAccessToken"] == stack.tunneling.tokens[0]
     assert "destinationAccessToken" not in body  # AWS delivers it to the device
-    assert (body["thing"], body["service"], body["minutes"], body["region"]) == (THING, "SSH", 30, REGION)
+    assert (body["thing"], body["service"], body["minutes"], body["region"]) == (
+        THING,
+        "SSH",
+        30,
+        REGION,
+    )
     expires = datetime.fromisoformat(body["expiresAt"].replace("Z", "+00:00"))
     assert timedelta(minutes=30) <= expires - before <= timedelta(minutes=30, seconds=5)
     (sent,) = stack.tunneling.sent("OpenTunnel")
@@ -95,9 +105,16 @@ def test_opens_tags_and_returns_the_token_to_the_caller_only(stack: Broker) -> N
     stack.tunneling.stubber.assert_no_pending_responses()
     (audit,) = stack.audits()
     assert audit == {
-        "event": "tunnel.open", "decision": "allowed", "requester": OPERATOR_ARN, "thing": THING,
-        "service": "SSH", "minutes": 30, "reason": "INC-1234 inspect logs", "tunnelId": tunnel_id,
-        "expiresAt": body["expiresAt"], "at": audit["at"],
+        "event": "tunnel.open",
+        "decision": "allowed",
+        "requester": OPERATOR_ARN,
+        "thing": THING,
+        "service": "SSH",
+        "minutes": 30,
+        "reason": "INC-1234 inspect logs",
+        "tunnelId": tunnel_id,
+        "expiresAt": body["expiresAt"],
+        "at": audit["at"],
     }
 
 
@@ -113,38 +130,143 @@ def test_default_lifetime_and_service_come_from_the_deployment(stack: Broker) ->
 # Every bad input of the issue, with the status and the message it gets. None opens a tunnel.
 BAD_INPUTS: list[tuple[str, dict[str, Any], int, str, str]] = [
     ("minutes 0", json_event(_body(minutes=0)), 400, "minutes", r"minutes: 0 is outside 1\.\.720"),
-    ("minutes 721", json_event(_body(minutes=721)), 400, "minutes", r"minutes: 721 is outside 1\.\.720"),
+    (
+        "minutes 721",
+        json_event(_body(minutes=721)),
+        400,
+        "minutes",
+        r"minutes: 721 is outside 1\.\.720",
+    ),
     ("minutes negative", json_event(_body(minutes=-1)), 400, "minutes", r"minutes: -1 is outside"),
-    ("minutes non-numeric", json_event(_body(minutes="thirty")), 400, "minutes", "minutes: 'thirty' is not a whole number"),
-    ("minutes fractional", json_event(_body(minutes=1.5)), 400, "minutes", r"minutes: 1\.5 is not a whole number"),
-    ("unknown thing", json_event(_body(thing="ghost-7")), 404, "thing", "thing: 'ghost-7' does not exist in this account and region"),
-    ("thing with /", json_event(_body(thing="dt/sensor-1")), 400, "thing", "thing: 'dt/sensor-1' is not a valid thing name"),
+    (
+        "minutes non-numeric",
+        json_event(_body(minutes="thirty")),
+        400,
+        "minutes",
+        "minutes: 'thirty' is not a whole number",
+    ),
+    (
+        "minutes fractional",
+        json_event(_body(minutes=1.5)),
+        400,
+        "minutes",
+        r"minutes: 1\.5 is not a whole number",
+    ),
+    (
+        "unknown thing",
+        json_event(_body(thing="ghost-7")),
+        404,
+        "thing",
+        "thing: 'ghost-7' does not exist in this account and region",
+    ),
+    (
+        "thing with /",
+        json_event(_body(thing="dt/sensor-1")),
+        400,
+        "thing",
+        "thing: 'dt/sensor-1' is not a valid thing name",
+    ),
     ("thing with +", json_event(_body(thing="sensor+")), 400, "thing", "is not a valid thing name"),
     ("thing with #", json_event(_body(thing="#")), 400, "thing", "is not a valid thing name"),
-    ("thing with *", json_event(_body(thing="sensor-*")), 400, "thing", "is not a valid thing name"),
-    ("thing over 128", json_event(_body(thing="s" * 129)), 400, "thing", "is not a valid thing name"),
+    (
+        "thing with *",
+        json_event(_body(thing="sensor-*")),
+        400,
+        "thing",
+        "is not a valid thing name",
+    ),
+    (
+        "thing over 128",
+        json_event(_body(thing="s" * 129)),
+        400,
+        "thing",
+        "is not a valid thing name",
+    ),
     ("thing missing", json_event({"reason": "INC-1"}), 400, "thing", "thing: missing"),
-    ("service not allowed", json_event(_body(service="RDP")), 403, "service", "service: 'RDP' is not on the allowlist; allowed: SSH"),
-    ("service malformed", json_event(_body(service="ssh;reboot")), 400, "service", "is not a service name"),
-    ("reason missing", json_event({"thing": THING, "minutes": 30}), 400, "reason", "reason: missing; allowed: 1 to 256 printable characters"),
+    (
+        "service not allowed",
+        json_event(_body(service="RDP")),
+        403,
+        "service",
+        "service: 'RDP' is not on the allowlist; allowed: SSH",
+    ),
+    (
+        "service malformed",
+        json_event(_body(service="ssh;reboot")),
+        400,
+        "service",
+        "is not a service name",
+    ),
+    (
+        "reason missing",
+        json_event({"thing": THING, "minutes": 30}),
+        400,
+        "reason",
+        "reason: missing; allowed: 1 to 256 printable characters",
+    ),
     ("reason empty", json_event(_body(reason="")), 400, "reason", "reason: '' is empty"),
     ("reason blank", json_event(_body(reason="  ")), 400, "reason", "is empty"),
-    ("reason over-long", json_event(_body(reason="r" * 257)), 400, "reason", "reason: is 257 characters long; allowed: 1 to 256"),
-    ("reason control character", json_event(_body(reason="INC-1\r\nforged")), 400, "reason", r"U\+000D"),
+    (
+        "reason over-long",
+        json_event(_body(reason="r" * 257)),
+        400,
+        "reason",
+        "reason: is 257 characters long; allowed: 1 to 256",
+    ),
+    (
+        "reason control character",
+        json_event(_body(reason="INC-1\r\nforged")),
+        400,
+        "reason",
+        r"U\+000D",
+    ),
     ("malformed JSON", url_event('{"thing": "sensor-1",'), 400, "body", "body: not valid JSON"),
-    ("JSON not an object", url_event('["sensor-1"]'), 400, "body", "body: a JSON list is not an object"),
+    (
+        "JSON not an object",
+        url_event('["sensor-1"]'),
+        400,
+        "body",
+        "body: a JSON list is not an object",
+    ),
     ("no body", url_event(None), 400, "body", "body: not valid JSON"),
     ("binary body", url_event(b"\xff\xfe", base64_body=True), 400, "body", "body: not UTF-8 text"),
-    ("body too large", json_event(_body(reason="r" * 5000)), 413, "body", "body: 5.* bytes; allowed: at most 4096"),
+    (
+        "body too large",
+        json_event(_body(reason="r" * 5000)),
+        413,
+        "body",
+        "body: 5.* bytes; allowed: at most 4096",
+    ),
     ("unknown field", json_event(_body(delete=True)), 400, "delete", "delete: unknown field"),
-    ("wrong path", json_event(_body(), path="/admin"), 404, "route", "route: POST /admin is not served"),
-    ("wrong method", url_event(None, method="GET"), 405, "route", "route: GET /tunnels is not served; allowed: POST /tunnels"),
-    ("unsigned", json_event(_body(), user_arn=None), 403, "requester", "requester: the request carries no IAM identity"),
+    (
+        "wrong path",
+        json_event(_body(), path="/admin"),
+        404,
+        "route",
+        "route: POST /admin is not served",
+    ),
+    (
+        "wrong method",
+        url_event(None, method="GET"),
+        405,
+        "route",
+        "route: GET /tunnels is not served; allowed: POST /tunnels",
+    ),
+    (
+        "unsigned",
+        json_event(_body(), user_arn=None),
+        403,
+        "requester",
+        "requester: the request carries no IAM identity",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("event", "status", "field", "message"),
-                         [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+@pytest.mark.parametrize(
+    ("event", "status", "field", "message"),
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
 def test_every_bad_input_gets_a_4xx_naming_the_field_and_opens_nothing(
     stack: Broker, event: dict[str, Any], status: int, field: str, message: str
 ) -> None:
@@ -165,8 +287,11 @@ def test_too_many_tunnels_for_the_thing_is_refused(stack: Broker) -> None:
     stack.tunneling.expect_list([summary("t-open"), summary("t-old", status="CLOSED")], thing=THING)
     status, body, _ = stack.call(json_event(_body()))
     assert status == 409
-    assert body == {"field": "thing", "message": "thing: 'sensor-1' already has 1 open tunnel(s) "
-                    "(t-open); allowed: at most 1 per thing; close one first"}
+    assert body == {
+        "field": "thing",
+        "message": "thing: 'sensor-1' already has 1 open tunnel(s) "
+        "(t-open); allowed: at most 1 per thing; close one first",
+    }
     assert stack.tunneling.count("OpenTunnel") == 0
     assert stack.audits()[0]["decision"] == "refused"
 
@@ -182,8 +307,10 @@ def test_thing_groups_allow_members_and_members_of_subgroups(stack: Broker) -> N
 
     status, body, _ = stack.call(json_event(_body(thing="lab-1")))
     assert (status, body["field"]) == (403, "thing")
-    assert body["message"] == ("thing: 'lab-1' is in none of the thing groups allowed tunnels; "
-                               "allowed: things in production")
+    assert body["message"] == (
+        "thing: 'lab-1' is in none of the thing groups allowed tunnels; "
+        "allowed: things in production"
+    )
     assert stack.tunneling.count("OpenTunnel") == 0
 
     stack.tunneling.expect_list([], thing=THING)
@@ -193,22 +320,35 @@ def test_thing_groups_allow_members_and_members_of_subgroups(stack: Broker) -> N
     assert status == 201, body
 
 
-@pytest.mark.parametrize("code", ["ThrottlingException", "ServiceUnavailableException",
-                                  "InternalFailureException", "LimitExceededException"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ThrottlingException",
+        "ServiceUnavailableException",
+        "InternalFailureException",
+        "LimitExceededException",
+    ],
+)
 def test_open_tunnel_failure_is_a_503_and_nothing_is_half_done(stack: Broker, code: str) -> None:
     stack.tunneling.expect_list([], thing=THING)
     stack.tunneling.expect_error("open_tunnel", code, 429 if "Throttl" in code else 500)
     status, body, headers = stack.call(json_event(_body()))
     assert status == 503
     assert headers["Retry-After"] == "5"
-    assert body == {"field": "aws", "message": f"aws: OpenTunnel failed ({code}); no tunnel was handed out, try again"}
+    assert body == {
+        "field": "aws",
+        "message": f"aws: OpenTunnel failed ({code}); no tunnel was handed out, try again",
+    }
     stack.tunneling.stubber.assert_no_pending_responses()  # nothing after the failed call
 
 
 def test_listing_failure_before_opening_is_a_503_and_opens_nothing(stack: Broker) -> None:
     stack.tunneling.expect_error("list_tunnels", "ThrottlingException", 429)
     status, body, _ = stack.call(json_event(_body()))
-    assert (status, body["message"]) == (503, "aws: ListTunnels failed (ThrottlingException); no tunnel was handed out, try again")
+    assert (status, body["message"]) == (
+        503,
+        "aws: ListTunnels failed (ThrottlingException); no tunnel was handed out, try again",
+    )
     assert stack.tunneling.count("OpenTunnel") == 0
 
 
@@ -216,7 +356,9 @@ def test_iot_failure_on_describe_thing_is_a_503(stack: Broker) -> None:
     iot = boto3.client("iot", region_name=REGION)
     with Stubber(iot) as stubbed_iot:
         stubbed_iot.add_client_error("describe_thing", "ThrottlingException", http_status_code=429)
-        stack.monkeypatch.setattr(broker, "_clients", broker.Clients(iot=iot, tunneling=stack.tunneling.client))
+        stack.monkeypatch.setattr(
+            broker, "_clients", broker.Clients(iot=iot, tunneling=stack.tunneling.client)
+        )
         status, body, _ = stack.call(json_event(_body()))
     assert (status, body["field"]) == (503, "aws")
     assert "DescribeThing failed (ThrottlingException)" in body["message"]
@@ -228,12 +370,17 @@ def test_concurrent_request_for_the_same_thing_rolls_the_younger_tunnel_back(sta
     tunnel_id = stack.tunneling.expect_open(thing=THING, minutes=30)
     now = datetime.now(UTC)
     # Another request's tunnel was created a moment earlier: ours must go.
-    stack.tunneling.expect_list([summary(tunnel_id, created=now),
-                                 summary("a-winner", created=now - timedelta(seconds=1))], thing=THING)
+    stack.tunneling.expect_list(
+        [summary(tunnel_id, created=now), summary("a-winner", created=now - timedelta(seconds=1))],
+        thing=THING,
+    )
     stack.tunneling.expect_close(tunnel_id)
     status, body, _ = stack.call(json_event(_body()))
     assert status == 409
-    assert body["message"] == "thing: 'sensor-1' got another tunnel at the same moment; allowed: at most 1 per thing"
+    assert (
+        body["message"]
+        == "thing: 'sensor-1' got another tunnel at the same moment; allowed: at most 1 per thing"
+    )
     assert "sourceAccessToken" not in body
     stack.tunneling.stubber.assert_no_pending_responses()
 
@@ -249,7 +396,9 @@ def test_failure_after_opening_closes_the_tunnel_before_answering(stack: Broker)
     assert stack.tunneling.sent("CloseTunnel") == [{"tunnelId": tunnel_id, "delete": False}]
 
 
-def test_a_rollback_that_fails_leaves_the_tunnel_to_the_sweeper_and_hands_out_nothing(stack: Broker) -> None:
+def test_a_rollback_that_fails_leaves_the_tunnel_to_the_sweeper_and_hands_out_nothing(
+    stack: Broker,
+) -> None:
     stack.tunneling.expect_list([], thing=THING)
     tunnel_id = stack.tunneling.expect_open(thing=THING, minutes=30)
     stack.tunneling.expect_error("list_tunnels", "ServiceUnavailableException", 503)
@@ -269,10 +418,16 @@ def test_an_internal_error_is_a_500_with_an_audit_record_and_no_tunnel(
 
     monkeypatch.setattr(broker, "parse_request", broken)
     status, body, _ = stack.call(json_event(_body()))
-    assert (status, body) == (500, {"field": "broker", "message": "broker: internal error; no tunnel was handed out"})
+    assert (status, body) == (
+        500,
+        {"field": "broker", "message": "broker: internal error; no tunnel was handed out"},
+    )
     (audit,) = stack.audits()
     assert (audit["decision"], audit["status"]) == ("refused", 500)
-    assert any(r["level"] == "ERROR" and "simulated bug" in r.get("exception", "") for r in log_records(stack.log))
+    assert any(
+        r["level"] == "ERROR" and "simulated bug" in r.get("exception", "")
+        for r in log_records(stack.log)
+    )
     assert stack.tunneling.count("OpenTunnel") == 0
 
 
@@ -291,8 +446,10 @@ def test_no_token_appears_in_any_log_line_or_metric(
     stack.tunneling.expect_list([], thing=THING)
     second = stack.tunneling.expect_open(thing=THING, minutes=30)
     now = datetime.now(UTC)
-    stack.tunneling.expect_list([summary(second, created=now),
-                                 summary("a-winner", created=now - timedelta(seconds=1))], thing=THING)
+    stack.tunneling.expect_list(
+        [summary(second, created=now), summary("a-winner", created=now - timedelta(seconds=1))],
+        thing=THING,
+    )
     stack.tunneling.expect_error("close_tunnel", "InternalFailureException", 500)
     assert stack.call(json_event(_body()))[0] == 409
     # refused

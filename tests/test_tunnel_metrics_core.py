@@ -25,23 +25,31 @@ from iot_remote_access.core.tunnel_metrics import (
     parse_event,
     renewal_window_problem,
 )
-from tests import secure_tunneling_events as ev
+from tests.support import secure_tunneling_events as ev
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 WINDOW = timedelta(minutes=15)
 
 
 def _opened(at: datetime, tunnel_id: str = "t1", lifetime: int = 720) -> TunnelOpened:
-    return TunnelOpened(event_id="e", tunnel_id=tunnel_id, opened_at=at,
-                        lifetime=timedelta(minutes=lifetime), thing_name="sensor-1")
+    return TunnelOpened(
+        event_id="e",
+        tunnel_id=tunnel_id,
+        opened_at=at,
+        lifetime=timedelta(minutes=lifetime),
+        thing_name="sensor-1",
+    )
 
 
 def test_open_event_parses_thing_tunnel_time_and_lifetime() -> None:
     event = ev.open_tunnel(T0, thing="sensor-1", tunnel_id="tun-1", lifetime_minutes=30)
     parsed = parse_event(event)
     assert parsed == TunnelOpened(
-        event_id=event["detail"]["eventID"], tunnel_id="tun-1", opened_at=T0,
-        lifetime=timedelta(minutes=30), thing_name="sensor-1",
+        event_id=event["detail"]["eventID"],
+        tunnel_id="tun-1",
+        opened_at=T0,
+        lifetime=timedelta(minutes=30),
+        thing_name="sensor-1",
     )
     assert parse_event(ev.open_tunnel(T0)).lifetime == DEFAULT_LIFETIME  # type: ignore[union-attr]
 
@@ -49,7 +57,8 @@ def test_open_event_parses_thing_tunnel_time_and_lifetime() -> None:
 def test_close_and_scheduled_events_parse() -> None:
     close = ev.close_tunnel(T0, "tun-1")
     assert parse_event(close) == TunnelClosed(
-        event_id=close["detail"]["eventID"], tunnel_id="tun-1", closed_at=T0)
+        event_id=close["detail"]["eventID"], tunnel_id="tun-1", closed_at=T0
+    )
     scheduled: dict[str, Any] = ev.scheduled(T0)
     assert parse_event(scheduled) == SweepRequested(event_id=scheduled["id"], at=T0)
 
@@ -105,14 +114,29 @@ def test_ledger_refuses_a_window_that_is_not_positive() -> None:
         TunnelLedger(store=None, directory=None, renewal_window=timedelta(0))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("check", "value", "message"), [
-    (max_opens_problem, 0, r"^0 is not allowed; allowed: a whole number of tunnels from 1 to 1000$"),
-    (max_opens_problem, True, r"^True is not allowed"),
-    (max_opens_problem, 2.5, r"^2\.5 is not allowed"),
-    (renewal_window_problem, 721, r"^721 is not allowed; allowed: a whole number of minutes from 1 to 720$"),
-    (max_open_hours_problem, 12, r"^12 is not allowed; allowed: hours from 0\.25 to less than 12"),
-    (max_open_hours_problem, 0.1, r"^0\.1 is not allowed"),
-])
+@pytest.mark.parametrize(
+    ("check", "value", "message"),
+    [
+        (
+            max_opens_problem,
+            0,
+            r"^0 is not allowed; allowed: a whole number of tunnels from 1 to 1000$",
+        ),
+        (max_opens_problem, True, r"^True is not allowed"),
+        (max_opens_problem, 2.5, r"^2\.5 is not allowed"),
+        (
+            renewal_window_problem,
+            721,
+            r"^721 is not allowed; allowed: a whole number of minutes from 1 to 720$",
+        ),
+        (
+            max_open_hours_problem,
+            12,
+            r"^12 is not allowed; allowed: hours from 0\.25 to less than 12",
+        ),
+        (max_open_hours_problem, 0.1, r"^0\.1 is not allowed"),
+    ],
+)
 def test_threshold_problems_name_the_value_and_what_is_allowed(
     check: Any, value: object, message: str
 ) -> None:

@@ -27,8 +27,8 @@ from iot_remote_access.core.tunnel_metrics import (
 )
 from iot_remote_access.lambdas.tunnel_metrics import handler as handler_module
 from iot_remote_access.lambdas.tunnel_metrics.aws_state import DynamoDBTunnelStore
-from tests import secure_tunneling_events as ev
-from tests.tunnel_metrics_harness import Harness, Invocation
+from tests.support import secure_tunneling_events as ev
+from tests.support.tunnel_metrics_harness import Harness, Invocation
 
 # Yesterday 08:00 UTC: inside EMF's 14-day window, and far from midnight so a
 # test's events share one UTC day unless it means otherwise.
@@ -52,11 +52,15 @@ def metrics_of(invocation: Invocation) -> list[dict[str, Any]]:
         assert directive["Namespace"] == NAMESPACE
         for definition in directive["Metrics"]:
             value = record[definition["Name"]]  # Powertools writes [v]; EMF allows v or [v, ...]
-            found.append({
-                "name": definition["Name"], "unit": definition["Unit"],
-                "value": value[0] if isinstance(value, list) and len(value) == 1 else value, "thing": record.get("ThingName"),
-                "dimensions": sorted(directive["Dimensions"]),
-            })
+            found.append(
+                {
+                    "name": definition["Name"],
+                    "unit": definition["Unit"],
+                    "value": value[0] if isinstance(value, list) and len(value) == 1 else value,
+                    "thing": record.get("ThingName"),
+                    "dimensions": sorted(directive["Dimensions"]),
+                }
+            )
     return found
 
 
@@ -64,7 +68,9 @@ def values(invocation: Invocation, name: str) -> list[float]:
     return [m["value"] for m in metrics_of(invocation) if m["name"] == name]
 
 
-def open_and_close(aws: Harness, opened_at: datetime, closed_at: datetime, thing: str = THING) -> str:
+def open_and_close(
+    aws: Harness, opened_at: datetime, closed_at: datetime, thing: str = THING
+) -> str:
     opened = ev.open_tunnel(opened_at, thing=thing)
     aws.invoke(opened)
     aws.invoke(ev.close_tunnel(closed_at, ev.tunnel_id_of(opened)))
@@ -88,11 +94,16 @@ def test_open_is_counted_per_thing_and_for_the_fleet_in_one_emf_record(aws: Harn
 
 
 def test_opens_today_counts_the_utc_day_and_restarts_the_next_day(aws: Harness) -> None:
-    counts = [values(aws.invoke(ev.open_tunnel(T0 + timedelta(hours=h), thing=THING)), OPENS_TODAY)
-              for h in (0, 1, 2, 3)]
-    other = values(aws.invoke(ev.open_tunnel(T0 + timedelta(hours=4), thing="sensor-000002")),
-                   OPENS_TODAY)
-    next_day = values(aws.invoke(ev.open_tunnel(T0 + timedelta(hours=17), thing=THING)), OPENS_TODAY)
+    counts = [
+        values(aws.invoke(ev.open_tunnel(T0 + timedelta(hours=h), thing=THING)), OPENS_TODAY)
+        for h in (0, 1, 2, 3)
+    ]
+    other = values(
+        aws.invoke(ev.open_tunnel(T0 + timedelta(hours=4), thing="sensor-000002")), OPENS_TODAY
+    )
+    next_day = values(
+        aws.invoke(ev.open_tunnel(T0 + timedelta(hours=17), thing=THING)), OPENS_TODAY
+    )
 
     assert counts == [[1], [2], [3], [4]]  # the 4th is above the default threshold of 3
     assert other == [1]  # counted per thing
@@ -148,7 +159,9 @@ def test_renewal_loop_after_close_at_the_window_boundary(
     closed_at = T0 + timedelta(minutes=40)
     open_and_close(aws, T0, closed_at)
 
-    run = aws.invoke(ev.open_tunnel(closed_at + timedelta(minutes=minutes_after_close), thing=THING))
+    run = aws.invoke(
+        ev.open_tunnel(closed_at + timedelta(minutes=minutes_after_close), thing=THING)
+    )
 
     assert values(run, RENEWAL_LOOP) == ([1] if loop else [])
     assert run.logs[-1]["gapSeconds"] == minutes_after_close * 60
@@ -203,7 +216,10 @@ def test_close_publishes_the_duration_with_the_thing_from_state(aws: Harness) ->
 
     (duration,) = [m for m in metrics_of(run) if m["name"] == OPEN_DURATION]
     assert duration == {
-        "name": OPEN_DURATION, "unit": "Seconds", "value": 47 * 60, "thing": THING,
+        "name": OPEN_DURATION,
+        "unit": "Seconds",
+        "value": 47 * 60,
+        "thing": THING,
         "dimensions": [[], ["ThingName"]],
     }
     assert run.logs[-1]["thingFrom"] == "state"  # no DescribeTunnel call was needed
@@ -230,7 +246,8 @@ def test_close_that_arrives_before_its_open_is_kept_describe_tunnel_stub(aws: Ha
     The close asks DescribeTunnel (the botocore Stubber standing in for Secure Tunneling)."""
     tunnel_id = ev.new_tunnel_id()
     aws.tunneling_stubber.add_response(
-        "describe_tunnel", ev.describe_tunnel_response(tunnel_id, thing=THING, created_at=T0),
+        "describe_tunnel",
+        ev.describe_tunnel_response(tunnel_id, thing=THING, created_at=T0),
         expected_params={"tunnelId": tunnel_id},
     )
     closed_at = T0 + timedelta(minutes=20)
@@ -287,20 +304,34 @@ CLOSE = ev.close_tunnel(T0, ev.new_tunnel_id())
 MALFORMED = {
     "not an object": (["OpenTunnel"], r"event is a list"),
     "no detail": (_without(OPEN, "detail"), r"no 'detail' object"),
-    "EC2 Instance Connect's OpenTunnel": (ev.ec2_instance_connect_open_tunnel(T0),
-                                          r"eventSource is 'ec2-instance-connect\.amazonaws\.com'"),
-    "other Secure Tunneling call": (_with(OPEN, "RotateTunnelAccessToken", "detail", "eventName"),
-                                    r"eventName is 'RotateTunnelAccessToken'"),
-    "failed call": (_with(OPEN, "AccessDeniedException", "detail", "errorCode"),
-                    r"call failed \(errorCode 'AccessDeniedException'\)"),
+    "EC2 Instance Connect's OpenTunnel": (
+        ev.ec2_instance_connect_open_tunnel(T0),
+        r"eventSource is 'ec2-instance-connect\.amazonaws\.com'",
+    ),
+    "other Secure Tunneling call": (
+        _with(OPEN, "RotateTunnelAccessToken", "detail", "eventName"),
+        r"eventName is 'RotateTunnelAccessToken'",
+    ),
+    "failed call": (
+        _with(OPEN, "AccessDeniedException", "detail", "errorCode"),
+        r"call failed \(errorCode 'AccessDeniedException'\)",
+    ),
     "no eventTime": (_without(OPEN, "detail", "eventTime"), r"eventTime is 'None'"),
     "bad eventTime": (_with(OPEN, "yesterday", "detail", "eventTime"), r"eventTime is 'yesterday'"),
-    "no tunnelId in the response": (_with(OPEN, None, "detail", "responseElements"),
-                                    r"responseElements\.tunnelId is missing"),
-    "CloseTunnel without tunnelId": (_without(CLOSE, "detail", "requestParameters", "tunnelId"),
-                                     r"requestParameters\.tunnelId is missing"),
-    "invalid thing name": (_with(OPEN, "bad thing/name", "detail", "requestParameters",
-                                 "destinationConfig", "thingName"), r"not a valid thing name"),
+    "no tunnelId in the response": (
+        _with(OPEN, None, "detail", "responseElements"),
+        r"responseElements\.tunnelId is missing",
+    ),
+    "CloseTunnel without tunnelId": (
+        _without(CLOSE, "detail", "requestParameters", "tunnelId"),
+        r"requestParameters\.tunnelId is missing",
+    ),
+    "invalid thing name": (
+        _with(
+            OPEN, "bad thing/name", "detail", "requestParameters", "destinationConfig", "thingName"
+        ),
+        r"not a valid thing name",
+    ),
 }
 
 
@@ -319,11 +350,15 @@ def test_malformed_event_is_counted_unresolved_and_logged(aws: Harness, case: st
     assert re.search(reason, warning["reason"]), warning["reason"]
 
 
-def test_open_without_a_destination_thing_counts_for_the_fleet_and_as_unresolved(aws: Harness) -> None:
+def test_open_without_a_destination_thing_counts_for_the_fleet_and_as_unresolved(
+    aws: Harness,
+) -> None:
     run = aws.invoke(ev.open_tunnel(T0, thing=None))
 
     assert sorted((m["name"], m["value"], m["thing"]) for m in metrics_of(run)) == [
-        (UNRESOLVED, 1, None), (OPEN_COUNT, 1, None)]
+        (UNRESOLVED, 1, None),
+        (OPEN_COUNT, 1, None),
+    ]
     assert run.result["reason"] == "OpenTunnel named no destinationConfig.thingName"
 
 
@@ -331,8 +366,10 @@ def test_describe_tunnel_stub_failure_is_counted_unresolved_and_logged(aws: Harn
     """DescribeTunnel (the botocore Stubber standing in for Secure Tunneling) answers 404."""
     tunnel_id = ev.new_tunnel_id()
     aws.tunneling_stubber.add_client_error(
-        "describe_tunnel", service_error_code="ResourceNotFoundException",
-        service_message="Tunnel not found", http_status_code=404,
+        "describe_tunnel",
+        service_error_code="ResourceNotFoundException",
+        service_message="Tunnel not found",
+        http_status_code=404,
         expected_params={"tunnelId": tunnel_id},
     )
 
@@ -342,13 +379,15 @@ def test_describe_tunnel_stub_failure_is_counted_unresolved_and_logged(aws: Harn
     (warning,) = [line for line in run.logs if line["level"] == "WARNING"]
     assert warning["tunnelId"] == tunnel_id
     assert warning["reason"] == (
-        "tunnel not in state and DescribeTunnel failed: DescribeTunnel ResourceNotFoundException")
+        "tunnel not in state and DescribeTunnel failed: DescribeTunnel ResourceNotFoundException"
+    )
 
 
 def test_describe_tunnel_stub_without_a_thing_is_unresolved(aws: Harness) -> None:
     tunnel_id = ev.new_tunnel_id()
     aws.tunneling_stubber.add_response(
-        "describe_tunnel", ev.describe_tunnel_response(tunnel_id, thing=None, created_at=T0),
+        "describe_tunnel",
+        ev.describe_tunnel_response(tunnel_id, thing=None, created_at=T0),
         expected_params={"tunnelId": tunnel_id},
     )
     run = aws.invoke(ev.close_tunnel(T0 + timedelta(minutes=3), tunnel_id))
@@ -361,15 +400,22 @@ def test_describe_tunnel_stub_without_a_thing_is_unresolved(aws: Harness) -> Non
 
 def test_access_tokens_never_reach_logs_metrics_results_or_state(aws: Harness) -> None:
     opened = ev.open_tunnel(T0, thing=THING, with_tokens=True)
-    broken = _with(ev.open_tunnel(T0, thing=THING, with_tokens=True), "not a tunnel id!",
-                   "detail", "responseElements", "tunnelId")
+    broken = _with(
+        ev.open_tunnel(T0, thing=THING, with_tokens=True),
+        "not a tunnel id!",
+        "detail",
+        "responseElements",
+        "tunnelId",
+    )
     runs = [
         aws.invoke(opened),
         aws.invoke(broken),
         aws.invoke(ev.close_tunnel(T0 + timedelta(minutes=5), ev.tunnel_id_of(opened))),
     ]
 
-    everything = "".join(run.stdout + json.dumps(run.result) for run in runs) + json.dumps(aws.scan())
+    everything = "".join(run.stdout + json.dumps(run.result) for run in runs) + json.dumps(
+        aws.scan()
+    )
     assert runs[0].emf and runs[1].logs  # there was output to leak into
     for token in (ev.SOURCE_TOKEN, ev.DESTINATION_TOKEN):
         assert token not in everything

@@ -37,8 +37,13 @@ POLICY = TunnelPolicy()
 
 
 def _request(**fields: object) -> dict[str, object]:
-    return {"thing": "sensor-1", "service": "SSH", "minutes": 30, "reason": "INC-1234 logs",
-            **fields}
+    return {
+        "thing": "sensor-1",
+        "service": "SSH",
+        "minutes": 30,
+        "reason": "INC-1234 logs",
+        **fields,
+    }
 
 
 def test_defaults_are_ssh_60_minutes_one_tunnel_15_minutes_grace() -> None:
@@ -50,15 +55,18 @@ def test_defaults_are_ssh_60_minutes_one_tunnel_15_minutes_grace() -> None:
     assert request == TunnelRequest("sensor-1", "SSH", 60, "INC-1")
 
 
-@pytest.mark.parametrize(("minutes", "message"), [
-    (0, r"minutes: 0 is outside 1\.\.720; allowed: a whole number of minutes from 1 to 720"),
-    (721, r"minutes: 721 is outside 1\.\.720"),
-    (-5, r"minutes: -5 is outside 1\.\.720"),
-    ("abc", r"minutes: 'abc' is not a whole number; allowed"),
-    (30.5, r"minutes: 30\.5 is not a whole number"),
-    (True, r"minutes: True is not a whole number"),
-    ("", r"minutes: '' is not a whole number"),
-])
+@pytest.mark.parametrize(
+    ("minutes", "message"),
+    [
+        (0, r"minutes: 0 is outside 1\.\.720; allowed: a whole number of minutes from 1 to 720"),
+        (721, r"minutes: 721 is outside 1\.\.720"),
+        (-5, r"minutes: -5 is outside 1\.\.720"),
+        ("abc", r"minutes: 'abc' is not a whole number; allowed"),
+        (30.5, r"minutes: 30\.5 is not a whole number"),
+        (True, r"minutes: True is not a whole number"),
+        ("", r"minutes: '' is not a whole number"),
+    ],
+)
 def test_minutes_outside_1_to_720_are_refused(minutes: object, message: str) -> None:
     with pytest.raises(TunnelRuleError, match=message) as caught:
         parse_request(_request(minutes=minutes), POLICY)
@@ -74,20 +82,29 @@ def test_minutes_from_a_command_line_string() -> None:
 
 def test_deployment_maximum_is_enforced() -> None:
     policy = TunnelPolicy(max_lifetime_minutes=120, default_lifetime_minutes=30)
-    with pytest.raises(TunnelRuleError, match=r"minutes: 121 is outside 1\.\.120; allowed: a whole number of minutes from 1 to 120"):
+    with pytest.raises(
+        TunnelRuleError,
+        match=r"minutes: 121 is outside 1\.\.120; allowed: a whole number of minutes from 1 to 120",
+    ):
         parse_request(_request(minutes=121), policy)
 
 
-@pytest.mark.parametrize(("thing", "message"), [
-    ("dt/sensor", r"thing: 'dt/sensor' is not a valid thing name; allowed: \[a-zA-Z0-9:_-\]\{1,128\}"),
-    ("sensor+", "is not a valid thing name"),
-    ("sensor#", "is not a valid thing name"),
-    ("sens*", "is not a valid thing name"),
-    ("x" * 129, "is not a valid thing name"),
-    ("", "is not a valid thing name"),
-    (None, "thing: missing"),
-    (42, "42 is not a string"),
-])
+@pytest.mark.parametrize(
+    ("thing", "message"),
+    [
+        (
+            "dt/sensor",
+            r"thing: 'dt/sensor' is not a valid thing name; allowed: \[a-zA-Z0-9:_-\]\{1,128\}",
+        ),
+        ("sensor+", "is not a valid thing name"),
+        ("sensor#", "is not a valid thing name"),
+        ("sens*", "is not a valid thing name"),
+        ("x" * 129, "is not a valid thing name"),
+        ("", "is not a valid thing name"),
+        (None, "thing: missing"),
+        (42, "42 is not a string"),
+    ],
+)
 def test_thing_names_with_wildcards_or_too_long_are_refused(thing: object, message: str) -> None:
     with pytest.raises(TunnelRuleError, match=message) as caught:
         parse_request(_request(thing=thing), POLICY)
@@ -97,12 +114,17 @@ def test_thing_names_with_wildcards_or_too_long_are_refused(thing: object, messa
 def test_fleet_pattern_narrows_thing_names() -> None:
     policy = TunnelPolicy(thing_name_pattern="sensor-[0-9]+")
     assert parse_request(_request(thing="sensor-7"), policy).thing == "sensor-7"
-    with pytest.raises(TunnelRuleError, match=r"thing: 'gateway-1' does not match the fleet's thing names; allowed: sensor-\[0-9\]\+"):
+    with pytest.raises(
+        TunnelRuleError,
+        match=r"thing: 'gateway-1' does not match the fleet's thing names; allowed: sensor-\[0-9\]\+",
+    ):
         parse_request(_request(thing="gateway-1"), policy)
 
 
 def test_service_must_be_on_the_allowlist() -> None:
-    with pytest.raises(TunnelRuleError, match="service: 'RDP' is not on the allowlist; allowed: SSH") as caught:
+    with pytest.raises(
+        TunnelRuleError, match="service: 'RDP' is not on the allowlist; allowed: SSH"
+    ) as caught:
         parse_request(_request(service="RDP"), POLICY)
     assert caught.value.status == 403
     with pytest.raises(TunnelRuleError, match="service: 'S S' is not a service name"):
@@ -111,15 +133,18 @@ def test_service_must_be_on_the_allowlist() -> None:
     assert parse_request(_request(service="VNC"), two).service == "VNC"
 
 
-@pytest.mark.parametrize(("reason", "message"), [
-    (None, "reason: missing; allowed: 1 to 256 printable characters"),
-    ("", "reason: '' is empty"),
-    ("   ", "reason: '   ' is empty"),
-    ("x" * 257, "reason: is 257 characters long; allowed: 1 to 256"),
-    ("INC-1\nrm -rf", r"reason: contains the non-printable character U\+000A at position 5"),
-    ("INC-1\x1b[2J", r"U\+001B"),
-    (["INC-1"], r"reason: \['INC-1'\] is not text"),
-])
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        (None, "reason: missing; allowed: 1 to 256 printable characters"),
+        ("", "reason: '' is empty"),
+        ("   ", "reason: '   ' is empty"),
+        ("x" * 257, "reason: is 257 characters long; allowed: 1 to 256"),
+        ("INC-1\nrm -rf", r"reason: contains the non-printable character U\+000A at position 5"),
+        ("INC-1\x1b[2J", r"U\+001B"),
+        (["INC-1"], r"reason: \['INC-1'\] is not text"),
+    ],
+)
 def test_reason_must_be_1_to_256_printable_characters(reason: object, message: str) -> None:
     with pytest.raises(TunnelRuleError, match=message) as caught:
         parse_request(_request(reason=reason), POLICY)
@@ -134,7 +159,9 @@ def test_reason_keeps_unicode_and_drops_surrounding_spaces() -> None:
 def test_body_must_be_an_object_with_known_fields() -> None:
     with pytest.raises(TunnelRuleError, match="body: a JSON list is not an object"):
         parse_request([], POLICY)
-    with pytest.raises(TunnelRuleError, match="timeout: unknown field; allowed: thing, service, minutes, reason"):
+    with pytest.raises(
+        TunnelRuleError, match="timeout: unknown field; allowed: thing, service, minutes, reason"
+    ):
         parse_request(_request(timeout=5), POLICY)
 
 
@@ -162,7 +189,10 @@ def test_tag_values_stay_within_aws_limits() -> None:
 
 def test_open_count_allows_up_to_the_limit_and_names_open_tunnels() -> None:
     check_open_count("sensor-1", [], POLICY)
-    with pytest.raises(TunnelRuleError, match=r"thing: 'sensor-1' already has 1 open tunnel\(s\) \(t-1\); allowed: at most 1 per thing") as caught:
+    with pytest.raises(
+        TunnelRuleError,
+        match=r"thing: 'sensor-1' already has 1 open tunnel\(s\) \(t-1\); allowed: at most 1 per thing",
+    ) as caught:
         check_open_count("sensor-1", ["t-1"], POLICY)
     assert caught.value.status == 409
     check_open_count("sensor-1", ["t-1"], TunnelPolicy(max_open_tunnels_per_thing=2))
@@ -187,50 +217,79 @@ def test_thing_groups_restrict_when_configured() -> None:
     check_thing_groups("sensor-1", [], POLICY)
     policy = TunnelPolicy(thing_groups=("production",))
     check_thing_groups("sensor-1", ["eu-sites", "production"], policy)
-    with pytest.raises(TunnelRuleError, match="thing: 'sensor-1' is in none of the thing groups allowed tunnels; allowed: things in production") as caught:
+    with pytest.raises(
+        TunnelRuleError,
+        match="thing: 'sensor-1' is in none of the thing groups allowed tunnels; allowed: things in production",
+    ) as caught:
         check_thing_groups("sensor-1", ["lab"], policy)
     assert caught.value.status == 403
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"allowed_services": ()}, r"allowed_services: \[\] is empty"),
-    ({"allowed_services": ("S S",)}, "allowed_services: 'S S' is not a service name"),
-    ({"max_lifetime_minutes": 721}, r"max_lifetime_minutes: 721 is outside 1\.\.720"),
-    ({"max_lifetime_minutes": "60"}, "max_lifetime_minutes: '60' is not a whole number"),
-    ({"default_lifetime_minutes": 90, "max_lifetime_minutes": 60}, r"default_lifetime_minutes: 90 is outside 1\.\.60"),
-    ({"connect_grace_minutes": 0}, "connect_grace_minutes: 0 is outside"),
-    ({"max_open_tunnels_per_thing": 0}, "max_open_tunnels_per_thing: 0 is not allowed; allowed: a whole number from 1 to 10"),
-    ({"thing_groups": ("a/b",)}, "thing_groups: 'a/b' is not a thing group name"),
-    ({"thing_name_pattern": "("}, "thing_name_pattern: '\\(' is not a regular expression"),
-])
-def test_policy_refuses_bad_settings_naming_the_value(kwargs: dict[str, object], message: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"allowed_services": ()}, r"allowed_services: \[\] is empty"),
+        ({"allowed_services": ("S S",)}, "allowed_services: 'S S' is not a service name"),
+        ({"max_lifetime_minutes": 721}, r"max_lifetime_minutes: 721 is outside 1\.\.720"),
+        ({"max_lifetime_minutes": "60"}, "max_lifetime_minutes: '60' is not a whole number"),
+        (
+            {"default_lifetime_minutes": 90, "max_lifetime_minutes": 60},
+            r"default_lifetime_minutes: 90 is outside 1\.\.60",
+        ),
+        ({"connect_grace_minutes": 0}, "connect_grace_minutes: 0 is outside"),
+        (
+            {"max_open_tunnels_per_thing": 0},
+            "max_open_tunnels_per_thing: 0 is not allowed; allowed: a whole number from 1 to 10",
+        ),
+        ({"thing_groups": ("a/b",)}, "thing_groups: 'a/b' is not a thing group name"),
+        ({"thing_name_pattern": "("}, "thing_name_pattern: '\\(' is not a regular expression"),
+    ],
+)
+def test_policy_refuses_bad_settings_naming_the_value(
+    kwargs: dict[str, object], message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         TunnelPolicy(**kwargs)  # type: ignore[arg-type]
 
 
 def test_policy_travels_as_json() -> None:
-    policy = TunnelPolicy(allowed_services=("SSH", "VNC"), thing_groups=("prod",),
-                          max_lifetime_minutes=240, connect_grace_minutes=5)
+    policy = TunnelPolicy(
+        allowed_services=("SSH", "VNC"),
+        thing_groups=("prod",),
+        max_lifetime_minutes=240,
+        connect_grace_minutes=5,
+    )
     assert TunnelPolicy.from_json(policy.to_json()) == policy
     assert json.loads(policy.to_json())["allowed_services"] == ["SSH", "VNC"]
 
 
-def _state(*, created: datetime, minutes: int = 60, source: str = "DISCONNECTED",
-           source_changed: datetime | None = None, expires: str | None = None,
-           status: str = "OPEN") -> TunnelState:
+def _state(
+    *,
+    created: datetime,
+    minutes: int = 60,
+    source: str = "DISCONNECTED",
+    source_changed: datetime | None = None,
+    expires: str | None = None,
+    status: str = "OPEN",
+) -> TunnelState:
     tags = [{"key": TAG_EXPIRES_AT, "value": expires}] if expires else []
-    return TunnelState.from_description({
-        "tunnelId": "t-1", "status": status,
-        "destinationConfig": {"thingName": "sensor-1", "services": ["SSH"]},
-        "timeoutConfig": {"maxLifetimeTimeoutMinutes": minutes},
-        "sourceConnectionState": {"status": source, "lastUpdatedAt": source_changed or created},
-        "createdAt": created, "tags": tags,
-    })
+    return TunnelState.from_description(
+        {
+            "tunnelId": "t-1",
+            "status": status,
+            "destinationConfig": {"thingName": "sensor-1", "services": ["SSH"]},
+            "timeoutConfig": {"maxLifetimeTimeoutMinutes": minutes},
+            "sourceConnectionState": {"status": source, "lastUpdatedAt": source_changed or created},
+            "createdAt": created,
+            "tags": tags,
+        }
+    )
 
 
 def test_sweeper_closes_past_the_expiry_tag() -> None:
-    state = _state(created=NOW - timedelta(minutes=31), source="CONNECTED",
-                   expires="2026-11-25T11:59:00Z")
+    state = _state(
+        created=NOW - timedelta(minutes=31), source="CONNECTED", expires="2026-11-25T11:59:00Z"
+    )
     assert close_reason(state, NOW, POLICY) == CLOSE_LIFETIME_EXCEEDED
 
 
@@ -257,8 +316,9 @@ def test_sweeper_closes_tunnels_whose_source_never_connected_within_grace() -> N
 
 
 def test_sweeper_leaves_connected_tunnels_within_lifetime_and_closed_ones() -> None:
-    connected = _state(created=NOW - timedelta(minutes=50), source="CONNECTED",
-                       expires="2026-11-25T12:10:00Z")
+    connected = _state(
+        created=NOW - timedelta(minutes=50), source="CONNECTED", expires="2026-11-25T12:10:00Z"
+    )
     assert close_reason(connected, NOW, POLICY) is None
     closed = _state(created=NOW - timedelta(days=1), status="CLOSED")
     assert close_reason(closed, NOW, POLICY) is None

@@ -10,7 +10,7 @@ import pytest
 
 from iot_remote_access.core.tunnel_rules import TunnelPolicy, format_time
 from iot_remote_access.lambdas.tunnel_sweeper import handler as sweeper
-from tests.tunneling_stub import (
+from tests.support.tunneling_stub import (
     OPERATOR_ARN,
     LambdaContext,
     StubbedSecureTunneling,
@@ -39,19 +39,30 @@ def test_closes_expired_and_never_connected_tunnels_and_records_each_close(
     now = datetime.now(UTC)
     tunnels = {
         # past the broker's expiry tag, even though the operator is connected
-        "expired": described("expired", created=now - timedelta(minutes=31), minutes=30,
-                             source="CONNECTED", expires_at=format_time(now - timedelta(minutes=1))),
+        "expired": described(
+            "expired",
+            created=now - timedelta(minutes=31),
+            minutes=30,
+            source="CONNECTED",
+            expires_at=format_time(now - timedelta(minutes=1)),
+        ),
         # the operator never connected within 15 minutes
         "unused": described("unused", thing="sensor-2", created=now - timedelta(minutes=16)),
         # connected and within its lifetime: stays
-        "in-use": described("in-use", created=now - timedelta(minutes=20), source="CONNECTED",
-                            expires_at=format_time(now + timedelta(minutes=40))),
+        "in-use": described(
+            "in-use",
+            created=now - timedelta(minutes=20),
+            source="CONNECTED",
+            expires_at=format_time(now + timedelta(minutes=40)),
+        ),
         # just opened, the operator is still typing: stays
         "fresh": described("fresh", created=now - timedelta(minutes=3)),
     }
     # Two pages, as ListTunnels pages; closed tunnels are skipped without a DescribeTunnel.
-    tunneling.expect_list([summary("expired"), summary("unused"), summary("gone", status="CLOSED")],
-                          next_token="page-2")
+    tunneling.expect_list(
+        [summary("expired"), summary("unused"), summary("gone", status="CLOSED")],
+        next_token="page-2",
+    )
     tunneling.expect_list([summary("in-use"), summary("fresh")], given_token="page-2")
     for tunnel_id in ("expired", "unused", "in-use", "fresh"):
         tunneling.expect_describe(tunnels[tunnel_id])
@@ -63,26 +74,41 @@ def test_closes_expired_and_never_connected_tunnels_and_records_each_close(
 
     assert result == {"checked": 4, "closed": ["expired", "unused"]}
     tunneling.stubber.assert_no_pending_responses()
-    assert tunneling.sent("CloseTunnel") == [{"tunnelId": "expired", "delete": False},
-                                             {"tunnelId": "unused", "delete": False}]
+    assert tunneling.sent("CloseTunnel") == [
+        {"tunnelId": "expired", "delete": False},
+        {"tunnelId": "unused", "delete": False},
+    ]
     audits = _audits(log)
     assert [(a["tunnelId"], a["closeReason"]) for a in audits] == [
-        ("expired", "lifetime-exceeded"), ("unused", "source-not-connected")]
+        ("expired", "lifetime-exceeded"),
+        ("unused", "source-not-connected"),
+    ]
     assert audits[1] == {
-        "event": "tunnel.close", "decision": "closed", "closedBy": "sweeper",
-        "closeReason": "source-not-connected", "tunnelId": "unused", "thing": "sensor-2",
-        "requester": OPERATOR_ARN, "openedAt": audits[1]["openedAt"], "at": audits[1]["at"],
+        "event": "tunnel.close",
+        "decision": "closed",
+        "closedBy": "sweeper",
+        "closeReason": "source-not-connected",
+        "tunnelId": "unused",
+        "thing": "sensor-2",
+        "requester": OPERATOR_ARN,
+        "openedAt": audits[1]["openedAt"],
+        "at": audits[1]["at"],
     }
 
 
 def test_deployment_limits_apply_to_tunnels_opened_around_the_broker(
     tunneling: StubbedSecureTunneling, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(sweeper.POLICY_VARIABLE, TunnelPolicy(
-        max_lifetime_minutes=120, default_lifetime_minutes=60, connect_grace_minutes=5).to_json())
+    monkeypatch.setenv(
+        sweeper.POLICY_VARIABLE,
+        TunnelPolicy(
+            max_lifetime_minutes=120, default_lifetime_minutes=60, connect_grace_minutes=5
+        ).to_json(),
+    )
     now = datetime.now(UTC)
-    console = described("console", created=now - timedelta(minutes=125), minutes=720,
-                        source="CONNECTED")
+    console = described(
+        "console", created=now - timedelta(minutes=125), minutes=720, source="CONNECTED"
+    )
     del console["tags"]  # no broker tags: opened in the console by an administrator
     tunneling.expect_list([summary("console")])
     tunneling.expect_describe(console)
@@ -103,8 +129,9 @@ def test_one_failure_does_not_stop_the_sweep_and_fails_the_run(
     tunneling.expect_error("close_tunnel", "ThrottlingException", 429)
     tunneling.expect_describe(described("b", created=now - timedelta(minutes=30)))
     tunneling.expect_close("b")
-    with captured_powertools_log(sweeper.logger) as log, pytest.raises(
-        sweeper.SweepFailed, match=r"could not sweep 1 tunnel\(s\): a"
+    with (
+        captured_powertools_log(sweeper.logger) as log,
+        pytest.raises(sweeper.SweepFailed, match=r"could not sweep 1 tunnel\(s\): a"),
     ):
         sweeper.handler({}, LambdaContext())
     tunneling.stubber.assert_no_pending_responses()

@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 OUTSIDE_APP = """\
 import aws_cdk as cdk
@@ -26,8 +26,13 @@ app.synth()
 
 def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=900,
-        check=False, env=env,
+        [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result.stdout
@@ -35,20 +40,40 @@ def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str
 
 def test_wheel_installs_into_a_new_venv_and_synthesizes_outside_the_repo(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
-    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", dist, REPO_ROOT,
-         cwd=tmp_path)
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "-w",
+        dist,
+        REPO_ROOT,
+        cwd=tmp_path,
+    )
     (wheel,) = dist.glob("iot_remote_access-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "iot_remote_access/py.typed" in names
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
-    lambda_folders = {p.parent.name for p in (REPO_ROOT / "iot_remote_access/lambdas").glob("*/handler.py")}
+    lambda_folders = {
+        p.parent.name for p in (REPO_ROOT / "iot_remote_access/lambdas").glob("*/handler.py")
+    }
     for folder in lambda_folders:  # LibraryFunction stages these from the installed package
         assert f"iot_remote_access/lambdas/{folder}/handler.py" in names
 
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
-    _run(venv / "bin" / "python", "-m", "pip", "install", "--quiet",
-         "--disable-pip-version-check", wheel, cwd=tmp_path)
+    _run(
+        venv / "bin" / "python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        wheel,
+        cwd=tmp_path,
+    )
 
     app_dir = tmp_path / "someone-elses-app"
     app_dir.mkdir()

@@ -20,7 +20,7 @@ from constructs import Construct
 from iot_remote_access.arm.context import ArmContext
 from iot_remote_access.arm.diff import ABSENT, FieldChange
 from iot_remote_access.arm.errors import ArmInputError, ArmOperationError
-from iot_remote_access.constructs.azure.resource import ArmResource
+from iot_remote_access.arm.resource import ArmResource
 
 
 class Action(StrEnum):

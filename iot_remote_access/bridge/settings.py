@@ -14,6 +14,7 @@ from typing import Literal, Self
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from iot_remote_access.core.gcp_rules import validate_project_id
 from iot_remote_access.core.shared_subscription import (
     DEFAULT_SHARE_GROUP,
     shared_subscription,
@@ -25,8 +26,8 @@ from iot_remote_access.core.topics import (
     THING_NAME_RULE,
     validate_topic_template,
 )
-from iot_remote_access.settings_base import compiled_pattern, core_check
-from iot_remote_access.settings_gcp import (
+from iot_remote_access.settings.base import compiled_pattern, core_check
+from iot_remote_access.settings.gcp import (
     DEAD_LETTER_SUFFIX,
     DEFAULT_BRIDGE_SUBSCRIPTION_ID,
     DEFAULT_COMMANDS_TOPIC_ID,
@@ -35,7 +36,6 @@ from iot_remote_access.settings_gcp import (
 )
 
 ENV_PREFIX = "BRIDGE_"
-_PROJECT_RE = re.compile(r"\A[a-z][a-z0-9-]{4,28}[a-z0-9]\Z")
 _CLIENT_ID_RE = re.compile(r"\A[a-zA-Z0-9._:-]{1,128}\Z")
 
 
@@ -87,11 +87,7 @@ class BridgeSettings(BaseSettings):
     @field_validator("project")
     @classmethod
     def _project(cls, value: str) -> str:
-        if not _PROJECT_RE.match(value):
-            raise ValueError(
-                f"{value!r} is not a project id; allowed: [a-z][a-z0-9-]{{4,28}}[a-z0-9]"
-            )
-        return value
+        return core_check(validate_project_id, value)
 
     @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
     @classmethod

@@ -14,8 +14,9 @@ import click
 from rich.console import Console
 
 from iot_remote_access.cli.errors import InputError, OperationError
+from iot_remote_access.core.gcp_rules import validate_project_id
 from iot_remote_access.settings import FleetSettings, SettingsError
-from iot_remote_access.settings_gcp import GcpSettings
+from iot_remote_access.settings.gcp import GcpSettings
 
 _SYMBOL = {"create": "+", "update": "~", "unchanged": "=", "blocked": "!", "skipped": "-"}
 
@@ -52,7 +53,7 @@ def deploy_command(settings_file: Path, project: str) -> None:
     """Create or update the topology; a second run changes nothing."""
     from rich.progress import Progress
 
-    from iot_remote_access.gcp.pubsub_deploy import DeployBlocked, DeployFailed, deploy
+    from iot_remote_access.pubsub.deploy import DeployBlocked, DeployFailed, deploy
 
     desired, publisher, subscriber = _prepare(settings_file, project)
     result = _call(lambda: _plan(desired, publisher, subscriber))
@@ -91,7 +92,6 @@ def _prepare(settings_file: Path, project: str) -> tuple[Any, Any, Any]:
     from constructs import RootConstruct
 
     try:
-        from iot_remote_access.constructs.gcp.pubsub_topic import validate_project_id
         from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
     except ImportError as error:
         raise InputError(
@@ -100,9 +100,9 @@ def _prepare(settings_file: Path, project: str) -> tuple[Any, Any, Any]:
         ) from None
 
     try:
-        validate_project_id(project)
+        validate_project_id(project, field_name="--project")
     except ValueError as error:
-        raise InputError(f"--project: {error}") from None
+        raise InputError(str(error)) from None
     try:
         settings = FleetSettings.from_file(settings_file)
     except SettingsError as error:
@@ -130,7 +130,7 @@ def _clients() -> tuple[Any, Any]:
 
 
 def _plan(desired: Any, publisher: Any, subscriber: Any) -> Any:
-    from iot_remote_access.gcp.pubsub_plan import plan
+    from iot_remote_access.pubsub.plan import plan
 
     return plan(desired, publisher, subscriber)
 

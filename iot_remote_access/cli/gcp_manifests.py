@@ -39,7 +39,7 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
         )
     # cdk8s starts a Node.js process: loaded only when the command runs.
     try:
-        from iot_remote_access.constructs.gcp.hivemq_chart import synthesize
+        from iot_remote_access.stacks.hivemq_chart import synthesize
     except ImportError as error:
         raise InputError(
             f"gcp manifests needs the gke extra ({error.name} cannot be imported); "
@@ -61,4 +61,3 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
             "client is refused (see README)",
             err=True,
         )
-

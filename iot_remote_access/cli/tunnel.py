@@ -61,18 +61,36 @@ def tunnel() -> None:
 @click.option("--service", default="SSH", show_default=True, help="destination service")
 @click.option("--minutes", help="lifetime, 1..720. Default: the deployment's (60)")
 @click.option("--reason", required=True, help="ticket id or justification, 1..256 characters")
-@click.option("--broker-url", envvar=BROKER_URL_VARIABLE,
-              help=f"the stack output TunnelBrokerUrl. Default: ${BROKER_URL_VARIABLE}")
-@click.option("--local-port", type=click.IntRange(1, 65535), default=2222, show_default=True,
-              help="port localproxy listens on")
-@click.option("--token-file", type=click.Path(path_type=Path),
-              help="where to keep the access token. "
-              f"Default: {DEFAULT_TOKEN_DIR}/<tunnel id>.token")
+@click.option(
+    "--broker-url",
+    envvar=BROKER_URL_VARIABLE,
+    help=f"the stack output TunnelBrokerUrl. Default: ${BROKER_URL_VARIABLE}",
+)
+@click.option(
+    "--local-port",
+    type=click.IntRange(1, 65535),
+    default=2222,
+    show_default=True,
+    help="port localproxy listens on",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path),
+    help=f"where to keep the access token. Default: {DEFAULT_TOKEN_DIR}/<tunnel id>.token",
+)
 @region_option
 @profile_option
-def open_(thing: str, service: str, minutes: str | None, reason: str, broker_url: str | None,
-          local_port: int, token_file: Path | None, region: str | None,
-          profile: str | None) -> None:
+def open_(
+    thing: str,
+    service: str,
+    minutes: str | None,
+    reason: str,
+    broker_url: str | None,
+    local_port: int,
+    token_file: Path | None,
+    region: str | None,
+    profile: str | None,
+) -> None:
     """Ask the broker for a tunnel; print its id, expiry and the localproxy command."""
     try:
         body: dict[str, Any] = {
@@ -98,8 +116,10 @@ def open_(thing: str, service: str, minutes: str | None, reason: str, broker_url
         # Without its token the tunnel is useless: close it rather than leave it open.
         client = tunneling_client(tunnel_region_of(result, url, region, profile), profile)
         _aws(lambda: client.close_tunnel(tunnelId=tunnel_id, delete=False), "CloseTunnel")
-        raise OperationError(f"--token-file: cannot write {path} ({error.strerror}); "
-                             f"tunnel {tunnel_id} was closed again") from None
+        raise OperationError(
+            f"--token-file: cannot write {path} ({error.strerror}); "
+            f"tunnel {tunnel_id} was closed again"
+        ) from None
     tunnel_region = tunnel_region_of(result, url, region, profile)
     quoted = shlex.quote(str(path))
     lines = [
@@ -120,12 +140,18 @@ def open_(thing: str, service: str, minutes: str | None, reason: str, broker_url
 @tunnel.command("list")
 @click.option("--thing", help="only this thing's tunnels")
 @click.option("--all", "show_all", is_flag=True, help="closed tunnels too")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]),
-              default="table", show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
 @region_option
 @profile_option
-def list_(thing: str | None, show_all: bool, output_format: str, region: str | None,
-          profile: str | None) -> None:
+def list_(
+    thing: str | None, show_all: bool, output_format: str, region: str | None, profile: str | None
+) -> None:
     """List tunnels (open ones by default) with thing, expiry, requester and connections."""
     if thing is not None:
         try:
@@ -133,18 +159,33 @@ def list_(thing: str | None, show_all: bool, output_format: str, region: str | N
         except TunnelRuleError as error:
             raise InputError(f"--{error}") from None
     client = tunneling_client(region, profile)
-    rows = [_describe(client, summary) if summary.get("status") == "OPEN" else _row(summary)
-            for summary in _list(client, thing)
-            if show_all or summary.get("status") == "OPEN"]
+    rows = [
+        _describe(client, summary) if summary.get("status") == "OPEN" else _row(summary)
+        for summary in _list(client, thing)
+        if show_all or summary.get("status") == "OPEN"
+    ]
     if output_format == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("tunnel id", "status", "thing", "expires", "source", "device", "requester",
-                  "reason")
+    table = Table(
+        "tunnel id", "status", "thing", "expires", "source", "device", "requester", "reason"
+    )
     for row in rows:
-        table.add_row(*(str(row.get(key) or "") for key in (
-            "tunnelId", "status", "thing", "expiresAt", "source", "destination", "requester",
-            "reason")))
+        table.add_row(
+            *(
+                str(row.get(key) or "")
+                for key in (
+                    "tunnelId",
+                    "status",
+                    "thing",
+                    "expiresAt",
+                    "source",
+                    "destination",
+                    "requester",
+                    "reason",
+                )
+            )
+        )
     Console(soft_wrap=True).print(table if rows else "no tunnels")
 
 
@@ -159,8 +200,11 @@ def close(tunnel_id: str, region: str | None, profile: str | None) -> None:
     except TunnelRuleError as error:
         raise InputError(str(error)) from None
     client = tunneling_client(region, profile)
-    _aws(lambda: client.close_tunnel(tunnelId=tunnel_id, delete=False), "CloseTunnel",
-         not_found=f"tunnel {tunnel_id} does not exist in this account and region")
+    _aws(
+        lambda: client.close_tunnel(tunnelId=tunnel_id, delete=False),
+        "CloseTunnel",
+        not_found=f"tunnel {tunnel_id} does not exist in this account and region",
+    )
     token = (DEFAULT_TOKEN_DIR / f"{tunnel_id}.token").expanduser()
     token.unlink(missing_ok=True)
     click.echo(f"Tunnel {tunnel_id} closed.")
@@ -251,13 +295,17 @@ def _describe(client: Any, summary: dict[str, Any]) -> dict[str, Any]:
 
 def _broker_endpoint(broker_url: str | None) -> str:
     if not broker_url:
-        raise InputError(f"--broker-url: missing; give the stack output TunnelBrokerUrl "
-                         f"or set {BROKER_URL_VARIABLE}")
+        raise InputError(
+            f"--broker-url: missing; give the stack output TunnelBrokerUrl "
+            f"or set {BROKER_URL_VARIABLE}"
+        )
     parsed = urllib.parse.urlsplit(broker_url)
     loopback = parsed.scheme == "http" and parsed.hostname in _LOOPBACK_HOSTS
     if not (parsed.scheme == "https" or loopback) or not parsed.hostname:
-        raise InputError(f"--broker-url: {broker_url[:100]!r} is not an https URL; allowed: "
-                         "the function URL https://<id>.lambda-url.<region>.on.aws/")
+        raise InputError(
+            f"--broker-url: {broker_url[:100]!r} is not an https URL; allowed: "
+            "the function URL https://<id>.lambda-url.<region>.on.aws/"
+        )
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, "/tunnels", "", ""))
 
 
@@ -275,12 +323,17 @@ def _call_broker(url: str, body: dict[str, Any], region: str, profile: str | Non
     credentials = _session(region, profile).get_credentials()
     if credentials is None:
         raise InputError("no AWS credentials found; configure a profile or use --profile")
-    request = AWSRequest(method="POST", url=url, data=json.dumps(body).encode("utf-8"),
-                         headers={"Content-Type": "application/json"})
+    request = AWSRequest(
+        method="POST",
+        url=url,
+        data=json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+    )
     SigV4Auth(credentials.get_frozen_credentials(), "lambda", region).add_auth(request)
     prepared = request.prepare()
     http_request = urllib.request.Request(  # noqa: S310 - scheme checked in _broker_endpoint
-        prepared.url, data=prepared.body, headers=dict(prepared.headers.items()), method="POST")
+        prepared.url, data=prepared.body, headers=dict(prepared.headers.items()), method="POST"
+    )
     try:
         with urllib.request.urlopen(http_request, timeout=_TIMEOUT_SECONDS) as reply:  # noqa: S310
             return json.loads(reply.read())
@@ -307,8 +360,9 @@ def _message(error: urllib.error.HTTPError) -> str:
     return error.reason or "no details"
 
 
-def tunnel_region_of(result: dict[str, Any], url: str, region: str | None,
-                     profile: str | None) -> str:
+def tunnel_region_of(
+    result: dict[str, Any], url: str, region: str | None, profile: str | None
+) -> str:
     return str(result.get("region") or _signing_region(url, region, profile))
 
 

@@ -41,12 +41,24 @@ def device_policy_document(access: DeviceAccess, arn: ArnBuilder) -> dict[str, A
             "Resource": arn(f"client/{THING_NAME_VARIABLE}"),
             "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
         },
-        {"Sid": "PublishOwnTopics", "Effect": "Allow", "Action": "iot:Publish",
-         "Resource": publish},
-        {"Sid": "SubscribeOwnTopics", "Effect": "Allow", "Action": "iot:Subscribe",
-         "Resource": subscribe},
-        {"Sid": "ReceiveOwnTopics", "Effect": "Allow", "Action": "iot:Receive",
-         "Resource": receive},
+        {
+            "Sid": "PublishOwnTopics",
+            "Effect": "Allow",
+            "Action": "iot:Publish",
+            "Resource": publish,
+        },
+        {
+            "Sid": "SubscribeOwnTopics",
+            "Effect": "Allow",
+            "Action": "iot:Subscribe",
+            "Resource": subscribe,
+        },
+        {
+            "Sid": "ReceiveOwnTopics",
+            "Effect": "Allow",
+            "Action": "iot:Receive",
+            "Resource": receive,
+        },
     ]
     return {"Version": "2012-10-17", "Statement": statements}
 

@@ -97,7 +97,7 @@ def _strings(value: Any) -> Iterator[str]:
     if not isinstance(value, Mapping) or len(value) != 1:
         yield unresolved(type(value).__name__)
         return
-    (function, argument), = value.items()
+    ((function, argument),) = value.items()
     if function == "Ref":
         yield _PSEUDO_PARAMETERS.get(str(argument), unresolved(f"Ref:{argument}"))
     elif function == "Fn::Join":

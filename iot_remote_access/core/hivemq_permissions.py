@@ -176,7 +176,8 @@ def granted_topics(
     return frozenset(
         (
             Access.PUBLISH if p.activity is Activity.PUBLISH else Access.SUBSCRIBE,
-            p.for_client(client_id) if p.activity is Activity.PUBLISH
+            p.for_client(client_id)
+            if p.activity is Activity.PUBLISH
             else p.subscription_filter(client_id),
         )
         for p in permissions

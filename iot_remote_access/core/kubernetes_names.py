@@ -32,13 +32,6 @@ _REPOSITORY_RE = re.compile(
 #: Kubernetes resource quantities such as 500m, 2, 1.5, 256Mi, 4G.
 _QUANTITY_RE = re.compile(r"\A[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?\Z")
 
-#: A Google service account's email; the account id is 6-30 characters, so is the project id.
-GSA_RULE = "NAME@PROJECT.iam.gserviceaccount.com (NAME and PROJECT: 6-30 of a-z, 0-9, '-')"
-_GSA_RE = re.compile(
-    r"\A[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com\Z"
-)
-PROJECT_RULE = "6-30 of a-z, 0-9 and '-', starting with a letter, not ending with '-'"
-_PROJECT_RE = re.compile(r"\A[a-z][a-z0-9-]{4,28}[a-z0-9]\Z")
 
 #: Kubernetes minor versions the manifests are written for and tested against.
 MIN_KUBERNETES_MINOR = 29
@@ -120,8 +113,7 @@ def validate_image_tag(value: object, *, field_name: str, image: str | None = No
         raise ManifestValueError(
             field_name,
             f"{shown!r} uses the floating tag {value!r}; allowed: a fixed tag such as "
-            "'1.4.2' or a sha256 digest, never "
-            + ", ".join(sorted(FLOATING_TAGS)),
+            "'1.4.2' or a sha256 digest, never " + ", ".join(sorted(FLOATING_TAGS)),
         )
     return value
 
@@ -140,24 +132,6 @@ def validate_quantity(value: object, *, field_name: str) -> str:
 def _is_zero(value: str) -> bool:
     number = re.match(r"[0-9.]+", value)
     return number is not None and float(number.group(0)) == 0
-
-
-def validate_google_service_account(value: object, *, field_name: str) -> str:
-    """A Google service account email (the Workload Identity annotation's value)."""
-    if not isinstance(value, str) or not _GSA_RE.match(value):
-        raise ManifestValueError(
-            field_name, f"{value!r} is not a Google service account; allowed: {GSA_RULE}"
-        )
-    return value
-
-
-def validate_project_id(value: object, *, field_name: str) -> str:
-    """A Google Cloud project id."""
-    if not isinstance(value, str) or not _PROJECT_RE.match(value):
-        raise ManifestValueError(
-            field_name, f"{value!r} is not a Google Cloud project id; allowed: {PROJECT_RULE}"
-        )
-    return value
 
 
 def validate_kubernetes_version(value: object, *, field_name: str) -> str:

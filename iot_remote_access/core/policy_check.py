@@ -37,31 +37,65 @@ class Rule:
 RULES: dict[str, Rule] = {
     rule.rule_id: rule
     for rule in (
-        Rule("IRA001", "wildcard-action", Severity.HIGH,
-             "An Allow statement grants a wildcard action such as '*' or 'iot:*'."),
-        Rule("IRA002", "topic-wildcard", Severity.HIGH,
-             "Publish, Receive or Subscribe is allowed on a topic or topic filter "
-             "containing '*', '?', '+' or '#'."),
-        Rule("IRA003", "client-wildcard", Severity.HIGH,
-             "Connect is allowed on a wildcard client id such as 'client/*'."),
-        Rule("IRA004", "connect-not-bound-to-thing", Severity.MEDIUM,
-             "Connect is allowed on a client id other than "
-             "'client/${iot:Connection.Thing.ThingName}', so a certificate can "
-             "connect under a name that is not its own thing."),
-        Rule("IRA005", "connect-without-isattached", Severity.MEDIUM,
-             "Connect is allowed without the condition "
-             "'iot:Connection.Thing.IsAttached: true'."),
-        Rule("IRA006", "thing-wildcard", Severity.HIGH,
-             "A shadow or job action is allowed on a wildcard thing such as 'thing/*'."),
-        Rule("IRA007", "allow-with-not", Severity.HIGH,
-             "An Allow statement uses NotAction or NotResource, which grants "
-             "everything not listed."),
-        Rule("IRA008", "resource-wildcard", Severity.HIGH,
-             "An Allow statement grants an IoT action on '*' or on an ARN with a "
-             "wildcard in its partition, region, account or resource type."),
-        Rule("IRA009", "unverifiable", Severity.MEDIUM,
-             "An action or resource is only known at deployment (a parameter, an "
-             "attribute, an import), so it cannot be proven free of wildcards."),
+        Rule(
+            "IRA001",
+            "wildcard-action",
+            Severity.HIGH,
+            "An Allow statement grants a wildcard action such as '*' or 'iot:*'.",
+        ),
+        Rule(
+            "IRA002",
+            "topic-wildcard",
+            Severity.HIGH,
+            "Publish, Receive or Subscribe is allowed on a topic or topic filter "
+            "containing '*', '?', '+' or '#'.",
+        ),
+        Rule(
+            "IRA003",
+            "client-wildcard",
+            Severity.HIGH,
+            "Connect is allowed on a wildcard client id such as 'client/*'.",
+        ),
+        Rule(
+            "IRA004",
+            "connect-not-bound-to-thing",
+            Severity.MEDIUM,
+            "Connect is allowed on a client id other than "
+            "'client/${iot:Connection.Thing.ThingName}', so a certificate can "
+            "connect under a name that is not its own thing.",
+        ),
+        Rule(
+            "IRA005",
+            "connect-without-isattached",
+            Severity.MEDIUM,
+            "Connect is allowed without the condition 'iot:Connection.Thing.IsAttached: true'.",
+        ),
+        Rule(
+            "IRA006",
+            "thing-wildcard",
+            Severity.HIGH,
+            "A shadow or job action is allowed on a wildcard thing such as 'thing/*'.",
+        ),
+        Rule(
+            "IRA007",
+            "allow-with-not",
+            Severity.HIGH,
+            "An Allow statement uses NotAction or NotResource, which grants everything not listed.",
+        ),
+        Rule(
+            "IRA008",
+            "resource-wildcard",
+            Severity.HIGH,
+            "An Allow statement grants an IoT action on '*' or on an ARN with a "
+            "wildcard in its partition, region, account or resource type.",
+        ),
+        Rule(
+            "IRA009",
+            "unverifiable",
+            Severity.MEDIUM,
+            "An action or resource is only known at deployment (a parameter, an "
+            "attribute, an import), so it cannot be proven free of wildcards.",
+        ),
     )
 }
 
@@ -69,9 +103,13 @@ _TOPIC_ACTIONS = {"iot:publish", "iot:receive", "iot:retainpublish"}
 _TOPICFILTER_ACTIONS = {"iot:subscribe"}
 _CLIENT_ACTIONS = {"iot:connect"}
 _THING_ACTIONS = {
-    "iot:getthingshadow", "iot:updatethingshadow", "iot:deletethingshadow",
-    "iot:listnamedshadowsforthing", "iot:describejobexecution",
-    "iot:getpendingjobexecutions", "iot:startnextpendingjobexecution",
+    "iot:getthingshadow",
+    "iot:updatethingshadow",
+    "iot:deletethingshadow",
+    "iot:listnamedshadowsforthing",
+    "iot:describejobexecution",
+    "iot:getpendingjobexecutions",
+    "iot:startnextpendingjobexecution",
     "iot:updatejobexecution",
 }
 _WILDCARD_CHARS = ("*", "?")
@@ -183,14 +221,16 @@ def _check_statement(index: int, statement: Mapping[str, Any]) -> list[Finding]:
         if is_unresolved(action):
             add("IRA009", action, "", f"action {action!r} is only known at deployment")
         elif any(ch in action for ch in _WILDCARD_CHARS):
-            add("IRA001", action, ", ".join(resources) or "*",
-                f"action {action!r} is a wildcard; name each iot: action")
+            add(
+                "IRA001",
+                action,
+                ", ".join(resources) or "*",
+                f"action {action!r} is a wildcard; name each iot: action",
+            )
     iot_actions = [a.lower() for a in actions if a.lower().startswith("iot:")]
     for action in iot_actions:
         for resource in resources:
-            findings.extend(
-                _check_pair(index, action, resource, is_attached=is_attached)
-            )
+            findings.extend(_check_pair(index, action, resource, is_attached=is_attached))
     return findings
 
 
@@ -232,14 +272,19 @@ def _check_pair(index: int, action: str, resource: str, *, is_attached: bool) ->
             return [finding("IRA003", f"connect as any client id matching {name!r}")]
         results = []
         if name != THING_NAME_VARIABLE:
-            results.append(finding(
-                "IRA004",
-                f"client id {name!r} is not bound to the thing name; use {THING_NAME_VARIABLE}",
-            ))
+            results.append(
+                finding(
+                    "IRA004",
+                    f"client id {name!r} is not bound to the thing name; use {THING_NAME_VARIABLE}",
+                )
+            )
         if not is_attached:
-            results.append(finding(
-                "IRA005", "no condition iot:Connection.Thing.IsAttached: true",
-            ))
+            results.append(
+                finding(
+                    "IRA005",
+                    "no condition iot:Connection.Thing.IsAttached: true",
+                )
+            )
         return results
     if resource_type == "thing" and action in _THING_ACTIONS and wildcard:
         return [finding("IRA006", f"{action} on any thing matching {name!r}")]

@@ -90,23 +90,31 @@ class DetectionSpec:
 #: One place for every detection's severity and metric (README table, alarms, handlers).
 DETECTIONS: Mapping[Detection, DetectionSpec] = {
     Detection.AUTHORIZATION_FAILURE: DetectionSpec(
-        Severity.MEDIUM, "AuthorizationFailures",
-        "a device published or subscribed outside its own topics (refused by its policy)"),
+        Severity.MEDIUM,
+        "AuthorizationFailures",
+        "a device published or subscribed outside its own topics (refused by its policy)",
+    ),
     Detection.UNEXPECTED_SUBSCRIPTION: DetectionSpec(
-        Severity.HIGH, "UnexpectedSubscriptions",
-        "a device holds a subscription outside its topic model (a policy allowed it)"),
+        Severity.HIGH,
+        "UnexpectedSubscriptions",
+        "a device holds a subscription outside its topic model (a policy allowed it)",
+    ),
     Detection.CONNECTION_OUTSIDE_ALLOWLIST: DetectionSpec(
-        Severity.HIGH, "ConnectionsOutsideAllowlist",
-        "a device connected from an address outside the allowed networks"),
+        Severity.HIGH,
+        "ConnectionsOutsideAllowlist",
+        "a device connected from an address outside the allowed networks",
+    ),
     Detection.PUBLISH_RATE_ANOMALY: DetectionSpec(
-        Severity.MEDIUM, "TelemetryMessages",
-        "the fleet's telemetry rate left its learned band"),
+        Severity.MEDIUM, "TelemetryMessages", "the fleet's telemetry rate left its learned band"
+    ),
     Detection.PUBLISH_RATE_TOP_DEVICE: DetectionSpec(
-        Severity.MEDIUM, "TelemetryMessages",
-        "one device publishes telemetry faster than allowed"),
+        Severity.MEDIUM, "TelemetryMessages", "one device publishes telemetry faster than allowed"
+    ),
     Detection.CONNECTION_CHURN: DetectionSpec(
-        Severity.LOW, "Connections",
-        "one device reconnects far more often than normal (reconnect storm)"),
+        Severity.LOW,
+        "Connections",
+        "one device reconnects far more often than normal (reconnect storm)",
+    ),
 }
 
 MALFORMED_METRIC = "MalformedRecords"
@@ -174,8 +182,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def parse_network(value: object, *, field_name: str = "allowedSourceCidrs") -> Network:
     """A CIDR range such as ``203.0.113.0/24``; raise ValueError naming the value."""
     if not isinstance(value, str):
-        raise ValueError(f"{field_name}: {value!r} is not a string; allowed: a CIDR range "
-                         "such as '203.0.113.0/24' or '2001:db8::/32'")
+        raise ValueError(
+            f"{field_name}: {value!r} is not a string; allowed: a CIDR range "
+            "such as '203.0.113.0/24' or '2001:db8::/32'"
+        )
     try:
         return ipaddress.ip_network(value, strict=True)
     except ValueError as error:
@@ -219,21 +229,27 @@ class DetectionConfig:
 
     def to_json(self) -> str:
         t = self.access.topics
-        return json.dumps({
-            "topics": {
-                "telemetry": t.telemetry, "commands": t.commands,
-                "rotationCsr": t.rotation_csr, "rotationCertificate": t.rotation_certificate,
-                "rotationConfirm": t.rotation_confirm,
+        return json.dumps(
+            {
+                "topics": {
+                    "telemetry": t.telemetry,
+                    "commands": t.commands,
+                    "rotationCsr": t.rotation_csr,
+                    "rotationCertificate": t.rotation_certificate,
+                    "rotationConfirm": t.rotation_confirm,
+                },
+                "tunneling": self.access.tunneling,
+                "rotation": self.access.rotation,
+                "jobs": self.access.jobs,
+                "jobIds": list(self.access.job_ids),
+                "allowedSourceCidrs": [str(n) for n in self.allowed_networks],
+                "exemptClientIdPattern": (
+                    self.exempt_client_ids.pattern if self.exempt_client_ids else None
+                ),
             },
-            "tunneling": self.access.tunneling,
-            "rotation": self.access.rotation,
-            "jobs": self.access.jobs,
-            "jobIds": list(self.access.job_ids),
-            "allowedSourceCidrs": [str(n) for n in self.allowed_networks],
-            "exemptClientIdPattern": (
-                self.exempt_client_ids.pattern if self.exempt_client_ids else None
-            ),
-        }, separators=(",", ":"), sort_keys=True)
+            separators=(",", ":"),
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str, *, source: str = CONFIG_ENVIRONMENT_VARIABLE) -> DetectionConfig:
@@ -243,7 +259,8 @@ class DetectionConfig:
             topics = raw["topics"]
             access = DeviceAccess(
                 topics=TopicModel(
-                    telemetry=topics["telemetry"], commands=topics["commands"],
+                    telemetry=topics["telemetry"],
+                    commands=topics["commands"],
                     rotation_csr=topics["rotationCsr"],
                     rotation_certificate=topics["rotationCertificate"],
                     rotation_confirm=topics["rotationConfirm"],
@@ -270,6 +287,7 @@ def _bool(value: object, name: str) -> bool:
 
 
 # -- lifecycle events -----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LifecycleEvent:
@@ -299,14 +317,16 @@ def parse_lifecycle_event(event: object) -> LifecycleEvent:
     principal = _optional_str(event, "principalIdentifier")
     if event_type == "connected":
         ip_address = _required_str(event, "ipAddress")
-        return LifecycleEvent(client_id, event_type, observed_at, session, principal,
-                              ip_address=ip_address)
+        return LifecycleEvent(
+            client_id, event_type, observed_at, session, principal, ip_address=ip_address
+        )
     if event_type in ("subscribed", "unsubscribed"):
         topics = event.get("topics")
         if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
             raise MalformedEvent("topics", f"{_preview(topics)} is not a list of topic strings")
-        return LifecycleEvent(client_id, event_type, observed_at, session, principal,
-                              topics=tuple(topics))
+        return LifecycleEvent(
+            client_id, event_type, observed_at, session, principal, topics=tuple(topics)
+        )
     return LifecycleEvent(client_id, event_type, observed_at, session, principal)
 
 
@@ -335,20 +355,22 @@ def check_connection_source(event: LifecycleEvent, config: DetectionConfig) -> l
     if any(address in network for network in config.allowed_networks):
         return []
     thing = _thing_or_none(event.client_id)
-    return [Finding(
-        detection=Detection.CONNECTION_OUTSIDE_ALLOWLIST,
-        observed_at=event.observed_at,
-        thing_name=thing,
-        client_id=_shorten(event.client_id),
-        summary=f"{_shorten(event.client_id)} connected from {address}, "
-                "outside the allowed networks",
-        evidence={
-            "ipAddress": str(address),
-            "allowedSourceCidrs": [str(n) for n in config.allowed_networks],
-            "sessionIdentifier": event.session_identifier,
-            "principalIdentifier": event.principal_identifier,
-        },
-    )]
+    return [
+        Finding(
+            detection=Detection.CONNECTION_OUTSIDE_ALLOWLIST,
+            observed_at=event.observed_at,
+            thing_name=thing,
+            client_id=_shorten(event.client_id),
+            summary=f"{_shorten(event.client_id)} connected from {address}, "
+            "outside the allowed networks",
+            evidence={
+                "ipAddress": str(address),
+                "allowedSourceCidrs": [str(n) for n in config.allowed_networks],
+                "sessionIdentifier": event.session_identifier,
+                "principalIdentifier": event.principal_identifier,
+            },
+        )
+    ]
 
 
 def check_subscriptions(event: LifecycleEvent, config: DetectionConfig) -> list[Finding]:
@@ -360,30 +382,34 @@ def check_subscriptions(event: LifecycleEvent, config: DetectionConfig) -> list[
     """
     thing = _thing_or_none(event.client_id)
     unexpected = [
-        topic for topic in event.topics
+        topic
+        for topic in event.topics
         if thing is None or not config.access.allows(Access.SUBSCRIBE, thing, topic)
     ]
     if not unexpected:
         return []
     shown = [_shorten(t) for t in unexpected[:_MAX_TOPICS_PER_FINDING]]
-    return [Finding(
-        detection=Detection.UNEXPECTED_SUBSCRIPTION,
-        observed_at=event.observed_at,
-        thing_name=thing,
-        client_id=_shorten(event.client_id),
-        summary=f"{_shorten(event.client_id)} subscribed to {len(unexpected)} topic "
-                f"filter(s) outside its topic model: {', '.join(shown[:3])}",
-        evidence={
-            "topics": shown,
-            "unexpectedCount": len(unexpected),
-            "sessionIdentifier": event.session_identifier,
-            "principalIdentifier": event.principal_identifier,
-        },
-        count=len(unexpected),
-    )]
+    return [
+        Finding(
+            detection=Detection.UNEXPECTED_SUBSCRIPTION,
+            observed_at=event.observed_at,
+            thing_name=thing,
+            client_id=_shorten(event.client_id),
+            summary=f"{_shorten(event.client_id)} subscribed to {len(unexpected)} topic "
+            f"filter(s) outside its topic model: {', '.join(shown[:3])}",
+            evidence={
+                "topics": shown,
+                "unexpectedCount": len(unexpected),
+                "sessionIdentifier": event.session_identifier,
+                "principalIdentifier": event.principal_identifier,
+            },
+            count=len(unexpected),
+        )
+    ]
 
 
 # -- telemetry counting ------------------------------------------------------------
+
 
 def telemetry_rule_sql(template: str) -> str:
     """IoT rule SQL emitting one ``{"thingName": ...}`` record per telemetry message.
@@ -394,12 +420,16 @@ def telemetry_rule_sql(template: str) -> str:
     """
     levels = template.split("/")
     if THING_PLACEHOLDER not in levels:
-        raise ValueError(f"telemetry: {_shorten(template)!r} has no {THING_PLACEHOLDER} level; "
-                         "allowed: a topic template such as 'dt/{thing}/telemetry'")
+        raise ValueError(
+            f"telemetry: {_shorten(template)!r} has no {THING_PLACEHOLDER} level; "
+            "allowed: a topic template such as 'dt/{thing}/telemetry'"
+        )
     if "'" in template or "\\" in template:
-        raise ValueError(f"telemetry: {_shorten(template)!r} contains a quote or backslash, "
-                         "which IoT SQL cannot take in a FROM clause; allowed: topic levels "
-                         "without ' and \\")
+        raise ValueError(
+            f"telemetry: {_shorten(template)!r} contains a quote or backslash, "
+            "which IoT SQL cannot take in a FROM clause; allowed: topic levels "
+            "without ' and \\"
+        )
     position = levels.index(THING_PLACEHOLDER) + 1
     topic_filter = "/".join("+" if level == THING_PLACEHOLDER else level for level in levels)
     # Not injectable: the template was checked above and topic templates are validated.
@@ -450,7 +480,7 @@ def evaluate_iot_log_message(message: str) -> Finding | None:
         client_id=_shorten(client_id),
         record_source="iot-log",
         summary=f"{_shorten(client_id)} was refused {action} on "
-                f"{_shorten(topic) if topic is not None else 'an unnamed topic'}",
+        f"{_shorten(topic) if topic is not None else 'an unnamed topic'}",
         evidence={
             "action": action,
             "topic": _shorten(topic) if topic is not None else None,
@@ -463,6 +493,7 @@ def evaluate_iot_log_message(message: str) -> Finding | None:
 
 
 # -- CloudWatch alarm state changes ---------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Contributor:
@@ -569,8 +600,9 @@ class AlarmRoute:
         return {"detection": self.detection.value, "insightRule": self.insight_rule}
 
 
-def parse_alarm_routes(text: str, *, source: str = ALARM_ROUTES_ENVIRONMENT_VARIABLE
-                       ) -> dict[str, AlarmRoute]:
+def parse_alarm_routes(
+    text: str, *, source: str = ALARM_ROUTES_ENVIRONMENT_VARIABLE
+) -> dict[str, AlarmRoute]:
     """alarm ARN -> :class:`AlarmRoute`, from the JSON the construct writes."""
     try:
         raw = json.loads(text)
@@ -612,14 +644,17 @@ def publish_findings(
     retry the invocation: a finding is delivered at least once, never silently lost.
     """
     for start in range(0, len(findings), PUT_EVENTS_BATCH):
-        batch = findings[start:start + PUT_EVENTS_BATCH]
+        batch = findings[start : start + PUT_EVENTS_BATCH]
         response = put_events(Entries=[f.put_events_entry(event_bus_name) for f in batch])
         failed = response.get("FailedEntryCount") or 0
         if failed:
-            codes = sorted({
-                str(entry.get("ErrorCode")) for entry in response.get("Entries") or []
-                if isinstance(entry, Mapping) and entry.get("ErrorCode")
-            })
+            codes = sorted(
+                {
+                    str(entry.get("ErrorCode"))
+                    for entry in response.get("Entries") or []
+                    if isinstance(entry, Mapping) and entry.get("ErrorCode")
+                }
+            )
             raise RuntimeError(
                 f"EventBridge refused {failed} of {len(batch)} security events "
                 f"(error codes: {', '.join(codes) or 'none given'})"
@@ -627,6 +662,7 @@ def publish_findings(
 
 
 # -- helpers -----------------------------------------------------------------------------
+
 
 def findings_by_metric(findings: Iterable[Finding]) -> dict[tuple[str, str | None], int]:
     """(metric name, thing or None for the fleet) -> count, for metric emission."""

@@ -93,8 +93,7 @@ def validate_topic_template(value: object, *, field_name: str) -> str:
         raise fail("contains a control character; allowed: printable characters")
     if value.startswith("$"):
         raise fail(
-            "starts with '$'; topics under '$' (such as '$aws/') are reserved "
-            "for the broker"
+            "starts with '$'; topics under '$' (such as '$aws/') are reserved for the broker"
         )
     if THING_PLACEHOLDER not in value:
         raise fail(f"has no {THING_PLACEHOLDER}; every device topic must name its thing")
@@ -259,8 +258,7 @@ class DeviceAccess:
     def allows(self, access: Access, thing: str, topic: str) -> bool:
         """Whether ``thing`` may ``access`` exactly ``topic`` (no wildcard ever matches)."""
         return any(
-            grant.access is access and grant.render(thing) == topic
-            for grant in self.grants()
+            grant.access is access and grant.render(thing) == topic for grant in self.grants()
         )
 
 

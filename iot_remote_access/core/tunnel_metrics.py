@@ -99,24 +99,32 @@ def max_opens_problem(value: object) -> str | None:
 
 def renewal_window_problem(value: object) -> str | None:
     """Why ``value`` cannot be the renewal window in minutes (None if it can)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not (
-        1 <= value <= MAX_LIFETIME_MINUTES
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (1 <= value <= MAX_LIFETIME_MINUTES)
     ):
-        return (f"{value!r} is not allowed; allowed: a whole number of minutes from 1 to "
-                f"{MAX_LIFETIME_MINUTES}")
+        return (
+            f"{value!r} is not allowed; allowed: a whole number of minutes from 1 to "
+            f"{MAX_LIFETIME_MINUTES}"
+        )
     return None
 
 
 def max_open_hours_problem(value: object) -> str | None:
     """Why ``value`` cannot be the longest allowed open time in hours (None if it can)."""
     lowest = SWEEP_MINUTES * 3 / 60
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        lowest <= value < MAX_LIFETIME_MINUTES / 60
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (lowest <= value < MAX_LIFETIME_MINUTES / 60)
     ):
-        return (f"{value!r} is not allowed; allowed: hours from {lowest} to less than "
-                f"{MAX_LIFETIME_MINUTES // 60} (a tunnel lives at most "
-                f"{MAX_LIFETIME_MINUTES // 60} hours; its age is sampled every "
-                f"{SWEEP_MINUTES} minutes)")
+        return (
+            f"{value!r} is not allowed; allowed: hours from {lowest} to less than "
+            f"{MAX_LIFETIME_MINUTES // 60} (a tunnel lives at most "
+            f"{MAX_LIFETIME_MINUTES // 60} hours; its age is sampled every "
+            f"{SWEEP_MINUTES} minutes)"
+        )
     return None
 
 
@@ -168,8 +176,10 @@ def parse_event(event: object) -> TunnelEvent:
         )
     detail = event.get("detail")
     if not isinstance(detail, Mapping):
-        raise UnusableEvent("event has no 'detail' object (not a CloudTrail event)",
-                            event_id=_safe_id(event.get("id")))
+        raise UnusableEvent(
+            "event has no 'detail' object (not a CloudTrail event)",
+            event_id=_safe_id(event.get("id")),
+        )
     event_id = _safe_id(detail.get("eventID"))
     event_name = detail.get("eventName")
     safe_name = event_name if event_name in (OPEN_TUNNEL, CLOSE_TUNNEL) else None
@@ -181,13 +191,16 @@ def parse_event(event: object) -> TunnelEvent:
     if source != CLOUDTRAIL_EVENT_SOURCE:
         raise fail(f"detail.eventSource is {_shorten(source)!r}, not {CLOUDTRAIL_EVENT_SOURCE!r}")
     if safe_name is None:
-        raise fail(f"detail.eventName is {_shorten(event_name)!r}; "
-                   f"handled: {OPEN_TUNNEL}, {CLOSE_TUNNEL}")
+        raise fail(
+            f"detail.eventName is {_shorten(event_name)!r}; handled: {OPEN_TUNNEL}, {CLOSE_TUNNEL}"
+        )
     if event_id is None:
         raise fail("detail.eventID is missing or not an id")
     if detail.get("errorCode") is not None:
-        raise fail(f"the {safe_name} call failed (errorCode {_shorten(detail.get('errorCode'))!r});"
-                   " no tunnel changed")
+        raise fail(
+            f"the {safe_name} call failed (errorCode {_shorten(detail.get('errorCode'))!r});"
+            " no tunnel changed"
+        )
     at = _timestamp(detail.get("eventTime"), "detail.eventTime", fail)
     request = detail.get("requestParameters")
     request = request if isinstance(request, Mapping) else {}
@@ -221,8 +234,10 @@ def _destination_thing(config: object) -> tuple[str | None, str | None]:
 
 def _lifetime(config: object) -> timedelta:
     minutes = config.get("maxLifetimeTimeoutMinutes") if isinstance(config, Mapping) else None
-    if isinstance(minutes, int) and not isinstance(minutes, bool) and (
-        1 <= minutes <= MAX_LIFETIME_MINUTES
+    if (
+        isinstance(minutes, int)
+        and not isinstance(minutes, bool)
+        and (1 <= minutes <= MAX_LIFETIME_MINUTES)
     ):
         return timedelta(minutes=minutes)
     return DEFAULT_LIFETIME
@@ -380,9 +395,7 @@ def open_duration(tunnel: KnownTunnel, closed_at: datetime) -> timedelta:
     return max(end - tunnel.opened_at, timedelta(0))
 
 
-def oldest_open_per_thing(
-    tunnels: Iterable[KnownTunnel], now: datetime
-) -> dict[str, timedelta]:
+def oldest_open_per_thing(tunnels: Iterable[KnownTunnel], now: datetime) -> dict[str, timedelta]:
     """Each thing's oldest open tunnel's age (the alarm cares about the worst one)."""
     ages: dict[str, timedelta] = {}
     for tunnel in tunnels:
@@ -500,10 +513,14 @@ class TunnelLedger:
 
     def on_open(self, opened: TunnelOpened) -> Outcome:
         if opened.thing_name is None:
-            unresolved = self._unresolved(UnusableEvent(
-                opened.thing_problem or "no thing", event_id=opened.event_id,
-                event_name=OPEN_TUNNEL, tunnel_id=opened.tunnel_id,
-            ))
+            unresolved = self._unresolved(
+                UnusableEvent(
+                    opened.thing_problem or "no thing",
+                    event_id=opened.event_id,
+                    event_name=OPEN_TUNNEL,
+                    tunnel_id=opened.tunnel_id,
+                )
+            )
             # The open still happened: the fleet total counts it.
             fleet = Report((Measurement(OPEN_COUNT, 1),))
             return replace(unresolved, reports=(fleet, *unresolved.reports))
@@ -511,9 +528,12 @@ class TunnelLedger:
         closed_at = self.store.put_open_tunnel(opened, thing)
         applied = self._save_open(thing, opened, closed_at)
         log = {
-            "event": OPEN_TUNNEL, "eventId": opened.event_id, "eventTime": _iso(opened.opened_at),
+            "event": OPEN_TUNNEL,
+            "eventId": opened.event_id,
+            "eventTime": _iso(opened.opened_at),
             "tunnelId": opened.tunnel_id,
-            "thingName": thing, "opensToday": applied.opens_today,
+            "thingName": thing,
+            "opensToday": applied.opens_today,
             "renewalLoop": applied.renewal_loop,
             "gapSeconds": None if applied.gap is None else int(applied.gap.total_seconds()),
         }
@@ -550,24 +570,34 @@ class TunnelLedger:
             try:
                 described = self.directory.describe(closed.tunnel_id)
             except LookupError as error:
-                return self._unresolved(UnusableEvent(
-                    f"tunnel not in state and DescribeTunnel failed: {error}",
-                    event_id=closed.event_id, event_name=CLOSE_TUNNEL,
-                    tunnel_id=closed.tunnel_id,
-                ))
+                return self._unresolved(
+                    UnusableEvent(
+                        f"tunnel not in state and DescribeTunnel failed: {error}",
+                        event_id=closed.event_id,
+                        event_name=CLOSE_TUNNEL,
+                        tunnel_id=closed.tunnel_id,
+                    )
+                )
             tunnel = replace(described, closed_at=closed.closed_at)
             self.store.put_closed_tunnel(tunnel)
         if tunnel.thing_name is None:
-            return self._unresolved(UnusableEvent(
-                f"tunnel has no destination thing ({source})", event_id=closed.event_id,
-                event_name=CLOSE_TUNNEL, tunnel_id=closed.tunnel_id,
-            ))
+            return self._unresolved(
+                UnusableEvent(
+                    f"tunnel has no destination thing ({source})",
+                    event_id=closed.event_id,
+                    event_name=CLOSE_TUNNEL,
+                    tunnel_id=closed.tunnel_id,
+                )
+            )
         self.store.mark_thing_closed(tunnel.thing_name, tunnel.tunnel_id, closed.closed_at)
         duration = open_duration(tunnel, closed.closed_at)
         log = {
-            "event": CLOSE_TUNNEL, "eventId": closed.event_id, "eventTime": _iso(closed.closed_at),
+            "event": CLOSE_TUNNEL,
+            "eventId": closed.event_id,
+            "eventTime": _iso(closed.closed_at),
             "tunnelId": closed.tunnel_id,
-            "thingName": tunnel.thing_name, "thingFrom": source,
+            "thingName": tunnel.thing_name,
+            "thingFrom": source,
             "openSeconds": int(duration.total_seconds()),
         }
         report = Report(
@@ -585,12 +615,20 @@ class TunnelLedger:
             for thing, age in sorted(ages.items())
         ]
         oldest = max(ages.values(), default=timedelta(0))
-        log = {"event": "Sweep", "openTunnels": len(open_now), "things": len(ages),
-               "oldestOpenSeconds": int(oldest.total_seconds())}
+        log = {
+            "event": "Sweep",
+            "openTunnels": len(open_now),
+            "things": len(ages),
+            "oldestOpenSeconds": int(oldest.total_seconds()),
+        }
         return Outcome("counted", tuple(reports), log)
 
     @staticmethod
     def _unresolved(error: UnusableEvent) -> Outcome:
-        log = {"reason": error.reason, "eventId": error.event_id, "event": error.event_name,
-               "tunnelId": error.tunnel_id}
+        log = {
+            "reason": error.reason,
+            "eventId": error.event_id,
+            "event": error.event_name,
+            "tunnelId": error.tunnel_id,
+        }
         return Outcome("unresolved", (Report((Measurement(UNRESOLVED, 1),)),), log)

@@ -174,7 +174,8 @@ def setting_minutes(name: str, value: object, *, maximum: int = MAX_LIFETIME_MIN
     """A minutes setting: an integer (never a string), 1..``maximum``; errors name ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TunnelRuleError(
-            name, f"{_shown(value)} is not a whole number; allowed: minutes from "
+            name,
+            f"{_shown(value)} is not a whole number; allowed: minutes from "
             f"{MIN_LIFETIME_MINUTES} to {maximum}",
         )
     try:
@@ -193,8 +194,10 @@ def validate_thing_group(value: object) -> str:
 
 
 def validate_max_open(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not (
-        1 <= value <= MAX_OPEN_TUNNELS_PER_THING_LIMIT
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (1 <= value <= MAX_OPEN_TUNNELS_PER_THING_LIMIT)
     ):
         raise TunnelRuleError(
             "max_open_tunnels_per_thing",
@@ -234,7 +237,7 @@ class TunnelPolicy:
     def __post_init__(self) -> None:
         services = tuple(self.allowed_services)
         if not services:
-                raise TunnelRuleError(
+            raise TunnelRuleError(
                 "allowed_services", "[] is empty; allowed: one or more service names, e.g. ['SSH']"
             )
         for service in services:
@@ -245,8 +248,11 @@ class TunnelPolicy:
         object.__setattr__(self, "allowed_services", services)
         setting_minutes("max_lifetime_minutes", self.max_lifetime_minutes)
         setting_minutes("connect_grace_minutes", self.connect_grace_minutes)
-        setting_minutes("default_lifetime_minutes", self.default_lifetime_minutes,
-                        maximum=self.max_lifetime_minutes)
+        setting_minutes(
+            "default_lifetime_minutes",
+            self.default_lifetime_minutes,
+            maximum=self.max_lifetime_minutes,
+        )
         validate_max_open(self.max_open_tunnels_per_thing)
         groups = tuple(self.thing_groups)
         for group in groups:
@@ -267,8 +273,13 @@ class TunnelPolicy:
     @classmethod
     def from_json(cls, text: str) -> Self:
         raw = json.loads(text)
-        return cls(**{**raw, "allowed_services": tuple(raw["allowed_services"]),
-                      "thing_groups": tuple(raw["thing_groups"])})
+        return cls(
+            **{
+                **raw,
+                "allowed_services": tuple(raw["allowed_services"]),
+                "thing_groups": tuple(raw["thing_groups"]),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -286,14 +297,13 @@ def parse_request(body: object, policy: TunnelPolicy) -> TunnelRequest:
     """
     if not isinstance(body, Mapping):
         raise TunnelRuleError(
-            "body", f"a JSON {type(body).__name__} is not an object; allowed: a JSON object with "
+            "body",
+            f"a JSON {type(body).__name__} is not an object; allowed: a JSON object with "
             f"the fields {', '.join(REQUEST_FIELDS)}",
         )
     unknown = sorted(str(key) for key in body if key not in REQUEST_FIELDS)
     if unknown:
-        raise TunnelRuleError(
-            unknown[0], f"unknown field; allowed: {', '.join(REQUEST_FIELDS)}"
-        )
+        raise TunnelRuleError(unknown[0], f"unknown field; allowed: {', '.join(REQUEST_FIELDS)}")
     thing = validate_thing(body.get("thing"), pattern=policy.thing_name_pattern)
     service = validate_service(
         body.get("service", policy.allowed_services[0]), policy.allowed_services
@@ -513,12 +523,23 @@ def shown_for_audit(value: object) -> object:
 # -- AWS error classification ------------------------------------------------------------
 
 #: Error codes that mean "try again later": the broker answers 503, nothing was done.
-RETRYABLE_ERROR_CODES = frozenset({
-    "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-    "LimitExceededException", "ServiceUnavailableException", "ServiceUnavailable",
-    "InternalFailureException", "InternalFailure", "InternalServerException",
-    "InternalServerError", "RequestTimeout", "RequestTimeoutException",
-})
+RETRYABLE_ERROR_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "ServiceUnavailableException",
+        "ServiceUnavailable",
+        "InternalFailureException",
+        "InternalFailure",
+        "InternalServerException",
+        "InternalServerError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
 
 
 def aws_error_status(code: str) -> int:

@@ -27,5 +27,6 @@ def fetch_policy(iot_client: Any, summary: PolicySummary) -> PolicyDocumentSourc
     """The policy's default version: ``GetPolicy`` returns its document, and
     non-default versions are never in effect, so one call per policy suffices."""
     policy = iot_client.get_policy(policyName=summary.name)
-    return PolicyDocumentSource(file=summary.arn, name=summary.name,
-                                document=policy["policyDocument"])
+    return PolicyDocumentSource(
+        file=summary.arn, name=summary.name, document=policy["policyDocument"]
+    )

@@ -61,7 +61,7 @@ class IotPolicyGuard:
                     description=RULES[rule_id].summary,
                     severity=str(RULES[rule_id].severity),
                     fix="Grant exact topics under the thing's own name; see "
-                        "iot_remote_access.constructs.DevicePolicy",
+                    "iot_remote_access.constructs.DevicePolicy",
                     violating_resources=resources,
                 )
                 for rule_id, resources in sorted(violations.items())

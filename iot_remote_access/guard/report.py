@@ -63,48 +63,51 @@ def to_sarif(results: list[PolicyResult]) -> dict[str, Any]:
             location: dict[str, Any] = {
                 "physicalLocation": {
                     "artifactLocation": {"uri": _uri(result.source.file)},
-                    **(
-                        {"region": {"startLine": result.source.line}}
-                        if result.source.line
-                        else {}
-                    ),
+                    **({"region": {"startLine": result.source.line}} if result.source.line else {}),
                 },
                 "logicalLocations": [{"name": result.source.name, "kind": "resource"}],
             }
-            sarif_results.append({
-                "ruleId": finding.rule_id,
-                "ruleIndex": rule_ids.index(finding.rule_id),
-                "level": "error" if finding.severity is Severity.HIGH else "warning",
-                "message": {
-                    "text": f"{result.source.name} Statement[{finding.statement}]: "
-                    f"{finding.message} (action {finding.action}, "
-                    f"resource {finding.resource})"
-                },
-                "locations": [location],
-            })
+            sarif_results.append(
+                {
+                    "ruleId": finding.rule_id,
+                    "ruleIndex": rule_ids.index(finding.rule_id),
+                    "level": "error" if finding.severity is Severity.HIGH else "warning",
+                    "message": {
+                        "text": f"{result.source.name} Statement[{finding.statement}]: "
+                        f"{finding.message} (action {finding.action}, "
+                        f"resource {finding.resource})"
+                    },
+                    "locations": [location],
+                }
+            )
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "iot-remote-access",
-                "version": __version__,
-                "informationUri": INFORMATION_URI,
-                "rules": [
-                    {
-                        "id": rule_id,
-                        "name": RULES[rule_id].name,
-                        "shortDescription": {"text": RULES[rule_id].summary},
-                        "defaultConfiguration": {
-                            "level": "error" if RULES[rule_id].severity is Severity.HIGH
-                            else "warning"
-                        },
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "iot-remote-access",
+                        "version": __version__,
+                        "informationUri": INFORMATION_URI,
+                        "rules": [
+                            {
+                                "id": rule_id,
+                                "name": RULES[rule_id].name,
+                                "shortDescription": {"text": RULES[rule_id].summary},
+                                "defaultConfiguration": {
+                                    "level": "error"
+                                    if RULES[rule_id].severity is Severity.HIGH
+                                    else "warning"
+                                },
+                            }
+                            for rule_id in rule_ids
+                        ],
                     }
-                    for rule_id in rule_ids
-                ],
-            }},
-            "results": sarif_results,
-        }],
+                },
+                "results": sarif_results,
+            }
+        ],
     }
 
 
@@ -133,5 +136,5 @@ def _table(results: list[PolicyResult], console: Console) -> None:
             finding.action,
             finding.resource,
             finding.message,
-            )
+        )
     console.print(table)

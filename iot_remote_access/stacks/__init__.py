@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from iot_remote_access.stacks.iot_remote_access_stack import IotRemoteAccessStack
+    from iot_remote_access.stacks.aws_stack import IotRemoteAccessStack
 
 __all__ = ["IotRemoteAccessStack"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "IotRemoteAccessStack":
-        from iot_remote_access.stacks.iot_remote_access_stack import IotRemoteAccessStack
+        from iot_remote_access.stacks.aws_stack import IotRemoteAccessStack
 
         return IotRemoteAccessStack
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

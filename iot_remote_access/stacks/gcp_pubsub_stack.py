@@ -7,7 +7,7 @@ import datetime as dt
 from constructs import Construct
 
 from iot_remote_access.constructs.gcp import DeadLetteredTopic, DesiredState, PubsubSubscription
-from iot_remote_access.settings_gcp import GcpSettings
+from iot_remote_access.settings.gcp import GcpSettings
 
 
 class GcpPubsubStack(Construct):
@@ -20,8 +20,10 @@ class GcpPubsubStack(Construct):
     pass ``constructs.RootConstruct()`` as the scope.
     """
 
-    def __init__(self, scope: Construct, id: str, *, project: str, settings: GcpSettings) -> None:
-        super().__init__(scope, id)
+    def __init__(
+        self, scope: Construct, construct_id: str, *, project: str, settings: GcpSettings
+    ) -> None:
+        super().__init__(scope, construct_id)
         pubsub = settings.pubsub
         retention = dt.timedelta(days=pubsub.message_retention_days)
         bridge = f"serviceAccount:{settings.bridge.service_account}"

@@ -18,12 +18,12 @@ from google.cloud import pubsub_v1
 
 from iot_remote_access.bridge.settings import BridgeSettings
 from iot_remote_access.core.mosquitto_acl import MosquittoAcl
-from iot_remote_access.gcp.pubsub_deploy import deploy
-from iot_remote_access.gcp.pubsub_plan import plan
+from iot_remote_access.pubsub.deploy import deploy
+from iot_remote_access.pubsub.plan import plan
 from iot_remote_access.settings import FleetSettings
 from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
-from tests.gcp.pki import TestCa
-from tests.gcp.processes import MosquittoBroker, PubsubEmulator
+from tests.support.pki import TestCa
+from tests.support.processes import MosquittoBroker, PubsubEmulator
 
 _projects = itertools.count()
 

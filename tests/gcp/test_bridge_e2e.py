@@ -18,10 +18,10 @@ from google.cloud import pubsub_v1
 
 from iot_remote_access.bridge.service import BridgeService, make_publisher
 from iot_remote_access.bridge.settings import BridgeSettings
-from tests.gcp.clients import Device, PubsubReader, wait_for
-from tests.gcp.pki import TestCa
-from tests.gcp.processes import MosquittoBroker, PubsubEmulator
-from tests.gcp.tcp_gate import TcpGate
+from tests.support.gcp_clients import Device, PubsubReader, wait_for
+from tests.support.pki import TestCa
+from tests.support.processes import MosquittoBroker, PubsubEmulator
+from tests.support.tcp_gate import TcpGate
 
 THINGS = [f"sensor-{i}" for i in range(4)]
 

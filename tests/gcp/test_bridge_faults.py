@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from iot_remote_access.core.mosquitto_acl import MosquittoAcl
-from tests.gcp.clients import Device, PubsubReader, wait_for
 from tests.gcp.conftest import bridge_environment, deploy_topology
-from tests.gcp.pki import TestCa
-from tests.gcp.processes import BridgeProcess, MosquittoBroker, PubsubEmulator, free_port
-from tests.gcp.tcp_gate import TcpGate
+from tests.support.gcp_clients import Device, PubsubReader, wait_for
+from tests.support.pki import TestCa
+from tests.support.processes import BridgeProcess, MosquittoBroker, PubsubEmulator, free_port
+from tests.support.tcp_gate import TcpGate
 
 DEVICES = 20
 PER_DEVICE = 500  # 10,000 messages
@@ -161,8 +161,10 @@ def test_no_message_lost_across_broker_emulator_and_bridge_restarts(
         # bridge had not yet been sent would be lost by the broker, not the bridge. Under
         # load the bridge can lag, so restart only once it has taken everything PUBACKed.
         wait_for(
-            lambda: stream is not None
-            and stream.acknowledged() <= {m.data.decode() for m in reader.snapshot()},
+            lambda: (
+                stream is not None
+                and stream.acknowledged() <= {m.data.decode() for m in reader.snapshot()}
+            ),
             90,
             "bridge caught up with the broker before its restart",
         )

@@ -14,7 +14,7 @@ from iot_remote_access.bridge.ack_sequencer import AckSequencer
 from iot_remote_access.bridge.settings import BridgeSettings, BridgeSettingsError
 from iot_remote_access.cli import main
 from iot_remote_access.settings import FleetSettings, SettingsError
-from tests.gcp.pki import TestCa
+from tests.support.pki import TestCa
 
 REPO = Path(__file__).resolve().parents[2]
 

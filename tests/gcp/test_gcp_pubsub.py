@@ -17,11 +17,11 @@ from google.iam.v1 import policy_pb2
 
 from iot_remote_access.cli import main
 from iot_remote_access.constructs.gcp import IamGrant
-from iot_remote_access.gcp.iam_requests import grants_by_resource, set_policy_request
+from iot_remote_access.pubsub.iam_requests import grants_by_resource, set_policy_request
 from iot_remote_access.settings import FleetSettings
 from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
 from tests.gcp.conftest import GCP_SETTINGS
-from tests.gcp.processes import PubsubEmulator
+from tests.support.processes import PubsubEmulator
 
 BRIDGE_SA = "serviceAccount:iot-bridge@test-project.iam.gserviceaccount.com"
 AGENT = "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -368,8 +368,8 @@ class IamStandIn:
 def test_iam_plan_and_deploy_with_an_iam_stand_in_is_idempotent(fresh_project: str) -> None:
     """The IAM flow of plan/deploy on the emulator's topics and subscriptions, with IAM
     itself answered by a stand-in (the emulator has none): grants added once, others kept."""
-    from iot_remote_access.gcp.pubsub_deploy import deploy
-    from iot_remote_access.gcp.pubsub_plan import Action, Kind, plan
+    from iot_remote_access.pubsub.deploy import deploy
+    from iot_remote_access.pubsub.plan import Action, Kind, plan
 
     fleet = FleetSettings.parse({"gcp": GCP_SETTINGS})
     assert fleet.gcp is not None

@@ -22,9 +22,9 @@ from iot_remote_access.core.mosquitto_acl import (
 )
 from iot_remote_access.core.shared_subscription import shared_subscription, topic_filter
 from iot_remote_access.core.topics import Access, DeviceAccess, TopicModel, TopicModelError
-from tests.gcp.clients import Device, wait_for
-from tests.gcp.pki import TestCa
-from tests.gcp.processes import MosquittoBroker
+from tests.support.gcp_clients import Device, wait_for
+from tests.support.pki import TestCa
+from tests.support.processes import MosquittoBroker
 
 BRIDGE = "bridge.iot-remote-access"
 

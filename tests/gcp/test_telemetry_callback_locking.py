@@ -41,9 +41,15 @@ class FakeOrderedPublisher:
 def test_a_failing_batch_callback_under_the_key_lock_does_not_deadlock_a_publish() -> None:
     publisher = FakeOrderedPublisher()
     forwarder = TelemetryForwarder(
-        publisher, topic_path="t", dead_letter_path="dl", template="dt/{thing}/telemetry",
-        thing_name_pattern=".*", metrics=BridgeMetrics(), is_current=lambda _t: True,
-        max_inflight=100, max_inflight_bytes=1 << 20,
+        publisher,
+        topic_path="t",
+        dead_letter_path="dl",
+        template="dt/{thing}/telemetry",
+        thing_name_pattern=".*",
+        metrics=BridgeMetrics(),
+        is_current=lambda _t: True,
+        max_inflight=100,
+        max_inflight_bytes=1 << 20,
     )
 
     def message(n: int) -> Inbound:

@@ -60,19 +60,23 @@ class AlarmTopic(Construct):
         # aws:SourceAccount keeps other accounts' alarms and rules out (confused deputy).
         same_account = {"StringEquals": {"aws:SourceAccount": cdk.Stack.of(self).account}}
         principals: list[iam.IPrincipal] = [iam.ServicePrincipal(s) for s in PUBLISHING_SERVICES]
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowAlarmPublishersToEncrypt",
-            principals=principals,
-            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-            resources=["*"],  # in a key policy, "*" means this key
-            conditions=same_account,
-        ))
-        self.topic.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowAlarmPublishers",
-            principals=principals,
-            actions=["sns:Publish"],
-            resources=[self.topic.topic_arn],
-            conditions=same_account,
-        ))
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowAlarmPublishersToEncrypt",
+                principals=principals,
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" means this key
+                conditions=same_account,
+            )
+        )
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowAlarmPublishers",
+                principals=principals,
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions=same_account,
+            )
+        )
         for address in email_addresses:
             self.topic.add_subscription(subscriptions.EmailSubscription(address))

@@ -49,7 +49,8 @@ class AuditTrail(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         if not cdk.Token.is_unresolved(retention_days) and (
-            isinstance(retention_days, bool) or not isinstance(retention_days, int)
+            isinstance(retention_days, bool)
+            or not isinstance(retention_days, int)
             or retention_days < 1
         ):
             raise ValueError(
@@ -65,42 +66,62 @@ class AuditTrail(Construct):
             removal_policy=removal_policy,
         )
         trail_arns = stack.format_arn(
-            service="cloudtrail", resource="trail", resource_name="*",
-            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME, region="*",
+            service="cloudtrail",
+            resource="trail",
+            resource_name="*",
+            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+            region="*",
         )
         cloudtrail_principal = iam.ServicePrincipal("cloudtrail.amazonaws.com")
         # What CloudTrail needs on a customer key (CloudTrail's documented key policy),
         # scoped to this account's trails: the trail's own ARN would make a dependency
         # cycle with the key.
         from_our_trails = {"ArnLike": {"aws:SourceArn": trail_arns}}
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudTrailToEncryptLogFiles",
-            principals=[cloudtrail_principal],
-            actions=["kms:GenerateDataKey*"],
-            resources=["*"],  # in a key policy, "*" means this key
-            conditions={
-                **from_our_trails,
-                "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": trail_arns},
-            },
-        ))
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudTrailToDescribeKey",
-            principals=[cloudtrail_principal],
-            actions=["kms:DescribeKey"],
-            resources=["*"],
-            conditions=from_our_trails,
-        ))
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudWatchLogsToUseKey",
-            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                     "kms:Describe*"],
-            resources=["*"],
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                service="logs", resource="log-group", resource_name="*",
-                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-            )}},
-        ))
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudTrailToEncryptLogFiles",
+                principals=[cloudtrail_principal],
+                actions=["kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" means this key
+                conditions={
+                    **from_our_trails,
+                    "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": trail_arns},
+                },
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudTrailToDescribeKey",
+                principals=[cloudtrail_principal],
+                actions=["kms:DescribeKey"],
+                resources=["*"],
+                conditions=from_our_trails,
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsToUseKey",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                            service="logs",
+                            resource="log-group",
+                            resource_name="*",
+                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    }
+                },
+            )
+        )
 
         self.bucket = s3.Bucket(
             self,
@@ -113,22 +134,26 @@ class AuditTrail(Construct):
             minimum_tls_version=1.2,
             versioned=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(
-                id="AuditRetention",
-                expiration=cdk.Duration.days(retention_days),
-                # Versioning keeps an overwritten or deleted log file for a month, long
-                # enough for the digest files to show the tampering and to restore it.
-                noncurrent_version_expiration=cdk.Duration.days(30),
-                abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
-            )],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="AuditRetention",
+                    expiration=cdk.Duration.days(retention_days),
+                    # Versioning keeps an overwritten or deleted log file for a month, long
+                    # enough for the digest files to show the tampering and to restore it.
+                    noncurrent_version_expiration=cdk.Duration.days(30),
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
+                )
+            ],
             removal_policy=removal_policy,
         )
-        cdk.Validations.of(self.bucket).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions::AwsSolutions-S1",
-            reason="The bucket holds only CloudTrail's own log files; reads of it are recorded "
-            "by the trail itself (S3 data events can be added), and an access-log bucket "
-            "would need an unlogged bucket of its own.",
-        ))
+        cdk.Validations.of(self.bucket).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions::AwsSolutions-S1",
+                reason="The bucket holds only CloudTrail's own log files; reads of it are recorded "
+                "by the trail itself (S3 data events can be added), and an access-log bucket "
+                "would need an unlogged bucket of its own.",
+            )
+        )
 
         self.log_group = logs.LogGroup(
             self,

@@ -7,7 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from iot_remote_access.lambdas.certs.inventory import EXPIRY_INDEX, REVOKE_INDEX, SLOT_INDEX
+from iot_remote_access.core.aws_schema import EXPIRY_INDEX, REVOKE_INDEX, SLOT_INDEX
 
 
 class CertificateInventory(Construct):

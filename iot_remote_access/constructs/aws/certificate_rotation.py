@@ -33,9 +33,9 @@ from iot_remote_access.constructs.aws.device_defender_audit import DeviceDefende
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.constructs.aws.private_ca import PrivateCa
+from iot_remote_access.core.aws_schema import PASSTHROUGH_TEMPLATE_ARN
 from iot_remote_access.core.topics import THING_PLACEHOLDER
-from iot_remote_access.lambdas.certs.config import PASSTHROUGH_TEMPLATE_ARN
-from iot_remote_access.settings_certificates import CertificateSettings
+from iot_remote_access.settings.certificates import CertificateSettings
 
 METRICS_NAMESPACE = "IotRemoteAccess"
 SHARED = ("certs",)

@@ -46,8 +46,9 @@ class IotLogging(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         if not cdk.Token.is_unresolved(level) and level not in LOG_LEVELS:
-            raise ValueError(f"level: {level!r} is not an AWS IoT log level; "
-                             f"allowed: {', '.join(LOG_LEVELS)}")
+            raise ValueError(
+                f"level: {level!r} is not an AWS IoT log level; allowed: {', '.join(LOG_LEVELS)}"
+            )
         self.role: iam.Role | None = None
         self.logging: iot.CfnLogging | None = None
         if not manage:
@@ -69,11 +70,16 @@ class IotLogging(Construct):
             self,
             "Role",
             description="AWS IoT v2 logging into AWSIotLogsV2 only",
-            assumed_by=iam.ServicePrincipal("iot.amazonaws.com").with_conditions({
-                "StringEquals": {"aws:SourceAccount": stack.account},
-                "ArnLike": {"aws:SourceArn": stack.format_arn(
-                    service="iot", resource="*", arn_format=cdk.ArnFormat.NO_RESOURCE_NAME)},
-            }),
+            assumed_by=iam.ServicePrincipal("iot.amazonaws.com").with_conditions(
+                {
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="iot", resource="*", arn_format=cdk.ArnFormat.NO_RESOURCE_NAME
+                        )
+                    },
+                }
+            ),
         )
         # The AWSIoTLogging managed policy allows these on every log group; here
         # they are limited to AWSIotLogsV2. CreateLogGroup stays: AWS IoT may call

@@ -141,11 +141,13 @@ class LibraryFunction(Construct):
             },
         )
         self.log_group.grant_write(self.role)
-        cdk.Validations.of(self.role).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            reason="Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, "
-            "which support no resource-level permissions; every other grant is exact.",
-        ))
+        cdk.Validations.of(self.role).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                reason="Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, "
+                "which support no resource-level permissions; every other grant is exact.",
+            )
+        )
 
     def _powertools_layer(self) -> lambda_.ILayerVersion:
         # AWS publishes one SSM parameter per Powertools release; resolving it at

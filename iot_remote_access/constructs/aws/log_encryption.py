@@ -16,13 +16,27 @@ def allow_cloudwatch_logs(key: kms.IKey, scope: IConstruct) -> None:
     imported key (its policy is managed where the key is).
     """
     stack = cdk.Stack.of(scope)
-    key.add_to_resource_policy(iam.PolicyStatement(
-        sid="AllowCloudWatchLogsForThisAccountsLogGroups",
-        principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-        actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                 "kms:Describe*"],
-        resources=["*"],  # in a key policy, "*" means this key
-        conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-            service="logs", resource="log-group", resource_name="*",
-            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)}},
-    ))
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowCloudWatchLogsForThisAccountsLogGroups",
+            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+            actions=[
+                "kms:Encrypt*",
+                "kms:Decrypt*",
+                "kms:ReEncrypt*",
+                "kms:GenerateDataKey*",
+                "kms:Describe*",
+            ],
+            resources=["*"],  # in a key policy, "*" means this key
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="*",
+                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                }
+            },
+        )
+    )

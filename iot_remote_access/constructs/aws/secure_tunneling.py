@@ -88,8 +88,12 @@ class SecureTunneling(Construct):
         environment = {POLICY_VARIABLE: self.policy.to_json()}
 
         def iot_arn(resource: str) -> str:
-            return stack.format_arn(service="iot", resource=resource, resource_name="*",
-                                    arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME)
+            return stack.format_arn(
+                service="iot",
+                resource=resource,
+                resource_name="*",
+                arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+            )
 
         tunnels, things, groups = iot_arn("tunnel"), iot_arn("thing"), iot_arn("thinggroup")
 
@@ -106,42 +110,55 @@ class SecureTunneling(Construct):
             auth_type=lambda_.FunctionUrlAuthType.AWS_IAM
         )
         broker_role = self.broker.role
-        broker_role.add_to_principal_policy(iam.PolicyStatement(
-            sid="OpenTunnelsForAllowedServicesOnly",
-            actions=["iot:OpenTunnel"],
-            resources=[tunnels, things],
-            conditions={
-                "ForAllValues:StringEquals": {
-                    "iot:TunnelDestinationService": list(self.policy.allowed_services),
-                    "aws:TagKeys": _TAG_KEYS,
+        broker_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="OpenTunnelsForAllowedServicesOnly",
+                actions=["iot:OpenTunnel"],
+                resources=[tunnels, things],
+                conditions={
+                    "ForAllValues:StringEquals": {
+                        "iot:TunnelDestinationService": list(self.policy.allowed_services),
+                        "aws:TagKeys": _TAG_KEYS,
+                    },
                 },
-            },
-        ))
-        broker_role.add_to_principal_policy(iam.PolicyStatement(
-            sid="CountTunnelsPerThing",
-            actions=["iot:ListTunnels"],
-            resources=[tunnels, things],
-        ))
-        broker_role.add_to_principal_policy(_close_without_delete(
-            "RollBackTunnelsNotHandedOut", tunnels))
+            )
+        )
+        broker_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="CountTunnelsPerThing",
+                actions=["iot:ListTunnels"],
+                resources=[tunnels, things],
+            )
+        )
+        broker_role.add_to_principal_policy(
+            _close_without_delete("RollBackTunnelsNotHandedOut", tunnels)
+        )
         thing_actions = ["iot:DescribeThing"]
         if self.policy.thing_groups:
             thing_actions.append("iot:ListThingGroupsForThing")
-            broker_role.add_to_principal_policy(iam.PolicyStatement(
-                sid="ReadThingGroupParents",
-                actions=["iot:DescribeThingGroup"],
-                resources=[groups],
-            ))
-        broker_role.add_to_principal_policy(iam.PolicyStatement(
-            sid="CheckThings", actions=thing_actions, resources=[things],
-        ))
+            broker_role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="ReadThingGroupParents",
+                    actions=["iot:DescribeThingGroup"],
+                    resources=[groups],
+                )
+            )
+        broker_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="CheckThings",
+                actions=thing_actions,
+                resources=[things],
+            )
+        )
         _acknowledge_wildcards(
             broker_role,
             "The broker opens tunnels to any thing of the fleet: tunnel ids are created by "
             "OpenTunnel and things are chosen per request, so neither is known at deploy time. "
             "OpenTunnel is limited to the allowed services and the broker's tag keys, and every "
             "request is checked by the broker's rules before the call.",
-            "tunnel", "thing", *(["thinggroup"] if self.policy.thing_groups else []),
+            "tunnel",
+            "thing",
+            *(["thinggroup"] if self.policy.thing_groups else []),
         )
 
         self.sweeper = LibraryFunction(
@@ -154,11 +171,13 @@ class SecureTunneling(Construct):
             log_retention=log_retention,
             timeout=cdk.Duration.minutes(2),
         )
-        self.sweeper.role.add_to_principal_policy(iam.PolicyStatement(
-            sid="FindTunnels",
-            actions=["iot:ListTunnels", "iot:DescribeTunnel"],
-            resources=[tunnels],
-        ))
+        self.sweeper.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="FindTunnels",
+                actions=["iot:ListTunnels", "iot:DescribeTunnel"],
+                resources=[tunnels],
+            )
+        )
         self.sweeper.role.add_to_principal_policy(_close_without_delete("CloseTunnels", tunnels))
         _acknowledge_wildcards(
             self.sweeper.role,
@@ -213,7 +232,8 @@ class SecureTunneling(Construct):
             "Operators list, inspect and close any tunnel of the account and region (tunnel ids "
             "are created at run time) and list them by thing; opening and token rotation are "
             "denied.",
-            "tunnel", "thing",
+            "tunnel",
+            "thing",
         )
         self.operator_role: iam.Role | None = None
         if operator_principal is not None:
@@ -245,10 +265,14 @@ def _acknowledge_wildcards(scope: Construct, reason: str, *resources: str) -> No
     def shown(value: str, pseudo: str) -> str:
         return f"<AWS::{pseudo}>" if cdk.Token.is_unresolved(value) else value
 
-    prefix = (f"arn:{shown(stack.partition, 'Partition')}:iot:{shown(stack.region, 'Region')}:"
-              f"{shown(stack.account, 'AccountId')}")
+    prefix = (
+        f"arn:{shown(stack.partition, 'Partition')}:iot:{shown(stack.region, 'Region')}:"
+        f"{shown(stack.account, 'AccountId')}"
+    )
     for resource in resources:
-        cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(
-            id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{prefix}:{resource}/*]",
-            reason=reason,
-        ))
+        cdk.Validations.of(scope).acknowledge(
+            cdk.Acknowledgment(
+                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{prefix}:{resource}/*]",
+                reason=reason,
+            )
+        )

@@ -40,7 +40,7 @@ from iot_remote_access.core.security_detections import (
     telemetry_rule_sql,
 )
 from iot_remote_access.core.topics import DeviceAccess
-from iot_remote_access.settings_monitoring import MonitoringSettings
+from iot_remote_access.settings.monitoring import MonitoringSettings
 
 #: The telemetry-count records only feed Contributor Insights and one metric
 #: filter (both evaluate on arrival), so they are kept briefly.
@@ -95,14 +95,17 @@ class SecurityMonitoring(Construct):
         self._networks = tuple(parse_network(c) for c in s.allowed_source_cidrs)
         self._exempt = (
             compile_client_pattern(s.exempt_client_id_pattern)
-            if s.exempt_client_id_pattern else None
+            if s.exempt_client_id_pattern
+            else None
         )
         self._config_json()  # refuse an oversized configuration now, not at synthesis
         stack = cdk.Stack.of(self)
         retention = getattr(logs.RetentionDays, _RETENTION_NAMES[s.log_retention_days])
 
         self.key = encryption_key or kms.Key(
-            self, "Key", description="iot-remote-access security monitoring",
+            self,
+            "Key",
+            description="iot-remote-access security monitoring",
             enable_key_rotation=True,
         )
         allow_cloudwatch_logs(self.key, self)
@@ -113,38 +116,60 @@ class SecurityMonitoring(Construct):
         else:
             incident_key = None
         self.alarm_topic = alarm_topic
-        self.incident_topic = incident_topic or AlarmTopic(
-            self, "Incidents", display_name="iot-remote-access incidents",
-            email_addresses=s.incident_emails, key=incident_key,
-        ).topic
+        self.incident_topic = (
+            incident_topic
+            or AlarmTopic(
+                self,
+                "Incidents",
+                display_name="iot-remote-access incidents",
+                email_addresses=s.incident_emails,
+                key=incident_key,
+            ).topic
+        )
         self.event_bus = event_bus or events.EventBus.from_event_bus_name(
             self, "DefaultBus", "default"
         )
 
         # -- records ---------------------------------------------------------------
         self.iot_logging = IotLogging(
-            self, "IotLogging", level=s.iot_log_level, encryption_key=self.key,
-            retention=retention, manage=s.configure_iot_logging,
+            self,
+            "IotLogging",
+            level=s.iot_log_level,
+            encryption_key=self.key,
+            retention=retention,
+            manage=s.configure_iot_logging,
         )
         self.lifecycle_log_group = logs.LogGroup(
-            self, "LifecycleEvents", encryption_key=self.key, retention=retention,
+            self,
+            "LifecycleEvents",
+            encryption_key=self.key,
+            retention=retention,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         self.telemetry_count_log_group = logs.LogGroup(
-            self, "TelemetryCounts", encryption_key=self.key,
-            retention=TELEMETRY_COUNT_RETENTION, removal_policy=cdk.RemovalPolicy.DESTROY,
+            self,
+            "TelemetryCounts",
+            encryption_key=self.key,
+            retention=TELEMETRY_COUNT_RETENTION,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         self.rule_error_log_group = logs.LogGroup(
-            self, "RuleErrors", encryption_key=self.key, retention=retention,
+            self,
+            "RuleErrors",
+            encryption_key=self.key,
+            retention=retention,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
 
         # -- functions ---------------------------------------------------------------
         self.detector = LibraryFunction(
-            self, "Detector", handler_package="security_detections",
+            self,
+            "Detector",
+            handler_package="security_detections",
             description="iot-remote-access: checks IoT lifecycle events and refused "
             "publish/subscribe log entries",
-            encryption_key=self.key, log_retention=retention,
+            encryption_key=self.key,
+            log_retention=retention,
             environment={
                 CONFIG_ENVIRONMENT_VARIABLE: cdk.Lazy.string(_Producer(self._config_json)),
                 "EVENT_BUS_NAME": self.event_bus.event_bus_name,
@@ -160,23 +185,41 @@ class SecurityMonitoring(Construct):
         # -- IoT rules: lifecycle events and telemetry counts ------------------------
         rule = self._rule
         self.rules = [
-            rule("ConnectedRule", "$aws/events/presence/connected/+",
-                 "connected events: connection-source check and lifecycle log",
-                 log_group=self.lifecycle_log_group, invoke_detector=True),
-            rule("PresenceRule", "$aws/events/presence/disconnected/+",
-                 "disconnected events: lifecycle log", log_group=self.lifecycle_log_group),
-            rule("ConnectFailedRule", "$aws/events/presence/connect_failed/+",
-                 "refused connections: lifecycle log", log_group=self.lifecycle_log_group),
-            rule("SubscribedRule", "$aws/events/subscriptions/subscribed/+",
-                 "subscribe events: topic-model check and lifecycle log",
-                 log_group=self.lifecycle_log_group, invoke_detector=True),
+            rule(
+                "ConnectedRule",
+                "$aws/events/presence/connected/+",
+                "connected events: connection-source check and lifecycle log",
+                log_group=self.lifecycle_log_group,
+                invoke_detector=True,
+            ),
+            rule(
+                "PresenceRule",
+                "$aws/events/presence/disconnected/+",
+                "disconnected events: lifecycle log",
+                log_group=self.lifecycle_log_group,
+            ),
+            rule(
+                "ConnectFailedRule",
+                "$aws/events/presence/connect_failed/+",
+                "refused connections: lifecycle log",
+                log_group=self.lifecycle_log_group,
+            ),
+            rule(
+                "SubscribedRule",
+                "$aws/events/subscriptions/subscribed/+",
+                "subscribe events: topic-model check and lifecycle log",
+                log_group=self.lifecycle_log_group,
+                invoke_detector=True,
+            ),
         ]
         access = self.device_access
         self.telemetry_rule = SecurityTopicRule(
-            self, "TelemetryCountRule",
+            self,
+            "TelemetryCountRule",
             sql=telemetry_rule_sql(access.topics.telemetry),
             description="iot-remote-access: one record (thing name only) per telemetry message",
-            log_group=self.telemetry_count_log_group, error_log_group=self.rule_error_log_group,
+            log_group=self.telemetry_count_log_group,
+            error_log_group=self.rule_error_log_group,
         )
         self.rules.append(self.telemetry_rule)
 
@@ -189,32 +232,45 @@ class SecurityMonitoring(Construct):
         # -- alarm state changes -> security events ------------------------------------
         routes = {
             Detection.PUBLISH_RATE_ANOMALY: None,
-            Detection.PUBLISH_RATE_TOP_DEVICE:
-                self.insight_rules[Detection.PUBLISH_RATE_TOP_DEVICE],
+            Detection.PUBLISH_RATE_TOP_DEVICE: self.insight_rules[
+                Detection.PUBLISH_RATE_TOP_DEVICE
+            ],
             Detection.CONNECTION_CHURN: self.insight_rules[Detection.CONNECTION_CHURN],
         }
         self.alarm_events = LibraryFunction(
-            self, "AlarmEvents", handler_package="security_alarm_events",
+            self,
+            "AlarmEvents",
+            handler_package="security_alarm_events",
             description="iot-remote-access: security alarm state changes to security events",
-            encryption_key=self.key, log_retention=retention,
+            encryption_key=self.key,
+            log_retention=retention,
             environment={
-                ALARM_ROUTES_ENVIRONMENT_VARIABLE: stack.to_json_string({
-                    self.alarms[d].alarm_arn: AlarmRoute(
-                        d, insight.rule_name if insight else None).to_dict()
-                    for d, insight in routes.items()
-                }),
+                ALARM_ROUTES_ENVIRONMENT_VARIABLE: stack.to_json_string(
+                    {
+                        self.alarms[d].alarm_arn: AlarmRoute(
+                            d, insight.rule_name if insight else None
+                        ).to_dict()
+                        for d, insight in routes.items()
+                    }
+                ),
                 "EVENT_BUS_NAME": self.event_bus.event_bus_name,
             },
         )
         self._allow_put_security_events(self.alarm_events.role)
-        self.alarm_events.role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["cloudwatch:GetInsightRuleReport"],
-            resources=[stack.format_arn(service="cloudwatch", resource="insight-rule",
-                                        resource_name=r.rule_name)
-                       for r in self.insight_rules.values()],
-        ))
+        self.alarm_events.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:GetInsightRuleReport"],
+                resources=[
+                    stack.format_arn(
+                        service="cloudwatch", resource="insight-rule", resource_name=r.rule_name
+                    )
+                    for r in self.insight_rules.values()
+                ],
+            )
+        )
         self.alarm_rule = events.Rule(
-            self, "AlarmStateChanges",
+            self,
+            "AlarmStateChanges",
             description="iot-remote-access: security rate alarms entering ALARM",
             event_pattern=events.EventPattern(
                 source=["aws.cloudwatch"],
@@ -229,9 +285,11 @@ class SecurityMonitoring(Construct):
         self.siem_export: SiemExport | None = None
         if s.siem_export:
             self.siem_export = SiemExport(
-                self, "SiemExport",
+                self,
+                "SiemExport",
                 log_groups=[self.iot_log_group, self.lifecycle_log_group, *log_groups_to_export],
-                encryption_key=self.key, retention_days=s.siem_retention_days,
+                encryption_key=self.key,
+                retention_days=s.siem_retention_days,
                 log_retention=retention,
             )
 
@@ -251,14 +309,19 @@ class SecurityMonitoring(Construct):
 
     def detection_config(self) -> DetectionConfig:
         """What the detector function checks against (its ``DETECTION_CONFIG``)."""
-        return DetectionConfig(access=self.device_access, allowed_networks=self._networks,
-                               exempt_client_ids=self._exempt)
+        return DetectionConfig(
+            access=self.device_access,
+            allowed_networks=self._networks,
+            exempt_client_ids=self._exempt,
+        )
 
     def export_log_group(self, log_group: logs.ILogGroup) -> None:
         """Add a log group to the SIEM export (e.g. one built after this construct)."""
         if self.siem_export is None:
-            raise ValueError("log_group: SIEM export is off (monitoring.siemExport is false); "
-                             "allowed: turn it on first")
+            raise ValueError(
+                "log_group: SIEM export is off (monitoring.siemExport is false); "
+                "allowed: turn it on first"
+            )
         self.siem_export.add_log_group(log_group)
 
     # -- parts ----------------------------------------------------------------------------
@@ -273,10 +336,18 @@ class SecurityMonitoring(Construct):
             )
         return text
 
-    def _rule(self, construct_id: str, topic_filter: str, purpose: str, *,
-              log_group: logs.ILogGroup, invoke_detector: bool = False) -> SecurityTopicRule:
+    def _rule(
+        self,
+        construct_id: str,
+        topic_filter: str,
+        purpose: str,
+        *,
+        log_group: logs.ILogGroup,
+        invoke_detector: bool = False,
+    ) -> SecurityTopicRule:
         return SecurityTopicRule(
-            self, construct_id,
+            self,
+            construct_id,
             # The filters are the fixed lifecycle topics above, never user input.
             sql=f"SELECT * FROM '{topic_filter}'",  # noqa: S608
             description=f"iot-remote-access security monitoring: {purpose}",
@@ -287,16 +358,20 @@ class SecurityMonitoring(Construct):
 
     def _allow_put_security_events(self, role: iam.IRole) -> None:
         # events:source pins the function to this library's events only.
-        role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["events:PutEvents"],
-            resources=[self.event_bus.event_bus_arn],
-            conditions={"StringEquals": {"events:source": EVENT_SOURCE}},
-        ))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[self.event_bus.event_bus_arn],
+                conditions={"StringEquals": {"events:source": EVENT_SOURCE}},
+            )
+        )
 
     def _metric(self, detection: Detection, period: cdk.Duration) -> cloudwatch.Metric:
         return cloudwatch.Metric(
-            namespace=METRIC_NAMESPACE, metric_name=DETECTIONS[detection].metric_name,
-            statistic="Sum", period=period,
+            namespace=METRIC_NAMESPACE,
+            metric_name=DETECTIONS[detection].metric_name,
+            statistic="Sum",
+            period=period,
         )
 
     def _alarm_actions(self, alarm: cloudwatch.AlarmBase, detection: Detection) -> None:
@@ -316,7 +391,8 @@ class SecurityMonitoring(Construct):
         for detection, threshold in thresholds.items():
             spec = DETECTIONS[detection]
             alarm = cloudwatch.Alarm(
-                self, f"{spec.metric_name}Alarm",
+                self,
+                f"{spec.metric_name}Alarm",
                 alarm_description=f"[{spec.severity}] {spec.title}",
                 metric=self._metric(detection, cdk.Duration.minutes(5)),
                 threshold=threshold,
@@ -331,52 +407,70 @@ class SecurityMonitoring(Construct):
         """Rates CloudWatch computes: a metric filter, Contributor Insights, anomaly detection."""
         stack = cdk.Stack.of(self)
         logs.MetricFilter(
-            self, "TelemetryMessagesMetric", log_group=self.telemetry_count_log_group,
+            self,
+            "TelemetryMessagesMetric",
+            log_group=self.telemetry_count_log_group,
             filter_pattern=logs.FilterPattern.literal("{ $.thingName = * }"),
             metric_namespace=METRIC_NAMESPACE,
             metric_name=DETECTIONS[Detection.PUBLISH_RATE_ANOMALY].metric_name,
-            metric_value="1", unit=cloudwatch.Unit.COUNT,
+            metric_value="1",
+            unit=cloudwatch.Unit.COUNT,
         )
         logs.MetricFilter(
-            self, "ConnectionsMetric", log_group=self.lifecycle_log_group,
+            self,
+            "ConnectionsMetric",
+            log_group=self.lifecycle_log_group,
             filter_pattern=logs.FilterPattern.literal('{ $.eventType = "connected" }'),
             metric_namespace=METRIC_NAMESPACE,
             metric_name=DETECTIONS[Detection.CONNECTION_CHURN].metric_name,
-            metric_value="1", unit=cloudwatch.Unit.COUNT,
+            metric_value="1",
+            unit=cloudwatch.Unit.COUNT,
         )
         insight_specs = {
             Detection.PUBLISH_RATE_TOP_DEVICE: (
-                "TopTelemetryPublishers", self.telemetry_count_log_group, "$.thingName", None),
+                "TopTelemetryPublishers",
+                self.telemetry_count_log_group,
+                "$.thingName",
+                None,
+            ),
             Detection.CONNECTION_CHURN: (
-                "TopReconnectingDevices", self.lifecycle_log_group, "$.clientId",
-                [{"Match": "$.eventType", "In": ["connected"]}]),
+                "TopReconnectingDevices",
+                self.lifecycle_log_group,
+                "$.clientId",
+                [{"Match": "$.eventType", "In": ["connected"]}],
+            ),
         }
         for detection, (name, group, key, filters) in insight_specs.items():
             contribution: dict[str, object] = {"Keys": [key]}
             if filters:
                 contribution["Filters"] = filters
             self.insight_rules[detection] = cloudwatch.CfnInsightRule(
-                self, name,
-                rule_name=cdk.Names.unique_resource_name(
-                    self, max_length=100, separator="-") + f"-{name}",
+                self,
+                name,
+                rule_name=cdk.Names.unique_resource_name(self, max_length=100, separator="-")
+                + f"-{name}",
                 rule_state="ENABLED",
-                rule_body=stack.to_json_string({
-                    "Schema": {"Name": "CloudWatchLogRule", "Version": 1},
-                    "LogGroupNames": [group.log_group_name],
-                    "LogFormat": "JSON",
-                    "Contribution": contribution,
-                    "AggregateOn": "Count",
-                }),
+                rule_body=stack.to_json_string(
+                    {
+                        "Schema": {"Name": "CloudWatchLogRule", "Version": 1},
+                        "LogGroupNames": [group.log_group_name],
+                        "LogFormat": "JSON",
+                        "Contribution": contribution,
+                        "AggregateOn": "Count",
+                    }
+                ),
             )
 
         anomaly = Detection.PUBLISH_RATE_ANOMALY
         alarm: cloudwatch.AlarmBase = cloudwatch.AnomalyDetectionAlarm(
-            self, "PublishRateAnomalyAlarm",
+            self,
+            "PublishRateAnomalyAlarm",
             alarm_description=f"[{DETECTIONS[anomaly].severity}] {DETECTIONS[anomaly].title}",
             metric=self._metric(anomaly, cdk.Duration.minutes(5)),
             std_devs=s.publish_rate_anomaly_band,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
-            evaluation_periods=3, datapoints_to_alarm=2,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self._alarm_actions(alarm, anomaly)
@@ -384,26 +478,37 @@ class SecurityMonitoring(Construct):
 
         per_device = {
             Detection.PUBLISH_RATE_TOP_DEVICE: (
-                "TopDevicePublishRateAlarm", cdk.Duration.minutes(1),
-                s.max_telemetry_per_device_per_minute, 5, 3),
+                "TopDevicePublishRateAlarm",
+                cdk.Duration.minutes(1),
+                s.max_telemetry_per_device_per_minute,
+                5,
+                3,
+            ),
             Detection.CONNECTION_CHURN: (
-                "ConnectionChurnAlarm", cdk.Duration.minutes(5),
-                s.max_connects_per_device_per_5_minutes, 1, 1),
+                "ConnectionChurnAlarm",
+                cdk.Duration.minutes(5),
+                s.max_connects_per_device_per_5_minutes,
+                1,
+                1,
+            ),
         }
         for detection, (alarm_id, period, threshold, periods, datapoints) in per_device.items():
             rule_name = self.insight_rules[detection].rule_name
             alarm = cloudwatch.Alarm(
-                self, alarm_id,
+                self,
+                alarm_id,
                 alarm_description=f"[{DETECTIONS[detection].severity}] "
                 f"{DETECTIONS[detection].title}",
                 metric=cloudwatch.MathExpression(
                     expression=f"INSIGHT_RULE_METRIC('{rule_name}', 'MaxContributorValue')",
-                    using_metrics={}, period=period,
+                    using_metrics={},
+                    period=period,
                     label=f"{DETECTIONS[detection].metric_name} of the top device",
                 ),
                 threshold=threshold,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=periods, datapoints_to_alarm=datapoints,
+                evaluation_periods=periods,
+                datapoints_to_alarm=datapoints,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
             alarm.node.add_dependency(self.insight_rules[detection])
@@ -423,10 +528,26 @@ class _Producer:
 
 
 _RETENTION_NAMES = {
-    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
-    30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
-    150: "FIVE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR", 400: "THIRTEEN_MONTHS",
-    545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS", 1827: "FIVE_YEARS",
-    2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
+    3288: "NINE_YEARS",
     3653: "TEN_YEARS",
 }

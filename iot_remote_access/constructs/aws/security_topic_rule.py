@@ -54,41 +54,54 @@ class SecurityTopicRule(Construct):
         self.rule_name = rule_name or cdk.Names.unique_resource_name(
             self, max_length=128, separator="_", allowed_special_characters="_"
         )
-        if not cdk.Token.is_unresolved(self.rule_name) and not _RULE_NAME.fullmatch(
-            self.rule_name
-        ):
-            raise ValueError(f"rule_name: {self.rule_name!r} is not an IoT rule name; "
-                             "allowed: [a-zA-Z0-9_]{1,128}")
+        if not cdk.Token.is_unresolved(self.rule_name) and not _RULE_NAME.fullmatch(self.rule_name):
+            raise ValueError(
+                f"rule_name: {self.rule_name!r} is not an IoT rule name; "
+                "allowed: [a-zA-Z0-9_]{1,128}"
+            )
         # Built from the name (not the rule's Arn attribute) so the role's trust
         # policy can name the rule without a dependency cycle.
-        self.rule_arn = stack.format_arn(service="iot", resource="rule",
-                                         resource_name=self.rule_name)
+        self.rule_arn = stack.format_arn(
+            service="iot", resource="rule", resource_name=self.rule_name
+        )
         self.role = iam.Role(
             self,
             "Role",
             description=f"AWS IoT rule {self.rule_name}: its actions only",
-            assumed_by=iam.ServicePrincipal("iot.amazonaws.com").with_conditions({
-                "StringEquals": {"aws:SourceAccount": stack.account},
-                "ArnEquals": {"aws:SourceArn": self.rule_arn},
-            }),
+            assumed_by=iam.ServicePrincipal("iot.amazonaws.com").with_conditions(
+                {
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnEquals": {"aws:SourceArn": self.rule_arn},
+                }
+            ),
         )
         actions: list[iot.CfnTopicRule.ActionProperty] = []
         for group in (log_group, error_log_group):
             if group is not None:
-                group.grant(self.role, "logs:CreateLogStream", "logs:DescribeLogStreams",
-                            "logs:PutLogEvents")
-        if log_group is not None:
-            actions.append(iot.CfnTopicRule.ActionProperty(
-                cloudwatch_logs=iot.CfnTopicRule.CloudwatchLogsActionProperty(
-                    log_group_name=log_group.log_group_name,
-                    role_arn=self.role.role_arn,
-                    batch_mode=False,
+                group.grant(
+                    self.role,
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
                 )
-            ))
+        if log_group is not None:
+            actions.append(
+                iot.CfnTopicRule.ActionProperty(
+                    cloudwatch_logs=iot.CfnTopicRule.CloudwatchLogsActionProperty(
+                        log_group_name=log_group.log_group_name,
+                        role_arn=self.role.role_arn,
+                        batch_mode=False,
+                    )
+                )
+            )
         if function is not None:
-            actions.append(iot.CfnTopicRule.ActionProperty(
-                lambda_=iot.CfnTopicRule.LambdaActionProperty(function_arn=function.function_arn)
-            ))
+            actions.append(
+                iot.CfnTopicRule.ActionProperty(
+                    lambda_=iot.CfnTopicRule.LambdaActionProperty(
+                        function_arn=function.function_arn
+                    )
+                )
+            )
         self.rule = iot.CfnTopicRule(
             self,
             "Resource",

@@ -78,17 +78,21 @@ class SiemExport(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(retention_days))],
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        cdk.Validations.of(self.access_log_bucket).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions::AwsSolutions-S1",
-            reason="This bucket receives the SIEM bucket's server access logs; logging its "
-            "own access would log the logging without end.",
-        ))
+        cdk.Validations.of(self.access_log_bucket).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions::AwsSolutions-S1",
+                reason="This bucket receives the SIEM bucket's server access logs; logging its "
+                "own access would log the logging without end.",
+            )
+        )
         transitions = []
         if retention_days > COLD_STORAGE_AFTER_DAYS + 30:
-            transitions.append(s3.Transition(
-                storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
-                transition_after=cdk.Duration.days(COLD_STORAGE_AFTER_DAYS),
-            ))
+            transitions.append(
+                s3.Transition(
+                    storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+                    transition_after=cdk.Duration.days(COLD_STORAGE_AFTER_DAYS),
+                )
+            )
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -102,21 +106,30 @@ class SiemExport(Construct):
             versioned=True,
             server_access_logs_bucket=self.access_log_bucket,
             server_access_logs_prefix="siem-bucket/",
-            lifecycle_rules=[s3.LifecycleRule(
-                expiration=cdk.Duration.days(retention_days),
-                transitions=transitions,
-                noncurrent_version_expiration=cdk.Duration.days(30),
-                abort_incomplete_multipart_upload_after=cdk.Duration.days(7),
-            )],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=cdk.Duration.days(retention_days),
+                    transitions=transitions,
+                    noncurrent_version_expiration=cdk.Duration.days(30),
+                    abort_incomplete_multipart_upload_after=cdk.Duration.days(7),
+                )
+            ],
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         self.error_log_group = logs.LogGroup(
-            self, "DeliveryErrors", encryption_key=self.key, retention=log_retention,
+            self,
+            "DeliveryErrors",
+            encryption_key=self.key,
+            retention=log_retention,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         stack = cdk.Stack.of(self)
-        error_stream = logs.LogStream(self, "DeliveryErrorStream", log_group=self.error_log_group,
-                                      removal_policy=cdk.RemovalPolicy.RETAIN)
+        error_stream = logs.LogStream(
+            self,
+            "DeliveryErrorStream",
+            log_group=self.error_log_group,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
         # Written by hand rather than with the DeliveryStream L2, whose grants
         # include s3:DeleteObject* and kms:ReEncrypt*: Firehose needs exactly
         # these (Amazon Data Firehose developer guide, "Grant access to S3").
@@ -124,34 +137,49 @@ class SiemExport(Construct):
             self,
             "DeliveryRole",
             description="Firehose writing the SIEM export into its bucket",
-            assumed_by=iam.ServicePrincipal("firehose.amazonaws.com").with_conditions({
-                "StringEquals": {"aws:SourceAccount": stack.account},
-            }),
+            assumed_by=iam.ServicePrincipal("firehose.amazonaws.com").with_conditions(
+                {
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                }
+            ),
         )
-        self.delivery_role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:GetObject",
-                     "s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:PutObject"],
-            resources=[self.bucket.bucket_arn, self.bucket.arn_for_objects("*")],
-        ))
-        self.delivery_role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["kms:Decrypt", "kms:GenerateDataKey"],
-            resources=[self.key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
-        ))
+        self.delivery_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "s3:AbortMultipartUpload",
+                    "s3:GetBucketLocation",
+                    "s3:GetObject",
+                    "s3:ListBucket",
+                    "s3:ListBucketMultipartUploads",
+                    "s3:PutObject",
+                ],
+                resources=[self.bucket.bucket_arn, self.bucket.arn_for_objects("*")],
+            )
+        )
+        self.delivery_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[self.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
+            )
+        )
         self.error_log_group.grant(self.delivery_role, "logs:PutLogEvents")
         bucket_id = stack.get_logical_id(cast(cdk.CfnElement, self.bucket.node.default_child))
-        cdk.Validations.of(self.delivery_role).acknowledge(cdk.Acknowledgment(
-            id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
-            reason="Firehose writes one object per buffer under logs/YYYY/MM/DD/ with "
-            "names it chooses; the grant is limited to this bucket's objects.",
-        ))
+        cdk.Validations.of(self.delivery_role).acknowledge(
+            cdk.Acknowledgment(
+                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
+                reason="Firehose writes one object per buffer under logs/YYYY/MM/DD/ with "
+                "names it chooses; the grant is limited to this bucket's objects.",
+            )
+        )
         self.delivery_stream = firehose.CfnDeliveryStream(
             self,
             "Stream",
             delivery_stream_type="DirectPut",
             delivery_stream_encryption_configuration_input=(
                 firehose.CfnDeliveryStream.DeliveryStreamEncryptionConfigurationInputProperty(
-                    key_type="CUSTOMER_MANAGED_CMK", key_arn=self.key.key_arn)
+                    key_type="CUSTOMER_MANAGED_CMK", key_arn=self.key.key_arn
+                )
             ),
             extended_s3_destination_configuration=(
                 firehose.CfnDeliveryStream.ExtendedS3DestinationConfigurationProperty(
@@ -161,14 +189,19 @@ class SiemExport(Construct):
                     error_output_prefix=ERROR_PREFIX,
                     compression_format="GZIP",
                     buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
-                        interval_in_seconds=300, size_in_m_bs=64),
+                        interval_in_seconds=300, size_in_m_bs=64
+                    ),
                     encryption_configuration=firehose.CfnDeliveryStream.EncryptionConfigurationProperty(
                         kms_encryption_config=firehose.CfnDeliveryStream.KMSEncryptionConfigProperty(
-                            awskms_key_arn=self.key.key_arn)),
+                            awskms_key_arn=self.key.key_arn
+                        )
+                    ),
                     cloud_watch_logging_options=(
                         firehose.CfnDeliveryStream.CloudWatchLoggingOptionsProperty(
-                            enabled=True, log_group_name=self.error_log_group.log_group_name,
-                            log_stream_name=error_stream.log_stream_name)
+                            enabled=True,
+                            log_group_name=self.error_log_group.log_group_name,
+                            log_stream_name=error_stream.log_stream_name,
+                        )
                     ),
                     # CloudWatch Logs delivers gzip'd batches; without these the objects
                     # would be gzip inside gzip with no record separators.
@@ -177,11 +210,15 @@ class SiemExport(Construct):
                         processors=[
                             firehose.CfnDeliveryStream.ProcessorProperty(
                                 type="Decompression",
-                                parameters=[firehose.CfnDeliveryStream.ProcessorParameterProperty(
-                                    parameter_name="CompressionFormat", parameter_value="GZIP")],
+                                parameters=[
+                                    firehose.CfnDeliveryStream.ProcessorParameterProperty(
+                                        parameter_name="CompressionFormat", parameter_value="GZIP"
+                                    )
+                                ],
                             ),
                             firehose.CfnDeliveryStream.ProcessorProperty(
-                                type="AppendDelimiterToRecord"),
+                                type="AppendDelimiterToRecord"
+                            ),
                         ],
                     ),
                 )
@@ -195,16 +232,23 @@ class SiemExport(Construct):
             self,
             "SubscriptionRole",
             description="CloudWatch Logs subscription filters into the SIEM export stream",
-            assumed_by=iam.ServicePrincipal("logs.amazonaws.com").with_conditions({
-                "StringEquals": {"aws:SourceAccount": stack.account},
-                "ArnLike": {"aws:SourceArn": stack.format_arn(
-                    service="logs", resource="*", arn_format=cdk.ArnFormat.NO_RESOURCE_NAME)},
-            }),
+            assumed_by=iam.ServicePrincipal("logs.amazonaws.com").with_conditions(
+                {
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="logs", resource="*", arn_format=cdk.ArnFormat.NO_RESOURCE_NAME
+                        )
+                    },
+                }
+            ),
         )
-        self.subscription_role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
-            resources=[self.delivery_stream.attr_arn],
-        ))
+        self.subscription_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
+                resources=[self.delivery_stream.attr_arn],
+            )
+        )
         self.subscription_filters: list[logs.CfnSubscriptionFilter] = []
         self._exported: list[logs.ILogGroup] = []
         for group in log_groups:

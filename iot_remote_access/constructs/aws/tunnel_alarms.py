@@ -31,6 +31,13 @@ from constructs import Construct
 
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
+from iot_remote_access.core.aws_schema import (
+    OPEN_INDEX,
+    OPEN_INDEX_KEY,
+    OPEN_INDEX_SORT,
+    TUNNEL_STATE_KEY,
+    TUNNEL_STATE_TTL_ATTRIBUTE,
+)
 from iot_remote_access.core.tunnel_metrics import (
     CLOSE_TUNNEL,
     CLOUDTRAIL_EVENT_SOURCE,
@@ -52,13 +59,6 @@ from iot_remote_access.core.tunnel_metrics import (
     max_open_hours_problem,
     max_opens_problem,
     renewal_window_problem,
-)
-from iot_remote_access.lambdas.tunnel_metrics.aws_state import (
-    KEY,
-    OPEN_INDEX,
-    OPEN_INDEX_KEY,
-    OPEN_INDEX_SORT,
-    TTL_ATTRIBUTE,
 )
 
 _PERIOD = cdk.Duration.minutes(SWEEP_MINUTES)
@@ -219,12 +219,14 @@ class TunnelAlarms(Construct):
             ),
         )
         self.errors_alarm = self._function_alarm(
-            "Errors", self.function.metric_errors(period=_PERIOD, statistic="Sum"),
+            "Errors",
+            self.function.metric_errors(period=_PERIOD, statistic="Sum"),
             "The tunnel-metrics function failed; tunnel metrics may be missing "
             "(failed events are retried, then kept in the dead-letter queue).",
         )
         self.throttles_alarm = self._function_alarm(
-            "Throttles", self.function.metric_throttles(period=_PERIOD, statistic="Sum"),
+            "Throttles",
+            self.function.metric_throttles(period=_PERIOD, statistic="Sum"),
             "The tunnel-metrics function was throttled; events are retried, then kept in "
             "the dead-letter queue.",
         )
@@ -241,8 +243,12 @@ class TunnelAlarms(Construct):
     @property
     def alarms(self) -> list[cloudwatch.Alarm]:
         return [
-            self.too_many_opens_alarm, self.renewal_loop_alarm, self.open_too_long_alarm,
-            self.errors_alarm, self.throttles_alarm, self.failed_events_alarm,
+            self.too_many_opens_alarm,
+            self.renewal_loop_alarm,
+            self.open_too_long_alarm,
+            self.errors_alarm,
+            self.throttles_alarm,
+            self.failed_events_alarm,
         ]
 
     # -- resources --
@@ -251,9 +257,11 @@ class TunnelAlarms(Construct):
         table = dynamodb.Table(
             self,
             "State",
-            partition_key=dynamodb.Attribute(name=KEY, type=dynamodb.AttributeType.STRING),
+            partition_key=dynamodb.Attribute(
+                name=TUNNEL_STATE_KEY, type=dynamodb.AttributeType.STRING
+            ),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute=TTL_ATTRIBUTE,
+            time_to_live_attribute=TUNNEL_STATE_TTL_ATTRIBUTE,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
@@ -279,51 +287,69 @@ class TunnelAlarms(Construct):
             enforce_ssl=True,
             retention_period=cdk.Duration.days(14),
         )
-        cdk.Validations.of(queue).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions::AwsSolutions-SQS3",
-            reason="This queue is the dead-letter queue of the tunnel-metrics function "
-            "and its rules; a dead-letter queue needs none of its own.",
-        ))
+        cdk.Validations.of(queue).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions::AwsSolutions-SQS3",
+                reason="This queue is the dead-letter queue of the tunnel-metrics function "
+                "and its rules; a dead-letter queue needs none of its own.",
+            )
+        )
         return queue
 
     def _grant(self) -> None:
         role = self.handler.role
-        role.add_to_policy(iam.PolicyStatement(
-            sid="TunnelState",
-            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                     "dynamodb:DeleteItem"],
-            resources=[self.table.table_arn],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="OpenTunnelsIndex",
-            actions=["dynamodb:Query"],
-            resources=[f"{self.table.table_arn}/index/{OPEN_INDEX}"],
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TunnelState",
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                ],
+                resources=[self.table.table_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="OpenTunnelsIndex",
+                actions=["dynamodb:Query"],
+                resources=[f"{self.table.table_arn}/index/{OPEN_INDEX}"],
+            )
+        )
         stack = cdk.Stack.of(self)
         tunnels = stack.format_arn(
-            service="iot", resource="tunnel", resource_name="*",
+            service="iot",
+            resource="tunnel",
+            resource_name="*",
             arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
         )
-        role.add_to_policy(iam.PolicyStatement(
-            sid="DescribeTunnels",
-            actions=["iot:DescribeTunnel"],
-            resources=[tunnels],
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DescribeTunnels",
+                actions=["iot:DescribeTunnel"],
+                resources=[tunnels],
+            )
+        )
         # cdk-nag names the resource as synthesized: pseudo parameters where the
         # stack has no explicit environment, the values where it has one.
         partition, region, account = (
             f"<{pseudo}>" if cdk.Token.is_unresolved(value) else value
-            for value, pseudo in ((stack.partition, "AWS::Partition"),
-                                  (stack.region, "AWS::Region"),
-                                  (stack.account, "AWS::AccountId"))
+            for value, pseudo in (
+                (stack.partition, "AWS::Partition"),
+                (stack.region, "AWS::Region"),
+                (stack.account, "AWS::AccountId"),
+            )
         )
-        cdk.Validations.of(role).acknowledge(cdk.Acknowledgment(
-            id="AwsSolutions::AwsSolutions-IAM5[Resource::"
-            f"arn:{partition}:iot:{region}:{account}:tunnel/*]",
-            reason="Tunnel ids exist only once a tunnel is opened, so no exact ARN can be "
-            "granted; DescribeTunnel is read-only, limited to this account and region, and "
-            "returns no access tokens.",
-        ))
+        cdk.Validations.of(role).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions::AwsSolutions-IAM5[Resource::"
+                f"arn:{partition}:iot:{region}:{account}:tunnel/*]",
+                reason="Tunnel ids exist only once a tunnel is opened, so no exact ARN can be "
+                "granted; DescribeTunnel is read-only, limited to this account and region, and "
+                "returns no access tokens.",
+            )
+        )
 
     def _target(self) -> targets.LambdaFunction:
         return targets.LambdaFunction(
@@ -341,8 +367,9 @@ class TunnelAlarms(Construct):
         alarm = cloudwatch.Alarm(
             self,
             f"{name}Alarm",
-            metric=cloudwatch.MathExpression(expression=query, using_metrics={},
-                                             period=_PERIOD, label=name),
+            metric=cloudwatch.MathExpression(
+                expression=query, using_metrics={}, period=_PERIOD, label=name
+            ),
             threshold=threshold,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             # 1 of 3 periods: a data point that arrives late (CloudTrail delivers
@@ -380,57 +407,75 @@ class TunnelAlarms(Construct):
         def fleet(
             metric: str, statistic: str, period: cdk.Duration, label: str
         ) -> cloudwatch.Metric:
-            return cloudwatch.Metric(namespace=NAMESPACE, metric_name=metric,
-                                     statistic=statistic, period=period, label=label)
+            return cloudwatch.Metric(
+                namespace=NAMESPACE,
+                metric_name=metric,
+                statistic=statistic,
+                period=period,
+                label=label,
+            )
 
         def top(
             function: str, metric: str, period: cdk.Duration, label: str
         ) -> cloudwatch.MathExpression:
             return cloudwatch.MathExpression(
                 expression=per_thing_query(function, metric, limit=10),
-                using_metrics={}, period=period, label=label,
+                using_metrics={},
+                period=period,
+                label=label,
             )
 
-        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=name,
-                                         default_interval=cdk.Duration.days(7))
+        dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=name, default_interval=cdk.Duration.days(7)
+        )
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Tunnel opens per day (fleet)", width=12,
+                title="Tunnel opens per day (fleet)",
+                width=12,
                 left=[fleet(OPEN_COUNT, "Sum", day, "opens")],
                 view=cloudwatch.GraphWidgetView.BAR,
             ),
             cloudwatch.GraphWidget(
-                title="Top 10 things by opens per day", width=12,
+                title="Top 10 things by opens per day",
+                width=12,
                 left=[top("SUM", OPEN_COUNT, day, "opens")],
             ),
         )
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Renewal loops (fleet, per hour)", width=12,
+                title="Renewal loops (fleet, per hour)",
+                width=12,
                 left=[fleet(RENEWAL_LOOP, "Sum", hour, "renewal loops")],
             ),
             cloudwatch.GraphWidget(
-                title="Top 10 things by renewal loops", width=12,
+                title="Top 10 things by renewal loops",
+                width=12,
                 left=[top("SUM", RENEWAL_LOOP, hour, "renewal loops")],
             ),
         )
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Open durations at close (seconds)", width=12,
-                left=[fleet(OPEN_DURATION, "p50", hour, "p50"),
-                      fleet(OPEN_DURATION, "p90", hour, "p90"),
-                      fleet(OPEN_DURATION, "Maximum", hour, "max")],
+                title="Open durations at close (seconds)",
+                width=12,
+                left=[
+                    fleet(OPEN_DURATION, "p50", hour, "p50"),
+                    fleet(OPEN_DURATION, "p90", hour, "p90"),
+                    fleet(OPEN_DURATION, "Maximum", hour, "max"),
+                ],
             ),
             cloudwatch.GraphWidget(
-                title="Oldest open tunnel per thing (seconds)", width=12,
+                title="Oldest open tunnel per thing (seconds)",
+                width=12,
                 left=[top("MAX", OPEN_AGE, _PERIOD, "age")],
-                left_annotations=[cloudwatch.HorizontalAnnotation(
-                    value=max_open_hours * 3600, label="alarm")],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=max_open_hours * 3600, label="alarm")
+                ],
             ),
         )
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Open tunnels and unattributable events", width=12,
+                title="Open tunnels and unattributable events",
+                width=12,
                 left=[fleet(TUNNELS_OPEN, "Maximum", _PERIOD, "open tunnels")],
                 right=[fleet(UNRESOLVED, "Sum", _PERIOD, "unresolved events")],
             ),

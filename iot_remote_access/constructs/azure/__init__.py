@@ -4,6 +4,7 @@ Deployed by ``iot_remote_access.arm.deployment`` (``iot-remote-access azure plan
 Needs the ``azure`` extra.
 """
 
+from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.constructs.azure.device_streams import DeviceStreams
 from iot_remote_access.constructs.azure.diagnostic_settings import DiagnosticSettings
 from iot_remote_access.constructs.azure.dps_certificate import DpsCertificate
@@ -11,7 +12,6 @@ from iot_remote_access.constructs.azure.dps_hub_link import DpsHubLink
 from iot_remote_access.constructs.azure.hub_certificate import HubCertificate
 from iot_remote_access.constructs.azure.iot_hub import IotHub, IpFilterRule
 from iot_remote_access.constructs.azure.provisioning_service import ProvisioningService
-from iot_remote_access.constructs.azure.resource import ArmResource
 from iot_remote_access.constructs.azure.role_assignment import RoleAssignment
 from iot_remote_access.constructs.azure.stream_alert import StreamAlert
 

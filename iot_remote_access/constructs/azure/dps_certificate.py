@@ -12,8 +12,8 @@ from iot_remote_access.arm.clients import read_or_none
 from iot_remote_access.arm.context import ArmContext
 from iot_remote_access.arm.errors import ArmInputError, ArmOperationError
 from iot_remote_access.arm.proof_of_possession import der, thumbprint
+from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.constructs.azure.provisioning_service import ProvisioningService
-from iot_remote_access.constructs.azure.resource import ArmResource
 from iot_remote_access.core import azure_rules
 
 

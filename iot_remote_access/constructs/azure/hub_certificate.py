@@ -11,8 +11,8 @@ from iot_remote_access.arm.clients import read_or_none
 from iot_remote_access.arm.context import ArmContext
 from iot_remote_access.arm.errors import ArmInputError
 from iot_remote_access.arm.proof_of_possession import pem, thumbprint
+from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.constructs.azure.iot_hub import IotHub
-from iot_remote_access.constructs.azure.resource import ArmResource
 from iot_remote_access.core import azure_rules
 
 

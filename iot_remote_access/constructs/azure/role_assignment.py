@@ -10,7 +10,7 @@ from constructs import Construct
 from iot_remote_access.arm.clients import ResourceGroupRef, read_or_none
 from iot_remote_access.arm.context import ArmContext
 from iot_remote_access.arm.diff import KNOWN_AFTER_DEPLOY
-from iot_remote_access.constructs.azure.resource import ArmResource
+from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.core import azure_rules
 
 API_VERSION = "2022-04-01"

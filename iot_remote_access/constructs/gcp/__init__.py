@@ -2,7 +2,7 @@
 
 Google Cloud has no CDK. The Pub/Sub topology is, as for Azure, a tree of
 constructs holding the SDK model objects (``google.pubsub_v1.types``) and IAM
-grants that :class:`DesiredState` collects and :mod:`iot_remote_access.gcp`
+grants that :class:`DesiredState` collects and :mod:`iot_remote_access.pubsub`
 plans and deploys. The GKE side (HiveMQ, the bridge Deployment, network
 policies) is cdk8s charts; import those from their own modules, so that the
 Pub/Sub commands do not load cdk8s.

@@ -34,14 +34,14 @@ from iot_remote_access.constructs.gcp.labels import (
     PART_OF,
     WORKLOAD_IDENTITY_ANNOTATION,
 )
+from iot_remote_access.core.gcp_rules import validate_service_account
 from iot_remote_access.core.kubernetes_names import (
     validate_dns_label,
     validate_dns_subdomain,
-    validate_google_service_account,
     validate_image,
 )
 from iot_remote_access.core.topics import THING_NAME_RULE, TopicModel
-from iot_remote_access.settings_hivemq import BridgeSettings, PubsubRouteSettings
+from iot_remote_access.settings.hivemq import BridgeDeploymentSettings, PubsubRouteSettings
 
 CERT_DIR = "/etc/pubsub-bridge/tls"
 
@@ -68,7 +68,7 @@ class BridgeDeployment(Construct):
         construct_id: str,
         *,
         namespace: str,
-        settings: BridgeSettings,
+        settings: BridgeDeploymentSettings,
         pubsub: PubsubRouteSettings,
         topics: TopicModel,
         broker_host: str,
@@ -80,7 +80,7 @@ class BridgeDeployment(Construct):
         validate_dns_label(namespace, field_name="hivemq.namespace")
         validate_dns_label(name, field_name="name")
         validate_image(settings.image, field_name="hivemq.bridge.image")
-        validate_google_service_account(
+        validate_service_account(
             settings.google_service_account, field_name="hivemq.bridge.googleServiceAccount"
         )
         validate_dns_subdomain(

@@ -9,7 +9,7 @@ from constructs import Construct
 
 from iot_remote_access.constructs.gcp.pubsub_subscription import PubsubSubscription
 from iot_remote_access.constructs.gcp.pubsub_topic import PubsubTopic
-from iot_remote_access.settings_gcp import DEAD_LETTER_HOLD_SUFFIX, DEAD_LETTER_SUFFIX
+from iot_remote_access.settings.gcp import DEAD_LETTER_HOLD_SUFFIX, DEAD_LETTER_SUFFIX
 
 
 class DeadLetteredTopic(Construct):
@@ -19,7 +19,6 @@ class DeadLetteredTopic(Construct):
     dead-letter topic gets a subscription (``<id>-dead-letter-hold``) that keeps
     dead letters for the retention period, for people to inspect and replay.
 
-    Props:
         project, topic_id, labels, message_retention: as for :class:`PubsubTopic`
         (the hold subscription keeps at most 7 days). Default: 7 days, no labels.
     """
@@ -27,14 +26,14 @@ class DeadLetteredTopic(Construct):
     def __init__(
         self,
         scope: Construct,
-        id: str,
+        construct_id: str,
         *,
         project: str,
         topic_id: str,
         labels: Mapping[str, str] | None = None,
         message_retention: dt.timedelta = dt.timedelta(days=7),
     ) -> None:
-        super().__init__(scope, id)
+        super().__init__(scope, construct_id)
         self.topic = PubsubTopic(
             self,
             "Topic",

@@ -51,7 +51,7 @@ from iot_remote_access.core.kubernetes_names import (
     validate_image_tag,
 )
 from iot_remote_access.core.topics import THING_NAME_RULE, DeviceAccess
-from iot_remote_access.settings_hivemq import HivemqSettings
+from iot_remote_access.settings.hivemq import HivemqSettings
 
 ESE_EXTENSION_NAME = "hivemq-enterprise-security-extension"
 ALLOW_ALL_EXTENSION_NAME = "hivemq-allow-all-extension"

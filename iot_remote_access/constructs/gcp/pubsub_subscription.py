@@ -9,7 +9,8 @@ from constructs import Construct
 from google.pubsub_v1 import types
 
 from iot_remote_access.constructs.gcp.iam_grant import SUBSCRIBER_ROLE, IamGrant
-from iot_remote_access.constructs.gcp.pubsub_topic import PubsubTopic, validate_pubsub_id
+from iot_remote_access.constructs.gcp.pubsub_topic import PubsubTopic
+from iot_remote_access.core.gcp_rules import validate_pubsub_id
 
 
 class PubsubSubscription(Construct):
@@ -18,31 +19,30 @@ class PubsubSubscription(Construct):
     Subscriptions made here never expire (Pub/Sub's default deletes a subscription
     after 31 days without a subscriber, which would silently drop a fleet's commands).
 
-    Props:
-        topic: the topic it receives from.
-        subscription_id: its id.
-        ack_deadline: time to acknowledge before redelivery (10 s to 600 s). Default: 30 s.
-        message_ordering: deliver messages with the same ordering key in order
-            (fixed once created). Default: False.
-        retry_backoff: (minimum, maximum) delay before redelivering a nacked or
-            expired message, each 0 to 600 s. Default: Pub/Sub's immediate redelivery.
-        dead_letter_topic: where messages go after ``max_delivery_attempts``.
-            Default: none.
-        max_delivery_attempts: 5 to 100. Default: 5.
-        pubsub_service_agent: the project's Pub/Sub service agent
-            (``serviceAccount:service-NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com``);
-            required with a dead-letter topic, which it must be allowed to publish
-            to, and on this subscription, which it must be allowed to consume.
-        message_retention: how long unacknowledged messages are kept (10 minutes
-            to 7 days). Default: 7 days.
-        filter: a Pub/Sub filter on attributes (fixed once created). Default: none.
-        labels: Default: none.
+    :param topic: the topic it receives from.
+    :param subscription_id: its id.
+    :param ack_deadline: time to acknowledge before redelivery (10 s to 600 s). Default: 30 s.
+    :param message_ordering: deliver messages with the same ordering key in order
+        (fixed once created). Default: False.
+    :param retry_backoff: (minimum, maximum) delay before redelivering a nacked or
+        expired message, each 0 to 600 s. Default: Pub/Sub's immediate redelivery.
+    :param dead_letter_topic: where messages go after ``max_delivery_attempts``.
+        Default: none.
+    :param max_delivery_attempts: 5 to 100. Default: 5.
+    :param pubsub_service_agent: the project's Pub/Sub service agent
+        (``serviceAccount:service-NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com``);
+        required with a dead-letter topic, which it must be allowed to publish
+        to, and on this subscription, which it must be allowed to consume.
+    :param message_retention: how long unacknowledged messages are kept (10 minutes
+        to 7 days). Default: 7 days.
+    :param filter: a Pub/Sub filter on attributes (fixed once created). Default: none.
+    :param labels: Default: none.
     """
 
     def __init__(
         self,
         scope: Construct,
-        id: str,
+        construct_id: str,
         *,
         topic: PubsubTopic,
         subscription_id: str,
@@ -56,8 +56,8 @@ class PubsubSubscription(Construct):
         filter: str = "",
         labels: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(scope, id)
-        validate_pubsub_id(subscription_id, what="subscription")
+        super().__init__(scope, construct_id)
+        validate_pubsub_id(subscription_id, field_name="subscription")
         seconds = ack_deadline.total_seconds()
         if not (10 <= seconds <= 600 and seconds.is_integer()):
             raise ValueError(

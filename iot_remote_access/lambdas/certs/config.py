@@ -10,12 +10,6 @@ from iot_remote_access.core.rotation_plan import RotationSettings
 from iot_remote_access.core.stagger import StaggerPolicy
 from iot_remote_access.core.topics import TopicModel
 
-#: ACM Private CA's end-entity template whose API passthrough overrides the subject:
-#: the certificate's CN is the thing name whatever the CSR asks for.
-PASSTHROUGH_TEMPLATE_ARN = (
-    "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate_APIPassthrough/V1"
-)
-
 
 class ConfigError(RuntimeError):
     """The function's environment is incomplete (a deployment defect, not bad input)."""

@@ -25,11 +25,9 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
+from iot_remote_access.core.aws_schema import EXPIRY_INDEX, REVOKE_INDEX, SLOT_INDEX
 from iot_remote_access.core.rotation_plan import InventoryRecord, RotationState
 
-EXPIRY_INDEX = "byExpiryDay"
-SLOT_INDEX = "bySlot"
-REVOKE_INDEX = "byRevokeDay"
 LEDGER_PREFIX = "#stagger#"
 
 Item = dict[str, Any]

@@ -25,11 +25,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iot_remote_access.core.aws_schema import PASSTHROUGH_TEMPLATE_ARN
 from iot_remote_access.core.csr import CsrError, certificate_facts, inspect_csr
 from iot_remote_access.core.rotation_plan import RotationState
 from iot_remote_access.core.stagger import StaggerError, assign_offset, cohort_of
 from iot_remote_access.core.topics import render_topic, thing_from_topic
-from iot_remote_access.lambdas.certs.config import PASSTHROUGH_TEMPLATE_ARN, RotationConfig
+from iot_remote_access.lambdas.certs.config import RotationConfig
 from iot_remote_access.lambdas.certs.inventory import DynamoLedger, Inventory, StateConflict
 
 #: ACM Private CA error codes that mean "this CSR will never be signed" (not worth a retry).

@@ -69,8 +69,10 @@ def _from_iot_logs(event: CloudWatchLogsEvent) -> tuple[list[Finding], int]:
             finding = evaluate_iot_log_message(log_event.message)
         except MalformedEvent as error:
             malformed += 1
-            logger.warning("malformed IoT log entry", extra={"problem": str(error),
-                                                             "logEventId": log_event.get_id})
+            logger.warning(
+                "malformed IoT log entry",
+                extra={"problem": str(error), "logEventId": log_event.get_id},
+            )
             continue
         if finding is not None:
             findings.append(finding)

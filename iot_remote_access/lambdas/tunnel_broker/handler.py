@@ -73,8 +73,9 @@ def clients() -> Clients:
     """One pair of clients per container; tests replace ``_clients``."""
     global _clients
     if _clients is None:
-        config = Config(retries={"mode": "standard", "max_attempts": 3},
-                        connect_timeout=5, read_timeout=10)
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10
+        )
         _clients = Clients(
             iot=boto3.client("iot", config=config),
             tunneling=boto3.client("iotsecuretunneling", config=config),
@@ -106,8 +107,9 @@ class Refused(Exception):
             status = aws_error_status(code)
         else:  # no answer at all (timeout, connection): as unavailable as it gets
             code, status = type(error).__name__, 503
-        return cls(status, "aws",
-                   f"aws: {action} failed ({code}); no tunnel was handed out, try again")
+        return cls(
+            status, "aws", f"aws: {action} failed ({code}); no tunnel was handed out, try again"
+        )
 
 
 def response(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -136,11 +138,19 @@ class Broker:
         try:
             if (event.request_context.http.method, event.raw_path) != ROUTE:
                 status = 405 if event.raw_path == ROUTE[1] else 404
-                raise Refused(status, "route", f"route: {event.request_context.http.method} "
-                              f"{event.raw_path[:80]} is not served; allowed: POST /tunnels")
+                raise Refused(
+                    status,
+                    "route",
+                    f"route: {event.request_context.http.method} "
+                    f"{event.raw_path[:80]} is not served; allowed: POST /tunnels",
+                )
             if requester is None:
-                raise Refused(403, "requester", "requester: the request carries no IAM identity; "
-                              "allowed: SigV4-signed requests to the AWS_IAM function URL")
+                raise Refused(
+                    403,
+                    "requester",
+                    "requester: the request carries no IAM identity; "
+                    "allowed: SigV4-signed requests to the AWS_IAM function URL",
+                )
             raw = _decode(event)
             request = parse_request(raw, self.policy)
             return self._open(request, requester, now)
@@ -171,30 +181,49 @@ class Broker:
         tunnel_id = opened["tunnelId"]
         self._keep_or_close(tunnel_id, request.thing)
         expiry = expires_at(request, now)
-        logger.info("tunnel request allowed", extra={"audit": audit_record(
-            event="tunnel.open", decision="allowed", requester=requester, thing=request.thing,
-            service=request.service, minutes=request.minutes, reason=request.reason,
-            tunnelId=tunnel_id, expiresAt=expiry, at=format_time(now),
-        )})
+        logger.info(
+            "tunnel request allowed",
+            extra={
+                "audit": audit_record(
+                    event="tunnel.open",
+                    decision="allowed",
+                    requester=requester,
+                    thing=request.thing,
+                    service=request.service,
+                    minutes=request.minutes,
+                    reason=request.reason,
+                    tunnelId=tunnel_id,
+                    expiresAt=expiry,
+                    at=format_time(now),
+                )
+            },
+        )
         metrics.add_metric(name="TunnelsOpened", unit=MetricUnit.Count, value=1)
-        return response(201, {
-            "tunnelId": tunnel_id,
-            "tunnelArn": opened.get("tunnelArn"),
-            "thing": request.thing,
-            "service": request.service,
-            "minutes": request.minutes,
-            "expiresAt": expiry,
-            "region": os.environ.get("AWS_REGION", ""),
-            "sourceAccessToken": opened["sourceAccessToken"],
-        })
+        return response(
+            201,
+            {
+                "tunnelId": tunnel_id,
+                "tunnelArn": opened.get("tunnelArn"),
+                "thing": request.thing,
+                "service": request.service,
+                "minutes": request.minutes,
+                "expiresAt": expiry,
+                "region": os.environ.get("AWS_REGION", ""),
+                "sourceAccessToken": opened["sourceAccessToken"],
+            },
+        )
 
     def _check_thing(self, thing: str) -> None:
         try:
             self.aws.iot.describe_thing(thingName=thing)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                raise Refused(404, "thing", f"thing: {thing!r} does not exist in this account and "
-                              "region; allowed: a registered thing") from None
+                raise Refused(
+                    404,
+                    "thing",
+                    f"thing: {thing!r} does not exist in this account and "
+                    "region; allowed: a registered thing",
+                ) from None
             raise Refused.from_aws(error, "DescribeThing") from None
         except BotoCoreError as error:
             raise Refused.from_aws(error, "DescribeThing") from None
@@ -241,9 +270,18 @@ class Broker:
         try:
             after = self._open_ids(thing, "ListTunnels")
             keep = keeps_new_tunnel(tunnel_id, after, self.policy)
-            refusal = None if keep else Refused.from_rule(TunnelRuleError(
-                "thing", f"{thing!r} got another tunnel at the same moment; allowed: at most "
-                f"{self.policy.max_open_tunnels_per_thing} per thing", status=409))
+            refusal = (
+                None
+                if keep
+                else Refused.from_rule(
+                    TunnelRuleError(
+                        "thing",
+                        f"{thing!r} got another tunnel at the same moment; allowed: at most "
+                        f"{self.policy.max_open_tunnels_per_thing} per thing",
+                        status=409,
+                    )
+                )
+            )
         except Refused as error:
             refusal = error
         if refusal is None:
@@ -252,20 +290,31 @@ class Broker:
             self.aws.tunneling.close_tunnel(tunnelId=tunnel_id, delete=False)
         except (ClientError, BotoCoreError):
             # The sweeper closes it: its source never connects, the token is never handed out.
-            logger.exception("could not close a tunnel the broker refused to hand out",
-                             extra={"tunnelId": tunnel_id})
+            logger.exception(
+                "could not close a tunnel the broker refused to hand out",
+                extra={"tunnelId": tunnel_id},
+            )
         raise refusal
 
     def _audit_refusal(self, refusal: Refused, requester: str | None, raw: object) -> None:
         fields = raw if isinstance(raw, dict) else {}
-        logger.info("tunnel request refused", extra={"audit": audit_record(
-            event="tunnel.open", decision="refused", requester=requester,
-            thing=shown_for_audit(fields.get("thing")),
-            service=shown_for_audit(fields.get("service")),
-            minutes=shown_for_audit(fields.get("minutes")),
-            reason=shown_for_audit(fields.get("reason")),
-            status=refusal.status, field=refusal.field, message=refusal.message,
-        )})
+        logger.info(
+            "tunnel request refused",
+            extra={
+                "audit": audit_record(
+                    event="tunnel.open",
+                    decision="refused",
+                    requester=requester,
+                    thing=shown_for_audit(fields.get("thing")),
+                    service=shown_for_audit(fields.get("service")),
+                    minutes=shown_for_audit(fields.get("minutes")),
+                    reason=shown_for_audit(fields.get("reason")),
+                    status=refusal.status,
+                    field=refusal.field,
+                    message=refusal.message,
+                )
+            },
+        )
         metrics.add_metric(name="TunnelRequestsRefused", unit=MetricUnit.Count, value=1)
 
 

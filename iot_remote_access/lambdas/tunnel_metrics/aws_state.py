@@ -20,6 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iot_remote_access.core.aws_schema import (
+    OPEN_INDEX,
+    OPEN_INDEX_KEY,
+    TUNNEL_STATE_KEY,
+    TUNNEL_STATE_TTL_ATTRIBUTE,
+)
 from iot_remote_access.core.topics import TopicModelError, validate_thing_name
 from iot_remote_access.core.tunnel_metrics import (
     DEFAULT_LIFETIME,
@@ -32,11 +38,8 @@ if TYPE_CHECKING:  # boto3 stubs are not a runtime dependency
     DynamoDBClient = Any
     TunnelingClient = Any
 
-KEY = "pk"
-TTL_ATTRIBUTE = "expiration"
-OPEN_INDEX = "OpenTunnels"
-OPEN_INDEX_KEY = "openIndex"
-OPEN_INDEX_SORT = "expiresAt"
+KEY = TUNNEL_STATE_KEY
+TTL_ATTRIBUTE = TUNNEL_STATE_TTL_ATTRIBUTE
 _OPEN = "open"
 #: State outlives a tunnel's expiry by this much: enough for a late close, a
 #: renewal after expiry and the day's count.
@@ -203,8 +206,11 @@ class DynamoDBTunnelStore:
         ):
             if value is not None:
                 item[name] = _n(_epoch(value))
-        horizon = max(t for t in (state.last_expires_at, state.last_opened_at,
-                                  datetime.now(UTC)) if t is not None)
+        horizon = max(
+            t
+            for t in (state.last_expires_at, state.last_opened_at, datetime.now(UTC))
+            if t is not None
+        )
         item[TTL_ATTRIBUTE] = _n(_epoch(horizon + self.retention))
         condition: dict[str, Any] = (
             {"ConditionExpression": "attribute_not_exists(pk)"}

@@ -105,8 +105,9 @@ def publish(outcome: Outcome) -> None:
     """One EMF record per report: {ThingName} and {} dimension sets, or {} alone."""
     for report in outcome.reports:
         for measurement in report.measurements:
-            metrics.add_metric(name=measurement.name, unit=measurement.unit,
-                               value=measurement.value)
+            metrics.add_metric(
+                name=measurement.name, unit=measurement.unit, value=measurement.value
+            )
         if report.thing_name is not None:
             metrics.add_dimensions(**{THING_DIMENSION: report.thing_name})
         metrics.flush_metrics()

@@ -89,16 +89,28 @@ def sweep(client: Any, policy: TunnelPolicy, *, now: datetime) -> dict[str, Any]
             if _code(error) == "ResourceNotFoundException":
                 continue  # deleted since it was listed: nothing left to close
             failed.append(tunnel_id)
-            logger.error("could not sweep a tunnel", extra={
-                "tunnelId": tunnel_id, "error": _code(error)})
+            logger.error(
+                "could not sweep a tunnel", extra={"tunnelId": tunnel_id, "error": _code(error)}
+            )
             continue
         closed.append(tunnel_id)
-        logger.info("tunnel closed by the sweeper", extra={"audit": audit_record(
-            event="tunnel.close", decision="closed", closedBy="sweeper", closeReason=reason,
-            tunnelId=tunnel_id, thing=state.thing, requester=state.tags.get(TAG_REQUESTER),
-            openedAt=format_time(state.created_at) if state.created_at else None,
-            expiresAt=state.tags.get(TAG_EXPIRES_AT), at=format_time(now),
-        )})
+        logger.info(
+            "tunnel closed by the sweeper",
+            extra={
+                "audit": audit_record(
+                    event="tunnel.close",
+                    decision="closed",
+                    closedBy="sweeper",
+                    closeReason=reason,
+                    tunnelId=tunnel_id,
+                    thing=state.thing,
+                    requester=state.tags.get(TAG_REQUESTER),
+                    openedAt=format_time(state.created_at) if state.created_at else None,
+                    expiresAt=state.tags.get(TAG_EXPIRES_AT),
+                    at=format_time(now),
+                )
+            },
+        )
         metrics.add_metric(name="TunnelsClosedBySweeper", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="TunnelsChecked", unit=MetricUnit.Count, value=checked)
     if failed:

@@ -1,0 +1,193 @@
+"""FleetSettings: the one typed settings model of the library.
+
+Read from the CDK context key ``iot-remote-access`` (``cdk.json``) for the AWS
+stacks, or from a JSON/YAML settings file for the Azure and GCP CLI. Keys are
+camelCase in files (the cdk.json convention) and snake_case in Python.
+
+Every value is validated once, here; a bad value raises :class:`SettingsError`
+whose lines name the field, the value received and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self, get_args
+
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
+
+from iot_remote_access.core.topics import (
+    DEFAULT_COMMANDS_TOPIC,
+    DEFAULT_ROTATION_CERTIFICATE_TOPIC,
+    DEFAULT_ROTATION_CONFIRM_TOPIC,
+    DEFAULT_ROTATION_CSR_TOPIC,
+    DEFAULT_TELEMETRY_TOPIC,
+    THING_NAME_RULE,
+    TopicModel,
+    TopicModelError,
+    validate_topic_template,
+)
+from iot_remote_access.settings.azure import AzureSettings
+from iot_remote_access.settings.base import (
+    CONTEXT_KEY,
+    SettingsError,
+    SettingsSection,
+    compiled_pattern,
+    core_check,
+)
+from iot_remote_access.settings.certificates import CertificateSettings
+from iot_remote_access.settings.gcp import GcpSettings
+from iot_remote_access.settings.hivemq import HivemqSettings
+from iot_remote_access.settings.monitoring import MonitoringSettings
+from iot_remote_access.settings.tunnel_alarms import TunnelAlarmsSettings
+from iot_remote_access.settings.tunneling import TunnelingSettings
+
+__all__ = ["CONTEXT_KEY", "FleetSettings", "SettingsError", "SettingsSection"]
+
+
+class FleetSettings(SettingsSection):
+    """Settings shared by every cloud.
+
+    Default: the topic layout ``dt/{thing}/telemetry`` and ``cmd/{thing}/commands``
+    and AWS IoT's thing-name rule.
+    """
+
+    telemetry_topic: str = DEFAULT_TELEMETRY_TOPIC
+    commands_topic: str = DEFAULT_COMMANDS_TOPIC
+    rotation_csr_topic: str = DEFAULT_ROTATION_CSR_TOPIC
+    rotation_certificate_topic: str = DEFAULT_ROTATION_CERTIFICATE_TOPIC
+    rotation_confirm_topic: str = DEFAULT_ROTATION_CONFIRM_TOPIC
+    #: A regular expression every thing name must match in full, on top of AWS's
+    #: own rule; narrow it to your naming scheme (e.g. ``sensor-[0-9]{6}``).
+    thing_name_pattern: str = THING_NAME_RULE
+    #: HiveMQ on GKE and the Pub/Sub bridge (``gcp manifests``). Default: none.
+    hivemq: HivemqSettings | None = None
+    #: The Azure deployment (``iot-remote-access azure plan|deploy``). Default: none.
+    azure: AzureSettings | None = None
+    #: Security monitoring and SIEM export (AWS); see MonitoringSettings.
+    monitoring: MonitoringSettings = MonitoringSettings()
+    #: Staggered certificate validity and rotation (AWS). Default: none (off).
+    certificates: CertificateSettings | None = None
+    #: Secure Tunneling: broker limits, sweeper, audit trail (``SecureTunneling``).
+    tunneling: TunnelingSettings = TunnelingSettings()
+    #: Tunnel metrics, alarms and dashboard (the ``TunnelAlarms`` construct). Default: on.
+    tunnel_alarms: TunnelAlarmsSettings = TunnelAlarmsSettings()
+    #: Google Cloud: the Pub/Sub topology and the bridge (``iot-remote-access gcp ...``).
+    gcp: GcpSettings | None = None
+
+    @field_validator(
+        "telemetry_topic",
+        "commands_topic",
+        "rotation_csr_topic",
+        "rotation_certificate_topic",
+        "rotation_confirm_topic",
+    )
+    @classmethod
+    def _topic_template(cls, value: str) -> str:
+        return core_check(validate_topic_template, value)
+
+    @field_validator("thing_name_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        compiled_pattern(value)
+        if not value:
+            raise ValueError("'' is empty; allowed: a regular expression such as 'sensor-[0-9]+'")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> Self:
+        try:
+            self.topic_model()
+        except TopicModelError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+    def topic_model(self) -> TopicModel:
+        return TopicModel(
+            telemetry=self.telemetry_topic,
+            commands=self.commands_topic,
+            rotation_csr=self.rotation_csr_topic,
+            rotation_certificate=self.rotation_certificate_topic,
+            rotation_confirm=self.rotation_confirm_topic,
+        )
+
+    def thing_name_matches(self, thing: str) -> bool:
+        """Whether ``thing`` satisfies the fleet's pattern (AWS's rule is checked separately)."""
+        return re.fullmatch(self.thing_name_pattern, thing) is not None
+
+    # -- loading -------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None, *, source: str = CONTEXT_KEY) -> Self:
+        """Validate ``raw``; on failure raise SettingsError naming ``source.field``."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise SettingsError(
+                f"{source}: expected an object of settings, got {type(raw).__name__}"
+            )
+        try:
+            return cls.model_validate(dict(raw))
+        except ValidationError as error:
+            raise SettingsError(format_validation_error(error, source, cls)) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Self:
+        """Settings from a JSON or YAML file (the Azure/GCP CLI's ``--settings``)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise SettingsError(f"{path}: cannot read settings ({error.strerror})") from None
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                raw = yaml.safe_load(text)
+            else:
+                raw = json.loads(text)
+        except (ValueError, ImportError) as error:
+            problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise SettingsError(f"{path}: not valid settings file: {problem}") from None
+        if isinstance(raw, Mapping) and CONTEXT_KEY in raw:
+            raw = raw[CONTEXT_KEY]
+        return cls.parse(raw, source=str(path))
+
+
+def format_validation_error(error: ValidationError, source: str, model: type[BaseModel]) -> str:
+    """One line per problem: ``source.fieldAlias: value problem``."""
+    lines = []
+    for item in error.errors(include_url=False):
+        location = ".".join([source, *(str(part) for part in item["loc"])])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            allowed = ", ".join(_aliases(_model_at(model, item["loc"][:-1])))
+            message = f"unknown setting; allowed: {allowed}"
+        elif item["type"] == "missing":
+            message = "missing; required"
+        elif item["type"] != "value_error":
+            message = f"{item['input']!r}: {message}"
+        lines.append(f"{location}: {message}")
+    return "\n".join(lines)
+
+
+def _model_at(model: type[BaseModel], location: tuple[int | str, ...]) -> type[BaseModel]:
+    """The (nested) settings group that ``location`` points into."""
+    for part in location:
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
+        annotation = field.annotation if field else None
+        # An optional group (``X | None``) is a union: look inside it for the group.
+        candidates = get_args(annotation) or (annotation,)
+        group = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if group is None:
+            return model
+        model = group
+    return model
+
+
+def _aliases(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]

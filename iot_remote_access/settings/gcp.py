@@ -1,0 +1,193 @@
+"""The ``gcp`` settings section: the Cloud Pub/Sub topology and the bridge's identities.
+
+Read as part of :class:`~iot_remote_access.settings.FleetSettings` (key ``gcp``)
+from the settings file of ``iot-remote-access gcp plan|deploy``. The bridge
+container reads its own settings from environment variables
+(:mod:`iot_remote_access.bridge.settings`) with the same defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
+
+from iot_remote_access.core.gcp_rules import validate_pubsub_id, validate_service_account
+from iot_remote_access.core.mosquitto_acl import DEFAULT_BRIDGE_IDENTITY, validate_bridge_identity
+from iot_remote_access.core.shared_subscription import DEFAULT_SHARE_GROUP, validate_share_group
+from iot_remote_access.settings.base import SettingsSection, core_check
+
+DEFAULT_TELEMETRY_TOPIC_ID = "iot-telemetry"
+DEFAULT_COMMANDS_TOPIC_ID = "iot-commands"
+DEFAULT_BRIDGE_SUBSCRIPTION_ID = "iot-commands-bridge"
+DEFAULT_ANALYTICS_SUBSCRIPTION_ID = "iot-telemetry-analytics"
+DEAD_LETTER_SUFFIX = "-dead-letter"
+#: Messages on a topic without a subscription are dropped, so every dead-letter
+#: topic gets a subscription that keeps them for inspection.
+DEAD_LETTER_HOLD_SUFFIX = "-hold"
+
+#: Google Cloud's rules for label keys and values.
+_LABEL_KEY_RE = re.compile(r"\A[a-z][a-z0-9_-]{0,62}\Z")
+_LABEL_VALUE_RE = re.compile(r"\A[a-z0-9_-]{0,63}\Z")
+_MEMBER_RE = re.compile(r"\A(serviceAccount|group|user|principal|principalSet):\S+\Z")
+
+
+def validate_resource_id(value: str) -> str:
+    """A Pub/Sub id inside a pydantic validator (the field is pydantic's location)."""
+    return core_check(validate_pubsub_id, value)
+
+
+class GcpPubsubSettings(SettingsSection):
+    """Names and delivery settings of the Pub/Sub topology.
+
+    Default: topics ``iot-telemetry`` and ``iot-commands`` (each with a
+    ``-dead-letter`` topic), the bridge's subscription ``iot-commands-bridge``
+    and the pull subscription ``iot-telemetry-analytics``; 7 days of retention,
+    a 30 s ack deadline, retries backing off from 10 s to 600 s, dead-lettering
+    after 5 delivery attempts.
+    """
+
+    telemetry_topic: str = DEFAULT_TELEMETRY_TOPIC_ID
+    commands_topic: str = DEFAULT_COMMANDS_TOPIC_ID
+    bridge_subscription: str = DEFAULT_BRIDGE_SUBSCRIPTION_ID
+    analytics_subscription: str = DEFAULT_ANALYTICS_SUBSCRIPTION_ID
+    #: A Pub/Sub filter for the analytics subscription (fixed once created).
+    analytics_filter: str = ""
+    #: IAM members (``serviceAccount:...``, ``group:...``) that may consume the
+    #: analytics subscription.
+    analytics_members: tuple[str, ...] = ()
+    message_retention_days: int = Field(default=7, ge=1, le=7)
+    ack_deadline_seconds: int = Field(default=30, ge=10, le=600)
+    max_delivery_attempts: int = Field(default=5, ge=5, le=100)
+    retry_min_backoff_seconds: int = Field(default=10, ge=0, le=600)
+    retry_max_backoff_seconds: int = Field(default=600, ge=0, le=600)
+
+    @field_validator(
+        "telemetry_topic", "commands_topic", "bridge_subscription", "analytics_subscription"
+    )
+    @classmethod
+    def _resource_id(cls, value: str) -> str:
+        return validate_resource_id(value)
+
+    @field_validator("analytics_filter")
+    @classmethod
+    def _filter(cls, value: str) -> str:
+        if len(value.encode()) > 256:
+            raise ValueError(
+                f"{value[:40]!r}... is {len(value.encode())} bytes; allowed: at most 256"
+            )
+        return value
+
+    @field_validator("analytics_members")
+    @classmethod
+    def _members(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for member in value:
+            if not _MEMBER_RE.match(member) or member.startswith(("allUsers", "allAuthenticated")):
+                raise ValueError(
+                    f"{member!r} is not an IAM member; allowed: 'serviceAccount:EMAIL', "
+                    "'group:EMAIL', 'user:EMAIL', 'principal:...', 'principalSet:...'"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.retry_min_backoff_seconds > self.retry_max_backoff_seconds:
+            raise ValueError(
+                f"retryMinBackoffSeconds {self.retry_min_backoff_seconds} is above "
+                f"retryMaxBackoffSeconds {self.retry_max_backoff_seconds}; allowed: min <= max"
+            )
+        names = [
+            self.telemetry_topic,
+            self.commands_topic,
+            self.telemetry_topic + DEAD_LETTER_SUFFIX,
+            self.commands_topic + DEAD_LETTER_SUFFIX,
+        ]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"telemetryTopic {self.telemetry_topic!r} and commandsTopic "
+                f"{self.commands_topic!r} collide; allowed: distinct topic ids"
+            )
+        return self
+
+    @property
+    def telemetry_dead_letter_topic(self) -> str:
+        return self.telemetry_topic + DEAD_LETTER_SUFFIX
+
+    @property
+    def commands_dead_letter_topic(self) -> str:
+        return self.commands_topic + DEAD_LETTER_SUFFIX
+
+
+class GcpBridgeSettings(SettingsSection):
+    """Who the bridge is, on the broker and in Google Cloud.
+
+    Default: certificate CN ``bridge.iot-remote-access``, share group ``pubsub-bridge``.
+    """
+
+    #: The Google service account the bridge runs as (Workload Identity).
+    service_account: str
+    #: The CN of the bridge's client certificate (its broker identity).
+    identity: str = DEFAULT_BRIDGE_IDENTITY
+    share_group: str = DEFAULT_SHARE_GROUP
+
+    @field_validator("service_account")
+    @classmethod
+    def _service_account(cls, value: str) -> str:
+        return core_check(validate_service_account, value)
+
+    @field_validator("identity")
+    @classmethod
+    def _identity(cls, value: str) -> str:
+        return core_check(validate_bridge_identity, value)
+
+    @field_validator("share_group")
+    @classmethod
+    def _share_group(cls, value: str) -> str:
+        return core_check(validate_share_group, value)
+
+
+class GcpSettings(SettingsSection):
+    """The ``gcp`` section of the settings file.
+
+    ``projectNumber`` is required: dead-lettering only works once the project's
+    Pub/Sub service agent (``service-NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com``)
+    may publish to the dead-letter topics and consume the source subscriptions.
+    """
+
+    project_number: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    pubsub: GcpPubsubSettings = Field(default_factory=GcpPubsubSettings)
+    bridge: GcpBridgeSettings
+
+    @field_validator("project_number", mode="before")
+    @classmethod
+    def _project_number(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not re.fullmatch(r"[1-9][0-9]{5,19}", value):
+            raise ValueError(
+                f"{value!r} is not a project number; allowed: digits, e.g. '123456789012'"
+            )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 64:
+            raise ValueError(f"{len(value)} labels; allowed: at most 64")
+        for key, label in value.items():
+            if not _LABEL_KEY_RE.match(key):
+                raise ValueError(
+                    f"label key {key!r} is not allowed; allowed: [a-z][a-z0-9_-]{{0,62}}"
+                )
+            if not isinstance(label, str) or not _LABEL_VALUE_RE.match(label):
+                raise ValueError(
+                    f"label {key}={label!r} has a value that is not allowed; "
+                    "allowed: [a-z0-9_-]{0,63}"
+                )
+        return value
+
+    @property
+    def pubsub_service_agent(self) -> str:
+        return f"serviceAccount:service-{self.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
