@@ -29,11 +29,12 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from iot_remote_access.core.aws_schema import EXPIRY_INDEX, REVOKE_INDEX
 from iot_remote_access.core.rotation_plan import InventoryRecord, RotationSettings, plan_rotations
 from iot_remote_access.core.stagger import MemoryLedger, StaggerPolicy, assign_offset, cohort_of
 from iot_remote_access.core.topics import TopicModel
 from iot_remote_access.lambdas.certs.config import RotationConfig
-from iot_remote_access.lambdas.certs.inventory import EXPIRY_INDEX, REVOKE_INDEX, Inventory
+from iot_remote_access.lambdas.certs.inventory import Inventory
 from iot_remote_access.lambdas.certs.issuance import Clients, Rotation
 from iot_remote_access.lambdas.certs.sweep import Sweep
 

@@ -32,10 +32,11 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.iotdata.models import iotdata_backends
 
+from iot_remote_access.core.aws_schema import PASSTHROUGH_TEMPLATE_ARN
 from iot_remote_access.core.rotation_plan import RotationSettings, RotationState
 from iot_remote_access.core.stagger import StaggerPolicy, peak_bound
 from iot_remote_access.core.topics import TopicModel
-from iot_remote_access.lambdas.certs.config import PASSTHROUGH_TEMPLATE_ARN, RotationConfig
+from iot_remote_access.lambdas.certs.config import RotationConfig
 from iot_remote_access.lambdas.certs.inventory import LEDGER_PREFIX, Inventory
 from iot_remote_access.lambdas.certs.issuance import RetryableError
 from iot_remote_access.lambdas.certs.runtime import Runtime, build

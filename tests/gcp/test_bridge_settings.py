@@ -60,8 +60,8 @@ def test_defaults_match_the_topology_and_topic_model(valid_env: dict[str, str]) 
         (
             "BRIDGE_PROJECT",
             "My Project",
-            "BRIDGE_PROJECT: 'My Project' is not a project id; "
-            "allowed: [a-z][a-z0-9-]{4,28}[a-z0-9]",
+            "BRIDGE_PROJECT: 'My Project' is not a Google Cloud project id; "
+            "allowed: 6-30 of a-z, 0-9 and '-', starting with a letter, not ending with '-'",
         ),
         (
             "BRIDGE_SHARE_GROUP",
@@ -185,8 +185,8 @@ BASE = {
         ({"bridge": BASE["bridge"]}, "f.yaml.gcp.projectNumber: missing; required"),
         (
             {**BASE, "bridge": {"serviceAccount": "me@gmail.com"}},
-            "f.yaml.gcp.bridge.serviceAccount: 'me@gmail.com' is not a service account email; "
-            "allowed: NAME@PROJECT.iam.gserviceaccount.com",
+            "f.yaml.gcp.bridge.serviceAccount: 'me@gmail.com' is not a Google service account; "
+            "allowed: NAME@PROJECT.iam.gserviceaccount.com (NAME and PROJECT: 6-30 of",
         ),
         (
             {**BASE, "bridge": {**BASE["bridge"], "identity": "gateway-1"}},

@@ -290,7 +290,7 @@ def test_cli_bad_settings_exit_2_before_any_call(
     assert "gcp.projectNumber: '12x' is not a project number; allowed: digits" in err
     assert "gcp.labels: label key 'Env' is not allowed; allowed: [a-z][a-z0-9_-]{0,62}" in err
     for args, message in [
-        (["--project", "My_Proj"], "error: --project: project 'My_Proj' is not a project id"),
+        (["--project", "My_Proj"], "error: --project: 'My_Proj' is not a Google Cloud project id"),
         (
             ["--project", "my-proj", "--settings", str(tmp_path / "nope.json")],
             "cannot read settings",

@@ -17,14 +17,14 @@ from typing import Any
 import boto3
 from botocore.stub import Stubber
 
-from iot_remote_access.lambdas.tunnel_metrics import handler as handler_module
-from iot_remote_access.lambdas.tunnel_metrics.aws_state import (
-    KEY,
+from iot_remote_access.core.aws_schema import (
     OPEN_INDEX,
     OPEN_INDEX_KEY,
     OPEN_INDEX_SORT,
-    TTL_ATTRIBUTE,
 )
+from iot_remote_access.core.aws_schema import TUNNEL_STATE_KEY as KEY
+from iot_remote_access.core.aws_schema import TUNNEL_STATE_TTL_ATTRIBUTE as TTL_ATTRIBUTE
+from iot_remote_access.lambdas.tunnel_metrics import handler as handler_module
 from iot_remote_access.lambdas.tunnel_metrics.handler import TunnelMetricsApp
 from tests.support.secure_tunneling_events import REGION
 
