@@ -1,13 +1,18 @@
 """The bridge's settings, from ``BRIDGE_*`` environment variables, validated at start.
 
 A problem stops the bridge before it connects anywhere, with one line per
-variable naming it, the value and what is allowed.
+variable naming it, the value and what is allowed. A ``BRIDGE_*`` variable the
+bridge does not know is such a problem too: a misspelt name must never fall
+back, silently, to a default (a share group the broker does not allow, say).
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Self
 
@@ -52,6 +57,8 @@ class BridgeSettings(BaseSettings):
     in flight, health and metrics on port 8080, 20 s to drain on shutdown.
     """
 
+    # Unknown BRIDGE_* variables are refused by from_environment (pydantic-settings'
+    # "forbid" does not apply to environment variables); others are none of ours.
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     project: str
@@ -162,12 +169,40 @@ class BridgeSettings(BaseSettings):
         return f"projects/{self.project}/subscriptions/{self.pubsub_commands_subscription}"
 
     @classmethod
+    def variable_names(cls) -> frozenset[str]:
+        """Every ``BRIDGE_*`` variable the bridge reads."""
+        return frozenset(ENV_PREFIX + name.upper() for name in cls.model_fields)
+
+    @classmethod
     def from_environment(cls) -> BridgeSettings:
         """Read and validate ``BRIDGE_*``; raise :class:`BridgeSettingsError` naming each one."""
+        unknown = unknown_variables(os.environ)
+        if unknown:
+            raise BridgeSettingsError(unknown)
         try:
             return cls()  # type: ignore[call-arg]  # required values come from the environment
         except ValidationError as error:
             raise BridgeSettingsError(_describe(error)) from None
+
+
+def unknown_variables(environ: Mapping[str, str]) -> str:
+    """One line naming every ``BRIDGE_*`` variable in ``environ`` the bridge does not read
+    (with the closest known name), or ``""`` when there is none."""
+    known = BridgeSettings.variable_names()
+    names = sorted(
+        name for name in environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    )
+    if not names:
+        return ""
+    described = []
+    for name in names:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.6)
+        described.append(f"{shown} (did you mean {close[0]}?)" if close else shown)
+    return (
+        f"unknown variable{'s' if len(names) > 1 else ''} {', '.join(described)}; "
+        "allowed: the BRIDGE_* variables the bridge reads (docs/bridge-deploy.md)"
+    )
 
 
 def _describe(error: ValidationError) -> str:

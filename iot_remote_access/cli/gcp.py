@@ -33,13 +33,15 @@ settings_option = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     help="JSON or YAML settings file with a 'gcp' section",
 )
-project_option = click.option("--project", required=True, help="Google Cloud project id")
+project_option = click.option(
+    "--project", default=None, help="Google Cloud project id. Default: gcp.projectId of the settings"
+)
 
 
 @gcp.command("plan")
 @settings_option
 @project_option
-def plan_command(settings_file: Path, project: str) -> None:
+def plan_command(settings_file: Path, project: str | None) -> None:
     """Show, resource by resource, what deploy would create or change."""
     desired, publisher, subscriber = _prepare(settings_file, project)
     result = _call(lambda: _plan(desired, publisher, subscriber))
@@ -49,7 +51,7 @@ def plan_command(settings_file: Path, project: str) -> None:
 @gcp.command("deploy")
 @settings_option
 @project_option
-def deploy_command(settings_file: Path, project: str) -> None:
+def deploy_command(settings_file: Path, project: str | None) -> None:
     """Create or update the topology; a second run changes nothing."""
     from rich.progress import Progress
 
@@ -87,7 +89,7 @@ def deploy_command(settings_file: Path, project: str) -> None:
     console.print(", ".join(f"{n} {what}" for what, n in counts.items()), highlight=False)
 
 
-def _prepare(settings_file: Path, project: str) -> tuple[Any, Any, Any]:
+def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
     """Validate everything, then make the clients: all input errors come before any call."""
     from constructs import RootConstruct
 
@@ -100,7 +102,8 @@ def _prepare(settings_file: Path, project: str) -> tuple[Any, Any, Any]:
         ) from None
 
     try:
-        validate_project_id(project, field_name="--project")
+        if project is not None:
+            validate_project_id(project, field_name="--project")
     except ValueError as error:
         raise InputError(str(error)) from None
     try:
@@ -113,6 +116,7 @@ def _prepare(settings_file: Path, project: str) -> tuple[Any, Any, Any]:
             "and bridge.serviceAccount (see examples/gcp-settings.yaml)"
         )
     gcp_settings: GcpSettings = settings.gcp
+    project = _project(settings_file, gcp_settings, project)
     try:
         desired = GcpPubsubStack(
             RootConstruct("gcp"), "PubSub", project=project, settings=gcp_settings
@@ -121,6 +125,22 @@ def _prepare(settings_file: Path, project: str) -> tuple[Any, Any, Any]:
         raise InputError(str(error)) from None
     publisher, subscriber = _call(_clients)
     return desired, publisher, subscriber
+
+
+def _project(settings_file: Path, settings: GcpSettings, project: str | None) -> str:
+    """The one project: ``--project`` or ``gcp.projectId``; both given, they must agree."""
+    if project is None and settings.project_id is None:
+        raise InputError(
+            f"{settings_file}: gcp.projectId: missing and no --project; allowed: either one"
+        )
+    if project is not None and settings.project_id not in (None, project):
+        raise InputError(
+            f"--project {project!r} differs from gcp.projectId {settings.project_id!r} in "
+            f"{settings_file}; allowed: the same project, or only one of them"
+        )
+    chosen = project or settings.project_id
+    assert chosen is not None
+    return chosen
 
 
 def _clients() -> tuple[Any, Any]:

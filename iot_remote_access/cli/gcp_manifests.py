@@ -16,7 +16,7 @@ from iot_remote_access.settings import FleetSettings, SettingsError
     "settings_file",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="JSON or YAML settings with a hivemq section (see examples/hivemq-settings.yaml)",
+    help="JSON or YAML settings with gcp and hivemq sections (see examples/gcp-settings.yaml)",
 )
 @click.option(
     "--out",
@@ -27,7 +27,7 @@ from iot_remote_access.settings import FleetSettings, SettingsError
 )
 def manifests(settings_file: Path, out_dir: Path) -> None:
     """Write Kubernetes manifests (manifests/) and HiveMQ Helm values (hivemq-values.yaml)
-    for HiveMQ on GKE with the Pub/Sub bridge. Exit 0 written, 2 bad settings (nothing written)."""
+    for HiveMQ on GKE with the Pub/Sub bridge, from the same settings file as gcp plan|deploy. Exit 0 written, 2 bad settings (nothing written)."""
     try:
         settings = FleetSettings.from_file(settings_file)
     except SettingsError as error:
@@ -35,8 +35,9 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
     if settings.hivemq is None:
         raise InputError(
             f"{settings_file}: hivemq: missing; allowed: a hivemq section "
-            "(see examples/hivemq-settings.yaml)"
+            "(see examples/gcp-settings.yaml)"
         )
+    _check_bridge_variables(settings_file, settings)
     # cdk8s starts a Node.js process: loaded only when the command runs.
     try:
         from iot_remote_access.stacks.hivemq_chart import synthesize
@@ -61,3 +62,17 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
             "client is refused (see README)",
             err=True,
         )
+
+
+def _check_bridge_variables(settings_file: Path, settings: FleetSettings) -> None:
+    """A ``BRIDGE_*`` name in ``gcp.bridge.env`` that the bridge does not read would stop
+    every replica at start (exit 2): refuse it here, before anything is written."""
+    if settings.gcp is None or not settings.gcp.bridge.env:
+        return
+    try:
+        from iot_remote_access.bridge.settings import unknown_variables
+    except ImportError:  # without the gcp extra the bridge's own check still stops it
+        return
+    problem = unknown_variables(settings.gcp.bridge.env)
+    if problem:
+        raise InputError(f"{settings_file}: gcp.bridge.env: {problem}")

@@ -62,7 +62,7 @@ class FleetSettings(SettingsSection):
     #: A regular expression every thing name must match in full, on top of AWS's
     #: own rule; narrow it to your naming scheme (e.g. ``sensor-[0-9]{6}``).
     thing_name_pattern: str = THING_NAME_RULE
-    #: HiveMQ on GKE and the Pub/Sub bridge (``gcp manifests``). Default: none.
+    #: HiveMQ on GKE (``gcp manifests``, with the ``gcp`` section). Default: none.
     hivemq: HivemqSettings | None = None
     #: The Azure deployment (``iot-remote-access azure plan|deploy``). Default: none.
     azure: AzureSettings | None = None
@@ -74,7 +74,8 @@ class FleetSettings(SettingsSection):
     tunneling: TunnelingSettings = TunnelingSettings()
     #: Tunnel metrics, alarms and dashboard (the ``TunnelAlarms`` construct). Default: on.
     tunnel_alarms: TunnelAlarmsSettings = TunnelAlarmsSettings()
-    #: Google Cloud: the Pub/Sub topology and the bridge (``iot-remote-access gcp ...``).
+    #: Google Cloud: the project, the Pub/Sub topology and the bridge
+    #: (``iot-remote-access gcp plan|deploy|manifests``).
     gcp: GcpSettings | None = None
 
     @field_validator(
@@ -102,6 +103,28 @@ class FleetSettings(SettingsSection):
             self.topic_model()
         except TopicModelError as error:
             raise ValueError(str(error)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _gcp_for_hivemq(self) -> Self:
+        """HiveMQ on GKE takes its Pub/Sub names and its bridge from the ``gcp`` section."""
+        if self.hivemq is None:
+            return self
+        if self.gcp is None:
+            raise ValueError(
+                "gcp: missing; required with hivemq (projectId, projectNumber, pubsub, bridge: "
+                "see examples/gcp-settings.yaml)"
+            )
+        if self.gcp.project_id is None:
+            raise ValueError(
+                "gcp.projectId: missing; required with hivemq (the project the bridge or the "
+                "Pub/Sub extension publishes to)"
+            )
+        if self.hivemq.integration == "bridge" and self.gcp.bridge.image is None:
+            raise ValueError(
+                "gcp.bridge.image: missing; required with hivemq.integration 'bridge' "
+                "(a pinned image such as 'REGISTRY/pubsub-bridge:0.1.0')"
+            )
         return self
 
     def topic_model(self) -> TopicModel:

@@ -1,9 +1,12 @@
-"""The ``gcp`` settings section: the Cloud Pub/Sub topology and the bridge's identities.
+"""The ``gcp`` settings section: the project, the Cloud Pub/Sub topology and the bridge.
 
 Read as part of :class:`~iot_remote_access.settings.FleetSettings` (key ``gcp``)
-from the settings file of ``iot-remote-access gcp plan|deploy``. The bridge
-container reads its own settings from environment variables
-(:mod:`iot_remote_access.bridge.settings`) with the same defaults.
+from the one settings file of ``iot-remote-access gcp plan|deploy|manifests``
+(``examples/gcp-settings.yaml``). Every Pub/Sub name and the bridge's identity
+and share group are decided here, once: ``gcp manifests`` hands them to the
+bridge as ``BRIDGE_*`` variables and to HiveMQ as permissions. The bridge
+container reads its variables (:mod:`iot_remote_access.bridge.settings`) with
+the same defaults.
 """
 
 from __future__ import annotations
@@ -13,7 +16,19 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from iot_remote_access.core.gcp_rules import validate_pubsub_id, validate_service_account
+from iot_remote_access.core.gcp_rules import (
+    validate_project_id,
+    validate_pubsub_id,
+    validate_service_account,
+)
+from iot_remote_access.core.hivemq_permissions import (
+    validate_bridge_identity as validate_hivemq_bridge_identity,
+)
+from iot_remote_access.core.kubernetes_names import (
+    validate_dns_subdomain,
+    validate_image,
+    validate_quantity,
+)
 from iot_remote_access.core.mosquitto_acl import DEFAULT_BRIDGE_IDENTITY, validate_bridge_identity
 from iot_remote_access.core.shared_subscription import DEFAULT_SHARE_GROUP, validate_share_group
 from iot_remote_access.settings.base import SettingsSection, core_check
@@ -119,17 +134,63 @@ class GcpPubsubSettings(SettingsSection):
         return self.commands_topic + DEAD_LETTER_SUFFIX
 
 
-class GcpBridgeSettings(SettingsSection):
-    """Who the bridge is, on the broker and in Google Cloud.
+#: Keys of the old ``hivemq.bridge`` section that have another name here.
+_RENAMED_BRIDGE_KEYS = {"googleServiceAccount": "serviceAccount", "sharedGroup": "shareGroup"}
+_ENV_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 
-    Default: certificate CN ``bridge.iot-remote-access``, share group ``pubsub-bridge``.
+
+class GcpBridgeSettings(SettingsSection):
+    """The MQTT <-> Pub/Sub bridge: who it is (broker and Google Cloud) and how it runs on GKE.
+
+    The one place its names are decided: ``gcp deploy`` grants ``serviceAccount``,
+    ``gcp manifests`` renders the HiveMQ permissions for ``identity`` and
+    ``shareGroup`` and passes the same values to the bridge, and the mosquitto
+    ACL (:mod:`iot_remote_access.core.mosquitto_acl`) uses the same defaults.
+
+    Default: certificate CN ``bridge.iot-remote-access``, share group
+    ``pubsub-bridge``; on GKE a StatefulSet of 2 to 6 replicas at 70% CPU,
+    100m/128Mi requested, 500m/256Mi limit, HTTP (``/healthz``, ``/readyz``,
+    ``/metrics``) on 8080, 20 s to drain on SIGTERM. ``image`` is required
+    by ``gcp manifests`` only.
     """
 
     #: The Google service account the bridge runs as (Workload Identity).
     service_account: str
-    #: The CN of the bridge's client certificate (its broker identity).
+    #: The CN of the bridge's client certificate (its broker identity). It must not
+    #: be a valid thing name, so that no device certificate can ever carry it.
     identity: str = DEFAULT_BRIDGE_IDENTITY
+    #: The MQTT 5 share group of the bridge's telemetry subscription.
     share_group: str = DEFAULT_SHARE_GROUP
+    #: The bridge's container image, pinned (``REPOSITORY:TAG`` or a digest).
+    image: str | None = None
+    #: Secret (type kubernetes.io/tls) with the bridge's client certificate:
+    #: ``tls.crt``, ``tls.key`` and ``ca.crt`` (the CA that signed the broker's certificate).
+    client_certificate_secret: str = "pubsub-bridge-tls"  # noqa: S105 - a Secret's name
+    replicas: int = Field(default=2, ge=2, le=100)
+    max_replicas: int = Field(default=6, ge=2, le=1000)
+    target_cpu_utilization: int = Field(default=70, ge=10, le=100)
+    cpu_request: str = "100m"
+    cpu_limit: str = "500m"
+    memory_request: str = "128Mi"
+    memory_limit: str = "256Mi"
+    http_port: int = Field(default=8080, ge=1024, le=65535)
+    #: How long the bridge drains on SIGTERM (``BRIDGE_DRAIN_TIMEOUT_SECONDS``); the pod's
+    #: termination grace period is this plus 30 s.
+    drain_timeout_seconds: int = Field(default=20, ge=1, le=600)
+    #: A non-root user id the container runs as (the image's own user by default).
+    run_as_user: int = Field(default=10001, ge=1, le=2_147_483_647)
+    #: Extra environment variables for the bridge (plain values; never secrets).
+    #: ``BRIDGE_*`` names must be variables the bridge knows (checked by ``gcp manifests``).
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for old, new in _RENAMED_BRIDGE_KEYS.items():
+                if old in data:
+                    raise ValueError(f"{old} was renamed; allowed: {new}")
+        return data
 
     @field_validator("service_account")
     @classmethod
@@ -139,12 +200,49 @@ class GcpBridgeSettings(SettingsSection):
     @field_validator("identity")
     @classmethod
     def _identity(cls, value: str) -> str:
-        return core_check(validate_bridge_identity, value)
+        # The rules of both brokers: mosquitto's username and HiveMQ's ESE realm name.
+        core_check(validate_bridge_identity, value)
+        return core_check(validate_hivemq_bridge_identity, value)
 
     @field_validator("share_group")
     @classmethod
     def _share_group(cls, value: str) -> str:
         return core_check(validate_share_group, value)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return None if value is None else core_check(validate_image, value)
+
+    @field_validator("client_certificate_secret")
+    @classmethod
+    def _secret_name(cls, value: str) -> str:
+        return core_check(validate_dns_subdomain, value)
+
+    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+    @classmethod
+    def _quantities(cls, value: str) -> str:
+        return core_check(validate_quantity, value)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _ENV_NAME_RE.match(name):
+                raise ValueError(
+                    f"{name[:60]!r} is not an environment variable name; "
+                    "allowed: [A-Za-z_][A-Za-z0-9_]*"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        if self.max_replicas < self.replicas:
+            raise ValueError(
+                f"maxReplicas {self.max_replicas} is below replicas {self.replicas}; "
+                "allowed: maxReplicas >= replicas"
+            )
+        return self
 
 
 class GcpSettings(SettingsSection):
@@ -155,10 +253,18 @@ class GcpSettings(SettingsSection):
     may publish to the dead-letter topics and consume the source subscriptions.
     """
 
+    #: The project everything lives in. ``gcp plan|deploy`` use it unless ``--project``
+    #: is given (they must then agree); ``gcp manifests`` requires it.
+    project_id: str | None = None
     project_number: str
     labels: dict[str, str] = Field(default_factory=dict)
     pubsub: GcpPubsubSettings = Field(default_factory=GcpPubsubSettings)
     bridge: GcpBridgeSettings
+
+    @field_validator("project_id")
+    @classmethod
+    def _project_id(cls, value: str | None) -> str | None:
+        return None if value is None else core_check(validate_project_id, value)
 
     @field_validator("project_number", mode="before")
     @classmethod

@@ -1,6 +1,9 @@
-"""The ``hivemq`` settings section: HiveMQ on GKE and the Pub/Sub bridge Deployment.
+"""The ``hivemq`` settings section: HiveMQ on GKE, beside the ``gcp`` section.
 
-Read by ``iot-remote-access gcp manifests``. Everything that would make a wrong
+Read by ``iot-remote-access gcp manifests`` together with ``gcp``, from one
+settings file: the Pub/Sub names, the project and everything about the bridge
+(identity, share group, image, replicas) are in ``gcp`` (``settings.gcp``),
+never repeated here. Everything that would make a wrong
 manifest (Secret names, image tags, the Google service account) is checked
 here, when the file is read, with messages naming the field, the value and
 what is allowed; the constructs check the same values again at synth for
@@ -15,12 +18,8 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from iot_remote_access.core.gcp_rules import validate_project_id, validate_service_account
-from iot_remote_access.core.hivemq_permissions import (
-    validate_bridge_identity,
-    validate_identity,
-    validate_shared_group,
-)
+from iot_remote_access.core.gcp_rules import validate_service_account
+from iot_remote_access.core.hivemq_permissions import validate_identity
 from iot_remote_access.core.kubernetes_names import (
     validate_dns_label,
     validate_dns_subdomain,
@@ -55,7 +54,11 @@ _label = partial(core_check, validate_dns_label)
 _quantity = partial(core_check, validate_quantity)
 _image = partial(core_check, validate_image)
 _gsa = partial(core_check, validate_service_account)
-_project = partial(core_check, validate_project_id)
+#: Keys of ``hivemq`` that moved to the ``gcp`` section (one name, one place).
+_MOVED_KEYS = {
+    "bridge": "gcp.bridge (image, serviceAccount, identity, shareGroup, replicas, ...)",
+    "pubsub": "gcp.projectId and gcp.pubsub (telemetryTopic, bridgeSubscription)",
+}
 
 
 class HivemqTlsSettings(SettingsSection):
@@ -160,123 +163,6 @@ class HivemqListenerSettings(SettingsSection):
     external_traffic_policy: Literal["Local", "Cluster"] = "Local"
 
 
-class BridgeDeploymentSettings(SettingsSection):
-    """The MQTT <-> Pub/Sub bridge Deployment.
-
-    Default: 2 to 6 replicas at 70% CPU, 100m/128Mi requested, 500m/256Mi
-    limit, HTTP on 8080 with /livez, /readyz and /metrics, certificate CN
-    ``pubsub-bridge.internal``, shared-subscription group ``bridge``.
-    """
-
-    image: str
-    google_service_account: str
-    #: Secret (type kubernetes.io/tls) with the bridge's client certificate:
-    #: ``tls.crt``, ``tls.key`` and ``ca.crt`` (the CA that signed the broker's certificate).
-    client_certificate_secret: str = "pubsub-bridge-tls"  # noqa: S105 - a Secret's name
-    #: The subject CN of the bridge's client certificate. It must not be a valid
-    #: thing name, so that no device certificate (CN = thing name) can ever carry it.
-    identity: str = "pubsub-bridge.internal"
-    shared_group: str = "bridge"
-    replicas: int = Field(default=2, ge=2, le=100)
-    max_replicas: int = Field(default=6, ge=2, le=1000)
-    target_cpu_utilization: int = Field(default=70, ge=10, le=100)
-    cpu_request: str = "100m"
-    cpu_limit: str = "500m"
-    memory_request: str = "128Mi"
-    memory_limit: str = "256Mi"
-    http_port: int = Field(default=8080, ge=1024, le=65535)
-    liveness_path: str = "/livez"
-    readiness_path: str = "/readyz"
-    metrics_path: str = "/metrics"
-    #: A non-root user id the image runs as.
-    run_as_user: int = Field(default=65532, ge=1, le=2_147_483_647)
-    #: Extra environment variables for the bridge (plain values; never secrets).
-    env: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: str) -> str:
-        return _image(value)
-
-    @field_validator("google_service_account")
-    @classmethod
-    def _gsa(cls, value: str) -> str:
-        return _gsa(value)
-
-    @field_validator("client_certificate_secret")
-    @classmethod
-    def _secret_name(cls, value: str) -> str:
-        return _secret(value)
-
-    @field_validator("identity")
-    @classmethod
-    def _identity(cls, value: str) -> str:
-        core_check(validate_bridge_identity, value)
-        return value
-
-    @field_validator("shared_group")
-    @classmethod
-    def _group(cls, value: str) -> str:
-        return core_check(validate_shared_group, value)
-
-    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
-    @classmethod
-    def _quantities(cls, value: str) -> str:
-        return _quantity(value)
-
-    @field_validator("liveness_path", "readiness_path", "metrics_path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not value.startswith("/") or any(c.isspace() for c in value) or "?" in value:
-            raise ValueError(f"{value!r} is not an HTTP path; allowed: a path such as '/readyz'")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(
-                    f"{name!r} is not an environment variable name; allowed: [A-Za-z_][A-Za-z0-9_]*"
-                )
-        return value
-
-    @model_validator(mode="after")
-    def _ranges(self) -> Self:
-        if self.max_replicas < self.replicas:
-            raise ValueError(
-                f"maxReplicas {self.max_replicas} is below replicas {self.replicas}; "
-                "allowed: maxReplicas >= replicas"
-            )
-        return self
-
-
-class PubsubRouteSettings(SettingsSection):
-    """The Pub/Sub side the bridge or the extension connects to.
-
-    Default: topic ``telemetry``, subscription ``commands-bridge``.
-    """
-
-    project_id: str
-    telemetry_topic: str = "telemetry"
-    commands_subscription: str = "commands-bridge"
-
-    @field_validator("project_id")
-    @classmethod
-    def _project(cls, value: str) -> str:
-        return _project(value)
-
-    @field_validator("telemetry_topic", "commands_subscription")
-    @classmethod
-    def _resource_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9._~%+-]{2,254}", value) or value.startswith("goog"):
-            raise ValueError(
-                f"{value!r} is not a Pub/Sub resource name; allowed: 3-255 characters, "
-                "starting with a letter, of letters, digits and -._~%+, not starting with 'goog'"
-            )
-        return value
-
-
 class PubsubExtensionSettings(SettingsSection):
     """The HiveMQ Enterprise Extension for Google Cloud Pub/Sub (``integration: extension``)."""
 
@@ -306,8 +192,9 @@ class HivemqSettings(SettingsSection):
     """HiveMQ on GKE, hardened, bridged to Pub/Sub.
 
     Default: namespace ``iot``, release ``hivemq``, HiveMQ 4.54.0, Kubernetes
-    1.33, the bridge Deployment (``integration: bridge``), no license (see the
-    README for what that means).
+    1.33, the bridge (``integration: bridge``, configured in ``gcp.bridge``),
+    no license (see the README for what that means), 100,000 queued messages
+    per client (HiveMQ's own default is 1,000), new messages discarded when full.
     """
 
     namespace: str = "iot"
@@ -323,15 +210,28 @@ class HivemqSettings(SettingsSection):
     #: Grant devices the certificate-rotation topics (when the rotation job runs on GCP).
     rotation_topics: bool = False
     tls: HivemqTlsSettings
-    pubsub: PubsubRouteSettings
     nodes: HivemqNodeSettings = Field(default_factory=HivemqNodeSettings)
     listener: HivemqListenerSettings = Field(default_factory=HivemqListenerSettings)
-    bridge: BridgeDeploymentSettings | None = None
+    #: Messages the broker keeps per client (and per share group) while it is offline or
+    #: slow. The bridge's shared subscription queues here during a bridge outage: size it
+    #: as telemetry rate x the outage to survive (100,000 = 100 s at 1,000 msg/s).
+    queued_messages_max_size: int = Field(default=100_000, ge=1000, le=100_000_000)
+    #: What a full queue does: ``discard`` the new message or ``discard-oldest``.
+    queued_messages_strategy: Literal["discard", "discard-oldest"] = "discard"
     extension: PubsubExtensionSettings | None = None
     #: A namespace whose pods may scrape metrics (broker 9399, bridge HTTP port). Default: none.
     monitoring_namespace: str | None = None
     #: The HiveMQ Platform Operator's namespace, if it must reach the broker pods. Default: none.
     operator_namespace: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key, new in _MOVED_KEYS.items():
+                if key in data:
+                    raise ValueError(f"{key} moved to the gcp section; allowed: {new}")
+        return data
 
     @field_validator("namespace", "release_name", "monitoring_namespace", "operator_namespace")
     @classmethod
@@ -370,11 +270,6 @@ class HivemqSettings(SettingsSection):
 
     @model_validator(mode="after")
     def _integration(self) -> Self:
-        if self.integration == "bridge" and self.bridge is None:
-            raise ValueError(
-                "integration is 'bridge' but bridge is missing; allowed: a bridge section "
-                "(image, googleServiceAccount) or integration: extension"
-            )
         if self.integration == "extension":
             if self.extension is None:
                 raise ValueError(

@@ -3,7 +3,7 @@
 ``synthesize`` writes a directory a platform team applies in two steps:
 
 ``manifests/``          plain Kubernetes objects (namespace, extension ConfigMaps,
-                        bridge Deployment/HPA/PDB/ServiceAccount, NetworkPolicies),
+                        bridge StatefulSet/Service/HPA/PDB/ServiceAccount, NetworkPolicies),
                         one file per object: ``kubectl apply -f`` or an Argo CD
                         directory source
 ``hivemq-values.yaml``  values for HiveMQ's ``hivemq-platform`` chart: ``helm
@@ -42,7 +42,7 @@ HIVEMQ_CHART_VERSION = "0.2.72"
 class HivemqChart(cdk8s.Chart):
     """Namespace, broker extension config, bridge and NetworkPolicies for one fleet.
 
-    :param settings: the fleet settings; their ``hivemq`` section is required.
+    :param settings: the fleet settings; their ``hivemq`` and ``gcp`` sections are required.
 
     Attributes: ``hivemq`` (:class:`HivemqPlatform`, with ``values``),
     ``bridge`` (:class:`BridgeDeployment` or ``None`` with the Pub/Sub
@@ -55,7 +55,12 @@ class HivemqChart(cdk8s.Chart):
         hivemq = settings.hivemq
         if hivemq is None:
             raise ManifestValueError(
-                "hivemq", "missing; allowed: a hivemq section (see examples/hivemq-settings.yaml)"
+                "hivemq", "missing; allowed: a hivemq section (see examples/gcp-settings.yaml)"
+            )
+        gcp = settings.gcp
+        if gcp is None:
+            raise ManifestValueError(
+                "gcp", "missing; allowed: a gcp section (see examples/gcp-settings.yaml)"
             )
         namespace = hivemq.namespace
         access = DeviceAccess(topics=settings.topic_model(), rotation=hivemq.rotation_topics)
@@ -82,18 +87,18 @@ class HivemqChart(cdk8s.Chart):
             "Hivemq",
             namespace=namespace,
             settings=hivemq,
+            gcp=gcp,
             access=access,
             thing_name_pattern=settings.thing_name_pattern,
         )
         self.bridge: BridgeDeployment | None = None
         if hivemq.integration == "bridge":
-            assert hivemq.bridge is not None and self.hivemq.bridge_service_name is not None
+            assert self.hivemq.bridge_service_name is not None
             self.bridge = BridgeDeployment(
                 self,
                 "Bridge",
                 namespace=namespace,
-                settings=hivemq.bridge,
-                pubsub=hivemq.pubsub,
+                gcp=gcp,
                 topics=access.topics,
                 broker_host=self.hivemq.bridge_service_name,
                 broker_port=BRIDGE_LISTENER_PORT,
@@ -108,7 +113,7 @@ class HivemqChart(cdk8s.Chart):
             hivemq_metrics_port=HIVEMQ_METRICS_PORT,
             bridge_pod_labels=self.bridge.pod_labels if self.bridge else None,
             bridge_listener_port=BRIDGE_LISTENER_PORT if self.bridge else None,
-            bridge_http_port=hivemq.bridge.http_port if self.bridge and hivemq.bridge else None,
+            bridge_http_port=gcp.bridge.http_port if self.bridge else None,
             monitoring_namespace=hivemq.monitoring_namespace,
             operator_namespace=hivemq.operator_namespace,
         )
@@ -126,7 +131,7 @@ def synthesize(settings: FleetSettings, out_dir: Path) -> list[Path]:
     values = chart.hivemq.values
     # Every value was checked while the chart was built: only now is anything removed or
     # written. Files of ours from an earlier run go, so a switch of integration leaves no
-    # stale Deployment behind; other files in the directory stay.
+    # stale workload behind; other files in the directory stay.
     for stale in [*manifests.glob("*.k8s.yaml"), out_dir / VALUES_FILE]:
         stale.unlink(missing_ok=True)
     app.synth()

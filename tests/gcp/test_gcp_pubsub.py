@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from constructs import RootConstruct
 from google.cloud import pubsub_v1
 from google.iam.v1 import policy_pb2
@@ -46,10 +47,20 @@ def fresh_project(emulator: PubsubEmulator) -> str:
     return f"deploy-test-{os.getpid()}-{os.urandom(3).hex()}"
 
 
+def example_in(project: str, tmp_path: Path) -> Path:
+    """The example settings file with its gcp.projectId set to ``project``."""
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["iot-remote-access"]["gcp"]["projectId"] = project
+    path = tmp_path / "example.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def test_gcp_deploy_creates_the_topology_then_leaves_it_unchanged(
-    fresh_project: str, capsys: pytest.CaptureFixture[str]
+    fresh_project: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--settings", str(EXAMPLE), "--project", fresh_project]
+    # The project comes from the file's gcp.projectId, as for `gcp manifests`.
+    args = ["--settings", str(example_in(fresh_project, tmp_path))]
     code, out, _ = run_cli(["gcp", "plan", *args], capsys)
     assert code == 0
     assert out.count("+ create") == 8
@@ -312,13 +323,29 @@ def test_cli_bad_settings_exit_2_before_any_call(
     assert "gcp: missing; allowed: a 'gcp' section" in err
 
 
+def test_project_comes_from_the_file_or_the_option_and_never_two_different_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_google(monkeypatch, tmp_path)  # exit 2 proves nothing was called
+    code, _, err = run_cli(
+        ["gcp", "plan", "--settings", str(EXAMPLE), "--project", "other-project"], capsys
+    )
+    assert code == 2
+    assert err == (
+        "error: --project 'other-project' differs from gcp.projectId 'my-fleet-project' in "
+        f"{EXAMPLE}; allowed: the same project, or only one of them\n"
+    )
+    without = write_settings(tmp_path, GCP_SETTINGS)
+    code, _, err = run_cli(["gcp", "deploy", "--settings", str(without)], capsys)
+    assert code == 2
+    assert "gcp.projectId: missing and no --project; allowed: either one" in err
+
+
 def test_cli_without_credentials_is_one_line_exit_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     no_google(monkeypatch, tmp_path)
-    code, _, err = run_cli(
-        ["gcp", "plan", "--settings", str(EXAMPLE), "--project", "my-proj"], capsys
-    )
+    code, _, err = run_cli(["gcp", "plan", "--settings", str(EXAMPLE)], capsys)
     assert code == 1
     assert err == (
         "error: no Google Cloud credentials: run 'gcloud auth application-default login', "

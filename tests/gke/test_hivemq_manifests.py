@@ -29,6 +29,7 @@ from iot_remote_access.core.hivemq_permissions import (
 )
 from iot_remote_access.core.topics import Access, DeviceAccess, TopicModel
 from iot_remote_access.settings import FleetSettings, SettingsError
+from iot_remote_access.settings.gcp import GcpSettings
 from iot_remote_access.stacks.hivemq_chart import MANIFESTS_DIR, VALUES_FILE
 from tests.support.hivemq import (
     EXAMPLE_SETTINGS,
@@ -86,10 +87,10 @@ def test_every_manifest_passes_kubernetes_validate(synthesized: Synthesized) -> 
 
 def test_kubernetes_validate_refuses_a_broken_manifest(bridge_mode: Synthesized) -> None:
     """The check above can fail: a typo in a field name is caught."""
-    deployment = yaml.safe_load(yaml.safe_dump(bridge_mode.get("Deployment", "pubsub-bridge")))
-    deployment["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
+    workload = yaml.safe_load(yaml.safe_dump(bridge_mode.get("StatefulSet", "pubsub-bridge")))
+    workload["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
     with pytest.raises(kubernetes_validate.ValidationError, match="securityContxt"):
-        kubernetes_validate.validate(deployment, "1.33", strict=True)
+        kubernetes_validate.validate(workload, "1.33", strict=True)
 
 
 def test_values_pass_the_hivemq_platform_chart_schema(synthesized: Synthesized) -> None:
@@ -225,10 +226,10 @@ def test_bridge_authorization_is_one_certificate_name_with_the_bridge_role(
     bridge_mode: Synthesized,
 ) -> None:
     roles, users = parse_file_realm(_ese_files(bridge_mode)["bridge-realm.xml"])
-    assert [(u.name, u.roles) for u in users] == [("pubsub-bridge.internal", ("bridge",))]
+    assert [(u.name, u.roles) for u in users] == [("bridge.iot-remote-access", ("bridge",))]
     (role,) = roles
     assert granted_topics(role.permissions, "pod-1") == {
-        (Access.SUBSCRIBE, "$share/bridge/dt/+/telemetry"),
+        (Access.SUBSCRIBE, "$share/pubsub-bridge/dt/+/telemetry"),
         (Access.PUBLISH, "cmd/+/commands"),
     }
 
@@ -247,12 +248,12 @@ def test_custom_topic_model_and_rotation_reach_the_permissions(tmp_path: Path) -
     assert granted_topics(role.permissions, "t-1") == device_access_topics(access, "t-1")
     (bridge_role,), _ = parse_file_realm(files["bridge-realm.xml"])
     assert granted_topics(bridge_role.permissions, "b") == {
-        (Access.SUBSCRIBE, "$share/bridge/fleet/+/up"),
+        (Access.SUBSCRIBE, "$share/pubsub-bridge/fleet/+/up"),
         (Access.PUBLISH, "fleet/+/down"),
     }
     env = {
         e["name"]: e.get("value")
-        for e in synthesized.get("Deployment", "pubsub-bridge")["spec"]["template"]["spec"][
+        for e in synthesized.get("StatefulSet", "pubsub-bridge")["spec"]["template"]["spec"][
             "containers"
         ][0]["env"]
     }
@@ -312,12 +313,12 @@ def test_broker_size_storage_disruption_budget_and_zone_anti_affinity(
     assert security["enabled"] is True and security["runAsNonRoot"] is True
 
 
-# -- the bridge Deployment ------------------------------------------------------------------
+# -- the bridge StatefulSet ------------------------------------------------------------------
 
 
 def _bridge_pod(synthesized: Synthesized) -> dict[str, Any]:
-    deployment = synthesized.get("Deployment", "pubsub-bridge")
-    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    workload = synthesized.get("StatefulSet", "pubsub-bridge")
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
     return spec
 
 
@@ -344,36 +345,84 @@ def test_bridge_runs_hardened(bridge_mode: Synthesized) -> None:
     assert volumes["client-certificate"]["secret"]["secretName"] == "pubsub-bridge-tls"
 
 
-def test_bridge_probes_and_metrics_use_the_configured_http_port(tmp_path: Path) -> None:
+def test_bridge_probes_use_the_paths_the_bridge_serves_on_the_configured_port(
+    tmp_path: Path,
+) -> None:
     raw = example_raw()
-    raw["hivemq"]["bridge"].update(httpPort=9090, livenessPath="/alive", readinessPath="/ready")
+    raw["gcp"]["bridge"].update(httpPort=9090)
     synthesized = Synthesized(FleetSettings.parse(raw), tmp_path)
     (container,) = _bridge_pod(synthesized)["containers"]
     assert container["ports"] == [{"containerPort": 9090, "name": "http"}]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/alive", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["BRIDGE_HTTP_PORT"] == "9090"
     service = synthesized.get("Service", "pubsub-bridge")
+    assert service["spec"]["clusterIP"] == "None"  # headless: the StatefulSet's, per-pod metrics
     assert service["spec"]["ports"] == [
         {"name": "http", "port": 9090, "protocol": "TCP", "targetPort": "http"}
     ]
+    statefulset = synthesized.get("StatefulSet", "pubsub-bridge")
+    assert statefulset["spec"]["serviceName"] == "pubsub-bridge"
+
+
+def test_the_probe_paths_are_the_ones_the_bridge_serves() -> None:
+    """What the manifests probe is what bridge/health.py answers 200 or 503 on, never 404."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry
+
+    from iot_remote_access.bridge.health import HealthServer
+    from iot_remote_access.constructs.gcp.labels import (
+        BRIDGE_LIVENESS_PATH,
+        BRIDGE_METRICS_PATH,
+        BRIDGE_READINESS_PATH,
+    )
+
+    server = HealthServer(
+        "127.0.0.1",
+        0,
+        registry=CollectorRegistry(),
+        live=lambda: (True, {}),
+        ready=lambda: (False, {"why": "test"}),
+    )
+    server.start()
+    try:
+        statuses = {}
+        for path in (BRIDGE_LIVENESS_PATH, BRIDGE_READINESS_PATH, BRIDGE_METRICS_PATH, "/livez"):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as r:
+                    statuses[path] = r.status
+            except urllib.error.HTTPError as error:
+                statuses[path] = error.code
+                json.loads(error.read())
+    finally:
+        server.stop()
+    assert statuses == {"/healthz": 200, "/readyz": 503, "/metrics": 200, "/livez": 404}
 
 
 def test_bridge_scales_from_two_with_a_budget_and_workload_identity(
     bridge_mode: Synthesized,
 ) -> None:
-    deployment = bridge_mode.get("Deployment", "pubsub-bridge")
-    assert deployment["spec"]["replicas"] == 2
+    statefulset = bridge_mode.get("StatefulSet", "pubsub-bridge")
+    assert statefulset["spec"]["replicas"] == 2
     hpa = bridge_mode.get("HorizontalPodAutoscaler", "pubsub-bridge")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": "StatefulSet",
         "name": "pubsub-bridge",
     }
+    assert hpa["spec"]["behavior"]["scaleDown"]["policies"] == [
+        {"periodSeconds": 60, "type": "Pods", "value": 1}
+    ]
     pdb = bridge_mode.get("PodDisruptionBudget", "pubsub-bridge")
     assert pdb["spec"]["maxUnavailable"] == 1
-    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["selector"] == statefulset["spec"]["selector"]
     account = bridge_mode.get("ServiceAccount", "pubsub-bridge")
     assert account["metadata"]["annotations"] == {
         "iam.gke.io/gcp-service-account": "pubsub-bridge@my-fleet-project.iam.gserviceaccount.com"
@@ -382,19 +431,23 @@ def test_bridge_scales_from_two_with_a_budget_and_workload_identity(
     env = {e["name"]: e for e in _bridge_pod(bridge_mode)["containers"][0]["env"]}
     assert env["BRIDGE_MQTT_HOST"]["value"] == "hivemq-mqtt-bridge"
     assert env["BRIDGE_MQTT_PORT"]["value"] == "8884"
-    assert env["BRIDGE_SHARED_GROUP"]["value"] == "bridge"
+    assert env["BRIDGE_SHARE_GROUP"]["value"] == "pubsub-bridge"
+    assert env["BRIDGE_MQTT_CLIENT_ID"] == {
+        "name": "BRIDGE_MQTT_CLIENT_ID",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+    }
 
 
 def test_extension_mode_has_no_bridge_and_configures_the_pubsub_extension(
     extension_mode: Synthesized,
 ) -> None:
-    assert not extension_mode.kinds("Deployment")
+    assert not extension_mode.kinds("StatefulSet") and not extension_mode.kinds("Deployment")
     extension = _extensions(extension_mode.values)["hivemq-google-cloud-pubsub-extension"]
     assert extension["enabled"] is True
     config = extension_mode.get("ConfigMap", extension["configMapName"])["data"]["config.xml"]
     root = ET.fromstring(config)
     assert [f.text for f in root.iterfind(".//mqtt-topic-filter")] == ["dt/+/telemetry"]
-    assert root.findtext(".//pubsub-topic/name") == "telemetry"
+    assert root.findtext(".//pubsub-topic/name") == "iot-telemetry"
     assert root.findtext(".//google-cloud-project-id") == "my-fleet-project"
     account = extension_mode.get("ServiceAccount", "hivemq-hivemq")
     assert account["metadata"]["annotations"] == {
@@ -429,8 +482,8 @@ def test_network_policies_allow_exactly_the_intended_paths(bridge_mode: Synthesi
     assert deny["spec"]["podSelector"] == {} and _ingress(deny) == []
 
     hivemq_labels = bridge_mode.values["nodes"]["labels"]
-    deployment = bridge_mode.get("Deployment", "pubsub-bridge")
-    bridge_labels = deployment["spec"]["selector"]["matchLabels"]
+    statefulset = bridge_mode.get("StatefulSet", "pubsub-bridge")
+    bridge_labels = statefulset["spec"]["selector"]["matchLabels"]
 
     def selects_hivemq(policy: dict[str, Any]) -> bool:
         wanted = policy["spec"]["podSelector"]["matchLabels"].items()
@@ -505,40 +558,6 @@ def _parse_error(mutate: Any) -> str:
             r"hivemq\.imageTag: 'latest' uses the floating tag 'latest'; allowed: a fixed tag",
         ),
         (
-            lambda h: h["bridge"].update(image="example.com/bridge"),
-            r"hivemq\.bridge\.image: 'example\.com/bridge' is not pinned \(no tag, so 'latest'\); "
-            r"allowed: REPOSITORY:TAG",
-        ),
-        (
-            lambda h: h["bridge"].update(image="example.com/bridge:stable"),
-            r"hivemq\.bridge\.image: 'example\.com/bridge:stable' uses the floating tag 'stable'",
-        ),
-        (
-            lambda h: h["bridge"].update(image="example.com/bridge@sha256:abc"),
-            r"hivemq\.bridge\.image: .* has a malformed digest; allowed: sha256: and 64 hex digits",
-        ),
-        (
-            lambda h: h["bridge"].update(googleServiceAccount="bridge@gmail.com"),
-            r"hivemq\.bridge\.googleServiceAccount: 'bridge@gmail\.com' is not a Google service "
-            r"account; allowed: NAME@PROJECT\.iam\.gserviceaccount\.com",
-        ),
-        (
-            lambda h: h["bridge"].update(replicas=1),
-            r"hivemq\.bridge\.replicas: 1: Input should be greater than or equal to 2",
-        ),
-        (
-            lambda h: h["bridge"].update(maxReplicas=2, replicas=3),
-            r"hivemq\.bridge: maxReplicas 2 is below replicas 3; allowed: maxReplicas >= replicas",
-        ),
-        (
-            lambda h: h["bridge"].update(identity="sensor-1"),
-            r"hivemq\.bridge\.identity: 'sensor-1' is also a valid thing name",
-        ),
-        (
-            lambda h: h["bridge"].update(cpuLimit="lots"),
-            r"hivemq\.bridge\.cpuLimit: 'lots' is not a resource quantity; allowed: a positive number",
-        ),
-        (
             lambda h: h["tls"].update(protocols=["TLSv1.1"]),
             r"hivemq\.tls\.protocols\.0: 'TLSv1\.1': Input should be 'TLSv1\.3' or 'TLSv1\.2'",
         ),
@@ -554,10 +573,6 @@ def _parse_error(mutate: Any) -> str:
         (
             lambda h: h.update(kubernetesVersion="1.20"),
             r"hivemq\.kubernetesVersion: '1\.20' is not supported; allowed: 1\.29 to 1\.37",
-        ),
-        (
-            lambda h: h.pop("bridge"),
-            r"hivemq: integration is 'bridge' but bridge is missing; allowed: a bridge section",
         ),
         (
             lambda h: h.update(
@@ -578,11 +593,103 @@ def _parse_error(mutate: Any) -> str:
             lambda h: h.update(surprise=True),
             r"hivemq\.surprise: unknown setting; allowed: namespace",
         ),
+        (
+            lambda h: h.update(bridge={"image": "example.com/bridge:1"}),
+            r"hivemq: bridge moved to the gcp section; allowed: gcp\.bridge \(image, serviceAccount",
+        ),
+        (
+            lambda h: h.update(pubsub={"projectId": "p"}),
+            r"hivemq: pubsub moved to the gcp section; allowed: gcp\.projectId and gcp\.pubsub",
+        ),
+        (
+            lambda h: h.update(queuedMessagesMaxSize=10),
+            r"hivemq\.queuedMessagesMaxSize: 10: Input should be greater than or equal to 1000",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
 def test_settings_errors_name_field_value_and_what_is_allowed(mutate: Any, expected: str) -> None:
     assert _parse_error_matches(mutate, expected)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda b: b.update(image="example.com/bridge"),
+            r"gcp\.bridge\.image: 'example\.com/bridge' is not pinned \(no tag, so 'latest'\); "
+            r"allowed: REPOSITORY:TAG",
+        ),
+        (
+            lambda b: b.update(image="example.com/bridge:stable"),
+            r"gcp\.bridge\.image: 'example\.com/bridge:stable' uses the floating tag 'stable'",
+        ),
+        (
+            lambda b: b.update(image="example.com/bridge@sha256:abc"),
+            r"gcp\.bridge\.image: .* has a malformed digest; allowed: sha256: and 64 hex digits",
+        ),
+        (
+            lambda b: b.pop("image"),
+            r"gcp\.bridge\.image: missing; required with hivemq\.integration 'bridge'",
+        ),
+        (
+            lambda b: b.update(serviceAccount="bridge@gmail.com"),
+            r"gcp\.bridge\.serviceAccount: 'bridge@gmail\.com' is not a Google service "
+            r"account; allowed: NAME@PROJECT\.iam\.gserviceaccount\.com",
+        ),
+        (
+            lambda b: b.update(googleServiceAccount="x@p.iam.gserviceaccount.com"),
+            r"gcp\.bridge: googleServiceAccount was renamed; allowed: serviceAccount",
+        ),
+        (
+            lambda b: b.update(sharedGroup="bridge"),
+            r"gcp\.bridge: sharedGroup was renamed; allowed: shareGroup",
+        ),
+        (
+            lambda b: b.update(replicas=1),
+            r"gcp\.bridge\.replicas: 1: Input should be greater than or equal to 2",
+        ),
+        (
+            lambda b: b.update(maxReplicas=2, replicas=3),
+            r"gcp\.bridge: maxReplicas 2 is below replicas 3; allowed: maxReplicas >= replicas",
+        ),
+        (
+            lambda b: b.update(identity="sensor-1"),
+            r"gcp\.bridge\.identity: 'sensor-1' is also a valid thing name",
+        ),
+        (
+            lambda b: b.update(identity="bridge internal"),
+            r"gcp\.bridge\.identity: 'bridge internal' is not an identity",
+        ),
+        (
+            lambda b: b.update(cpuLimit="lots"),
+            r"gcp\.bridge\.cpuLimit: 'lots' is not a resource quantity; allowed: a positive number",
+        ),
+        (
+            lambda b: b.update(livenessPath="/alive"),
+            r"gcp\.bridge\.livenessPath: unknown setting; allowed: serviceAccount",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_bridge_settings_errors_name_the_gcp_field(mutate: Any, expected: str) -> None:
+    import re
+
+    raw = example_raw()
+    mutate(raw["gcp"]["bridge"])
+    with pytest.raises(SettingsError) as caught:
+        FleetSettings.parse(raw)
+    assert re.search(expected, str(caught.value)), str(caught.value)
+
+
+def test_hivemq_needs_the_gcp_section_and_its_project() -> None:
+    raw = example_raw()
+    del raw["gcp"]["projectId"]
+    with pytest.raises(SettingsError, match=r"gcp\.projectId: missing; required with hivemq"):
+        FleetSettings.parse(raw)
+    del raw["gcp"]
+    with pytest.raises(SettingsError, match=r"gcp: missing; required with hivemq"):
+        FleetSettings.parse(raw)
 
 
 def _parse_error_matches(mutate: Any, expected: str) -> bool:
@@ -618,6 +725,7 @@ def test_synth_checks_values_again_for_settings_built_in_code(
             "h",
             namespace="iot",
             settings=broken,
+            gcp=_gcp(),
             access=DeviceAccess(),
         )
 
@@ -640,33 +748,57 @@ def test_synth_checks_the_fleet_ca_secret_name_again() -> None:
             "h",
             namespace="iot",
             settings=broken,
+            gcp=_gcp(),
             access=DeviceAccess(),
         )
 
 
-def test_synth_checks_the_bridge_image_again() -> None:
+def _gcp() -> GcpSettings:
+    gcp = FleetSettings.parse(example_raw()).gcp
+    assert gcp is not None
+    return gcp
+
+
+def _bridge_with(gcp: GcpSettings) -> None:
     import cdk8s
 
     from iot_remote_access.constructs.gcp.bridge_deployment import BridgeDeployment
 
-    hivemq = FleetSettings.parse(example_raw()).hivemq
-    assert hivemq is not None and hivemq.bridge is not None
-    broken = hivemq.bridge.model_copy(update={"image": "example.com/bridge:latest"})
+    BridgeDeployment(
+        cdk8s.Chart(cdk8s.App(), "c"),
+        "b",
+        namespace="iot",
+        gcp=gcp,
+        topics=TopicModel(),
+        broker_host="h",
+        broker_port=8884,
+    )
+
+
+def test_synth_checks_the_bridge_image_again() -> None:
+    gcp = _gcp()
+    broken = gcp.model_copy(
+        update={"bridge": gcp.bridge.model_copy(update={"image": "example.com/bridge:latest"})}
+    )
     with pytest.raises(
         ValueError,
-        match=r"hivemq\.bridge\.image: 'example\.com/bridge:latest' "
+        match=r"gcp\.bridge\.image: 'example\.com/bridge:latest' "
         r"uses the floating tag 'latest'",
     ):
-        BridgeDeployment(
-            cdk8s.Chart(cdk8s.App(), "c"),
-            "b",
-            namespace="iot",
-            settings=broken,
-            pubsub=hivemq.pubsub,
-            topics=TopicModel(),
-            broker_host="h",
-            broker_port=8884,
-        )
+        _bridge_with(broken)
+    with pytest.raises(ValueError, match=r"gcp\.projectId: None is not a Google Cloud project"):
+        _bridge_with(gcp.model_copy(update={"project_id": None}))
+
+
+def test_extra_environment_cannot_replace_a_rendered_name() -> None:
+    gcp = _gcp()
+    env = {"BRIDGE_SHARE_GROUP": "other", "BRIDGE_LOG_LEVEL": "DEBUG"}
+    broken = gcp.model_copy(update={"bridge": gcp.bridge.model_copy(update={"env": env})})
+    with pytest.raises(
+        ValueError,
+        match=r"gcp\.bridge\.env\.BRIDGE_SHARE_GROUP: is set by gcp manifests from the settings",
+    ):
+        _bridge_with(broken)
 
 
 @pytest.mark.parametrize(
@@ -713,7 +845,7 @@ def test_cli_writes_manifests_and_values(
     assert sorted(p.name for p in (out / MANIFESTS_DIR).iterdir()) == sorted(
         p.name for p in written if p.parent == out / MANIFESTS_DIR
     )
-    assert "Deployment.pubsub-bridge.k8s.yaml" in {p.name for p in written}
+    assert "StatefulSet.pubsub-bridge.k8s.yaml" in {p.name for p in written}
     assert stderr == ""
 
 
@@ -732,14 +864,14 @@ def test_cli_replaces_its_own_stale_files(
         _run(["gcp", "manifests", "--settings", str(bridge_settings), "--out", str(out)], capsys)[0]
         == 0
     )
-    assert (out / MANIFESTS_DIR / "Deployment.pubsub-bridge.k8s.yaml").exists()
+    assert (out / MANIFESTS_DIR / "StatefulSet.pubsub-bridge.k8s.yaml").exists()
     assert (
         _run(
             ["gcp", "manifests", "--settings", str(extension_settings), "--out", str(out)], capsys
         )[0]
         == 0
     )
-    assert not (out / MANIFESTS_DIR / "Deployment.pubsub-bridge.k8s.yaml").exists()
+    assert not (out / MANIFESTS_DIR / "StatefulSet.pubsub-bridge.k8s.yaml").exists()
     assert keep.read_text() == "resources: []\n"
 
 

@@ -13,7 +13,7 @@ from iot_remote_access.settings import FleetSettings
 from iot_remote_access.stacks.hivemq_chart import MANIFESTS_DIR, VALUES_FILE, synthesize
 from tests.support.paths import REPO_ROOT
 
-EXAMPLE_SETTINGS = REPO_ROOT / "examples" / "hivemq-settings.yaml"
+EXAMPLE_SETTINGS = REPO_ROOT / "examples" / "gcp-settings.yaml"
 
 #: HiveMQ's chart schema and CRD are reference data in shared/ beside the repository
 #: (CI clones the repository with shared/ next to it); never copied into the project.
@@ -51,7 +51,6 @@ def extension_raw() -> dict[str, Any]:
     raw = example_raw()
     hivemq = raw["hivemq"]
     hivemq["integration"] = "extension"
-    del hivemq["bridge"]
     hivemq["extension"] = {
         "googleServiceAccount": "hivemq-broker@my-fleet-project.iam.gserviceaccount.com"
     }

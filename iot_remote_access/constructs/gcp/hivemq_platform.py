@@ -46,11 +46,13 @@ from iot_remote_access.core.hivemq_pubsub import (
     render_pubsub_extension_config,
 )
 from iot_remote_access.core.kubernetes_names import (
+    ManifestValueError,
     validate_dns_label,
     validate_dns_subdomain,
     validate_image_tag,
 )
 from iot_remote_access.core.topics import THING_NAME_RULE, DeviceAccess
+from iot_remote_access.settings.gcp import GcpSettings
 from iot_remote_access.settings.hivemq import HivemqSettings
 
 ESE_EXTENSION_NAME = "hivemq-enterprise-security-extension"
@@ -67,6 +69,8 @@ class HivemqPlatform(Construct):
 
     :param namespace: where the release and the ConfigMaps live.
     :param settings: the ``hivemq`` settings section.
+    :param gcp: the ``gcp`` section: the project, the Pub/Sub names and the bridge's
+        identity and share group (the bridge's permissions are rendered for exactly these).
     :param access: the device topic model and switches (rotation) the permissions come from.
     :param thing_name_pattern: passed to a commands transformer (extension integration).
         Default: AWS IoT's thing-name rule.
@@ -84,6 +88,7 @@ class HivemqPlatform(Construct):
         *,
         namespace: str,
         settings: HivemqSettings,
+        gcp: GcpSettings,
         access: DeviceAccess,
         thing_name_pattern: str = THING_NAME_RULE,
     ) -> None:
@@ -91,6 +96,7 @@ class HivemqPlatform(Construct):
         _validate(namespace, settings)
         self.namespace = namespace
         self.settings = settings
+        self.gcp = gcp
         release = settings.release_name
         self.pod_labels = dict(HIVEMQ_POD_LABELS)
         self.device_service_name = f"{release}-mqtt-devices"
@@ -117,10 +123,12 @@ class HivemqPlatform(Construct):
                     annotations={WORKLOAD_IDENTITY_ANNOTATION: extension.google_service_account},
                 ),
             )
+            if gcp.project_id is None:
+                raise ManifestValueError("gcp.projectId", "missing; allowed: a project id")
             routes = PubsubRoutes(
-                project_id=settings.pubsub.project_id,
-                telemetry_topic=settings.pubsub.telemetry_topic,
-                commands_subscription=settings.pubsub.commands_subscription,
+                project_id=gcp.project_id,
+                telemetry_topic=gcp.pubsub.telemetry_topic,
+                commands_subscription=gcp.pubsub.bridge_subscription,
                 commands_transformer=extension.commands_transformer,
                 thing_name_pattern=thing_name_pattern,
             )
@@ -147,12 +155,11 @@ class HivemqPlatform(Construct):
             )
         }
         if with_bridge:
-            bridge = settings.bridge
-            assert bridge is not None  # guaranteed by HivemqSettings
+            bridge = self.gcp.bridge
             pipelines.append(
                 EsePipeline(BRIDGE_LISTENER_NAME, BRIDGE_REALM, BRIDGE_REALM_FILE, True)
             )
-            role = bridge_permissions(access.topics, shared_group=bridge.shared_group)
+            role = bridge_permissions(access.topics, shared_group=bridge.share_group)
             files[BRIDGE_REALM_FILE] = render_file_realm(
                 [RealmRole("bridge", role)],
                 [RealmUser(bridge.identity, ("bridge",))],
@@ -249,6 +256,12 @@ class HivemqPlatform(Construct):
             "extensionMap": {ALLOW_ALL_EXTENSION_NAME: {"enabled": False}},
             "license": license_values,
             "metrics": {"enabled": True, "port": HIVEMQ_METRICS_PORT, "path": "/"},
+            # HiveMQ's default keeps 1,000 messages per client; the bridge's share group
+            # queues every device's telemetry while the bridge is away.
+            "hivemqMqtt": {
+                "queuedMessagesMaxSize": s.queued_messages_max_size,
+                "queuedMessagesStrategy": s.queued_messages_strategy,
+            },
             "hivemqMqttSecurity": {
                 # An empty client id would get a random one, and the permissions
                 # are written for the client id: devices must send their name.

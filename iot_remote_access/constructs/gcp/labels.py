@@ -18,3 +18,11 @@ HIVEMQ_METRICS_PORT = 9399
 
 #: GKE's annotation binding a Kubernetes service account to a Google service account.
 WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
+
+#: What the bridge serves on its HTTP port (iot_remote_access.bridge.health); the
+#: probes and the metrics Service use exactly these, so they are not settings.
+BRIDGE_LIVENESS_PATH = "/healthz"
+BRIDGE_READINESS_PATH = "/readyz"
+BRIDGE_METRICS_PATH = "/metrics"
+#: The bridge container's entry point, as in its Dockerfile (iot_remote_access/bridge).
+BRIDGE_COMMAND = ("python", "-m", "iot_remote_access.bridge")
