@@ -190,7 +190,9 @@ def unknown_variables(environ: Mapping[str, str]) -> str:
     (with the closest known name), or ``""`` when there is none."""
     known = BridgeSettings.variable_names()
     names = sorted(
-        name for name in environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
     )
     if not names:
         return ""

@@ -34,7 +34,9 @@ settings_option = click.option(
     help="JSON or YAML settings file with a 'gcp' section",
 )
 project_option = click.option(
-    "--project", default=None, help="Google Cloud project id. Default: gcp.projectId of the settings"
+    "--project",
+    default=None,
+    help="Google Cloud project id. Default: gcp.projectId of the settings",
 )
 
 

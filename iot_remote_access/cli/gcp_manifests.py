@@ -27,7 +27,8 @@ from iot_remote_access.settings import FleetSettings, SettingsError
 )
 def manifests(settings_file: Path, out_dir: Path) -> None:
     """Write Kubernetes manifests (manifests/) and HiveMQ Helm values (hivemq-values.yaml)
-    for HiveMQ on GKE with the Pub/Sub bridge, from the same settings file as gcp plan|deploy. Exit 0 written, 2 bad settings (nothing written)."""
+    for HiveMQ on GKE with the Pub/Sub bridge, from the same settings file as gcp plan|deploy.
+    Exit 0 written, 2 bad settings (nothing written)."""
     try:
         settings = FleetSettings.from_file(settings_file)
     except SettingsError as error:

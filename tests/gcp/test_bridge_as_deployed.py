@@ -102,7 +102,11 @@ def gcp(settings: FleetSettings) -> GcpSettings:
 def deployed(emulator: PubsubEmulator) -> None:
     """The topology from the same file, by the real ``gcp deploy`` (its project included)."""
     result = cli(
-        "gcp", "deploy", "--settings", str(SETTINGS_FILE), env={"PUBSUB_EMULATOR_HOST": emulator.host}
+        "gcp",
+        "deploy",
+        "--settings",
+        str(SETTINGS_FILE),
+        env={"PUBSUB_EMULATOR_HOST": emulator.host},
     )
     assert result.returncode == 0, result.stderr
 
@@ -252,7 +256,8 @@ def test_the_bridge_runs_as_the_manifests_describe_it(
     assert exit_code == 0, pod.log()[-3000:]
     # The broker saw the pod's name as client id and the certificate's CN as identity.
     assert re.search(
-        rf" as {re.escape(pod.pod_name)} \(p5, .*u'{re.escape(gcp.bridge.identity)}'\)", broker.log()
+        rf" as {re.escape(pod.pod_name)} \(p5, .*u'{re.escape(gcp.bridge.identity)}'\)",
+        broker.log(),
     ), broker.log()[-3000:]
     # One stable client id per replica: the workload is a StatefulSet.
     assert pod.workload["kind"] == "StatefulSet"

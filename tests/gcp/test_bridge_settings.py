@@ -155,6 +155,45 @@ def test_bridge_exits_2_before_connecting_when_settings_are_bad(
     assert key.splitlines()[1] not in result.stderr + err  # the key file's content never shows
 
 
+def test_an_unknown_bridge_variable_is_refused_naming_it_and_the_closest_known_one(
+    valid_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt variable never falls back silently to a default (issue 13: the rendered
+    BRIDGE_SHARED_GROUP was ignored and the bridge subscribed a group HiveMQ refuses)."""
+    monkeypatch.setenv("BRIDGE_SHARED_GROUP", "bridge")
+    monkeypatch.setenv("BRIDGE_PUBSUB_PROJECT", "my-project")
+    monkeypatch.setenv("BRIDGEWAY", "not ours")  # no underscore after BRIDGE: not ours
+    with pytest.raises(BridgeSettingsError) as error:
+        BridgeSettings.from_environment()
+    assert str(error.value) == (
+        "unknown variables BRIDGE_PUBSUB_PROJECT (did you mean BRIDGE_PROJECT?), "
+        "BRIDGE_SHARED_GROUP (did you mean BRIDGE_SHARE_GROUP?); allowed: the BRIDGE_* "
+        "variables the bridge reads (docs/bridge-deploy.md)"
+    )
+
+
+def test_the_container_exits_2_with_one_line_on_an_unknown_variable(
+    valid_env: dict[str, str],
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "iot_remote_access.bridge"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, **valid_env, "BRIDGE_SHARED_GROUP": "bridge"},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: invalid bridge settings: unknown variable BRIDGE_SHARED_GROUP (did you mean "
+        "BRIDGE_SHARE_GROUP?); allowed: the BRIDGE_* variables the bridge reads "
+        "(docs/bridge-deploy.md)\n"
+    )
+    assert result.stdout == ""
+
+
 def test_acks_go_out_in_arrival_order_and_never_across_connections() -> None:
     sent: list[tuple[int, int]] = []
     sequencer = AckSequencer(lambda mid, qos: sent.append((mid, qos)))
@@ -216,6 +255,14 @@ BASE = {
             "allowed: [a-z0-9_-]{0,63}",
         ),
         (
+            {**BASE, "projectId": "My_Project"},
+            "f.yaml.gcp.projectId: 'My_Project' is not a Google Cloud project id; allowed:",
+        ),
+        (
+            {**BASE, "bridge": {**BASE["bridge"], "identity": "bridge/x"}},
+            "f.yaml.gcp.bridge.identity: 'bridge/x' is not an identity; allowed:",
+        ),
+        (
             {**BASE, "pubsub": {"topic": "x"}},
             "f.yaml.gcp.pubsub.topic: unknown setting; allowed: telemetryTopic, commandsTopic",
         ),
@@ -231,7 +278,8 @@ def test_gcp_section_messages_name_field_value_and_allowed(
 
 def test_example_settings_file_is_valid() -> None:
     settings = FleetSettings.from_file(REPO / "examples" / "gcp-settings.yaml")
-    assert settings.gcp is not None
+    assert settings.gcp is not None and settings.hivemq is not None
+    assert settings.gcp.project_id == "my-fleet-project"
     assert settings.gcp.pubsub_service_agent == (
         "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
     )

@@ -78,9 +78,7 @@ def test_identity_and_share_group_are_what_hivemq_and_mosquitto_allow(
     subscription = shared_subscription(env["BRIDGE_TELEMETRY_TOPIC"], env["BRIDGE_SHARE_GROUP"])
     assert subscription == "$share/pubsub-bridge/dt/+/telemetry"
     # HiveMQ: the realm's one user is the certificate CN, its role allows that subscription.
-    ese = next(
-        e for e in rendered.values["extensions"] if e["name"].endswith("security-extension")
-    )
+    ese = next(e for e in rendered.values["extensions"] if e["name"].endswith("security-extension"))
     realm = rendered.get("ConfigMap", ese["configMapName"])["data"]["bridge-realm.xml"]
     roles, users = parse_file_realm(realm)
     assert [user.name for user in users] == [gcp.bridge.identity]

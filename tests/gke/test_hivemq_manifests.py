@@ -394,7 +394,9 @@ def test_the_probe_paths_are_the_ones_the_bridge_serves() -> None:
         statuses = {}
         for path in (BRIDGE_LIVENESS_PATH, BRIDGE_READINESS_PATH, BRIDGE_METRICS_PATH, "/livez"):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{server.port}{path}", timeout=5
+                ) as r:
                     statuses[path] = r.status
             except urllib.error.HTTPError as error:
                 statuses[path] = error.code

@@ -304,9 +304,10 @@ class Kubelet:
                 record.failures += 1
                 record.consecutive_failures += 1
                 record.worst_streak = max(record.worst_streak, record.consecutive_failures)
-                if record.consecutive_failures >= spec.get("failureThreshold", 3):
-                    if kind == "readiness":
-                        self.ready.clear()
+                if kind == "readiness" and record.consecutive_failures >= spec.get(
+                    "failureThreshold", 3
+                ):
+                    self.ready.clear()
             self._stop.wait(spec.get("periodSeconds", 10))
 
     def would_restart(self) -> bool:

@@ -214,26 +214,23 @@ class BridgeDeployment(Construct):
             },
         )
 
-    def _probes(self) -> dict[str, k8s.Probe]:
+    @staticmethod
+    def _probes() -> tuple[k8s.Probe, k8s.Probe, k8s.Probe]:
+        """Startup, liveness and readiness, on the paths bridge/health.py serves."""
         port = k8s.IntOrString.from_string(_HTTP)
         live = k8s.HttpGetAction(path=BRIDGE_LIVENESS_PATH, port=port)
         ready = k8s.HttpGetAction(path=BRIDGE_READINESS_PATH, port=port)
-        return {
+        return (
             # Up to 60 s to start (settings, TLS, first connection) before liveness counts.
-            "startup_probe": k8s.Probe(
-                http_get=live, period_seconds=2, timeout_seconds=2, failure_threshold=30
-            ),
-            "liveness_probe": k8s.Probe(
-                http_get=live, period_seconds=10, timeout_seconds=2, failure_threshold=3
-            ),
-            "readiness_probe": k8s.Probe(
-                http_get=ready, period_seconds=5, timeout_seconds=2, failure_threshold=2
-            ),
-        }
+            k8s.Probe(http_get=live, period_seconds=2, timeout_seconds=2, failure_threshold=30),
+            k8s.Probe(http_get=live, period_seconds=10, timeout_seconds=2, failure_threshold=3),
+            k8s.Probe(http_get=ready, period_seconds=5, timeout_seconds=2, failure_threshold=2),
+        )
 
     def _container(self) -> k8s.Container:
         s = self.settings
         assert s.image is not None  # checked in _validate
+        startup, liveness, readiness = self._probes()
         return k8s.Container(
             name="bridge",
             image=s.image,
@@ -253,7 +250,9 @@ class BridgeDeployment(Construct):
                 seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
             ),
             volume_mounts=self._volume_mounts(),
-            **self._probes(),
+            startup_probe=startup,
+            liveness_probe=liveness,
+            readiness_probe=readiness,
         )
 
     # -- workload --------------------------------------------------------------------------
@@ -369,9 +368,7 @@ class BridgeDeployment(Construct):
                 behavior=k8s.HorizontalPodAutoscalerBehaviorV2(
                     scale_down=k8s.HpaScalingRulesV2(
                         stabilization_window_seconds=300,
-                        policies=[
-                            k8s.HpaScalingPolicyV2(type="Pods", value=1, period_seconds=60)
-                        ],
+                        policies=[k8s.HpaScalingPolicyV2(type="Pods", value=1, period_seconds=60)],
                     )
                 ),
             ),

@@ -171,71 +171,6 @@ class HivemqPlatform(Construct):
 
     def _values(self) -> dict[str, Any]:
         s = self.settings
-        services = [
-            self._tls_listener(
-                name=self.device_service_name,
-                listener=DEVICE_LISTENER_NAME,
-                port=DEVICE_LISTENER_PORT,
-                service_type="LoadBalancer",
-            )
-        ]
-        if self.bridge_service_name is not None:
-            services.append(
-                self._tls_listener(
-                    name=self.bridge_service_name,
-                    listener=BRIDGE_LISTENER_NAME,
-                    port=BRIDGE_LISTENER_PORT,
-                    service_type="ClusterIP",
-                )
-            )
-        extensions: list[dict[str, Any]] = [
-            # Explicitly off: the chart enables it by default, and it lets every client in.
-            {"name": ALLOW_ALL_EXTENSION_NAME, "enabled": False},
-            {
-                "name": ESE_EXTENSION_NAME,
-                "enabled": True,
-                "configMapName": self.ese_config_map.name,
-                "supportsHotReload": False,
-                # HiveMQ must not run without its security extension.
-                "startMandatory": True,
-            },
-        ]
-        if self.pubsub_config_map is not None:
-            extensions.append(
-                {
-                    "name": PUBSUB_EXTENSION_NAME,
-                    "enabled": True,
-                    "configMapName": self.pubsub_config_map.name,
-                    "supportsHotReload": True,
-                }
-            )
-        nodes: dict[str, Any] = {
-            "replicaCount": s.nodes.replicas,
-            "logLevel": "INFO",
-            "resources": {"cpu": s.nodes.cpu, "memory": s.nodes.memory},
-            "labels": {**self.pod_labels, **PART_OF},
-            "podSecurityContext": {
-                "enabled": True,
-                "runAsNonRoot": True,
-                "runAsUser": HIVEMQ_UID,
-                "runAsGroup": 0,
-                # The data volume must be writable by group 0 (HiveMQ's image convention).
-                "fsGroup": 0,
-            },
-            "containerSecurityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": HIVEMQ_UID,
-                "runAsGroup": 0,
-            },
-        }
-        if self.service_account is not None:
-            nodes["serviceAccountName"] = self.service_account.name
-        claim_spec: dict[str, Any] = {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": s.nodes.storage_size}},
-        }
-        if s.nodes.storage_class is not None:
-            claim_spec["storageClassName"] = s.nodes.storage_class
         license_values: dict[str, Any] = {"create": False}
         if s.license_secret is not None:
             license_values["name"] = s.license_secret
@@ -246,11 +181,11 @@ class HivemqPlatform(Construct):
                 "tag": s.image_tag,
                 "pullPolicy": "IfNotPresent",
             },
-            "nodes": nodes,
+            "nodes": self._nodes(),
             "podScheduling": {"affinity": self._affinity()},
             "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
-            "services": services,
-            "extensions": extensions,
+            "services": self._services(),
+            "extensions": self._extensions(),
             # Also off by name, so a values file layered on top cannot re-enable it by
             # replacing the extensions list.
             "extensionMap": {ALLOW_ALL_EXTENSION_NAME: {"enabled": False}},
@@ -273,6 +208,91 @@ class HivemqPlatform(Construct):
                 "maxClientIdLength": 128,
                 "maxTopicLength": 256,
             },
+            **self._storage(),
+            # The chart's test pods connect without TLS: with mTLS only they can only fail.
+            "testing": {"enabled": False},
+            "telemetry": {"anonymousUsageStatistics": {"enabled": False}},
+            "monitoring": {"enabled": False},
+        }
+
+    def _services(self) -> list[dict[str, Any]]:
+        services = [
+            self._tls_listener(
+                name=self.device_service_name,
+                listener=DEVICE_LISTENER_NAME,
+                port=DEVICE_LISTENER_PORT,
+                service_type="LoadBalancer",
+            )
+        ]
+        if self.bridge_service_name is not None:
+            services.append(
+                self._tls_listener(
+                    name=self.bridge_service_name,
+                    listener=BRIDGE_LISTENER_NAME,
+                    port=BRIDGE_LISTENER_PORT,
+                    service_type="ClusterIP",
+                )
+            )
+        return services
+
+    def _extensions(self) -> list[dict[str, Any]]:
+        extensions: list[dict[str, Any]] = [
+            # Explicitly off: the chart enables it by default, and it lets every client in.
+            {"name": ALLOW_ALL_EXTENSION_NAME, "enabled": False},
+            {
+                "name": ESE_EXTENSION_NAME,
+                "enabled": True,
+                "configMapName": self.ese_config_map.name,
+                "supportsHotReload": False,
+                # HiveMQ must not run without its security extension.
+                "startMandatory": True,
+            },
+        ]
+        if self.pubsub_config_map is not None:
+            extensions.append(
+                {
+                    "name": PUBSUB_EXTENSION_NAME,
+                    "enabled": True,
+                    "configMapName": self.pubsub_config_map.name,
+                    "supportsHotReload": True,
+                }
+            )
+        return extensions
+
+    def _nodes(self) -> dict[str, Any]:
+        s = self.settings
+        nodes: dict[str, Any] = {
+            "replicaCount": s.nodes.replicas,
+            "logLevel": "INFO",
+            "resources": {"cpu": s.nodes.cpu, "memory": s.nodes.memory},
+            "labels": {**self.pod_labels, **PART_OF},
+            "podSecurityContext": {
+                "enabled": True,
+                "runAsNonRoot": True,
+                "runAsUser": HIVEMQ_UID,
+                "runAsGroup": 0,
+                # The data volume must be writable by group 0 (HiveMQ's image convention).
+                "fsGroup": 0,
+            },
+            "containerSecurityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": HIVEMQ_UID,
+                "runAsGroup": 0,
+            },
+        }
+        if self.service_account is not None:
+            nodes["serviceAccountName"] = self.service_account.name
+        return nodes
+
+    def _storage(self) -> dict[str, Any]:
+        s = self.settings
+        claim_spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": s.nodes.storage_size}},
+        }
+        if s.nodes.storage_class is not None:
+            claim_spec["storageClassName"] = s.nodes.storage_class
+        return {
             "volumeClaimTemplates": [
                 {
                     "apiVersion": "v1",
@@ -284,10 +304,6 @@ class HivemqPlatform(Construct):
             "additionalVolumes": [
                 {"type": "persistentVolumeClaim", "name": DATA_VOLUME, "path": "/opt/hivemq/data"}
             ],
-            # The chart's test pods connect without TLS: with mTLS only they can only fail.
-            "testing": {"enabled": False},
-            "telemetry": {"anonymousUsageStatistics": {"enabled": False}},
-            "monitoring": {"enabled": False},
         }
 
     def _tls_listener(
