@@ -151,3 +151,21 @@ def test_manifests_refuse_an_extra_variable_the_bridge_does_not_read(
         "(docs/bridge-deploy.md)\n"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_the_extension_integration_needs_no_bridge_image(tmp_path: Path) -> None:
+    raw = example_raw()
+    raw["hivemq"].update(
+        integration="extension",
+        extension={
+            "googleServiceAccount": "hivemq-broker@my-fleet-project.iam.gserviceaccount.com"
+        },
+    )
+    del raw["gcp"]["bridge"]["image"]
+    synthesized = Synthesized(FleetSettings.parse(raw), tmp_path)
+    assert not synthesized.kinds("StatefulSet")
+    extension = next(e for e in synthesized.values["extensions"] if "pubsub" in e["name"])
+    config = synthesized.get("ConfigMap", extension["configMapName"])["data"]["config.xml"]
+    # The extension publishes under the same names as the bridge would.
+    assert "<name>iot-telemetry</name>" in config
+    assert "<google-cloud-project-id>my-fleet-project</google-cloud-project-id>" in config
