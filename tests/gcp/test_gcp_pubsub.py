@@ -11,12 +11,12 @@ import os
 from pathlib import Path
 
 import pytest
-from constructs import RootConstruct
 from google.cloud import pubsub_v1
 from google.iam.v1 import policy_pb2
 
 from iot_remote_access.cli import main
 from iot_remote_access.constructs.gcp import IamGrant
+from iot_remote_access.core.tree import Root
 from iot_remote_access.pubsub.iam_requests import grants_by_resource, set_policy_request
 from iot_remote_access.settings import FleetSettings
 from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
@@ -186,7 +186,7 @@ def desired_state(settings: dict[str, object] | None = None):  # type: ignore[no
     fleet = FleetSettings.parse({"gcp": settings or GCP_SETTINGS})
     assert fleet.gcp is not None
     return GcpPubsubStack(
-        RootConstruct(), "S", project="prod-proj", settings=fleet.gcp
+        Root(), "S", project="prod-proj", settings=fleet.gcp
     ).desired_state()
 
 
@@ -374,7 +374,7 @@ def test_iam_plan_and_deploy_with_an_iam_stand_in_is_idempotent(fresh_project: s
     fleet = FleetSettings.parse({"gcp": GCP_SETTINGS})
     assert fleet.gcp is not None
     desired = GcpPubsubStack(
-        RootConstruct(), "S", project=fresh_project, settings=fleet.gcp
+        Root(), "S", project=fresh_project, settings=fleet.gcp
     ).desired_state()
     telemetry = f"projects/{fresh_project}/topics/iot-telemetry"
     policies = {
