@@ -91,9 +91,7 @@ def ca(tmp_path: Path) -> FleetCa:
 
 def stack(section: dict[str, Any], **fleet: Any) -> AzureStack:
     settings = FleetSettings.parse({**fleet, "azure": section})
-    return AzureStack(
-        Root("azure"), "Fleet", settings=settings, resource_group=resource_group()
-    )
+    return AzureStack(Root("azure"), "Fleet", settings=settings, resource_group=resource_group())
 
 
 def test_hub_put_body_is_x509_only_tls12_without_sas_policies_standin(

@@ -304,9 +304,7 @@ def test_hub_routes_follow_the_settings_topic_model() -> None:
             "azure": {"location": "northeurope", "iotHub": {"name": "fleet-hub"}},
         }
     )
-    stack = AzureStack(
-        Root("azure"), "Fleet", settings=settings, resource_group=resource_group()
-    )
+    stack = AzureStack(Root("azure"), "Fleet", settings=settings, resource_group=resource_group())
     routes = stack.hub.desired_state()["properties"]["routing"]["routes"]
     assert routes == [
         {
