@@ -68,9 +68,7 @@ def deploy_topology() -> None:
         }
     )
     assert fleet.gcp is not None
-    desired = GcpPubsubStack(
-        Root(), "S", project=PROJECT, settings=fleet.gcp
-    ).desired_state()
+    desired = GcpPubsubStack(Root(), "S", project=PROJECT, settings=fleet.gcp).desired_state()
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     deploy(plan(desired, publisher, subscriber), desired, publisher, subscriber)
 
