@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 import iot_remote_access.arm
 import iot_remote_access.constructs.azure
 from tests.azure.test_azure_cli_standin import EXAMPLE, azure_env, target
 from tests.support.azure_arm_standin import ArmStandIn
-from tests.support.azure_helpers import GROUP, SUBSCRIPTION
+from tests.support.azure_helpers import GROUP, SUBSCRIPTION, make_ca
 from tests.support.no_node import (
     CONSOLE_SCRIPT,
     JSII_PACKAGES,
@@ -56,6 +57,35 @@ def test_azure_plan_runs_without_node_on_path_standin(standin: ArmStandIn, tmp_p
     assert "iot_remote_access" in loaded and "azure" in loaded  # the log is complete
     assert loaded & JSII_PACKAGES == set()
     assert standin.writes() == []
+
+
+def test_azure_deploy_runs_without_node_on_path_standin(
+    standin: ArmStandIn, tmp_path: Path
+) -> None:
+    ca = make_ca(tmp_path / "ca")
+    settings = yaml.safe_load(EXAMPLE.read_text())
+    settings["azure"]["caCertificate"]["file"] = str(ca.certificate_file)
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text(yaml.safe_dump(settings))
+    env = env_without_node(azure_env(standin, tmp_path / "home"), tmp_path / "bin")
+    result = subprocess.run(  # our own console script
+        [
+            str(CONSOLE_SCRIPT),
+            "azure",
+            "deploy",
+            *target(settings_file),
+            "--ca-key-file",
+            str(ca.key_file),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "Deployed: 9 created, 0 changed, 0 unchanged."
+    assert "Traceback" not in result.stderr
 
 
 def _modules(package: object) -> list[str]:
