@@ -12,6 +12,7 @@ import pkgutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -88,10 +89,8 @@ def test_azure_deploy_runs_without_node_on_path_standin(
     assert "Traceback" not in result.stderr
 
 
-def _modules(package: object) -> list[str]:
-    path = package.__path__  # type: ignore[attr-defined]
-    prefix = package.__name__ + "."  # type: ignore[attr-defined]
-    return [info.name for info in pkgutil.walk_packages(path, prefix)]
+def _modules(package: ModuleType) -> list[str]:
+    return [info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
 
 
 def test_no_azure_module_imports_jsii(tmp_path: Path) -> None:
