@@ -51,9 +51,9 @@ _events: list[Any] = []
 
 
 def deploy_topology() -> None:
-    from constructs import RootConstruct
     from google.cloud import pubsub_v1
 
+    from iot_remote_access.core.tree import Root
     from iot_remote_access.pubsub.deploy import deploy
     from iot_remote_access.pubsub.plan import plan
     from iot_remote_access.settings import FleetSettings
@@ -68,9 +68,7 @@ def deploy_topology() -> None:
         }
     )
     assert fleet.gcp is not None
-    desired = GcpPubsubStack(
-        RootConstruct(), "S", project=PROJECT, settings=fleet.gcp
-    ).desired_state()
+    desired = GcpPubsubStack(Root(), "S", project=PROJECT, settings=fleet.gcp).desired_state()
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     deploy(plan(desired, publisher, subscriber), desired, publisher, subscriber)
 

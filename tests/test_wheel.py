@@ -56,6 +56,15 @@ def test_wheel_installs_into_a_new_venv_and_synthesizes_outside_the_repo(tmp_pat
     names = zipfile.ZipFile(wheel).namelist()
     assert "iot_remote_access/py.typed" in names
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    requires = [
+        line.removeprefix("Requires-Dist: ")
+        for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+        if line.startswith("Requires-Dist: ") and "extra ==" not in line
+    ]
+    # A library declares compatible ranges; exact pins make users' installs impossible.
+    assert requires and not [r for r in requires if "==" in r or "<" not in r], requires
     lambda_folders = {
         p.parent.name for p in (REPO_ROOT / "iot_remote_access/lambdas").glob("*/handler.py")
     }
@@ -71,6 +80,8 @@ def test_wheel_installs_into_a_new_venv_and_synthesizes_outside_the_repo(tmp_pat
         "install",
         "--quiet",
         "--disable-pip-version-check",
+        "--constraint",  # the project's CI is reproducible: the locked versions
+        REPO_ROOT / "constraints.txt",
         wheel,
         cwd=tmp_path,
     )

@@ -15,12 +15,12 @@ from enum import StrEnum
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError
-from constructs import Construct
 
 from iot_remote_access.arm.context import ArmContext
 from iot_remote_access.arm.diff import ABSENT, FieldChange
 from iot_remote_access.arm.errors import ArmInputError, ArmOperationError
 from iot_remote_access.arm.resource import ArmResource
+from iot_remote_access.core.tree import Construct
 
 
 class Action(StrEnum):

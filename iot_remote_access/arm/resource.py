@@ -1,7 +1,8 @@
 """ArmResource: the base of every Azure construct (one Azure resource each).
 
 A construct holds its desired state as SDK model objects (public attributes,
-like ``IotHub.description``); the deployment engine (``iot_remote_access.arm.deployment``)
+like ``IotHub.description``) in a plain-Python tree (``core.tree``: no
+Node.js); the deployment engine (``iot_remote_access.arm.deployment``)
 asks it to read what is live, diffs the two and asks it to apply the difference.
 """
 
@@ -9,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from constructs import Construct
-
 from iot_remote_access.arm.context import ArmContext
 from iot_remote_access.arm.diff import FieldChange, diff
+from iot_remote_access.core.tree import Construct
 
 
 class ArmResource(Construct):

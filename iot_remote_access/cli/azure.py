@@ -139,12 +139,11 @@ def _prepare(
 ) -> _Setup:
     """Everything that can be checked without Azure, checked; exit 2 on the first problem."""
     try:
-        from constructs import RootConstruct
-
         from iot_remote_access.arm.clients import AzureClients, ResourceGroupRef, default_credential
         from iot_remote_access.arm.context import ArmContext
         from iot_remote_access.arm.errors import ArmInputError
         from iot_remote_access.arm.proof_of_possession import load_ca_key
+        from iot_remote_access.core.tree import Root
         from iot_remote_access.stacks.azure_stack import AzureStack
     except ImportError as error:
         raise InputError(
@@ -173,7 +172,7 @@ def _prepare(
     group = ResourceGroupRef(subscription, resource_group)
     try:
         stack = AzureStack(
-            RootConstruct("azure"),
+            Root("azure"),
             "Fleet",
             settings=settings,
             resource_group=group,

@@ -93,7 +93,7 @@ def deploy_command(settings_file: Path, project: str | None) -> None:
 
 def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
     """Validate everything, then make the clients: all input errors come before any call."""
-    from constructs import RootConstruct
+    from iot_remote_access.core.tree import Root
 
     try:
         from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
@@ -121,7 +121,7 @@ def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
     project = _project(settings_file, gcp_settings, project)
     try:
         desired = GcpPubsubStack(
-            RootConstruct("gcp"), "PubSub", project=project, settings=gcp_settings
+            Root("gcp"), "PubSub", project=project, settings=gcp_settings
         ).desired_state()
     except ValueError as error:
         raise InputError(str(error)) from None

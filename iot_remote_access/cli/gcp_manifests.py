@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from iot_remote_access.cli.errors import InputError, OperationError
+from iot_remote_access.cli.node_runtime import require_node
 from iot_remote_access.settings import FleetSettings, SettingsError
 
 
@@ -40,6 +41,7 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
         )
     _check_bridge_variables(settings_file, settings)
     # cdk8s starts a Node.js process: loaded only when the command runs.
+    require_node("gcp manifests")
     try:
         from iot_remote_access.stacks.hivemq_chart import synthesize
     except ImportError as error:

@@ -43,7 +43,7 @@ from iot_remote_access.core.topics import (
 EVENT_SOURCE = "iot-remote-access.security"
 #: EventBridge ``detail-type`` of every security event.
 EVENT_DETAIL_TYPE = "IoT Security Finding"
-#: Version of the ``detail`` schema (documented in the README); bumped on a breaking change.
+#: Version of the ``detail`` schema (docs/security-monitoring.md); bumped on a breaking change.
 SCHEMA_VERSION = "1"
 #: CloudWatch namespace of every security metric.
 METRIC_NAMESPACE = "IotRemoteAccess/Security"
@@ -87,7 +87,7 @@ class DetectionSpec:
     title: str
 
 
-#: One place for every detection's severity and metric (README table, alarms, handlers).
+#: One place for every detection's severity and metric (docs table, alarms, handlers).
 DETECTIONS: Mapping[Detection, DetectionSpec] = {
     Detection.AUTHORIZATION_FAILURE: DetectionSpec(
         Severity.MEDIUM,

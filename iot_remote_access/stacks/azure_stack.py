@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from constructs import Construct
 from cryptography import x509
 
 from iot_remote_access.arm.clients import ResourceGroupRef
@@ -23,6 +22,7 @@ from iot_remote_access.constructs.azure import (
 )
 from iot_remote_access.core import azure_rules
 from iot_remote_access.core.topics import DeviceAccess
+from iot_remote_access.core.tree import Construct
 from iot_remote_access.settings import FleetSettings
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from constructs import Construct
-
 from iot_remote_access.constructs.gcp import DeadLetteredTopic, DesiredState, PubsubSubscription
+from iot_remote_access.core.tree import Construct
 from iot_remote_access.settings.gcp import GcpSettings
 
 
@@ -16,8 +15,9 @@ class GcpPubsubStack(Construct):
 
     The bridge's service account may publish to the telemetry topic and the two
     dead-letter topics (where it sends what it cannot deliver) and consume the
-    commands subscription; nothing at project level. For a stand-alone tree,
-    pass ``constructs.RootConstruct()`` as the scope.
+    commands subscription; nothing at project level. A plain-Python tree (no
+    Node.js): for a stand-alone one, pass ``iot_remote_access.core.tree.Root()``
+    as the scope.
     """
 
     def __init__(

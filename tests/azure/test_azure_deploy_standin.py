@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from constructs import RootConstruct
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,6 +23,7 @@ from iot_remote_access.arm import deployment
 from iot_remote_access.arm.deployment import Action
 from iot_remote_access.arm.errors import ArmInputError, ArmOperationError
 from iot_remote_access.arm.proof_of_possession import load_ca_key
+from iot_remote_access.core.tree import Root
 from iot_remote_access.settings import FleetSettings
 from iot_remote_access.stacks.azure_stack import AzureStack
 from tests.support.azure_arm_standin import ArmStandIn
@@ -91,9 +91,7 @@ def ca(tmp_path: Path) -> FleetCa:
 
 def stack(section: dict[str, Any], **fleet: Any) -> AzureStack:
     settings = FleetSettings.parse({**fleet, "azure": section})
-    return AzureStack(
-        RootConstruct("azure"), "Fleet", settings=settings, resource_group=resource_group()
-    )
+    return AzureStack(Root("azure"), "Fleet", settings=settings, resource_group=resource_group())
 
 
 def test_hub_put_body_is_x509_only_tls12_without_sas_policies_standin(
@@ -463,7 +461,7 @@ def test_missing_resource_group_is_an_error_not_an_absent_resource_standin(
 ) -> None:
     ctx, _ = context_for(standin, ca)
     other = AzureStack(
-        RootConstruct("azure"),
+        Root("azure"),
         "Fleet",
         settings=FleetSettings.parse({"azure": azure_section(ca)}),
         resource_group=type(resource_group())(SUBSCRIPTION, "no-such-group"),

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from constructs import RootConstruct
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +26,7 @@ from iot_remote_access.arm.proof_of_possession import load_ca_certificate, load_
 from iot_remote_access.constructs.azure import DeviceStreams, IotHub, StreamAlert
 from iot_remote_access.core import azure_rules
 from iot_remote_access.core.topics import DeviceAccess, TopicModel
+from iot_remote_access.core.tree import Root
 from iot_remote_access.settings import FleetSettings, SettingsError
 from iot_remote_access.stacks.azure_stack import AzureStack
 from tests.support.azure_helpers import (
@@ -286,7 +286,7 @@ def test_azure_settings_module_imports_on_its_own() -> None:
 
 def test_device_streams_construct_refuses_an_unsupported_region() -> None:
     hub = IotHub(
-        RootConstruct("azure"),
+        Root("azure"),
         "Hub",
         resource_group=resource_group(),
         name="fleet-hub",
@@ -304,9 +304,7 @@ def test_hub_routes_follow_the_settings_topic_model() -> None:
             "azure": {"location": "northeurope", "iotHub": {"name": "fleet-hub"}},
         }
     )
-    stack = AzureStack(
-        RootConstruct("azure"), "Fleet", settings=settings, resource_group=resource_group()
-    )
+    stack = AzureStack(Root("azure"), "Fleet", settings=settings, resource_group=resource_group())
     routes = stack.hub.desired_state()["properties"]["routing"]["routes"]
     assert routes == [
         {
@@ -338,7 +336,7 @@ def test_hub_routes_follow_the_settings_topic_model() -> None:
 def test_hub_construct_validation_names_the_value(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         IotHub(
-            RootConstruct("azure"),
+            Root("azure"),
             "Hub",
             resource_group=resource_group(),
             name="fleet-hub",
@@ -348,7 +346,7 @@ def test_hub_construct_validation_names_the_value(kwargs: dict[str, object], mes
 
 
 def test_stream_alert_threshold_is_validated() -> None:
-    root = RootConstruct("azure")
+    root = Root("azure")
     hub = IotHub(
         root, "Hub", resource_group=resource_group(), name="fleet-hub", location="northeurope"
     )
@@ -367,7 +365,7 @@ def test_stream_alert_threshold_is_validated() -> None:
 def test_stack_without_azure_section_is_refused() -> None:
     with pytest.raises(ValueError, match=r"settings.azure is missing; allowed: an azure section"):
         AzureStack(
-            RootConstruct("azure"),
+            Root("azure"),
             "Fleet",
             settings=FleetSettings(),
             resource_group=resource_group(),

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from constructs import RootConstruct
 from google.cloud import pubsub_v1
 
 from iot_remote_access.bridge.settings import BridgeSettings
 from iot_remote_access.core.mosquitto_acl import MosquittoAcl
+from iot_remote_access.core.tree import Root
 from iot_remote_access.pubsub.deploy import deploy
 from iot_remote_access.pubsub.plan import plan
 from iot_remote_access.settings import FleetSettings
@@ -76,7 +76,7 @@ def deploy_topology(project: str, settings: dict[str, object] | None = None) -> 
     """Run the real plan + deploy for ``project`` on the emulator."""
     fleet = FleetSettings.parse({"gcp": settings or GCP_SETTINGS})
     assert fleet.gcp is not None
-    stack = GcpPubsubStack(RootConstruct(), "PubSub", project=project, settings=fleet.gcp)
+    stack = GcpPubsubStack(Root(), "PubSub", project=project, settings=fleet.gcp)
     desired = stack.desired_state()
     publisher, subscriber = pubsub_v1.PublisherClient(), subscriber_client()
     deploy(plan(desired, publisher, subscriber), desired, publisher, subscriber)

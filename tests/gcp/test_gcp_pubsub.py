@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import json
 import os
+import pkgutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from constructs import RootConstruct
 from google.cloud import pubsub_v1
 from google.iam.v1 import policy_pb2
 
 from iot_remote_access.cli import main
 from iot_remote_access.constructs.gcp import IamGrant
+from iot_remote_access.core.tree import Root
 from iot_remote_access.pubsub.iam_requests import grants_by_resource, set_policy_request
 from iot_remote_access.settings import FleetSettings
 from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
 from tests.gcp.conftest import GCP_SETTINGS
+from tests.support.no_node import (
+    CONSOLE_SCRIPT,
+    JSII_PACKAGES,
+    env_without_node,
+    imported_packages,
+    packages_loaded_by,
+)
 from tests.support.processes import PubsubEmulator
 
 BRIDGE_SA = "serviceAccount:iot-bridge@test-project.iam.gserviceaccount.com"
@@ -196,9 +205,7 @@ def test_a_filter_change_is_blocked_and_deploy_changes_nothing(
 def desired_state(settings: dict[str, object] | None = None):  # type: ignore[no-untyped-def]
     fleet = FleetSettings.parse({"gcp": settings or GCP_SETTINGS})
     assert fleet.gcp is not None
-    return GcpPubsubStack(
-        RootConstruct(), "S", project="prod-proj", settings=fleet.gcp
-    ).desired_state()
+    return GcpPubsubStack(Root(), "S", project="prod-proj", settings=fleet.gcp).desired_state()
 
 
 def test_iam_built_requests_grant_only_resource_level_roles() -> None:
@@ -400,9 +407,7 @@ def test_iam_plan_and_deploy_with_an_iam_stand_in_is_idempotent(fresh_project: s
 
     fleet = FleetSettings.parse({"gcp": GCP_SETTINGS})
     assert fleet.gcp is not None
-    desired = GcpPubsubStack(
-        RootConstruct(), "S", project=fresh_project, settings=fleet.gcp
-    ).desired_state()
+    desired = GcpPubsubStack(Root(), "S", project=fresh_project, settings=fleet.gcp).desired_state()
     telemetry = f"projects/{fresh_project}/topics/iot-telemetry"
     policies = {
         telemetry: policy_pb2.Policy(
@@ -434,3 +439,61 @@ def test_iam_plan_and_deploy_with_an_iam_stand_in_is_idempotent(fresh_project: s
     assert {c.action for c in second.changes} == {Action.UNCHANGED}
     assert deploy(second, desired, publisher, subscriber) == []
     assert len(publisher.writes + subscriber.writes) == 5  # no write the second time
+
+
+def test_gcp_plan_and_deploy_run_without_node_on_path(fresh_project: str, tmp_path: Path) -> None:
+    """The real console script, a PATH with only Python on it, the emulator: the Pub/Sub
+    tree is plain Python, so nothing loads jsii (which would need Node.js)."""
+    env = env_without_node(os.environ, tmp_path / "bin")
+    env.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud-config"), NO_GCE_CHECK="true")
+    env["PYTHONPROFILEIMPORTTIME"] = "1"  # every module the run imports, on stderr
+    args = ["--settings", str(example_in(fresh_project, tmp_path))]
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # our own console script
+            [str(CONSOLE_SCRIPT), "gcp", command, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    planned = run("plan")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert planned.stdout.count("+ create") == 8
+    loaded = imported_packages(planned.stderr)
+    assert {"iot_remote_access", "google"} <= loaded  # the import log is complete
+    assert loaded & JSII_PACKAGES == set()
+
+    deployed = run("deploy")
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    assert deployed.stdout.splitlines()[-1] == "8 created, 0 updated, 0 unchanged, 5 skipped"
+    assert imported_packages(deployed.stderr) & JSII_PACKAGES == set()
+    assert "Traceback" not in planned.stderr + deployed.stderr
+
+
+def test_no_pubsub_module_imports_jsii(tmp_path: Path) -> None:
+    import iot_remote_access.pubsub
+
+    engine = [
+        info.name
+        for info in pkgutil.walk_packages(
+            iot_remote_access.pubsub.__path__, "iot_remote_access.pubsub."
+        )
+    ]
+    constructs = [
+        f"iot_remote_access.constructs.gcp.{name}"
+        for name in (
+            "pubsub_topic",
+            "pubsub_subscription",
+            "dead_lettered_topic",
+            "desired_state",
+            "iam_grant",
+        )
+    ]
+    modules = [*engine, *constructs, "iot_remote_access.stacks.gcp_pubsub_stack"]
+    assert "iot_remote_access.pubsub.plan" in modules
+    loaded = packages_loaded_by(modules, env_without_node(os.environ, tmp_path / "bin"))
+    assert "google" in loaded
+    assert loaded & JSII_PACKAGES == set()

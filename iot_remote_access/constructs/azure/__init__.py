@@ -1,9 +1,12 @@
 """Azure constructs: one Azure resource kind per module, desired state as SDK model objects.
 
+A plain-Python construct tree (``iot_remote_access.core.tree``): no Node.js.
+
 Deployed by ``iot_remote_access.arm.deployment`` (``iot-remote-access azure plan|deploy``).
 Needs the ``azure`` extra.
 """
 
+from iot_remote_access.arm.generic import GenericArmResource
 from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.constructs.azure.device_streams import DeviceStreams
 from iot_remote_access.constructs.azure.diagnostic_settings import DiagnosticSettings
@@ -21,6 +24,7 @@ __all__ = [
     "DiagnosticSettings",
     "DpsCertificate",
     "DpsHubLink",
+    "GenericArmResource",
     "HubCertificate",
     "IotHub",
     "IpFilterRule",

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from constructs import Construct
-
 from iot_remote_access.constructs.azure.iot_hub import IotHub
 from iot_remote_access.core import azure_rules
+from iot_remote_access.core.tree import Construct
 
 
 class DeviceStreams(Construct):

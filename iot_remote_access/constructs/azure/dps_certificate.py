@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from azure.core import MatchConditions
-from constructs import Construct
 from cryptography import x509
 
 from iot_remote_access.arm.clients import read_or_none
@@ -15,6 +14,7 @@ from iot_remote_access.arm.proof_of_possession import der, thumbprint
 from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.constructs.azure.provisioning_service import ProvisioningService
 from iot_remote_access.core import azure_rules
+from iot_remote_access.core.tree import Construct
 
 
 class DpsCertificate(ArmResource):

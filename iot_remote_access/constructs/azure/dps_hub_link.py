@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from constructs import Construct
-
 from iot_remote_access.arm.clients import read_or_none
 from iot_remote_access.arm.context import ArmContext
 from iot_remote_access.arm.diff import KNOWN_AFTER_DEPLOY, FieldChange, diff, matches
 from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.constructs.azure.iot_hub import IotHub
 from iot_remote_access.constructs.azure.provisioning_service import ProvisioningService
+from iot_remote_access.core.tree import Construct
 
 
 class DpsHubLink(ArmResource):

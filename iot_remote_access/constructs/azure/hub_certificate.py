@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from constructs import Construct
 from cryptography import x509
 
 from iot_remote_access.arm.clients import read_or_none
@@ -14,6 +13,7 @@ from iot_remote_access.arm.proof_of_possession import pem, thumbprint
 from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.constructs.azure.iot_hub import IotHub
 from iot_remote_access.core import azure_rules
+from iot_remote_access.core.tree import Construct
 
 
 class HubCertificate(ArmResource):

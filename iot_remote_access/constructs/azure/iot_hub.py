@@ -6,14 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from constructs import Construct
-
 from iot_remote_access.arm.clients import ResourceGroupRef, read_or_none
 from iot_remote_access.arm.context import ArmContext
 from iot_remote_access.arm.diff import FieldChange, diff, overlay
 from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.core import azure_rules
 from iot_remote_access.core.topics import DeviceAccess
+from iot_remote_access.core.tree import Construct
 
 PROVIDER_TYPE = "Microsoft.Devices/IotHubs"
 _SKUS = ("F1", "B1", "B2", "B3", "S1", "S2", "S3")

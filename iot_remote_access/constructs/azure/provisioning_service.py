@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from constructs import Construct
-
 from iot_remote_access.arm.clients import ResourceGroupRef, read_or_none
 from iot_remote_access.arm.context import ArmContext
 from iot_remote_access.arm.diff import overlay
 from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.core import azure_rules
+from iot_remote_access.core.tree import Construct
 
 PROVIDER_TYPE = "Microsoft.Devices/provisioningServices"
 _ALLOCATION_POLICIES = ("Hashed", "GeoLatency", "Static")

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from constructs import Construct
-
-from iot_remote_access.arm.clients import ResourceGroupRef, read_or_none
-from iot_remote_access.arm.context import ArmContext
+from iot_remote_access.arm.clients import ResourceGroupRef
 from iot_remote_access.arm.diff import KNOWN_AFTER_DEPLOY
+from iot_remote_access.arm.generic import GenericArmResource
 from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.core import azure_rules
+from iot_remote_access.core.tree import Construct
 
+RESOURCE_TYPE = "Microsoft.Authorization/roleAssignments"
 API_VERSION = "2022-04-01"
 
 
-class RoleAssignment(ArmResource):
+class RoleAssignment(GenericArmResource):
     """``role_definition`` (a built-in role's GUID) for ``principal`` on ``target``.
 
     The principal is a callable because it is usually a managed identity that
@@ -28,6 +28,7 @@ class RoleAssignment(ArmResource):
     """
 
     kind = "role assignment"
+    waiting_for = "the principal"
 
     def __init__(
         self,
@@ -40,9 +41,17 @@ class RoleAssignment(ArmResource):
         principal: Callable[[], str | None],
         description: str,
     ) -> None:
-        super().__init__(scope, construct_id, name=description)
+        super().__init__(
+            scope,
+            construct_id,
+            label_name=description,
+            target=target,
+            resource_type=RESOURCE_TYPE,
+            api_version=API_VERSION,
+            resource_name=self._assignment_name,
+            properties=self._assignment_properties,
+        )
         self.resource_group = resource_group
-        self.target = target
         self.role_definition = role_definition
         self.principal = principal
 
@@ -53,45 +62,16 @@ class RoleAssignment(ArmResource):
             f"Microsoft.Authorization/roleDefinitions/{self.role_definition}"
         )
 
-    @property
-    def resource_id(self) -> str | None:
+    def _assignment_name(self) -> str | None:
         principal = self.principal()
         target = self.target.resource_id
         if principal is None or target is None:
             return None
-        name = azure_rules.role_assignment_name(target, self.role_definition, principal)
-        return f"{target}/providers/Microsoft.Authorization/roleAssignments/{name}"
+        return azure_rules.role_assignment_name(target, self.role_definition, principal)
 
-    def desired_state(self) -> dict[str, Any]:
+    def _assignment_properties(self) -> dict[str, Any]:
         return {
-            "properties": {
-                "roleDefinitionId": self.role_definition_id,
-                "principalId": self.principal() or KNOWN_AFTER_DEPLOY,
-                "principalType": "ServicePrincipal",
-            }
+            "roleDefinitionId": self.role_definition_id,
+            "principalId": self.principal() or KNOWN_AFTER_DEPLOY,
+            "principalType": "ServicePrincipal",
         }
-
-    def read(self, ctx: ArmContext) -> dict[str, Any] | None:
-        resource_id = self.resource_id
-        if resource_id is None:
-            return None
-        client = ctx.clients.resources()
-        return read_or_none(
-            self.label,
-            client.resources.get_by_id,
-            resource_id,
-            api_version=API_VERSION,
-        )
-
-    def apply(self, ctx: ArmContext, live: dict[str, Any] | None) -> None:
-        from azure.mgmt.resource.resources.models import GenericResource
-
-        resource_id = self.resource_id
-        if resource_id is None:
-            raise ValueError(f"{self.label}: the principal is not deployed yet")
-        poller = ctx.clients.resources().resources.begin_create_or_update_by_id(
-            resource_id,
-            GenericResource(properties=self.desired_state()["properties"]),
-            api_version=API_VERSION,
-        )
-        ctx.progress.wait(poller, f"assigning {self.label}")

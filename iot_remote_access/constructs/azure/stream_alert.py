@@ -6,13 +6,12 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from constructs import Construct
-
 from iot_remote_access.arm.clients import ResourceGroupRef, read_or_none
 from iot_remote_access.arm.context import ArmContext
 from iot_remote_access.arm.resource import ArmResource
 from iot_remote_access.constructs.azure.iot_hub import IotHub
 from iot_remote_access.core import azure_rules
+from iot_remote_access.core.tree import Construct
 
 
 class StreamAlert(ArmResource):

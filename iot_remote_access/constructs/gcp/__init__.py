@@ -1,11 +1,12 @@
-"""Google Cloud building blocks: ``constructs.Construct`` trees.
+"""Google Cloud building blocks: a plain-Python Pub/Sub tree and cdk8s charts.
 
-Google Cloud has no CDK. The Pub/Sub topology is, as for Azure, a tree of
-constructs holding the SDK model objects (``google.pubsub_v1.types``) and IAM
-grants that :class:`DesiredState` collects and :mod:`iot_remote_access.pubsub`
-plans and deploys. The GKE side (HiveMQ, the bridge Deployment, network
-policies) is cdk8s charts; import those from their own modules, so that the
-Pub/Sub commands do not load cdk8s.
+Google Cloud has no CDK. The Pub/Sub topology is, as for Azure, a plain-Python
+construct tree (``iot_remote_access.core.tree``, no Node.js) holding the SDK
+model objects (``google.pubsub_v1.types``) and IAM grants that
+:class:`DesiredState` collects and :mod:`iot_remote_access.pubsub` plans and
+deploys. The GKE side (HiveMQ, the bridge Deployment, network
+policies) is cdk8s charts (jsii, so Node.js); import those from their own
+modules, so that the Pub/Sub commands load neither cdk8s nor Node.js.
 """
 
 from iot_remote_access.constructs.gcp.dead_lettered_topic import DeadLetteredTopic

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from constructs import Construct
-
 from iot_remote_access.constructs.gcp.pubsub_subscription import PubsubSubscription
 from iot_remote_access.constructs.gcp.pubsub_topic import PubsubTopic
+from iot_remote_access.core.tree import Construct
 from iot_remote_access.settings.gcp import DEAD_LETTER_HOLD_SUFFIX, DEAD_LETTER_SUFFIX
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
-from constructs import Construct
 from google.pubsub_v1 import types
 
 from iot_remote_access.constructs.gcp.iam_grant import IamGrant
 from iot_remote_access.constructs.gcp.pubsub_subscription import PubsubSubscription
 from iot_remote_access.constructs.gcp.pubsub_topic import PubsubTopic
+from iot_remote_access.core.tree import Construct
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from constructs import Construct
 from google.pubsub_v1 import types
 
 from iot_remote_access.constructs.gcp.iam_grant import PUBLISHER_ROLE, IamGrant
 from iot_remote_access.core.gcp_rules import validate_project_id, validate_pubsub_id
+from iot_remote_access.core.tree import Construct
 
 
 class PubsubTopic(Construct):
