@@ -27,7 +27,10 @@ def notify(
     *also: sns.ITopic,
     ok: bool = False,
 ) -> None:
-    """Send ``alarm``'s ALARM state to ``topic`` and ``also``; with ``ok``, its OK state to ``topic``."""
+    """Send ``alarm``'s ALARM state to ``topic`` and ``also``.
+
+    With ``ok``, its OK state goes to ``topic`` too (for alarms whose recovery matters).
+    """
     for target in (topic, *also):
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(target))
     if ok:
