@@ -14,15 +14,23 @@ import inspect
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_iot as iot
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 import iot_remote_access.constructs.aws as aws_constructs
-from tests.support.aws_synth import synth_checked
+from iot_remote_access.constructs.aws import nag
+from tests.support.aws_synth import (
+    acknowledged,
+    synth_checked,
+    unacknowledged,
+    validation_report,
+)
 from tests.support.aws_user_stacks import (
     CASES,
     PINNED,
@@ -58,6 +66,11 @@ def test_construct_in_a_user_stack_passes_cdk_nag_and_the_guard(
 ) -> None:
     env = ENVIRONMENTS[env_name]
     stack, _, template_file = synth_checked(platform_stack(case, env), tmp_path)
+    report = validation_report(tmp_path)
+    assert unacknowledged(report) == []
+    assert {
+        rule: reason for rule, reason in acknowledged(report).items() if not reason.strip()
+    } == {}
     assert cdk.Token.is_unresolved(stack.account) is (env is None)
     if env is not None and case not in ("DevicePolicy", "PrivateCa", "CertificateInventory"):
         # The construct's own ARNs carry the pinned region (those three build none).
@@ -70,22 +83,52 @@ def test_reference_stack_with_every_part_passes_cdk_nag_and_the_guard(
 ) -> None:
     env = ENVIRONMENTS[env_name]
     _, template, template_file = synth_checked(reference_stack(env), tmp_path)
+    report = validation_report(tmp_path)
+    assert unacknowledged(report) == []
+    assert all(reason.strip() for reason in acknowledged(report).values())
     template.resource_count_is("AWS::ACMPCA::CertificateAuthority", 1)
     template.resource_count_is("AWS::CloudTrail::Trail", 1)
     assert _region_of(template_file) is (env is not None)
 
 
+FOREIGN_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": "iot:Subscribe",
+            "Resource": "arn:aws:iot:eu-central-1:123456789012:topicfilter/plant/+/up",
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("add", "rule"),
+    [
+        # no TLS-only policy, no dead-letter queue
+        (lambda stack: sqs.Queue(stack, "Plain"), "AwsSolutions-SQS4"),
+        (
+            lambda stack: iot.CfnPolicy(stack, "Foreign", policy_document=FOREIGN_POLICY),
+            "IRA002",
+        ),
+    ],
+    ids=["cdk-nag", "guard"],
+)
 @pytest.mark.parametrize("env_name", list(ENVIRONMENTS))
-def test_the_harness_catches_an_unacknowledged_finding(env_name: str, tmp_path: Path) -> None:
-    """A user resource cdk-nag objects to fails the same synthesis (the checks really run)."""
+def test_the_harness_catches_an_unacknowledged_finding(
+    env_name: str, add: Callable[[cdk.Stack], object], rule: str, tmp_path: Path
+) -> None:
+    """A user resource either check objects to fails the same synthesis (both really run)."""
 
     def build(app: cdk.App) -> cdk.Stack:
         stack = PlatformStack(app, "Platform", env=ENVIRONMENTS[env_name])
-        sqs.Queue(stack, "Plain")  # no TLS-only policy, no dead-letter queue
+        add(stack)
         return stack
 
-    with pytest.raises(RuntimeError, match=r"(?s)ValidationFailed.*AwsSolutions-SQS4"):
+    with pytest.raises(RuntimeError, match=rf"(?s)ValidationFailed.*{rule}"):
         synth_checked(build, tmp_path)
+    assert any(rule in finding for finding in unacknowledged(validation_report(tmp_path)))
 
 
 USER_APP = """
@@ -137,3 +180,65 @@ def test_cdk_cli_synthesizes_the_reference_stack_with_a_pinned_env(tmp_path: Pat
     template = json.loads((outdir / "IotRemoteAccess.template.json").read_text())
     types = {resource["Type"] for resource in template["Resources"].values()}
     assert {"AWS::ACMPCA::CertificateAuthority", "AWS::IoT::Policy"} <= types
+
+
+# -- acknowledgements follow the resource ------------------------------------------------
+
+
+def _iot_things(stack: cdk.Stack) -> str:
+    return stack.format_arn(
+        service="iot",
+        resource="thing",
+        resource_name="*",
+        arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "shown"),
+    [
+        (None, "arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*"),
+        (PINNED, "arn:<AWS::Partition>:iot:eu-central-1:123456789012:thing/*"),
+    ],
+)
+def test_acknowledgement_names_the_arn_as_synthesized(
+    env: cdk.Environment | None, shown: str
+) -> None:
+    stack = cdk.Stack(cdk.App(), "S", env=env)
+    assert nag.finding_resource(stack, _iot_things(stack)) == shown
+
+
+def test_flatten_writes_intrinsics_as_cdk_nag_does() -> None:
+    assert nag.flatten({"Fn::Join": ["", [{"Fn::GetAtt": ["Table1", "Arn"]}, "/index/*"]]}) == (
+        "<Table1.Arn>/index/*"
+    )
+    assert nag.flatten({"Fn::Sub": "arn:${AWS::Partition}:s3:::b/*"}) == (
+        "arn:<AWS::Partition>:s3:::b/*"
+    )
+    assert nag.flatten({"Fn::ImportValue": "Shared-Bucket"}) == "Shared-Bucket"
+    assert nag.flatten({"Fn::If": ["C", "a", "b"]}) == '{"Fn::If":["C","a","b"]}'
+
+
+def test_acknowledgements_refuse_exact_arns_and_missing_reasons() -> None:
+    stack = cdk.Stack(cdk.App(), "S", env=PINNED)
+    exact = stack.format_arn(service="iot", resource="thing", resource_name="sensor-1")
+    with pytest.raises(
+        ValueError,
+        match=r"arns: 'arn:<AWS::Partition>:iot:eu-central-1:.*"
+        r"has no wildcard; allowed: wildcard ARNs only",
+    ):
+        nag.acknowledge_wildcard_resources(stack, "why", [exact])
+    with pytest.raises(ValueError, match=r"actions: 'kms:Decrypt' has no wildcard"):
+        nag.acknowledge_wildcard_actions(stack, "why", ["kms:Decrypt"])
+    with pytest.raises(ValueError, match=r"reason: empty for IAM5"):
+        nag.acknowledge_wildcard_resources(stack, " ", [_iot_things(stack)])
+
+
+def test_pinned_env_acknowledgements_name_the_pinned_arns_with_reasons(tmp_path: Path) -> None:
+    """Defect 10: with env, the rotation grants are acknowledged under their real ARNs."""
+    synth_checked(platform_stack("CertificateRotation(own CA)", PINNED), tmp_path)
+    reasons = acknowledged(validation_report(tmp_path))
+    pinned = "arn:<AWS::Partition>:iot:eu-central-1:123456789012"
+    for resource in ("cert/*", "thing/*", "topic/cmd/*/commands", "topic/rot/*/certificate"):
+        assert reasons[f"AwsSolutions-IAM5[Resource::{pinned}:{resource}]"].strip()
+    assert not [rule for rule in reasons if "<AWS::Region>" in rule or "<AWS::AccountId>" in rule]
