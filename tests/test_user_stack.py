@@ -239,6 +239,6 @@ def test_pinned_env_acknowledgements_name_the_pinned_arns_with_reasons(tmp_path:
     synth_checked(platform_stack("CertificateRotation(own CA)", PINNED), tmp_path)
     reasons = acknowledged(validation_report(tmp_path))
     pinned = "arn:<AWS::Partition>:iot:eu-central-1:123456789012"
-    for resource in ("cert/*", "thing/*", "topic/cmd/*/commands", "topic/rot/*/certificate"):
+    for resource in ("cert/*", "thing/*", "topic/plant/*/down", "topic/rot/*/certificate"):
         assert reasons[f"AwsSolutions-IAM5[Resource::{pinned}:{resource}]"].strip()
     assert not [rule for rule in reasons if "<AWS::Region>" in rule or "<AWS::AccountId>" in rule]
