@@ -219,12 +219,12 @@ class CertificateRotation(Construct):
         return self._iot_arn("topic", template.replace(THING_PLACEHOLDER, "*"))
 
     @property
-    def _functions_list(self) -> tuple[LibraryFunction, ...]:
+    def _all_functions(self) -> tuple[LibraryFunction, ...]:
         return (self.signer, self.confirm, self.planner, self.worker)
 
     def _grants(self, topics: TopicModel) -> None:
         certs, things = self._iot_arn("cert", "*"), self._iot_arn("thing", "*")
-        for fn in self._functions_list:
+        for fn in self._all_functions:
             self.table.grant_read_write_data(fn.role)
         self._grant_signer(certs, things)
         cleanup = iam.PolicyStatement(
@@ -315,7 +315,7 @@ class CertificateRotation(Construct):
                 f"Publishes only on {template!r} of every device; the thing level is the one "
                 "wildcard (IAM has no per-thing variable for a backend publisher)."
             )
-        for fn in self._functions_list:
+        for fn in self._all_functions:
             for arn, reason in resources.items():
                 nag.acknowledge_wildcard_resources(fn.role, reason, [arn])
             nag.acknowledge_wildcard_actions(
