@@ -6,10 +6,11 @@ from pathlib import Path
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk.assertions import Match
 from cdk_nag import AwsSolutionsChecks
 
-from iot_remote_access.constructs.aws import AlarmTopic
+from iot_remote_access.constructs.aws import AlarmTopic, alarms
 from iot_remote_access.constructs.aws.library_function import stage_handler_code
 from tests.support.aws_synth import cfn_lint_errors, synth_checked
 
@@ -74,3 +75,72 @@ def test_bad_email_is_refused_at_synth() -> None:
 def test_unknown_handler_package_is_refused() -> None:
     with pytest.raises(ValueError, match=r"handler_package: 'nope' has no handler\.py"):
         stage_handler_code("nope")
+
+
+def test_shared_alarm_helper_applies_the_library_conventions(tmp_path: Path) -> None:
+    """One helper for every alarm: at or above, one period, missing data not breaching."""
+
+    def build(app: cdk.App) -> cdk.Stack:
+        stack = _stack(app)
+        topic = AlarmTopic(stack, "Second").topic
+        incidents = AlarmTopic(stack, "Incidents").topic
+        metric = cloudwatch.Metric(namespace="Platform", metric_name="Failures")
+        alarms.alarm(stack, "Plain", metric=metric, threshold=1, description="d", topic=topic)
+        alarms.alarm(
+            stack,
+            "Paging",
+            metric=metric,
+            threshold=3,
+            description="p",
+            topic=topic,
+            also=(incidents,),
+            ok=True,
+            comparison=alarms.ABOVE,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            missing=alarms.BREACHING,
+        )
+        return stack
+
+    _, template, _ = synth_checked(build, tmp_path)
+    topic_ref = {"Ref": Match.string_like_regexp("SecondTopic")}
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmDescription": "d",
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "EvaluationPeriods": 1,
+            "DatapointsToAlarm": Match.absent(),
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [topic_ref],
+            "OKActions": Match.absent(),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmDescription": "p",
+            "ComparisonOperator": "GreaterThanThreshold",
+            "EvaluationPeriods": 3,
+            "DatapointsToAlarm": 2,
+            "TreatMissingData": "breaching",
+            "AlarmActions": [topic_ref, {"Ref": Match.string_like_regexp("IncidentsTopic")}],
+            "OKActions": [topic_ref],
+        },
+    )
+
+
+def test_shared_alarm_helper_refuses_zero_periods() -> None:
+    stack = _stack(cdk.App())
+    metric = cloudwatch.Metric(namespace="Platform", metric_name="Failures")
+    topic = AlarmTopic(stack, "Second").topic
+    with pytest.raises(ValueError, match=r"evaluation_periods: 0; allowed: 1 or more"):
+        alarms.alarm(
+            stack,
+            "A",
+            metric=metric,
+            threshold=1,
+            description="d",
+            topic=topic,
+            evaluation_periods=0,
+        )

@@ -47,34 +47,48 @@ class IotRemoteAccessStack(cdk.Stack):
         super().__init__(scope, construct_id, **stack_props)
         self.settings = settings or FleetSettings()
         self.device_policy = DevicePolicy(self, "DevicePolicy", topics=self.settings.topic_model())
-        tunneling = self.settings.tunneling
         self.audit_trail: AuditTrail | None = None
         self.secure_tunneling: SecureTunneling | None = None
-        if tunneling.enabled:
-            self.audit_trail = AuditTrail(
-                self, "AuditTrail", retention_days=tunneling.audit_retention_days
-            )
-            self.secure_tunneling = SecureTunneling(
-                self,
-                "SecureTunneling",
-                device_policy=self.device_policy,
-                policy=tunneling.policy(self.settings.thing_name_pattern),
-                sweep_interval=cdk.Duration.minutes(tunneling.sweep_interval_minutes),
-                encryption_key=self.audit_trail.key,
-                operator_principal=iam.AccountRootPrincipal() if tunneling.operator_role else None,
-            )
-            tunnels = self.secure_tunneling
-            for name, value in {
-                "TunnelBrokerUrl": tunnels.broker_url.url,
-                "TunnelOperatorPolicyArn": tunnels.operator_policy.managed_policy_arn,
-                "TunnelBrokerAuditLogGroup": tunnels.broker.log_group.log_group_name,
-                "TunnelSweeperAuditLogGroup": tunnels.sweeper.log_group.log_group_name,
-                "AuditTrailLogGroup": self.audit_trail.log_group.log_group_name,
-                "AuditTrailBucket": self.audit_trail.bucket.bucket_name,
-            }.items():
-                cdk.CfnOutput(self, name, value=value)
-            if tunnels.operator_role is not None:
-                cdk.CfnOutput(self, "TunnelOperatorRoleArn", value=tunnels.operator_role.role_arn)
+        if self.settings.tunneling.enabled:
+            self._tunneling()
+        # Reads the device policy at synthesis: switches turned on later are checked too.
+        self.security_monitoring = self._monitoring() if self.settings.monitoring.enabled else None
+        self.certificate_rotation = (
+            self._certificates() if self.settings.certificates is not None else None
+        )
+        # Sees OpenTunnel/CloseTunnel only through a CloudTrail trail: audit_trail
+        # (settings.tunneling), or the account's own where tunneling is off here.
+        self.tunnel_alarms = self._tunnel_alarms() if self.settings.tunnel_alarms.enabled else None
+        if checks:
+            cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())
+
+    def _tunneling(self) -> None:
+        tunneling = self.settings.tunneling
+        self.audit_trail = AuditTrail(
+            self, "AuditTrail", retention_days=tunneling.audit_retention_days
+        )
+        self.secure_tunneling = tunnels = SecureTunneling(
+            self,
+            "SecureTunneling",
+            device_policy=self.device_policy,
+            policy=tunneling.policy(self.settings.thing_name_pattern),
+            sweep_interval=cdk.Duration.minutes(tunneling.sweep_interval_minutes),
+            encryption_key=self.audit_trail.key,
+            operator_principal=iam.AccountRootPrincipal() if tunneling.operator_role else None,
+        )
+        for name, value in {
+            "TunnelBrokerUrl": tunnels.broker_url.url,
+            "TunnelOperatorPolicyArn": tunnels.operator_policy.managed_policy_arn,
+            "TunnelBrokerAuditLogGroup": tunnels.broker.log_group.log_group_name,
+            "TunnelSweeperAuditLogGroup": tunnels.sweeper.log_group.log_group_name,
+            "AuditTrailLogGroup": self.audit_trail.log_group.log_group_name,
+            "AuditTrailBucket": self.audit_trail.bucket.bucket_name,
+        }.items():
+            cdk.CfnOutput(self, name, value=value)
+        if tunnels.operator_role is not None:
+            cdk.CfnOutput(self, "TunnelOperatorRoleArn", value=tunnels.operator_role.role_arn)
+
+    def _monitoring(self) -> SecurityMonitoring:
         # The SIEM gets who opened which tunnel (broker/sweeper audit records) and
         # every management API call (CloudTrail), next to the IoT logs.
         audit_log_groups = (
@@ -86,45 +100,32 @@ class IotRemoteAccessStack(cdk.Stack):
             if self.audit_trail is not None and self.secure_tunneling is not None
             else []
         )
-        # Reads the device policy at synthesis: switches turned on later are checked too.
-        self.security_monitoring = (
-            SecurityMonitoring(
-                self,
-                "SecurityMonitoring",
-                device_access=self.device_policy,
-                settings=self.settings.monitoring,
-                log_groups_to_export=audit_log_groups,
-            )
-            if self.settings.monitoring.enabled
-            else None
+        return SecurityMonitoring(
+            self,
+            "SecurityMonitoring",
+            device_access=self.device_policy,
+            settings=self.settings.monitoring,
+            log_groups_to_export=audit_log_groups,
         )
-        self.certificate_rotation = (
-            CertificateRotation(
-                self,
-                "CertificateRotation",
-                device_policy=self.device_policy,
-                settings=self.settings.certificates,
-                alarm_topic=(
-                    self.security_monitoring.alarm_topic if self.security_monitoring else None
-                ),
-            )
-            if self.settings.certificates is not None
-            else None
+
+    def _certificates(self) -> CertificateRotation:
+        return CertificateRotation(
+            self,
+            "CertificateRotation",
+            device_policy=self.device_policy,
+            settings=self.settings.certificates,
+            alarm_topic=(
+                self.security_monitoring.alarm_topic if self.security_monitoring else None
+            ),
         )
+
+    def _tunnel_alarms(self) -> TunnelAlarms:
         tunnel = self.settings.tunnel_alarms
-        # Sees OpenTunnel/CloseTunnel only through a CloudTrail trail: audit_trail
-        # (settings.tunneling), or the account's own where tunneling is off here.
-        self.tunnel_alarms = (
-            TunnelAlarms(
-                self,
-                "TunnelAlarms",
-                max_opens_per_thing_per_day=tunnel.max_opens_per_thing_per_day,
-                renewal_window_minutes=tunnel.renewal_window_minutes,
-                max_open_hours=tunnel.max_open_hours,
-                email_addresses=tunnel.email_addresses,
-            )
-            if tunnel.enabled
-            else None
+        return TunnelAlarms(
+            self,
+            "TunnelAlarms",
+            max_opens_per_thing_per_day=tunnel.max_opens_per_thing_per_day,
+            renewal_window_minutes=tunnel.renewal_window_minutes,
+            max_open_hours=tunnel.max_open_hours,
+            email_addresses=tunnel.email_addresses,
         )
-        if checks:
-            cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk.assertions import Template
@@ -36,3 +37,28 @@ def cfn_lint_errors(template_file: Path, regions: tuple[str, ...] = ("eu-west-1"
     return [
         f"{m.rule.id} {m.message} ({m.path_string})" for m in matches if m.rule.id.startswith("E")
     ]
+
+
+def validation_report(outdir: Path) -> dict[str, Any]:
+    """The validation report ``app.synth()`` writes (plugins with findings or acknowledgements)."""
+    report: dict[str, Any] = json.loads((outdir / "validation-report.json").read_text())
+    return report
+
+
+def unacknowledged(report: dict[str, Any]) -> list[str]:
+    """Every finding a plugin reported and nobody acknowledged, as ``plugin: rule``."""
+    return [
+        f"{plugin['pluginName']}: {violation['ruleName']}"
+        for plugin in report["pluginReports"]
+        for violation in plugin["violations"]
+    ]
+
+
+def acknowledged(report: dict[str, Any]) -> dict[str, str]:
+    """cdk-nag's acknowledged findings (rule name -> reason)."""
+    return {
+        violation["ruleName"]: violation.get("reason", "")
+        for plugin in report["pluginReports"]
+        if plugin["pluginName"] == "AwsSolutions"
+        for violation in plugin.get("suppressedViolations", [])
+    }

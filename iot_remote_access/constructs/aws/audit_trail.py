@@ -15,6 +15,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import nag
+from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
+
 DEFAULT_RETENTION_DAYS = 365
 
 
@@ -57,7 +60,6 @@ class AuditTrail(Construct):
                 f"retention_days: {retention_days!r} is not allowed; allowed: a whole number "
                 "of days, at least 1"
             )
-        stack = cdk.Stack.of(self)
         self.key = key or kms.Key(
             self,
             "Key",
@@ -65,6 +67,34 @@ class AuditTrail(Construct):
             enable_key_rotation=True,
             removal_policy=removal_policy,
         )
+        self._allow_cloudtrail_and_logs()
+        self._bucket(retention_days, removal_policy)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=log_retention,
+            encryption_key=self.key,
+            removal_policy=removal_policy,
+        )
+        self.trail = cloudtrail.Trail(
+            self,
+            "Trail",
+            trail_name=trail_name,
+            bucket=self.bucket,
+            encryption_key=self.key,
+            enable_file_validation=True,
+            is_multi_region_trail=True,
+            include_global_service_events=True,
+            send_to_cloud_watch_logs=True,
+            cloud_watch_log_group=self.log_group,
+        )
+        # The trail must not start before its key allows CloudTrail to use it.
+        self.trail.node.add_dependency(self.key)
+
+    # -- key policy: what CloudTrail and CloudWatch Logs need on a customer key ------------
+
+    def _allow_cloudtrail_and_logs(self) -> None:
+        stack = cdk.Stack.of(self)
         trail_arns = stack.format_arn(
             service="cloudtrail",
             resource="trail",
@@ -98,31 +128,12 @@ class AuditTrail(Construct):
                 conditions=from_our_trails,
             )
         )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchLogsToUseKey",
-                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-                actions=[
-                    "kms:Encrypt*",
-                    "kms:Decrypt*",
-                    "kms:ReEncrypt*",
-                    "kms:GenerateDataKey*",
-                    "kms:Describe*",
-                ],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                            service="logs",
-                            resource="log-group",
-                            resource_name="*",
-                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    }
-                },
-            )
-        )
+        # The trail delivers into an encrypted log group of this account and region.
+        allow_cloudwatch_logs(self.key, self, sid="AllowCloudWatchLogsToUseKey")
 
+    # -- bucket: private, TLS-only, versioned, expiring -------------------------------------
+
+    def _bucket(self, retention_days: int, removal_policy: cdk.RemovalPolicy) -> None:
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -146,33 +157,10 @@ class AuditTrail(Construct):
             ],
             removal_policy=removal_policy,
         )
-        cdk.Validations.of(self.bucket).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions::AwsSolutions-S1",
-                reason="The bucket holds only CloudTrail's own log files; reads of it are recorded "
-                "by the trail itself (S3 data events can be added), and an access-log bucket "
-                "would need an unlogged bucket of its own.",
-            )
+        nag.acknowledge(
+            self.bucket,
+            "S1",
+            "The bucket holds only CloudTrail's own log files; reads of it are recorded "
+            "by the trail itself (S3 data events can be added), and an access-log bucket "
+            "would need an unlogged bucket of its own.",
         )
-
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention,
-            encryption_key=self.key,
-            removal_policy=removal_policy,
-        )
-        self.trail = cloudtrail.Trail(
-            self,
-            "Trail",
-            trail_name=trail_name,
-            bucket=self.bucket,
-            encryption_key=self.key,
-            enable_file_validation=True,
-            is_multi_region_trail=True,
-            include_global_service_events=True,
-            send_to_cloud_watch_logs=True,
-            cloud_watch_log_group=self.log_group,
-        )
-        # The trail must not start before its key allows CloudTrail to use it.
-        self.trail.node.add_dependency(self.key)

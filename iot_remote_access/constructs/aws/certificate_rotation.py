@@ -14,7 +14,6 @@ import math
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -27,6 +26,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import alarms, nag
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.certificate_inventory import CertificateInventory
 from iot_remote_access.constructs.aws.device_defender_audit import DeviceDefenderAudit
@@ -34,11 +34,26 @@ from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.constructs.aws.private_ca import PrivateCa
 from iot_remote_access.core.aws_schema import PASSTHROUGH_TEMPLATE_ARN
-from iot_remote_access.core.topics import THING_PLACEHOLDER
+from iot_remote_access.core.topics import THING_PLACEHOLDER, TopicModel
 from iot_remote_access.settings.certificates import CertificateSettings
 
 METRICS_NAMESPACE = "IotRemoteAccess"
 SHARED = ("certs",)
+#: What the daily planner reports (one data point per day each).
+PLANNER_METRICS = (
+    "ExpiringWithin30Days",
+    "ExpiringWithin60Days",
+    "ExpiringWithin90Days",
+    "RotationsPending",
+    "RotationsInFlight",
+    "RotationsTimedOut",
+    "RotationsExhausted",
+    "CriticalWithoutRotation",
+    "CertificatesExpired",
+    "LateRotationSlots",
+)
+_WORKER_TIMEOUT = cdk.Duration.minutes(2)
+_VISIBILITY_TIMEOUT = cdk.Duration.minutes(12)  # 6x the worker timeout (AWS guidance)
 
 
 def _mqtt_filter(template: str) -> str:
@@ -47,6 +62,16 @@ def _mqtt_filter(template: str) -> str:
         # The filter is quoted in the rule's SQL; a quote would end the string early.
         raise ValueError(f"topic: {template!r} contains a quote or backslash; allowed: neither")
     return template.replace(THING_PLACEHOLDER, "+")
+
+
+def _planner_metric(name: str) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": "iot-remote-access-cert_planner"},
+        statistic="Maximum",
+        period=cdk.Duration.days(1),
+    )
 
 
 class CertificateRotation(Construct):
@@ -74,9 +99,7 @@ class CertificateRotation(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings = settings or CertificateSettings()
-        stack = cdk.Stack.of(self)
         device_policy.enable_rotation()
-        topics = device_policy.access.topics
         self.alarm_topic = alarm_topic or AlarmTopic(self, "Alarms").topic
         self.key = kms.Key(
             self,
@@ -89,7 +112,28 @@ class CertificateRotation(Construct):
         )
         self.inventory = CertificateInventory(self, "Inventory", encryption_key=self.key)
         self.table = self.inventory.table
+        self._queues()
+        self._functions(device_policy)
+        self._grants(device_policy.access.topics)
+        self._rules(device_policy.access.topics)
+        self._schedules()
+        self._job_template(device_policy.access.topics)
+        # -- audit ---------------------------------------------------------------
+        self.audit = (
+            DeviceDefenderAudit(
+                self,
+                "Audit",
+                findings_topic=self.alarm_topic,
+                expiring_threshold_days=settings.lead_time_days,
+            )
+            if audit
+            else None
+        )
+        self._alarms()
 
+    # -- queues: the planner fans work out to the worker --------------------------
+
+    def _queues(self) -> None:
         self.dead_letter_queue = sqs.Queue(
             self,
             "WorkDeadLetters",
@@ -98,25 +142,27 @@ class CertificateRotation(Construct):
             enforce_ssl=True,
             retention_period=cdk.Duration.days(14),
         )
-        cdk.Validations.of(self.dead_letter_queue).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions::AwsSolutions-SQS3",
-                reason="This is the dead-letter queue of the work queue; an alarm watches it.",
-            )
+        nag.acknowledge(
+            self.dead_letter_queue,
+            "SQS3",
+            "This is the dead-letter queue of the work queue; an alarm watches it.",
         )
-        worker_timeout = cdk.Duration.minutes(2)
         self.queue = sqs.Queue(
             self,
             "Work",
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.key,
             enforce_ssl=True,
-            visibility_timeout=cdk.Duration.minutes(12),  # 6x the worker timeout (AWS guidance)
+            visibility_timeout=_VISIBILITY_TIMEOUT,
             dead_letter_queue=sqs.DeadLetterQueue(
                 max_receive_count=5, queue=self.dead_letter_queue
             ),
         )
 
+    # -- functions -----------------------------------------------------------------
+
+    def _functions(self, device_policy: DevicePolicy) -> None:
+        settings, topics = self.settings, device_policy.access.topics
         environment = {
             "INVENTORY_TABLE": self.table.table_name,
             "CA_ARN": self.ca.ca_arn,
@@ -156,23 +202,31 @@ class CertificateRotation(Construct):
             "Worker",
             "cert_worker",
             "Does fanned-out rotation work",
-            int(worker_timeout.to_seconds()),
+            int(_WORKER_TIMEOUT.to_seconds()),
         )
 
-        # -- grants -----------------------------------------------------------
-        def iot_arn(resource: str, name: str) -> str:
-            return stack.format_arn(
-                service="iot",
-                resource=resource,
-                resource_name=name,
-                arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
-            )
+    # -- grants ----------------------------------------------------------------------
 
-        def topic_arn(template: str) -> str:
-            return iot_arn("topic", template.replace(THING_PLACEHOLDER, "*"))
+    def _iot_arn(self, resource: str, name: str) -> str:
+        return cdk.Stack.of(self).format_arn(
+            service="iot",
+            resource=resource,
+            resource_name=name,
+            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+        )
 
-        certs = iot_arn("cert", "*")
-        things = iot_arn("thing", "*")
+    def _topic_arn(self, template: str) -> str:
+        return self._iot_arn("topic", template.replace(THING_PLACEHOLDER, "*"))
+
+    @property
+    def _all_functions(self) -> tuple[LibraryFunction, ...]:
+        return (self.signer, self.confirm, self.planner, self.worker)
+
+    def _grants(self, topics: TopicModel) -> None:
+        certs, things = self._iot_arn("cert", "*"), self._iot_arn("thing", "*")
+        for fn in self._all_functions:
+            self.table.grant_read_write_data(fn.role)
+        self._grant_signer(certs, things)
         cleanup = iam.PolicyStatement(
             actions=[
                 "iot:DescribeCertificate",
@@ -183,31 +237,6 @@ class CertificateRotation(Construct):
             ],
             resources=[certs, things],
         )
-        for fn in (self.signer, self.confirm, self.planner, self.worker):
-            self.table.grant_read_write_data(fn.role)
-        self.signer.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["acm-pca:IssueCertificate"],
-                resources=[self.ca.ca_arn],
-                conditions={"StringEquals": {"acm-pca:TemplateArn": PASSTHROUGH_TEMPLATE_ARN}},
-            )
-        )
-        self.signer.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["acm-pca:GetCertificate", "acm-pca:DescribeCertificateAuthority"],
-                resources=[self.ca.ca_arn],
-            )
-        )
-        self.signer.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "iot:RegisterCertificateWithoutCA",
-                    "iot:AttachPolicy",
-                    "iot:AttachThingPrincipal",
-                ],
-                resources=[certs, things],
-            )
-        )
         for fn in (self.signer, self.planner, self.worker):
             fn.role.add_to_principal_policy(cleanup)
         self.confirm.role.add_to_principal_policy(
@@ -216,12 +245,15 @@ class CertificateRotation(Construct):
         for fn in (self.signer, self.confirm):
             fn.role.add_to_principal_policy(
                 iam.PolicyStatement(
-                    actions=["iot:Publish"], resources=[topic_arn(topics.rotation_certificate)]
+                    actions=["iot:Publish"],
+                    resources=[self._topic_arn(topics.rotation_certificate)],
                 )
             )
         for fn in (self.planner, self.worker):
             fn.role.add_to_principal_policy(
-                iam.PolicyStatement(actions=["iot:Publish"], resources=[topic_arn(topics.commands)])
+                iam.PolicyStatement(
+                    actions=["iot:Publish"], resources=[self._topic_arn(topics.commands)]
+                )
             )
             fn.role.add_to_principal_policy(
                 iam.PolicyStatement(
@@ -234,7 +266,73 @@ class CertificateRotation(Construct):
         )
         self._acknowledge_grants(topics.commands, topics.rotation_certificate)
 
-        # -- IoT rules: device topics -> functions ------------------------------
+    def _grant_signer(self, certs: str, things: str) -> None:
+        role = self.signer.role
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["acm-pca:IssueCertificate"],
+                resources=[self.ca.ca_arn],
+                conditions={"StringEquals": {"acm-pca:TemplateArn": PASSTHROUGH_TEMPLATE_ARN}},
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["acm-pca:GetCertificate", "acm-pca:DescribeCertificateAuthority"],
+                resources=[self.ca.ca_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "iot:RegisterCertificateWithoutCA",
+                    "iot:AttachPolicy",
+                    "iot:AttachThingPrincipal",
+                ],
+                resources=[certs, things],
+            )
+        )
+
+    def _acknowledge_grants(self, *templates: str) -> None:
+        """cdk-nag IAM5 findings of the exact grants above, each with its reason.
+
+        Derived from the same ARNs the grants use, so they hold with or without an
+        explicit ``env`` on the stack.
+        """
+        resources = {
+            f"{self.table.table_arn}/index/*": "Queries use this table's own three "
+            "indexes (by expiry day, slot, retirement day); index/* is limited to this table.",
+            self._iot_arn("cert", "*"): (
+                "Device certificates are registered at run time, one per device and rotation; "
+                "their ids cannot be known at synthesis. Limited to this account and region."
+            ),
+            self._iot_arn("thing", "*"): (
+                "Certificates are attached to the fleet's things, which are created outside "
+                "this stack. Limited to this account and region."
+            ),
+        }
+        for template in templates:
+            resources[self._topic_arn(template)] = (
+                f"Publishes only on {template!r} of every device; the thing level is the one "
+                "wildcard (IAM has no per-thing variable for a backend publisher)."
+            )
+        for fn in self._all_functions:
+            for arn, reason in resources.items():
+                nag.acknowledge_wildcard_resources(fn.role, reason, [arn])
+            nag.acknowledge_wildcard_actions(
+                fn.role,
+                "Writing the KMS-encrypted table and queue needs GenerateDataKey variants on "
+                "this construct's own key only.",
+                ["kms:GenerateDataKey*"],
+            )
+            nag.acknowledge_wildcard_actions(
+                fn.role,
+                "Granted by DynamoDB's encrypted-table grant on this construct's own key only.",
+                ["kms:ReEncrypt*"],
+            )
+
+    # -- IoT rules: device topics -> functions ----------------------------------------
+
+    def _rules(self, topics: TopicModel) -> None:
         self.rule_errors = logs.LogGroup(
             self,
             "RuleErrors",
@@ -242,7 +340,8 @@ class CertificateRotation(Construct):
             encryption_key=self.key,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com"))
+        region = cdk.Stack.of(self).region
+        self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{region}.amazonaws.com"))
         error_role = iam.Role(
             self, "RuleErrorRole", assumed_by=iam.ServicePrincipal("iot.amazonaws.com")
         )
@@ -262,35 +361,38 @@ class CertificateRotation(Construct):
             error_role,
         )
 
-        # -- schedules ---------------------------------------------------------
-        self.daily_plan = events.Rule(
-            self,
-            "DailyPlan",
-            schedule=events.Schedule.cron(minute="0", hour=str(settings.daily_run_hour)),
-            targets=[
-                targets.LambdaFunction(
-                    self.planner.function,
-                    event=events.RuleTargetInput.from_object({"action": "plan"}),
-                )
-            ],
+    # -- schedules -------------------------------------------------------------------
+
+    def _schedules(self) -> None:
+        def planner_run(name: str, schedule: events.Schedule, action: str) -> events.Rule:
+            return events.Rule(
+                self,
+                name,
+                schedule=schedule,
+                targets=[
+                    targets.LambdaFunction(
+                        self.planner.function,
+                        event=events.RuleTargetInput.from_object({"action": action}),
+                    )
+                ],
+            )
+
+        hour = str(self.settings.daily_run_hour)
+        self.daily_plan = planner_run(
+            "DailyPlan", events.Schedule.cron(minute="0", hour=hour), "plan"
         )
-        self.hourly_dispatch = events.Rule(
-            self,
-            "HourlyDispatch",
-            schedule=events.Schedule.cron(minute="5"),
-            targets=[
-                targets.LambdaFunction(
-                    self.planner.function,
-                    event=events.RuleTargetInput.from_object({"action": "dispatch"}),
-                )
-            ],
+        self.hourly_dispatch = planner_run(
+            "HourlyDispatch", events.Schedule.cron(minute="5"), "dispatch"
         )
 
-        # -- job template (for fleets whose firmware acts on IoT Jobs) ------------
+    # -- job template (for fleets whose firmware acts on IoT Jobs) ------------------------
+
+    def _job_template(self, topics: TopicModel) -> None:
+        settings = self.settings
         self.job_template = iot.CfnJobTemplate(
             self,
             "RotateJobTemplate",
-            job_template_id=f"{stack.stack_name}-rotate-certificate"[:64],
+            job_template_id=f"{cdk.Stack.of(self).stack_name}-rotate-certificate"[:64],
             description="Tell devices to rotate their certificate over their rotation topics",
             document=json.dumps(
                 {
@@ -327,131 +429,49 @@ class CertificateRotation(Construct):
             ),
         )
 
-        # -- audit ---------------------------------------------------------------
-        self.audit = (
-            DeviceDefenderAudit(
-                self,
-                "Audit",
-                findings_topic=self.alarm_topic,
-                expiring_threshold_days=settings.lead_time_days,
-            )
-            if audit
-            else None
-        )
+    # -- metrics and alarms ------------------------------------------------------------
 
-        # -- metrics and alarms ----------------------------------------------------
-        def planner_metric(name: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
-                metric_name=name,
-                dimensions_map={"service": "iot-remote-access-cert_planner"},
-                statistic="Maximum",
-                period=cdk.Duration.days(1),
-            )
-
-        self.metrics = {
-            name: planner_metric(name)
-            for name in (
-                "ExpiringWithin30Days",
-                "ExpiringWithin60Days",
-                "ExpiringWithin90Days",
-                "RotationsPending",
-                "RotationsInFlight",
-                "RotationsTimedOut",
-                "RotationsExhausted",
-                "CriticalWithoutRotation",
-                "CertificatesExpired",
-                "LateRotationSlots",
-            )
-        }
-        action = cw_actions.SnsAction(self.alarm_topic)
-        self.critical_alarm = cloudwatch.Alarm(
+    def _alarms(self) -> None:
+        self.metrics = {name: _planner_metric(name) for name in PLANNER_METRICS}
+        topic = self.alarm_topic
+        self.critical_alarm = alarms.alarm(
             self,
             "CriticalWithoutRotationAlarm",
-            alarm_description="A device certificate expires within 30 days and has not been "
+            description="A device certificate expires within 30 days and has not been "
             "rotated (or the daily planner did not report).",
             metric=self.metrics["CriticalWithoutRotation"],
             threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+            topic=topic,
+            # The planner reports every day: silence means it did not run.
+            missing=alarms.BREACHING,
         )
-        self.exhausted_alarm = cloudwatch.Alarm(
+        self.exhausted_alarm = alarms.alarm(
             self,
             "RotationsExhaustedAlarm",
-            alarm_description="Devices failed every rotation attempt (they keep their old "
+            description="Devices failed every rotation attempt (they keep their old "
             "certificate and are still retried).",
             metric=self.metrics["RotationsExhausted"],
             threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            topic=topic,
         )
-        self.dead_letter_alarm = cloudwatch.Alarm(
+        self.dead_letter_alarm = alarms.alarm(
             self,
             "WorkDeadLettersAlarm",
-            alarm_description="Rotation work items failed five times.",
+            description="Rotation work items failed five times.",
             metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                 period=cdk.Duration.minutes(5)
             ),
             threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            topic=topic,
         )
-        self.signer_errors_alarm = cloudwatch.Alarm(
+        self.signer_errors_alarm = alarms.alarm(
             self,
             "SignerErrorsAlarm",
-            alarm_description="The CSR signer failed (CA or IoT errors after retries).",
+            description="The CSR signer failed (CA or IoT errors after retries).",
             metric=self.signer.function.metric_errors(period=cdk.Duration.hours(1)),
             threshold=5,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            topic=topic,
         )
-        for alarm in (
-            self.critical_alarm,
-            self.exhausted_alarm,
-            self.dead_letter_alarm,
-            self.signer_errors_alarm,
-        ):
-            alarm.add_alarm_action(action)
-
-    def _acknowledge_grants(self, *templates: str) -> None:
-        """cdk-nag IAM5 findings of the exact grants above, each with its reason."""
-        table_id = cdk.Stack.of(self).get_logical_id(
-            self.table.node.default_child  # type: ignore[arg-type]
-        )
-        reasons = {
-            f"Resource::<{table_id}.Arn>/index/*": "Queries use this table's own three "
-            "indexes (by expiry day, slot, retirement day); index/* is limited to this table.",
-            "Action::kms:GenerateDataKey*": "Writing the KMS-encrypted table and queue needs "
-            "GenerateDataKey variants on this construct's own key only.",
-            "Action::kms:ReEncrypt*": "Granted by DynamoDB's encrypted-table grant on this "
-            "construct's own key only.",
-            "Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cert/*": (
-                "Device certificates are registered at run time, one per device and rotation; "
-                "their ids cannot be known at synthesis. Limited to this account and region."
-            ),
-            "Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*": (
-                "Certificates are attached to the fleet's things, which are created outside "
-                "this stack. Limited to this account and region."
-            ),
-        }
-        for template in templates:
-            topic = template.replace(THING_PLACEHOLDER, "*")
-            reasons[
-                f"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/{topic}"
-            ] = (
-                f"Publishes only on {template!r} of every device; the thing level is the one "
-                "wildcard (IAM has no per-thing variable for a backend publisher)."
-            )
-        for fn in (self.signer, self.confirm, self.planner, self.worker):
-            for finding, reason in reasons.items():
-                cdk.Validations.of(fn.role).acknowledge(
-                    cdk.Acknowledgment(
-                        id=f"AwsSolutions::AwsSolutions-IAM5[{finding}]", reason=reason
-                    )
-                )
 
     def _rule(
         self, name: str, sql: str, function: lambda_.IFunction, error_role: iam.IRole

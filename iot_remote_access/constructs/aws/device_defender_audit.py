@@ -10,6 +10,8 @@ from aws_cdk import aws_iot as iot
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import nag
+
 #: Checks about certificates and policies (Device Defender Audit, unaffected by the
 #: closing of Detect to new customers).
 CERTIFICATE_CHECKS = (
@@ -48,44 +50,32 @@ class DeviceDefenderAudit(Construct):
         checks: Sequence[str] = CERTIFICATE_CHECKS,
     ) -> None:
         super().__init__(scope, construct_id)
-        if not 30 <= expiring_threshold_days <= 3652:
-            raise ValueError(
-                f"expiring_threshold_days: {expiring_threshold_days!r}; allowed: 30..3652"
-            )
-        unknown = [c for c in checks if c not in CERTIFICATE_CHECKS]
-        if unknown or not checks:
-            raise ValueError(
-                f"checks: {unknown or list(checks)!r}; allowed: a non-empty subset of "
-                f"{', '.join(CERTIFICATE_CHECKS)}"
-            )
+        _check_props(expiring_threshold_days, checks)
         stack = cdk.Stack.of(self)
+        audit_policy = iam.ManagedPolicy.from_aws_managed_policy_name(
+            "service-role/AWSIoTDeviceDefenderAudit"
+        )
         self.audit_role = iam.Role(
             self,
             "AuditRole",
             assumed_by=iam.ServicePrincipal("iot.amazonaws.com"),
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name(
-                    "service-role/AWSIoTDeviceDefenderAudit"
-                )
-            ],
+            managed_policies=[audit_policy],
         )
-        cdk.Validations.of(self.audit_role).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSIoTDeviceDefenderAudit]",
-                reason="AWS maintains this read-only policy with exactly the describe/list calls "
-                "its audit checks make; copying it would fall behind new checks.",
-            )
+        nag.acknowledge_managed_policy(
+            self.audit_role,
+            audit_policy,
+            "AWS maintains this read-only policy with exactly the describe/list calls "
+            "its audit checks make; copying it would fall behind new checks.",
         )
         self.notify_role = iam.Role(
             self, "NotifyRole", assumed_by=iam.ServicePrincipal("iot.amazonaws.com")
         )
         findings_topic.grant_publish(self.notify_role)
-        cdk.Validations.of(self.notify_role).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-                reason="Publishing to the KMS-encrypted findings topic needs GenerateDataKey "
-                "variants on that topic's key only.",
-            )
+        nag.acknowledge_wildcard_actions(
+            self.notify_role,
+            "Publishing to the KMS-encrypted findings topic needs GenerateDataKey "
+            "variants on that topic's key only.",
+            ["kms:GenerateDataKey*"],
         )
         self.configuration = iot.CfnAccountAuditConfiguration(
             self,
@@ -119,6 +109,17 @@ class DeviceDefenderAudit(Construct):
             target_check_names=list(checks),
         )
         self.scheduled_audit.node.add_dependency(self.configuration)
+
+
+def _check_props(expiring_threshold_days: int, checks: Sequence[str]) -> None:
+    if not 30 <= expiring_threshold_days <= 3652:
+        raise ValueError(f"expiring_threshold_days: {expiring_threshold_days!r}; allowed: 30..3652")
+    unknown = [c for c in checks if c not in CERTIFICATE_CHECKS]
+    if unknown or not checks:
+        raise ValueError(
+            f"checks: {unknown or list(checks)!r}; allowed: a non-empty subset of "
+            f"{', '.join(CERTIFICATE_CHECKS)}"
+        )
 
 
 _CFN_KEYS = {

@@ -8,17 +8,20 @@ from aws_cdk import aws_kms as kms
 from constructs import IConstruct
 
 
-def allow_cloudwatch_logs(key: kms.IKey, scope: IConstruct) -> None:
+def allow_cloudwatch_logs(
+    key: kms.IKey, scope: IConstruct, *, sid: str = "AllowCloudWatchLogsForThisAccountsLogGroups"
+) -> None:
     """Add the key-policy statement an encrypted log group needs.
 
     Limited by the encryption context to log groups of the stack's account and
     region, as the CloudWatch Logs user guide recommends. Does nothing for an
-    imported key (its policy is managed where the key is).
+    imported key (its policy is managed where the key is). ``sid`` names the
+    statement (a key policy's statement ids must be unique).
     """
     stack = cdk.Stack.of(scope)
     key.add_to_resource_policy(
         iam.PolicyStatement(
-            sid="AllowCloudWatchLogsForThisAccountsLogGroups",
+            sid=sid,
             principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
             actions=[
                 "kms:Encrypt*",

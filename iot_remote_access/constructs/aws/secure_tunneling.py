@@ -19,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import nag
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.tunnel_rules import (
@@ -84,25 +85,39 @@ class SecureTunneling(Construct):
                 "allowed: 1 to 60 minutes"
             )
         device_policy.enable_tunneling()
-        stack = cdk.Stack.of(self)
-        environment = {POLICY_VARIABLE: self.policy.to_json()}
-
-        def iot_arn(resource: str) -> str:
-            return stack.format_arn(
-                service="iot",
-                resource=resource,
-                resource_name="*",
-                arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+        self._environment = {POLICY_VARIABLE: self.policy.to_json()}
+        self._broker(encryption_key, log_retention)
+        self._sweeper(encryption_key, log_retention, sweep_interval)
+        self._operator_policy()
+        self.operator_role: iam.Role | None = None
+        if operator_principal is not None:
+            self.operator_role = iam.Role(
+                self,
+                "OperatorRole",
+                assumed_by=operator_principal,
+                description="iot-remote-access operators: request tunnels through the broker",
+                managed_policies=[self.operator_policy],
+                max_session_duration=cdk.Duration.hours(1),
             )
 
-        tunnels, things, groups = iot_arn("tunnel"), iot_arn("thing"), iot_arn("thinggroup")
+    def _iot_arn(self, resource: str) -> str:
+        return cdk.Stack.of(self).format_arn(
+            service="iot",
+            resource=resource,
+            resource_name="*",
+            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+        )
 
+    # -- broker: the only opener of tunnels ----------------------------------------------
+
+    def _broker(self, encryption_key: kms.IKey | None, log_retention: logs.RetentionDays) -> None:
+        tunnels, things = self._iot_arn("tunnel"), self._iot_arn("thing")
         self.broker = LibraryFunction(
             self,
             "Broker",
             handler_package="tunnel_broker",
             description="iot-remote-access tunnel broker: the only opener of tunnels",
-            environment=environment,
+            environment=self._environment,
             encryption_key=encryption_key,
             log_retention=log_retention,
         )
@@ -133,40 +148,45 @@ class SecureTunneling(Construct):
         broker_role.add_to_principal_policy(
             _close_without_delete("RollBackTunnelsNotHandedOut", tunnels)
         )
+        wildcards = [tunnels, things]
         thing_actions = ["iot:DescribeThing"]
         if self.policy.thing_groups:
             thing_actions.append("iot:ListThingGroupsForThing")
+            wildcards.append(self._iot_arn("thinggroup"))
             broker_role.add_to_principal_policy(
                 iam.PolicyStatement(
                     sid="ReadThingGroupParents",
                     actions=["iot:DescribeThingGroup"],
-                    resources=[groups],
+                    resources=[self._iot_arn("thinggroup")],
                 )
             )
         broker_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="CheckThings",
-                actions=thing_actions,
-                resources=[things],
-            )
+            iam.PolicyStatement(sid="CheckThings", actions=thing_actions, resources=[things])
         )
-        _acknowledge_wildcards(
+        nag.acknowledge_wildcard_resources(
             broker_role,
             "The broker opens tunnels to any thing of the fleet: tunnel ids are created by "
             "OpenTunnel and things are chosen per request, so neither is known at deploy time. "
             "OpenTunnel is limited to the allowed services and the broker's tag keys, and every "
             "request is checked by the broker's rules before the call.",
-            "tunnel",
-            "thing",
-            *(["thinggroup"] if self.policy.thing_groups else []),
+            wildcards,
         )
 
+    # -- sweeper: closes what should not stay open -----------------------------------------
+
+    def _sweeper(
+        self,
+        encryption_key: kms.IKey | None,
+        log_retention: logs.RetentionDays,
+        sweep_interval: cdk.Duration,
+    ) -> None:
+        tunnels = self._iot_arn("tunnel")
         self.sweeper = LibraryFunction(
             self,
             "Sweeper",
             handler_package="tunnel_sweeper",
             description="iot-remote-access tunnel sweeper: closes expired and unused tunnels",
-            environment=environment,
+            environment=self._environment,
             encryption_key=encryption_key,
             log_retention=log_retention,
             timeout=cdk.Duration.minutes(2),
@@ -179,11 +199,11 @@ class SecureTunneling(Construct):
             )
         )
         self.sweeper.role.add_to_principal_policy(_close_without_delete("CloseTunnels", tunnels))
-        _acknowledge_wildcards(
+        nag.acknowledge_wildcard_resources(
             self.sweeper.role,
             "The sweeper inspects and closes every tunnel of the account and region, including "
             "tunnels opened around the broker; their ids are only known at run time.",
-            "tunnel",
+            [tunnels],
         )
         # A failed sweep is not retried: the next scheduled one is minutes away.
         self.sweeper.function.configure_async_invoke(retry_attempts=0)
@@ -195,6 +215,11 @@ class SecureTunneling(Construct):
             targets=[targets.LambdaFunction(self.sweeper.function, retry_attempts=0)],
         )
 
+    # -- operator policy: through the broker only ---------------------------------------------
+
+    def _operator_policy(self) -> None:
+        tunnels, things = self._iot_arn("tunnel"), self._iot_arn("thing")
+        broker_arn = self.broker.function.function_arn
         self.operator_policy = iam.ManagedPolicy(
             self,
             "OperatorPolicy",
@@ -203,14 +228,14 @@ class SecureTunneling(Construct):
                 iam.PolicyStatement(
                     sid="InvokeTheBrokerUrl",
                     actions=["lambda:InvokeFunctionUrl"],
-                    resources=[self.broker.function.function_arn],
+                    resources=[broker_arn],
                     conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
                 ),
                 # Since October 2025 a function URL call also needs InvokeFunction.
                 iam.PolicyStatement(
                     sid="InvokeTheBrokerThroughItsUrlOnly",
                     actions=["lambda:InvokeFunction"],
-                    resources=[self.broker.function.function_arn],
+                    resources=[broker_arn],
                     conditions={"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
                 ),
                 iam.PolicyStatement(
@@ -227,24 +252,13 @@ class SecureTunneling(Construct):
                 ),
             ],
         )
-        _acknowledge_wildcards(
+        nag.acknowledge_wildcard_resources(
             self.operator_policy,
             "Operators list, inspect and close any tunnel of the account and region (tunnel ids "
             "are created at run time) and list them by thing; opening and token rotation are "
             "denied.",
-            "tunnel",
-            "thing",
+            [tunnels, things],
         )
-        self.operator_role: iam.Role | None = None
-        if operator_principal is not None:
-            self.operator_role = iam.Role(
-                self,
-                "OperatorRole",
-                assumed_by=operator_principal,
-                description="iot-remote-access operators: request tunnels through the broker",
-                managed_policies=[self.operator_policy],
-                max_session_duration=cdk.Duration.hours(1),
-            )
 
 
 def _close_without_delete(sid: str, tunnels: str) -> iam.PolicyStatement:
@@ -255,24 +269,3 @@ def _close_without_delete(sid: str, tunnels: str) -> iam.PolicyStatement:
         resources=[tunnels],
         conditions={"Bool": {"iot:Delete": "false"}},
     )
-
-
-def _acknowledge_wildcards(scope: Construct, reason: str, *resources: str) -> None:
-    # cdk-nag names the finding by the ARN as synthesized: concrete when the stack
-    # has an environment, pseudo parameters otherwise.
-    stack = cdk.Stack.of(scope)
-
-    def shown(value: str, pseudo: str) -> str:
-        return f"<AWS::{pseudo}>" if cdk.Token.is_unresolved(value) else value
-
-    prefix = (
-        f"arn:{shown(stack.partition, 'Partition')}:iot:{shown(stack.region, 'Region')}:"
-        f"{shown(stack.account, 'AccountId')}"
-    )
-    for resource in resources:
-        cdk.Validations.of(scope).acknowledge(
-            cdk.Acknowledgment(
-                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{prefix}:{resource}/*]",
-                reason=reason,
-            )
-        )

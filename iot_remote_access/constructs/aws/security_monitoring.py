@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -17,6 +16,7 @@ from aws_cdk import aws_logs_destinations as destinations
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import alarms
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.iot_logging import IotLogging
@@ -99,9 +99,7 @@ class SecurityMonitoring(Construct):
             else None
         )
         self._config_json()  # refuse an oversized configuration now, not at synthesis
-        stack = cdk.Stack.of(self)
-        retention = getattr(logs.RetentionDays, _RETENTION_NAMES[s.log_retention_days])
-
+        self._retention = getattr(logs.RetentionDays, _RETENTION_NAMES[s.log_retention_days])
         self.key = encryption_key or kms.Key(
             self,
             "Key",
@@ -109,9 +107,70 @@ class SecurityMonitoring(Construct):
             enable_key_rotation=True,
         )
         allow_cloudwatch_logs(self.key, self)
+        self._topics(alarm_topic, incident_topic)
+        self.event_bus = event_bus or events.EventBus.from_event_bus_name(
+            self, "DefaultBus", "default"
+        )
+        self._records()
+        self._detector()
+        self._rules()
+        # -- metrics, insight rules, alarms -------------------------------------------
+        self.alarms: dict[Detection, cloudwatch.AlarmBase] = {}
+        self.insight_rules: dict[Detection, cloudwatch.CfnInsightRule] = {}
+        self._detection_alarms(s)
+        self._rate_alarms(s)
+        self._alarm_events()
+        # -- SIEM export -----------------------------------------------------------------
+        self.siem_export: SiemExport | None = None
+        if s.siem_export:
+            self.siem_export = SiemExport(
+                self,
+                "SiemExport",
+                log_groups=[self.iot_log_group, self.lifecycle_log_group, *log_groups_to_export],
+                encryption_key=self.key,
+                retention_days=s.siem_retention_days,
+                log_retention=self._retention,
+            )
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def iot_log_group(self) -> logs.ILogGroup:
+        """``AWSIotLogsV2``: AWS IoT's v2 log."""
+        return self.iot_logging.log_group
+
+    @property
+    def device_access(self) -> DeviceAccess:
+        """The topic model subscriptions are checked against (the device policy's, if given)."""
+        if isinstance(self._device_access, DevicePolicy):
+            return self._device_access.access
+        return self._device_access
+
+    def detection_config(self) -> DetectionConfig:
+        """What the detector function checks against (its ``DETECTION_CONFIG``)."""
+        return DetectionConfig(
+            access=self.device_access,
+            allowed_networks=self._networks,
+            exempt_client_ids=self._exempt,
+        )
+
+    def export_log_group(self, log_group: logs.ILogGroup) -> None:
+        """Add a log group to the SIEM export (e.g. one built after this construct)."""
+        if self.siem_export is None:
+            raise ValueError(
+                "log_group: SIEM export is off (monitoring.siemExport is false); "
+                "allowed: turn it on first"
+            )
+        self.siem_export.add_log_group(log_group)
+
+    # -- parts ----------------------------------------------------------------------------
+
+    def _topics(self, alarm_topic: sns.ITopic | None, incident_topic: sns.ITopic | None) -> None:
+        s = self.settings
         if alarm_topic is None:
             own_alarms = AlarmTopic(self, "Alarms", email_addresses=s.alarm_emails)
             alarm_topic = own_alarms.topic
+            # The incident topic shares the key of a topic made here, not a user's.
             incident_key: kms.IKey | None = own_alarms.key
         else:
             incident_key = None
@@ -126,11 +185,11 @@ class SecurityMonitoring(Construct):
                 key=incident_key,
             ).topic
         )
-        self.event_bus = event_bus or events.EventBus.from_event_bus_name(
-            self, "DefaultBus", "default"
-        )
 
-        # -- records ---------------------------------------------------------------
+    # -- records -------------------------------------------------------------------------
+
+    def _records(self) -> None:
+        s, retention = self.settings, self._retention
         self.iot_logging = IotLogging(
             self,
             "IotLogging",
@@ -161,7 +220,9 @@ class SecurityMonitoring(Construct):
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
 
-        # -- functions ---------------------------------------------------------------
+    # -- functions -----------------------------------------------------------------------
+
+    def _detector(self) -> None:
         self.detector = LibraryFunction(
             self,
             "Detector",
@@ -169,7 +230,7 @@ class SecurityMonitoring(Construct):
             description="iot-remote-access: checks IoT lifecycle events and refused "
             "publish/subscribe log entries",
             encryption_key=self.key,
-            log_retention=retention,
+            log_retention=self._retention,
             environment={
                 CONFIG_ENVIRONMENT_VARIABLE: cdk.Lazy.string(_Producer(self._config_json)),
                 "EVENT_BUS_NAME": self.event_bus.event_bus_name,
@@ -182,54 +243,52 @@ class SecurityMonitoring(Construct):
             filter_pattern=logs.FilterPattern.literal(AUTHORIZATION_FAILURE_FILTER_PATTERN),
         )
 
-        # -- IoT rules: lifecycle events and telemetry counts ------------------------
-        rule = self._rule
+    # -- IoT rules: lifecycle events and telemetry counts ------------------------------
+
+    def _rules(self) -> None:
+        rule, lifecycle = self._rule, self.lifecycle_log_group
         self.rules = [
             rule(
                 "ConnectedRule",
                 "$aws/events/presence/connected/+",
                 "connected events: connection-source check and lifecycle log",
-                log_group=self.lifecycle_log_group,
+                log_group=lifecycle,
                 invoke_detector=True,
             ),
             rule(
                 "PresenceRule",
                 "$aws/events/presence/disconnected/+",
                 "disconnected events: lifecycle log",
-                log_group=self.lifecycle_log_group,
+                log_group=lifecycle,
             ),
             rule(
                 "ConnectFailedRule",
                 "$aws/events/presence/connect_failed/+",
                 "refused connections: lifecycle log",
-                log_group=self.lifecycle_log_group,
+                log_group=lifecycle,
             ),
             rule(
                 "SubscribedRule",
                 "$aws/events/subscriptions/subscribed/+",
                 "subscribe events: topic-model check and lifecycle log",
-                log_group=self.lifecycle_log_group,
+                log_group=lifecycle,
                 invoke_detector=True,
             ),
         ]
-        access = self.device_access
         self.telemetry_rule = SecurityTopicRule(
             self,
             "TelemetryCountRule",
-            sql=telemetry_rule_sql(access.topics.telemetry),
+            sql=telemetry_rule_sql(self.device_access.topics.telemetry),
             description="iot-remote-access: one record (thing name only) per telemetry message",
             log_group=self.telemetry_count_log_group,
             error_log_group=self.rule_error_log_group,
         )
         self.rules.append(self.telemetry_rule)
 
-        # -- metrics, insight rules, alarms -------------------------------------------
-        self.alarms: dict[Detection, cloudwatch.AlarmBase] = {}
-        self.insight_rules: dict[Detection, cloudwatch.CfnInsightRule] = {}
-        self._detection_alarms(s)
-        self._rate_alarms(s)
+    # -- alarm state changes -> security events ------------------------------------------
 
-        # -- alarm state changes -> security events ------------------------------------
+    def _alarm_events(self) -> None:
+        stack = cdk.Stack.of(self)
         routes = {
             Detection.PUBLISH_RATE_ANOMALY: None,
             Detection.PUBLISH_RATE_TOP_DEVICE: self.insight_rules[
@@ -243,7 +302,7 @@ class SecurityMonitoring(Construct):
             handler_package="security_alarm_events",
             description="iot-remote-access: security alarm state changes to security events",
             encryption_key=self.key,
-            log_retention=retention,
+            log_retention=self._retention,
             environment={
                 ALARM_ROUTES_ENVIRONMENT_VARIABLE: stack.to_json_string(
                     {
@@ -280,51 +339,6 @@ class SecurityMonitoring(Construct):
             ),
             targets=[targets.LambdaFunction(self.alarm_events.function, retry_attempts=4)],
         )
-
-        # -- SIEM export -----------------------------------------------------------------
-        self.siem_export: SiemExport | None = None
-        if s.siem_export:
-            self.siem_export = SiemExport(
-                self,
-                "SiemExport",
-                log_groups=[self.iot_log_group, self.lifecycle_log_group, *log_groups_to_export],
-                encryption_key=self.key,
-                retention_days=s.siem_retention_days,
-                log_retention=retention,
-            )
-
-    # -- public -----------------------------------------------------------------------------
-
-    @property
-    def iot_log_group(self) -> logs.ILogGroup:
-        """``AWSIotLogsV2``: AWS IoT's v2 log."""
-        return self.iot_logging.log_group
-
-    @property
-    def device_access(self) -> DeviceAccess:
-        """The topic model subscriptions are checked against (the device policy's, if given)."""
-        if isinstance(self._device_access, DevicePolicy):
-            return self._device_access.access
-        return self._device_access
-
-    def detection_config(self) -> DetectionConfig:
-        """What the detector function checks against (its ``DETECTION_CONFIG``)."""
-        return DetectionConfig(
-            access=self.device_access,
-            allowed_networks=self._networks,
-            exempt_client_ids=self._exempt,
-        )
-
-    def export_log_group(self, log_group: logs.ILogGroup) -> None:
-        """Add a log group to the SIEM export (e.g. one built after this construct)."""
-        if self.siem_export is None:
-            raise ValueError(
-                "log_group: SIEM export is off (monitoring.siemExport is false); "
-                "allowed: turn it on first"
-            )
-        self.siem_export.add_log_group(log_group)
-
-    # -- parts ----------------------------------------------------------------------------
 
     def _config_json(self) -> str:
         text = self.detection_config().to_json()
@@ -374,11 +388,13 @@ class SecurityMonitoring(Construct):
             period=period,
         )
 
-    def _alarm_actions(self, alarm: cloudwatch.AlarmBase, detection: Detection) -> None:
-        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
-        alarm.add_ok_action(cloudwatch_actions.SnsAction(self.alarm_topic))
-        if DETECTIONS[detection].severity is Severity.HIGH:
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.incident_topic))
+    def _also(self, detection: Detection) -> tuple[sns.ITopic, ...]:
+        # Every state change reaches the alarm topic; high severity also pages.
+        high = DETECTIONS[detection].severity is Severity.HIGH
+        return (self.incident_topic,) if high else ()
+
+    def _description(self, detection: Detection) -> str:
+        return f"[{DETECTIONS[detection].severity}] {DETECTIONS[detection].title}"
 
     def _detection_alarms(self, s: MonitoringSettings) -> None:
         """Alarms on the metrics the detector function emits, one finding at a time."""
@@ -389,43 +405,104 @@ class SecurityMonitoring(Construct):
         if self._networks:  # without an allowlist the detection is off
             thresholds[Detection.CONNECTION_OUTSIDE_ALLOWLIST] = 1
         for detection, threshold in thresholds.items():
-            spec = DETECTIONS[detection]
-            alarm = cloudwatch.Alarm(
+            self.alarms[detection] = alarms.alarm(
                 self,
-                f"{spec.metric_name}Alarm",
-                alarm_description=f"[{spec.severity}] {spec.title}",
+                f"{DETECTIONS[detection].metric_name}Alarm",
+                description=self._description(detection),
                 metric=self._metric(detection, cdk.Duration.minutes(5)),
                 threshold=threshold,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                topic=self.alarm_topic,
+                also=self._also(detection),
+                ok=True,
             )
-            self._alarm_actions(alarm, detection)
-            self.alarms[detection] = alarm
 
     def _rate_alarms(self, s: MonitoringSettings) -> None:
         """Rates CloudWatch computes: a metric filter, Contributor Insights, anomaly detection."""
+        self._rate_metrics()
+        self._insight_rules()
+        anomaly = Detection.PUBLISH_RATE_ANOMALY
+        anomaly_alarm = cloudwatch.AnomalyDetectionAlarm(
+            self,
+            "PublishRateAnomalyAlarm",
+            alarm_description=self._description(anomaly),
+            metric=self._metric(anomaly, cdk.Duration.minutes(5)),
+            std_devs=s.publish_rate_anomaly_band,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=alarms.NOT_BREACHING,
+        )
+        alarms.notify(anomaly_alarm, self.alarm_topic, *self._also(anomaly), ok=True)
+        self.alarms[anomaly] = anomaly_alarm
+        per_device = {
+            Detection.PUBLISH_RATE_TOP_DEVICE: (
+                "TopDevicePublishRateAlarm",
+                cdk.Duration.minutes(1),
+                s.max_telemetry_per_device_per_minute,
+                5,
+                3,
+            ),
+            Detection.CONNECTION_CHURN: (
+                "ConnectionChurnAlarm",
+                cdk.Duration.minutes(5),
+                s.max_connects_per_device_per_5_minutes,
+                1,
+                1,
+            ),
+        }
+        for detection, (alarm_id, period, threshold, periods, datapoints) in per_device.items():
+            rule = self.insight_rules[detection]
+            alarm = alarms.alarm(
+                self,
+                alarm_id,
+                description=self._description(detection),
+                metric=cloudwatch.MathExpression(
+                    expression=f"INSIGHT_RULE_METRIC('{rule.rule_name}', 'MaxContributorValue')",
+                    using_metrics={},
+                    period=period,
+                    label=f"{DETECTIONS[detection].metric_name} of the top device",
+                ),
+                threshold=threshold,
+                comparison=alarms.ABOVE,
+                evaluation_periods=periods,
+                datapoints_to_alarm=datapoints,
+                topic=self.alarm_topic,
+                also=self._also(detection),
+                ok=True,
+            )
+            alarm.node.add_dependency(rule)
+            self.alarms[detection] = alarm
+
+    def _rate_metrics(self) -> None:
+        """Per-message counts as metrics (the fleet's telemetry rate, its connections)."""
+        for construct_id, group, pattern, detection in (
+            (
+                "TelemetryMessagesMetric",
+                self.telemetry_count_log_group,
+                "{ $.thingName = * }",
+                Detection.PUBLISH_RATE_ANOMALY,
+            ),
+            (
+                "ConnectionsMetric",
+                self.lifecycle_log_group,
+                '{ $.eventType = "connected" }',
+                Detection.CONNECTION_CHURN,
+            ),
+        ):
+            logs.MetricFilter(
+                self,
+                construct_id,
+                log_group=group,
+                filter_pattern=logs.FilterPattern.literal(pattern),
+                metric_namespace=METRIC_NAMESPACE,
+                metric_name=DETECTIONS[detection].metric_name,
+                metric_value="1",
+                unit=cloudwatch.Unit.COUNT,
+            )
+
+    def _insight_rules(self) -> None:
+        """Contributor Insights rules: the top device by telemetry and by reconnects."""
         stack = cdk.Stack.of(self)
-        logs.MetricFilter(
-            self,
-            "TelemetryMessagesMetric",
-            log_group=self.telemetry_count_log_group,
-            filter_pattern=logs.FilterPattern.literal("{ $.thingName = * }"),
-            metric_namespace=METRIC_NAMESPACE,
-            metric_name=DETECTIONS[Detection.PUBLISH_RATE_ANOMALY].metric_name,
-            metric_value="1",
-            unit=cloudwatch.Unit.COUNT,
-        )
-        logs.MetricFilter(
-            self,
-            "ConnectionsMetric",
-            log_group=self.lifecycle_log_group,
-            filter_pattern=logs.FilterPattern.literal('{ $.eventType = "connected" }'),
-            metric_namespace=METRIC_NAMESPACE,
-            metric_name=DETECTIONS[Detection.CONNECTION_CHURN].metric_name,
-            metric_value="1",
-            unit=cloudwatch.Unit.COUNT,
-        )
         insight_specs = {
             Detection.PUBLISH_RATE_TOP_DEVICE: (
                 "TopTelemetryPublishers",
@@ -460,60 +537,6 @@ class SecurityMonitoring(Construct):
                     }
                 ),
             )
-
-        anomaly = Detection.PUBLISH_RATE_ANOMALY
-        alarm: cloudwatch.AlarmBase = cloudwatch.AnomalyDetectionAlarm(
-            self,
-            "PublishRateAnomalyAlarm",
-            alarm_description=f"[{DETECTIONS[anomaly].severity}] {DETECTIONS[anomaly].title}",
-            metric=self._metric(anomaly, cdk.Duration.minutes(5)),
-            std_devs=s.publish_rate_anomaly_band,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        self._alarm_actions(alarm, anomaly)
-        self.alarms[anomaly] = alarm
-
-        per_device = {
-            Detection.PUBLISH_RATE_TOP_DEVICE: (
-                "TopDevicePublishRateAlarm",
-                cdk.Duration.minutes(1),
-                s.max_telemetry_per_device_per_minute,
-                5,
-                3,
-            ),
-            Detection.CONNECTION_CHURN: (
-                "ConnectionChurnAlarm",
-                cdk.Duration.minutes(5),
-                s.max_connects_per_device_per_5_minutes,
-                1,
-                1,
-            ),
-        }
-        for detection, (alarm_id, period, threshold, periods, datapoints) in per_device.items():
-            rule_name = self.insight_rules[detection].rule_name
-            alarm = cloudwatch.Alarm(
-                self,
-                alarm_id,
-                alarm_description=f"[{DETECTIONS[detection].severity}] "
-                f"{DETECTIONS[detection].title}",
-                metric=cloudwatch.MathExpression(
-                    expression=f"INSIGHT_RULE_METRIC('{rule_name}', 'MaxContributorValue')",
-                    using_metrics={},
-                    period=period,
-                    label=f"{DETECTIONS[detection].metric_name} of the top device",
-                ),
-                threshold=threshold,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=periods,
-                datapoints_to_alarm=datapoints,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
-            alarm.node.add_dependency(self.insight_rules[detection])
-            self._alarm_actions(alarm, detection)
-            self.alarms[detection] = alarm
 
 
 @jsii.implements(cdk.IStableStringProducer)

@@ -64,44 +64,8 @@ class SecurityTopicRule(Construct):
         self.rule_arn = stack.format_arn(
             service="iot", resource="rule", resource_name=self.rule_name
         )
-        self.role = iam.Role(
-            self,
-            "Role",
-            description=f"AWS IoT rule {self.rule_name}: its actions only",
-            assumed_by=iam.ServicePrincipal("iot.amazonaws.com").with_conditions(
-                {
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnEquals": {"aws:SourceArn": self.rule_arn},
-                }
-            ),
-        )
-        actions: list[iot.CfnTopicRule.ActionProperty] = []
-        for group in (log_group, error_log_group):
-            if group is not None:
-                group.grant(
-                    self.role,
-                    "logs:CreateLogStream",
-                    "logs:DescribeLogStreams",
-                    "logs:PutLogEvents",
-                )
-        if log_group is not None:
-            actions.append(
-                iot.CfnTopicRule.ActionProperty(
-                    cloudwatch_logs=iot.CfnTopicRule.CloudwatchLogsActionProperty(
-                        log_group_name=log_group.log_group_name,
-                        role_arn=self.role.role_arn,
-                        batch_mode=False,
-                    )
-                )
-            )
-        if function is not None:
-            actions.append(
-                iot.CfnTopicRule.ActionProperty(
-                    lambda_=iot.CfnTopicRule.LambdaActionProperty(
-                        function_arn=function.function_arn
-                    )
-                )
-            )
+        self._role(log_group, error_log_group)
+        actions = self._actions(log_group, function)
         self.rule = iot.CfnTopicRule(
             self,
             "Resource",
@@ -129,3 +93,49 @@ class SecurityTopicRule(Construct):
                 source_arn=self.rule_arn,
                 source_account=stack.account,
             )
+
+    def _role(self, log_group: logs.ILogGroup | None, error_log_group: logs.ILogGroup) -> None:
+        stack = cdk.Stack.of(self)
+        self.role = iam.Role(
+            self,
+            "Role",
+            description=f"AWS IoT rule {self.rule_name}: its actions only",
+            assumed_by=iam.ServicePrincipal("iot.amazonaws.com").with_conditions(
+                {
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnEquals": {"aws:SourceArn": self.rule_arn},
+                }
+            ),
+        )
+        for group in (log_group, error_log_group):
+            if group is not None:
+                group.grant(
+                    self.role,
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                )
+
+    def _actions(
+        self, log_group: logs.ILogGroup | None, function: lambda_.IFunction | None
+    ) -> list[iot.CfnTopicRule.ActionProperty]:
+        actions: list[iot.CfnTopicRule.ActionProperty] = []
+        if log_group is not None:
+            actions.append(
+                iot.CfnTopicRule.ActionProperty(
+                    cloudwatch_logs=iot.CfnTopicRule.CloudwatchLogsActionProperty(
+                        log_group_name=log_group.log_group_name,
+                        role_arn=self.role.role_arn,
+                        batch_mode=False,
+                    )
+                )
+            )
+        if function is not None:
+            actions.append(
+                iot.CfnTopicRule.ActionProperty(
+                    lambda_=iot.CfnTopicRule.LambdaActionProperty(
+                        function_arn=function.function_arn
+                    )
+                )
+            )
+        return actions

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -13,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import nag
 from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
 
 #: Objects land under ``logs/YYYY/MM/DD/`` (UTC, the time Firehose received the
@@ -23,6 +23,22 @@ ERROR_PREFIX = (
 )
 #: Move objects to Glacier Instant Retrieval after this many days (if kept longer).
 COLD_STORAGE_AFTER_DAYS = 90
+#: CloudWatch Logs delivers gzip'd batches; without these processors the objects
+#: would be gzip inside gzip with no record separators.
+_RECORDS_ONE_PER_LINE = firehose.CfnDeliveryStream.ProcessingConfigurationProperty(
+    enabled=True,
+    processors=[
+        firehose.CfnDeliveryStream.ProcessorProperty(
+            type="Decompression",
+            parameters=[
+                firehose.CfnDeliveryStream.ProcessorParameterProperty(
+                    parameter_name="CompressionFormat", parameter_value="GZIP"
+                )
+            ],
+        ),
+        firehose.CfnDeliveryStream.ProcessorProperty(type="AppendDelimiterToRecord"),
+    ],
+)
 
 
 class SiemExport(Construct):
@@ -68,6 +84,25 @@ class SiemExport(Construct):
             )
             allow_cloudwatch_logs(encryption_key, self)
         self.key = encryption_key
+        self._buckets(retention_days)
+        self.error_log_group = logs.LogGroup(
+            self,
+            "DeliveryErrors",
+            encryption_key=self.key,
+            retention=log_retention,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self._delivery_role()
+        self._stream()
+        self._subscription_role()
+        self.subscription_filters: list[logs.CfnSubscriptionFilter] = []
+        self._exported: list[logs.ILogGroup] = []
+        for group in log_groups:
+            self.add_log_group(group)
+
+    # -- buckets: the export and its access log ----------------------------------------
+
+    def _buckets(self, retention_days: int) -> None:
         self.access_log_bucket = s3.Bucket(
             self,
             "AccessLogs",
@@ -78,12 +113,11 @@ class SiemExport(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(retention_days))],
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        cdk.Validations.of(self.access_log_bucket).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions::AwsSolutions-S1",
-                reason="This bucket receives the SIEM bucket's server access logs; logging its "
-                "own access would log the logging without end.",
-            )
+        nag.acknowledge(
+            self.access_log_bucket,
+            "S1",
+            "This bucket receives the SIEM bucket's server access logs; logging its "
+            "own access would log the logging without end.",
         )
         transitions = []
         if retention_days > COLD_STORAGE_AFTER_DAYS + 30:
@@ -116,20 +150,11 @@ class SiemExport(Construct):
             ],
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        self.error_log_group = logs.LogGroup(
-            self,
-            "DeliveryErrors",
-            encryption_key=self.key,
-            retention=log_retention,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+
+    # -- Firehose: its role and the stream ------------------------------------------------
+
+    def _delivery_role(self) -> None:
         stack = cdk.Stack.of(self)
-        error_stream = logs.LogStream(
-            self,
-            "DeliveryErrorStream",
-            log_group=self.error_log_group,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
         # Written by hand rather than with the DeliveryStream L2, whose grants
         # include s3:DeleteObject* and kms:ReEncrypt*: Firehose needs exactly
         # these (Amazon Data Firehose developer guide, "Grant access to S3").
@@ -143,6 +168,7 @@ class SiemExport(Construct):
                 }
             ),
         )
+        objects = self.bucket.arn_for_objects("*")
         self.delivery_role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=[
@@ -153,7 +179,7 @@ class SiemExport(Construct):
                     "s3:ListBucketMultipartUploads",
                     "s3:PutObject",
                 ],
-                resources=[self.bucket.bucket_arn, self.bucket.arn_for_objects("*")],
+                resources=[self.bucket.bucket_arn, objects],
             )
         )
         self.delivery_role.add_to_principal_policy(
@@ -164,13 +190,19 @@ class SiemExport(Construct):
             )
         )
         self.error_log_group.grant(self.delivery_role, "logs:PutLogEvents")
-        bucket_id = stack.get_logical_id(cast(cdk.CfnElement, self.bucket.node.default_child))
-        cdk.Validations.of(self.delivery_role).acknowledge(
-            cdk.Acknowledgment(
-                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
-                reason="Firehose writes one object per buffer under logs/YYYY/MM/DD/ with "
-                "names it chooses; the grant is limited to this bucket's objects.",
-            )
+        nag.acknowledge_wildcard_resources(
+            self.delivery_role,
+            "Firehose writes one object per buffer under logs/YYYY/MM/DD/ with "
+            "names it chooses; the grant is limited to this bucket's objects.",
+            [objects],
+        )
+
+    def _stream(self) -> None:
+        error_stream = logs.LogStream(
+            self,
+            "DeliveryErrorStream",
+            log_group=self.error_log_group,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         self.delivery_stream = firehose.CfnDeliveryStream(
             self,
@@ -203,29 +235,17 @@ class SiemExport(Construct):
                             log_stream_name=error_stream.log_stream_name,
                         )
                     ),
-                    # CloudWatch Logs delivers gzip'd batches; without these the objects
-                    # would be gzip inside gzip with no record separators.
-                    processing_configuration=firehose.CfnDeliveryStream.ProcessingConfigurationProperty(
-                        enabled=True,
-                        processors=[
-                            firehose.CfnDeliveryStream.ProcessorProperty(
-                                type="Decompression",
-                                parameters=[
-                                    firehose.CfnDeliveryStream.ProcessorParameterProperty(
-                                        parameter_name="CompressionFormat", parameter_value="GZIP"
-                                    )
-                                ],
-                            ),
-                            firehose.CfnDeliveryStream.ProcessorProperty(
-                                type="AppendDelimiterToRecord"
-                            ),
-                        ],
-                    ),
+                    processing_configuration=_RECORDS_ONE_PER_LINE,
                 )
             ),
         )
         # Firehose checks the role's access when the stream is created.
         self.delivery_stream.node.add_dependency(self.delivery_role)
+
+    # -- CloudWatch Logs -> the stream ------------------------------------------------------
+
+    def _subscription_role(self) -> None:
+        stack = cdk.Stack.of(self)
         # One role for every subscription filter: CloudWatch Logs of this account
         # and region may put records into this stream, nothing else.
         self.subscription_role = iam.Role(
@@ -249,10 +269,6 @@ class SiemExport(Construct):
                 resources=[self.delivery_stream.attr_arn],
             )
         )
-        self.subscription_filters: list[logs.CfnSubscriptionFilter] = []
-        self._exported: list[logs.ILogGroup] = []
-        for group in log_groups:
-            self.add_log_group(group)
 
     def add_log_group(
         self, log_group: logs.ILogGroup, *, filter_pattern: str = ""

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -29,6 +28,7 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import alarms, nag
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.aws_schema import (
@@ -132,14 +132,7 @@ class TunnelAlarms(Construct):
         encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        for name, value, problem in (
-            ("max_opens_per_thing_per_day", max_opens_per_thing_per_day, max_opens_problem),
-            ("renewal_window_minutes", renewal_window_minutes, renewal_window_problem),
-            ("max_open_hours", max_open_hours, max_open_hours_problem),
-        ):
-            message = None if cdk.Token.is_unresolved(value) else problem(value)
-            if message is not None:
-                raise ValueError(f"{name}: {message}")
+        _check_props(max_opens_per_thing_per_day, renewal_window_minutes, max_open_hours)
         if alarm_topic is not None and email_addresses:
             raise ValueError(
                 f"email_addresses: {list(email_addresses)!r} given with an alarm_topic; "
@@ -168,76 +161,9 @@ class TunnelAlarms(Construct):
             retry_attempts=2,
             on_failure=destinations.SqsDestination(self.dead_letter_queue),
         )
-        self.rule = events.Rule(
-            self,
-            "TunnelEvents",
-            description="Secure Tunneling OpenTunnel/CloseTunnel CloudTrail events",
-            event_pattern=events.EventPattern(
-                source=[EVENTBRIDGE_SOURCE],
-                detail={
-                    "eventSource": [CLOUDTRAIL_EVENT_SOURCE],
-                    "eventName": [OPEN_TUNNEL, CLOSE_TUNNEL],
-                    # A failed call opened or closed nothing.
-                    "errorCode": events.Match.does_not_exist(),
-                },
-            ),
-            targets=[self._target()],
-        )
-        self.sweep_rule = events.Rule(
-            self,
-            "Sweep",
-            description="Measures the age of tunnels still open",
-            schedule=events.Schedule.rate(_PERIOD),
-            targets=[self._target()],
-        )
-        self.too_many_opens_alarm = self._alarm(
-            "TooManyOpens",
-            per_thing_query("MAX", OPENS_TODAY),
-            threshold=max_opens_per_thing_per_day,
-            description=(
-                f"A thing opened more than {max_opens_per_thing_per_day} tunnels today (UTC). "
-                "Someone may be scripting tunnels, or a device keeps losing its session. "
-            ),
-        )
-        self.renewal_loop_alarm = self._alarm(
-            "RenewalLoop",
-            per_thing_query("SUM", RENEWAL_LOOP),
-            threshold=0,
-            description=(
-                f"A thing got a new tunnel within {renewal_window_minutes} minutes after its "
-                "previous tunnel closed or expired: something renews access instead of "
-                "ending it. "
-            ),
-        )
-        self.open_too_long_alarm = self._alarm(
-            "OpenTooLong",
-            per_thing_query("MAX", OPEN_AGE),
-            threshold=max_open_hours * 3600,
-            description=(
-                f"A tunnel has been open longer than {max_open_hours:g} hours: likely a "
-                "debug session left open. "
-            ),
-        )
-        self.errors_alarm = self._function_alarm(
-            "Errors",
-            self.function.metric_errors(period=_PERIOD, statistic="Sum"),
-            "The tunnel-metrics function failed; tunnel metrics may be missing "
-            "(failed events are retried, then kept in the dead-letter queue).",
-        )
-        self.throttles_alarm = self._function_alarm(
-            "Throttles",
-            self.function.metric_throttles(period=_PERIOD, statistic="Sum"),
-            "The tunnel-metrics function was throttled; events are retried, then kept in "
-            "the dead-letter queue.",
-        )
-        self.failed_events_alarm = self._function_alarm(
-            "FailedEvents",
-            self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=_PERIOD, statistic="Maximum"
-            ),
-            "Tunnel events could not be processed after retries and wait in the "
-            "dead-letter queue; they are not counted until replayed.",
-        )
+        self._rules()
+        self._tunnel_alarms(max_opens_per_thing_per_day, renewal_window_minutes, max_open_hours)
+        self._function_alarms()
         self.dashboard = self._dashboard(dashboard_name, max_open_hours)
 
     @property
@@ -287,12 +213,11 @@ class TunnelAlarms(Construct):
             enforce_ssl=True,
             retention_period=cdk.Duration.days(14),
         )
-        cdk.Validations.of(queue).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions::AwsSolutions-SQS3",
-                reason="This queue is the dead-letter queue of the tunnel-metrics function "
-                "and its rules; a dead-letter queue needs none of its own.",
-            )
+        nag.acknowledge(
+            queue,
+            "SQS3",
+            "This queue is the dead-letter queue of the tunnel-metrics function "
+            "and its rules; a dead-letter queue needs none of its own.",
         )
         return queue
 
@@ -331,24 +256,12 @@ class TunnelAlarms(Construct):
                 resources=[tunnels],
             )
         )
-        # cdk-nag names the resource as synthesized: pseudo parameters where the
-        # stack has no explicit environment, the values where it has one.
-        partition, region, account = (
-            f"<{pseudo}>" if cdk.Token.is_unresolved(value) else value
-            for value, pseudo in (
-                (stack.partition, "AWS::Partition"),
-                (stack.region, "AWS::Region"),
-                (stack.account, "AWS::AccountId"),
-            )
-        )
-        cdk.Validations.of(role).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions::AwsSolutions-IAM5[Resource::"
-                f"arn:{partition}:iot:{region}:{account}:tunnel/*]",
-                reason="Tunnel ids exist only once a tunnel is opened, so no exact ARN can be "
-                "granted; DescribeTunnel is read-only, limited to this account and region, and "
-                "returns no access tokens.",
-            )
+        nag.acknowledge_wildcard_resources(
+            role,
+            "Tunnel ids exist only once a tunnel is opened, so no exact ARN can be "
+            "granted; DescribeTunnel is read-only, limited to this account and region, and "
+            "returns no access tokens.",
+            [tunnels],
         )
 
     def _target(self) -> targets.LambdaFunction:
@@ -359,126 +272,211 @@ class TunnelAlarms(Construct):
             max_event_age=cdk.Duration.hours(24),
         )
 
+    def _rules(self) -> None:
+        self.rule = events.Rule(
+            self,
+            "TunnelEvents",
+            description="Secure Tunneling OpenTunnel/CloseTunnel CloudTrail events",
+            event_pattern=events.EventPattern(
+                source=[EVENTBRIDGE_SOURCE],
+                detail={
+                    "eventSource": [CLOUDTRAIL_EVENT_SOURCE],
+                    "eventName": [OPEN_TUNNEL, CLOSE_TUNNEL],
+                    # A failed call opened or closed nothing.
+                    "errorCode": events.Match.does_not_exist(),
+                },
+            ),
+            targets=[self._target()],
+        )
+        self.sweep_rule = events.Rule(
+            self,
+            "Sweep",
+            description="Measures the age of tunnels still open",
+            schedule=events.Schedule.rate(_PERIOD),
+            targets=[self._target()],
+        )
+
     # -- alarms --
+
+    def _tunnel_alarms(
+        self, max_opens_per_thing_per_day: int, renewal_window_minutes: int, max_open_hours: float
+    ) -> None:
+        self.too_many_opens_alarm = self._alarm(
+            "TooManyOpens",
+            per_thing_query("MAX", OPENS_TODAY),
+            threshold=max_opens_per_thing_per_day,
+            description=(
+                f"A thing opened more than {max_opens_per_thing_per_day} tunnels today (UTC). "
+                "Someone may be scripting tunnels, or a device keeps losing its session. "
+            ),
+        )
+        self.renewal_loop_alarm = self._alarm(
+            "RenewalLoop",
+            per_thing_query("SUM", RENEWAL_LOOP),
+            threshold=0,
+            description=(
+                f"A thing got a new tunnel within {renewal_window_minutes} minutes after its "
+                "previous tunnel closed or expired: something renews access instead of "
+                "ending it. "
+            ),
+        )
+        self.open_too_long_alarm = self._alarm(
+            "OpenTooLong",
+            per_thing_query("MAX", OPEN_AGE),
+            threshold=max_open_hours * 3600,
+            description=(
+                f"A tunnel has been open longer than {max_open_hours:g} hours: likely a "
+                "debug session left open. "
+            ),
+        )
+
+    def _function_alarms(self) -> None:
+        self.errors_alarm = self._function_alarm(
+            "Errors",
+            self.function.metric_errors(period=_PERIOD, statistic="Sum"),
+            "The tunnel-metrics function failed; tunnel metrics may be missing "
+            "(failed events are retried, then kept in the dead-letter queue).",
+        )
+        self.throttles_alarm = self._function_alarm(
+            "Throttles",
+            self.function.metric_throttles(period=_PERIOD, statistic="Sum"),
+            "The tunnel-metrics function was throttled; events are retried, then kept in "
+            "the dead-letter queue.",
+        )
+        self.failed_events_alarm = self._function_alarm(
+            "FailedEvents",
+            self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=_PERIOD, statistic="Maximum"
+            ),
+            "Tunnel events could not be processed after retries and wait in the "
+            "dead-letter queue; they are not counted until replayed.",
+        )
 
     def _alarm(
         self, name: str, query: str, *, threshold: float, description: str
     ) -> cloudwatch.Alarm:
-        alarm = cloudwatch.Alarm(
+        return alarms.alarm(
             self,
             f"{name}Alarm",
             metric=cloudwatch.MathExpression(
                 expression=query, using_metrics={}, period=_PERIOD, label=name
             ),
             threshold=threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            comparison=alarms.ABOVE,
             # 1 of 3 periods: a data point that arrives late (CloudTrail delivers
             # within minutes, not seconds) still falls inside the window.
             evaluation_periods=3,
             datapoints_to_alarm=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=description + _FIND_THE_DEVICE,
+            description=description + _FIND_THE_DEVICE,
+            topic=self.alarm_topic.topic,
         )
-        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic.topic))
-        return alarm
 
     def _function_alarm(
         self, name: str, metric: cloudwatch.IMetric, description: str
     ) -> cloudwatch.Alarm:
-        alarm = cloudwatch.Alarm(
+        return alarms.alarm(
             self,
             f"{name}Alarm",
             metric=metric,
             threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=description,
+            description=description,
+            topic=self.alarm_topic.topic,
         )
-        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic.topic))
-        return alarm
 
     # -- dashboard --
 
     def _dashboard(self, name: str | None, max_open_hours: float) -> cloudwatch.Dashboard:
-        day = cdk.Duration.days(1)
-        hour = cdk.Duration.hours(1)
-
-        def fleet(
-            metric: str, statistic: str, period: cdk.Duration, label: str
-        ) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=NAMESPACE,
-                metric_name=metric,
-                statistic=statistic,
-                period=period,
-                label=label,
-            )
-
-        def top(
-            function: str, metric: str, period: cdk.Duration, label: str
-        ) -> cloudwatch.MathExpression:
-            return cloudwatch.MathExpression(
-                expression=per_thing_query(function, metric, limit=10),
-                using_metrics={},
-                period=period,
-                label=label,
-            )
-
         dashboard = cloudwatch.Dashboard(
             self, "Dashboard", dashboard_name=name, default_interval=cdk.Duration.days(7)
         )
+        for row in _dashboard_rows(max_open_hours):
+            dashboard.add_widgets(*row)
         dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Open tunnels and unattributable events",
+                width=12,
+                left=[_fleet(TUNNELS_OPEN, "Maximum", _PERIOD, "open tunnels")],
+                right=[_fleet(UNRESOLVED, "Sum", _PERIOD, "unresolved events")],
+            ),
+            cloudwatch.AlarmStatusWidget(title="Tunnel alarms", width=12, alarms=self.alarms),
+        )
+        return dashboard
+
+
+def _check_props(
+    max_opens_per_thing_per_day: int, renewal_window_minutes: int, max_open_hours: float
+) -> None:
+    for name, value, problem in (
+        ("max_opens_per_thing_per_day", max_opens_per_thing_per_day, max_opens_problem),
+        ("renewal_window_minutes", renewal_window_minutes, renewal_window_problem),
+        ("max_open_hours", max_open_hours, max_open_hours_problem),
+    ):
+        message = None if cdk.Token.is_unresolved(value) else problem(value)
+        if message is not None:
+            raise ValueError(f"{name}: {message}")
+
+
+def _fleet(metric: str, statistic: str, period: cdk.Duration, label: str) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=NAMESPACE, metric_name=metric, statistic=statistic, period=period, label=label
+    )
+
+
+def _top(function: str, metric: str, period: cdk.Duration, label: str) -> cloudwatch.MathExpression:
+    return cloudwatch.MathExpression(
+        expression=per_thing_query(function, metric, limit=10),
+        using_metrics={},
+        period=period,
+        label=label,
+    )
+
+
+def _dashboard_rows(max_open_hours: float) -> list[tuple[cloudwatch.IWidget, ...]]:
+    """The graph rows: each a fleet view next to its top-10-things view."""
+    day, hour = cdk.Duration.days(1), cdk.Duration.hours(1)
+    return [
+        (
             cloudwatch.GraphWidget(
                 title="Tunnel opens per day (fleet)",
                 width=12,
-                left=[fleet(OPEN_COUNT, "Sum", day, "opens")],
+                left=[_fleet(OPEN_COUNT, "Sum", day, "opens")],
                 view=cloudwatch.GraphWidgetView.BAR,
             ),
             cloudwatch.GraphWidget(
                 title="Top 10 things by opens per day",
                 width=12,
-                left=[top("SUM", OPEN_COUNT, day, "opens")],
+                left=[_top("SUM", OPEN_COUNT, day, "opens")],
             ),
-        )
-        dashboard.add_widgets(
+        ),
+        (
             cloudwatch.GraphWidget(
                 title="Renewal loops (fleet, per hour)",
                 width=12,
-                left=[fleet(RENEWAL_LOOP, "Sum", hour, "renewal loops")],
+                left=[_fleet(RENEWAL_LOOP, "Sum", hour, "renewal loops")],
             ),
             cloudwatch.GraphWidget(
                 title="Top 10 things by renewal loops",
                 width=12,
-                left=[top("SUM", RENEWAL_LOOP, hour, "renewal loops")],
+                left=[_top("SUM", RENEWAL_LOOP, hour, "renewal loops")],
             ),
-        )
-        dashboard.add_widgets(
+        ),
+        (
             cloudwatch.GraphWidget(
                 title="Open durations at close (seconds)",
                 width=12,
                 left=[
-                    fleet(OPEN_DURATION, "p50", hour, "p50"),
-                    fleet(OPEN_DURATION, "p90", hour, "p90"),
-                    fleet(OPEN_DURATION, "Maximum", hour, "max"),
+                    _fleet(OPEN_DURATION, "p50", hour, "p50"),
+                    _fleet(OPEN_DURATION, "p90", hour, "p90"),
+                    _fleet(OPEN_DURATION, "Maximum", hour, "max"),
                 ],
             ),
             cloudwatch.GraphWidget(
                 title="Oldest open tunnel per thing (seconds)",
                 width=12,
-                left=[top("MAX", OPEN_AGE, _PERIOD, "age")],
+                left=[_top("MAX", OPEN_AGE, _PERIOD, "age")],
                 left_annotations=[
                     cloudwatch.HorizontalAnnotation(value=max_open_hours * 3600, label="alarm")
                 ],
             ),
-        )
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Open tunnels and unattributable events",
-                width=12,
-                left=[fleet(TUNNELS_OPEN, "Maximum", _PERIOD, "open tunnels")],
-                right=[fleet(UNRESOLVED, "Sum", _PERIOD, "unresolved events")],
-            ),
-            cloudwatch.AlarmStatusWidget(title="Tunnel alarms", width=12, alarms=self.alarms),
-        )
-        return dashboard
+        ),
+    ]
