@@ -6,7 +6,6 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
-from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import (
@@ -18,6 +17,7 @@ from iot_remote_access.constructs.aws import (
     TunnelAlarms,
 )
 from iot_remote_access.guard.cdk_plugin import IotPolicyGuard
+from iot_remote_access.guard.nag import aws_solutions_plugins
 from iot_remote_access.settings import FleetSettings
 
 
@@ -32,7 +32,8 @@ class IotRemoteAccessStack(cdk.Stack):
     (AuditTrail) and ``secure_tunneling`` (SecureTunneling); both are None otherwise.
 
     :param settings: Default: ``FleetSettings()`` (safe defaults).
-    :param checks: run the guard and cdk-nag. Default: True.
+    :param checks: run the guard and cdk-nag's AwsSolutions pack (cdk-nag 3, the ``nag``
+        extra; without it, or with cdk-nag 2, a synthesis warning says so). Default: True.
     """
 
     def __init__(
@@ -60,7 +61,7 @@ class IotRemoteAccessStack(cdk.Stack):
         # (settings.tunneling), or the account's own where tunneling is off here.
         self.tunnel_alarms = self._tunnel_alarms() if self.settings.tunnel_alarms.enabled else None
         if checks:
-            cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())
+            cdk.Validations.of(self).add_plugins(*aws_solutions_plugins(self), IotPolicyGuard())
 
     def _tunneling(self) -> None:
         tunneling = self.settings.tunneling
