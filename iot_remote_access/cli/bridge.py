@@ -15,7 +15,8 @@ def bridge() -> None:
 @bridge.command("run")
 def run() -> None:
     """Run the bridge until SIGTERM/SIGINT, then drain. Settings: BRIDGE_* environment
-    variables (see the README); exit 2 when one is invalid, before connecting anywhere."""
+    variables (listed in docs/bridge-deploy.md); exit 2 when one is invalid, before
+    connecting anywhere."""
     try:
         from iot_remote_access.bridge.logs import configure
         from iot_remote_access.bridge.settings import BridgeSettings, BridgeSettingsError

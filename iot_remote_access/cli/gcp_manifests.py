@@ -62,7 +62,7 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
         click.echo(
             "note: no hivemq.licenseSecret: HiveMQ runs as an evaluation (25 connections) and the "
             "Enterprise Security Extension stops after its 5-hour trial, after which every "
-            "client is refused (see README)",
+            "client is refused (see docs/gcp.md, Known limits)",
             err=True,
         )
 

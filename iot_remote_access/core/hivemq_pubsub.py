@@ -1,6 +1,6 @@
 """The HiveMQ Enterprise Extension for Google Cloud Pub/Sub, configured from the topic model.
 
-The alternative to the bridge Deployment for licensed users: the extension
+The alternative to the bridge StatefulSet for licensed users: the extension
 runs inside every broker node and forwards what devices publish on the
 telemetry topics to one Pub/Sub topic. It authenticates with Application
 Default Credentials, i.e. GKE Workload Identity through the broker pods'

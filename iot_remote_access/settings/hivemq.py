@@ -169,7 +169,7 @@ class PubsubExtensionSettings(SettingsSection):
     #: The Google service account the broker pods act as (Workload Identity).
     google_service_account: str
     #: A customization transformer class for commands (Pub/Sub -> MQTT). Default: none,
-    #: so the extension forwards telemetry only; see the README.
+    #: so the extension forwards telemetry only (why: docs/gcp.md, "Pub/Sub extension instead").
     commands_transformer: str | None = None
 
     @field_validator("google_service_account")
@@ -193,7 +193,7 @@ class HivemqSettings(SettingsSection):
 
     Default: namespace ``iot``, release ``hivemq``, HiveMQ 4.54.0, Kubernetes
     1.33, the bridge (``integration: bridge``, configured in ``gcp.bridge``),
-    no license (see the README for what that means), 100,000 queued messages
+    no license (what that means: docs/gcp.md, "Known limits"), 100,000 queued messages
     per client (HiveMQ's own default is 1,000), new messages discarded when full.
     """
 

@@ -4,7 +4,7 @@ Google Cloud has no CDK. The Pub/Sub topology is, as for Azure, a plain-Python
 construct tree (``iot_remote_access.core.tree``, no Node.js) holding the SDK
 model objects (``google.pubsub_v1.types``) and IAM grants that
 :class:`DesiredState` collects and :mod:`iot_remote_access.pubsub` plans and
-deploys. The GKE side (HiveMQ, the bridge Deployment, network
+deploys. The GKE side (HiveMQ, the bridge StatefulSet, network
 policies) is cdk8s charts (jsii, so Node.js); import those from their own
 modules, so that the Pub/Sub commands load neither cdk8s nor Node.js.
 """

@@ -5,7 +5,7 @@ Extension's ConfigMap, the Pub/Sub extension's ConfigMap and service account
 when that integration is chosen) and ``values``, the chart's values, which
 the CLI writes as ``hivemq-values.yaml`` for ``helm install`` or an Argo CD
 Helm source. Why the chart's values rather than a hand-written
-``HivemqPlatform`` resource: see the README ("Why the Helm chart").
+``HivemqPlatform`` resource: see docs/gcp.md ("Why the Helm chart's values").
 """
 
 from __future__ import annotations
