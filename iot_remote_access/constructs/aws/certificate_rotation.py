@@ -3,7 +3,7 @@
 Composes the private CA, the inventory table, the four rotation functions (signer,
 confirm, planner, worker), the IoT rules on the devices' rotation topics, the
 daily and hourly schedules, the SQS fan-out queue, an IoT job template, the
-Device Defender audit and the alarms. The protocol is described in the README
+Device Defender audit and the alarms. The protocol is described in docs/certificate-rotation.md
 ("Certificate rotation") and in ``iot_remote_access/lambdas/certs``.
 """
 

@@ -7,7 +7,7 @@ from aws_cdk import aws_acmpca as acmpca
 from constructs import Construct
 
 #: Monthly price of one ACM Private CA in general-purpose mode (us-east-1 list price),
-#: plus a per-certificate charge; stated in the README.
+#: plus a per-certificate charge; stated in docs/cost.md.
 GENERAL_PURPOSE_MONTHLY_USD = 400
 
 

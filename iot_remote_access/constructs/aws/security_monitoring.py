@@ -52,7 +52,7 @@ MAX_CONFIG_BYTES = 3000
 class SecurityMonitoring(Construct):
     """Detects misbehaving devices from AWS IoT's logs and lifecycle events.
 
-    Detections (see the README's table): authorization failures, unexpected
+    Detections (docs/security-monitoring.md, "Runbook"): authorization failures, unexpected
     subscriptions, connections from outside the allowed networks, publish-rate
     anomalies (fleet band and top device) and connection churn. Each has a
     metric in ``IotRemoteAccess/Security`` and a fleet-wide alarm on the alarm

@@ -16,7 +16,7 @@ from iot_remote_access.constructs.aws import nag
 from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
 
 #: Objects land under ``logs/YYYY/MM/DD/`` (UTC, the time Firehose received the
-#: records); the README's Athena table projects the date from this layout.
+#: records); the Athena table in docs/security-monitoring.md projects the date from this layout.
 DATA_PREFIX = "logs/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/"
 ERROR_PREFIX = (
     "errors/!{firehose:error-output-type}/!{timestamp:yyyy}/!{timestamp:MM}/!{timestamp:dd}/"
