@@ -82,6 +82,14 @@ class BridgeSettings(BaseSettings):
     reconnect_min_seconds: int = Field(default=1, ge=1, le=60)
     reconnect_max_seconds: int = Field(default=30, ge=1, le=600)
     publish_timeout_seconds: float = Field(default=30.0, ge=1, le=600)
+    #: A message unconfirmed this long makes /readyz fail; one that holds back later
+    #: PUBACKs this long is parked (acknowledged, kept in memory, retried).
+    stall_seconds: float = Field(default=30.0, ge=1, le=3600)
+    max_parked_messages: int = Field(default=1000, ge=0, le=100_000)
+    #: On SIGTERM, after unsubscribing: the broker is done sending when nothing came this long.
+    drain_quiet_seconds: float = Field(default=1.0, ge=0.1, le=60)
+    #: A repeating warning (same event, same cause) is logged at most once per interval.
+    log_interval_seconds: float = Field(default=10.0, ge=1, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("project")

@@ -18,6 +18,7 @@ from google.cloud import pubsub_v1
 
 from iot_remote_access.bridge.service import BridgeService, make_publisher
 from iot_remote_access.bridge.settings import BridgeSettings
+from iot_remote_access.bridge.telemetry import dedup_key
 from tests.support.gcp_clients import Device, PubsubReader, wait_for
 from tests.support.pki import TestCa
 from tests.support.processes import MosquittoBroker, PubsubEmulator
@@ -80,6 +81,7 @@ def test_telemetry_reaches_pubsub_ordered_per_device_with_attributes(
         assert message.ordering_key == thing
         assert message.attributes["mqttTopic"] == f"dt/{thing}/telemetry"
         assert message.attributes["mqttQos"] == "1"
+        assert message.attributes["dedupKey"] == dedup_key(f"dt/{thing}/telemetry", message.data)
         received = dt.datetime.fromisoformat(message.attributes["receivedAt"])
         assert abs(dt.datetime.now(dt.UTC) - received) < dt.timedelta(minutes=2)
         sequences[thing].append(int(message.data))
@@ -189,6 +191,9 @@ def test_health_readiness_and_metrics_endpoints(bridge: BridgeService) -> None:
             "mqttSubscribed": True,
             "commandsStreaming": True,
             "draining": False,
+            "pubsubPublishing": True,
+            "oldestUnconfirmedSeconds": 0.0,
+            "parked": 0,
         }
     with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -198,6 +203,10 @@ def test_health_readiness_and_metrics_endpoints(bridge: BridgeService) -> None:
         "bridge_telemetry_acked_total",
         "bridge_telemetry_publish_failed_total",
         "bridge_telemetry_duplicates_total",
+        "bridge_telemetry_redelivered_total",
+        "bridge_telemetry_undeliverable_total",
+        "bridge_telemetry_parked",
+        "bridge_telemetry_oldest_unconfirmed_seconds",
         "bridge_telemetry_inflight",
         "bridge_telemetry_latency_seconds_bucket",
         "bridge_mqtt_connected 1.0",
