@@ -68,6 +68,11 @@ class AckSequencer:
         with self._lock:
             return self._done_locked(ticket)
 
+    def done_many(self, tickets: list[Ticket]) -> int:
+        """:meth:`done` for each of ``tickets``, under one lock. Returns PUBACKs sent."""
+        with self._lock:
+            return sum(self._done_locked(ticket) for ticket in tickets)
+
     def _done_locked(self, ticket: Ticket) -> int:
         if ticket.done:
             return 0

@@ -9,6 +9,7 @@ import time
 from types import FrameType
 from typing import Any
 
+from iot_remote_access.bridge.ack_sequencer import Ticket
 from iot_remote_access.bridge.cause_log import CauseLog
 from iot_remote_access.bridge.commands import CommandRelay
 from iot_remote_access.bridge.health import HealthServer
@@ -84,6 +85,7 @@ class BridgeService:
             max_inflight=settings.max_inflight,
             max_inflight_bytes=settings.max_inflight_bytes,
             log_interval=settings.log_interval_seconds,
+            settle=self._settle,
         )
         self.metrics.oldest.set_function(self.telemetry.oldest_age)
         self._watchdog = threading.Thread(target=self._watch, name="bridge-watchdog", daemon=True)
@@ -142,16 +144,13 @@ class BridgeService:
         self._received[message.qos].inc()
         if message.dup:
             self.metrics.redelivered.inc()
-        ticket = message.ticket
-        sequencer = self.link.sequencer
-        acked = self.metrics.acked
+        self.telemetry.submit(message)  # False: QoS 0 over the limit, dropped (counted)
 
-        def done() -> None:
-            sent = sequencer.done(ticket)
-            if sent:
-                acked.inc(sent)
-
-        self.telemetry.submit(message, done)  # False: QoS 0 over the limit, dropped (counted)
+    def _settle(self, tickets: list[Ticket]) -> None:
+        """Delivered (or dead-lettered): acknowledge what is now due to the broker."""
+        sent = self.link.sequencer.done_many(tickets)
+        if sent:
+            self.metrics.acked.inc(sent)
 
     def _watch(self) -> None:
         """Park what holds back later PUBACKs longer than the stall bound (see ack_sequencer)."""

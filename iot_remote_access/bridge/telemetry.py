@@ -60,7 +60,7 @@ class Inbound:
 class _Entry:
     message: Inbound
     thing: str
-    on_done: Callable[[], None]
+    on_done: Callable[[], None] | None
     key: str = ""
     pb: Any = None
     dead_reason: str | None = None
@@ -146,11 +146,13 @@ class TelemetryForwarder:
         max_inflight: int,
         max_inflight_bytes: int,
         backoff: tuple[float, float] = (0.2, 10.0),
-        linger: float = 0.005,
+        linger: float = 0.01,
         max_rpcs: int = 4,
         log_interval: float = 10.0,
+        settle: Callable[[list[Ticket]], object] | None = None,
     ) -> None:
         self._publish = publish
+        self._on_settled = settle
         self._topic = topic_path
         self._template = template
         self._pattern = re.compile(thing_name_pattern)
@@ -186,8 +188,12 @@ class TelemetryForwarder:
 
     # -- intake (MQTT network thread) ---------------------------------------------------
 
-    def submit(self, message: Inbound, on_done: Callable[[], None]) -> bool:
-        """Take ``message``; False when a QoS 0 message is dropped for lack of room."""
+    def submit(self, message: Inbound, on_done: Callable[[], None] | None = None) -> bool:
+        """Take ``message``; False when a QoS 0 message is dropped for lack of room.
+
+        Once it is delivered, ``on_done()`` runs, or without it the ``settle`` given at
+        construction, once per batch with every such message's ticket.
+        """
         size = len(message.payload)
         thing = self._things.get(message.topic, _DEAD_LANE)
         if thing == _DEAD_LANE:
@@ -535,6 +541,12 @@ class TelemetryForwarder:
                     self._parked -= 1
             if not self._inflight:
                 self._idle.notify_all()
+        tickets = []
         for entry in entries:
             observe(now - entry.message.received_mono)
-            entry.on_done()
+            if entry.on_done is not None:
+                entry.on_done()
+            else:
+                tickets.append(entry.message.ticket)
+        if tickets and self._on_settled is not None:
+            self._on_settled(tickets)
