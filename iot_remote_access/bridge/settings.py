@@ -49,7 +49,9 @@ class BridgeSettings(BaseSettings):
     Default: broker port 8883, share group ``pubsub-bridge``, the topic model's
     default topics, the Pub/Sub names that ``gcp deploy`` creates by default,
     1000 telemetry messages in flight (the MQTT receive maximum), 100 commands
-    in flight, health and metrics on port 8080, 20 s to drain on shutdown.
+    in flight, health and metrics on port 8080, 20 s to drain on shutdown, 30 s
+    stall bound (readiness, parking; at most 1000 parked), 1 s of quiet ends a
+    drain, repeating warnings at most every 10 s.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")

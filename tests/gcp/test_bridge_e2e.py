@@ -253,9 +253,8 @@ def test_failed_ordered_publishes_are_resumed_and_republished_in_order(
     emulator: PubsubEmulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Pub/Sub unreachable for longer than the publish timeout: the ordered publishes fail,
-    Pub/Sub's client pauses each thing's key, and the bridge resumes the key
-    (resume_publish) and publishes the thing's unconfirmed messages again, in order."""
+    """Pub/Sub unreachable for longer than the publish timeout: the Publish calls fail, each
+    thing's lane waits (backoff) and publishes its unconfirmed messages again, in order."""
     gate = TcpGate(emulator.port)
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", gate.address)  # the bridge's clients only
     settings = bridge_settings.model_copy(update={"publish_timeout_seconds": 1.0})
