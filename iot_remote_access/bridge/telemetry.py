@@ -439,14 +439,24 @@ class TelemetryForwarder:
     ) -> None:
         self._rpcs -= 1
         if error is None:
+            published = duplicates = 0
+            seen_again = self._recent.seen_again
             for key, lane, count in batch.parts:
                 lane.sending = lane.attempt = 0
                 lane.solo = False
                 for _ in range(count):
                     entry = lane.entries.popleft()
                     finished.append(entry)
-                    self._confirmed(entry, dead=key == _DEAD_LANE)
+                    if key == _DEAD_LANE:
+                        self._dead_lettered(entry)
+                    else:
+                        published += 1
+                        duplicates += seen_again(entry.key)
                 self._settle(key, lane, now)
+            # Counted once per call, not per message: the hot path.
+            self._metrics.published.inc(published)
+            if duplicates:
+                self._metrics.duplicates.inc(duplicates)
             return
         cause, rejected = describe(error)
         for key, lane, count in batch.parts:
@@ -460,19 +470,13 @@ class TelemetryForwarder:
                 self._failed(key, lane, cause, now)
             self._settle(key, lane, now)
 
-    def _confirmed(self, entry: _Entry, *, dead: bool) -> None:
-        if dead:
-            reason = entry.dead_reason or "rejected"
-            self._metrics.dead_lettered.labels(reason=reason.split(":")[0]).inc()
-            self._causes.report(
-                "telemetry sent to the dead-letter topic",
-                reason,
-                mqttTopic=entry.message.topic[:256],
-            )
-            return
-        self._metrics.published.inc()
-        if self._recent.seen_again(entry.key):
-            self._metrics.duplicates.inc()
+    def _dead_lettered(self, entry: _Entry) -> None:
+        """The dead-letter topic confirmed ``entry``: only now is that logged."""
+        reason = entry.dead_reason or "rejected"
+        self._metrics.dead_lettered.labels(reason=reason.split(":")[0]).inc()
+        self._causes.report(
+            "telemetry sent to the dead-letter topic", reason, mqttTopic=entry.message.topic[:256]
+        )
 
     def _refused(self, key: str, lane: _Lane, cause: str, finished: list[_Entry]) -> None:
         """Pub/Sub refused the lane's head message alone as invalid."""
