@@ -279,7 +279,28 @@ def main() -> None:
             bridge.stop()
         emulator.stop()
         broker.stop()
-    load_after = os.getloadavg()
+    report(
+        args,
+        total,
+        (raw_first, raw_second, bridge_rate),
+        (p50, p99, *inside),
+        (throughput_cpu, latency_cpu),
+        (load_before[0], os.getloadavg()[0]),
+    )
+
+
+def report(
+    args: argparse.Namespace,
+    total: int,
+    rates: tuple[float, float, float],
+    latencies: tuple[float, float, float, float],
+    cpu: tuple[float, float],
+    load: tuple[float, float],
+) -> None:
+    """Print the figures (latencies in ms, except the bridge's histogram bounds in s)."""
+    raw_first, raw_second, bridge_rate = rates
+    p50, p99, inside_p50, inside_p99 = latencies
+    throughput_cpu, latency_cpu = cpu
     raw = (raw_first + raw_second) / 2
     print(
         f"raw broker   {raw:8.0f} msg/s (QoS 1, {total} messages, {PUBLISHERS} publishers; "
@@ -292,7 +313,7 @@ def main() -> None:
         f"{args.seconds:.0f} s (device publish -> Pub/Sub subscriber)"
     )
     print(
-        f"  of which   p50 <= {inside[0] * 1e3:.0f} ms, p99 <= {inside[1] * 1e3:.0f} ms in the "
+        f"  of which   p50 <= {inside_p50 * 1e3:.0f} ms, p99 <= {inside_p99 * 1e3:.0f} ms in the "
         "bridge (MQTT receipt -> Pub/Sub confirmed; its histogram's bucket bounds)"
     )
     print(
@@ -301,7 +322,7 @@ def main() -> None:
         f"(= {latency_cpu * args.rate:.2f} of a core)"
     )
     print(
-        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+        f"load average {load[0]:.2f} before, {load[1]:.2f} after "
         f"({os.cpu_count()} CPUs; the machine may be shared)"
     )
 

@@ -82,6 +82,9 @@ class BridgeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self._commands_and_connection(r)
+
+    def _commands_and_connection(self, r: CollectorRegistry) -> None:
         self.commands_received = Counter(
             "bridge_commands_received", "Commands received from Pub/Sub", registry=r
         )
