@@ -239,7 +239,7 @@ class TelemetryForwarder:
         forwarder keeps them and keeps retrying. Returns (parked, PUBACKs sent)."""
         parked = sent = 0
         # Under our lock, so _finish cannot settle one of them meanwhile (its count would
-        # never come down); the sequencer's lock is only ever taken inside ours.
+        # never come down). No deadlock: nothing takes our lock while holding the sequencer's.
         with self._lock:
             for ticket in tickets:
                 if ticket.settled or ticket.done:
