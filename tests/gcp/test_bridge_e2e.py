@@ -323,3 +323,30 @@ def test_inflight_is_bounded_by_the_receive_maximum(
     finally:
         reader.stop()
         service.stop()
+
+
+def test_a_command_dead_letter_that_fails_is_not_logged_as_sent_and_names_the_cause(
+    bridge: BridgeService, project: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The commands dead-letter topic is missing: the invalid command is nacked (Pub/Sub
+    redelivers it), the real cause is logged, and nothing claims it was dead-lettered."""
+    dead_topic = f"projects/{project}/topics/iot-commands-dead-letter"
+    subscriber = pubsub_v1.SubscriberClient()
+    publisher = pubsub_v1.PublisherClient()
+    for sub in publisher.list_topic_subscriptions(topic=dead_topic):
+        subscriber.delete_subscription(subscription=sub)
+    publisher.delete_topic(topic=dead_topic)
+    publisher.publish(f"projects/{project}/topics/iot-commands", b"x", thing="+").result(30)
+    wait_for(lambda: metric(bridge, "bridge_commands_failed_total") >= 1, 30, "a failed command")
+    messages = [record.getMessage() for record in caplog.records]
+    failed = [
+        r for r in caplog.records if r.getMessage().startswith("command dead-letter publish failed")
+    ]
+    assert failed and str(getattr(failed[0], "cause", "")).startswith("NotFound")
+    assert "command sent to the dead-letter topic" not in messages
+    assert (
+        bridge.metrics.registry.get_sample_value(
+            "bridge_commands_dead_lettered_total", {"reason": "invalid-thing"}
+        )
+        is None
+    )
