@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from google.cloud.pubsub_v1.types import FlowControl
 
+from iot_remote_access.bridge.cause_log import CauseLog
 from iot_remote_access.bridge.metrics import BridgeMetrics
 from iot_remote_access.core.topics import TopicModelError, render_topic, validate_thing_name
 
@@ -58,6 +59,7 @@ class CommandRelay:
         metrics: BridgeMetrics,
         max_inflight: int,
         backoff: tuple[float, float] = (0.5, 30.0),
+        log_interval: float = 10.0,
     ) -> None:
         self._subscriber = subscriber
         self._publisher = publisher
@@ -69,6 +71,7 @@ class CommandRelay:
         self._metrics = metrics
         self._flow = FlowControl(max_messages=max_inflight, max_bytes=16 * 1024 * 1024)
         self._backoff = backoff
+        self._causes = CauseLog(log, log_interval)
         self._stop = threading.Event()
         self._future: Any = None
         self._lock = threading.Lock()
@@ -185,23 +188,34 @@ class CommandRelay:
             "sourceSubscription": self._subscription,
             "sourceMessageId": message.message_id,
         }
-        log.warning(
-            "command sent to the dead-letter topic",
-            extra={"reason": reason, "detail": detail[:200], "messageId": message.message_id},
-        )
         try:
             future = self._publisher.publish(self._dead_letter, message.data, **attributes)
-        except Exception:
-            self._metrics.commands_failed.inc()
-            message.nack()
+        except Exception as error:
+            self._dead_letter_failed(error, message)
             return
 
         def done(f: Any) -> None:
-            if f.exception() is None:
-                self._metrics.commands_dead_lettered.labels(reason=reason).inc()
-                message.ack()
-            else:
-                self._metrics.commands_failed.inc()
-                message.nack()
+            error = f.exception()
+            if error is not None:
+                self._dead_letter_failed(error, message)
+                return
+            # Logged only now: the dead-letter topic has it.
+            log.warning(
+                "command sent to the dead-letter topic",
+                extra={"reason": reason, "detail": detail[:200], "messageId": message.message_id},
+            )
+            self._metrics.commands_dead_lettered.labels(reason=reason).inc()
+            message.ack()
 
         future.add_done_callback(done)
+
+    def _dead_letter_failed(self, error: BaseException, message: Any) -> None:
+        """Not dead-lettered: nack, so Pub/Sub redelivers it (and its own dead-letter policy
+        applies after its maximum delivery attempts)."""
+        self._metrics.commands_failed.inc()
+        self._causes.report(
+            "command dead-letter publish failed; the command is nacked for redelivery",
+            f"{type(error).__name__}: {str(error)[:300]}",
+            deadLetterTopic=self._dead_letter,
+        )
+        message.nack()

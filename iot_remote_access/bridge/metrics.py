@@ -41,7 +41,29 @@ class BridgeMetrics:
         )
         self.duplicates = Counter(
             "bridge_telemetry_duplicates",
-            "Redelivered telemetry (MQTT DUP flag): may be published twice",
+            "Telemetry Pub/Sub confirmed whose dedupKey this replica had already had "
+            "confirmed (among its last 100,000): messages actually published twice",
+            registry=r,
+        )
+        self.redelivered = Counter(
+            "bridge_telemetry_redelivered",
+            "Telemetry the broker sent again (MQTT DUP flag); most were never published",
+            registry=r,
+        )
+        self.undeliverable = Counter(
+            "bridge_telemetry_undeliverable",
+            "Telemetry that neither its topic nor the dead-letter topic took (retried)",
+            registry=r,
+        )
+        self.parked = Gauge(
+            "bridge_telemetry_parked",
+            "Undelivered telemetry acknowledged to the broker so that it stops holding "
+            "back later acknowledgements (kept in memory and retried)",
+            registry=r,
+        )
+        self.oldest = Gauge(
+            "bridge_telemetry_oldest_unconfirmed_seconds",
+            "Age of the oldest telemetry message not yet confirmed by Pub/Sub",
             registry=r,
         )
         self.dropped = Counter(
@@ -60,6 +82,9 @@ class BridgeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self._commands_and_connection(r)
+
+    def _commands_and_connection(self, r: CollectorRegistry) -> None:
         self.commands_received = Counter(
             "bridge_commands_received", "Commands received from Pub/Sub", registry=r
         )

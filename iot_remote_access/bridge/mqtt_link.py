@@ -7,6 +7,12 @@
   broker never has more unacknowledged QoS 1 messages out to the bridge.
 - Reconnects: paho's loop reconnects with exponential backoff
   (``reconnect_min_seconds`` doubling up to ``reconnect_max_seconds``).
+- Clean drain (:meth:`MqttLink.unsubscribe`, then :meth:`MqttLink.stop` with
+  ``end_session``): the shared subscription goes first, so the broker routes new
+  messages to the other replicas; what it had already queued for this session keeps
+  coming and is delivered; the DISCONNECT then sets the session expiry to 0, so no
+  session keeps a share of the subscription. After SIGKILL the session stays (expiry
+  > 0) and a replacement with the same client id resumes it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +54,10 @@ class MqttLink:
         self._on_message_cb = on_message
         self._connected = threading.Event()
         self.subscribed = False
+        self.draining = False
+        self._unsubscribed = threading.Event()
+        #: monotonic time of the last telemetry delivery (to see when the broker is done).
+        self.last_message = time.monotonic()
         self._acks_lock = threading.Lock()
         self._pending: dict[int, PubackCallback] = {}
         self._early: dict[int, str | None] = {}
@@ -62,6 +73,7 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         self._client = client
@@ -82,9 +94,26 @@ class MqttLink:
         )
         self._client.loop_start()
 
-    def stop(self) -> None:
-        """Disconnect; the session (and what it has not acknowledged) stays on the broker."""
-        self._client.disconnect()
+    def unsubscribe(self, timeout: float) -> bool:
+        """Leave the shared subscription (and never subscribe again); True on UNSUBACK."""
+        self.draining = True
+        self._unsubscribed.clear()
+        if not self._connected.is_set():
+            return False
+        self._client.unsubscribe(self._settings.subscription)
+        done = self._unsubscribed.wait(timeout)
+        log.info("left the shared subscription", extra={"unsubscribed": done})
+        return done
+
+    def stop(self, *, end_session: bool = False) -> None:
+        """Disconnect. With ``end_session`` the broker drops the session (expiry 0); without,
+        the session and what it has not acknowledged stay for a replica with this client id.
+        """
+        properties = None
+        if end_session:
+            properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 0
+        self._client.disconnect(properties=properties)
         self._client.loop_stop()
         self._connected.clear()
         self._metrics.mqtt_connected.set(0)
@@ -111,6 +140,13 @@ class MqttLink:
         self._connected.set()
         self._metrics.mqtt_connected.set(1)
         self._metrics.mqtt_connects.inc()
+        if self.draining:
+            # Draining: the session's queued messages come anyway; no new share.
+            log.info(
+                "reconnected while draining",
+                extra={"sessionPresent": bool(flags.session_present)},
+            )
+            return
         log.info(
             "connected to the broker",
             extra={
@@ -131,6 +167,12 @@ class MqttLink:
                 extra={"subscription": self._settings.subscription, "reason": refused},
             )
 
+    def _on_unsubscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        self.subscribed = False
+        self._unsubscribed.set()
+
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
@@ -142,14 +184,16 @@ class MqttLink:
         log.warning("disconnected from the broker", extra={"reason": str(reason)})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        ticket = self.sequencer.track(message.mid, message.qos)
+        # The hot path: one call per message on paho's thread, kept to the minimum.
+        qos = message.qos
+        self.last_message = time.monotonic()
         self._on_message_cb(
             Inbound(
-                topic=message.topic,
-                payload=bytes(message.payload),
-                qos=message.qos,
-                dup=bool(message.dup),
-                ticket=ticket,
+                message.topic,
+                bytes(message.payload),
+                qos,
+                bool(message.dup),
+                self.sequencer.track(message.mid, qos),
             )
         )
 

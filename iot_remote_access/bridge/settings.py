@@ -54,7 +54,9 @@ class BridgeSettings(BaseSettings):
     Default: broker port 8883, share group ``pubsub-bridge``, the topic model's
     default topics, the Pub/Sub names that ``gcp deploy`` creates by default,
     1000 telemetry messages in flight (the MQTT receive maximum), 100 commands
-    in flight, health and metrics on port 8080, 20 s to drain on shutdown.
+    in flight, health and metrics on port 8080, 20 s to drain on shutdown, 30 s
+    stall bound (readiness, parking; at most 1000 parked), 1 s of quiet ends a
+    drain, repeating warnings at most every 10 s.
     """
 
     # Unknown BRIDGE_* variables are refused by from_environment (pydantic-settings'
@@ -89,6 +91,14 @@ class BridgeSettings(BaseSettings):
     reconnect_min_seconds: int = Field(default=1, ge=1, le=60)
     reconnect_max_seconds: int = Field(default=30, ge=1, le=600)
     publish_timeout_seconds: float = Field(default=30.0, ge=1, le=600)
+    #: A message unconfirmed this long makes /readyz fail; one that holds back later
+    #: PUBACKs this long is parked (acknowledged, kept in memory, retried).
+    stall_seconds: float = Field(default=30.0, ge=1, le=3600)
+    max_parked_messages: int = Field(default=1000, ge=0, le=100_000)
+    #: On SIGTERM, after unsubscribing: the broker is done sending when nothing came this long.
+    drain_quiet_seconds: float = Field(default=1.0, ge=0.1, le=60)
+    #: A repeating warning (same event, same cause) is logged at most once per interval.
+    log_interval_seconds: float = Field(default=10.0, ge=1, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("project")

@@ -18,6 +18,7 @@ from google.cloud import pubsub_v1
 
 from iot_remote_access.bridge.service import BridgeService, make_publisher
 from iot_remote_access.bridge.settings import BridgeSettings
+from iot_remote_access.bridge.telemetry import dedup_key
 from tests.support.gcp_clients import Device, PubsubReader, wait_for
 from tests.support.pki import TestCa
 from tests.support.processes import MosquittoBroker, PubsubEmulator
@@ -80,6 +81,7 @@ def test_telemetry_reaches_pubsub_ordered_per_device_with_attributes(
         assert message.ordering_key == thing
         assert message.attributes["mqttTopic"] == f"dt/{thing}/telemetry"
         assert message.attributes["mqttQos"] == "1"
+        assert message.attributes["dedupKey"] == dedup_key(f"dt/{thing}/telemetry", message.data)
         received = dt.datetime.fromisoformat(message.attributes["receivedAt"])
         assert abs(dt.datetime.now(dt.UTC) - received) < dt.timedelta(minutes=2)
         sequences[thing].append(int(message.data))
@@ -189,6 +191,9 @@ def test_health_readiness_and_metrics_endpoints(bridge: BridgeService) -> None:
             "mqttSubscribed": True,
             "commandsStreaming": True,
             "draining": False,
+            "pubsubPublishing": True,
+            "oldestUnconfirmedSeconds": 0.0,
+            "parked": 0,
         }
     with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -198,6 +203,10 @@ def test_health_readiness_and_metrics_endpoints(bridge: BridgeService) -> None:
         "bridge_telemetry_acked_total",
         "bridge_telemetry_publish_failed_total",
         "bridge_telemetry_duplicates_total",
+        "bridge_telemetry_redelivered_total",
+        "bridge_telemetry_undeliverable_total",
+        "bridge_telemetry_parked",
+        "bridge_telemetry_oldest_unconfirmed_seconds",
         "bridge_telemetry_inflight",
         "bridge_telemetry_latency_seconds_bucket",
         "bridge_mqtt_connected 1.0",
@@ -244,9 +253,8 @@ def test_failed_ordered_publishes_are_resumed_and_republished_in_order(
     emulator: PubsubEmulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Pub/Sub unreachable for longer than the publish timeout: the ordered publishes fail,
-    Pub/Sub's client pauses each thing's key, and the bridge resumes the key
-    (resume_publish) and publishes the thing's unconfirmed messages again, in order."""
+    """Pub/Sub unreachable for longer than the publish timeout: the Publish calls fail, each
+    thing's lane waits (backoff) and publishes its unconfirmed messages again, in order."""
     gate = TcpGate(emulator.port)
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", gate.address)  # the bridge's clients only
     settings = bridge_settings.model_copy(update={"publish_timeout_seconds": 1.0})
@@ -315,3 +323,30 @@ def test_inflight_is_bounded_by_the_receive_maximum(
     finally:
         reader.stop()
         service.stop()
+
+
+def test_a_command_dead_letter_that_fails_is_not_logged_as_sent_and_names_the_cause(
+    bridge: BridgeService, project: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The commands dead-letter topic is missing: the invalid command is nacked (Pub/Sub
+    redelivers it), the real cause is logged, and nothing claims it was dead-lettered."""
+    dead_topic = f"projects/{project}/topics/iot-commands-dead-letter"
+    subscriber = pubsub_v1.SubscriberClient()
+    publisher = pubsub_v1.PublisherClient()
+    for sub in publisher.list_topic_subscriptions(topic=dead_topic):
+        subscriber.delete_subscription(subscription=sub)
+    publisher.delete_topic(topic=dead_topic)
+    publisher.publish(f"projects/{project}/topics/iot-commands", b"x", thing="+").result(30)
+    wait_for(lambda: metric(bridge, "bridge_commands_failed_total") >= 1, 30, "a failed command")
+    messages = [record.getMessage() for record in caplog.records]
+    failed = [
+        r for r in caplog.records if r.getMessage().startswith("command dead-letter publish failed")
+    ]
+    assert failed and str(getattr(failed[0], "cause", "")).startswith("NotFound")
+    assert "command sent to the dead-letter topic" not in messages
+    assert (
+        bridge.metrics.registry.get_sample_value(
+            "bridge_commands_dead_lettered_total", {"reason": "invalid-thing"}
+        )
+        is None
+    )

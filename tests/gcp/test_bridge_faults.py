@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -23,98 +21,15 @@ import pytest
 
 from iot_remote_access.core.mosquitto_acl import MosquittoAcl
 from tests.gcp.conftest import bridge_environment, deploy_topology
-from tests.support.gcp_clients import Device, PubsubReader, wait_for
+from tests.support.gcp_clients import PubsubReader, wait_for
 from tests.support.pki import TestCa
 from tests.support.processes import BridgeProcess, MosquittoBroker, PubsubEmulator, free_port
 from tests.support.tcp_gate import TcpGate
+from tests.support.telemetry_stream import Stream, ready
 
 DEVICES = 20
 PER_DEVICE = 500  # 10,000 messages
 RATE = 400.0  # messages per second, all devices together: the stream lasts ~25 s
-
-
-class Stream:
-    """Each device publishes PER_DEVICE numbered QoS 1 messages, paced to RATE overall."""
-
-    def __init__(self, ca: TestCa, port: int) -> None:
-        self.devices = {
-            f"dev-{i:02d}": Device(
-                ca.client(f"dev-{i:02d}"),
-                port,
-                client_id=f"dev-{i:02d}",
-                clean_start=False,
-                session_expiry=600,
-            )
-            for i in range(DEVICES)
-        }
-        self.sent = 0
-        self._lock = threading.Lock()
-        self.mids: dict[str, list[int]] = {thing: [] for thing in self.devices}
-        self._threads = [
-            threading.Thread(target=self._run, args=(thing, device), daemon=True)
-            for thing, device in self.devices.items()
-        ]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self, thing: str, device: Device) -> None:
-        interval = DEVICES / RATE
-        started = time.monotonic()
-        seen = device.connects
-        for seq in range(PER_DEVICE):
-            delay = started + seq * interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if not device.connected.is_set() or device.connects != seen:
-                # paho re-sends unacknowledged messages after a reconnect, but a publish
-                # from another thread can overtake them: wait, so the broker gets this
-                # device's messages in order (the order the bridge must keep).
-                device.connected.wait(60)
-                wait_for(
-                    lambda: all(device.pubacks.get(m) == "Success" for m in self.mids[thing]),
-                    60,
-                    f"{thing}'s earlier messages acknowledged",
-                )
-                seen = device.connects
-            mid = device.publish(f"dt/{thing}/telemetry", f"{thing}:{seq}".encode(), wait=False)
-            self.mids[thing].append(mid)
-            with self._lock:
-                self.sent += 1
-
-    def join(self, timeout: float) -> None:
-        for thread in self._threads:
-            thread.join(timeout)
-
-    def unacknowledged(self) -> int:
-        return sum(
-            1
-            for thing, device in self.devices.items()
-            for mid in self.mids[thing]
-            if device.pubacks.get(mid) != "Success"
-        )
-
-    def acknowledged(self) -> set[str]:
-        """The payloads the broker has PUBACKed: from then on they are the bridge's to keep."""
-        return {
-            f"{thing}:{seq}"
-            for thing, device in self.devices.items()
-            for seq, mid in enumerate(list(self.mids[thing]))
-            if device.pubacks.get(mid) == "Success"
-        }
-
-    def close(self) -> None:
-        for device in self.devices.values():
-            device.close()
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-            return bool(json.loads(response.read())["mqttSubscribed"])
-    except (OSError, ValueError):
-        return False
 
 
 def test_no_message_lost_across_broker_emulator_and_bridge_restarts(
@@ -143,7 +58,7 @@ def test_no_message_lost_across_broker_emulator_and_bridge_restarts(
     try:
         bridge.start()
         wait_for(lambda: "connected to the broker" in bridge.log(), 30, "bridge connected")
-        stream = Stream(ca, device_gate.port)
+        stream = Stream(ca, device_gate.port, devices=DEVICES, per_device=PER_DEVICE, rate=RATE)
         started = time.monotonic()
         stream.start()
 
@@ -245,8 +160,17 @@ def test_no_message_lost_across_broker_emulator_and_bridge_restarts(
         except ValueError:
             not_json.append(line)
     assert not_json == [], "\n".join(not_json[:80])  # every line is a JSON object
-    messages = [line["message"] for line in log_lines]
-    assert "publish failed; retrying the thing's messages in order" in messages  # resume_publish
+    failures = [
+        line
+        for line in log_lines
+        if line["message"] == "telemetry publish failed; retrying each thing's messages in order"
+    ]
+    assert failures  # the emulator's outage was seen and retried
+    # Each names the real cause (a gRPC status and its detail), never a knock-on effect.
+    assert all(
+        line["cause"].split(":")[0] in {"UNAVAILABLE", "DEADLINE_EXCEEDED"} for line in failures
+    )
+    assert not any("Batch cancelled" in line.get("cause", "") for line in log_lines)
     assert log_lines[-1]["message"] == "bridge stopped" and log_lines[-1]["drained"] is True
     key_body = Path(env["BRIDGE_MQTT_KEY_FILE"]).read_text().splitlines()[1]
     assert key_body not in bridge.log()  # the private key never reaches the logs
