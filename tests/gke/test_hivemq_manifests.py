@@ -336,8 +336,8 @@ def test_bridge_runs_hardened(bridge_mode: Synthesized) -> None:
     assert pod["automountServiceAccountToken"] is False
     assert container["image"].endswith(":0.1.0")
     assert container["resources"] == {
-        "requests": {"cpu": "100m", "memory": "128Mi"},
-        "limits": {"cpu": "500m", "memory": "256Mi"},
+        "requests": {"cpu": "250m", "memory": "128Mi"},
+        "limits": {"cpu": "1", "memory": "256Mi"},
     }
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert mounts["client-certificate"]["readOnly"] is True
