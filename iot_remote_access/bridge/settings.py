@@ -73,7 +73,9 @@ class BridgeSettings(BaseSettings):
     #: the session, with the messages not yet acknowledged, under this id.
     mqtt_client_id: str = Field(default_factory=socket.gethostname)
     mqtt_keepalive_seconds: int = Field(default=30, ge=5, le=3600)
-    mqtt_session_expiry_seconds: int = Field(default=3600, ge=0, le=4_294_967_295)
+    # At least a minute: a replacement replica (same client id) resumes the session after
+    # SIGKILL; 0 would drop what the broker queued for it. A clean drain sets 0 itself.
+    mqtt_session_expiry_seconds: int = Field(default=3600, ge=60, le=4_294_967_295)
     share_group: str = DEFAULT_SHARE_GROUP
     telemetry_topic: str = DEFAULT_TELEMETRY_TOPIC
     commands_topic: str = DEFAULT_COMMANDS_TOPIC

@@ -96,6 +96,11 @@ def test_defaults_match_the_topology_and_topic_model(valid_env: dict[str, str]) 
             "allowed: min <= max",
         ),
         ("BRIDGE_LOG_LEVEL", "LOUD", "BRIDGE_LOG_LEVEL: 'LOUD': Input should be 'DEBUG'"),
+        (
+            "BRIDGE_MQTT_SESSION_EXPIRY_SECONDS",
+            "0",
+            "BRIDGE_MQTT_SESSION_EXPIRY_SECONDS: '0': Input should be greater than or equal to 60",
+        ),
     ],
 )
 def test_each_bad_variable_is_named_with_value_and_allowed(
