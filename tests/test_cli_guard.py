@@ -79,6 +79,11 @@ def synthesized_reference_stack(tmp_path_factory: pytest.TempPathFactory) -> Pat
         env={**__import__("os").environ, "CDK_DISABLE_VERSION_CHECK": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # cdk.json sets every recommended feature flag of the pinned aws-cdk-lib except
+    # defaultCrossStackReferences (a string, for multi-stack apps; this app has one stack).
+    assert "feature flags are not configured" not in result.stderr.replace(
+        "1 feature flags are not configured", ""
+    ), result.stderr[-2000:]
     return outdir
 
 
@@ -89,6 +94,20 @@ def test_cdk_cli_synthesizes_the_reference_stack(synthesized_reference_stack: Pa
         (synthesized_reference_stack / "IotRemoteAccess.template.json").read_text()
     )
     assert any(r["Type"] == "AWS::IoT::Policy" for r in template["Resources"].values())
+
+
+def test_recommended_feature_flags_leave_no_legacy_bucket_acl(
+    synthesized_reference_stack: Path,
+) -> None:
+    """With cdk.json's recommended flags, S3 access logs arrive by bucket policy, not ACL."""
+    from cfnlint.api import ManualArgs, lint_file
+
+    template_file = synthesized_reference_stack / "IotRemoteAccess.template.json"
+    rule_ids = {m.rule.id for m in lint_file(template_file, config=ManualArgs())}
+    assert "W3045" not in rule_ids
+    template = json.loads(template_file.read_text())
+    buckets = [r for r in template["Resources"].values() if r["Type"] == "AWS::S3::Bucket"]
+    assert buckets and not [b for b in buckets if "AccessControl" in b["Properties"]]
 
 
 def test_lint_passes_the_synthesized_reference_stack(synthesized_reference_stack: Path) -> None:
