@@ -59,12 +59,7 @@ class NetworkPolicies(Construct):
                 f"bridge_pod_labels {bridge_pod_labels!r} and bridge_listener_port "
                 f"{bridge_listener_port!r}: allowed: both set (with the bridge) or neither"
             )
-        for field_name, value in (
-            ("hivemq.monitoringNamespace", monitoring_namespace),
-            ("hivemq.operatorNamespace", operator_namespace),
-        ):
-            if value is not None:
-                validate_dns_label(value, field_name=field_name)
+        _validate_namespaces(monitoring_namespace, operator_namespace)
         self.namespace = namespace
         self.policies: dict[str, k8s.KubeNetworkPolicy] = {}
         hivemq = k8s.LabelSelector(match_labels=hivemq_pod_labels)
@@ -140,3 +135,12 @@ def _namespace_peer(namespace: str) -> k8s.NetworkPolicyPeer:
     return k8s.NetworkPolicyPeer(
         namespace_selector=k8s.LabelSelector(match_labels={_NAMESPACE_NAME_LABEL: namespace})
     )
+
+
+def _validate_namespaces(monitoring: str | None, operator: str | None) -> None:
+    for field_name, value in (
+        ("hivemq.monitoringNamespace", monitoring),
+        ("hivemq.operatorNamespace", operator),
+    ):
+        if value is not None:
+            validate_dns_label(value, field_name=field_name)
