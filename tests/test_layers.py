@@ -59,3 +59,15 @@ def test_imports_point_down_only(room: str) -> None:
         for path in (PACKAGE / room).rglob("*.py")
     }
     assert {path: rooms for path, rooms in upward.items() if rooms} == {}
+
+
+def test_no_function_over_80_lines() -> None:
+    """Constructors read like a table of contents: long ones are split into sections."""
+    long = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({length} lines)"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > 80
+    ]
+    assert long == []
