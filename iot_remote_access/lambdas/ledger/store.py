@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from iot_remote_access.core.ledger import (
     DEFAULT_LEDGER_ID,
@@ -143,9 +143,13 @@ class LedgerWriter(LedgerStore):
         refuses (a caller's bug) and LedgerUnavailable when it could not be stored."""
         for attempt in range(MAX_ATTEMPTS):
             moment = self.clock()
-            record = next_record(self.head(), data, moment)
+            record = next_record(self._current_head(), data, moment)
             try:
                 self._put(record, moment)
+            except BotoCoreError as error:
+                raise LedgerUnavailable(
+                    f"could not store record {record.seq}: {type(error).__name__}"
+                ) from None
             except ClientError as error:
                 if _code(error) != "ConditionalCheckFailedException":
                     raise LedgerUnavailable(
@@ -156,6 +160,16 @@ class LedgerWriter(LedgerStore):
                 continue
             return record
         raise LedgerUnavailable(f"lost {MAX_ATTEMPTS} races for the ledger's next record")
+
+    def _current_head(self) -> Record | None:
+        try:
+            return self.head()
+        except ClientError as error:
+            raise LedgerUnavailable(f"could not read the ledger's head: {_code(error)}") from None
+        except BotoCoreError as error:
+            raise LedgerUnavailable(
+                f"could not read the ledger's head: {type(error).__name__}"
+            ) from None
 
     def _put(self, record: Record, moment: datetime) -> None:
         self.client.put_item(
