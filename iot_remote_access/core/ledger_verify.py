@@ -162,12 +162,20 @@ class _Walk:
         latest = max(self.anchors, default=None)
         if latest is None:
             return None
-        last = self.head.seq if self.head is not None else -1
-        if latest > last:
+        when = self.anchors[latest].time
+        if self.head is None:
+            # Which records an empty export should have held is unknown: name the first
+            # record an anchor vouches for.
             return Broken(
-                last + 1,
-                f"the chain ends at record {last} but the anchor of "
-                f"{self.anchors[latest].time} vouches for record {latest} (truncated)",
+                min(self.anchors),
+                f"the export holds no record but the anchor of {when} vouches for record "
+                f"{latest} (truncated)",
+            )
+        if latest > self.head.seq:
+            return Broken(
+                self.head.seq + 1,
+                f"the chain ends at record {self.head.seq} but the anchor of {when} "
+                f"vouches for record {latest} (truncated)",
             )
         return None
 
