@@ -209,7 +209,10 @@ def test_a_tail_truncated_below_the_last_anchor_is_reported(aws: LedgerAws) -> N
         aws.dynamodb.delete_item(
             TableName=TABLE, Key={"ledger": {"S": "access"}, "seq": {"N": str(seq)}}
         )
-    with pytest.raises(anchor_handler.TailBroken, match=r"record 4: the export holds no record but .* vouches for record 4"):
+    with pytest.raises(
+        anchor_handler.TailBroken,
+        match=r"record 4: the export holds no record but .* vouches for record 4",
+    ):
         _run_anchor(aws, START + timedelta(hours=2))
 
 
