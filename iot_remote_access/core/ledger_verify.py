@@ -34,6 +34,8 @@ class Broken:
 
     seq: int
     reason: str
+    #: The line could not be read as a record at all (not JSON, too long, not UTF-8, ...).
+    unreadable: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,14 @@ class _Walk:
     def step(self, number: int, line: bytes | None) -> Broken | None:
         if line is None:
             return Broken(
-                self.expected_seq(), f"line {number} is longer than {MAX_LINE_BYTES} bytes"
+                self.expected_seq(), f"line {number} is longer than {MAX_LINE_BYTES} bytes", True
             )
         try:
             record = parse_record(line)
         except LedgerError as error:
-            return Broken(self.expected_seq(), f"line {number} is not a ledger record: {error}")
+            # "record: ..." would repeat what the sentence already says.
+            why = error.problem if error.field == "record" else str(error)
+            return Broken(self.expected_seq(), f"line {number} is not a ledger record: {why}", True)
         problem = self._link(record) or self._content(record)
         if problem is not None:
             return problem
@@ -112,7 +116,8 @@ class _Walk:
             )
             return Broken(
                 head.seq + 1,
-                f"record(s) {missing} missing (deleted): found {record.seq} after {head.seq}",
+                f"record(s) {missing} missing (deleted or moved): "
+                f"found {record.seq} after {head.seq}",
             )
         if record.seq <= head.seq:
             return Broken(
