@@ -20,6 +20,7 @@ from iot_remote_access.core.ledger import (
     anchor_of,
     bounded_lines,
     canonical,
+    line_digest,
     next_record,
     parse_anchor,
     parse_record,
@@ -309,3 +310,10 @@ def test_lines_helper_matches_export() -> None:
     records = build_chain(4)
     assert b"".join(line + b"\n" for line in lines(records) if line) == export(records)
     assert datetime.fromisoformat(records[0].time.replace("Z", "+00:00")).tzinfo == UTC
+
+
+@_FAST
+@given(_chain)
+def test_the_fast_line_digest_equals_the_digest_of_the_record(records: list[Record]) -> None:
+    for record in records:
+        assert line_digest(record.line(), record) == record.hash

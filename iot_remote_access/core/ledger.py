@@ -209,7 +209,7 @@ def anchor_of(record: Record, moment: datetime) -> Anchor:
 
 def parse_record(line: bytes) -> Record:
     """A record from its exact canonical spelling; LedgerError says what is wrong."""
-    value = _parse_object(line, "record")
+    value, spelling = _parse_object(line, "record")
     _require_keys(value, _RECORD_KEYS, "record")
     seq, time, prev = value["seq"], value["time"], value["prev"]
     _require_seq(seq, "seq")
@@ -218,13 +218,25 @@ def parse_record(line: bytes) -> Record:
     _require_digest(value["hash"], "hash")
     if not isinstance(value["data"], dict):
         raise LedgerError("data", f"{shown(value['data'])} is not an object")
-    if canonical(value) != line:
+    if spelling != line:
         raise LedgerError("record", "is not in canonical form (sorted keys, no spaces, UTF-8)")
     return Record(seq, time, prev, value["data"], value["hash"])
 
 
+def line_digest(line: bytes, record: Record) -> str:
+    """``record_digest`` of a record parsed from its canonical ``line``, without
+    re-serialising it: in canonical form every key of the record sorts after ``data``,
+    so the line ends with exactly this suffix, and dropping ``hash`` from it gives the
+    bytes the digest covers. (The verifier's hot path: about twice as fast.)"""
+    tail = f'"prev":"{record.prev}","seq":{record.seq},"time":"{record.time}"}}'.encode()
+    with_hash = f',"hash":"{record.hash}",'.encode() + tail
+    if not line.endswith(with_hash):
+        raise LedgerError("record", "is not in canonical form (sorted keys, no spaces, UTF-8)")
+    return digest(line[: -len(with_hash)] + b"," + tail)
+
+
 def parse_anchor(line: bytes) -> Anchor:
-    value = _parse_object(line, "anchor")
+    value, _ = _parse_object(line, "anchor")
     _require_keys(value, _ANCHOR_KEYS, "anchor")
     _require_seq(value["seq"], "anchor.seq")
     _require_digest(value["head"], "anchor.head")
@@ -232,7 +244,8 @@ def parse_anchor(line: bytes) -> Anchor:
     return Anchor(value["seq"], value["head"], value["time"])
 
 
-def _parse_object(line: bytes, field: str) -> dict[str, Any]:
+def _parse_object(line: bytes, field: str) -> tuple[dict[str, Any], bytes]:
+    """The object on ``line`` and its canonical spelling."""
     if len(line) > MAX_RECORD_BYTES:
         raise LedgerError(field, f"line is longer than {MAX_RECORD_BYTES} bytes")
     try:
@@ -246,8 +259,7 @@ def _parse_object(line: bytes, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise LedgerError(field, f"is a JSON {type(value).__name__}, not an object")
     # Floats, NaN, deep nesting and oversized values are refused here, before any use.
-    canonical(value, field)
-    return value
+    return value, canonical(value, field)
 
 
 def _require_keys(value: dict[str, Any], keys: frozenset[str], field: str) -> None:

@@ -23,8 +23,8 @@ from iot_remote_access.core.ledger import (
     Anchor,
     LedgerError,
     Record,
+    line_digest,
     parse_record,
-    record_digest,
 )
 
 
@@ -95,7 +95,7 @@ class _Walk:
             # "record: ..." would repeat what the sentence already says.
             why = error.problem if error.field == "record" else str(error)
             return Broken(self.expected_seq(), f"line {number} is not a ledger record: {why}", True)
-        problem = self._link(record) or self._content(record)
+        problem = self._link(record) or self._content(record, line)
         if problem is not None:
             return problem
         self.head = record
@@ -151,8 +151,8 @@ class _Walk:
         self.anchors_checked += 1
         return None
 
-    def _content(self, record: Record) -> Broken | None:
-        if record_digest(record.seq, record.time, record.prev, record.data) != record.hash:
+    def _content(self, record: Record, line: bytes) -> Broken | None:
+        if line_digest(line, record) != record.hash:
             return Broken(record.seq, "digest does not match the record's content (edited)")
         anchor = self.anchors.get(record.seq)
         if anchor is not None:
