@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +19,9 @@ from iot_remote_access.lambdas.ledger.store import (
     LedgerWriter,
 )
 from iot_remote_access.lambdas.ledger_anchor import handler as anchor_handler
+from tests.support.cli_runner import CliResult, run_cli
 from tests.support.ledger_aws import BUCKET, TABLE, LedgerAws, RacingClient, ledger_aws
-from tests.support.ledger_chain import START, decision
+from tests.support.ledger_chain import START, build_chain, decision
 from tests.support.tunneling_stub import LambdaContext, captured_powertools_log, log_records
 
 
@@ -230,3 +232,76 @@ def test_the_handler_entry_point_reads_its_environment(
         anchor_handler.clients.cache_clear()
     assert result["anchored"] == 0
     assert [a.seq for a in _anchors(aws)] == [0]
+
+
+# -- export and verify, as an auditor runs them ------------------------------------------
+
+
+def _export(out: Path, table: str = TABLE) -> CliResult:
+    return run_cli(
+        "evidence",
+        "export",
+        "--table",
+        table,
+        "--bucket",
+        BUCKET,
+        "--out",
+        str(out),
+        "--region",
+        "eu-west-1",
+    )
+
+
+def test_export_then_verify_holds_and_catches_an_edit_in_the_store(
+    aws: LedgerAws, tmp_path: Path
+) -> None:
+    writer = _writer(aws.dynamodb)
+    for i in range(12):
+        writer.append(decision(i))
+    _run_anchor(aws, START + timedelta(hours=1))
+    writer.append(decision(12))
+
+    exported = _export(tmp_path / "ok")
+    assert exported.code == 0, exported.stderr
+    assert "exported 13 record(s)" in exported.stdout and "1 anchor(s)" in exported.stdout
+    ok = tmp_path / "ok"
+    verified = run_cli(
+        "evidence", "verify", str(ok / "chain.jsonl"), "--anchors", str(ok / "anchors.jsonl")
+    )
+    assert verified.code == 0, verified.stderr
+    assert "records 12..12 are after the last anchor" in verified.stdout
+
+    # Someone with write access to the table edits an anchored record and re-hashes the rest.
+    records = [parse_record(line) for line in writer.lines()]
+    rewritten = build_chain(
+        13 - 5, [{**r.data, "thing": "other"} for r in records[5:]], start=records[4]
+    )
+    for record in rewritten:
+        aws.dynamodb.update_item(
+            TableName=TABLE,
+            Key={"ledger": {"S": "access"}, "seq": {"N": str(record.seq)}},
+            UpdateExpression="SET #r = :r",
+            ExpressionAttributeNames={"#r": "record"},
+            ExpressionAttributeValues={":r": {"S": record.line().decode()}},
+        )
+    assert _export(tmp_path / "bad").code == 0
+    bad = tmp_path / "bad"
+    caught = run_cli(
+        "evidence", "verify", str(bad / "chain.jsonl"), "--anchors", str(bad / "anchors.jsonl")
+    )
+    assert caught.code == 1
+    assert caught.stderr.startswith("error: chain broken at record 11: differs from the anchor of")
+
+
+def test_export_refuses_a_missing_table_and_an_existing_export(
+    aws: LedgerAws, tmp_path: Path
+) -> None:
+    missing = _export(tmp_path / "x", table="no-such-table")
+    assert missing.code == 2
+    assert missing.stderr == (
+        "error: table 'no-such-table': cannot be read (ResourceNotFoundException)\n"
+    )
+    assert not (tmp_path / "x" / "chain.jsonl").exists()  # no half-written export left
+    assert _export(tmp_path / "y").code == 0
+    again = _export(tmp_path / "y")
+    assert again.code == 2 and "chain.jsonl' exists" in again.stderr

@@ -93,6 +93,44 @@ def verify_command(chain: Path, anchor_files: tuple[Path, ...], as_json: bool) -
         )
 
 
+@evidence.command("export")
+@click.option("--table", required=True, help="the ledger's DynamoDB table (AccessLedger.table)")
+@click.option("--bucket", required=True, help="the anchor bucket (AccessLedger.bucket)")
+@click.option("--ledger-id", default="access", show_default=True, help="the chain's id")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="folder to write chain.jsonl and anchors.jsonl into (created; never overwritten)",
+)
+@click.option("--region", help="AWS region. Default: the profile's.")
+@click.option("--profile", help="AWS named profile. Default: the default credential chain.")
+def export_command(
+    table: str, bucket: str, ledger_id: str, out: Path, region: str | None, profile: str | None
+) -> None:
+    """Write the ledger and its anchors as the two files `evidence verify` reads."""
+    from iot_remote_access.cli.evidence_aws import export_ledger
+
+    chain, anchors = out / "chain.jsonl", out / "anchors.jsonl"
+    for path in (chain, anchors):
+        if path.exists():
+            raise InputError(f"--out: {_name(str(path))} exists; allowed: a folder without it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"--out: {_name(str(out))} cannot be created ({error.strerror})") from None
+    records, anchor_count = export_ledger(
+        table=table,
+        bucket=bucket,
+        ledger_id=ledger_id,
+        chain=chain,
+        anchors=anchors,
+        region=region,
+        profile=profile,
+    )
+    click.echo(f"exported {records} record(s) to {chain} and {anchor_count} anchor(s) to {anchors}")
+
+
 def _summary(
     records: int, first: int | None, last: int | None, anchored: int | None, checked: int
 ) -> str:
@@ -116,6 +154,6 @@ def _opened(path: Path, what: str) -> Iterator[IO[bytes]]:
         yield stream
 
 
-def _name(path: Path) -> str:
+def _name(path: Path | str) -> str:
     text = str(path)
     return repr(text if len(text) <= 80 else "..." + text[-77:])

@@ -9,6 +9,7 @@ root user included, can delete or overwrite it before the retention ends.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,3 +63,12 @@ def _last_key(s3: Any, bucket: str, prefix: str, start_after: str = "") -> str |
             if item["Key"].endswith(".json") and (last is None or item["Key"] > last):
                 last = item["Key"]
     return last
+
+
+def anchor_bodies(s3: Any, bucket: str, ledger_id: str) -> Iterator[bytes]:
+    """Every anchor object of ``ledger_id``, oldest first (keys sort by time)."""
+    prefix = f"{PREFIX}/{ledger_id}/"
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if item["Key"].endswith(".json"):
+                yield s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read(64 * 1024)
