@@ -87,6 +87,19 @@ def test_ledger_synthesizes_nag_and_lint_clean_with_compliance_lock(tmp_path: Pa
     ]
     assert {"Bool": {"aws:SecureTransport": "false"}} in conditions
     assert {"NumericLessThan": {"s3:TlsVersion": 1.2}} in conditions
+    (only_anchor,) = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "OnlyTheAnchorFunctionWritesAnchors"
+    ]
+    assert (only_anchor["Effect"], only_anchor["Action"], only_anchor["Principal"]) == (
+        "Deny",
+        "s3:PutObject",
+        {"AWS": "*"},
+    )
+    assert only_anchor["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]["Fn::GetAtt"][0].startswith(
+        "LedgerAnchorRole"
+    )
     template.has_resource_properties(
         "AWS::DynamoDB::Table",
         {

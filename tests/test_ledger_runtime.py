@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from iot_remote_access.core.ledger import Anchor, parse_anchor, parse_record
+from iot_remote_access.core.ledger import Anchor, LedgerError, parse_anchor, parse_record
 from iot_remote_access.core.ledger_verify import verify
 from iot_remote_access.lambdas.ledger.anchors import anchor_key, latest_anchor
 from iot_remote_access.lambdas.ledger.store import (
@@ -97,6 +97,15 @@ def test_a_writer_that_loses_every_race_gives_up_and_says_so(aws: LedgerAws) -> 
     assert verify(list(rival.lines()), []).holds
 
 
+def test_a_value_the_ledger_refuses_is_the_caller_s_bug_and_nothing_is_stored(
+    aws: LedgerAws,
+) -> None:
+    writer = _writer(aws.dynamodb)
+    with pytest.raises(LedgerError, match=r"data\.hours: 1\.5 \(float\) is not allowed"):
+        writer.append({"event": "tunnel.open", "hours": 1.5})
+    assert writer.head() is None
+
+
 def test_ledgers_with_different_ids_are_separate_chains(aws: LedgerAws) -> None:
     first, second = _writer(aws.dynamodb), _writer(aws.dynamodb, ledger_id="certificates")
     first.append(decision(0))
@@ -134,6 +143,9 @@ def test_from_environment_reads_what_the_construct_sets(
     monkeypatch.setenv("LEDGER_RETENTION_DAYS", "500")
     writer = LedgerWriter.from_environment(aws.dynamodb)
     assert (writer.table_name, writer.ledger_id, writer.retention.days) == (TABLE, "access", 500)
+    monkeypatch.setenv("LEDGER_RETENTION_DAYS", "1e3")
+    with pytest.raises(LedgerUnavailable, match="LEDGER_RETENTION_DAYS: '1e3' is not a number"):
+        LedgerWriter.from_environment(aws.dynamodb)
     monkeypatch.delenv("LEDGER_TABLE")
     with pytest.raises(LedgerUnavailable, match="LEDGER_TABLE is not set"):
         LedgerWriter.from_environment(aws.dynamodb)

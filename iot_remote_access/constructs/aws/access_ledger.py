@@ -238,6 +238,18 @@ class AccessLedger(Construct):
             )
         )
         self.key.grant(role, *_KEY_ACTIONS)
+        # Only the anchor function may add anchors: a forged "latest" anchor would make the
+        # next run verify from a head of the forger's choosing. Explicit deny, any principal.
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheAnchorFunctionWritesAnchors",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects("*")],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": role.role_arn}},
+            )
+        )
         stack = cdk.Stack.of(self)
         bucket_id = stack.get_logical_id(cast(cdk.CfnElement, self.bucket.node.default_child))
         cdk.Validations.of(role).acknowledge(

@@ -131,11 +131,14 @@ class LedgerWriter(LedgerStore):
             table = os.environ[TABLE_VARIABLE]
         except KeyError:
             raise LedgerUnavailable(f"{TABLE_VARIABLE} is not set") from None
+        retention = os.environ.get(RETENTION_VARIABLE, str(DEFAULT_RETENTION_DAYS))
+        if not retention.isdigit():
+            raise LedgerUnavailable(f"{RETENTION_VARIABLE}: {retention[:20]!r} is not a number")
         return cls(
             client or dynamodb_client(),
             table,
             os.environ.get(ID_VARIABLE, DEFAULT_LEDGER_ID),
-            retention_days=int(os.environ.get(RETENTION_VARIABLE, DEFAULT_RETENTION_DAYS)),
+            retention_days=int(retention),
         )
 
     def append(self, data: Mapping[str, Any]) -> Record:
