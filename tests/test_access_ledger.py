@@ -3,6 +3,9 @@ cdk-nag AwsSolutions and cfn-lint clean; the anchor code asset holds what the ha
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +203,25 @@ def test_anchor_asset_holds_the_handler_the_shared_ledger_package_and_core() -> 
     assert (staged / "lambdas" / "ledger" / "store.py").is_file()
     assert (staged / "lambdas" / "ledger" / "anchors.py").is_file()
     assert (staged / "core" / "ledger_verify.py").is_file()
+
+
+def test_the_staged_anchor_handler_imports_with_only_what_the_asset_holds(tmp_path: Path) -> None:
+    # As Lambda would load it: the asset folder first on the path, boto3 and Powertools
+    # from the environment (the runtime and the layer), nothing else of this package.
+    staged = stage_handler_code("ledger_anchor", ["ledger"])
+    probe = (
+        "import iot_remote_access, iot_remote_access.lambdas.ledger_anchor.handler as h;"
+        "print(iot_remote_access.__file__); print(h.anchor.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=staged,
+        env={**os.environ, "PYTHONPATH": str(staged), "AWS_DEFAULT_REGION": "eu-west-1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    module_file, name = result.stdout.split()
+    assert module_file.startswith(str(staged)) and name == "anchor"
