@@ -81,8 +81,7 @@ def shown(value: object, limit: int = 60) -> str:
 def canonical(value: Mapping[str, Any], field: str = "record") -> bytes:
     """The one byte spelling of ``value``; refuses what has no single spelling or is too big."""
     _check_value(value, field, depth=1, budget=[MAX_RECORD_BYTES])
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    encoded = text.encode("utf-8")
+    encoded = _dumps(value).encode("utf-8")
     if len(encoded) > MAX_RECORD_BYTES:
         raise LedgerError(field, f"is {len(encoded)} bytes; allowed: at most {MAX_RECORD_BYTES}")
     return encoded
@@ -245,21 +244,62 @@ def parse_anchor(line: bytes) -> Anchor:
 
 
 def _parse_object(line: bytes, field: str) -> tuple[dict[str, Any], bytes]:
-    """The object on ``line`` and its canonical spelling."""
+    """The object on ``line`` and its canonical spelling.
+
+    The verifier's hot path, so no walk over the values: the parser's hooks refuse
+    floats, NaN/Infinity and out-of-range integers as they are read, the encoder
+    refuses lone surrogates, the line length bounds the size, and the parser's
+    recursion limit the depth (``MAX_DEPTH`` is enforced when a record is written).
+    """
     if len(line) > MAX_RECORD_BYTES:
         raise LedgerError(field, f"line is longer than {MAX_RECORD_BYTES} bytes")
     try:
-        value = json.loads(line.decode("utf-8"))
+        value = json.loads(
+            line.decode("utf-8"),
+            parse_float=_refuse_float,
+            parse_constant=_refuse_float,
+            parse_int=_safe_int,
+        )
+        if not isinstance(value, dict):
+            raise LedgerError(field, f"is a JSON {type(value).__name__}, not an object")
+        return value, _dumps(value).encode("utf-8")
     except UnicodeDecodeError:
         raise LedgerError(field, "is not UTF-8 text") from None
+    except UnicodeEncodeError:
+        raise LedgerError(field, "holds a lone surrogate (not valid Unicode)") from None
     except RecursionError:
-        raise LedgerError(field, f"is nested deeper than {MAX_DEPTH} levels") from None
+        raise LedgerError(field, "is nested too deeply to read") from None
+    except _Refused as refused:
+        raise LedgerError(field, str(refused)) from None
+    except LedgerError:
+        raise
     except ValueError as error:
         raise LedgerError(field, f"is not JSON ({shown(str(error), 80)})") from None
-    if not isinstance(value, dict):
-        raise LedgerError(field, f"is a JSON {type(value).__name__}, not an object")
-    # Floats, NaN, deep nesting and oversized values are refused here, before any use.
-    return value, canonical(value, field)
+
+
+class _Refused(Exception):
+    """Raised from inside the JSON parser's hooks (not a ValueError: the parser must not
+    mistake it for a syntax error)."""
+
+
+def _refuse_float(text: str) -> object:
+    raise _Refused(
+        f"{shown(text)} is not allowed; allowed: integers (no floats: a float has several "
+        "spellings, an integer one)"
+    )
+
+
+def _safe_int(text: str) -> int:
+    # Only JSON integer literals reach here; more than 16 digits is out of range anyway,
+    # so a 4,000-digit literal never reaches int().
+    number = int(text) if len(text.lstrip("-")) <= 16 else MAX_SAFE_INTEGER + 1
+    if abs(number) > MAX_SAFE_INTEGER:
+        raise _Refused(f"{shown(text)} is out of range; allowed: |n| <= 2**53-1")
+    return number
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _require_keys(value: dict[str, Any], keys: frozenset[str], field: str) -> None:
