@@ -34,6 +34,8 @@ def export_ledger(
     profile: str | None,
 ) -> tuple[int, int]:
     """Write ``chain`` and ``anchors``; returns how many records and anchors were written."""
+    # The same session rules as `tunnel` (profile, region, one-line errors).
+    from iot_remote_access.cli.tunnel import _session
     from iot_remote_access.lambdas.ledger.anchors import anchor_bodies
     from iot_remote_access.lambdas.ledger.store import LedgerStore
 
@@ -59,19 +61,6 @@ def _write(path: Path, lines: Any) -> int:
         path.unlink(missing_ok=True)
         raise
     return count
-
-
-def _session(region: str | None, profile: str | None) -> Any:
-    import boto3
-    from botocore.exceptions import BotoCoreError
-
-    try:
-        session = boto3.Session(profile_name=profile, region_name=region)
-    except BotoCoreError as error:
-        raise InputError(f"--profile: {error}") from None
-    if session.region_name is None:
-        raise InputError("--region: no region given and none configured for the profile")
-    return session
 
 
 def _aws(call: Callable[[], T], what: str) -> T:
