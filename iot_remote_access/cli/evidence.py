@@ -29,7 +29,7 @@ class ChainBroken(CliError):
 
 @click.group()
 def evidence() -> None:
-    """Compliance evidence: verify the tamper-evident access ledger."""
+    """Compliance evidence: export and verify the tamper-evident access ledger."""
 
 
 @evidence.command("verify")
