@@ -12,6 +12,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
@@ -225,3 +226,29 @@ def test_the_staged_anchor_handler_imports_with_only_what_the_asset_holds(tmp_pa
     assert result.returncode == 0, result.stderr
     module_file, name = result.stdout.split()
     assert module_file.startswith(str(staged)) and name == "anchor"
+
+
+@pytest.mark.parametrize("env", [None, ENV], ids=["no-env", "pinned-env"])
+def test_a_platform_stack_with_its_own_key_and_topic_is_nag_clean(
+    tmp_path: Path, env: cdk.Environment | None
+) -> None:
+    # How a platform team adds it: their key, their alert topic, a writer role of theirs.
+    def build(app: cdk.App) -> cdk.Stack:
+        stack = cdk.Stack(app, "Platform", env=env)
+        key = kms.Key(stack, "PlatformKey", enable_key_rotation=True)
+        alerts = sns.Topic(stack, "PlatformAlerts", master_key=key, enforce_ssl=True)
+        ledger = AccessLedger(stack, "Ledger", key=key, alarm_topic=alerts, ledger_id="plant-7")
+        writer = iam.Role(stack, "Writer", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        ledger.grant_append(writer)
+        cdk.Validations.of(stack).add_plugins(AwsSolutionsChecks(stack))
+        return stack
+
+    _, template, template_file = synth_checked(build, tmp_path)
+    assert template.find_resources("AWS::KMS::Key").keys() == {
+        k for k in template.find_resources("AWS::KMS::Key") if k.startswith("PlatformKey")
+    }
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({"LEDGER_ID": "plant-7"})}},
+    )
+    assert cfn_lint_errors(template_file) == []
