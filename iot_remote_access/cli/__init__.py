@@ -14,6 +14,7 @@ import click
 from iot_remote_access import __version__
 from iot_remote_access.cli import azure, bridge, certs, gcp, gcp_manifests, guard, tunnel
 from iot_remote_access.cli.errors import EXIT_USAGE, CliError
+from iot_remote_access.cli.evidence import evidence
 
 
 @click.group(
@@ -34,6 +35,7 @@ cli.add_command(azure.azure)
 cli.add_command(certs.certs)
 cli.add_command(certs.inventory)
 cli.add_command(tunnel.tunnel)
+cli.add_command(evidence)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,6 @@
 """AWS CDK constructs."""
 
+from iot_remote_access.constructs.aws.access_ledger import AccessLedger
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.audit_trail import AuditTrail
 from iot_remote_access.constructs.aws.certificate_inventory import CertificateInventory
@@ -16,6 +17,7 @@ from iot_remote_access.constructs.aws.siem_export import SiemExport
 from iot_remote_access.constructs.aws.tunnel_alarms import TunnelAlarms
 
 __all__ = [
+    "AccessLedger",
     "AlarmTopic",
     "AuditTrail",
     "CertificateInventory",
