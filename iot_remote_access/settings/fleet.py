@@ -40,6 +40,7 @@ from iot_remote_access.settings.base import (
 from iot_remote_access.settings.certificates import CertificateSettings
 from iot_remote_access.settings.gcp import GcpSettings
 from iot_remote_access.settings.hivemq import HivemqSettings
+from iot_remote_access.settings.ledger import LedgerSettings
 from iot_remote_access.settings.monitoring import MonitoringSettings
 from iot_remote_access.settings.tunnel_alarms import TunnelAlarmsSettings
 from iot_remote_access.settings.tunneling import TunnelingSettings
@@ -77,6 +78,8 @@ class FleetSettings(SettingsSection):
     #: Google Cloud: the project, the Pub/Sub topology and the bridge
     #: (``iot-remote-access gcp plan|deploy|manifests``).
     gcp: GcpSettings | None = None
+    #: The tamper-evident access ledger (``AccessLedger``): retention, anchor interval.
+    ledger: LedgerSettings = LedgerSettings()
 
     @field_validator(
         "telemetry_topic",

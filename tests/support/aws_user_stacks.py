@@ -21,6 +21,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import (
+    AccessLedger,
     AlarmTopic,
     AuditTrail,
     CertificateInventory,
@@ -80,6 +81,16 @@ def _fleet_policy(stack: PlatformStack) -> DevicePolicy:
         topics=TopicModel(telemetry="plant/{thing}/up", commands="plant/{thing}/down"),
         policy_name="platform-fleet",
     )
+
+
+def _access_ledger(stack: PlatformStack) -> None:
+    ledger = AccessLedger(
+        stack, "Ledger", retention_days=730, key=stack.key, alarm_topic=stack.alerts
+    )
+    writer = iam.Role(
+        stack, "LedgerWriter", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
+    )
+    ledger.grant_append(writer)
 
 
 def _alarm_topic(stack: PlatformStack) -> None:
@@ -232,6 +243,7 @@ def _tunnel_alarms(stack: PlatformStack) -> None:
 #: construct class name -> how a platform team adds it. Every construct in
 #: ``iot_remote_access.constructs.aws`` must have an entry (the test checks).
 CASES: dict[str, Callable[[PlatformStack], None]] = {
+    "AccessLedger": _access_ledger,
     "AlarmTopic": _alarm_topic,
     "AuditTrail": _audit_trail,
     "CertificateInventory": _certificate_inventory,
