@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from google.cloud import pubsub_v1
 
+from iot_remote_access.constructs.gcp.bridge_deployment import GRACE_MARGIN_SECONDS
 from iot_remote_access.core.mosquitto_acl import MosquittoAcl
 from tests.gcp.conftest import bridge_environment
 from tests.support.gcp_clients import Device, PubsubReader, PulledMessage, wait_for
@@ -43,6 +44,11 @@ DEVICES = 20
 PER_DEVICE = 500  # 10,000 messages
 RATE = 800.0  # messages per second: the stream lasts ~13 s
 TELEMETRY = "iot-telemetry-analytics"
+
+DRAIN_SECONDS = 20
+#: What Kubernetes waits after SIGTERM before SIGKILL: the rendered StatefulSet's
+#: terminationGracePeriodSeconds is the drain timeout plus 30 s.
+GRACE_SECONDS = DRAIN_SECONDS + GRACE_MARGIN_SECONDS
 
 
 class Replica:
@@ -69,7 +75,9 @@ def replicas(
     tmp_path: Path, ca: TestCa, project: str, broker: MosquittoBroker, acl: MosquittoAcl
 ) -> Iterator[list[Replica]]:
     assert acl.bridge_identity is not None
-    env = bridge_environment(project, broker, ca, acl.bridge_identity, drain_timeout_seconds=20)
+    env = bridge_environment(
+        project, broker, ca, acl.bridge_identity, drain_timeout_seconds=DRAIN_SECONDS
+    )
     made = [Replica(tmp_path, ordinal, env) for ordinal in (0, 1)]
     try:
         yield made
@@ -138,7 +146,7 @@ def test_rolling_update_of_two_replicas_loses_nothing(
 
     def replace(replica: Replica) -> None:
         # A StatefulSet rolling update: highest ordinal first, the next only once ready.
-        exits[replica.name] = replica.process.stop(sig=sig)
+        exits[replica.name] = replica.process.stop(sig=sig, timeout=GRACE_SECONDS)
         replica.start()
 
     stream, got = run_stream(
@@ -172,7 +180,10 @@ def test_scale_down_from_two_replicas_to_one_loses_nothing(
         replica.start()
     exits: list[int | None] = []
     stream, got = run_stream(
-        ca, broker, project, [(3000, lambda: exits.append(replicas[1].process.stop()))]
+        ca,
+        broker,
+        project,
+        [(3000, lambda: exits.append(replicas[1].process.stop(timeout=GRACE_SECONDS)))],
     )
     check_no_loss(stream, got, record_property, ordered=False)
     assert exits == [0]
