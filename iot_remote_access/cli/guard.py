@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import Progress
 
 from iot_remote_access.cli.errors import EXIT_FAILURE, EXIT_OK, InputError
 from iot_remote_access.guard.audit import fetch_policy, list_policies
@@ -47,6 +46,8 @@ def audit(region: str | None, profile: str | None, output_format: str) -> None:
     Exit 0 clean, 1 findings, 2 account unreadable."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
+    from rich.console import Console
+    from rich.progress import Progress
 
     try:
         session = boto3.Session(profile_name=profile, region_name=region)
@@ -73,8 +74,6 @@ def audit(region: str | None, profile: str | None, output_format: str) -> None:
 
 
 def _finish(results: list[PolicyResult], output_format: OutputFormat) -> None:
-    console = Console(soft_wrap=output_format is not OutputFormat.TABLE)
-    if not console.is_terminal:
-        console.width = 160  # CI logs: wide enough that rule names and ARNs stay whole
-    render(results, output_format, console)
+    # rich's table for people at a terminal; plain text in CI logs, pipes and files.
+    render(results, output_format, sys.stdout, terminal=sys.stdout.isatty())
     raise SystemExit(EXIT_FAILURE if any(r.findings for r in results) else EXIT_OK)
