@@ -11,18 +11,19 @@ open-tunnel index. Conditional failures raise botocore's ClientError with the
 code DynamoDB uses. ``tests/test_tunnel_metrics_standin.py`` runs the same events
 through it and through moto and compares results and items.
 
-Every call is counted in ``calls`` and the time spent inside in ``seconds``, so a
-benchmark can subtract the stand-in's own cost from the handler's.
+Every call is counted in ``calls``; with ``record=True`` every call is also kept
+in ``log``, so a benchmark can replay them on a fresh stand-in and subtract the
+stand-in's own CPU time from the handler's (timing each call inside would cost
+more than the call).
 """
 
 from __future__ import annotations
 
-import copy
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -32,7 +33,16 @@ _TOKEN = re.compile(r"\s*(#\w+|:\w+|<>|<=|>=|[=<>(),+-]|[A-Za-z_][\w.]*)")
 _CLAUSES = ("SET", "ADD", "REMOVE", "DELETE")
 
 
-def _tokens(text: str) -> list[str]:
+def _copy(item: Item) -> Item:
+    """Items hold attribute values of strings and lists of strings: two levels suffice."""
+    return {
+        name: {kind: list(x) if isinstance(x, list) else x for kind, x in value.items()}
+        for name, value in item.items()
+    }
+
+
+@lru_cache(maxsize=1024)
+def _tokens(text: str) -> tuple[str, ...]:
     found, position = [], 0
     text = text.strip()
     while position < len(text):
@@ -41,7 +51,7 @@ def _tokens(text: str) -> list[str]:
             raise ValueError(f"stand-in cannot parse {text[position:]!r}")
         found.append(match.group(1))
         position = match.end()
-    return found
+    return tuple(found)
 
 
 class _Expression:
@@ -146,7 +156,7 @@ class _Expression:
 
     def update(self, item: Item) -> Item:
         """The item after the update; every operand reads the item as it was before."""
-        before, after = copy.deepcopy(item), copy.deepcopy(item)
+        before, after = item, _copy(item)
         clause = None
         while self.peek() is not None:
             if self.peek().upper() in _CLAUSES:  # type: ignore[union-attr]
@@ -226,18 +236,36 @@ def _conditional_failure(operation: str, old: Item | None, wanted: str | None) -
         "Error": {"Code": "ConditionalCheckFailedException", "Message": "condition failed"}
     }
     if wanted == "ALL_OLD" and old is not None:
-        response["Item"] = copy.deepcopy(old)
+        response["Item"] = _copy(old)
     return ClientError(response, operation)  # type: ignore[arg-type]
 
 
 class InMemoryDynamoDB:
     """Stand-in for ``boto3.client("dynamodb")`` on one table keyed by ``key``."""
 
-    def __init__(self, key: str = "pk") -> None:
+    def __init__(self, key: str = "pk", *, record: bool = False) -> None:
         self.key = key
         self.items: dict[str, Item] = {}
         self.calls: Counter[str] = Counter()
-        self.seconds = 0.0
+        self.log: list[tuple[str, dict[str, Any]]] | None = [] if record else None
+
+    def _count(self, operation: str, kwargs: dict[str, Any]) -> None:
+        self.calls[operation] += 1
+        if self.log is not None:
+            self.log.append((operation, kwargs))
+
+    def replay(self, log: list[tuple[str, dict[str, Any]]]) -> None:
+        """Make the recorded calls again (conditional failures included)."""
+        methods = {"GetItem": self.get_item, "PutItem": self.put_item}
+        methods["UpdateItem"] = self.update_item
+        for operation, kwargs in log:
+            try:
+                if operation == "Query":
+                    list(self.get_paginator("query").paginate(**kwargs))
+                else:
+                    methods[operation](**kwargs)
+            except ClientError:
+                pass
 
     def _key(self, key: Item) -> str:
         return str(key[self.key]["S"])
@@ -257,45 +285,35 @@ class InMemoryDynamoDB:
             )
 
     def get_item(self, **kwargs: Any) -> dict[str, Any]:
-        started = time.perf_counter()
-        self.calls["GetItem"] += 1
+        self._count("GetItem", kwargs)
         item = self.items.get(self._key(kwargs["Key"]))
-        self.seconds += time.perf_counter() - started
-        return {"Item": copy.deepcopy(item)} if item is not None else {}
+        return {"Item": _copy(item)} if item is not None else {}
 
     def put_item(self, **kwargs: Any) -> dict[str, Any]:
-        started = time.perf_counter()
-        self.calls["PutItem"] += 1
-        try:
-            key = self._key(kwargs["Item"])
-            self._check("PutItem", self.items.get(key), kwargs)
-            self.items[key] = copy.deepcopy(kwargs["Item"])
-            return {}
-        finally:
-            self.seconds += time.perf_counter() - started
+        self._count("PutItem", kwargs)
+        key = self._key(kwargs["Item"])
+        self._check("PutItem", self.items.get(key), kwargs)
+        self.items[key] = _copy(kwargs["Item"])
+        return {}
 
     def update_item(self, **kwargs: Any) -> dict[str, Any]:
-        started = time.perf_counter()
-        self.calls["UpdateItem"] += 1
-        try:
-            key = self._key(kwargs["Key"])
-            old = self.items.get(key)
-            self._check("UpdateItem", old, kwargs)
-            expression = _Expression(
-                kwargs["UpdateExpression"],
-                kwargs.get("ExpressionAttributeNames", {}),
-                kwargs.get("ExpressionAttributeValues", {}),
-            )
-            new = expression.update(old or dict(kwargs["Key"]))
-            self.items[key] = new
-            wanted = kwargs.get("ReturnValues", "NONE")
-            if wanted == "ALL_OLD":
-                return {"Attributes": copy.deepcopy(old)} if old else {}
-            if wanted == "ALL_NEW":
-                return {"Attributes": copy.deepcopy(new)}
-            return {}
-        finally:
-            self.seconds += time.perf_counter() - started
+        self._count("UpdateItem", kwargs)
+        key = self._key(kwargs["Key"])
+        old = self.items.get(key)
+        self._check("UpdateItem", old, kwargs)
+        expression = _Expression(
+            kwargs["UpdateExpression"],
+            kwargs.get("ExpressionAttributeNames", {}),
+            kwargs.get("ExpressionAttributeValues", {}),
+        )
+        new = expression.update(old or dict(kwargs["Key"]))
+        self.items[key] = new
+        wanted = kwargs.get("ReturnValues", "NONE")
+        if wanted == "ALL_OLD":
+            return {"Attributes": _copy(old)} if old else {}
+        if wanted == "ALL_NEW":
+            return {"Attributes": _copy(new)}
+        return {}
 
     def get_paginator(self, operation: str) -> _QueryPaginator:
         if operation != "query":
@@ -310,14 +328,12 @@ class _QueryPaginator:
         self.table = table
 
     def paginate(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        started = time.perf_counter()
-        self.table.calls["Query"] += 1
+        self.table._count("Query", kwargs)
         names = kwargs.get("ExpressionAttributeNames", {})
         values = kwargs.get("ExpressionAttributeValues", {})
         found = [
-            copy.deepcopy(item)
+            _copy(item)
             for item in self.table.items.values()
             if _Expression(kwargs["KeyConditionExpression"], names, values).condition(item)
         ]
-        self.table.seconds += time.perf_counter() - started
         yield {"Items": found}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -91,14 +92,15 @@ def _day_attributes(day: str) -> tuple[str, str]:
     return f"opens#{day}", f"seen#{day}"
 
 
-def _stale_names(day: str) -> dict[str, str]:
+@lru_cache(maxsize=64)
+def _stale_names(day: str) -> tuple[tuple[str, str], ...]:
+    """Placeholders and names of the per-day attributes an open on ``day`` removes."""
     today = date.fromisoformat(day)
-    names = {}
+    names = []
     for back in STALE_DAYS:
-        old = (today - timedelta(days=back)).isoformat()
-        count, seen = _day_attributes(old)
-        names[f"#c{back}"], names[f"#s{back}"] = count, seen
-    return names
+        count, seen = _day_attributes((today - timedelta(days=back)).isoformat())
+        names += [(f"#c{back}", count), (f"#s{back}", seen)]
+    return tuple(names)
 
 
 def _seen(item: dict[str, Any], day: str, tunnel_id: str) -> bool:
@@ -302,7 +304,7 @@ class DynamoDBTunnelStore:
         count, seen = _day_attributes(day)
         opened_epoch = _n(_epoch(opened.opened_at))
         horizon = max(opened.expires_at, datetime.now(UTC)) + self.retention
-        stale = _stale_names(day)
+        stale = dict(_stale_names(day))
         try:
             response = self.client.update_item(
                 TableName=self.table_name,
