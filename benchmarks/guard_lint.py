@@ -222,7 +222,9 @@ def main() -> None:
         bench_files(args.files, args.repeat)
     if args.what in ("templates", "all"):
         bench_templates(args.templates, args.policies, args.repeat)
-    if args.what in ("linear", "all"):
+    if args.what in ("linear", "all") and args.code:
+        print("linear: measured in this process, so not with --code (it reads this checkout)")
+    elif args.what in ("linear", "all"):
         bench_linear(200 if args.short else max(args.policies, 800))
     if args.what in ("startup", "all"):
         bench_startup(args.repeat if args.short else max(args.repeat, 5))
