@@ -5,8 +5,8 @@ One table holds three kinds of items, told apart by the partition key ``pk``:
 * ``thing#<name>``: the thing's day, opens that day, its latest tunnel and a
   ``version`` for optimistic locking; per UTC day of an open, ``opens#<day>``
   (that day's count) and ``seen#<day>`` (the set of tunnel ids counted that day,
-  which is what makes a redelivered open count once). Days older than yesterday
-  are removed by the next open;
+  which is what makes a redelivered open count once). An open removes those of
+  the 2nd to 8th day before its own; older ones go with the item's TTL;
 * ``tunnel#<id>``: thing, open/expiry/close times; while open it also carries
   ``openIndex``, which puts it in the sparse ``OpenTunnels`` index the sweep
   queries (so the sweep never scans the table); ``openResult`` and
