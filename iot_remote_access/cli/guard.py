@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import Progress
 
 from iot_remote_access.cli.errors import EXIT_FAILURE, EXIT_OK, InputError
-from iot_remote_access.guard.audit import fetch_policy, list_policies
+from iot_remote_access.guard.audit import (
+    DEFAULT_CONCURRENCY,
+    MAX_CONCURRENCY,
+    fetch_policies,
+    list_policies,
+)
 from iot_remote_access.guard.report import OutputFormat, render
 from iot_remote_access.guard.scan import PolicyResult, scan_documents
 from iot_remote_access.guard.sources import GuardInputError, read_policies
@@ -41,26 +45,40 @@ def lint(paths: tuple[Path, ...], output_format: str) -> None:
 @click.command()
 @click.option("--region", help="AWS region. Default: the profile's.")
 @click.option("--profile", help="AWS named profile. Default: the default credential chain.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, MAX_CONCURRENCY),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="GetPolicy requests in flight (throttling is retried adaptively)",
+)
 @format_option
-def audit(region: str | None, profile: str | None, output_format: str) -> None:
+def audit(region: str | None, profile: str | None, concurrency: int, output_format: str) -> None:
     """Check the default version of every IoT policy in a live account (read-only).
     Exit 0 clean, 1 findings, 2 account unreadable."""
     import boto3
+    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
+    from rich.console import Console
+    from rich.progress import Progress
 
     try:
         session = boto3.Session(profile_name=profile, region_name=region)
         if session.region_name is None:
             raise InputError("--region: no region given and none configured for the profile")
-        client = session.client("iot")
+        # Adaptive: on throttling, back off and limit the client's own request rate.
+        config = Config(
+            retries={"mode": "adaptive", "max_attempts": 10},
+            max_pool_connections=concurrency + 1,
+        )
+        client = session.client("iot", config=config)
         summaries = list_policies(client)
         console = Console(stderr=True)
         with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
             task = bar.add_task("reading IoT policies", total=len(summaries))
-            sources = []
-            for summary in summaries:
-                sources.append(fetch_policy(client, summary))
-                bar.advance(task)
+            sources = fetch_policies(
+                client, summaries, concurrency=concurrency, done=lambda: bar.advance(task)
+            )
         results = scan_documents(sources)
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "ClientError")
@@ -73,8 +91,6 @@ def audit(region: str | None, profile: str | None, output_format: str) -> None:
 
 
 def _finish(results: list[PolicyResult], output_format: OutputFormat) -> None:
-    console = Console(soft_wrap=output_format is not OutputFormat.TABLE)
-    if not console.is_terminal:
-        console.width = 160  # CI logs: wide enough that rule names and ARNs stay whole
-    render(results, output_format, console)
+    # rich's table for people at a terminal; plain text in CI logs, pipes and files.
+    render(results, output_format, sys.stdout, terminal=sys.stdout.isatty())
     raise SystemExit(EXIT_FAILURE if any(r.findings for r in results) else EXIT_OK)

@@ -7,31 +7,41 @@ The offset must be
   always gets the same offset (the plan can be replayed from the inventory);
 - stable: issuing or removing other devices never moves a date already issued;
 - uniform: for N certificates issued on the same day (one *cohort*), the busiest
-  expiry day holds at most ``ceil(1.1 * N / window_days) + 1`` of them.
+  expiry day holds at most ``ceil(N / window_days) + 1`` of them; ``ceil(N / window_days)``,
+  the integer optimum, when issuances do not race.
 
 No function of the thing name alone can be uniform in that sense: whatever the
 function, a set of names can land on few days, and for ordinary names a good hash
 behaves like throwing N balls into ``window_days`` bins. For 5,000 devices over
 90 days the fullest bin then holds about 75 where 55.6 is ideal and the bound is
-63 (see ``tests/test_stagger.py``). So the offset is chosen with *bounded-load
-hashing* (Mirrokni, Thorup, Zadimoghaddam, SODA 2018), made deterministic:
+57 (see ``tests/test_stagger.py``). So each new certificate goes to the
+least-loaded day of its window, with ties broken in an order of its own:
 
 1. Each thing name defines its own probe order: a permutation of the window's days
    from SHA-256 of the name (double hashing with a step coprime to the window).
 2. Each issuance joins its cohort (the UTC day it is issued) and learns its rank
    ``m`` in it (1 for the first certificate of the day, ...).
 3. It takes the first day in its probe order holding fewer than
-   ``cap(m) = ceil(1.1 * m / window_days)`` certificates of the cohort.
+   ``cap(m) = ceil(m / window_days)`` certificates of the cohort.
 
-Why that meets the bound: when the m-th certificate looks for a day, m - 1 are
-placed, and ``window_days * cap(m) >= 1.1 m > m - 1`` places exist under the cap,
-so a free one is always found; a day's count never exceeds the cap of the last
-certificate placed on it, and caps only grow with m, so after N issuances the
-busiest day holds at most ``cap(N)``. Issuances that race (several signer
-invocations at once) may see each other's places taken; they then accept
-``cap(m) + 1``, which is the ``+ 1`` of the bound. Placements are recorded (in the
-inventory, with the certificate's not-after) and never recomputed, which is what
-makes them stable: a later device only adds one count to one day.
+Why that is the least-loaded day and meets the bound: when the m-th certificate
+looks for a day, m - 1 are placed, and ``window_days * cap(m) >= m > m - 1`` places
+exist under the cap, so a free one is always found. A day's count never exceeds
+the cap of the last certificate placed on it, and caps only grow with m, so after
+N issuances the busiest day holds at most ``cap(N) = ceil(N / window_days)``; and
+since every day is filled to k before any gets k + 1, the days under the cap are
+exactly the least-loaded ones. Issuances that race (several signer invocations at
+once) may see each other's places taken; they then accept ``cap(m) + 1``, which is
+the ``+ 1`` of the bound, and a ledger that can read its counts lifts a stale rank
+to (certificates placed) + 1, so a stalled invocation still finds room.
+Placements are recorded (in the inventory, with the certificate's not-after) and
+never recomputed, which is what makes them stable: a later device only adds one
+count to one day.
+
+(An earlier version allowed ``ceil(1.1 m / window_days)``: 10 % headroom saved
+claims but let the busiest day sit 10 % above the optimum. Without it a cohort
+costs about ``ln(window_days)`` claims per issuance on average, each one conditional
+write in the DynamoDB ledger; ``benchmarks/stagger_limit.py`` prints the figure.)
 
 Storage is abstracted by :class:`CohortLedger`; :class:`MemoryLedger` is the
 in-process one (CLI simulation, tests, benchmarks), the AWS signer keeps the
@@ -54,19 +64,24 @@ DEFAULT_WINDOW_DAYS = 90
 MAX_VALIDITY_DAYS = 3650
 MAX_WINDOW_DAYS = 365
 
-# The cap is ceil(HEADROOM_NUM * m / (HEADROOM_DEN * window)); integers, not 1.1,
-# so that no floating-point rounding can ever let a day go one over.
-_HEADROOM_NUM = 11
-_HEADROOM_DEN = 10
-
 
 class StaggerError(RuntimeError):
     """No expiry day had room: only possible when very many issuances race."""
 
 
+def balanced_bound(devices: int, window_days: int) -> int:
+    """The most certificates one expiry day holds for ``devices`` issued the same day:
+    ``ceil(devices / window_days)`` (the integer optimum) plus one for racing issuances."""
+    return _ceil_div(devices, window_days) + 1
+
+
 def peak_bound(devices: int, window_days: int) -> int:
-    """The most certificates one expiry day may hold for ``devices`` issued the same day."""
-    return _ceil_div(_HEADROOM_NUM * devices, _HEADROOM_DEN * window_days) + 1
+    """The guarantee of the first version, ``ceil(1.1 * devices / window_days) + 1``.
+
+    Still what ``certs simulate`` reports as its bound; the placement now meets the
+    tighter :func:`balanced_bound`, which is never larger.
+    """
+    return _ceil_div(11 * devices, 10 * window_days) + 1
 
 
 def ideal_peak(devices: int, window_days: int) -> float:
@@ -118,14 +133,18 @@ class StaggerPolicy:
 
     def cap(self, rank: int) -> int:
         """Most certificates of a cohort one day may hold once ``rank`` have joined."""
-        return max(1, _ceil_div(_HEADROOM_NUM * rank, _HEADROOM_DEN * self.window_days))
+        return max(1, _ceil_div(rank, self.window_days))
 
-    def probe(self, thing: str) -> Iterator[int]:
-        """The thing's own order of the window's days (a permutation of ``range(window)``)."""
+    def probe_start_step(self, thing: str) -> tuple[int, int]:
+        """First day and step of the thing's probe order: day ``i`` is ``start + i * step``."""
         digest = hashlib.sha256(thing.encode("utf-8")).digest()
         start = int.from_bytes(digest[:8], "big") % self.window_days
         units = _units(self.window_days)
-        step = units[int.from_bytes(digest[8:16], "big") % len(units)]
+        return start, units[int.from_bytes(digest[8:16], "big") % len(units)]
+
+    def probe(self, thing: str) -> Iterator[int]:
+        """The thing's own order of the window's days (a permutation of ``range(window)``)."""
+        start, step = self.probe_start_step(thing)
         for i in range(self.window_days):
             yield (start + i * step) % self.window_days
 
@@ -134,7 +153,7 @@ class StaggerPolicy:
 
         Stable and deterministic but not uniform enough; kept for comparison.
         """
-        return next(self.probe(thing))
+        return self.probe_start_step(thing)[0]
 
     def validity_days(self, offset: int) -> int:
         if not 0 <= offset < self.window_days:
@@ -159,6 +178,9 @@ class CohortLedger(Protocol):
         """Add one to the day ``offset`` of ``cohort`` if it holds fewer than ``limit``."""
         ...
 
+    # Optional: ``loads(cohort, window_days) -> list[int]``, the counts per day (may
+    # be stale, never ahead); ``place`` then claims only days with room in it.
+
 
 @dataclass
 class MemoryLedger:
@@ -173,31 +195,82 @@ class MemoryLedger:
         return self._joined[cohort]
 
     def claim(self, cohort: str, offset: int, limit: int) -> bool:
-        loads = self._loads.setdefault(cohort, [0] * self.window_days)
+        loads = self._loads.get(cohort)
+        if loads is None:
+            loads = self._loads[cohort] = [0] * self.window_days
         if loads[offset] >= limit:
             return False
         loads[offset] += 1
         return True
 
-    def loads(self, cohort: str) -> list[int]:
-        """Certificates per offset day in ``cohort`` (a copy)."""
+    def loads(self, cohort: str, window_days: int | None = None) -> list[int]:
+        """Certificates per offset day in ``cohort`` (a copy; ``window_days`` as the
+        DynamoDB ledger's, for ``place``: this ledger knows its window)."""
         return list(self._loads.get(cohort, [0] * self.window_days))
 
     def joined(self, cohort: str) -> int:
         return self._joined.get(cohort, 0)
 
 
+#: Fresh reads of the counts before giving up when claims keep losing races.
+_SNAPSHOT_ROUNDS = 3
+
+
 def place(policy: StaggerPolicy, ledger: CohortLedger, cohort: str, thing: str, rank: int) -> int:
-    """Claim the first day of ``thing``'s probe order with room under the cap of ``rank``."""
+    """Claim the first day of ``thing``'s probe order with room under the cap of ``rank``.
+
+    The first day is claimed blind. If it is full and the ledger can read its counts
+    (``loads(cohort, window_days)``, one read), the probe then skips the days already
+    at the cap, so about one more claim is made instead of ``ln(window_days)``. Counts
+    only grow, so a day full in the read is full: the skip never misses room, and the
+    claim itself stays the conditional check. The read also catches a stale rank (an
+    invocation that joined, then stalled while others placed): with P placed, the
+    rank is at least P + 1, which keeps both the bound and the room.
+    """
     limit = policy.cap(rank)
-    for allowance in (limit, limit + 1):
-        for offset in policy.probe(thing):
-            if ledger.claim(cohort, offset, allowance):
-                return offset
+    start, step = policy.probe_start_step(thing)
+    if ledger.claim(cohort, start, limit):
+        return start
+    read = getattr(ledger, "loads", None)
+    offset: int | None = None
+    if not callable(read):
+        offset = _probe(policy, ledger, cohort, (start, step), limit, None)
+    else:
+        for _ in range(_SNAPSHOT_ROUNDS):
+            snapshot = list(read(cohort, policy.window_days))
+            limit = max(limit, policy.cap(sum(snapshot) + 1))
+            offset = _probe(policy, ledger, cohort, (start, step), limit, snapshot)
+            if offset is not None:
+                break
+    if offset is not None:
+        return offset
     raise StaggerError(
         f"cohort {cohort}: no expiry day has room for {thing!r} (rank {rank}, cap {limit + 1}); "
         "too many issuances raced; retry"
     )
+
+
+def _probe(
+    policy: StaggerPolicy,
+    ledger: CohortLedger,
+    cohort: str,
+    start_step: tuple[int, int],
+    limit: int,
+    snapshot: list[int] | None,
+) -> int | None:
+    """The first day in probe order that takes a claim under ``limit``, else ``limit + 1``."""
+    window = policy.window_days
+    start, step = start_step
+    claim = ledger.claim
+    for allowance in (limit, limit + 1):
+        offset = start
+        for _ in range(window):  # the probe order, inline: the planner's hot path
+            if (snapshot is None or snapshot[offset] < allowance) and claim(
+                cohort, offset, allowance
+            ):
+                return offset
+            offset = (offset + step) % window
+    return None
 
 
 def assign_offset(policy: StaggerPolicy, ledger: CohortLedger, cohort: str, thing: str) -> int:

@@ -88,6 +88,7 @@ def _template(path: Path, text: str, template: Mapping[str, Any]) -> Iterator[Po
     resources = template["Resources"]
     if not isinstance(resources, Mapping):
         raise GuardInputError(path, "'Resources' is not an object")
+    lines: _KeyLines | None = None  # built on the first IoT policy, once per file
     for logical_id, resource in resources.items():
         if not isinstance(resource, Mapping) or resource.get("Type") != IOT_POLICY_TYPE:
             continue
@@ -103,7 +104,42 @@ def _template(path: Path, text: str, template: Mapping[str, Any]) -> Iterator[Po
                 raise GuardInputError(
                     path, f"{logical_id}: PolicyDocument is not valid JSON: {error.msg}"
                 ) from None
-        yield PolicyDocumentSource(str(path), str(logical_id), document, _line_of(text, logical_id))
+        lines = lines or _KeyLines(text)
+        yield PolicyDocumentSource(
+            str(path), str(logical_id), document, lines.line_of(str(logical_id))
+        )
+
+
+class _KeyLines:
+    """First line on which each key starts, from one pass over the file.
+
+    A line "starts with key" when, stripped, it begins with ``"key"``, ``'key'``
+    or ``key:``. Scanning the whole text once per policy made a template of 800
+    policies take 24 s; this index makes it linear in the file's lines.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._first: dict[str, int] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            stripped = line.strip()
+            for key in _line_keys(stripped):
+                self._first.setdefault(key, number)
+
+    def line_of(self, key: str) -> int | None:
+        if any(c in key for c in "\"':"):
+            # A key with a quote or colon in it cannot be read off one token: scan.
+            return _line_of(self._text, key)
+        return self._first.get(key)
+
+
+def _line_keys(stripped: str) -> tuple[str, ...]:
+    """The keys a stripped line starts with, in the three spellings ``_line_of`` knows."""
+    if stripped[:1] in ('"', "'"):
+        end = stripped.find(stripped[0], 1)
+        return (stripped[1:end],) if end > 0 else ()
+    colon = stripped.find(":")
+    return (stripped[:colon],) if colon >= 0 else ()
 
 
 def _line_of(text: str, key: str) -> int | None:

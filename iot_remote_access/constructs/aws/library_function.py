@@ -8,11 +8,15 @@ tracing, and Powertools for AWS Lambda from AWS's public layer.
 The code asset holds only what a handler needs: ``iot_remote_access/core``
 (stdlib only) and the handler's own folder under ``iot_remote_access/lambdas``.
 It is staged from the installed package (``Path(__file__)``, never the working
-directory), so synthesis needs no Docker and works from a built wheel too.
+directory), so synthesis needs no Docker and works from a built wheel too. Each
+handler is staged once per process into one ``ira-assets-*`` temporary folder,
+which is removed when the process exits (the CDK has copied the asset into the
+cloud assembly by then); earlier versions left a folder per handler per synth.
 """
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -35,33 +39,53 @@ _POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/{arch}/{runtime}/{
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 
+_staged: dict[tuple[str, tuple[str, ...]], Path] = {}
+_staging_root: list[Path] = []  # the process's one temporary folder, once made
+
+
+def _root() -> Path:
+    if not _staging_root:
+        root = Path(tempfile.mkdtemp(prefix="ira-assets-"))
+        # Removed at exit: synthesis has copied every asset into cdk.out by then.
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _staging_root.append(root)
+    return _staging_root[0]
+
+
 def stage_handler_code(handler_package: str, shared_packages: Sequence[str] = ()) -> Path:
     """Copy the handler's package, ``shared_packages`` (helper folders under
-    ``lambdas`` used by several handlers) and ``core`` into a fresh folder for the asset.
+    ``lambdas`` used by several handlers) and ``core`` into a folder for the asset.
 
-    The asset hash is computed from the content, so a new temporary folder per
-    synth does not change the template.
+    Staged once per process and arguments (the package does not change while a
+    synth runs), under one temporary folder removed when the process exits. The
+    asset hash is computed from the content, so where it is staged does not
+    change the template.
     """
+    key = (handler_package, tuple(shared_packages))
+    if key in _staged:
+        return _staged[key]
     source = PACKAGE_ROOT / "lambdas" / handler_package
     if not (source / "handler.py").is_file():
         raise ValueError(
             f"handler_package: {handler_package!r} has no handler.py under "
             f"{PACKAGE_ROOT / 'lambdas'}; allowed: one of the folders there"
         )
-    staging = Path(tempfile.mkdtemp(prefix=f"ira-{handler_package}-"))
-    target = staging / "iot_remote_access"
-    shutil.copytree(PACKAGE_ROOT / "core", target / "core", ignore=_IGNORED)
-    shutil.copytree(source, target / "lambdas" / handler_package, ignore=_IGNORED)
     for shared in shared_packages:
         if not (PACKAGE_ROOT / "lambdas" / shared / "__init__.py").is_file():
             raise ValueError(
                 f"shared_packages: {shared!r} is not a package under {PACKAGE_ROOT / 'lambdas'}"
             )
+    staging = Path(tempfile.mkdtemp(prefix=f"{handler_package}-", dir=_root()))
+    target = staging / "iot_remote_access"
+    shutil.copytree(PACKAGE_ROOT / "core", target / "core", ignore=_IGNORED)
+    shutil.copytree(source, target / "lambdas" / handler_package, ignore=_IGNORED)
+    for shared in shared_packages:
         shutil.copytree(
             PACKAGE_ROOT / "lambdas" / shared, target / "lambdas" / shared, ignore=_IGNORED
         )
     shutil.copy2(PACKAGE_ROOT / "__init__.py", target / "__init__.py")
     shutil.copy2(PACKAGE_ROOT / "lambdas" / "__init__.py", target / "lambdas" / "__init__.py")
+    _staged[key] = staging
     return staging
 
 

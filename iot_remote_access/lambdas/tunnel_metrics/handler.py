@@ -1,12 +1,14 @@
 """Lambda: Secure Tunneling CloudTrail events (and a 5-minute sweep) -> tunnel metrics.
 
-Thin: parsing and every decision live in ``iot_remote_access.core.tunnel_metrics``;
-here are only the AWS clients, Powertools Idempotency (keyed on CloudTrail's
-``eventID``, so an event EventBridge or CloudTrail delivers twice is counted
-once), and Powertools Metrics (EMF in the log; no PutMetricData call).
+Thin: parsing and every decision live in ``iot_remote_access.core.tunnel_metrics``,
+the writes that count each event once in ``ledger`` (an event EventBridge or
+CloudTrail delivers twice is counted once, by the conditions of the writes
+themselves: see ``ledger`` for why Powertools Idempotency is no longer used);
+here are only the AWS clients and Powertools Metrics (EMF in the log; no
+PutMetricData call).
 
-Environment: ``TABLE_NAME`` (state and idempotency records),
-``RENEWAL_WINDOW_MINUTES`` (default 15), ``IDEMPOTENCY_HOURS`` (default 24).
+Environment: ``TABLE_NAME`` (the state table), ``RENEWAL_WINDOW_MINUTES``
+(default 15). ``IDEMPOTENCY_HOURS`` of earlier versions is ignored.
 """
 
 from __future__ import annotations
@@ -18,11 +20,6 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
@@ -31,18 +28,12 @@ from iot_remote_access.core.tunnel_metrics import (
     NAMESPACE,
     THING_DIMENSION,
     Outcome,
-    TunnelLedger,
 )
 from iot_remote_access.lambdas.tunnel_metrics.aws_state import (
-    KEY,
-    TTL_ATTRIBUTE,
     DynamoDBTunnelStore,
     SecureTunnelingDirectory,
 )
-
-#: CloudTrail's own id first: the same API call delivered twice has one
-#: eventID. Scheduled sweeps have none, so theirs is the EventBridge id.
-IDEMPOTENCY_KEY = "detail.eventID || id"
+from iot_remote_access.lambdas.tunnel_metrics.ledger import TwoCallLedger
 
 logger = Logger()
 # service="": no "service" dimension, so metrics carry exactly the dimension sets
@@ -61,28 +52,19 @@ class TunnelMetricsApp:
         dynamodb: Any,
         tunneling: Any,
         renewal_window: timedelta = DEFAULT_RENEWAL_WINDOW,
-        idempotency_ttl: timedelta = timedelta(hours=24),
     ) -> None:
-        self.ledger = TunnelLedger(
+        self.ledger = TwoCallLedger(
             DynamoDBTunnelStore(dynamodb, table_name),
             SecureTunnelingDirectory(tunneling),
             renewal_window=renewal_window,
         )
-        persistence = DynamoDBPersistenceLayer(
-            table_name=table_name, key_attr=KEY, expiry_attr=TTL_ATTRIBUTE, boto3_client=dynamodb
-        )
-        config = IdempotencyConfig(
-            event_key_jmespath=IDEMPOTENCY_KEY,
-            expires_after_seconds=int(idempotency_ttl.total_seconds()),
-        )
 
-        # Powertools' decorator takes plain functions only (not bound methods).
-        def process_tunnel_event(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-            return self._process(event, context)
-
-        self.process = idempotent(persistence_store=persistence, config=config)(
-            process_tunnel_event
-        )
+    def process(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        """Apply one event; returns its result (a redelivery: the first delivery's)."""
+        outcome, result = self.ledger.process(event)
+        _log(outcome)
+        publish(outcome)
+        return result
 
     @classmethod
     def from_environment(cls) -> TunnelMetricsApp:
@@ -91,14 +73,7 @@ class TunnelMetricsApp:
             dynamodb=boto3.client("dynamodb", config=_CLIENT_CONFIG),
             tunneling=boto3.client("iotsecuretunneling", config=_CLIENT_CONFIG),
             renewal_window=timedelta(minutes=int(os.environ.get("RENEWAL_WINDOW_MINUTES", "15"))),
-            idempotency_ttl=timedelta(hours=int(os.environ.get("IDEMPOTENCY_HOURS", "24"))),
         )
-
-    def _process(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        outcome = self.ledger.handle(event)
-        _log(outcome)
-        publish(outcome)
-        return outcome.summary()
 
 
 def publish(outcome: Outcome) -> None:
