@@ -565,10 +565,10 @@ def parse_response(
             raise CommandRuleError.from_schema(error) from None
     elif not isinstance(result, dict):
         raise CommandRuleError("result", f"{shown(result)} is not an object")
-    error = document.get("error")
-    if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR_LENGTH):
+    problem = document.get("error")
+    if problem is not None and (not isinstance(problem, str) or len(problem) > MAX_ERROR_LENGTH):
         raise CommandRuleError("error", f"allowed: text of at most {MAX_ERROR_LENGTH} characters")
-    return ResponseMessage(command_id, thing, status, result, error)
+    return ResponseMessage(command_id, thing, status, result, problem)
 
 
 # -- shared helpers -----------------------------------------------------------------------------
