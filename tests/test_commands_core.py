@@ -20,6 +20,7 @@ from iot_remote_access.core.argument_schema import (
     validate,
 )
 from iot_remote_access.core.aws_policy import device_policy_document, plain_arn
+from iot_remote_access.core.azure_rules import device_to_cloud_routes
 from iot_remote_access.core.commands import (
     MAX_REQUEST_BYTES,
     CommandCatalogue,
@@ -36,6 +37,7 @@ from iot_remote_access.core.commands import (
     parse_send_request,
     sender_matches,
 )
+from iot_remote_access.core.mosquitto_acl import render_mosquitto_acl
 from iot_remote_access.core.topics import DeviceAccess, TopicModel, TopicModelError
 
 ACCOUNT = "123456789012"
@@ -483,3 +485,13 @@ def test_device_policy_grants_exactly_the_responses_topic_when_commands_are_on()
     assert not any(
         re.search(r"[*+#]", arn) for arn in publish(DeviceAccess(command_responses=True))
     )
+
+
+def test_every_renderer_follows_the_responses_switch() -> None:
+    on, off = DeviceAccess(command_responses=True), DeviceAccess()
+    assert ("command-responses", "topic = CONCAT('cmd/', $connectionDeviceId, '/responses')") in (
+        device_to_cloud_routes(on)
+    )
+    assert all(name != "command-responses" for name, _ in device_to_cloud_routes(off))
+    assert "pattern write cmd/%u/responses" in render_mosquitto_acl(on, bridge_identity=None)
+    assert "responses" not in render_mosquitto_acl(off, bridge_identity=None)
