@@ -31,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iot_remote_access.core import strict_json
+from iot_remote_access.core.command_executions import execution_item
 from iot_remote_access.core.commands import (
     CommandCatalogue,
     CommandMessage,
@@ -52,6 +53,7 @@ CATALOGUE_VARIABLE = "COMMAND_CATALOGUE"
 COMMANDS_TOPIC_VARIABLE = "COMMANDS_TOPIC"
 RESPONSES_TOPIC_VARIABLE = "RESPONSES_TOPIC"
 THING_NAME_PATTERN_VARIABLE = "THING_NAME_PATTERN"
+TABLE_VARIABLE = "EXECUTIONS_TABLE"
 ROUTE = ("POST", "/commands")
 
 logger = Logger()
@@ -64,6 +66,8 @@ for _noisy in ("botocore", "boto3", "urllib3"):
 class Clients:
     iot: Any
     iot_data: Any
+    #: The execution records' DynamoDB table; None: nothing is recorded.
+    executions: Any = None
 
 
 _clients: Clients | None = None
@@ -76,8 +80,11 @@ def clients() -> Clients:
         config = Config(
             retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10
         )
+        table = os.environ.get(TABLE_VARIABLE)
         _clients = Clients(
-            iot=boto3.client("iot", config=config), iot_data=boto3.client("iot-data", config=config)
+            iot=boto3.client("iot", config=config),
+            iot_data=boto3.client("iot-data", config=config),
+            executions=boto3.resource("dynamodb", config=config).Table(table) if table else None,
         )
     return _clients
 
@@ -184,7 +191,12 @@ class Broker:
         self._check_thing(request.thing)
         command = new_command(request, now=now)
         routing = Routing.of(self.settings.topics, request.thing)
-        self._publish(command, routing, request.spec.timeout_seconds)
+        self._record(execution_item(request, command, requester=requester))
+        try:
+            self._publish(command, routing, request.spec.timeout_seconds)
+        except Refused:
+            self._mark_unsent(command.id)
+            raise
         logger.info(
             "command sent",
             extra={
@@ -233,6 +245,29 @@ class Broker:
             )
         except (ClientError, BotoCoreError) as error:
             raise Refused.from_aws(error, "Publish") from None
+
+    def _record(self, item: dict[str, Any]) -> None:
+        """The pending record, written before publishing so a fast answer finds it."""
+        if self.aws.executions is None:
+            return
+        try:
+            self.aws.executions.put_item(Item=item, ConditionExpression="attribute_not_exists(id)")
+        except (ClientError, BotoCoreError) as error:
+            raise Refused.from_aws(error, "PutItem") from None
+
+    def _mark_unsent(self, command_id: str) -> None:
+        if self.aws.executions is None:
+            return
+        try:
+            self.aws.executions.update_item(
+                Key={"id": command_id},
+                UpdateExpression="SET #status = :failed, #error = :error",
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues={":failed": "failed", ":error": "not published"},
+            )
+        except (ClientError, BotoCoreError):
+            # Left pending, it reads as timed-out after its expiry: still not succeeded.
+            logger.exception("could not mark an unsent command", extra={"commandId": command_id})
 
     def _check_thing(self, thing: str) -> None:
         try:
