@@ -122,10 +122,43 @@ def test_synthesizes_clean_with_one_exact_publish_grant(tmp_path: Path, explicit
         "cmd/{thing}/commands",
         "cmd/{thing}/responses",
     )
+    assert variables["EXECUTIONS_TABLE"] == {"Ref": _only(template, "AWS::DynamoDB::Table")}
+    _check_executions_and_rule(template)
     (device_policy,) = template.find_resources("AWS::IoT::Policy").values()
     document = json.dumps(device_policy["Properties"]["PolicyDocument"])
     assert "cmd/${iot:Connection.Thing.ThingName}/responses" in document
     assert "cmd/*/" not in document and "cmd/+/" not in document
+
+
+def _only(template: Template, kind: str) -> str:
+    (logical_id,) = template.find_resources(kind)
+    return str(logical_id)
+
+
+def _check_executions_and_rule(template: Template) -> None:
+    (table,) = template.find_resources("AWS::DynamoDB::Table").values()
+    properties = table["Properties"]
+    assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    table_id = _only(template, "AWS::DynamoDB::Table")
+    dynamo = [
+        statement
+        for _, statement in _statements(template)
+        if json.dumps(statement["Action"]).startswith(('"dynamodb:', '["dynamodb:'))
+    ]
+    assert sorted(sorted(s["Action"]) for s in dynamo) == [
+        ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        ["dynamodb:PutItem", "dynamodb:UpdateItem"],
+    ]
+    for statement in dynamo:  # the table itself, no index, no other table
+        assert statement["Resource"] == [{"Fn::GetAtt": [table_id, "Arn"]}], statement
+    (rule,) = template.find_resources("AWS::IoT::TopicRule").values()
+    payload = rule["Properties"]["TopicRulePayload"]
+    assert payload["Sql"] == (
+        "SELECT encode(*, 'base64') AS payload, topic() AS topic, "
+        "get_mqtt_property('correlation_data') AS correlation FROM 'cmd/+/responses'"
+    )
+    assert "CloudwatchLogs" in payload["ErrorAction"]
 
 
 def test_the_grant_follows_a_custom_topic_model(tmp_path: Path) -> None:
@@ -153,9 +186,16 @@ def test_a_catalogue_too_big_for_the_lambda_environment_is_refused() -> None:
         CommandBroker(stack, "Commands", catalogue=catalogue)
 
 
-def test_lambda_code_holds_the_handler_and_core() -> None:
-    staged = stage_handler_code("command_broker") / "iot_remote_access"
-    assert (staged / "lambdas" / "command_broker" / "handler.py").is_file()
-    for module in ("commands.py", "argument_schema.py", "strict_json.py", "topics.py"):
+@pytest.mark.parametrize("package", ["command_broker", "command_responses"])
+def test_lambda_code_holds_the_handler_and_core(package: str) -> None:
+    staged = stage_handler_code(package) / "iot_remote_access"
+    assert (staged / "lambdas" / package / "handler.py").is_file()
+    for module in (
+        "commands.py",
+        "command_executions.py",
+        "argument_schema.py",
+        "strict_json.py",
+        "topics.py",
+    ):
         assert (staged / "core" / module).is_file()
     assert not (staged / "device").exists() and not (staged / "settings").exists()

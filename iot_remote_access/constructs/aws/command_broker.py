@@ -11,7 +11,9 @@ Tunneling stays the exception.
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_iot as iot
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -25,8 +27,28 @@ CATALOGUE_VARIABLE = "COMMAND_CATALOGUE"
 COMMANDS_TOPIC_VARIABLE = "COMMANDS_TOPIC"
 RESPONSES_TOPIC_VARIABLE = "RESPONSES_TOPIC"
 THING_NAME_PATTERN_VARIABLE = "THING_NAME_PATTERN"
+TABLE_VARIABLE = "EXECUTIONS_TABLE"
 #: Lambda allows 4 KB for all environment variables together; the rest is Powertools' own.
 MAX_CATALOGUE_BYTES = 3072
+
+
+def responses_rule_sql(topics: TopicModel) -> str:
+    """The IoT rule over every thing's responses topic.
+
+    The payload is passed base64-encoded, so no field of it can shadow ``topic``:
+    the responses function takes the thing from the topic only. A rule may use a
+    ``+`` filter; devices never get one.
+    """
+    topic_filter = topics.responses.replace(THING_PLACEHOLDER, "+")
+    if "'" in topic_filter:
+        raise ValueError(
+            f'responses: {topics.responses!r} contains a quote; allowed: a topic without "\'" '
+            "(it is quoted in the IoT rule's SQL)"
+        )
+    return (
+        "SELECT encode(*, 'base64') AS payload, topic() AS topic, "  # noqa: S608 (no quote, above)
+        f"get_mqtt_property('correlation_data') AS correlation FROM '{topic_filter}'"
+    )
 
 
 def publish_resource(topics: TopicModel) -> str:
@@ -50,6 +72,12 @@ class CommandBroker(Construct):
     - ``operator_policy``: invoke the broker's URL; an explicit Deny on
       ``iot:Publish`` to the command topics, so an operator's own IoT permissions
       cannot go around the broker.
+
+    - ``executions``: a DynamoDB table with one record per command sent (id, thing,
+      command, arguments digest, requester, reason, purpose, status, times),
+      written ``pending`` by the broker before it publishes.
+    - ``responder``: invoked by an IoT rule on the responses topics; completes a
+      record only from the thing it was sent to, while pending and before expiry.
 
     Devices need the publish grant on their responses topic: the DevicePolicy's
     ``command_responses`` switch (``DeviceAccess(command_responses=True)``).
@@ -95,6 +123,23 @@ class CommandBroker(Construct):
             )
 
         command_topics = iot_arn(publish_resource(self.topics))
+        self.executions = dynamodb.Table(
+            self,
+            "Executions",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=(
+                dynamodb.TableEncryption.CUSTOMER_MANAGED
+                if encryption_key
+                else dynamodb.TableEncryption.AWS_MANAGED
+            ),
+            encryption_key=encryption_key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute="ttl",
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
         self.broker = LibraryFunction(
             self,
             "Broker",
@@ -105,6 +150,7 @@ class CommandBroker(Construct):
                 COMMANDS_TOPIC_VARIABLE: self.topics.commands,
                 RESPONSES_TOPIC_VARIABLE: self.topics.responses,
                 THING_NAME_PATTERN_VARIABLE: thing_name_pattern,
+                TABLE_VARIABLE: self.executions.table_name,
             },
             encryption_key=encryption_key,
             log_retention=log_retention,
@@ -125,6 +171,7 @@ class CommandBroker(Construct):
                 sid="CheckThings", actions=["iot:DescribeThing"], resources=[iot_arn("thing/*")]
             )
         )
+        self.executions.grant(role, "dynamodb:PutItem", "dynamodb:UpdateItem")
         _acknowledge(
             role,
             "The broker sends commands to any thing of the fleet, chosen per request and "
@@ -133,6 +180,7 @@ class CommandBroker(Construct):
             [publish_resource(self.topics), "thing/*"],
         )
 
+        self._responses(catalogue_json, encryption_key, log_retention)
         self.operator_policy = iam.ManagedPolicy(
             self,
             "OperatorPolicy",
@@ -157,6 +205,60 @@ class CommandBroker(Construct):
                     resources=[command_topics],
                 ),
             ],
+        )
+
+    def _responses(
+        self, catalogue_json: str, key: kms.IKey | None, retention: logs.RetentionDays
+    ) -> None:
+        self.responder = LibraryFunction(
+            self,
+            "Responses",
+            handler_package="command_responses",
+            description="iot-remote-access command responses: completes execution records",
+            environment={
+                CATALOGUE_VARIABLE: catalogue_json,
+                RESPONSES_TOPIC_VARIABLE: self.topics.responses,
+                TABLE_VARIABLE: self.executions.table_name,
+            },
+            encryption_key=key,
+            log_retention=retention,
+        )
+        self.executions.grant(self.responder.role, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        # Rule errors land in the responder's own log group, next to its audit records.
+        error_role = iam.Role(
+            self,
+            "RuleErrorRole",
+            assumed_by=iam.ServicePrincipal("iot.amazonaws.com"),
+            description="iot-remote-access: writes command-response rule errors",
+        )
+        self.responder.log_group.grant_write(error_role)
+        self.responses_rule = iot.CfnTopicRule(
+            self,
+            "ResponsesRule",
+            topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
+                sql=responses_rule_sql(self.topics),
+                aws_iot_sql_version="2016-03-23",
+                rule_disabled=False,
+                actions=[
+                    iot.CfnTopicRule.ActionProperty(
+                        lambda_=iot.CfnTopicRule.LambdaActionProperty(
+                            function_arn=self.responder.function.function_arn
+                        )
+                    )
+                ],
+                error_action=iot.CfnTopicRule.ActionProperty(
+                    cloudwatch_logs=iot.CfnTopicRule.CloudwatchLogsActionProperty(
+                        log_group_name=self.responder.log_group.log_group_name,
+                        role_arn=error_role.role_arn,
+                    )
+                ),
+            ),
+        )
+        self.responder.function.add_permission(
+            "ResponsesRuleInvoke",
+            principal=iam.ServicePrincipal("iot.amazonaws.com"),
+            source_arn=self.responses_rule.attr_arn,
+            source_account=cdk.Stack.of(self).account,
         )
 
 
