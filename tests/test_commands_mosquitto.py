@@ -1,16 +1,19 @@
-"""Broker Lambda and device module joined through real mosquitto (mutual TLS, the ACL from
-the topic model). AWS IoT's data plane is the STAND-IN of tests/support/mqtt_iot_data.py;
-things are in moto.
+"""Broker Lambda, device module and responses Lambda joined through real mosquitto (mutual
+TLS, the ACL from the topic model). STAND-INS: AWS IoT's data plane
+(tests/support/mqtt_iot_data.py) and its rule (Fleet.record builds the rule's event);
+things and execution records are in moto.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from moto import mock_aws
 
+from iot_remote_access.core.command_executions import effective_status
 from iot_remote_access.core.commands import (
     CommandCatalogue,
     CommandRuleError,
@@ -30,6 +34,7 @@ from iot_remote_access.core.mosquitto_acl import render_mosquitto_acl
 from iot_remote_access.core.topics import DeviceAccess, TopicModel, thing_from_topic
 from iot_remote_access.device.commands import CommandDevice
 from iot_remote_access.lambdas.command_broker import handler as broker
+from iot_remote_access.lambdas.command_responses import handler as responses
 from tests.support.mqtt_iot_data import IDENTITY, MqttIotData, Received, mqtt5_client
 from tests.support.pki import TestCa
 from tests.support.processes import MosquittoBroker
@@ -79,6 +84,19 @@ class Fleet:
     broker: MosquittoBroker
     ca: TestCa
     log: Any
+    table: Any
+
+    def record(self, received: Received) -> dict[str, Any]:
+        """What AWS IoT's rule would pass to the responses function (see responses_rule_sql)."""
+        event = {"topic": received.topic, "payload": base64.b64encode(received.payload).decode()}
+        if received.correlation is not None:
+            event["correlation"] = base64.b64encode(received.correlation).decode()
+        responder = responses.Responder(CATALOGUE, TOPICS.responses, self.table)
+        return responder.handle(event, now=datetime.now(UTC))
+
+    def status(self, command_id: str, *, now: datetime | None = None) -> str:
+        item = self.table.get_item(Key={"id": command_id})["Item"]
+        return effective_status(item, now=now or datetime.now(UTC))
 
     def send(self, thing: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         event = json_event(
@@ -117,10 +135,20 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
             iot = boto3.client("iot", region_name=REGION)
             for thing in ("temp-1", "temp-2"):
                 iot.create_thing(thingName=thing)
-            monkeypatch.setattr(broker, "_clients", broker.Clients(iot=iot, iot_data=iot_data))
+            table = boto3.resource("dynamodb", region_name=REGION).create_table(
+                TableName="executions",
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            monkeypatch.setattr(
+                broker,
+                "_clients",
+                broker.Clients(iot=iot, iot_data=iot_data, executions=table),
+            )
             monkeypatch.setenv(broker.CATALOGUE_VARIABLE, CATALOGUE.to_json())
             with captured_powertools_log(broker.logger) as log:
-                yield Fleet(iot_data, server, ca, log)
+                yield Fleet(iot_data, server, ca, log, table)
     finally:
         iot_data.close()
         server.stop()
@@ -223,7 +251,18 @@ def test_another_device_cannot_answer_for_a_thing(fleet: Fleet) -> None:
         # "succeeded" on its topic never arrived.
         (own,) = by_topic["cmd/temp-1/responses"]
         assert (_checked(own).id, _checked(own).status) == (sent["id"], "rejected")
+        assert fleet.record(forged_arrival) == {"refused": "thing"}
+        assert fleet.status(sent["id"]) == "pending"  # the forged answer changed nothing
+        assert fleet.record(own) == {"recorded": sent["id"], "status": "rejected"}
     finally:
         intruder.loop_stop()
         quiet.loop_stop()
         device.close()
+
+
+def test_a_device_that_never_answers_ends_timed_out(fleet: Fleet) -> None:
+    sent = fleet.send("temp-2", "slow", {})  # temp-2 is registered but not connected
+    with pytest.raises(queue.Empty):
+        fleet.response(timeout=3)
+    assert fleet.status(sent["id"]) == "timed-out"  # slow's timeout is 2 s
+    assert fleet.status(sent["id"], now=datetime.now(UTC) - timedelta(seconds=3)) == "pending"
