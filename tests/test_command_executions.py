@@ -193,3 +193,39 @@ def test_a_command_aws_would_not_take_is_recorded_failed(harness: Harness) -> No
     assert result["statusCode"] == 503
     (item,) = harness.table.scan()["Items"]
     assert (item["status"], item["error"]) == ("failed", "not published")
+
+
+def _send_event(user_arn: str | None = None, **fields: Any) -> dict[str, Any]:
+    body = {"thing": "temp-1", "name": "diagnostics", "reason": "INC-3", "purpose": "maintenance"}
+    who = {"user_arn": user_arn} if user_arn else {}
+    return json_event({**body, **fields}, path="/commands", **who)
+
+
+def test_a_retried_client_token_returns_the_same_command_without_resending(
+    harness: Harness,
+) -> None:
+    harness.iot_data.expect_publish()
+    first = broker.handler(_send_event(clientToken="retry-1"), LambdaContext())
+    again = broker.handler(_send_event(clientToken="retry-1"), LambdaContext())
+    assert (first["statusCode"], again["statusCode"]) == (202, 200)
+    first_body, again_body = json.loads(first["body"]), json.loads(again["body"])
+    assert again_body["id"] == first_body["id"] and again_body["status"] == "pending"
+    assert len(harness.iot_data.published) == 1  # published once
+    # Another requester's identical token names another command.
+    other = f"arn:aws:sts::{ACCOUNT}:assumed-role/iot-operators/bob"
+    harness.iot_data.expect_publish()
+    third = broker.handler(_send_event(clientToken="retry-1", user_arn=other), LambdaContext())
+    assert third["statusCode"] == 202 and json.loads(third["body"])["id"] != first_body["id"]
+
+
+def test_a_client_token_reused_for_another_command_is_refused(harness: Harness) -> None:
+    harness.iot_data.expect_publish()
+    assert broker.handler(_send_event(clientToken="t-1"), LambdaContext())["statusCode"] == 202
+    reused = broker.handler(_send_event(clientToken="t-1", thing="temp-2"), LambdaContext())
+    body = json.loads(reused["body"])
+    assert (reused["statusCode"], body["field"]) == (409, "clientToken")
+    assert len(harness.iot_data.published) == 1
+    (item,) = harness.table.scan()["Items"]
+    assert (item["thing"], item["status"]) == ("temp-1", "pending")  # the first is untouched
+    bad = broker.handler(_send_event(clientToken="has space"), LambdaContext())
+    assert (bad["statusCode"], json.loads(bad["body"])["field"]) == (400, "clientToken")

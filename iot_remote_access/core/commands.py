@@ -59,7 +59,11 @@ MAX_DEPTH = 8
 
 #: What a response may say happened on the device.
 RESPONSE_STATUSES = ("succeeded", "failed", "rejected")
-REQUEST_FIELDS = ("thing", "name", "arguments", "reason", "purpose")
+REQUEST_FIELDS = ("thing", "name", "arguments", "reason", "purpose", "clientToken")
+CLIENT_TOKEN_RULE = "[A-Za-z0-9_-]{1,64}"  # noqa: S105 - a pattern, not a secret
+_CLIENT_TOKEN_RE = re.compile(rf"\A{CLIENT_TOKEN_RULE}\Z")
+#: Ids derived from a client token live in their own UUID namespace.
+_CLIENT_TOKEN_NAMESPACE = uuid.UUID("0b6f2a8e-5c3d-4f1e-9a7b-2d4c6e8f1a3b")
 COMMAND_FIELDS = ("v", "id", "thing", "name", "arguments", "issuedAt", "expiresAt")
 RESPONSE_FIELDS = ("v", "id", "thing", "status", "result", "error")
 EMPTY_ARGUMENTS: dict[str, Any] = {
@@ -313,6 +317,7 @@ class SendRequest:
     arguments: dict[str, Any]
     reason: str
     purpose: str
+    client_token: str | None = None
 
 
 def parse_send_request(
@@ -365,7 +370,27 @@ def parse_send_request(
         validate(arguments, spec.arguments)
     except SchemaError as error:
         raise CommandRuleError.from_schema(error) from None
-    return SendRequest(thing, spec, arguments, validate_reason(raw.get("reason")), purpose)
+    reason = validate_reason(raw.get("reason"))
+    return SendRequest(thing, spec, arguments, reason, purpose, _client_token(raw))
+
+
+def _client_token(raw: Mapping[str, Any]) -> str | None:
+    token = raw.get("clientToken")
+    if token is None:
+        return None
+    if not isinstance(token, str) or not _CLIENT_TOKEN_RE.match(token):
+        raise CommandRuleError(
+            "clientToken", f"{shown(token)} is not a client token; allowed: {CLIENT_TOKEN_RULE}"
+        )
+    return token
+
+
+def command_id_for(requester: str, client_token: str) -> str:
+    """The command id of a retried request: the same for the same requester and token.
+
+    Scoped by requester, so one caller's token can never name another's command.
+    """
+    return str(uuid.uuid5(_CLIENT_TOKEN_NAMESPACE, f"{requester}\n{client_token}"))
 
 
 def validate_thing(value: object, *, pattern: str = THING_NAME_RULE) -> str:

@@ -31,7 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iot_remote_access.core import strict_json
-from iot_remote_access.core.command_executions import execution_item
+from iot_remote_access.core.command_executions import effective_status, execution_item
 from iot_remote_access.core.commands import (
     CommandCatalogue,
     CommandMessage,
@@ -40,6 +40,7 @@ from iot_remote_access.core.commands import (
     SendRequest,
     arguments_digest,
     audit_record,
+    command_id_for,
     correlation_data,
     decode_request_body,
     format_time,
@@ -189,9 +190,14 @@ class Broker:
 
     def _send(self, request: SendRequest, requester: str, now: datetime) -> dict[str, Any]:
         self._check_thing(request.thing)
-        command = new_command(request, now=now)
+        token = request.client_token
+        command = new_command(
+            request, now=now, command_id=command_id_for(requester, token) if token else None
+        )
         routing = Routing.of(self.settings.topics, request.thing)
-        self._record(execution_item(request, command, requester=requester))
+        existing = self._record(execution_item(request, command, requester=requester))
+        if existing is not None:
+            return self._replay(existing, request, requester, now)
         try:
             self._publish(command, routing, request.spec.timeout_seconds)
         except Refused:
@@ -246,14 +252,73 @@ class Broker:
         except (ClientError, BotoCoreError) as error:
             raise Refused.from_aws(error, "Publish") from None
 
-    def _record(self, item: dict[str, Any]) -> None:
-        """The pending record, written before publishing so a fast answer finds it."""
+    def _record(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """The pending record, written before publishing so a fast answer finds it.
+
+        Returns the record already there when the id exists (a retried client token).
+        """
         if self.aws.executions is None:
-            return
+            return None
         try:
             self.aws.executions.put_item(Item=item, ConditionExpression="attribute_not_exists(id)")
-        except (ClientError, BotoCoreError) as error:
+            return None
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise Refused.from_aws(error, "PutItem") from None
+        except BotoCoreError as error:
             raise Refused.from_aws(error, "PutItem") from None
+        try:
+            found = self.aws.executions.get_item(Key={"id": item["id"]}, ConsistentRead=True)
+        except (ClientError, BotoCoreError) as error:
+            raise Refused.from_aws(error, "GetItem") from None
+        return dict(found.get("Item") or item)
+
+    def _replay(
+        self, existing: dict[str, Any], request: SendRequest, requester: str, now: datetime
+    ) -> dict[str, Any]:
+        """A retried request: the same command again is answered, anything else refused."""
+        same = (
+            existing.get("thing"),
+            existing.get("command"),
+            existing.get("argumentsDigest"),
+        ) == (
+            request.thing,
+            request.spec.name,
+            arguments_digest(request.arguments),
+        )
+        if not same:
+            raise Refused(
+                409,
+                "clientToken",
+                f"clientToken: {request.client_token!r} was used for another thing, command or "
+                "arguments; allowed: a new token for a new command",
+            )
+        logger.info(
+            "command replayed",
+            extra={
+                "audit": audit_record(
+                    event="command.send",
+                    decision="replayed",
+                    requester=requester,
+                    thing=request.thing,
+                    command=request.spec.name,
+                    commandId=existing["id"],
+                    at=format_time(now),
+                )
+            },
+        )
+        return response(
+            200,
+            {
+                "id": existing["id"],
+                "thing": request.thing,
+                "name": request.spec.name,
+                "status": effective_status(existing, now=now),
+                "issuedAt": existing.get("issuedAt"),
+                "expiresAt": existing.get("expiresAt"),
+                "responseTopic": Routing.of(self.settings.topics, request.thing).responses,
+            },
+        )
 
     def _mark_unsent(self, command_id: str) -> None:
         if self.aws.executions is None:
