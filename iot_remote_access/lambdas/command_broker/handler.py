@@ -307,6 +307,7 @@ class Broker:
                 )
             },
         )
+        metrics.add_metric(name="CommandsReplayed", unit=MetricUnit.Count, value=1)
         return response(
             200,
             {
