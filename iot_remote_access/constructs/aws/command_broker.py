@@ -123,23 +123,7 @@ class CommandBroker(Construct):
             )
 
         command_topics = iot_arn(publish_resource(self.topics))
-        self.executions = dynamodb.Table(
-            self,
-            "Executions",
-            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=(
-                dynamodb.TableEncryption.CUSTOMER_MANAGED
-                if encryption_key
-                else dynamodb.TableEncryption.AWS_MANAGED
-            ),
-            encryption_key=encryption_key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            time_to_live_attribute="ttl",
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+        self.executions = _executions_table(self, encryption_key)
         self.broker = LibraryFunction(
             self,
             "Broker",
@@ -181,7 +165,10 @@ class CommandBroker(Construct):
         )
 
         self._responses(catalogue_json, encryption_key, log_retention)
-        self.operator_policy = iam.ManagedPolicy(
+        self.operator_policy = self._operator_policy(command_topics)
+
+    def _operator_policy(self, command_topics: str) -> iam.ManagedPolicy:
+        return iam.ManagedPolicy(
             self,
             "OperatorPolicy",
             description="iot-remote-access operators: commands through the broker only",
@@ -260,6 +247,27 @@ class CommandBroker(Construct):
             source_arn=self.responses_rule.attr_arn,
             source_account=cdk.Stack.of(self).account,
         )
+
+
+def _executions_table(scope: Construct, key: kms.IKey | None) -> dynamodb.Table:
+    """One record per command; point-in-time recovery, and TTL ends old records."""
+    return dynamodb.Table(
+        scope,
+        "Executions",
+        partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        encryption=(
+            dynamodb.TableEncryption.CUSTOMER_MANAGED
+            if key
+            else dynamodb.TableEncryption.AWS_MANAGED
+        ),
+        encryption_key=key,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        time_to_live_attribute="ttl",
+        removal_policy=cdk.RemovalPolicy.RETAIN,
+    )
 
 
 def _acknowledge(scope: Construct, reason: str, resources: list[str]) -> None:
