@@ -147,8 +147,8 @@ def _check_executions_and_rule(template: Template) -> None:
         if json.dumps(statement["Action"]).startswith(('"dynamodb:', '["dynamodb:'))
     ]
     assert sorted(sorted(s["Action"]) for s in dynamo) == [
+        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
         ["dynamodb:GetItem", "dynamodb:UpdateItem"],
-        ["dynamodb:PutItem", "dynamodb:UpdateItem"],
     ]
     for statement in dynamo:  # the table itself, no index, no other table
         assert statement["Resource"] == [{"Fn::GetAtt": [table_id, "Arn"]}], statement

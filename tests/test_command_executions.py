@@ -31,6 +31,7 @@ from tests.support.tunneling_stub import (
     captured_powertools_log,
     json_event,
     log_records,
+    url_event,
 )
 
 CATALOGUE = CommandCatalogue(
@@ -229,3 +230,29 @@ def test_a_client_token_reused_for_another_command_is_refused(harness: Harness) 
     assert (item["thing"], item["status"]) == ("temp-1", "pending")  # the first is untouched
     bad = broker.handler(_send_event(clientToken="has space"), LambdaContext())
     assert (bad["statusCode"], json.loads(bad["body"])["field"]) == (400, "clientToken")
+
+
+def _get(command_id: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    event = url_event(None, method="GET", path=f"/commands/{command_id}", **kwargs)
+    result = broker.handler(event, LambdaContext())
+    return result["statusCode"], json.loads(result["body"])
+
+
+def test_get_shows_the_record_to_callers_allowed_to_send_its_command(harness: Harness) -> None:
+    command_id = harness.send()
+    status, body = _get(command_id)
+    assert (status, body["status"], body["thing"], body["command"]) == (
+        200,
+        "pending",
+        "temp-1",
+        "diagnostics",
+    )
+    harness.answer("cmd/temp-1/responses", ResponseMessage(command_id, "temp-1", "failed", {}, "x"))
+    status, body = _get(command_id)
+    assert (status, body["status"], body["error"]) == (200, "failed", "x")
+    # A caller who may not send the command learns nothing, not even that it exists.
+    stranger = f"arn:aws:sts::{ACCOUNT}:assumed-role/analytics/eve"
+    assert _get(command_id, user_arn=stranger)[0] == 404
+    assert _get("0" * 8 + "-0000-4000-8000-" + "0" * 12)[0] == 404
+    status, body = _get("..%2F..%2Fetc")
+    assert (status, body["field"]) == (400, "id")

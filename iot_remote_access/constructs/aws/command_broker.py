@@ -155,7 +155,8 @@ class CommandBroker(Construct):
                 sid="CheckThings", actions=["iot:DescribeThing"], resources=[iot_arn("thing/*")]
             )
         )
-        self.executions.grant(role, "dynamodb:PutItem", "dynamodb:UpdateItem")
+        # GetItem: replies to retried client tokens and GET /commands/<id>.
+        self.executions.grant(role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
         _acknowledge(
             role,
             "The broker sends commands to any thing of the fleet, chosen per request and "

@@ -46,6 +46,7 @@ from iot_remote_access.core.commands import (
     format_time,
     new_command,
     parse_send_request,
+    validate_command_id,
 )
 from iot_remote_access.core.topics import THING_NAME_RULE, TopicModel
 
@@ -162,7 +163,7 @@ class Broker:
         requester = event.request_context.authorizer.iam.user_arn or None
         raw: object = None
         try:
-            _check_route(event)
+            reading = _check_route(event)
             if requester is None:
                 raise Refused(
                     403,
@@ -170,6 +171,8 @@ class Broker:
                     "requester: the request carries no IAM identity; "
                     "allowed: SigV4-signed requests to the AWS_IAM function URL",
                 )
+            if reading is not None:
+                return self._get(reading, requester, now)
             raw = decode_request_body(_body(event))
             request = parse_send_request(
                 raw,
@@ -251,6 +254,44 @@ class Broker:
             )
         except (ClientError, BotoCoreError) as error:
             raise Refused.from_aws(error, "Publish") from None
+
+    def _get(self, command_id: str, requester: str, now: datetime) -> dict[str, Any]:
+        """One execution record, for a caller allowed to send its command (else 404)."""
+        validate_command_id(command_id)
+        item = None
+        if self.aws.executions is not None:
+            try:
+                found = self.aws.executions.get_item(Key={"id": command_id}, ConsistentRead=True)
+            except (ClientError, BotoCoreError) as error:
+                raise Refused.from_aws(error, "GetItem") from None
+            item = found.get("Item")
+        specs = {spec.name: spec for spec in self.settings.catalogue.commands}
+        spec = specs.get(str(item.get("command"))) if item else None
+        # Someone who may not send the command learns nothing, not even that it exists.
+        if item is None or spec is None or not spec.may_send(requester):
+            raise Refused(404, "id", f"id: {command_id!r} is not a command you may read")
+        logger.info(
+            "command read",
+            extra={
+                "audit": audit_record(
+                    event="command.get",
+                    decision="allowed",
+                    requester=requester,
+                    commandId=command_id,
+                    at=format_time(now),
+                )
+            },
+        )
+        metrics.add_metric(name="CommandsRead", unit=MetricUnit.Count, value=1)
+        shown = ("id", "thing", "command", "requester", "reason", "purpose", "issuedAt")
+        return response(
+            200,
+            {
+                **{key: item[key] for key in shown if key in item},
+                **{key: item[key] for key in ("expiresAt", "completedAt", "error") if key in item},
+                "status": effective_status(item, now=now),
+            },
+        )
 
     def _record(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """The pending record, written before publishing so a fast answer finds it.
@@ -376,14 +417,18 @@ class Broker:
         metrics.add_metric(name="CommandsRefused", unit=MetricUnit.Count, value=1)
 
 
-def _check_route(event: LambdaFunctionUrlEvent) -> None:
-    method = event.request_context.http.method
-    if (method, event.raw_path) != ROUTE:
-        raise Refused(
-            405 if event.raw_path == ROUTE[1] else 404,
-            "route",
-            f"route: {method} {event.raw_path[:80]} is not served; allowed: POST /commands",
-        )
+def _check_route(event: LambdaFunctionUrlEvent) -> str | None:
+    """None for ``POST /commands``; the id for ``GET /commands/<id>``; else a refusal."""
+    method, path = event.request_context.http.method, event.raw_path
+    if (method, path) == ROUTE:
+        return None
+    if method == "GET" and path.startswith(f"{ROUTE[1]}/"):
+        return path.removeprefix(f"{ROUTE[1]}/")
+    raise Refused(
+        405 if path == ROUTE[1] else 404,
+        "route",
+        f"route: {method} {path[:80]} is not served; allowed: POST /commands, GET /commands/<id>",
+    )
 
 
 def _body(event: LambdaFunctionUrlEvent) -> str:
