@@ -205,6 +205,7 @@ def test_a_command_reaches_the_device_and_its_answer_comes_back(fleet: Fleet) ->
         (audit,) = [r["audit"] for r in log_records(fleet.log) if "audit" in r]
         assert (audit["commandId"], audit["decision"]) == (sent["id"], "allowed")
     finally:
+        client.disconnect()
         client.loop_stop()
         device.close()
 
@@ -221,6 +222,7 @@ def test_a_handler_that_overruns_is_answered_failed_at_the_deadline(fleet: Fleet
         assert (answer.error or "").startswith("timeout:") and time.monotonic() - started < 5
     finally:
         release.set()
+        client.disconnect()
         client.loop_stop()
         device.close()
 
@@ -255,7 +257,9 @@ def test_another_device_cannot_answer_for_a_thing(fleet: Fleet) -> None:
         assert fleet.status(sent["id"]) == "pending"  # the forged answer changed nothing
         assert fleet.record(own) == {"recorded": sent["id"], "status": "rejected"}
     finally:
+        intruder.disconnect()
         intruder.loop_stop()
+        quiet.disconnect()
         quiet.loop_stop()
         device.close()
 
