@@ -2,7 +2,7 @@
 
 Both renderers start from one DeviceAccess; this proves they end at the same
 place for devices and for the bridge identity, for default and custom topic
-models, with rotation on and off.
+models, with rotation and command responses on and off.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from iot_remote_access.core.topics import Access, DeviceAccess, TopicModel
 
 MODELS = [
     TopicModel(),
-    TopicModel(telemetry="fleet/eu/{thing}/up", commands="fleet/eu/{thing}/down"),
+    TopicModel(
+        telemetry="fleet/eu/{thing}/up",
+        commands="fleet/eu/{thing}/down",
+        responses="fleet/eu/{thing}/answers",
+    ),
 ]
 THINGS = ["sensor-1", "gw:eu_7", "x" * 128]
 
@@ -31,15 +35,18 @@ def _mosquitto(acl: MosquittoAcl, identity: str) -> frozenset[tuple[Access, str]
 
 @pytest.mark.parametrize("topics", MODELS)
 @pytest.mark.parametrize("rotation", [False, True])
+@pytest.mark.parametrize("command_responses", [False, True])
 @pytest.mark.parametrize("thing", THINGS)
 def test_devices_get_the_same_topics_from_both_brokers(
-    topics: TopicModel, rotation: bool, thing: str
+    topics: TopicModel, rotation: bool, command_responses: bool, thing: str
 ) -> None:
-    access = DeviceAccess(topics=topics, rotation=rotation)
+    access = DeviceAccess(topics=topics, rotation=rotation, command_responses=command_responses)
     hivemq = granted_topics(device_permissions(access), thing)
     mosquitto = _mosquitto(MosquittoAcl(access=access), thing)
     assert hivemq == mosquitto == device_access_topics(access, thing)
     assert all("+" not in topic and "#" not in topic for _, topic in hivemq)
+    responses = (Access.PUBLISH, topics.responses.replace("{thing}", thing))
+    assert (responses in hivemq) is command_responses
 
 
 @pytest.mark.parametrize("topics", MODELS)

@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "settings": {"core"},
     "lambdas": {"core"},
+    "device": {"core"},  # the reference device modules (remote commands): rules from core only
     "arm": {"core"},  # the Azure engine: clients, diff, and the resource protocol it drives
     "guard": {"core"},
     "bridge": {"core", "settings"},

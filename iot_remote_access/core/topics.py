@@ -31,6 +31,9 @@ _FORBIDDEN_FRAGMENTS = ("+", "#", "*", "?", "${")
 
 DEFAULT_TELEMETRY_TOPIC = "dt/{thing}/telemetry"
 DEFAULT_COMMANDS_TOPIC = "cmd/{thing}/commands"
+#: Where a device answers its commands: one exact topic per thing (the command
+#: id travels in the payload and MQTT 5 correlation data, never in the topic).
+DEFAULT_COMMAND_RESPONSES_TOPIC = "cmd/{thing}/responses"
 DEFAULT_ROTATION_CSR_TOPIC = "rot/{thing}/csr"
 DEFAULT_ROTATION_CERTIFICATE_TOPIC = "rot/{thing}/certificate"
 DEFAULT_ROTATION_CONFIRM_TOPIC = "rot/{thing}/confirm"
@@ -174,11 +177,13 @@ class TopicModel:
     rotation_csr: str = DEFAULT_ROTATION_CSR_TOPIC
     rotation_certificate: str = DEFAULT_ROTATION_CERTIFICATE_TOPIC
     rotation_confirm: str = DEFAULT_ROTATION_CONFIRM_TOPIC
+    responses: str = DEFAULT_COMMAND_RESPONSES_TOPIC
 
     def __post_init__(self) -> None:
         templates = {
             "telemetry": self.telemetry,
             "commands": self.commands,
+            "responses": self.responses,
             "rotation_csr": self.rotation_csr,
             "rotation_certificate": self.rotation_certificate,
             "rotation_confirm": self.rotation_confirm,
@@ -214,6 +219,9 @@ class DeviceAccess:
     #: in the resource, so they are granted only for ids named here.
     jobs: bool = False
     job_ids: tuple[str, ...] = ()
+    #: Remote commands: the device publishes its answers on its responses topic.
+    #: Off by default so that fleets without a command broker grant nothing more.
+    command_responses: bool = False
 
     def __post_init__(self) -> None:
         for job_id in self.job_ids:
@@ -233,6 +241,8 @@ class DeviceAccess:
         t = self.topics
         yield TopicGrant(Access.PUBLISH, t.telemetry, "telemetry")
         yield TopicGrant(Access.SUBSCRIBE, t.commands, "commands")
+        if self.command_responses:
+            yield TopicGrant(Access.PUBLISH, t.responses, "command responses")
         if self.rotation:
             yield TopicGrant(Access.PUBLISH, t.rotation_csr, "certificate rotation: CSR")
             yield TopicGrant(

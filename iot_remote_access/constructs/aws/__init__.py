@@ -5,6 +5,7 @@ from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.audit_trail import AuditTrail
 from iot_remote_access.constructs.aws.certificate_inventory import CertificateInventory
 from iot_remote_access.constructs.aws.certificate_rotation import CertificateRotation
+from iot_remote_access.constructs.aws.command_broker import CommandBroker
 from iot_remote_access.constructs.aws.device_defender_audit import DeviceDefenderAudit
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.iot_logging import IotLogging
@@ -22,6 +23,7 @@ __all__ = [
     "AuditTrail",
     "CertificateInventory",
     "CertificateRotation",
+    "CommandBroker",
     "DeviceDefenderAudit",
     "DevicePolicy",
     "IotLogging",

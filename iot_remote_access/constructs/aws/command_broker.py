@@ -1,0 +1,292 @@
+"""CommandBroker: structured remote commands, sent only through a broker that checks them.
+
+Operators never publish to a device's command topic themselves: a broker
+function does, after checking the request against the fleet's
+:class:`~iot_remote_access.core.commands.CommandCatalogue` (who may send which
+command, for which stated purpose, to which things, with which arguments), and
+records who asked. This is the everyday path of remote operation; Secure
+Tunneling stays the exception.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_iot as iot
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from iot_remote_access.constructs.aws.library_function import LibraryFunction
+from iot_remote_access.core.commands import CommandCatalogue
+from iot_remote_access.core.topics import THING_NAME_RULE, THING_PLACEHOLDER, TopicModel
+
+CATALOGUE_VARIABLE = "COMMAND_CATALOGUE"
+COMMANDS_TOPIC_VARIABLE = "COMMANDS_TOPIC"
+RESPONSES_TOPIC_VARIABLE = "RESPONSES_TOPIC"
+THING_NAME_PATTERN_VARIABLE = "THING_NAME_PATTERN"
+TABLE_VARIABLE = "EXECUTIONS_TABLE"
+#: Lambda allows 4 KB for all environment variables together; the rest is Powertools' own.
+MAX_CATALOGUE_BYTES = 3072
+
+
+def responses_rule_sql(topics: TopicModel) -> str:
+    """The IoT rule over every thing's responses topic.
+
+    The payload is passed base64-encoded, so no field of it can shadow ``topic``:
+    the responses function takes the thing from the topic only. A rule may use a
+    ``+`` filter; devices never get one.
+    """
+    topic_filter = topics.responses.replace(THING_PLACEHOLDER, "+")
+    if "'" in topic_filter:
+        raise ValueError(
+            f'responses: {topics.responses!r} contains a quote; allowed: a topic without "\'" '
+            "(it is quoted in the IoT rule's SQL)"
+        )
+    return (
+        "SELECT encode(*, 'base64') AS payload, topic() AS topic, "  # noqa: S608 (no quote, above)
+        f"get_mqtt_property('correlation_data') AS correlation FROM '{topic_filter}'"
+    )
+
+
+def publish_resource(topics: TopicModel) -> str:
+    """The one topic pattern the broker may publish to: the commands template, any thing.
+
+    ``{thing}`` becomes ``*`` and nothing else changes, so the grant covers the
+    command topics of the fleet and no other topic. The topic model forbids IAM
+    wildcards (``*``, ``?``) in templates, so ``*`` here can only stand for a thing.
+    """
+    return f"topic/{topics.commands.replace(THING_PLACEHOLDER, '*')}"
+
+
+class CommandBroker(Construct):
+    """A command broker behind an IAM-authenticated function URL, and the operator policy.
+
+    - ``broker``: the only principal this construct allows ``iot:Publish``, and only
+      on the fleet's command topics (``topic/cmd/*/commands``). It checks the
+      request against the catalogue and that the thing exists, publishes with the
+      command id in the payload and as MQTT 5 correlation data next to the thing's
+      response topic, and writes one audit record per decision.
+    - ``operator_policy``: invoke the broker's URL; an explicit Deny on
+      ``iot:Publish`` to the command topics, so an operator's own IoT permissions
+      cannot go around the broker.
+
+    - ``executions``: a DynamoDB table with one record per command sent (id, thing,
+      command, arguments digest, requester, reason, purpose, status, times),
+      written ``pending`` by the broker before it publishes.
+    - ``responder``: invoked by an IoT rule on the responses topics; completes a
+      record only from the thing it was sent to, while pending and before expiry.
+
+    Devices need the publish grant on their responses topic: the DevicePolicy's
+    ``command_responses`` switch (``DeviceAccess(command_responses=True)``).
+
+    :param catalogue: the commands that may be sent. Default: empty (nothing can be sent).
+    :param topics: the fleet's topic model. Default: ``TopicModel()``.
+    :param thing_name_pattern: the fleet's thing-name rule. Default: AWS's own.
+    :param encryption_key: KMS key for the log group (the audit records) and the
+        environment. Default: AWS-owned keys.
+    :param log_retention: how long the audit records are kept. Default: one year.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        catalogue: CommandCatalogue | None = None,
+        topics: TopicModel | None = None,
+        thing_name_pattern: str = THING_NAME_RULE,
+        encryption_key: kms.IKey | None = None,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.catalogue = catalogue or CommandCatalogue()
+        self.topics = topics or TopicModel()
+        catalogue_json = self.catalogue.to_json()
+        size = len(catalogue_json.encode("utf-8"))
+        if size > MAX_CATALOGUE_BYTES:
+            raise ValueError(
+                f"catalogue: {size} bytes as JSON; allowed: at most {MAX_CATALOGUE_BYTES} "
+                "(Lambda's 4 KB environment limit); shorten descriptions or schemas"
+            )
+        stack = cdk.Stack.of(self)
+
+        def iot_arn(resource: str) -> str:
+            resource_type, name = resource.split("/", 1)
+            return stack.format_arn(
+                service="iot",
+                resource=resource_type,
+                resource_name=name,
+                arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+            )
+
+        command_topics = iot_arn(publish_resource(self.topics))
+        self.executions = _executions_table(self, encryption_key)
+        self.broker = LibraryFunction(
+            self,
+            "Broker",
+            handler_package="command_broker",
+            description="iot-remote-access command broker: the only sender of commands",
+            environment={
+                CATALOGUE_VARIABLE: catalogue_json,
+                COMMANDS_TOPIC_VARIABLE: self.topics.commands,
+                RESPONSES_TOPIC_VARIABLE: self.topics.responses,
+                THING_NAME_PATTERN_VARIABLE: thing_name_pattern,
+                TABLE_VARIABLE: self.executions.table_name,
+            },
+            encryption_key=encryption_key,
+            log_retention=log_retention,
+        )
+        self.broker_url = self.broker.function.add_function_url(
+            auth_type=lambda_.FunctionUrlAuthType.AWS_IAM
+        )
+        role = self.broker.role
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PublishCommandsOnly",
+                actions=["iot:Publish"],
+                resources=[command_topics],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="CheckThings", actions=["iot:DescribeThing"], resources=[iot_arn("thing/*")]
+            )
+        )
+        # GetItem: replies to retried client tokens and GET /commands/<id>.
+        self.executions.grant(role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+        _acknowledge(
+            role,
+            "The broker sends commands to any thing of the fleet, chosen per request and "
+            "checked against the catalogue first: the thing part of the command topic and "
+            "of the thing ARN is not known at deploy time. No other topic is granted.",
+            [publish_resource(self.topics), "thing/*"],
+        )
+
+        self._responses(catalogue_json, encryption_key, log_retention)
+        self.operator_policy = self._operator_policy(command_topics)
+
+    def _operator_policy(self, command_topics: str) -> iam.ManagedPolicy:
+        return iam.ManagedPolicy(
+            self,
+            "OperatorPolicy",
+            description="iot-remote-access operators: commands through the broker only",
+            statements=[
+                iam.PolicyStatement(
+                    sid="InvokeTheBrokerUrl",
+                    actions=["lambda:InvokeFunctionUrl"],
+                    resources=[self.broker.function.function_arn],
+                    conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+                ),
+                iam.PolicyStatement(
+                    sid="InvokeTheBrokerThroughItsUrlOnly",
+                    actions=["lambda:InvokeFunction"],
+                    resources=[self.broker.function.function_arn],
+                    conditions={"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+                ),
+                iam.PolicyStatement(
+                    sid="NoCommandsAroundTheBroker",
+                    effect=iam.Effect.DENY,
+                    actions=["iot:Publish"],
+                    resources=[command_topics],
+                ),
+            ],
+        )
+
+    def _responses(
+        self, catalogue_json: str, key: kms.IKey | None, retention: logs.RetentionDays
+    ) -> None:
+        self.responder = LibraryFunction(
+            self,
+            "Responses",
+            handler_package="command_responses",
+            description="iot-remote-access command responses: completes execution records",
+            environment={
+                CATALOGUE_VARIABLE: catalogue_json,
+                RESPONSES_TOPIC_VARIABLE: self.topics.responses,
+                TABLE_VARIABLE: self.executions.table_name,
+            },
+            encryption_key=key,
+            log_retention=retention,
+        )
+        self.executions.grant(self.responder.role, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        # Rule errors land in the responder's own log group, next to its audit records.
+        error_role = iam.Role(
+            self,
+            "RuleErrorRole",
+            assumed_by=iam.ServicePrincipal("iot.amazonaws.com"),
+            description="iot-remote-access: writes command-response rule errors",
+        )
+        self.responder.log_group.grant_write(error_role)
+        self.responses_rule = iot.CfnTopicRule(
+            self,
+            "ResponsesRule",
+            topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
+                sql=responses_rule_sql(self.topics),
+                aws_iot_sql_version="2016-03-23",
+                rule_disabled=False,
+                actions=[
+                    iot.CfnTopicRule.ActionProperty(
+                        lambda_=iot.CfnTopicRule.LambdaActionProperty(
+                            function_arn=self.responder.function.function_arn
+                        )
+                    )
+                ],
+                error_action=iot.CfnTopicRule.ActionProperty(
+                    cloudwatch_logs=iot.CfnTopicRule.CloudwatchLogsActionProperty(
+                        log_group_name=self.responder.log_group.log_group_name,
+                        role_arn=error_role.role_arn,
+                    )
+                ),
+            ),
+        )
+        self.responder.function.add_permission(
+            "ResponsesRuleInvoke",
+            principal=iam.ServicePrincipal("iot.amazonaws.com"),
+            source_arn=self.responses_rule.attr_arn,
+            source_account=cdk.Stack.of(self).account,
+        )
+
+
+def _executions_table(scope: Construct, key: kms.IKey | None) -> dynamodb.Table:
+    """One record per command; point-in-time recovery, and TTL ends old records."""
+    return dynamodb.Table(
+        scope,
+        "Executions",
+        partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        encryption=(
+            dynamodb.TableEncryption.CUSTOMER_MANAGED
+            if key
+            else dynamodb.TableEncryption.AWS_MANAGED
+        ),
+        encryption_key=key,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        time_to_live_attribute="ttl",
+        removal_policy=cdk.RemovalPolicy.RETAIN,
+    )
+
+
+def _acknowledge(scope: Construct, reason: str, resources: list[str]) -> None:
+    # cdk-nag names the finding by the ARN as synthesized: concrete when the stack
+    # has an environment, pseudo parameters otherwise.
+    stack = cdk.Stack.of(scope)
+
+    def shown(value: str, pseudo: str) -> str:
+        return f"<AWS::{pseudo}>" if cdk.Token.is_unresolved(value) else value
+
+    prefix = (
+        f"arn:{shown(stack.partition, 'Partition')}:iot:{shown(stack.region, 'Region')}:"
+        f"{shown(stack.account, 'AccountId')}"
+    )
+    for resource in resources:
+        cdk.Validations.of(scope).acknowledge(
+            cdk.Acknowledgment(
+                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{prefix}:{resource}]",
+                reason=reason,
+            )
+        )

@@ -1,0 +1,1 @@
+"""The device side: reference modules a Linux gateway runs (optional extra ``device``)."""
