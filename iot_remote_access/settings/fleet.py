@@ -19,6 +19,7 @@ from typing import Any, Self, get_args
 from pydantic import BaseModel, ValidationError, field_validator, model_validator
 
 from iot_remote_access.core.topics import (
+    DEFAULT_COMMAND_RESPONSES_TOPIC,
     DEFAULT_COMMANDS_TOPIC,
     DEFAULT_ROTATION_CERTIFICATE_TOPIC,
     DEFAULT_ROTATION_CONFIRM_TOPIC,
@@ -38,6 +39,7 @@ from iot_remote_access.settings.base import (
     core_check,
 )
 from iot_remote_access.settings.certificates import CertificateSettings
+from iot_remote_access.settings.commands import CommandsSettings
 from iot_remote_access.settings.gcp import GcpSettings
 from iot_remote_access.settings.hivemq import HivemqSettings
 from iot_remote_access.settings.ledger import LedgerSettings
@@ -60,6 +62,8 @@ class FleetSettings(SettingsSection):
     rotation_csr_topic: str = DEFAULT_ROTATION_CSR_TOPIC
     rotation_certificate_topic: str = DEFAULT_ROTATION_CERTIFICATE_TOPIC
     rotation_confirm_topic: str = DEFAULT_ROTATION_CONFIRM_TOPIC
+    #: Where a device answers remote commands (granted only with commands on).
+    command_responses_topic: str = DEFAULT_COMMAND_RESPONSES_TOPIC
     #: A regular expression every thing name must match in full, on top of AWS's
     #: own rule; narrow it to your naming scheme (e.g. ``sensor-[0-9]{6}``).
     thing_name_pattern: str = THING_NAME_RULE
@@ -80,6 +84,8 @@ class FleetSettings(SettingsSection):
     gcp: GcpSettings | None = None
     #: The tamper-evident access ledger (``AccessLedger``): retention, anchor interval.
     ledger: LedgerSettings = LedgerSettings()
+    #: Remote commands: the catalogue the ``CommandBroker`` enforces. Default: off.
+    commands: CommandsSettings = CommandsSettings()
 
     @field_validator(
         "telemetry_topic",
@@ -87,6 +93,7 @@ class FleetSettings(SettingsSection):
         "rotation_csr_topic",
         "rotation_certificate_topic",
         "rotation_confirm_topic",
+        "command_responses_topic",
     )
     @classmethod
     def _topic_template(cls, value: str) -> str:
@@ -137,6 +144,7 @@ class FleetSettings(SettingsSection):
             rotation_csr=self.rotation_csr_topic,
             rotation_certificate=self.rotation_certificate_topic,
             rotation_confirm=self.rotation_confirm_topic,
+            responses=self.command_responses_topic,
         )
 
     def thing_name_matches(self, thing: str) -> bool:

@@ -26,6 +26,7 @@ from iot_remote_access.constructs.aws import (
     AuditTrail,
     CertificateInventory,
     CertificateRotation,
+    CommandBroker,
     DeviceDefenderAudit,
     DevicePolicy,
     IotLogging,
@@ -91,6 +92,16 @@ def _access_ledger(stack: PlatformStack) -> None:
         stack, "LedgerWriter", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
     )
     ledger.grant_append(writer)
+
+
+def _command_broker(stack: PlatformStack) -> None:
+    CommandBroker(
+        stack,
+        "Commands",
+        encryption_key=stack.key,
+        device_policy=_fleet_policy(stack),
+        log_retention=logs.RetentionDays.TWO_YEARS,
+    )
 
 
 def _alarm_topic(stack: PlatformStack) -> None:
@@ -249,6 +260,7 @@ CASES: dict[str, Callable[[PlatformStack], None]] = {
     "CertificateInventory": _certificate_inventory,
     "CertificateRotation": _certificate_rotation,
     "CertificateRotation(own CA)": _certificate_rotation_own_ca,
+    "CommandBroker": _command_broker,
     "DeviceDefenderAudit": _device_defender_audit,
     "DevicePolicy": _device_policy,
     "IotLogging": _iot_logging,

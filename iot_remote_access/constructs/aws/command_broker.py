@@ -19,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.commands import CommandCatalogue
 from iot_remote_access.core.topics import THING_NAME_RULE, THING_PLACEHOLDER, TopicModel
@@ -88,6 +89,8 @@ class CommandBroker(Construct):
     :param encryption_key: KMS key for the log group (the audit records) and the
         environment. Default: AWS-owned keys.
     :param log_retention: how long the audit records are kept. Default: one year.
+    :param device_policy: the fleet's policy; gets ``enable_commands()`` (each device may
+        publish on its own responses topic). Default: none (grant it yourself).
     """
 
     def __init__(
@@ -100,17 +103,15 @@ class CommandBroker(Construct):
         thing_name_pattern: str = THING_NAME_RULE,
         encryption_key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+        device_policy: DevicePolicy | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.catalogue = catalogue or CommandCatalogue()
         self.topics = topics or TopicModel()
-        catalogue_json = self.catalogue.to_json()
-        size = len(catalogue_json.encode("utf-8"))
-        if size > MAX_CATALOGUE_BYTES:
-            raise ValueError(
-                f"catalogue: {size} bytes as JSON; allowed: at most {MAX_CATALOGUE_BYTES} "
-                "(Lambda's 4 KB environment limit); shorten descriptions or schemas"
-            )
+        if device_policy is not None:
+            # Each device may then publish its answers on its own responses topic only.
+            device_policy.enable_commands()
+        catalogue_json = _catalogue_json(self.catalogue)
         stack = cdk.Stack.of(self)
 
         def iot_arn(resource: str) -> str:
@@ -290,3 +291,15 @@ def _acknowledge(scope: Construct, reason: str, resources: list[str]) -> None:
                 reason=reason,
             )
         )
+
+
+def _catalogue_json(catalogue: CommandCatalogue) -> str:
+    """The catalogue as the functions read it, refused past Lambda's environment limit."""
+    catalogue_json = catalogue.to_json()
+    size = len(catalogue_json.encode("utf-8"))
+    if size > MAX_CATALOGUE_BYTES:
+        raise ValueError(
+            f"catalogue: {size} bytes as JSON; allowed: at most {MAX_CATALOGUE_BYTES} "
+            "(Lambda's 4 KB environment limit); shorten descriptions or schemas"
+        )
+    return catalogue_json

@@ -58,6 +58,10 @@ class DevicePolicy(Construct):
         """Let each device publish its CSR and confirmation and receive its new certificate."""
         self._update(replace(self._access, rotation=True))
 
+    def enable_commands(self) -> None:
+        """Let each device publish answers to remote commands on its own responses topic."""
+        self._update(replace(self._access, command_responses=True))
+
     def enable_jobs(self, *job_ids: str) -> None:
         """Let each device use its own IoT Jobs topics (update topics only for ``job_ids``)."""
         merged = tuple(dict.fromkeys((*self._access.job_ids, *job_ids)))
