@@ -29,6 +29,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iot_remote_access.core import strict_json
+from iot_remote_access.core.log_safety import install_token_redaction, json_for_logs
 from iot_remote_access.core.tunnel_rules import (
     TunnelPolicy,
     TunnelRequest,
@@ -50,12 +52,17 @@ from iot_remote_access.core.tunnel_rules import (
 #: Where the deployment's limits arrive (TunnelPolicy.to_json, set by SecureTunneling).
 POLICY_VARIABLE = "TUNNEL_POLICY"
 MAX_BODY_BYTES = 4096
+#: A request is one flat object; anything nested deeper is refused before parsing.
+MAX_BODY_DEPTH = 8
 ROUTE = ("POST", "/tunnels")
 
-logger = Logger()
+# Escape, never drop: a lone surrogate in a refused request must not cost its audit record.
+logger = Logger(json_serializer=json_for_logs)
 # LibraryFunction sets the namespace; the fallback keeps metrics flowing wherever this runs.
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
-# botocore logs response bodies at DEBUG; OpenTunnel's carries the access tokens.
+# botocore logs response bodies at DEBUG, and OpenTunnel's carries the access tokens:
+# every record of the process is redacted (whatever the level), and quieter by default.
+redaction = install_token_redaction(logger)
 for _noisy in ("botocore", "boto3", "urllib3"):
     logging.getLogger(_noisy).setLevel(logging.INFO)
 
@@ -178,6 +185,7 @@ class Broker:
             opened = self.aws.tunneling.open_tunnel(**parameters)
         except (ClientError, BotoCoreError) as error:
             raise Refused.from_aws(error, "OpenTunnel") from None
+        redaction.remember(opened.get("sourceAccessToken"), opened.get("destinationAccessToken"))
         tunnel_id = opened["tunnelId"]
         self._keep_or_close(tunnel_id, request.thing)
         expiry = expires_at(request, now)
@@ -324,12 +332,9 @@ def _decode(event: LambdaFunctionUrlEvent) -> object:
         body = event.decoded_body or ""
     except (ValueError, UnicodeDecodeError):
         raise Refused(400, "body", f"body: not UTF-8 text; {allowed}") from None
-    size = len(body.encode("utf-8"))
-    if size > MAX_BODY_BYTES:
-        raise Refused(413, "body", f"body: {size} bytes; allowed: at most {MAX_BODY_BYTES}")
     try:
-        return json.loads(body)
-    except json.JSONDecodeError as error:
-        raise Refused(
-            400, "body", f"body: not valid JSON ({error.msg} at character {error.pos}); {allowed}"
-        ) from None
+        # Size and depth are bounded before parsing; duplicate keys and NaN are refused.
+        return strict_json.loads(body, max_bytes=MAX_BODY_BYTES, max_depth=MAX_BODY_DEPTH)
+    except strict_json.JsonInputError as error:
+        suffix = "" if error.field != "body" or error.too_large else f"; {allowed}"
+        raise Refused(413 if error.too_large else 400, error.field, f"{error}{suffix}") from None
