@@ -349,9 +349,7 @@ def _call_broker(url: str, body: dict[str, Any], region: str, profile: str | Non
         with urllib.request.urlopen(http_request, timeout=_TIMEOUT_SECONDS) as reply:  # noqa: S310
             return json.loads(reply.read(_MAX_ANSWER_BYTES))
     except urllib.error.HTTPError as error:
-        raise OperationError(
-            f"broker refused (HTTP {error.code}): {shown(_message(error))}"
-        ) from None
+        raise OperationError(f"broker refused (HTTP {error.code}): {_message(error)}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise OperationError(f"cannot reach the broker at {url}: {shown(reason)}") from None
@@ -360,17 +358,21 @@ def _call_broker(url: str, body: dict[str, Any], region: str, profile: str | Non
 
 
 def _message(error: urllib.error.HTTPError) -> str:
+    """The broker's (or AWS's) reason, filtered and shortened for the terminal."""
+    raw = error.read(_MAX_ANSWER_BYTES + 1)
+    if len(raw) > _MAX_ANSWER_BYTES:  # no broker answers that much: show the beginning
+        return shown(raw[: 4 * MAX_SHOWN_CHARACTERS + 1].decode("utf-8", "replace"))
     try:
-        body = json.loads(error.read(_MAX_ANSWER_BYTES))
+        body = json.loads(raw)
     except (ValueError, RecursionError):
-        return error.reason or "no details"
+        return shown(error.reason or "no details")
     if isinstance(body, dict):
         message = body.get("message") or body.get("Message")
         if message == "Forbidden":
             return "Forbidden (is the operator policy attached to your identity?)"
         if message:
-            return str(message)
-    return error.reason or "no details"
+            return shown(message)
+    return shown(error.reason or "no details")
 
 
 def shown(text: object, limit: int = MAX_SHOWN_CHARACTERS) -> str:
