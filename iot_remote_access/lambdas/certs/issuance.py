@@ -108,7 +108,13 @@ class Rotation:
 
     # -- helpers -------------------------------------------------------------
 
-    def _thing(self, event: dict[str, Any], template: str) -> str:
+    def _thing(self, event: object, template: str) -> str:
+        if not isinstance(event, dict):  # a device's payload that is not a JSON object
+            raise Rejection(
+                400,
+                f"event: a {type(event).__name__} is not an object; allowed: the IoT rule's "
+                "object with topic, csr and principal",
+            )
         topic = event.get("topic")
         thing = thing_from_topic(template, topic) if isinstance(topic, str) else None
         if thing is None:
