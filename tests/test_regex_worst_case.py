@@ -99,9 +99,13 @@ def _flags(call: ast.Call) -> int:
         nodes = [*call.args[1:], *(k.value for k in call.keywords if k.arg == "flags")]
     for node in nodes:
         for leaf in ast.walk(node):
-            if isinstance(leaf, ast.Attribute) and isinstance(leaf.value, ast.Name):
-                if leaf.value.id == "re" and hasattr(re, leaf.attr):
-                    flags |= int(getattr(re, leaf.attr))
+            if (
+                isinstance(leaf, ast.Attribute)
+                and isinstance(leaf.value, ast.Name)
+                and leaf.value.id == "re"
+                and hasattr(re, leaf.attr)
+            ):
+                flags |= int(getattr(re, leaf.attr))
     return flags
 
 
@@ -232,7 +236,7 @@ def hostile_inputs(pattern: re.Pattern[str], size: int) -> Iterator[str]:
     prefixes += literals[:4]
     characters = sorted(alphabet)
     # Pairs of the pattern's own characters first (the _ALWAYS ones are generic).
-    own = sorted(alphabet - set(_ALWAYS))[:4] + [" ", "-", "a", "0"]
+    own = [*sorted(alphabet - set(_ALWAYS))[:4], " ", "-", "a", "0"]
     fillers = characters + ["".join(pair) for pair in itertools.combinations(own, 2)]
     seen: set[str] = set()
     for prefix, filler in itertools.product(dict.fromkeys(prefixes), fillers):

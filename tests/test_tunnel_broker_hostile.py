@@ -27,7 +27,6 @@ from tests.support.tunneling_stub import (
     REGION,
     SOURCE_TOKEN_PREFIX,
     json_event,
-    log_records,
     tunnel_arn,
     url_event,
 )
