@@ -5,7 +5,8 @@ Two rules every Lambda of the library follows:
 - **Escape, never drop.** Powertools writes JSON with ``ensure_ascii=False``; a lone
   surrogate from a request (``"\\ud800"`` is valid JSON) then fails to encode when
   the line is written, and the logging module swallows the whole record, audit
-  record included. :func:`json_for_logs` writes such characters as ``\\udXXX``
+  record included; a U+2028 or U+0085 splits the record for any reader that splits
+  lines the Unicode way. :func:`json_for_logs` writes such characters as ``\\uXXXX``
   escapes instead (still valid JSON, decoding to the same string).
 - **Tokens never reach a log, whatever the level.** :class:`TokenRedaction`
   replaces the value after any ``...AccessToken`` / ``..._ACCESS_TOKEN`` key (the
@@ -41,9 +42,24 @@ _REMEMBERED = 64
 _MAX_DEPTH = 16
 
 
+#: What ``json.dumps(ensure_ascii=False)`` leaves raw but a log line must not carry: C1
+#: controls and DEL, line and paragraph separators (``str.splitlines`` and many viewers
+#: split records there), bidi and zero-width format characters (they reorder or hide
+#: text in a console), and lone surrogates (not encodable). One character class: linear.
+_ESCAPED_IN_LOGS = re.compile(
+    "[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+    "\ufeff\ufff9-\ufffb\ud800-\udfff]"
+)
+
+
 def json_for_logs(value: Any, **options: Any) -> str:
-    """JSON text that always encodes as UTF-8: lone surrogates become ``\\udXXX`` escapes."""
+    """JSON text for one log line: always valid UTF-8, always one line, nothing hidden.
+
+    The characters above are written as ``\\uXXXX`` escapes, so the record still
+    decodes to exactly the text received (escape, never drop).
+    """
     text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"), **options)
+    text = _ESCAPED_IN_LOGS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 

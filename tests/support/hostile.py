@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 #: Examples per entry point: small in CI, raised for a long run.
 EXAMPLES = int(os.environ.get("IRA_FUZZ_EXAMPLES", "25"))
 #: Bounds every handler call must keep (generous: the machine is shared).
-TIME_BOUND_SECONDS = 3.0
+TIME_BOUND_SECONDS = 5.0
 MEMORY_BOUND_BYTES = 64 * 1024 * 1024
 
 FUZZ = settings(
