@@ -42,9 +42,11 @@ from tests.test_tunnel_broker import THING, Broker, _body, stack  # noqa: F401 -
         ("thing", "\udfff"),
         ("reason", "\ud83d"),  # half of an emoji
         ("service", "SSH\udc80"),
+        ("reason", "INC-1\u2028forged record"),  # a line separator for str.splitlines
+        ("reason", "INC-1\x85\u202eforged"),  # NEL and a bidi override
     ],
 )
-def test_a_lone_surrogate_is_refused_and_its_audit_record_is_written(
+def test_hostile_characters_are_refused_and_their_audit_record_is_written(
     stack: Broker,  # noqa: F811
     field: str,
     value: str,
