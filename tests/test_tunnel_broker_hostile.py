@@ -261,3 +261,13 @@ def test_structured_extras_are_redacted_and_known_token_values_too() -> None:
     }
     assert redaction.filter(record) is True  # redacted, never dropped
     assert record.detail == {"tunnel": {"sourceAccessToken": REDACTED}, "note": REDACTED}
+
+
+def test_a_message_that_cannot_be_formatted_is_logged_not_raised() -> None:
+    class Hostile:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s and %d", (Hostile(), "x"), None)
+    assert redaction.filter(record) is True
+    assert record.getMessage() == "(a log message that could not be formatted, from x)"

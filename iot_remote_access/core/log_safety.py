@@ -109,8 +109,8 @@ class TokenRedaction(logging.Filter):
         if not isinstance(record.msg, str) or record.args:
             try:
                 text = record.getMessage()
-            except (TypeError, ValueError):  # a broken format string: keep its parts
-                text = f"{record.msg!r} % {record.args!r}"
+            except Exception:  # logging must never raise into the caller
+                text = f"(a log message that could not be formatted, from {record.name})"
         else:
             text = record.msg
         record.msg, record.args = self.text(text), None
