@@ -271,3 +271,22 @@ def test_a_message_that_cannot_be_formatted_is_logged_not_raised() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s and %d", (Hostile(), "x"), None)
     assert redaction.filter(record) is True
     assert record.getMessage() == "(a log message that could not be formatted, from x)"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"thing": ["\x00" * 236], "reason": "INC-1"},  # found by the long fuzz run
+        {"k" * 3000: 1},
+        {"\u202e" * 50: 1},
+    ],
+    ids=["list thing", "long unknown key", "bidi unknown key"],
+)
+def test_refusals_quote_values_and_keys_shortened(
+    stack: Broker,  # noqa: F811
+    payload: dict[str, Any],
+) -> None:
+    status, body, _ = stack.call(json_event(payload))
+    assert status == 400, body
+    assert len(body["field"]) <= 42 and len(body["message"]) < 300, body
+    assert body["field"].isprintable()

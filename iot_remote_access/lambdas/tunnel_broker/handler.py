@@ -98,9 +98,14 @@ def _policy(text: str) -> TunnelPolicy:
 class Refused(Exception):
     """A request the broker answers with an error status; nothing was opened."""
 
+    #: A backstop: every rule quotes values shortened; no answer is longer than this.
+    MAX_MESSAGE = 600
+
     def __init__(self, status: int, field: str, message: str) -> None:
+        if len(message) > self.MAX_MESSAGE:
+            message = f"{message[: self.MAX_MESSAGE - 3]}..."
         super().__init__(message)
-        self.status, self.field, self.message = status, field, message
+        self.status, self.field, self.message = status, field[:100], message
 
     @classmethod
     def from_rule(cls, error: TunnelRuleError) -> Refused:
