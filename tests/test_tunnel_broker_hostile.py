@@ -88,7 +88,7 @@ def test_deeply_nested_json_is_a_400_not_a_500(
     status, body, _ = stack.call(url_event(raw))
     assert status == 400, (name, body)
     assert body["field"] == "body"
-    assert f"nested deeper than {broker.MAX_BODY_DEPTH} levels" in body["message"]
+    assert f"levels deep; allowed: at most {broker.MAX_BODY_DEPTH}" in body["message"]
     everything = stack.log.getvalue() + caplog.text
     assert "Traceback" not in everything and "RecursionError" not in everything
     (audit,) = stack.audits()
@@ -126,7 +126,7 @@ def test_non_finite_numbers_are_refused(stack: Broker, constant: str) -> None:  
         url_event(f'{{"thing":"sensor-1","reason":"x","minutes":{constant}}}')
     )
     assert (status, body["field"]) == (400, "body")
-    assert f"{constant} is not JSON" in body["message"]
+    assert f"{constant} is not a JSON number" in body["message"]
 
 
 # -- defect 5: tokens never reach a log, whatever botocore's level -----------------------

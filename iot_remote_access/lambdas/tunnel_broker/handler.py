@@ -340,6 +340,46 @@ def _decode(event: LambdaFunctionUrlEvent) -> object:
     try:
         # Size and depth are bounded before parsing; duplicate keys and NaN are refused.
         return strict_json.loads(body, max_bytes=MAX_BODY_BYTES, max_depth=MAX_BODY_DEPTH)
-    except strict_json.JsonInputError as error:
-        suffix = "" if error.field != "body" or error.too_large else f"; {allowed}"
-        raise Refused(413 if error.too_large else 400, error.field, f"{error}{suffix}") from None
+    except strict_json.StrictJsonError as error:
+        key = _duplicate_key(body)
+        if key is not None:
+            raise Refused(
+                400, key, f"{key}: appears more than once in one object; allowed: each field once"
+            ) from None
+        raise Refused(413 if error.too_large else 400, "body", f"body: {error}") from None
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _duplicate_key(body: str) -> str | None:
+    """The first key that appears twice in one object, as a field name (shortened).
+
+    Only called after ``strict_json`` refused the body, and only the size and depth
+    checks come before its duplicate check: a body refused for a duplicate is within
+    both bounds, so parsing it again here is bounded too.
+    """
+
+    def first_duplicate(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise _Duplicate(key)
+            seen[key] = value
+        return seen
+
+    try:
+        if len(body.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
+            return None
+        if strict_json.nesting_depth(body) > MAX_BODY_DEPTH:
+            return None
+        json.loads(body, object_pairs_hook=first_duplicate, parse_constant=float)
+    except _Duplicate as duplicate:
+        key = duplicate.key
+        return key if len(key) <= 40 and key.isprintable() else repr(key)[:37] + "..."
+    except (ValueError, RecursionError):
+        return None
+    return None
