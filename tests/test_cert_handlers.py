@@ -147,7 +147,8 @@ def test_signer_rejection_is_a_4xx_json_body(deployed: dict[str, Any]) -> None:
     assert response["statusCode"] == 400
     assert json.loads(response["body"]) == {
         "status": "rejected",
-        "reason": "csr: no PEM 'CERTIFICATE REQUEST' blocks; allowed: exactly one",
+        "reason": "csr: no PEM 'CERTIFICATE REQUEST' blocks; allowed: exactly one PEM "
+        "'CERTIFICATE REQUEST' block",
     }
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from iot_remote_access.cli.errors import InputError, OperationError
 from iot_remote_access.core.tunnel_rules import (
@@ -44,6 +46,13 @@ DEFAULT_TOKEN_DIR = Path("~/.iot-remote-access/tunnels")
 _FUNCTION_URL_HOST = re.compile(r"\A[a-z0-9]+\.lambda-url\.([a-z0-9-]+)\.on\.aws\Z")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _TIMEOUT_SECONDS = 30
+#: The most of a broker's (or AWS's) text shown on the operator's terminal.
+MAX_SHOWN_CHARACTERS = 300
+#: The most of an answer read: a broker answer is a few hundred bytes.
+_MAX_ANSWER_BYTES = 1024 * 1024
+# Terminal escape sequences (CSI ``ESC [ ... final``, OSC ``ESC ] ... BEL|ESC \``, and
+# two-character ``ESC x``): disjoint character classes, so matching stays linear.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -~]?)")
 
 region_option = click.option("--region", help="AWS region. Default: the profile's.")
 profile_option = click.option(
@@ -107,7 +116,7 @@ def open_(
     try:
         tunnel_id = validate_tunnel_id(result["tunnelId"])
         token = str(result["sourceAccessToken"])
-    except (KeyError, TunnelRuleError):
+    except (KeyError, TypeError, TunnelRuleError):
         raise OperationError("the broker's answer has no tunnel id or token") from None
     path = (token_file or DEFAULT_TOKEN_DIR / f"{tunnel_id}.token").expanduser()
     try:
@@ -120,12 +129,14 @@ def open_(
             f"--token-file: cannot write {path} ({error.strerror}); "
             f"tunnel {tunnel_id} was closed again"
         ) from None
-    tunnel_region = tunnel_region_of(result, url, region, profile)
+    # The answer's words go to the terminal and into a command line: filtered and quoted.
+    tunnel_region = shlex.quote(shown(tunnel_region_of(result, url, region, profile), 40))
     quoted = shlex.quote(str(path))
     lines = [
-        f"Tunnel {tunnel_id} opened to {result.get('thing', thing)} "
-        f"({result.get('service', service)}) until {result.get('expiresAt', '?')} "
-        f"({result.get('minutes', minutes)} minutes).",
+        f"Tunnel {tunnel_id} opened to {shown(result.get('thing', thing), 130)} "
+        f"({shown(result.get('service', service), 130)}) until "
+        f"{shown(result.get('expiresAt', '?'), 40)} ({shown(result.get('minutes', minutes), 20)} "
+        "minutes).",
         f"Access token saved to {path} (readable by you only).",
         "",
         "Connect (localproxy reads the token from the environment, never the command line):",
@@ -173,7 +184,7 @@ def list_(
     for row in rows:
         table.add_row(
             *(
-                str(row.get(key) or "")
+                Text(shown(row.get(key) or "", 1000))
                 for key in (
                     "tunnelId",
                     "status",
@@ -336,28 +347,58 @@ def _call_broker(url: str, body: dict[str, Any], region: str, profile: str | Non
     )
     try:
         with urllib.request.urlopen(http_request, timeout=_TIMEOUT_SECONDS) as reply:  # noqa: S310
-            return json.loads(reply.read())
+            return json.loads(reply.read(_MAX_ANSWER_BYTES))
     except urllib.error.HTTPError as error:
         raise OperationError(f"broker refused (HTTP {error.code}): {_message(error)}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise OperationError(f"cannot reach the broker at {url}: {reason}") from None
-    except ValueError:
+        raise OperationError(f"cannot reach the broker at {url}: {shown(reason)}") from None
+    except (ValueError, RecursionError):
         raise OperationError("the broker's answer is not JSON") from None
 
 
 def _message(error: urllib.error.HTTPError) -> str:
+    """The broker's (or AWS's) reason, filtered and shortened for the terminal."""
+    raw = error.read(_MAX_ANSWER_BYTES + 1)
+    if len(raw) > _MAX_ANSWER_BYTES:  # no broker answers that much: show the beginning
+        return shown(raw[: 4 * MAX_SHOWN_CHARACTERS + 1].decode("utf-8", "replace"))
     try:
-        body = json.loads(error.read())
-    except ValueError:
-        return error.reason or "no details"
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return shown(error.reason or "no details")
     if isinstance(body, dict):
         message = body.get("message") or body.get("Message")
         if message == "Forbidden":
             return "Forbidden (is the operator policy attached to your identity?)"
         if message:
-            return str(message)
-    return error.reason or "no details"
+            return shown(message)
+    return shown(error.reason or "no details")
+
+
+def shown(text: object, limit: int = MAX_SHOWN_CHARACTERS) -> str:
+    """Text from the broker or AWS as safe to print on one terminal line.
+
+    Terminal escape sequences, bidi overrides (U+202E...), zero-width and other
+    control or format characters are removed, line breaks become spaces, and the
+    result is cut to ``limit`` characters with ``(shortened)``: an answer can
+    neither rewrite the operator's screen nor hide what it says.
+    """
+    raw = str(text)
+    cut = len(raw) > 4 * limit  # filtering only removes characters: look at a bounded head
+    raw = _ESCAPE_SEQUENCE.sub("", raw[: 4 * limit])
+    kept = "".join(
+        " " if character in "\t\n\r\v\f\x85\u2028\u2029" else character
+        for character in raw
+        if character in "\t\n\r\v\f\x85\u2028\u2029"
+        or unicodedata.category(character) not in _UNSAFE_CATEGORIES
+    )
+    if cut or len(kept) > limit:
+        return f"{kept[:limit]} (shortened)"
+    return kept
+
+
+#: Control, format (bidi, zero-width), surrogate, private-use and unassigned characters.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def tunnel_region_of(

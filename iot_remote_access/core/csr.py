@@ -22,6 +22,29 @@ from datetime import UTC, datetime
 MAX_CSR_BYTES = 16 * 1024
 
 _OID_COMMON_NAME = "2.5.4.3"
+_OID_CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7"  # noqa: S105 - an OID, not a password
+_OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
+_OID_BASIC_CONSTRAINTS = "2.5.29.19"
+_MAX_OID_ARC_BITS = 128
+#: Extensions a device's CSR may request: none of them names anything, and the
+#: template overrides them anyway. subjectAltName in particular is refused.
+ALLOWED_EXTENSIONS = {
+    "2.5.29.14": "subjectKeyIdentifier",
+    "2.5.29.15": "keyUsage",
+    _OID_BASIC_CONSTRAINTS: "basicConstraints",
+    "2.5.29.37": "extendedKeyUsage",
+}
+_EXTENSION_NAMES = {
+    **ALLOWED_EXTENSIONS,
+    "2.5.29.17": "subjectAltName",
+    "2.5.29.18": "issuerAltName",
+    "2.5.29.30": "nameConstraints",
+    "2.5.29.9": "subjectDirectoryAttributes",
+}
+ALLOWED_ATTRIBUTES = (
+    "no attributes, or a challenge password and the extensions "
+    f"{', '.join(ALLOWED_EXTENSIONS.values())} (basicConstraints without cA)"
+)
 _OID_RSA = "1.2.840.113549.1.1.1"
 _OID_EC = "1.2.840.10045.2.1"
 #: EC curves a device key may use, by OID -> name (what ACM Private CA signs for IoT).
@@ -30,13 +53,16 @@ MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 4096
 ALLOWED_KEYS = f"RSA {MIN_RSA_BITS}..{MAX_RSA_BITS} bits or EC {'/'.join(EC_CURVES.values())}"
 
-_PEM_RE = re.compile(
-    r"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----\s*(?P<body>[A-Za-z0-9+/=\s]+?)\s*"
-    r"-----END (?:NEW )?CERTIFICATE REQUEST-----"
-)
-
-_CERT_RE = re.compile(
-    r"-----BEGIN CERTIFICATE-----\s*(?P<body>[A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----"
+#: PEM armour, found with plain literal searches: a pattern spanning the body with
+#: ``\s*`` and a lazy ``[...\s]+?`` next to each other backtracks in cubic time on a
+#: body of whitespace (16 KiB of spaces held the signer for minutes).
+_CSR_BEGIN = re.compile(r"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----")
+_CSR_END = re.compile(r"-----END (?:NEW )?CERTIFICATE REQUEST-----")
+_CERT_BEGIN = re.compile(r"-----BEGIN CERTIFICATE-----")
+_CERT_END = re.compile(r"-----END CERTIFICATE-----")
+#: Inside the armour: base64 and ASCII whitespace only.
+_PEM_BODY_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n\v\f"
 )
 
 
@@ -71,18 +97,10 @@ def inspect_csr(pem: object) -> CsrInfo:
         raise CsrError("csr: missing or not a string; allowed: one PEM 'CERTIFICATE REQUEST'")
     if len(pem) > MAX_CSR_BYTES:
         raise CsrError(f"csr: {len(pem)} characters; allowed: at most {MAX_CSR_BYTES}")
-    matches = list(_PEM_RE.finditer(pem))
-    if len(matches) != 1:
-        raise CsrError(
-            f"csr: {'no' if not matches else len(matches)} PEM 'CERTIFICATE REQUEST' blocks; "
-            "allowed: exactly one"
-        )
     try:
-        der = base64.b64decode("".join(matches[0]["body"].split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise CsrError(
-            "csr: the PEM body is not base64; allowed: one PEM 'CERTIFICATE REQUEST'"
-        ) from None
+        der = _pem_der(pem, _CSR_BEGIN, _CSR_END, "CERTIFICATE REQUEST")
+    except ValueError as error:
+        raise CsrError(f"csr: {error}") from None
     try:
         return _parse(der)
     except CsrError:
@@ -90,6 +108,30 @@ def inspect_csr(pem: object) -> CsrInfo:
     except (_DerError, IndexError, ValueError) as error:
         reason = str(error) if isinstance(error, _DerError) else "malformed structure"
         raise CsrError(f"csr: does not parse as PKCS#10 ({reason})") from None
+
+
+def _pem_der(
+    text: str, begin: re.Pattern[str], end: re.Pattern[str], label: str, *, first: bool = False
+) -> bytes:
+    """The DER inside the PEM block of ``label``, in time linear in ``len(text)``.
+
+    Exactly one block unless ``first``. Only literal searches and a character set
+    test: nothing here can backtrack. Raises ``ValueError`` saying what is wrong.
+    """
+    allowed = f"allowed: exactly one PEM {label!r} block"
+    starts = [match.end() for match in begin.finditer(text)]
+    if not starts or (len(starts) > 1 and not first):
+        raise ValueError(f"{len(starts) or 'no'} PEM {label!r} blocks; {allowed}")
+    stop = end.search(text, starts[0])
+    if stop is None:
+        raise ValueError(f"the PEM {label!r} block has no END line; {allowed}")
+    body = text[starts[0] : stop.start()]
+    if not _PEM_BODY_CHARACTERS.issuperset(body):
+        raise ValueError(f"the PEM body is not base64; {allowed}")
+    try:
+        return base64.b64decode("".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the PEM body is not base64; {allowed}") from None
 
 
 class _DerError(Exception):
@@ -139,6 +181,8 @@ def _oid(raw: bytes) -> str:
     parts = [raw[0] // 40, raw[0] % 40]
     value = 0
     for byte in raw[1:]:
+        if value >> _MAX_OID_ARC_BITS:  # a 12 KiB arc would cost quadratic time to print
+            raise _DerError("OID arc too large")
         value = (value << 7) | (byte & 0x7F)
         if not byte & 0x80:
             parts.append(value)
@@ -161,7 +205,53 @@ def _parse(der: bytes) -> CsrInfo:
         raise _DerError("version is not 1")
     common_names = _common_names(der, *_expect(info[1], 0x30, "subject"))
     key_type, key_size, curve = _public_key(der, *_expect(info[2], 0x30, "public key info"))
+    if len(info) > 4 or (len(info) == 4 and info[3][0] != 0xA0):
+        raise _DerError("unexpected element after the public key")
+    if len(info) == 4:
+        _check_attributes(der, info[3][1], info[3][2])
     return CsrInfo(key_type, key_size, curve, common_names, der)
+
+
+def _check_attributes(der: bytes, start: int, end: int) -> None:
+    """Refuse every requested attribute but a challenge password and harmless extensions.
+
+    ACM Private CA copies the CSR's subjectAltName into the certificate even with
+    the API-passthrough template (which overrides only the subject): a SAN, or any
+    extension that names something, would let a device claim another identity.
+    """
+    for attribute in _children(der, start, end):
+        parts = _children(der, *_expect(attribute, 0x30, "attribute"))
+        if len(parts) != 2:
+            raise _DerError("attribute")
+        oid = _oid(der[slice(*_expect(parts[0], 0x06, "attribute type"))])
+        values = _children(der, *_expect(parts[1], 0x31, "attribute values"))
+        if oid == _OID_CHALLENGE_PASSWORD:
+            continue
+        if oid != _OID_EXTENSION_REQUEST:
+            raise CsrError(f"csr: requests the attribute {oid}; allowed: {ALLOWED_ATTRIBUTES}")
+        for extensions in values:
+            for extension in _children(der, *_expect(extensions, 0x30, "extensions")):
+                _check_extension(der, extension)
+
+
+def _check_extension(der: bytes, extension: tuple[int, int, int]) -> None:
+    parts = _children(der, *_expect(extension, 0x30, "extension"))
+    if len(parts) not in (2, 3):
+        raise _DerError("extension")
+    oid = _oid(der[slice(*_expect(parts[0], 0x06, "extension id"))])
+    name = _EXTENSION_NAMES.get(oid, oid)
+    if oid not in ALLOWED_EXTENSIONS:
+        raise CsrError(f"csr: requests the extension {name}; allowed: {ALLOWED_ATTRIBUTES}")
+    value_start, value_end = _expect(parts[-1], 0x04, "extension value")
+    if oid == _OID_BASIC_CONSTRAINTS:
+        _, content, stop = _tlv(der, value_start)
+        fields = _children(der, content, stop)
+        if fields and fields[0][0] == 0x01 and der[fields[0][1] : fields[0][2]] != b"\x00":
+            raise CsrError(
+                f"csr: asks to be a CA (basicConstraints cA); allowed: {ALLOWED_ATTRIBUTES}"
+            )
+        if stop != value_end:
+            raise _DerError("basicConstraints")
 
 
 def _common_names(der: bytes, start: int, end: int) -> tuple[str, ...]:
@@ -211,10 +301,10 @@ class CertificateFacts:
 
 def certificate_facts(pem: str) -> CertificateFacts:
     """Serial number and not-after of a PEM certificate (the CA's, so trusted input)."""
-    match = _CERT_RE.search(pem)
-    if match is None:
-        raise ValueError("certificate: no PEM 'CERTIFICATE' block")
-    der = base64.b64decode("".join(match["body"].split()))
+    try:
+        der = _pem_der(pem, _CERT_BEGIN, _CERT_END, "CERTIFICATE", first=True)
+    except ValueError as error:
+        raise ValueError(f"certificate: {error}") from None
     try:
         _, start, end = _tlv(der, 0)
         tbs = _children(der, *_expect(_children(der, start, end)[0], 0x30, "tbsCertificate"))

@@ -83,6 +83,10 @@ def validate_thing(value: object, *, pattern: str = THING_NAME_RULE) -> str:
     """A thing name by AWS's rule and, when narrower, the fleet's ``pattern``."""
     if value is None:
         raise TunnelRuleError("thing", f"missing; allowed: a thing name ({THING_NAME_RULE})")
+    if not isinstance(value, str):  # quoted shortened here: a list can be any size
+        raise TunnelRuleError(
+            "thing", f"{_shown(value)} is not a string; allowed: a thing name ({THING_NAME_RULE})"
+        )
     try:
         name = validate_thing_name(value, field_name="thing")
     except TopicModelError as error:
@@ -303,7 +307,12 @@ def parse_request(body: object, policy: TunnelPolicy) -> TunnelRequest:
         )
     unknown = sorted(str(key) for key in body if key not in REQUEST_FIELDS)
     if unknown:
-        raise TunnelRuleError(unknown[0], f"unknown field; allowed: {', '.join(REQUEST_FIELDS)}")
+        # The key names the field in the answer: shortened and printable, like any value.
+        name = unknown[0] if len(unknown[0]) <= 40 and unknown[0].isprintable() else None
+        raise TunnelRuleError(
+            name or _shown(unknown[0], 40),
+            f"unknown field; allowed: {', '.join(REQUEST_FIELDS)}",
+        )
     thing = validate_thing(body.get("thing"), pattern=policy.thing_name_pattern)
     service = validate_service(
         body.get("service", policy.allowed_services[0]), policy.allowed_services

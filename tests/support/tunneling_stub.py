@@ -257,10 +257,24 @@ class LambdaContext:
     aws_request_id: str = "11111111-2222-3333-4444-555555555555"
 
 
+class Utf8Stream(io.TextIOWrapper):
+    """A text stream that encodes as strict UTF-8, like Lambda's stdout (a StringIO would
+    accept text that the real stream refuses, such as a lone surrogate)."""
+
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
+
+    def getvalue(self) -> str:
+        self.flush()
+        buffer = self.buffer
+        assert isinstance(buffer, io.BytesIO)
+        return buffer.getvalue().decode("utf-8")
+
+
 @contextmanager
-def captured_powertools_log(logger: Any) -> Iterator[io.StringIO]:
+def captured_powertools_log(logger: Any) -> Iterator[Utf8Stream]:
     """Everything a Powertools Logger writes, in a buffer (one JSON object per line)."""
-    buffer = io.StringIO()
+    buffer = Utf8Stream()
     handler = logger.registered_handler
     previous = handler.setStream(buffer)
     try:
@@ -269,5 +283,5 @@ def captured_powertools_log(logger: Any) -> Iterator[io.StringIO]:
         handler.setStream(previous)
 
 
-def log_records(buffer: io.StringIO) -> list[dict[str, Any]]:
+def log_records(buffer: io.StringIO | Utf8Stream) -> list[dict[str, Any]]:
     return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]

@@ -11,9 +11,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.lambdas.certs.runtime import emit, runtime
 
-logger = Logger()
+# Escape, never drop: hostile text in a record must not cost the record.
+logger = Logger(json_serializer=json_for_logs)
 metrics = Metrics()
 
 
@@ -23,5 +25,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = runtime().rotation.confirm(event, datetime.now(UTC))
     emit(metrics, outcome)
     log = logger.info if outcome.status < 400 else logger.warning
-    log("confirmation handled", extra={"status": outcome.status, "result": outcome.body})
+    log(
+        "confirmation handled",
+        extra={
+            "status": outcome.status,
+            "result": outcome.body,
+            "audit": outcome.audit("certificate.confirm", event),
+        },
+    )
     return outcome.response()

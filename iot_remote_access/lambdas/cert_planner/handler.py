@@ -9,9 +9,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.lambdas.certs.runtime import emit, runtime
 
-logger = Logger()
+# Escape, never drop: hostile text in a record must not cost the record.
+logger = Logger(json_serializer=json_for_logs)
 metrics = Metrics()
 ACTIONS = ("plan", "dispatch")
 

@@ -18,10 +18,12 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.lambdas.certs.runtime import runtime
 from iot_remote_access.lambdas.certs.sweep import work_items
 
-logger = Logger()
+# Escape, never drop: hostile text in a record must not cost the record.
+logger = Logger(json_serializer=json_for_logs)
 # Failed messages go back as batchItemFailures even when all fail: same path, then the DLQ.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 

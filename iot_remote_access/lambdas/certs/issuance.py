@@ -57,9 +57,29 @@ class Outcome:
     status: int
     body: dict[str, Any]
     metrics: dict[str, int] = field(default_factory=dict)
+    #: The device the event was about, when its topic named one (for the audit record).
+    thing: str | None = None
 
     def response(self) -> dict[str, Any]:
         return {"statusCode": self.status, "body": json.dumps(self.body, sort_keys=True)}
+
+    def audit(self, event_name: str, event: object) -> dict[str, Any]:
+        """The handler's audit record: who asked, what was decided and why."""
+        principal = event.get("principal") if isinstance(event, dict) else None
+        return {
+            "event": event_name,
+            "decision": "refused" if self.status >= 400 else str(self.body.get("status")),
+            "status": self.status,
+            "thing": self.thing,
+            "principal": principal if isinstance(principal, str) else _shown(principal),
+            "reason": self.body.get("reason"),
+        }
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr`` of untrusted input, shortened so a huge value cannot flood a reply."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _code(error: Exception) -> str:
@@ -88,7 +108,13 @@ class Rotation:
 
     # -- helpers -------------------------------------------------------------
 
-    def _thing(self, event: dict[str, Any], template: str) -> str:
+    def _thing(self, event: object, template: str) -> str:
+        if not isinstance(event, dict):  # a device's payload that is not a JSON object
+            raise Rejection(
+                400,
+                f"event: a {type(event).__name__} is not an object; allowed: the IoT rule's "
+                "object with topic, csr and principal",
+            )
         topic = event.get("topic")
         thing = thing_from_topic(template, topic) if isinstance(topic, str) else None
         if thing is None:
@@ -124,11 +150,22 @@ class Rotation:
         thing: str | None = None
         try:
             thing = self._thing(event, self.config.topics.rotation_csr)
-            return self._sign(thing, event, now)
+            outcome = self._sign(thing, event, now)
         except Rejection as rejection:
-            return self._reject(thing, rejection)
+            outcome = self._reject(thing, rejection)
+        outcome.thing = thing
+        return outcome
 
     def _sign(self, thing: str, event: dict[str, Any], now: datetime) -> Outcome:
+        # Without the certificate the CSR came in with, ownership cannot be checked:
+        # refuse rather than skip the check (a rule missing principal() is a defect).
+        principal = event.get("principal")
+        if not isinstance(principal, str) or not principal:
+            raise Rejection(
+                400,
+                f"principal: {_shown(principal)} is missing or not a certificate id; "
+                "allowed: the certificate id the IoT rule passes as principal()",
+            )
         try:
             csr = inspect_csr(event.get("csr"))
         except CsrError as error:
@@ -143,8 +180,7 @@ class Rotation:
         item = self.inventory.get(thing)
         if item is None:
             raise Rejection(404, f"thing: {thing!r} is not in the certificate inventory")
-        principal = event.get("principal")
-        if principal and principal not in (item["certificateId"], item.get("pendingCertificateId")):
+        if principal not in (item["certificateId"], item.get("pendingCertificateId")):
             raise Rejection(403, "principal: the CSR was not sent with this thing's certificate")
         state = item.get("rotationState")
         same_csr = item.get("csrSha256") == csr.fingerprint
@@ -302,9 +338,11 @@ class Rotation:
         thing: str | None = None
         try:
             thing = self._thing(event, self.config.topics.rotation_confirm)
-            return self._confirm(thing, event, now)
+            outcome = self._confirm(thing, event, now)
         except Rejection as rejection:
-            return self._reject(thing, rejection)
+            outcome = self._reject(thing, rejection)
+        outcome.thing = thing
+        return outcome
 
     def _confirm(self, thing: str, event: dict[str, Any], now: datetime) -> Outcome:
         principal = event.get("principal")

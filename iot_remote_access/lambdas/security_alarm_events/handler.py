@@ -18,6 +18,7 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.core.security_detections import (
     ALARM_ROUTES_ENVIRONMENT_VARIABLE,
     Contributor,
@@ -29,7 +30,8 @@ from iot_remote_access.core.security_detections import (
     publish_findings,
 )
 
-logger = Logger()
+# Escape, never drop: hostile text in a record must not cost the record.
+logger = Logger(json_serializer=json_for_logs)
 ROUTES = parse_alarm_routes(os.environ[ALARM_ROUTES_ENVIRONMENT_VARIABLE])
 EVENT_BUS_NAME = os.environ["EVENT_BUS_NAME"]
 #: How far back the top contributors are looked up: the alarms' evaluation window.

@@ -18,6 +18,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.data_classes import CloudWatchLogsEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.core.security_detections import (
     CONFIG_ENVIRONMENT_VARIABLE,
     MALFORMED_METRIC,
@@ -32,7 +33,8 @@ from iot_remote_access.core.security_detections import (
     publish_findings,
 )
 
-logger = Logger()
+# Escape, never drop: hostile text in a record must not cost the record.
+logger = Logger(json_serializer=json_for_logs)
 # Read once per cold start: a broken configuration fails every invocation loudly.
 CONFIG = DetectionConfig.from_json(os.environ[CONFIG_ENVIRONMENT_VARIABLE])
 EVENT_BUS_NAME = os.environ["EVENT_BUS_NAME"]

@@ -29,6 +29,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iot_remote_access.core import strict_json
+from iot_remote_access.core.log_safety import install_token_redaction, json_for_logs
 from iot_remote_access.core.tunnel_rules import (
     TunnelPolicy,
     TunnelRequest,
@@ -50,12 +52,17 @@ from iot_remote_access.core.tunnel_rules import (
 #: Where the deployment's limits arrive (TunnelPolicy.to_json, set by SecureTunneling).
 POLICY_VARIABLE = "TUNNEL_POLICY"
 MAX_BODY_BYTES = 4096
+#: A request is one flat object; anything nested deeper is refused before parsing.
+MAX_BODY_DEPTH = 8
 ROUTE = ("POST", "/tunnels")
 
-logger = Logger()
+# Escape, never drop: a lone surrogate in a refused request must not cost its audit record.
+logger = Logger(json_serializer=json_for_logs)
 # LibraryFunction sets the namespace; the fallback keeps metrics flowing wherever this runs.
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
-# botocore logs response bodies at DEBUG; OpenTunnel's carries the access tokens.
+# botocore logs response bodies at DEBUG, and OpenTunnel's carries the access tokens:
+# every record of the process is redacted (whatever the level), and quieter by default.
+redaction = install_token_redaction(logger)
 for _noisy in ("botocore", "boto3", "urllib3"):
     logging.getLogger(_noisy).setLevel(logging.INFO)
 
@@ -91,9 +98,14 @@ def _policy(text: str) -> TunnelPolicy:
 class Refused(Exception):
     """A request the broker answers with an error status; nothing was opened."""
 
+    #: A backstop: every rule quotes values shortened; no answer is longer than this.
+    MAX_MESSAGE = 600
+
     def __init__(self, status: int, field: str, message: str) -> None:
+        if len(message) > self.MAX_MESSAGE:
+            message = f"{message[: self.MAX_MESSAGE - 3]}..."
         super().__init__(message)
-        self.status, self.field, self.message = status, field, message
+        self.status, self.field, self.message = status, field[:100], message
 
     @classmethod
     def from_rule(cls, error: TunnelRuleError) -> Refused:
@@ -178,6 +190,7 @@ class Broker:
             opened = self.aws.tunneling.open_tunnel(**parameters)
         except (ClientError, BotoCoreError) as error:
             raise Refused.from_aws(error, "OpenTunnel") from None
+        redaction.remember(opened.get("sourceAccessToken"), opened.get("destinationAccessToken"))
         tunnel_id = opened["tunnelId"]
         self._keep_or_close(tunnel_id, request.thing)
         expiry = expires_at(request, now)
@@ -324,12 +337,49 @@ def _decode(event: LambdaFunctionUrlEvent) -> object:
         body = event.decoded_body or ""
     except (ValueError, UnicodeDecodeError):
         raise Refused(400, "body", f"body: not UTF-8 text; {allowed}") from None
-    size = len(body.encode("utf-8"))
-    if size > MAX_BODY_BYTES:
-        raise Refused(413, "body", f"body: {size} bytes; allowed: at most {MAX_BODY_BYTES}")
     try:
-        return json.loads(body)
-    except json.JSONDecodeError as error:
-        raise Refused(
-            400, "body", f"body: not valid JSON ({error.msg} at character {error.pos}); {allowed}"
-        ) from None
+        # Size and depth are bounded before parsing; duplicate keys and NaN are refused.
+        return strict_json.loads(body, max_bytes=MAX_BODY_BYTES, max_depth=MAX_BODY_DEPTH)
+    except strict_json.StrictJsonError as error:
+        key = _duplicate_key(body)
+        if key is not None:
+            raise Refused(
+                400, key, f"{key}: appears more than once in one object; allowed: each field once"
+            ) from None
+        raise Refused(413 if error.too_large else 400, "body", f"body: {error}") from None
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _duplicate_key(body: str) -> str | None:
+    """The first key that appears twice in one object, as a field name (shortened).
+
+    Only called after ``strict_json`` refused the body, and only the size and depth
+    checks come before its duplicate check: a body refused for a duplicate is within
+    both bounds, so parsing it again here is bounded too.
+    """
+
+    def first_duplicate(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise _Duplicate(key)
+            seen[key] = value
+        return seen
+
+    try:
+        if len(body.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
+            return None
+        if strict_json.nesting_depth(body) > MAX_BODY_DEPTH:
+            return None
+        json.loads(body, object_pairs_hook=first_duplicate, parse_constant=float)
+    except _Duplicate as duplicate:
+        key = duplicate.key
+        return key if len(key) <= 40 and key.isprintable() else repr(key)[:37] + "..."
+    except (ValueError, RecursionError):
+        return None
+    return None

@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.core.tunnel_rules import (
     TAG_EXPIRES_AT,
     TAG_REQUESTER,
@@ -36,7 +37,8 @@ from iot_remote_access.core.tunnel_rules import (
 
 POLICY_VARIABLE = "TUNNEL_POLICY"
 
-logger = Logger()
+# Escape, never drop: hostile text in a record must not cost the record.
+logger = Logger(json_serializer=json_for_logs)
 # LibraryFunction sets the namespace; the fallback keeps metrics flowing wherever this runs.
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
 
