@@ -13,7 +13,7 @@ import click
 
 from iot_remote_access import __version__
 from iot_remote_access.cli import azure, bridge, certs, gcp, gcp_manifests, guard, tunnel
-from iot_remote_access.cli.errors import EXIT_USAGE, CliError
+from iot_remote_access.cli.errors import EXIT_USAGE, CliError, error_line
 
 
 @click.group(
@@ -55,5 +55,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"error: {error_line(message)}", file=sys.stderr)
     sys.exit(code)

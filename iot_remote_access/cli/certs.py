@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from iot_remote_access.cli.errors import InputError, OperationError
+from iot_remote_access.core.bounded_input import BoundedInputError, excerpt, parse_json, read_text
 from iot_remote_access.core.rotation_plan import (
     InventoryRecord,
     RotationPlan,
@@ -30,6 +32,7 @@ from iot_remote_access.core.stagger import (
     StaggerPolicy,
     simulate,
 )
+from iot_remote_access.core.topics import THING_NAME_RULE
 
 MAX_SIMULATED_DEVICES = 10_000_000
 EXPORT_FIELDS = (
@@ -348,23 +351,31 @@ def _plan_table(plan: RotationPlan, hours: int) -> None:
     console.print(schedule)
 
 
+#: An inventory of ten million devices exported as JSON is about 2.5 GB; as CSV, 1.5 GB.
+#: Larger fleets plan from the table (--table).
+MAX_INVENTORY_BYTES = 2 * 1024 * 1024 * 1024
+#: An array of objects of scalars: two levels; a little room for odd exports.
+MAX_INVENTORY_DEPTH = 4
+THING_NAME_RE = re.compile(rf"\A{THING_NAME_RULE}\Z")
+
+
 def _records_from_file(path: Path) -> Iterator[InventoryRecord]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputError(f"--inventory: cannot read {path} ({error.strerror})") from None
-    rows: Iterable[dict[str, Any]]
-    if path.suffix == ".json":
-        try:
-            rows = json.loads(text)
-        except ValueError as error:
-            raise InputError(f"--inventory: {path} is not JSON ({error})") from None
-        if not isinstance(rows, list):
-            raise InputError(f"--inventory: {path} must hold a JSON array of devices")
-    else:
-        rows = csv.DictReader(io.StringIO(text))
-    for number, row in enumerate(rows, start=1):
-        yield _record(row, f"{path}: device {number}")
+        text = read_text(path, max_bytes=MAX_INVENTORY_BYTES)
+        rows: Iterable[dict[str, Any]]
+        if path.suffix == ".json":
+            parsed = parse_json(text, str(path), max_depth=MAX_INVENTORY_DEPTH)
+            if not isinstance(parsed, list):
+                raise InputError(f"--inventory: {path} must hold a JSON array of devices")
+            rows = parsed
+        else:
+            rows = csv.DictReader(io.StringIO(text, newline=""))
+        for number, row in enumerate(rows, start=1):
+            yield _record(row, f"{path}: device {number}")
+    except BoundedInputError as error:
+        raise InputError(f"--inventory: {error}") from None
+    except csv.Error as error:
+        raise InputError(f"--inventory: {path} is not a CSV export ({error})") from None
 
 
 def _record(row: Any, where: str) -> InventoryRecord:
@@ -378,9 +389,12 @@ def _record(row: Any, where: str) -> InventoryRecord:
         try:
             moment = datetime.fromisoformat(str(value))
         except ValueError:
-            raise InputError(f"{where}: {key} {value!r} is not an ISO 8601 time") from None
+            raise InputError(
+                f"{where}: {key} {excerpt(value)} is not an ISO 8601 time; "
+                "allowed: e.g. 2027-03-01T09:00:00+00:00"
+            ) from None
         if moment.tzinfo is None:
-            raise InputError(f"{where}: {key} {value!r} has no time zone")
+            raise InputError(f"{where}: {key} {excerpt(value)} has no time zone")
         return moment
 
     missing = [k for k in ("thing", "certificateId", "notAfter") if not row.get(k)]
@@ -388,13 +402,23 @@ def _record(row: Any, where: str) -> InventoryRecord:
         raise InputError(
             f"{where}: missing {', '.join(missing)}; allowed: an `inventory export` file"
         )
+    if not isinstance(row["thing"], str) or not THING_NAME_RE.fullmatch(row["thing"]):
+        raise InputError(
+            f"{where}: thing {excerpt(row['thing'])} is not a thing name; "
+            f"allowed: {THING_NAME_RULE}"
+        )
+    if not isinstance(row["certificateId"], str):
+        raise InputError(
+            f"{where}: certificateId {excerpt(row['certificateId'])} is not a string; "
+            "allowed: the certificate's id"
+        )
     try:
         state = RotationState(row.get("rotationState") or RotationState.IDLE)
         attempts = int(row.get("attempts") or 0)
-    except ValueError:
+    except (ValueError, TypeError, OverflowError):
         raise InputError(
-            f"{where}: rotationState {row.get('rotationState')!r} or attempts "
-            f"{row.get('attempts')!r} "
+            f"{where}: rotationState {excerpt(row.get('rotationState'))} or attempts "
+            f"{excerpt(row.get('attempts'))} "
             f"is not valid; allowed: {', '.join(s.value for s in RotationState)} and an integer"
         ) from None
     not_after = when("notAfter")
