@@ -14,6 +14,13 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from iot_remote_access.cli.errors import InputError, OperationError
@@ -102,13 +109,29 @@ def simulate_command(
             f"--base-days: {base_days}; allowed: 1..{MAX_VALIDITY_DAYS - window_days + 1} "
             f"with a {window_days}-day window"
         )
-    result = simulate(devices, StaggerPolicy(base_days=base_days, window_days=window_days))
+    result = _simulate_with_progress(devices, StaggerPolicy(base_days, window_days))
     if plot_file is not None:
         _plot(result, plot_file)
     if output_format == "json":
         click.echo(json.dumps(_simulation_json(result), indent=2))
         return
     _simulation_table(result)
+
+
+def _simulate_with_progress(devices: int, policy: StaggerPolicy) -> SimulationResult:
+    """``simulate`` with a progress bar on stderr when it is a terminal (none in CI logs)."""
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("simulating", total=devices)
+        return simulate(devices, policy, progress=lambda done: bar.update(task, completed=done))
 
 
 def _rows(result: SimulationResult) -> list[tuple[str, dict[int, int]]]:
