@@ -25,6 +25,7 @@ MAX_DEPTH = 64
 MAX_NODES = 2_000_000
 #: Characters of a value quoted in a message.
 EXCERPT_CHARS = 40
+_CHUNK_BYTES = 1024 * 1024
 
 
 class BoundedInputError(ValueError):
@@ -70,13 +71,21 @@ def one_line(message: str, limit: int = 600) -> str:
 def read_text(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> str:
     """The file as text: at most ``max_bytes``, not binary, valid UTF-8 (a BOM is dropped)."""
     source = str(path)
+    chunks: list[bytes] = []
+    total = 0
     try:
         with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
+            # In chunks: read(max_bytes + 1) would allocate the whole limit up front.
+            while chunk := handle.read(_CHUNK_BYTES):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise BoundedInputError(
+                        source, f"larger than {max_bytes} bytes; allowed: a smaller file"
+                    )
+                chunks.append(chunk)
     except OSError as error:
         raise BoundedInputError(source, f"cannot read ({error.strerror or error})") from None
-    if len(data) > max_bytes:
-        raise BoundedInputError(source, f"larger than {max_bytes} bytes; allowed: a smaller file")
+    data = b"".join(chunks)
     if b"\x00" in data:
         raise BoundedInputError(
             source, "is a binary file (NUL bytes); allowed: a UTF-8 text file (JSON, YAML or CSV)"

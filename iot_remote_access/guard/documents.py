@@ -42,15 +42,18 @@ def read_document(path: Path) -> tuple[str, Any]:
 
 
 def _load_yaml(text: str, source: str) -> Any:
-    loader = CloudFormationLoader(text, source)
+    loader = None
     try:
+        # The reader checks the characters already in the constructor.
+        loader = CloudFormationLoader(text, source)
         return loader.get_single_data()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise BoundedInputError(source, f"not valid YAML{where}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class CloudFormationLoader(yaml.SafeLoader):

@@ -48,8 +48,10 @@ def check_settings_shape(data: Any, source: str) -> None:
 
 def load_yaml(text: str, source: str) -> Any:
     """One YAML document with :class:`_SettingsLoader`'s limits."""
-    loader = _SettingsLoader(text, source)
+    loader = None
     try:
+        # The reader checks the characters already in the constructor.
+        loader = _SettingsLoader(text, source)
         return loader.get_single_data()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -59,7 +61,8 @@ def load_yaml(text: str, source: str) -> Any:
     except yaml.YAMLError as error:
         raise BoundedInputError(source, f"not valid YAML: {one_line(str(error), 120)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class _SettingsLoader(yaml.SafeLoader):
