@@ -80,7 +80,8 @@ def format_validation_error(error: ValidationError, source: str, model: type[Bas
     items = error.errors(include_url=False)
     lines = [_problem_line(item, source, model) for item in items[:MAX_PROBLEMS]]
     if len(items) > MAX_PROBLEMS:
-        lines.append(f"{source}: and {len(items) - MAX_PROBLEMS} more problems")
+        # First, so that the count survives when the CLI cuts its one line short.
+        lines.insert(0, f"{source}: {len(items)} problems, the first {MAX_PROBLEMS}:")
     return "\n".join(lines)
 
 
