@@ -23,7 +23,7 @@ from iot_remote_access.settings.files import check_settings_shape
 M = TypeVar("M", bound=BaseModel)
 
 MAX_PROBLEMS = 5
-MAX_PROBLEM_CHARS = 200
+MAX_PROBLEM_CHARS = 300
 
 #: What each strict type error allows, in the words of a settings file.
 _ALLOWED = {
@@ -99,7 +99,8 @@ def _problem_line(item: ErrorDetails, source: str, model: type[BaseModel]) -> st
         message = f"{excerpt(value)} is {_json_type(value)}; allowed: {_ALLOWED[kind]}"
     elif kind != "value_error":
         message = f"{excerpt(item.get('input'))}: {message}"
-    return one_line(f"{location}: {message}", MAX_PROBLEM_CHARS)
+    # The cap is for the problem: a section's own message may quote a value in full.
+    return f"{one_line(location, MAX_PROBLEM_CHARS)}: {one_line(message, MAX_PROBLEM_CHARS)}"
 
 
 def _part(part: int | str) -> str:
