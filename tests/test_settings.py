@@ -96,7 +96,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("{nope")
     with pytest.raises(SettingsError, match=r"bad\.json: not valid JSON"):
         FleetSettings.from_file(bad)
-    with pytest.raises(SettingsError, match=r"missing\.yaml: cannot read \(No such file"):
+    with pytest.raises(SettingsError, match=r"missing\.yaml: cannot read settings \(No such file"):
         FleetSettings.from_file(tmp_path / "missing.yaml")
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("telemetryTopic: 'dt/#'\n")

@@ -68,7 +68,7 @@ def one_line(message: str, limit: int = 600) -> str:
     return cleaned
 
 
-def read_text(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> str:
+def read_text(path: Path, *, max_bytes: int = MAX_FILE_BYTES, what: str = "file") -> str:
     """The file as text: at most ``max_bytes``, not binary, valid UTF-8 (a BOM is dropped)."""
     source = str(path)
     chunks: list[bytes] = []
@@ -84,7 +84,7 @@ def read_text(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> str:
                     )
                 chunks.append(chunk)
     except OSError as error:
-        raise BoundedInputError(source, f"cannot read ({error.strerror or error})") from None
+        raise BoundedInputError(source, f"cannot read {what} ({error.strerror or error})") from None
     data = b"".join(chunks)
     if b"\x00" in data:
         raise BoundedInputError(

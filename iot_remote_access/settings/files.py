@@ -32,7 +32,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 def read_settings_file(path: Path) -> Any:
     """The parsed content of ``path``; raises BoundedInputError (one line) on any problem."""
     source = str(path)
-    text = read_text(path, max_bytes=MAX_SETTINGS_BYTES)
+    text = read_text(path, max_bytes=MAX_SETTINGS_BYTES, what="settings")
     if path.suffix.lower() in YAML_SUFFIXES:
         data = load_yaml(text, source)
     else:
