@@ -16,6 +16,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,10 @@ inventory_row = st.fixed_dictionaries(
         "thing": st.one_of(st.text(max_size=40), st.integers(), st.none(), st.lists(st.text())),
         "certificateId": st.one_of(st.text(max_size=20), st.integers(), st.none()),
         "notAfter": st.one_of(
-            st.just("2027-01-01T00:00:00+00:00"), st.text(max_size=60), st.floats()
+            st.just("2027-01-01T00:00:00+00:00"),
+            st.text(max_size=60),
+            st.floats(),
+            st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat),
         ),
         "rotationState": st.one_of(st.none(), st.text(max_size=20), st.lists(st.integers())),
         "attempts": st.one_of(st.none(), st.text(max_size=20), st.floats(), st.integers()),
@@ -180,6 +184,7 @@ hostile_text = st.one_of(
     st.integers().map(str),
     st.just("9" * 5000),
     st.just("\u202e" + "a" * 3000),
+    st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat),
 ).filter(lambda text: "\x00" not in text)
 
 

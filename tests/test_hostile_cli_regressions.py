@@ -109,6 +109,11 @@ def test_lint_unreadable_input_is_exit_2_not_findings(
             b'"attempts":1e999}]',
             "attempts",
         ),
+        (
+            "inventory.json",
+            b'[{"thing":"t","certificateId":"c","notAfter":"9999-12-31T00:00:00+00:00"}]',
+            "notAfter '9999-12-31T00:00:00+00:00' is out of range",
+        ),
     ],
 )
 def test_bad_inventory_file_is_one_line_exit_2(
@@ -117,6 +122,33 @@ def test_bad_inventory_file_is_one_line_exit_2(
     (tmp_path / name).write_bytes(content)
     line = assert_refused(run_cli("certs", "plan", "--inventory", str(tmp_path / name)), name)
     assert problem in line
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--hours", "100000000000000000000", "--hours: 100000000000000000000; allowed: 1..87840"),
+        (
+            "--now",
+            "9999-12-31T23:00:00+00:00",
+            "--now: '9999-12-31T23:00:00+00:00' is out of range",
+        ),
+        (
+            "--now",
+            "0001-01-01T00:00:00+00:00",
+            "--now: '0001-01-01T00:00:00+00:00' is out of range",
+        ),
+    ],
+)
+def test_plan_options_that_overflowed_are_exit_2(
+    tmp_path: Path, option: str, value: str, problem: str
+) -> None:
+    # Found by the fuzz tests: each was an OverflowError traceback (exit 1).
+    (tmp_path / "inv.csv").write_text(
+        "thing,certificateId,notAfter\nt,c,2027-01-01T00:00:00+00:00\n"
+    )
+    result = run_cli("certs", "plan", "--inventory", str(tmp_path / "inv.csv"), option, value)
+    assert problem in assert_refused(result, option)
 
 
 def test_console_script_deep_json_to_lint_and_binary_inventory(tmp_path: Path) -> None:

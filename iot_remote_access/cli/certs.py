@@ -290,8 +290,8 @@ def plan_command(
         settings = RotationSettings(lead_days=lead_days, hourly_budget=hourly_budget)
     except ValueError as error:
         raise InputError(f"--{str(error).replace('_', '-')}") from None
-    if hours < 1:
-        raise InputError(f"--hours: {hours}; allowed: at least 1")
+    if not 1 <= hours <= MAX_HOURS:
+        raise InputError(f"--hours: {excerpt(hours)}; allowed: 1..{MAX_HOURS}")
     if (table_name is None) == (inventory_file is None):
         raise InputError("--table or --inventory: give exactly one source of the inventory")
     if inventory_file is not None:
@@ -304,6 +304,19 @@ def plan_command(
         click.echo(json.dumps(_plan_json(plan, hours), indent=2))
     else:
         _plan_table(plan, hours)
+
+
+#: Ten years of hourly schedule is more than any plan needs.
+MAX_HOURS = 24 * 366 * 10
+# Dates the plan can add its lead, grace and backoff days to without leaving
+# Python's calendar (year 9999): a --now or notAfter outside is a mistake.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_RANGE_TEXT = "out of range; allowed: a time from 1970 to 9000"
+
+
+def _in_range(moment: datetime) -> bool:
+    return _EARLIEST <= moment < _LATEST
 
 
 def _parse_now(text: str | None) -> datetime:
@@ -319,6 +332,8 @@ def _parse_now(text: str | None) -> datetime:
         raise InputError(
             f"--now: {text!r} has no time zone; allowed: e.g. 2026-03-01T09:00:00+00:00"
         )
+    if not _in_range(moment):
+        raise InputError(f"--now: {excerpt(text)} is {_RANGE_TEXT}")
     return moment
 
 
@@ -418,6 +433,8 @@ def _record(row: Any, where: str) -> InventoryRecord:
             ) from None
         if moment.tzinfo is None:
             raise InputError(f"{where}: {key} {excerpt(value)} has no time zone")
+        if not _in_range(moment):
+            raise InputError(f"{where}: {key} {excerpt(value)} is {_RANGE_TEXT}")
         return moment
 
     missing = [k for k in ("thing", "certificateId", "notAfter") if not row.get(k)]
