@@ -327,3 +327,12 @@ def test_progress_is_drawn_on_a_terminal_and_not_in_a_pipe(tmp_path: Path) -> No
         assert process.wait(timeout=300) == 0
     os.close(primary)
     assert b"simulating" in drawn and b"/300000" in drawn
+
+
+def test_bridge_file_variable_the_system_cannot_look_up_is_exit_2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by the fuzz tests: an OSError (file name too long) traceback, exit 1.
+    monkeypatch.setenv("BRIDGE_MQTT_CA_FILE", "\u202e" + "a" * 5000)
+    line = assert_refused(run_cli("bridge", "run"), "BRIDGE_")
+    assert "File name too long" in line and "\u202e" not in line

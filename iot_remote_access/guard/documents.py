@@ -3,7 +3,7 @@
 ``lint`` exits 1 for findings, so input it cannot read must never crash (a
 traceback also exits 1, and CI would read it as findings): every problem here
 is a :class:`~iot_remote_access.core.bounded_input.BoundedInputError` (exit 2).
-Limits: 16 MiB, nesting 64 levels, 2,000,000 values after YAML aliases are
+Limits: 16 MiB (YAML: 4 MiB), nesting 64 levels, 2,000,000 values after YAML aliases are
 expanded, UTF-8 text, duplicate keys refused (a policy with two ``Effect`` keys
 means whatever the reader picks; the guard does not guess).
 """
@@ -26,6 +26,9 @@ from iot_remote_access.core.bounded_input import (
 )
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+#: YAML is parsed in Python (about 2 s of CPU per MB): 4 MiB, four times
+#: CloudFormation's own template limit, bounds a lint run to seconds.
+MAX_YAML_CHARS = 4 * 1024 * 1024
 YAML_SUFFIXES = (".yaml", ".yml", ".template")
 
 
@@ -34,6 +37,12 @@ def read_document(path: Path) -> tuple[str, Any]:
     source = str(path)
     text = read_text(path, max_bytes=MAX_DOCUMENT_BYTES)
     if path.suffix in YAML_SUFFIXES or not text.lstrip().startswith(("{", "[")):
+        if len(text) > MAX_YAML_CHARS:
+            raise BoundedInputError(
+                source,
+                f"YAML larger than {MAX_YAML_CHARS} characters; allowed: a smaller template "
+                "(CloudFormation's own limit is 1 MB), or JSON",
+            )
         data = _load_yaml(text, source)
     else:
         data = parse_json(text, source, max_depth=MAX_DEPTH)

@@ -176,9 +176,10 @@ def bounded(max_seconds: float = MAX_SECONDS, max_bytes: int = MAX_PEAK_BYTES) -
         cpu = time.process_time() - cpu_started
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    # CPU time is the bound (CI machines are shared); wall time only catches hangs.
+    # CPU time is the bound (CI machines are shared: one input once took 156 s of
+    # wall time for under 20 s of CPU); wall time only catches hangs.
     assert cpu < max_seconds, f"took {cpu:.1f} s of CPU"
-    assert elapsed < max_seconds * 6, f"took {elapsed:.1f} s"
+    assert elapsed < 600, f"took {elapsed:.1f} s"
     assert peak < max_bytes, f"allocated {peak / 1e6:.0f} MB at peak"
 
 
