@@ -13,7 +13,7 @@ try:
     settings = FleetSettings.parse(app.node.try_get_context(CONTEXT_KEY))
 except SettingsError as error:
     # One message naming the field, not a traceback: this is the operator's input.
-    print(f"error: invalid settings: {error}", file=sys.stderr)
+    print("error: invalid settings: " + "; ".join(str(error).splitlines()), file=sys.stderr)
     sys.exit(2)
 
 IotRemoteAccessStack(app, "IotRemoteAccess", settings=settings)

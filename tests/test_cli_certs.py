@@ -121,7 +121,7 @@ def test_plan_from_an_inventory_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [
-        ("{", "inv.json", "is not JSON"),
+        ("{", "inv.json", "not valid JSON"),
         ('{"a": 1}', "inv.json", "must hold a JSON array of devices"),
         ('[{"thing": "a"}]', "inv.json", "device 1: missing certificateId, notAfter"),
         (
@@ -166,7 +166,7 @@ def test_plan_bad_inventory_file_is_exit_2(
             ["--inventory", "x.json", "--now", "yesterday"],
             "error: --now: 'yesterday' is not an ISO 8601 time",
         ),
-        (["--inventory", "missing.json"], "error: --inventory: cannot read missing.json"),
+        (["--inventory", "missing.json"], "error: --inventory: missing.json: cannot read"),
     ],
 )
 def test_plan_bad_arguments_are_exit_2(args: list[str], message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ OPERATORS = "arn:aws:iam::123456789012:role/iot-operators"
 
 
 def _parse(raw: dict[str, Any]) -> CommandsSettings:
-    return CommandsSettings.model_validate(raw)
+    # As settings files and cdk.json are read: JSON mode (lists for tuples), strict types.
+    return CommandsSettings.model_validate_json(json.dumps(raw))
 
 
 def _problems(raw: dict[str, Any]) -> list[str]:
@@ -87,17 +89,20 @@ def test_every_problem_is_one_line_naming_its_field() -> None:
             ],
         }
     )
-    assert problems == [
-        f"{SOURCE}.catalogue.0.name: 'Reboot Now' is not a command name; allowed: "
-        "[a-z][a-z0-9-]{0,62}",
-        f"{SOURCE}.catalogue.1.senders: 'arn:aws:iam::123456789012:role/*' is not an IAM role or "
-        "user ARN; allowed: arn:aws:iam::<account>:role/<name> or :user/<name>, no wildcards",
-        f"{SOURCE}.catalogue.1.arguments: properties.level.maxLength: None; allowed: a whole "
-        "number from 0 to 1024 (mandatory: every value is bounded)",
-        f"{SOURCE}.catalogue.1.timeoutSeconds: 7200 is outside 1..3600; allowed: seconds",
-        f"{SOURCE}.catalogue.1.colour: unknown setting; allowed: name, purpose, senders, "
-        "arguments, result, timeoutSeconds, things, description",
-    ]
+    # Every problem, each on its own line (pydantic's order differs between JSON and Python mode).
+    assert sorted(problems) == sorted(
+        [
+            f"{SOURCE}.catalogue.0.name: 'Reboot Now' is not a command name; allowed: "
+            "[a-z][a-z0-9-]{0,62}",
+            f"{SOURCE}.catalogue.1.senders: 'arn:aws:iam::123456789012:role/*' is not an IAM role or "
+            "user ARN; allowed: arn:aws:iam::<account>:role/<name> or :user/<name>, no wildcards",
+            f"{SOURCE}.catalogue.1.arguments: properties.level.maxLength: None; allowed: a whole "
+            "number from 0 to 1024 (mandatory: every value is bounded)",
+            f"{SOURCE}.catalogue.1.timeoutSeconds: 7200 is outside 1..3600; allowed: seconds",
+            f"{SOURCE}.catalogue.1.colour: unknown setting; allowed: name, purpose, senders, "
+            "arguments, result, timeoutSeconds, things, description",
+        ]
+    )
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ def test_defaults_are_the_safe_topic_layout() -> None:
         ),
         (
             {"telemetryTopic": 5},
-            r"^iot-remote-access\.telemetryTopic: 5: Input should be a valid string",
+            r"^iot-remote-access\.telemetryTopic: 5 is a number; allowed: a string",
         ),
         (
             {"thingNamePattern": "sensor-("},
@@ -73,7 +73,7 @@ def test_every_problem_is_reported_on_its_own_line() -> None:
 
 def test_settings_are_not_an_object() -> None:
     with pytest.raises(
-        SettingsError, match=r"^iot-remote-access: expected an object of settings, got list"
+        SettingsError, match=r"^iot-remote-access: expected an object of settings, got a list"
     ):
         FleetSettings.parse(["dt/{thing}/t"])  # type: ignore[arg-type]
 
@@ -94,9 +94,9 @@ def test_from_yaml_and_json_files(tmp_path: Path) -> None:
 def test_file_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
-    with pytest.raises(SettingsError, match=r"bad\.json: not valid settings file"):
+    with pytest.raises(SettingsError, match=r"bad\.json: not valid JSON"):
         FleetSettings.from_file(bad)
-    with pytest.raises(SettingsError, match=r"missing\.yaml: cannot read settings"):
+    with pytest.raises(SettingsError, match=r"missing\.yaml: cannot read settings \(No such file"):
         FleetSettings.from_file(tmp_path / "missing.yaml")
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("telemetryTopic: 'dt/#'\n")

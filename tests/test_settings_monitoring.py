@@ -70,7 +70,7 @@ def test_camel_case_keys_and_normalised_cidrs() -> None:
             r"^iot-remote-access\.monitoring\.siemExprot: unknown setting; allowed: enabled, "
             r"iotLogLevel, ",
         ),
-        ({"enabled": "maybe"}, r"monitoring\.enabled: 'maybe': Input should be a valid boolean"),
+        ({"enabled": "maybe"}, r"monitoring\.enabled: 'maybe' is a string; allowed: true or false"),
     ],
 )
 def test_bad_monitoring_settings_name_field_value_and_rule(

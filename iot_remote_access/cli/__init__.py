@@ -13,7 +13,7 @@ import sys
 import click
 
 from iot_remote_access import __version__
-from iot_remote_access.cli.errors import EXIT_USAGE, CliError
+from iot_remote_access.cli.errors import EXIT_USAGE, CliError, error_line
 
 #: name -> (module under ``iot_remote_access.cli``, attribute, the command's help).
 #: Commands are imported only when run: importing all of them (the Azure group's
@@ -122,5 +122,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"error: {error_line(message)}", file=sys.stderr)
     sys.exit(code)

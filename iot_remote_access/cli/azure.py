@@ -9,6 +9,7 @@ CLI works without the ``azure`` extra.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from iot_remote_access.cli.errors import InputError, OperationError
+from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
 from iot_remote_access.core import azure_rules
 from iot_remote_access.settings import FleetSettings, SettingsError
 
@@ -153,7 +154,7 @@ def _prepare(
     try:
         settings = FleetSettings.from_file(settings_file)
     except SettingsError as error:
-        raise InputError(f"invalid settings: {error}") from None
+        raise settings_input_error(error) from None
     if settings.azure is None:
         raise InputError(
             f"{settings_file}: no 'azure' section; allowed: azure with location and iotHub "
@@ -195,8 +196,22 @@ def _prepare(
         raise InputError(str(error)) from None
     except ValueError as error:
         raise InputError(f"invalid settings: {error}") from None
+    _quiet_azure_logging()
     clients = AzureClients(default_credential(), subscription, endpoint=arm_endpoint)
     return _Setup(stack, ArmContext.create(clients, ca_key=ca_key))
+
+
+def _quiet_azure_logging() -> None:
+    """Keep the Azure SDK's own diagnostics off the terminal unless logging is configured.
+
+    Without a handler, Python prints WARNING records through ``logging.lastResort``:
+    azure-identity's ~16-line account of every credential it tried would precede
+    the one line that says how to sign in. A NullHandler on the ``azure`` logger
+    stops that; handlers the caller configured (root or ``azure``) still get them.
+    """
+    azure_logger = logging.getLogger("azure")
+    if not any(isinstance(h, logging.NullHandler) for h in azure_logger.handlers):
+        azure_logger.addHandler(logging.NullHandler())
 
 
 @contextmanager

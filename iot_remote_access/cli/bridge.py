@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from iot_remote_access.cli.errors import InputError
+from iot_remote_access.core.bounded_input import excerpt
 
 
 @click.group(help="The MQTT <-> Cloud Pub/Sub bridge service.")
@@ -28,6 +29,12 @@ def run() -> None:
         settings = BridgeSettings.from_environment()
     except BridgeSettingsError as error:
         raise InputError("invalid bridge settings: " + "; ".join(str(error).splitlines())) from None
+    except OSError as error:
+        # A BRIDGE_MQTT_*_FILE path the system cannot even look up (too long, ...).
+        raise InputError(
+            f"invalid bridge settings: BRIDGE_MQTT_*_FILE {excerpt(error.filename)}: "
+            f"{error.strerror}; allowed: a readable PEM file"
+        ) from None
     configure(settings.log_level)
     from iot_remote_access.bridge.service import BridgeService
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,9 +14,17 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from iot_remote_access.cli.errors import InputError, OperationError
+from iot_remote_access.core.bounded_input import BoundedInputError, excerpt, parse_json, read_text
 from iot_remote_access.core.rotation_plan import (
     InventoryRecord,
     RotationPlan,
@@ -30,6 +39,7 @@ from iot_remote_access.core.stagger import (
     StaggerPolicy,
     simulate,
 )
+from iot_remote_access.core.topics import THING_NAME_RULE
 
 MAX_SIMULATED_DEVICES = 10_000_000
 EXPORT_FIELDS = (
@@ -99,13 +109,29 @@ def simulate_command(
             f"--base-days: {base_days}; allowed: 1..{MAX_VALIDITY_DAYS - window_days + 1} "
             f"with a {window_days}-day window"
         )
-    result = simulate(devices, StaggerPolicy(base_days=base_days, window_days=window_days))
+    result = _simulate_with_progress(devices, StaggerPolicy(base_days, window_days))
     if plot_file is not None:
         _plot(result, plot_file)
     if output_format == "json":
         click.echo(json.dumps(_simulation_json(result), indent=2))
         return
     _simulation_table(result)
+
+
+def _simulate_with_progress(devices: int, policy: StaggerPolicy) -> SimulationResult:
+    """``simulate`` with a progress bar on stderr when it is a terminal (none in CI logs)."""
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("simulating", total=devices)
+        return simulate(devices, policy, progress=lambda done: bar.update(task, completed=done))
 
 
 def _rows(result: SimulationResult) -> list[tuple[str, dict[int, int]]]:
@@ -264,8 +290,8 @@ def plan_command(
         settings = RotationSettings(lead_days=lead_days, hourly_budget=hourly_budget)
     except ValueError as error:
         raise InputError(f"--{str(error).replace('_', '-')}") from None
-    if hours < 1:
-        raise InputError(f"--hours: {hours}; allowed: at least 1")
+    if not 1 <= hours <= MAX_HOURS:
+        raise InputError(f"--hours: {excerpt(hours)}; allowed: 1..{MAX_HOURS}")
     if (table_name is None) == (inventory_file is None):
         raise InputError("--table or --inventory: give exactly one source of the inventory")
     if inventory_file is not None:
@@ -278,6 +304,19 @@ def plan_command(
         click.echo(json.dumps(_plan_json(plan, hours), indent=2))
     else:
         _plan_table(plan, hours)
+
+
+#: Ten years of hourly schedule is more than any plan needs.
+MAX_HOURS = 24 * 366 * 10
+# Dates the plan can add its lead, grace and backoff days to without leaving
+# Python's calendar (year 9999): a --now or notAfter outside is a mistake.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_RANGE_TEXT = "out of range; allowed: a time from 1970 to 9000"
+
+
+def _in_range(moment: datetime) -> bool:
+    return _EARLIEST <= moment < _LATEST
 
 
 def _parse_now(text: str | None) -> datetime:
@@ -293,6 +332,8 @@ def _parse_now(text: str | None) -> datetime:
         raise InputError(
             f"--now: {text!r} has no time zone; allowed: e.g. 2026-03-01T09:00:00+00:00"
         )
+    if not _in_range(moment):
+        raise InputError(f"--now: {excerpt(text)} is {_RANGE_TEXT}")
     return moment
 
 
@@ -348,23 +389,31 @@ def _plan_table(plan: RotationPlan, hours: int) -> None:
     console.print(schedule)
 
 
+#: About two million devices as CSV (one million as JSON); larger fleets plan from
+#: the table (--table), which reads only the certificates due in the lead window.
+MAX_INVENTORY_BYTES = 256 * 1024 * 1024
+#: An array of objects of scalars: two levels; a little room for odd exports.
+MAX_INVENTORY_DEPTH = 4
+THING_NAME_RE = re.compile(rf"\A{THING_NAME_RULE}\Z")
+
+
 def _records_from_file(path: Path) -> Iterator[InventoryRecord]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputError(f"--inventory: cannot read {path} ({error.strerror})") from None
-    rows: Iterable[dict[str, Any]]
-    if path.suffix == ".json":
-        try:
-            rows = json.loads(text)
-        except ValueError as error:
-            raise InputError(f"--inventory: {path} is not JSON ({error})") from None
-        if not isinstance(rows, list):
-            raise InputError(f"--inventory: {path} must hold a JSON array of devices")
-    else:
-        rows = csv.DictReader(io.StringIO(text))
-    for number, row in enumerate(rows, start=1):
-        yield _record(row, f"{path}: device {number}")
+        text = read_text(path, max_bytes=MAX_INVENTORY_BYTES)
+        rows: Iterable[dict[str, Any]]
+        if path.suffix == ".json":
+            parsed = parse_json(text, str(path), max_depth=MAX_INVENTORY_DEPTH)
+            if not isinstance(parsed, list):
+                raise InputError(f"--inventory: {path} must hold a JSON array of devices")
+            rows = parsed
+        else:
+            rows = csv.DictReader(io.StringIO(text, newline=""))
+        for number, row in enumerate(rows, start=1):
+            yield _record(row, f"{path}: device {number}")
+    except BoundedInputError as error:
+        raise InputError(f"--inventory: {error}") from None
+    except csv.Error as error:
+        raise InputError(f"--inventory: {path} is not a CSV export ({error})") from None
 
 
 def _record(row: Any, where: str) -> InventoryRecord:
@@ -378,9 +427,14 @@ def _record(row: Any, where: str) -> InventoryRecord:
         try:
             moment = datetime.fromisoformat(str(value))
         except ValueError:
-            raise InputError(f"{where}: {key} {value!r} is not an ISO 8601 time") from None
+            raise InputError(
+                f"{where}: {key} {excerpt(value)} is not an ISO 8601 time; "
+                "allowed: e.g. 2027-03-01T09:00:00+00:00"
+            ) from None
         if moment.tzinfo is None:
-            raise InputError(f"{where}: {key} {value!r} has no time zone")
+            raise InputError(f"{where}: {key} {excerpt(value)} has no time zone")
+        if not _in_range(moment):
+            raise InputError(f"{where}: {key} {excerpt(value)} is {_RANGE_TEXT}")
         return moment
 
     missing = [k for k in ("thing", "certificateId", "notAfter") if not row.get(k)]
@@ -388,13 +442,23 @@ def _record(row: Any, where: str) -> InventoryRecord:
         raise InputError(
             f"{where}: missing {', '.join(missing)}; allowed: an `inventory export` file"
         )
+    if not isinstance(row["thing"], str) or not THING_NAME_RE.fullmatch(row["thing"]):
+        raise InputError(
+            f"{where}: thing {excerpt(row['thing'])} is not a thing name; "
+            f"allowed: {THING_NAME_RULE}"
+        )
+    if not isinstance(row["certificateId"], str):
+        raise InputError(
+            f"{where}: certificateId {excerpt(row['certificateId'])} is not a string; "
+            "allowed: the certificate's id"
+        )
     try:
         state = RotationState(row.get("rotationState") or RotationState.IDLE)
         attempts = int(row.get("attempts") or 0)
-    except ValueError:
+    except (ValueError, TypeError, OverflowError):
         raise InputError(
-            f"{where}: rotationState {row.get('rotationState')!r} or attempts "
-            f"{row.get('attempts')!r} "
+            f"{where}: rotationState {excerpt(row.get('rotationState'))} or attempts "
+            f"{excerpt(row.get('attempts'))} "
             f"is not valid; allowed: {', '.join(s.value for s in RotationState)} and an integer"
         ) from None
     not_after = when("notAfter")

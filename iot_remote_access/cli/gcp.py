@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from iot_remote_access.cli.errors import InputError, OperationError
+from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
 from iot_remote_access.core.gcp_rules import validate_project_id
 from iot_remote_access.settings import FleetSettings, SettingsError
 from iot_remote_access.settings.gcp import GcpSettings
@@ -111,7 +111,7 @@ def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
     try:
         settings = FleetSettings.from_file(settings_file)
     except SettingsError as error:
-        raise InputError("invalid settings: " + "; ".join(str(error).splitlines())) from None
+        raise settings_input_error(error) from None
     if settings.gcp is None:
         raise InputError(
             f"{settings_file}: gcp: missing; allowed: a 'gcp' section with projectNumber "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from iot_remote_access.cli.errors import InputError, OperationError
+from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
 from iot_remote_access.cli.node_runtime import require_node
 from iot_remote_access.settings import FleetSettings, SettingsError
 
@@ -33,7 +33,7 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
     try:
         settings = FleetSettings.from_file(settings_file)
     except SettingsError as error:
-        raise InputError(f"invalid settings: {error}") from None
+        raise settings_input_error(error) from None
     if settings.hivemq is None:
         raise InputError(
             f"{settings_file}: hivemq: missing; allowed: a hivemq section "

@@ -51,8 +51,9 @@ counts in DynamoDB with conditional writes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -310,26 +311,64 @@ class SimulationResult:
         return peak_bound(self.devices, self.policy.window_days)
 
 
+#: ``simulate`` reports progress after each block of this many devices.
+PROGRESS_BLOCK = 100_000
+
+
 def simulate(
-    devices: int, policy: StaggerPolicy, names: Iterator[str] | None = None
+    devices: int,
+    policy: StaggerPolicy,
+    names: Iterator[str] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> SimulationResult:
-    """Issue ``devices`` certificates on one day: no stagger, plain hash, bounded-load stagger."""
+    """Issue ``devices`` certificates on one day: no stagger, plain hash, bounded-load stagger.
+
+    Gives exactly what ``hashed_offset`` and ``assign_offset`` with a
+    :class:`MemoryLedger` give, one name after the other (a test holds it to
+    that), in one SHA-256 per name instead of two and without generators: ten
+    million devices (the CLI's maximum) in well under a minute. ``progress`` is
+    called with the count done after every ``PROGRESS_BLOCK`` devices.
+    """
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise ValueError(f"devices: {devices!r}; allowed: a positive integer")
     width = max(6, len(str(devices)))
     names = names or (f"device-{i:0{width}d}" for i in range(devices))
-    ledger = MemoryLedger(policy.window_days)
-    hashed: dict[int, int] = {}
-    staggered: dict[int, int] = {}
-    for _, name in zip(range(devices), names, strict=False):
-        day = policy.base_days + policy.hashed_offset(name)
-        hashed[day] = hashed.get(day, 0) + 1
-        day = policy.base_days + assign_offset(policy, ledger, "simulation", name)
-        staggered[day] = staggered.get(day, 0) + 1
+    window = policy.window_days
+    units = _units(window)
+    loads = [0] * window
+    hashed = [0] * window
+    staggered = [0] * window
+    sha256 = hashlib.sha256
+    done = 0
+    for rank, name in enumerate(itertools.islice(names, devices), start=1):
+        digest = sha256(name.encode("utf-8")).digest()
+        start = int.from_bytes(digest[:8], "big") % window
+        step = units[int.from_bytes(digest[8:16], "big") % len(units)]
+        hashed[start] += 1
+        staggered[_claim(loads, start, step, policy.cap(rank), name, rank)] += 1
+        done = rank
+        if progress is not None and rank % PROGRESS_BLOCK == 0:
+            progress(rank)
+    if progress is not None:
+        progress(done)
+    base = policy.base_days
     return SimulationResult(
         devices,
         policy,
-        {policy.base_days: devices},
-        dict(sorted(hashed.items())),
-        dict(sorted(staggered.items())),
+        {base: devices},
+        {base + offset: n for offset, n in enumerate(hashed) if n},
+        {base + offset: n for offset, n in enumerate(staggered) if n},
     )
+
+
+def _claim(loads: list[int], start: int, step: int, limit: int, thing: str, rank: int) -> int:
+    """``place`` on an in-process ledger: the first day of the probe order under the cap."""
+    window = len(loads)
+    for allowance in (limit, limit + 1):
+        offset = start
+        for _ in range(window):
+            if loads[offset] < allowance:
+                loads[offset] += 1
+                return offset
+            offset = (offset + step) % window
+    raise StaggerError(f"simulation: no expiry day has room for {thing!r} (rank {rank})")

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from iot_remote_access.core.bounded_input import BoundedInputError
+from iot_remote_access.guard.documents import read_document
 
 IOT_POLICY_TYPE = "AWS::IoT::Policy"
 
@@ -53,11 +54,9 @@ def _cloud_assembly(folder: Path) -> Iterator[PolicyDocumentSource]:
 
 def _file(path: Path) -> Iterator[PolicyDocumentSource]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or error
-        raise GuardInputError(path, f"cannot read ({reason})") from None
-    data = _parse(path, text)
+        text, data = read_document(path)
+    except BoundedInputError as error:
+        raise GuardInputError(path, error.problem) from None
     if isinstance(data, Mapping) and "Resources" in data:
         yield from _template(path, text, data)
     elif isinstance(data, Mapping) and "Statement" in data:
@@ -66,22 +65,6 @@ def _file(path: Path) -> Iterator[PolicyDocumentSource]:
         raise GuardInputError(
             path, "neither a CloudFormation template (no 'Resources') nor a policy (no 'Statement')"
         )
-
-
-def _parse(path: Path, text: str) -> Any:
-    if path.suffix in (".yaml", ".yml", ".template") or not text.lstrip().startswith(("{", "[")):
-        try:
-            return yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506 - safe loader subclass
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise GuardInputError(path, f"not valid YAML{where}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise GuardInputError(
-            path, f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        ) from None
 
 
 def _template(path: Path, text: str, template: Mapping[str, Any]) -> Iterator[PolicyDocumentSource]:
@@ -148,23 +131,3 @@ def _line_of(text: str, key: str) -> int | None:
         if stripped.startswith((f'"{key}"', f"{key}:", f"'{key}'")):
             return number
     return None
-
-
-class _CloudFormationLoader(yaml.SafeLoader):
-    """SafeLoader that reads CloudFormation's short forms (!Sub, !Ref, ...) as intrinsics."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    name = "Ref" if suffix == "Ref" else ("Fn::GetAtt" if suffix == "GetAtt" else f"Fn::{suffix}")
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if suffix == "GetAtt" and isinstance(value, str):
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {name: value}
-
-
-_CloudFormationLoader.add_multi_constructor("!", _intrinsic)

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from iot_remote_access.core import azure_rules
+from iot_remote_access.core.bounded_input import excerpt
 from iot_remote_access.settings.base import SettingsSection
 
 #: Units per hub allowed by each IoT Hub tier.
@@ -159,7 +160,7 @@ class AzureSettings(SettingsSection):
         for category in value:
             if category not in azure_rules.IOT_HUB_LOG_CATEGORIES:
                 raise ValueError(
-                    f"{category!r} is not an IoT Hub log category; allowed: "
+                    f"{excerpt(category)} is not an IoT Hub log category; allowed: "
                     + ", ".join(azure_rules.IOT_HUB_LOG_CATEGORIES)
                 )
         if len(set(value)) != len(value):
@@ -195,10 +196,12 @@ class AzureSettings(SettingsSection):
         for key, tag in value.items():
             if not key or len(key) > 512 or any(ch in key for ch in "<>%&\\?/"):
                 raise ValueError(
-                    f"tag name {key!r}; allowed: 1 to 512 characters without < > % & \\ ? /"
+                    f"tag name {excerpt(key)}; allowed: 1 to 512 characters without < > % & \\ ? /"
                 )
             if len(tag) > 256:
-                raise ValueError(f"tag {key!r} value is {len(tag)} characters; allowed: up to 256")
+                raise ValueError(
+                    f"tag {excerpt(key)} value is {len(tag)} characters; allowed: up to 256"
+                )
         return value
 
     def hub_log_categories(self) -> tuple[str, ...]:

@@ -14,6 +14,8 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from iot_remote_access.core.bounded_input import excerpt, one_line
+
 T = TypeVar("T")
 
 #: The CDK context key (``cdk.json``) and the top-level key of a settings file.
@@ -25,10 +27,16 @@ class SettingsError(ValueError):
 
 
 class SettingsSection(BaseModel):
-    """Base of every settings group: frozen, camelCase keys, unknown keys rejected."""
+    """Base of every settings group: frozen, camelCase keys, unknown keys rejected, strict.
+
+    Strict: ``"no"`` is not a boolean and ``"365"`` not a number, in every
+    section. Settings from files and cdk.json are validated as JSON (see
+    ``validate_json_like``), where a list is a valid tuple and a string a valid
+    path; from Python, values must have the annotated types.
+    """
 
     model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True, strict=True
     )
 
 
@@ -58,8 +66,8 @@ _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 def email_address(value: object) -> str:
     """``value`` if it looks like an e-mail address (SNS confirms it), else a message."""
-    if not isinstance(value, str) or not _EMAIL_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not an e-mail address; allowed: name@example.com")
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL_RE.fullmatch(value):
+        raise ValueError(f"{excerpt(value)} is not an e-mail address; allowed: name@example.com")
     return value
 
 
@@ -67,6 +75,8 @@ def compiled_pattern(value: str) -> str:
     """``value`` if it compiles as a regular expression, else a message naming it."""
     try:
         re.compile(value)
-    except re.error as error:
-        raise ValueError(f"{value!r} is not a regular expression ({error})") from None
+    except (re.error, RecursionError, OverflowError) as error:
+        raise ValueError(
+            f"{excerpt(value)} is not a regular expression ({one_line(str(error), 80)})"
+        ) from None
     return value

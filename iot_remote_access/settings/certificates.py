@@ -11,6 +11,7 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
+from iot_remote_access.core.bounded_input import excerpt
 from iot_remote_access.core.rotation_plan import (
     DEFAULT_ATTEMPT_TIMEOUT_HOURS,
     DEFAULT_BACKOFF_HOURS,
@@ -65,7 +66,7 @@ class CertificateSettings(SettingsSection):
     def _ca_arn(cls, value: str | None) -> str | None:
         if value is not None and not _CA_ARN.fullmatch(value):
             raise ValueError(
-                f"{value!r} is not an ACM Private CA ARN; allowed: "
+                f"{excerpt(value)} is not an ACM Private CA ARN; allowed: "
                 "arn:aws:acm-pca:REGION:ACCOUNT:certificate-authority/UUID"
             )
         return value

@@ -10,14 +10,14 @@ whose lines name the field, the value received and what is allowed.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self, get_args
+from typing import Any, Self
 
-from pydantic import BaseModel, ValidationError, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
+from iot_remote_access.core.bounded_input import BoundedInputError
 from iot_remote_access.core.topics import (
     DEFAULT_COMMAND_RESPONSES_TOPIC,
     DEFAULT_COMMANDS_TOPIC,
@@ -40,14 +40,22 @@ from iot_remote_access.settings.base import (
 )
 from iot_remote_access.settings.certificates import CertificateSettings
 from iot_remote_access.settings.commands import CommandsSettings
+from iot_remote_access.settings.files import read_settings_file
 from iot_remote_access.settings.gcp import GcpSettings
 from iot_remote_access.settings.hivemq import HivemqSettings
 from iot_remote_access.settings.ledger import LedgerSettings
+from iot_remote_access.settings.loading import format_validation_error, validate_settings
 from iot_remote_access.settings.monitoring import MonitoringSettings
 from iot_remote_access.settings.tunnel_alarms import TunnelAlarmsSettings
 from iot_remote_access.settings.tunneling import TunnelingSettings
 
-__all__ = ["CONTEXT_KEY", "FleetSettings", "SettingsError", "SettingsSection"]
+__all__ = [
+    "CONTEXT_KEY",
+    "FleetSettings",
+    "SettingsError",
+    "SettingsSection",
+    "format_validation_error",
+]
 
 
 class FleetSettings(SettingsSection):
@@ -155,73 +163,21 @@ class FleetSettings(SettingsSection):
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None, *, source: str = CONTEXT_KEY) -> Self:
-        """Validate ``raw``; on failure raise SettingsError naming ``source.field``."""
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise SettingsError(
-                f"{source}: expected an object of settings, got {type(raw).__name__}"
-            )
-        try:
-            return cls.model_validate(dict(raw))
-        except ValidationError as error:
-            raise SettingsError(format_validation_error(error, source, cls)) from None
+        """Validate ``raw`` (e.g. the cdk.json context); SettingsError naming ``source.field``."""
+        return validate_settings(cls, raw, source)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Self:
-        """Settings from a JSON or YAML file (the Azure/GCP CLI's ``--settings``)."""
+        """Settings from a JSON or YAML file (the Azure/GCP CLI's ``--settings``).
+
+        Read within limits (size, depth, no YAML aliases, no duplicate keys; see
+        ``settings.files``); the settings may sit under the ``iot-remote-access`` key.
+        """
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise SettingsError(f"{path}: cannot read settings ({error.strerror})") from None
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
-
-                raw = yaml.safe_load(text)
-            else:
-                raw = json.loads(text)
-        except (ValueError, ImportError) as error:
-            problem = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise SettingsError(f"{path}: not valid settings file: {problem}") from None
+            raw = read_settings_file(path)
+        except BoundedInputError as error:
+            raise SettingsError(str(error)) from None
         if isinstance(raw, Mapping) and CONTEXT_KEY in raw:
             raw = raw[CONTEXT_KEY]
         return cls.parse(raw, source=str(path))
-
-
-def format_validation_error(error: ValidationError, source: str, model: type[BaseModel]) -> str:
-    """One line per problem: ``source.fieldAlias: value problem``."""
-    lines = []
-    for item in error.errors(include_url=False):
-        location = ".".join([source, *(str(part) for part in item["loc"])])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            allowed = ", ".join(_aliases(_model_at(model, item["loc"][:-1])))
-            message = f"unknown setting; allowed: {allowed}"
-        elif item["type"] == "missing":
-            message = "missing; required"
-        elif item["type"] != "value_error":
-            message = f"{item['input']!r}: {message}"
-        lines.append(f"{location}: {message}")
-    return "\n".join(lines)
-
-
-def _model_at(model: type[BaseModel], location: tuple[int | str, ...]) -> type[BaseModel]:
-    """The (nested) settings group that ``location`` points into."""
-    for part in location:
-        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
-        annotation = field.annotation if field else None
-        # An optional group (``X | None``) is a union: look inside it for the group.
-        candidates = get_args(annotation) or (annotation,)
-        group = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if group is None:
-            return model
-        model = group
-    return model
-
-
-def _aliases(model: type[BaseModel]) -> list[str]:
-    return [field.alias or name for name, field in model.model_fields.items()]

@@ -77,9 +77,16 @@ class HivemqTlsSettings(SettingsSection):
     fleet_ca_password_secret: str
     #: Subject CN of every CA that issues device certificates (several during a CA rotation).
     #: Only certificates issued by one of these names get the device permissions.
-    fleet_ca_common_names: tuple[str, ...]
-    protocols: tuple[TlsProtocol, ...] = Field(default=ALLOWED_TLS_PROTOCOLS, min_length=1)
-    cipher_suites: tuple[str, ...] = Field(default=DEFAULT_CIPHER_SUITES, min_length=1)
+    # strict=False on these lists only: HivemqSettings' key check runs "before", which
+    # makes pydantic validate this subtree in Python mode, where strict refuses a JSON
+    # list for a tuple. Items stay strict (a number is not a CN).
+    fleet_ca_common_names: tuple[str, ...] = Field(strict=False)
+    protocols: tuple[TlsProtocol, ...] = Field(
+        default=ALLOWED_TLS_PROTOCOLS, min_length=1, strict=False
+    )
+    cipher_suites: tuple[str, ...] = Field(
+        default=DEFAULT_CIPHER_SUITES, min_length=1, strict=False
+    )
 
     @field_validator(
         "server_keystore_secret",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
+from iot_remote_access.core.bounded_input import excerpt
 from iot_remote_access.core.security_detections import compile_client_pattern, parse_network
 from iot_remote_access.settings.base import SettingsSection, email_address
 
@@ -84,7 +85,7 @@ class MonitoringSettings(SettingsSection):
     def _level(cls, value: str) -> str:
         if value not in IOT_LOG_LEVELS:
             raise ValueError(
-                f"{value!r} is not a logging level that records authorization failures; "
+                f"{excerpt(value)} is not a logging level that records authorization failures; "
                 f"allowed: {', '.join(IOT_LOG_LEVELS)}"
             )
         return value
@@ -94,7 +95,7 @@ class MonitoringSettings(SettingsSection):
     def _retention(cls, value: int) -> int:
         if value not in LOG_RETENTION_DAYS:
             raise ValueError(
-                f"{value!r} is not a CloudWatch Logs retention; allowed: "
+                f"{excerpt(value)} is not a CloudWatch Logs retention; allowed: "
                 f"{', '.join(str(d) for d in LOG_RETENTION_DAYS)}"
             )
         return value
@@ -131,21 +132,23 @@ class MonitoringSettings(SettingsSection):
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:
-            raise ValueError(f"{value!r} is below 1; allowed: a whole number of 1 or more")
+            raise ValueError(f"{excerpt(value)} is below 1; allowed: a whole number of 1 or more")
         return value
 
     @field_validator("publish_rate_anomaly_band")
     @classmethod
     def _band(cls, value: float) -> float:
         if not 0.5 <= value <= 10:
-            raise ValueError(f"{value!r} is outside 0.5..10; allowed: standard deviations, e.g. 3")
+            raise ValueError(
+                f"{excerpt(value)} is outside 0.5..10; allowed: standard deviations, e.g. 3"
+            )
         return value
 
     @field_validator("siem_retention_days")
     @classmethod
     def _siem_retention(cls, value: int) -> int:
         if value < 1:
-            raise ValueError(f"{value!r} is below 1; allowed: days, e.g. 400")
+            raise ValueError(f"{excerpt(value)} is below 1; allowed: days, e.g. 400")
         return value
 
     @field_validator("alarm_emails", "incident_emails")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
+from iot_remote_access.core.bounded_input import excerpt
 from iot_remote_access.core.tunnel_metrics import (
     DEFAULT_MAX_OPEN_HOURS,
     DEFAULT_MAX_OPENS_PER_THING_PER_DAY,
@@ -48,7 +49,7 @@ class TunnelAlarmsSettings(SettingsSection):
     @classmethod
     def _emails(cls, value: object) -> object:
         if isinstance(value, str) or not isinstance(value, list | tuple):
-            raise ValueError(f"{value!r} is not a list; allowed: a list of e-mail addresses")
+            raise ValueError(f"{excerpt(value)} is not a list; allowed: a list of e-mail addresses")
         return tuple(email_address(address) for address in value)
 
 

@@ -12,6 +12,7 @@ from typing import Self
 
 from pydantic import field_validator, model_validator
 
+from iot_remote_access.core.bounded_input import excerpt
 from iot_remote_access.core.tunnel_rules import (
     DEFAULT_CONNECT_GRACE_MINUTES,
     DEFAULT_LIFETIME_MINUTES,
@@ -97,7 +98,7 @@ class TunnelingSettings(SettingsSection):
             or not (1 <= value <= MAX_AUDIT_RETENTION_DAYS)
         ):
             raise ValueError(
-                f"{value!r} is not allowed; allowed: a whole number of days from 1 to "
+                f"{excerpt(value)} is not allowed; allowed: a whole number of days from 1 to "
                 f"{MAX_AUDIT_RETENTION_DAYS}"
             )
         return value
@@ -128,7 +129,7 @@ class TunnelingSettings(SettingsSection):
 
 def _names(value: object, what: str, check: Callable[[object], object]) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise ValueError(f"{value!r} is not a list; allowed: a list of {what}")
+        raise ValueError(f"{excerpt(value)} is not a list; allowed: a list of {what}")
     for item in value:
         core_problem(lambda item=item: check(item))  # type: ignore[misc]
     return tuple(value)
