@@ -11,6 +11,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
+
 #: Services that publish alarms, findings and events to the topic. An encrypted
 #: topic needs them allowed on its key, or their deliveries are silently dropped.
 PUBLISHING_SERVICES = (
@@ -37,6 +39,12 @@ class AlarmTopic(Construct):
         email_addresses: Sequence[str] = (),
         key: kms.IKey | None = None,
     ) -> None:
+        props.check(
+            "AlarmTopic",
+            display_name=(display_name, str),
+            email_addresses=(email_addresses, props.SequenceOf(str)),
+            key=(key, props.optional(props.I_KEY)),
+        )
         super().__init__(scope, construct_id)
         for address in email_addresses:
             if not cdk.Token.is_unresolved(address) and "@" not in address:

@@ -15,7 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import nag
+from iot_remote_access.constructs.aws import nag, props
 from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
 
 DEFAULT_RETENTION_DAYS = 365
@@ -50,6 +50,14 @@ class AuditTrail(Construct):
         trail_name: str | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        props.check(
+            "AuditTrail",
+            retention_days=(retention_days, props.WHOLE_NUMBER),
+            log_retention=(log_retention, logs.RetentionDays),
+            key=(key, props.optional(props.I_KEY)),
+            trail_name=(trail_name, props.optional(str)),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
+        )
         super().__init__(scope, construct_id)
         if not cdk.Token.is_unresolved(retention_days) and (
             isinstance(retention_days, bool)

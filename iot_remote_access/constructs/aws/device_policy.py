@@ -9,6 +9,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_iot as iot
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
 from iot_remote_access.core.aws_policy import device_policy_document
 from iot_remote_access.core.topics import DeviceAccess, TopicModel
 
@@ -35,6 +36,11 @@ class DevicePolicy(Construct):
         topics: TopicModel | None = None,
         policy_name: str | None = None,
     ) -> None:
+        props.check(
+            "DevicePolicy",
+            topics=(topics, props.optional(TopicModel)),
+            policy_name=(policy_name, props.optional(str)),
+        )
         super().__init__(scope, construct_id)
         self._access = DeviceAccess(topics=topics or TopicModel())
         self.policy = iot.CfnPolicy(

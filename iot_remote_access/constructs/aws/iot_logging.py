@@ -9,6 +9,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
+
 #: The log group AWS IoT v2 logging always writes to; its name is fixed by AWS.
 IOT_LOG_GROUP_NAME = "AWSIotLogsV2"
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "DISABLED")
@@ -44,6 +46,13 @@ class IotLogging(Construct):
         retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         manage: bool = True,
     ) -> None:
+        props.check(
+            "IotLogging",
+            level=(level, str),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            retention=(retention, logs.RetentionDays),
+            manage=(manage, bool),
+        )
         super().__init__(scope, construct_id)
         if not cdk.Token.is_unresolved(level) and level not in LOG_LEVELS:
             raise ValueError(

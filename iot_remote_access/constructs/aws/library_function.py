@@ -26,6 +26,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # .../iot_remote_access
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -81,6 +83,7 @@ class LibraryFunction(Construct):
     :param reserved_concurrent_executions: Default: unreserved.
     :param shared_packages: helper folders under ``lambdas`` staged with the handler.
         Default: none.
+    :param removal_policy: of the log group. Default: RETAIN (audit records).
     """
 
     def __init__(
@@ -97,14 +100,31 @@ class LibraryFunction(Construct):
         encryption_key: kms.IKey | None = None,
         reserved_concurrent_executions: int | None = None,
         shared_packages: Sequence[str] = (),
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        props.check(
+            "LibraryFunction",
+            handler_package=(handler_package, str),
+            description=(description, str),
+            environment=(environment, props.optional(props.MappingOf())),
+            timeout=(timeout, props.optional(cdk.Duration)),
+            memory_size=(memory_size, props.WHOLE_NUMBER),
+            log_retention=(log_retention, logs.RetentionDays),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            reserved_concurrent_executions=(
+                reserved_concurrent_executions,
+                props.optional(props.WHOLE_NUMBER),
+            ),
+            shared_packages=(shared_packages, props.SequenceOf(str)),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
+        )
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
             self,
             "Logs",
             retention=log_retention,
             encryption_key=encryption_key,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=removal_policy,
         )
         if encryption_key is not None:
             encryption_key.grant_encrypt_decrypt(

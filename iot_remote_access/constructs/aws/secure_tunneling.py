@@ -19,7 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import nag
+from iot_remote_access.constructs.aws import nag, props
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.tunnel_rules import (
@@ -75,6 +75,15 @@ class SecureTunneling(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         operator_principal: iam.IPrincipal | None = None,
     ) -> None:
+        props.check(
+            "SecureTunneling",
+            device_policy=(device_policy, DevicePolicy),
+            policy=(policy, props.optional(TunnelPolicy)),
+            sweep_interval=(sweep_interval, cdk.Duration),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            log_retention=(log_retention, logs.RetentionDays),
+            operator_principal=(operator_principal, props.optional(props.I_PRINCIPAL)),
+        )
         super().__init__(scope, construct_id)
         self.policy = policy or TunnelPolicy()
         if not cdk.Token.is_unresolved(sweep_interval.to_seconds()) and not (

@@ -16,7 +16,7 @@ from aws_cdk import aws_logs_destinations as destinations
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import alarms
+from iot_remote_access.constructs.aws import alarms, props
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.iot_logging import IotLogging
@@ -88,6 +88,16 @@ class SecurityMonitoring(Construct):
         log_groups_to_export: Sequence[logs.ILogGroup] = (),
         encryption_key: kms.IKey | None = None,
     ) -> None:
+        props.check(
+            "SecurityMonitoring",
+            device_access=(device_access, (DeviceAccess, DevicePolicy)),
+            settings=(settings, props.optional(MonitoringSettings)),
+            alarm_topic=(alarm_topic, props.optional(props.I_TOPIC)),
+            incident_topic=(incident_topic, props.optional(props.I_TOPIC)),
+            event_bus=(event_bus, props.optional(props.I_EVENT_BUS)),
+            log_groups_to_export=(log_groups_to_export, props.SequenceOf(props.I_LOG_GROUP)),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+        )
         super().__init__(scope, construct_id)
         self.settings = settings or MonitoringSettings()
         s = self.settings

@@ -12,7 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import nag
+from iot_remote_access.constructs.aws import nag, props
 from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
 
 #: Objects land under ``logs/YYYY/MM/DD/`` (UTC, the time Firehose received the
@@ -73,6 +73,13 @@ class SiemExport(Construct):
         retention_days: int = 400,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
     ) -> None:
+        props.check(
+            "SiemExport",
+            log_groups=(log_groups, props.SequenceOf(props.I_LOG_GROUP)),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            retention_days=(retention_days, int),
+            log_retention=(log_retention, logs.RetentionDays),
+        )
         super().__init__(scope, construct_id)
         if retention_days < 1:
             raise ValueError(

@@ -1,0 +1,170 @@
+"""The constructs' API follows aws-cdk-lib's L2 conventions (issue 18, "Construct API").
+
+Wrong types fail at the call with a ``TypeError`` naming the parameter and the
+type received; CDK tokens pass where a token is legal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+
+from iot_remote_access.constructs.aws import (
+    AlarmTopic,
+    AuditTrail,
+    CertificateInventory,
+    CertificateRotation,
+    DeviceDefenderAudit,
+    DevicePolicy,
+    IotLogging,
+    LibraryFunction,
+    PrivateCa,
+    SecureTunneling,
+    SecurityMonitoring,
+    SecurityTopicRule,
+    SiemExport,
+    TunnelAlarms,
+)
+from iot_remote_access.core.tunnel_rules import TunnelPolicy
+
+
+def _stack() -> cdk.Stack:
+    return cdk.Stack(cdk.App(), "User")
+
+
+def _policy(stack: cdk.Stack) -> DevicePolicy:
+    return DevicePolicy(stack, "Fleet")
+
+
+def _logs(stack: cdk.Stack) -> logs.LogGroup:
+    return logs.LogGroup(stack, "Logs")
+
+
+WRONG_TYPES: dict[str, tuple[Callable[[cdk.Stack], Any], str]] = {
+    "AlarmTopic": (
+        lambda s: AlarmTopic(s, "T", email_addresses="ops@example.com"),
+        r"^AlarmTopic email_addresses: got str 'ops@example\.com'; allowed: a list of str$",
+    ),
+    "AuditTrail": (
+        lambda s: AuditTrail(s, "A", removal_policy="retain"),
+        r"^AuditTrail removal_policy: got str 'retain'; allowed: .*RemovalPolicy$",
+    ),
+    "CertificateInventory": (
+        lambda s: CertificateInventory(s, "I", encryption_key="alias/mine"),
+        r"^CertificateInventory encryption_key: got str 'alias/mine'; "
+        r"allowed: kms\.IKey or None$",
+    ),
+    "CertificateRotation": (
+        lambda s: CertificateRotation(s, "R", device_policy=_policy(s), audit="no"),
+        r"^CertificateRotation audit: got str 'no'; allowed: bool$",
+    ),
+    "DeviceDefenderAudit": (
+        lambda s: DeviceDefenderAudit(
+            s, "D", findings_topic=AlarmTopic(s, "T"), expiring_threshold_days=60
+        ),
+        r"^DeviceDefenderAudit findings_topic: got AlarmTopic .*; allowed: sns\.ITopic$",
+    ),
+    "DevicePolicy": (
+        lambda s: DevicePolicy(s, "P", topics="dt/{thing}/telemetry"),
+        r"^DevicePolicy topics: got str 'dt/\{thing\}/telemetry'; "
+        r"allowed: topics\.TopicModel or None$",
+    ),
+    "IotLogging": (
+        lambda s: IotLogging(s, "L", retention=30),
+        r"^IotLogging retention: got int 30; allowed: aws_logs\.RetentionDays$",
+    ),
+    "LibraryFunction": (
+        lambda s: LibraryFunction(
+            s, "F", handler_package="tunnel_sweeper", description="d", memory_size="512"
+        ),
+        r"^LibraryFunction memory_size: got str '512'; allowed: int or a CDK number token$",
+    ),
+    "PrivateCa": (
+        lambda s: PrivateCa(s, "C", validity_years=5.5),
+        r"^PrivateCa validity_years: got float 5\.5; allowed: int$",
+    ),
+    "SecureTunneling": (
+        lambda s: SecureTunneling(s, "S", device_policy=_policy(s), sweep_interval=300),
+        r"^SecureTunneling sweep_interval: got int 300; allowed: .*Duration$",
+    ),
+    "SecurityMonitoring": (
+        lambda s: SecurityMonitoring(
+            s, "M", device_access=_policy(s), log_groups_to_export=_logs(s)
+        ),
+        r"^SecurityMonitoring log_groups_to_export: got LogGroup .*; "
+        r"allowed: a list of logs\.ILogGroup$",
+    ),
+    "SecurityTopicRule": (
+        lambda s: SecurityTopicRule(
+            s, "R", sql="SELECT * FROM 'a'", description="d", error_log_group="errors"
+        ),
+        r"^SecurityTopicRule error_log_group: got str 'errors'; allowed: logs\.ILogGroup$",
+    ),
+    "SiemExport": (
+        lambda s: SiemExport(s, "X", retention_days="400"),
+        r"^SiemExport retention_days: got str '400'; allowed: int$",
+    ),
+    "TunnelAlarms": (
+        lambda s: TunnelAlarms(s, "T", max_opens_per_thing_per_day=True),
+        r"^TunnelAlarms max_opens_per_thing_per_day: got bool True; "
+        r"allowed: int or a CDK number token$",
+    ),
+}
+
+
+@pytest.mark.parametrize("construct", list(WRONG_TYPES))
+def test_a_wrong_type_fails_at_the_call_naming_the_parameter(construct: str) -> None:
+    build, message = WRONG_TYPES[construct]
+    with pytest.raises(TypeError, match=message):
+        build(_stack())
+
+
+def test_every_construct_has_a_wrong_type_case() -> None:
+    from tests.support.aws_user_stacks import CASES
+
+    assert {case.split("(")[0] for case in CASES} == set(WRONG_TYPES)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("allowed_services", "SSH"), ("thing_groups", "field"), ("allowed_services", None)],
+)
+def test_tunnel_policy_refuses_a_string_for_a_list(field: str, value: object) -> None:
+    """``"SSH"`` used to become ``('S', 'S', 'H')`` silently."""
+    with pytest.raises(TypeError, match=rf"^TunnelPolicy {field}: got \w+ .*; allowed: a list"):
+        TunnelPolicy(**{field: value})
+
+
+def test_a_failed_check_leaves_nothing_in_the_tree() -> None:
+    stack = _stack()
+    with pytest.raises(TypeError):
+        AlarmTopic(stack, "T", display_name=42)
+    assert stack.node.try_find_child("T") is None
+
+
+def test_tokens_pass_where_a_token_is_legal() -> None:
+    stack = _stack()
+    days = cdk.CfnParameter(stack, "Days", type="Number", default=90)
+    AuditTrail(stack, "Audit", retention_days=days.value_as_number)
+    TunnelAlarms(stack, "Tunnels", max_opens_per_thing_per_day=days.value_as_number)
+    policy = DevicePolicy(stack, "Fleet", policy_name=cdk.Fn.ref("AWS::StackName"))
+    assert cdk.Token.is_unresolved(policy.policy.policy_name)
+
+
+def test_imported_resources_pass_as_their_interfaces() -> None:
+    stack = cdk.Stack(
+        cdk.App(), "User", env=cdk.Environment(account="123456789012", region="eu-west-1")
+    )
+    key = kms.Key.from_key_arn(
+        stack, "Key", "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    )
+    topic = sns.Topic.from_topic_arn(stack, "Topic", "arn:aws:sns:eu-west-1:123456789012:alerts")
+    group = logs.LogGroup.from_log_group_name(stack, "Group", "platform")
+    SiemExport(stack, "Siem", log_groups=[group], encryption_key=key)
+    DeviceDefenderAudit(stack, "Audit", findings_topic=topic, expiring_threshold_days=30)
