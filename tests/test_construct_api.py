@@ -168,3 +168,135 @@ def test_imported_resources_pass_as_their_interfaces() -> None:
     group = logs.LogGroup.from_log_group_name(stack, "Group", "platform")
     SiemExport(stack, "Siem", log_groups=[group], encryption_key=key)
     DeviceDefenderAudit(stack, "Audit", findings_topic=topic, expiring_threshold_days=30)
+
+
+# -- what a team brings: topics, keys, retention, removal -------------------------------
+
+PINNED_ENV = cdk.Environment(account="123456789012", region="eu-west-1")
+IMPORTED_KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def _imported_key(stack: cdk.Stack) -> kms.IKey:
+    return kms.Key.from_key_arn(stack, "TeamKey", IMPORTED_KEY_ARN)
+
+
+def _warnings(stack: cdk.Stack) -> list[str]:
+    from aws_cdk.assertions import Annotations, Match
+
+    return [
+        str(entry.entry.data)
+        for entry in Annotations.from_stack(stack).find_warning("*", Match.any_value())
+    ]
+
+
+@pytest.mark.parametrize(
+    ("build", "grant"),
+    [
+        (
+            lambda s: AlarmTopic(s, "Alarms", key=_imported_key(s)),
+            '"Sid":"AllowAlarmPublishersToEncrypt"',
+        ),
+        (
+            lambda s: AuditTrail(s, "Audit", key=_imported_key(s)),
+            '"Sid":"AllowCloudTrailToEncryptLogFiles"',
+        ),
+        (
+            lambda s: SiemExport(s, "Siem", encryption_key=_imported_key(s)),
+            '"Principal":{"Service":"logs.eu-west-1.amazonaws.com"}',
+        ),
+        (
+            lambda s: SecureTunneling(
+                s, "Tunnels", device_policy=_policy(s), encryption_key=_imported_key(s)
+            ),
+            '"Sid":"AllowCloudWatchLogsToUseKey"',
+        ),
+    ],
+    ids=["AlarmTopic", "AuditTrail", "SiemExport", "SecureTunneling"],
+)
+def test_an_imported_key_warns_with_the_grant_to_add(
+    build: Callable[[cdk.Stack], Any], grant: str
+) -> None:
+    stack = cdk.Stack(cdk.App(), "Team", env=PINNED_ENV)
+    build(stack)
+    warnings = _warnings(stack)
+    assert any(
+        "is imported, so its key policy cannot be changed here" in w and grant in w
+        for w in warnings
+    ), warnings
+
+
+def test_a_key_of_the_app_gets_the_statement_and_no_warning() -> None:
+    stack = cdk.Stack(cdk.App(), "Team", env=PINNED_ENV)
+    key = kms.Key(stack, "TeamKey")
+    AlarmTopic(stack, "Alarms", key=key)
+    SecureTunneling(stack, "Tunnels", device_policy=_policy(stack), encryption_key=key)
+    assert [w for w in _warnings(stack) if "key policy" in w] == []
+    from aws_cdk.assertions import Match, Template
+
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Sid": "AllowAlarmPublishersToEncrypt"})]
+                )
+            }
+        },
+    )
+
+
+def test_log_retention_and_removal_policy_reach_what_is_created() -> None:
+    from aws_cdk.assertions import Match, Template
+
+    stack = cdk.Stack(cdk.App(), "Team")
+    TunnelAlarms(
+        stack,
+        "Tunnels",
+        log_retention=logs.RetentionDays.ONE_MONTH,
+        removal_policy=cdk.RemovalPolicy.RETAIN,
+    )
+    CertificateInventory(stack, "Inventory", removal_policy=cdk.RemovalPolicy.DESTROY)
+    SiemExport(stack, "Siem", removal_policy=cdk.RemovalPolicy.DESTROY)
+    template = Template.from_stack(stack)
+    template.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "DeletionPolicy": "Retain",
+            "Properties": Match.object_like({"TimeToLiveSpecification": Match.any_value()}),
+        },
+    )
+    template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
+    template.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "DeletionPolicy": "Delete",
+            "Properties": Match.object_like({"DeletionProtectionEnabled": False}),
+        },
+    )
+    buckets = template.find_resources("AWS::S3::Bucket")
+    assert len(buckets) == 2
+    assert {b["DeletionPolicy"] for b in buckets.values()} == {"Delete"}
+
+
+def test_defaults_keep_records_and_drop_derived_state() -> None:
+    from aws_cdk.assertions import Match, Template
+
+    stack = cdk.Stack(cdk.App(), "Team")
+    TunnelAlarms(stack, "Tunnels")
+    CertificateInventory(stack, "Inventory")
+    template = Template.from_stack(stack)
+    template.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "DeletionPolicy": "Delete",
+            "Properties": Match.object_like({"TimeToLiveSpecification": Match.any_value()}),
+        },
+    )
+    template.has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "DeletionPolicy": "Retain",
+            "Properties": Match.object_like({"DeletionProtectionEnabled": True}),
+        },
+    )
+    template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 365})

@@ -12,6 +12,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import props
+from iot_remote_access.constructs.aws.key_policy import add_to_key_policy
 
 #: Services that publish alarms, findings and events to the topic. An encrypted
 #: topic needs them allowed on its key, or their deliveries are silently dropped.
@@ -27,7 +28,10 @@ class AlarmTopic(Construct):
 
     :param display_name: Default: "iot-remote-access alarms".
     :param email_addresses: e-mail subscriptions (each must confirm). Default: none.
-    :param key: reuse a key instead of creating one. Default: a new key with rotation.
+    :param key: any ``kms.IKey`` instead of a new one. Its policy gets a statement
+        letting CloudWatch, EventBridge and AWS IoT of this account use it; an
+        imported key (``Key.from_key_arn``) cannot be changed here, so synthesis
+        warns with the statement to add. Default: a new key with rotation.
     """
 
     def __init__(
@@ -68,14 +72,16 @@ class AlarmTopic(Construct):
         # aws:SourceAccount keeps other accounts' alarms and rules out (confused deputy).
         same_account = {"StringEquals": {"aws:SourceAccount": cdk.Stack.of(self).account}}
         principals: list[iam.IPrincipal] = [iam.ServicePrincipal(s) for s in PUBLISHING_SERVICES]
-        self.key.add_to_resource_policy(
+        add_to_key_policy(
+            self.key,
+            self,
             iam.PolicyStatement(
                 sid="AllowAlarmPublishersToEncrypt",
                 principals=principals,
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],  # in a key policy, "*" means this key
                 conditions=same_account,
-            )
+            ),
         )
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(

@@ -34,6 +34,7 @@ class IotLogging(Construct):
         Logs use it. Default: none (CloudWatch Logs' own encryption).
     :param retention: Default: one year.
     :param manage: create the logging configuration and the log group. Default: True.
+    :param removal_policy: of the log group. Default: RETAIN.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class IotLogging(Construct):
         encryption_key: kms.IKey | None = None,
         retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         manage: bool = True,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
         props.check(
             "IotLogging",
@@ -52,6 +54,7 @@ class IotLogging(Construct):
             encryption_key=(encryption_key, props.optional(props.I_KEY)),
             retention=(retention, logs.RetentionDays),
             manage=(manage, bool),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
         )
         super().__init__(scope, construct_id)
         if not cdk.Token.is_unresolved(level) and level not in LOG_LEVELS:
@@ -72,7 +75,7 @@ class IotLogging(Construct):
             log_group_name=IOT_LOG_GROUP_NAME,
             encryption_key=encryption_key,
             retention=retention,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=removal_policy,
         )
         # aws:SourceAccount/SourceArn: only AWS IoT acting for this account may use the role.
         self.role = iam.Role(

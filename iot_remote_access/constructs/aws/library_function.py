@@ -27,6 +27,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import props
+from iot_remote_access.constructs.aws.key_policy import add_to_key_policy
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # .../iot_remote_access
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -78,8 +79,10 @@ class LibraryFunction(Construct):
     :param timeout: Default: 30 seconds.
     :param memory_size: Default: 256 MB.
     :param log_retention: Default: one year (audit records live in these logs).
-    :param encryption_key: KMS key for the log group and environment variables.
-        Default: AWS-owned keys (no key created per function).
+    :param encryption_key: any ``kms.IKey`` for the log group and environment
+        variables; CloudWatch Logs is granted its use (for an imported key, a
+        synthesis warning quotes the statement to add to its policy). Default:
+        AWS-owned keys (no key created per function).
     :param reserved_concurrent_executions: Default: unreserved.
     :param shared_packages: helper folders under ``lambdas`` staged with the handler.
         Default: none.
@@ -127,9 +130,7 @@ class LibraryFunction(Construct):
             removal_policy=removal_policy,
         )
         if encryption_key is not None:
-            encryption_key.grant_encrypt_decrypt(
-                iam.ServicePrincipal(f"logs.{cdk.Stack.of(self).region}.amazonaws.com")
-            )
+            self._let_logs_use(encryption_key)
         # An explicit role with only the log-group grant: AWSLambdaBasicExecutionRole
         # would allow writing to every log group (cdk-nag AwsSolutions-IAM4).
         self.role = iam.Role(
@@ -167,6 +168,23 @@ class LibraryFunction(Construct):
                 reason="Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, "
                 "which support no resource-level permissions; every other grant is exact.",
             )
+        )
+
+    def _let_logs_use(self, key: kms.IKey) -> None:
+        logs_principal = iam.ServicePrincipal(f"logs.{cdk.Stack.of(self).region}.amazonaws.com")
+        if isinstance(key, kms.Key):
+            key.grant_encrypt_decrypt(logs_principal)
+            return
+        # A grant to a service on an imported key is dropped without a word: say so.
+        add_to_key_policy(
+            key,
+            self,
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsToUseKey",
+                principals=[logs_principal],
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" means this key
+            ),
         )
 
     def _powertools_layer(self) -> lambda_.ILayerVersion:

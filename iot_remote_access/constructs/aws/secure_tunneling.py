@@ -59,6 +59,8 @@ class SecureTunneling(Construct):
     :param encryption_key: KMS key for the functions' log groups (the audit records)
         and environment. Default: AWS-owned keys.
     :param log_retention: how long the audit records are kept. Default: one year.
+    :param removal_policy: of the functions' log groups (the audit records).
+        Default: RETAIN.
     :param operator_principal: who may assume ``operator_role`` (which carries the
         operator policy). Default: no role is created.
     """
@@ -74,6 +76,7 @@ class SecureTunneling(Construct):
         encryption_key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         operator_principal: iam.IPrincipal | None = None,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
         props.check(
             "SecureTunneling",
@@ -83,8 +86,10 @@ class SecureTunneling(Construct):
             encryption_key=(encryption_key, props.optional(props.I_KEY)),
             log_retention=(log_retention, logs.RetentionDays),
             operator_principal=(operator_principal, props.optional(props.I_PRINCIPAL)),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
         )
         super().__init__(scope, construct_id)
+        self._removal_policy = removal_policy
         self.policy = policy or TunnelPolicy()
         if not cdk.Token.is_unresolved(sweep_interval.to_seconds()) and not (
             60 <= sweep_interval.to_seconds() <= 3600
@@ -129,6 +134,7 @@ class SecureTunneling(Construct):
             environment=self._environment,
             encryption_key=encryption_key,
             log_retention=log_retention,
+            removal_policy=self._removal_policy,
         )
         self.broker_url = self.broker.function.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.AWS_IAM
@@ -198,6 +204,7 @@ class SecureTunneling(Construct):
             environment=self._environment,
             encryption_key=encryption_key,
             log_retention=log_retention,
+            removal_policy=self._removal_policy,
             timeout=cdk.Duration.minutes(2),
         )
         self.sweeper.role.add_to_principal_policy(

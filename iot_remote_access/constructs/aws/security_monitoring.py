@@ -72,7 +72,12 @@ class SecurityMonitoring(Construct):
         CloudTrail log group, the tunnel audit log group). Default: none.
     :param encryption_key: KMS key for the log groups, functions and export; a
         statement letting CloudWatch Logs use it for this account's log groups is
-        added to its policy. Default: a new key with rotation.
+        added to its policy (an imported key gets a synthesis warning quoting that
+        statement instead). Default: a new key with rotation.
+    :param removal_policy: of every log group, the SIEM export's buckets included.
+        Default: records are retained (IoT log, lifecycle events, rule errors,
+        function logs, export), the short-lived telemetry counts destroyed. How long
+        logs are kept is ``settings.log_retention_days`` (Default: 365).
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class SecurityMonitoring(Construct):
         event_bus: events.IEventBus | None = None,
         log_groups_to_export: Sequence[logs.ILogGroup] = (),
         encryption_key: kms.IKey | None = None,
+        removal_policy: cdk.RemovalPolicy | None = None,
     ) -> None:
         props.check(
             "SecurityMonitoring",
@@ -97,8 +103,10 @@ class SecurityMonitoring(Construct):
             event_bus=(event_bus, props.optional(props.I_EVENT_BUS)),
             log_groups_to_export=(log_groups_to_export, props.SequenceOf(props.I_LOG_GROUP)),
             encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            removal_policy=(removal_policy, props.optional(cdk.RemovalPolicy)),
         )
         super().__init__(scope, construct_id)
+        self._removal_policy = removal_policy
         self.settings = settings or MonitoringSettings()
         s = self.settings
         self._device_access = device_access
@@ -140,6 +148,7 @@ class SecurityMonitoring(Construct):
                 encryption_key=self.key,
                 retention_days=s.siem_retention_days,
                 log_retention=self._retention,
+                removal_policy=self._kept,
             )
 
     # -- public -----------------------------------------------------------------------------
@@ -172,6 +181,11 @@ class SecurityMonitoring(Construct):
                 "allowed: turn it on first"
             )
         self.siem_export.add_log_group(log_group)
+
+    @property
+    def _kept(self) -> cdk.RemovalPolicy:
+        """The removal policy of records: the user's, or RETAIN."""
+        return self._removal_policy or cdk.RemovalPolicy.RETAIN
 
     # -- parts ----------------------------------------------------------------------------
 
@@ -207,27 +221,28 @@ class SecurityMonitoring(Construct):
             encryption_key=self.key,
             retention=retention,
             manage=s.configure_iot_logging,
+            removal_policy=self._kept,
         )
         self.lifecycle_log_group = logs.LogGroup(
             self,
             "LifecycleEvents",
             encryption_key=self.key,
             retention=retention,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=self._kept,
         )
         self.telemetry_count_log_group = logs.LogGroup(
             self,
             "TelemetryCounts",
             encryption_key=self.key,
             retention=TELEMETRY_COUNT_RETENTION,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
+            removal_policy=self._removal_policy or cdk.RemovalPolicy.DESTROY,
         )
         self.rule_error_log_group = logs.LogGroup(
             self,
             "RuleErrors",
             encryption_key=self.key,
             retention=retention,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=self._kept,
         )
 
     # -- functions -----------------------------------------------------------------------
@@ -241,6 +256,7 @@ class SecurityMonitoring(Construct):
             "publish/subscribe log entries",
             encryption_key=self.key,
             log_retention=self._retention,
+            removal_policy=self._kept,
             environment={
                 CONFIG_ENVIRONMENT_VARIABLE: cdk.Lazy.string(_Producer(self._config_json)),
                 "EVENT_BUS_NAME": self.event_bus.event_bus_name,
@@ -313,6 +329,7 @@ class SecurityMonitoring(Construct):
             description="iot-remote-access: security alarm state changes to security events",
             encryption_key=self.key,
             log_retention=self._retention,
+            removal_policy=self._kept,
             environment={
                 ALARM_ROUTES_ENVIRONMENT_VARIABLE: stack.to_json_string(
                     {
