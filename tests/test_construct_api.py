@@ -300,3 +300,141 @@ def test_defaults_keep_records_and_drop_derived_state() -> None:
         },
     )
     template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 365})
+
+
+# -- grants and metrics -----------------------------------------------------------------
+
+
+def _policy_statements(template: Any, role_prefix: str) -> list[dict[str, Any]]:
+    from aws_cdk.assertions import Match
+
+    policies = template.find_resources(
+        "AWS::IAM::Policy",
+        {"Properties": {"Roles": [{"Ref": Match.string_like_regexp(f"^{role_prefix}")}]}},
+    )
+    return [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def test_grant_open_lets_an_operator_call_the_broker_through_its_url_only() -> None:
+    from aws_cdk import aws_iam as iam
+    from aws_cdk.assertions import Match, Template
+
+    stack = cdk.Stack(cdk.App(), "Team", env=PINNED_ENV)
+    tunnels = SecureTunneling(stack, "Tunnels", device_policy=_policy(stack))
+    operators = iam.Role(stack, "Operators", assumed_by=iam.AccountRootPrincipal())
+    grant = tunnels.grant_open(operators)
+    assert grant.success
+    broker = {"Fn::GetAtt": [Match.string_like_regexp("^TunnelsBrokerFunction"), "Arn"]}
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "Roles": [{"Ref": Match.string_like_regexp("^Operators")}],
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Action": "lambda:InvokeFunctionUrl",
+                                "Resource": broker,
+                                "Condition": {
+                                    "StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}
+                                },
+                            }
+                        ),
+                        Match.object_like(
+                            {
+                                "Action": "lambda:InvokeFunction",
+                                "Resource": broker,
+                                "Condition": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+                            }
+                        ),
+                    ]
+                )
+            },
+        },
+    )
+    actions = {str(s["Action"]) for s in _policy_statements(template, "Operators")}
+    assert actions == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+
+
+def test_grant_open_refuses_what_cannot_be_granted() -> None:
+    stack = _stack()
+    tunnels = SecureTunneling(stack, "Tunnels", device_policy=_policy(stack))
+    with pytest.raises(
+        TypeError, match=r"^SecureTunneling\.grant_open grantee: got str 'ops'; allowed: iam\."
+    ):
+        tunnels.grant_open("ops")  # type: ignore[arg-type]
+
+
+def test_grant_read_lets_a_reader_read_and_decrypt_the_inventory_only() -> None:
+    from aws_cdk import aws_iam as iam
+    from aws_cdk.assertions import Template
+
+    stack = cdk.Stack(cdk.App(), "Team", env=PINNED_ENV)
+    inventory = CertificateInventory(stack, "Inventory")
+    auditors = iam.Role(stack, "Auditors", assumed_by=iam.AccountRootPrincipal())
+    inventory.grant_read(auditors)
+    statements = _policy_statements(Template.from_stack(stack), "Auditors")
+    actions = {
+        a
+        for s in statements
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert "dynamodb:GetItem" in actions and "dynamodb:Query" in actions
+    assert "kms:Decrypt" in actions
+    assert not [
+        a
+        for a in actions
+        if a.startswith("dynamodb:") and ("Put" in a or "Delete" in a or "Update" in a)
+    ]
+    key_statement = next(
+        s for s in statements if s["Action"] == "kms:Decrypt" or "kms:Decrypt" in s["Action"]
+    )
+    assert key_statement["Resource"]["Fn::GetAtt"][0].startswith("InventoryKey")
+
+
+def test_tunnel_metrics_name_what_the_function_publishes() -> None:
+    from aws_cdk import aws_cloudwatch as cloudwatch
+    from aws_cdk.assertions import Template
+
+    from iot_remote_access.constructs.aws.tunnel_alarms import TUNNEL_METRICS
+
+    stack = _stack()
+    tunnels = TunnelAlarms(stack, "Tunnels")
+    opens = tunnels.metric_opens(thing_name="pump-7")
+    assert opens.namespace == "IotRemoteAccess" and opens.metric_name == "TunnelOpenCount"
+    assert opens.dimensions == {"ThingName": "pump-7"} and opens.statistic == "Sum"
+    assert tunnels.metric_tunnels_open().dimensions is None
+    produced = {
+        m.metric_name
+        for m in (
+            tunnels.metric_opens(),
+            tunnels.metric_opens_today(),
+            tunnels.metric_renewal_loops(),
+            tunnels.metric_open_duration(),
+            tunnels.metric_open_age(),
+            tunnels.metric_tunnels_open(),
+            tunnels.metric_unresolved_events(),
+        )
+    }
+    assert produced == set(TUNNEL_METRICS)
+    cloudwatch.Alarm(
+        stack,
+        "PumpOpens",
+        metric=opens,
+        threshold=2,
+        evaluation_periods=1,
+    )
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "Namespace": "IotRemoteAccess",
+            "MetricName": "TunnelOpenCount",
+            "Dimensions": [{"Name": "ThingName", "Value": "pump-7"}],
+            "Statistic": "Sum",
+            "Period": 86400,
+        },
+    )
+    with pytest.raises(ValueError, match=r"^metric_name: 'Opens' is not published here; allowed: "):
+        tunnels.metric("Opens", statistic="Sum")

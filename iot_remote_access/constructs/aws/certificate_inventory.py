@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
@@ -55,6 +56,17 @@ class CertificateInventory(Construct):
             deletion_protection=removal_policy != cdk.RemovalPolicy.DESTROY,
             removal_policy=removal_policy,
         )
+        self._indexes()
+
+    def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` read the inventory (items and indexes) and decrypt it with its key.
+
+        For reports and audits, e.g. the role that runs ``iot-remote-access certs inventory``.
+        """
+        props.check("CertificateInventory.grant_read", grantee=(grantee, props.I_GRANTABLE))
+        return self.table.grant_read_data(grantee)
+
+    def _indexes(self) -> None:
         for name, key, projection in (
             (EXPIRY_INDEX, "expiryDay", dynamodb.ProjectionType.ALL),
             (SLOT_INDEX, "slotHour", dynamodb.ProjectionType.KEYS_ONLY),

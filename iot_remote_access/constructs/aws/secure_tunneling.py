@@ -114,6 +114,32 @@ class SecureTunneling(Construct):
                 max_session_duration=cdk.Duration.hours(1),
             )
 
+    def grant_open(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` request tunnels: call the broker through its function URL.
+
+        Exactly what an operator needs to reach the broker (the URL with IAM auth;
+        since October 2025 a URL call also needs ``lambda:InvokeFunction``, granted
+        only through the URL). It does not grant ``iot:OpenTunnel``: the broker
+        opens tunnels after its checks. For listing and closing tunnels too, attach
+        ``operator_policy``.
+        """
+        props.check("SecureTunneling.grant_open", grantee=(grantee, props.I_GRANTABLE))
+        broker = self.broker.function.function_arn
+        through_url = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["lambda:InvokeFunctionUrl"],
+            resource_arns=[broker],
+            conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+        )
+        return through_url.combine(
+            iam.Grant.add_to_principal(
+                grantee=grantee,
+                actions=["lambda:InvokeFunction"],
+                resource_arns=[broker],
+                conditions={"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+            )
+        )
+
     def _iot_arn(self, resource: str) -> str:
         return cdk.Stack.of(self).format_arn(
             service="iot",

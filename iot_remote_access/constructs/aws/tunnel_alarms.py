@@ -64,6 +64,17 @@ from iot_remote_access.core.tunnel_metrics import (
 )
 
 _PERIOD = cdk.Duration.minutes(SWEEP_MINUTES)
+_HOUR, _DAY = cdk.Duration.hours(1), cdk.Duration.days(1)
+#: The metrics the tunnel-metrics function publishes (namespace ``IotRemoteAccess``).
+TUNNEL_METRICS = (
+    OPEN_COUNT,
+    OPENS_TODAY,
+    RENEWAL_LOOP,
+    OPEN_DURATION,
+    OPEN_AGE,
+    TUNNELS_OPEN,
+    UNRESOLVED,
+)
 _FIND_THE_DEVICE = (
     "Find the device: each notification of this alarm is for one contributor, whose "
     f"attributes carry the {THING_DIMENSION}; or run `aws cloudwatch "
@@ -207,6 +218,79 @@ class TunnelAlarms(Construct):
             self.throttles_alarm,
             self.failed_events_alarm,
         ]
+
+    # -- metrics: what the function publishes --
+
+    def metric(
+        self,
+        metric_name: str,
+        *,
+        statistic: str,
+        thing_name: str | None = None,
+        period: cdk.Duration = _PERIOD,
+        label: str | None = None,
+    ) -> cloudwatch.Metric:
+        """One of the tunnel metrics, for the fleet or (with ``thing_name``) one thing.
+
+        Per-thing metrics are published twice: without dimensions (the fleet) and
+        with ``ThingName``; ``TunnelsOpen`` and ``TunnelEventUnresolved`` only for
+        the fleet. ``metric_name`` is one of ``TUNNEL_METRICS``.
+        """
+        props.check(
+            "TunnelAlarms.metric",
+            metric_name=(metric_name, str),
+            statistic=(statistic, str),
+            thing_name=(thing_name, props.optional(str)),
+            period=(period, cdk.Duration),
+            label=(label, props.optional(str)),
+        )
+        if metric_name not in TUNNEL_METRICS:
+            raise ValueError(
+                f"metric_name: {metric_name!r} is not published here; "
+                f"allowed: {', '.join(TUNNEL_METRICS)}"
+            )
+        return cloudwatch.Metric(
+            namespace=NAMESPACE,
+            metric_name=metric_name,
+            dimensions_map=None if thing_name is None else {THING_DIMENSION: thing_name},
+            statistic=statistic,
+            period=period,
+            label=label,
+        )
+
+    def metric_opens(
+        self, *, thing_name: str | None = None, period: cdk.Duration = _DAY
+    ) -> cloudwatch.Metric:
+        """Tunnels opened (``TunnelOpenCount``, Sum). Default period: one day."""
+        return self.metric(OPEN_COUNT, statistic="Sum", thing_name=thing_name, period=period)
+
+    def metric_opens_today(self, *, thing_name: str | None = None) -> cloudwatch.Metric:
+        """Opens so far in the UTC day (``TunnelOpensToday``, Maximum, 5 minutes)."""
+        return self.metric(OPENS_TODAY, statistic="Maximum", thing_name=thing_name)
+
+    def metric_renewal_loops(
+        self, *, thing_name: str | None = None, period: cdk.Duration = _PERIOD
+    ) -> cloudwatch.Metric:
+        """A new tunnel within the renewal window after the last (``TunnelRenewalLoop``, Sum)."""
+        return self.metric(RENEWAL_LOOP, statistic="Sum", thing_name=thing_name, period=period)
+
+    def metric_open_duration(
+        self, *, statistic: str = "p90", period: cdk.Duration = _HOUR
+    ) -> cloudwatch.Metric:
+        """Seconds a tunnel was open, at its close (``TunnelOpenDuration``). Default: p90, 1h."""
+        return self.metric(OPEN_DURATION, statistic=statistic, period=period)
+
+    def metric_open_age(self, *, thing_name: str | None = None) -> cloudwatch.Metric:
+        """Seconds the oldest open tunnel has been open (``TunnelOpenAge``, Maximum, 5 minutes)."""
+        return self.metric(OPEN_AGE, statistic="Maximum", thing_name=thing_name)
+
+    def metric_tunnels_open(self) -> cloudwatch.Metric:
+        """Tunnels open at each sweep, fleet-wide (``TunnelsOpen``, Maximum, 5 minutes)."""
+        return self.metric(TUNNELS_OPEN, statistic="Maximum")
+
+    def metric_unresolved_events(self) -> cloudwatch.Metric:
+        """Events whose thing could not be found (``TunnelEventUnresolved``, Sum, 5 minutes)."""
+        return self.metric(UNRESOLVED, statistic="Sum")
 
     # -- resources --
 
