@@ -438,3 +438,48 @@ def test_tunnel_metrics_name_what_the_function_publishes() -> None:
     )
     with pytest.raises(ValueError, match=r"^metric_name: 'Opens' is not published here; allowed: "):
         tunnels.metric("Opens", statistic="Sum")
+
+
+# -- every construct's docstring example runs -------------------------------------------
+
+
+def _example(construct: type) -> str:
+    """The code of the ``Example::`` block of ``construct``'s docstring."""
+    import inspect
+    import textwrap
+
+    doc = inspect.getdoc(construct) or ""
+    _, found, rest = doc.partition("Example::\n")
+    assert found, f"{construct.__name__}: no 'Example::' block in its docstring"
+    lines = []
+    for line in rest.splitlines():
+        if line and not line.startswith(" "):
+            break  # the block ends at the first line back at the docstring's margin
+        lines.append(line)
+    return textwrap.dedent("\n".join(lines))
+
+
+def _exported_constructs() -> list[type]:
+    import inspect
+
+    from constructs import Construct
+
+    import iot_remote_access.constructs.aws as aws_constructs
+
+    return [
+        value
+        for value in vars(aws_constructs).values()
+        if inspect.isclass(value) and issubclass(value, Construct)
+    ]
+
+
+@pytest.mark.parametrize("construct", _exported_constructs(), ids=lambda c: c.__name__)
+def test_the_docstring_example_synthesizes_in_a_user_stack(construct: type) -> None:
+    from aws_cdk.assertions import Template
+
+    code = _example(construct)
+    assert f"{construct.__name__}(" in code
+    stack = cdk.Stack(cdk.App(), "Example", env=PINNED_ENV)
+    exec(compile(code, f"<{construct.__name__} example>", "exec"), {"stack": stack})
+    template = Template.from_stack(stack).to_json()
+    assert template["Resources"], f"{construct.__name__}: the example created nothing"

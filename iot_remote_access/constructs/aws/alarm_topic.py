@@ -32,6 +32,14 @@ class AlarmTopic(Construct):
         letting CloudWatch, EventBridge and AWS IoT of this account use it; an
         imported key (``Key.from_key_arn``) cannot be changed here, so synthesis
         warns with the statement to add. Default: a new key with rotation.
+
+    Example::
+
+        from iot_remote_access.constructs.aws import AlarmTopic
+
+        alarms = AlarmTopic(stack, "Alarms", email_addresses=["ops@example.com"])
+        alarms.topic  # an sns.ITopic: pass it as alarm_topic to the other constructs
+
     """
 
     def __init__(

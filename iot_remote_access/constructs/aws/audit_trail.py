@@ -40,6 +40,17 @@ class AuditTrail(Construct):
         (audit records outlive the stack).
 
     Public attributes: ``trail``, ``bucket``, ``log_group``, ``key``.
+
+    Example::
+
+        import aws_cdk as cdk
+        from iot_remote_access.constructs.aws import AuditTrail
+
+        trail = AuditTrail(
+            stack, "Audit", retention_days=400, removal_policy=cdk.RemovalPolicy.RETAIN
+        )
+        trail.log_group  # e.g. SecurityMonitoring(log_groups_to_export=[trail.log_group])
+
     """
 
     def __init__(

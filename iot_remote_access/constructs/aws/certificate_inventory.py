@@ -21,6 +21,16 @@ class CertificateInventory(Construct):
     :param encryption_key: any ``kms.IKey``. Default: a new key with rotation.
     :param removal_policy: Default: RETAIN, with deletion protection (DESTROY turns
         deletion protection off, or the stack could not delete the table).
+
+    Example::
+
+        from aws_cdk import aws_iam as iam
+        from iot_remote_access.constructs.aws import CertificateInventory
+
+        inventory = CertificateInventory(stack, "Inventory")
+        auditors = iam.Role(stack, "Auditors", assumed_by=iam.AccountRootPrincipal())
+        inventory.grant_read(auditors)
+
     """
 
     def __init__(

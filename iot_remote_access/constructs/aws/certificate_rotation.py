@@ -93,6 +93,22 @@ class CertificateRotation(Construct):
     :param removal_policy: of the inventory table and the log groups. Default:
         RETAIN (the inventory is the fleet's asset list; with DESTROY its deletion
         protection is off too).
+
+    Example::
+
+        from aws_cdk import aws_sns as sns
+        from iot_remote_access.constructs.aws import CertificateRotation, DevicePolicy
+        from iot_remote_access.settings import FleetSettings
+
+        settings = FleetSettings.parse({"certificates": {"leadTimeDays": 60}}).certificates
+        CertificateRotation(
+            stack,
+            "Rotation",
+            device_policy=DevicePolicy(stack, "Fleet"),
+            settings=settings,
+            alarm_topic=sns.Topic(stack, "OnCall"),  # any sns.ITopic
+        )
+
     """
 
     def __init__(

@@ -38,6 +38,18 @@ class DeviceDefenderAudit(Construct):
     :param findings_topic: SNS topic for audit findings.
     :param expiring_threshold_days: DEVICE_CERTIFICATE_EXPIRING_CHECK threshold (30..3652).
     :param checks: Default: ``CERTIFICATE_CHECKS``.
+
+    Example::
+
+        from iot_remote_access.constructs.aws import AlarmTopic, DeviceDefenderAudit
+
+        DeviceDefenderAudit(
+            stack,
+            "DefenderAudit",
+            findings_topic=AlarmTopic(stack, "Findings").topic,
+            expiring_threshold_days=60,
+        )
+
     """
 
     def __init__(

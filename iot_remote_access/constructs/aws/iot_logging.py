@@ -35,6 +35,14 @@ class IotLogging(Construct):
     :param retention: Default: one year.
     :param manage: create the logging configuration and the log group. Default: True.
     :param removal_policy: of the log group. Default: RETAIN.
+
+    Example::
+
+        from aws_cdk import aws_logs as logs
+        from iot_remote_access.constructs.aws import IotLogging
+
+        IotLogging(stack, "IotLogging", level="WARN", retention=logs.RetentionDays.SIX_MONTHS)
+
     """
 
     def __init__(

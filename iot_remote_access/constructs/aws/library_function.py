@@ -87,6 +87,22 @@ class LibraryFunction(Construct):
     :param shared_packages: helper folders under ``lambdas`` staged with the handler.
         Default: none.
     :param removal_policy: of the log group. Default: RETAIN (audit records).
+
+    Example::
+
+        import aws_cdk as cdk
+        from iot_remote_access.constructs.aws import LibraryFunction
+        from iot_remote_access.core.tunnel_rules import TunnelPolicy
+
+        LibraryFunction(
+            stack,
+            "Sweeper",
+            handler_package="tunnel_sweeper",
+            description="the library's tunnel sweeper on its own",
+            environment={"TUNNEL_POLICY": TunnelPolicy().to_json()},
+            timeout=cdk.Duration.minutes(1),
+        )
+
     """
 
     def __init__(

@@ -23,6 +23,14 @@ class PrivateCa(Construct):
     :param existing_ca_arn: use this CA instead of creating one. Default: create.
     :param common_name: Default: "iot-remote-access device CA".
     :param validity_years: validity of the created CA's own certificate. Default: 10.
+
+    Example::
+
+        from iot_remote_access.constructs.aws import PrivateCa
+
+        ca = PrivateCa(stack, "Ca", common_name="Example device CA", validity_years=5)
+        ca.ca_arn  # or PrivateCa(stack, "Existing", existing_ca_arn="arn:aws:acm-pca:...")
+
     """
 
     def __init__(

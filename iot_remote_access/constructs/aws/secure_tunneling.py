@@ -63,6 +63,22 @@ class SecureTunneling(Construct):
         Default: RETAIN.
     :param operator_principal: who may assume ``operator_role`` (which carries the
         operator policy). Default: no role is created.
+
+    Example::
+
+        from aws_cdk import aws_iam as iam
+        from iot_remote_access.constructs.aws import DevicePolicy, SecureTunneling
+        from iot_remote_access.core.tunnel_rules import TunnelPolicy
+
+        tunnels = SecureTunneling(
+            stack,
+            "Tunnels",
+            device_policy=DevicePolicy(stack, "Fleet"),
+            policy=TunnelPolicy(allowed_services=["SSH"], max_lifetime_minutes=120),
+        )
+        operators = iam.Role(stack, "Operators", assumed_by=iam.AccountRootPrincipal())
+        tunnels.grant_open(operators)  # call the broker; it opens the tunnel
+
     """
 
     def __init__(

@@ -78,6 +78,22 @@ class SecurityMonitoring(Construct):
         Default: records are retained (IoT log, lifecycle events, rule errors,
         function logs, export), the short-lived telemetry counts destroyed. How long
         logs are kept is ``settings.log_retention_days`` (Default: 365).
+
+    Example::
+
+        from aws_cdk import aws_sns as sns
+        from iot_remote_access.constructs.aws import DevicePolicy, SecurityMonitoring
+        from iot_remote_access.settings import FleetSettings
+
+        settings = FleetSettings.parse({"monitoring": {"allowedSourceCidrs": ["198.51.100.0/24"]}})
+        SecurityMonitoring(
+            stack,
+            "Monitoring",
+            device_access=DevicePolicy(stack, "Fleet"),
+            settings=settings.monitoring,
+            alarm_topic=sns.Topic(stack, "OnCall"),  # any sns.ITopic
+        )
+
     """
 
     def __init__(

@@ -35,6 +35,21 @@ class SecurityTopicRule(Construct):
     :param function: invoke it (asynchronously) with each match. Default: none.
     :param rule_name: Default: generated from the construct path (IoT rule names
         allow letters, digits and ``_``).
+
+    Example::
+
+        from aws_cdk import aws_logs as logs
+        from iot_remote_access.constructs.aws import SecurityTopicRule
+
+        SecurityTopicRule(
+            stack,
+            "TelemetryArchive",
+            sql="SELECT * FROM 'plant/+/up'",
+            description="keep the fleet's telemetry",
+            log_group=logs.LogGroup(stack, "Telemetry"),
+            error_log_group=logs.LogGroup(stack, "RuleErrors"),
+        )
+
     """
 
     def __init__(

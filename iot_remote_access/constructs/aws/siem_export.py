@@ -64,6 +64,15 @@ class SiemExport(Construct):
     :param log_retention: of Firehose's own error log group. Default: one year.
     :param removal_policy: of both buckets, the error log group and its stream.
         Default: RETAIN (exported records outlive the stack).
+
+    Example::
+
+        from aws_cdk import aws_logs as logs
+        from iot_remote_access.constructs.aws import SiemExport
+
+        export = SiemExport(stack, "Siem", retention_days=90)
+        export.add_log_group(logs.LogGroup(stack, "AppLogs"))
+
     """
 
     def __init__(

@@ -138,6 +138,22 @@ class TunnelAlarms(Construct):
     Public attributes: ``alarm_topic`` (the ``sns.ITopic`` alarms go to),
     ``own_alarm_topic`` (the ``AlarmTopic`` made here, or None), ``table``,
     ``function``, ``dead_letter_queue``, ``dashboard``, the alarms.
+
+    Example::
+
+        from aws_cdk import aws_cloudwatch as cloudwatch
+        from aws_cdk import aws_sns as sns
+        from iot_remote_access.constructs.aws import TunnelAlarms
+
+        tunnels = TunnelAlarms(stack, "TunnelAlarms", alarm_topic=sns.Topic(stack, "OnCall"))
+        cloudwatch.Alarm(
+            stack,
+            "PumpSevenOpens",
+            metric=tunnels.metric_opens(thing_name="pump-7"),
+            threshold=2,
+            evaluation_periods=1,
+        )
+
     """
 
     def __init__(
