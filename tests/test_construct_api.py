@@ -483,3 +483,17 @@ def test_the_docstring_example_synthesizes_in_a_user_stack(construct: type) -> N
     exec(compile(code, f"<{construct.__name__} example>", "exec"), {"stack": stack})
     template = Template.from_stack(stack).to_json()
     assert template["Resources"], f"{construct.__name__}: the example created nothing"
+
+
+def test_the_user_documentation_example_runs() -> None:
+    import re
+
+    from aws_cdk.assertions import Template
+
+    from tests.support.paths import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "construct-api.md").read_text(encoding="utf-8")
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)[0]
+    scope: dict[str, Any] = {}
+    exec(compile(code, "<docs/construct-api.md>", "exec"), scope)
+    Template.from_stack(scope["stack"]).resource_count_is("AWS::SNS::Topic", 1)

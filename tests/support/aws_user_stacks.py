@@ -104,7 +104,9 @@ def _audit_trail(stack: PlatformStack) -> None:
 
 
 def _certificate_inventory(stack: PlatformStack) -> None:
-    CertificateInventory(stack, "Inventory", encryption_key=stack.key)
+    CertificateInventory(
+        stack, "Inventory", encryption_key=stack.key, removal_policy=cdk.RemovalPolicy.DESTROY
+    )
 
 
 def _certificate_rotation(stack: PlatformStack) -> None:
@@ -117,6 +119,9 @@ def _certificate_rotation(stack: PlatformStack) -> None:
         device_policy=_fleet_policy(stack),
         settings=settings,
         alarm_topic=stack.alerts,
+        encryption_key=stack.key,
+        log_retention=logs.RetentionDays.SIX_MONTHS,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
     )
 
 
@@ -146,6 +151,7 @@ def _iot_logging(stack: PlatformStack) -> None:
         level="WARN",
         encryption_key=stack.key,
         retention=logs.RetentionDays.SIX_MONTHS,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
     )
 
 
@@ -167,7 +173,7 @@ def _private_ca(stack: PlatformStack) -> None:
 
 
 def _secure_tunneling(stack: PlatformStack) -> None:
-    SecureTunneling(
+    tunnels = SecureTunneling(
         stack,
         "Tunnels",
         device_policy=_fleet_policy(stack),
@@ -175,7 +181,10 @@ def _secure_tunneling(stack: PlatformStack) -> None:
         sweep_interval=cdk.Duration.minutes(10),
         encryption_key=stack.key,
         operator_principal=iam.AccountRootPrincipal(),
+        removal_policy=cdk.RemovalPolicy.DESTROY,
     )
+    # The team's own on-call role may request tunnels through the broker.
+    tunnels.grant_open(iam.Role(stack, "OnCall", assumed_by=iam.AccountRootPrincipal()))
 
 
 def _security_monitoring(stack: PlatformStack) -> None:
@@ -190,6 +199,7 @@ def _security_monitoring(stack: PlatformStack) -> None:
         alarm_topic=stack.alerts,
         log_groups_to_export=[stack.app_logs],
         encryption_key=stack.key,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
     )
 
 
@@ -213,6 +223,7 @@ def _siem_export(stack: PlatformStack) -> None:
         encryption_key=stack.key,
         retention_days=30,
         log_retention=logs.RetentionDays.ONE_MONTH,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
     )
 
 
@@ -223,9 +234,11 @@ def _tunnel_alarms(stack: PlatformStack) -> None:
         max_opens_per_thing_per_day=5,
         renewal_window_minutes=30,
         max_open_hours=4,
-        alarm_topic=AlarmTopic(stack, "TunnelAlerts", key=stack.key),
+        alarm_topic=stack.alerts,  # the team's own sns.Topic
         dashboard_name="platform-tunnels",
         encryption_key=stack.key,
+        log_retention=logs.RetentionDays.THREE_MONTHS,
+        removal_policy=cdk.RemovalPolicy.RETAIN,
     )
 
 
