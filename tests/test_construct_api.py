@@ -497,3 +497,62 @@ def test_the_user_documentation_example_runs() -> None:
     scope: dict[str, Any] = {}
     exec(compile(code, "<docs/construct-api.md>", "exec"), scope)
     Template.from_stack(scope["stack"]).resource_count_is("AWS::SNS::Topic", 1)
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {
+        action
+        for statement in statements
+        for action in (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        )
+    }
+
+
+def test_siem_export_grant_read_reads_the_bucket_and_decrypts_only() -> None:
+    from aws_cdk import aws_iam as iam
+    from aws_cdk.assertions import Template
+
+    stack = cdk.Stack(cdk.App(), "Team", env=PINNED_ENV)
+    export = SiemExport(stack, "Siem")
+    export.grant_read(iam.Role(stack, "Athena", assumed_by=iam.AccountRootPrincipal()))
+    actions = _actions(_policy_statements(Template.from_stack(stack), "Athena"))
+    assert {"s3:GetObject*", "s3:List*", "kms:Decrypt"} <= actions
+    assert not [a for a in actions if a.startswith("s3:Put") or a.startswith("s3:Delete")]
+
+
+def test_alarm_topic_grant_publish_covers_its_key() -> None:
+    from aws_cdk import aws_iam as iam
+    from aws_cdk.assertions import Template
+
+    stack = cdk.Stack(cdk.App(), "Team", env=PINNED_ENV)
+    topic = AlarmTopic(stack, "Alarms")
+    topic.grant_publish(iam.Role(stack, "Publisher", assumed_by=iam.AccountRootPrincipal()))
+    actions = _actions(_policy_statements(Template.from_stack(stack), "Publisher"))
+    assert {"sns:Publish", "kms:GenerateDataKey*", "kms:Decrypt"} <= actions
+
+
+def test_security_and_planner_metrics_match_the_alarms_metrics() -> None:
+    from aws_cdk.assertions import Template
+
+    from iot_remote_access.core.security_detections import DETECTIONS, Detection
+
+    stack = _stack()
+    fleet = _policy(stack)
+    monitoring = SecurityMonitoring(stack, "Monitoring", device_access=fleet)
+    failures = monitoring.metric_detection(Detection.AUTHORIZATION_FAILURE)
+    assert failures.namespace == "IotRemoteAccess/Security"
+    assert failures.metric_name == DETECTIONS[Detection.AUTHORIZATION_FAILURE].metric_name
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"Namespace": failures.namespace, "MetricName": failures.metric_name, "Period": 300},
+    )
+    rotation = CertificateRotation(stack, "Rotation", device_policy=fleet, audit=False)
+    expiring = rotation.metric_planner("ExpiringWithin30Days")
+    assert expiring.metric_name == rotation.metrics["ExpiringWithin30Days"].metric_name
+    with pytest.raises(ValueError, match=r"^name: 'Expiring' is not a planner metric; allowed: "):
+        rotation.metric_planner("Expiring")
+    with pytest.raises(
+        TypeError, match=r"^SecurityMonitoring\.metric_detection detection: got str"
+    ):
+        monitoring.metric_detection("authorization_failure")  # type: ignore[arg-type]

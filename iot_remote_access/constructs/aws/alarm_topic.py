@@ -102,3 +102,8 @@ class AlarmTopic(Construct):
         )
         for address in email_addresses:
             self.topic.add_subscription(subscriptions.EmailSubscription(address))
+
+    def grant_publish(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` publish to the topic (and use its key to encrypt)."""
+        props.check("AlarmTopic.grant_publish", grantee=(grantee, props.I_GRANTABLE))
+        return self.topic.grant_publish(grantee)

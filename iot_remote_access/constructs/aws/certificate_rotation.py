@@ -171,6 +171,18 @@ class CertificateRotation(Construct):
         )
         self._alarms()
 
+    def metric_planner(self, name: str) -> cloudwatch.Metric:
+        """One of the daily planner's metrics (``PLANNER_METRICS``; Maximum, 1 day).
+
+        E.g. ``metric_planner("ExpiringWithin30Days")``.
+        """
+        props.check("CertificateRotation.metric_planner", name=(name, str))
+        if name not in PLANNER_METRICS:
+            raise ValueError(
+                f"name: {name!r} is not a planner metric; allowed: {', '.join(PLANNER_METRICS)}"
+            )
+        return _planner_metric(name)
+
     # -- queues: the planner fans work out to the worker --------------------------
 
     def _queues(self) -> None:

@@ -45,6 +45,8 @@ from iot_remote_access.settings.monitoring import MonitoringSettings
 #: The telemetry-count records only feed Contributor Insights and one metric
 #: filter (both evaluate on arrival), so they are kept briefly.
 TELEMETRY_COUNT_RETENTION = logs.RetentionDays.ONE_WEEK
+#: The period of the detection alarms (and of ``metric_detection``'s default).
+DETECTION_PERIOD = cdk.Duration.minutes(5)
 #: Lambda allows 4 KB of environment variables per function in all.
 MAX_CONFIG_BYTES = 3000
 
@@ -188,6 +190,21 @@ class SecurityMonitoring(Construct):
             allowed_networks=self._networks,
             exempt_client_ids=self._exempt,
         )
+
+    def metric_detection(
+        self, detection: Detection, *, period: cdk.Duration = DETECTION_PERIOD
+    ) -> cloudwatch.Metric:
+        """The fleet metric of ``detection`` in ``IotRemoteAccess/Security`` (Sum).
+
+        E.g. ``metric_detection(Detection.AUTHORIZATION_FAILURE)`` for your own
+        dashboard or a stricter alarm.
+        """
+        props.check(
+            "SecurityMonitoring.metric_detection",
+            detection=(detection, Detection),
+            period=(period, cdk.Duration),
+        )
+        return self._metric(detection, period)
 
     def export_log_group(self, log_group: logs.ILogGroup) -> None:
         """Add a log group to the SIEM export (e.g. one built after this construct)."""

@@ -295,6 +295,15 @@ class SiemExport(Construct):
             )
         )
 
+    def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` (a SIEM's or Athena's role) read the exported objects.
+
+        Read on the bucket and its objects, and decrypt with its key; nothing that
+        writes or deletes.
+        """
+        props.check("SiemExport.grant_read", grantee=(grantee, props.I_GRANTABLE))
+        return self.bucket.grant_read(grantee)
+
     def add_log_group(
         self, log_group: logs.ILogGroup, *, filter_pattern: str = ""
     ) -> logs.CfnSubscriptionFilter:
