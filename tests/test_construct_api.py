@@ -556,3 +556,43 @@ def test_security_and_planner_metrics_match_the_alarms_metrics() -> None:
         TypeError, match=r"^SecurityMonitoring\.metric_detection detection: got str"
     ):
         monitoring.metric_detection("authorization_failure")  # type: ignore[arg-type]
+
+
+def _required(stack: cdk.Stack) -> dict[str, dict[str, Any]]:
+    """Valid values for each construct's required keyword arguments."""
+    policy = _policy(stack)
+    return {
+        "CertificateRotation": {"device_policy": policy},
+        "DeviceDefenderAudit": {
+            "findings_topic": sns.Topic(stack, "Findings"),
+            "expiring_threshold_days": 60,
+        },
+        "LibraryFunction": {"handler_package": "tunnel_sweeper", "description": "d"},
+        "SecureTunneling": {"device_policy": policy},
+        "SecurityMonitoring": {"device_access": policy},
+        "SecurityTopicRule": {
+            "sql": "SELECT * FROM 'a'",
+            "description": "d",
+            "error_log_group": _logs(stack),
+        },
+    }
+
+
+@pytest.mark.parametrize("construct", _exported_constructs(), ids=lambda c: c.__name__)
+def test_every_keyword_argument_is_type_checked(construct: type) -> None:
+    """Each keyword argument given a value no type allows fails naming that very argument."""
+    import inspect
+
+    parameters = [
+        p
+        for p in inspect.signature(construct.__init__).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    assert parameters
+    for parameter in parameters:
+        stack = _stack()
+        arguments = {**_required(stack).get(construct.__name__, {}), parameter.name: object()}
+        with pytest.raises(
+            TypeError, match=rf"^{construct.__name__} {parameter.name}: got object "
+        ):
+            construct(stack, "Checked", **arguments)

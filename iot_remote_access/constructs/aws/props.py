@@ -73,9 +73,10 @@ class WholeNumber:
         return "int or a CDK number token"
 
     def accepts(self, value: object) -> bool:
-        if cdk.Token.is_unresolved(value):
-            return True
-        return isinstance(value, int) and not isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False  # (asking jsii about any other object fails to marshal it)
+        # A number token is a float that encodes the token.
+        return isinstance(value, int) or cdk.Token.is_unresolved(value)
 
 
 WHOLE_NUMBER = WholeNumber()
@@ -104,9 +105,7 @@ def _accepts(expected: Any, value: object) -> bool:
         return any(_accepts(e, value) for e in expected)
     if expected is None:
         return value is None
-    if expected is float:
-        if cdk.Token.is_unresolved(value):
-            return True
+    if expected is float:  # number tokens are floats too
         return isinstance(value, int | float) and not isinstance(value, bool)
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
