@@ -49,6 +49,9 @@ class SecureTunneling(Construct):
       tunnels; an explicit Deny on ``iot:OpenTunnel`` and
       ``iot:RotateTunnelAccessToken`` (a rotation would hand out tokens around the broker).
 
+    ``grant_open(grantee)`` gives your own role or user what requesting a tunnel
+    needs (the broker's URL), as ``operator_policy`` does with listing and closing.
+
     Turns on ``device_policy.enable_tunneling()``: devices receive their
     destination token on ``$aws/things/{thing}/tunnels/notify``.
 

@@ -119,6 +119,11 @@ class TunnelAlarms(Construct):
     Needs a CloudTrail trail recording management events in the account (not
     created here).
 
+    Its metrics, for your own alarms and dashboards: ``metric_opens``,
+    ``metric_opens_today``, ``metric_renewal_loops``, ``metric_open_duration``,
+    ``metric_open_age``, ``metric_tunnels_open``, ``metric_unresolved_events``
+    (or ``metric(name, statistic=...)``).
+
     :param max_opens_per_thing_per_day: Default: 3.
     :param renewal_window_minutes: Default: 15.
     :param max_open_hours: Default: 2.
