@@ -596,3 +596,25 @@ def test_every_keyword_argument_is_type_checked(construct: type) -> None:
             TypeError, match=rf"^{construct.__name__} {parameter.name}: got object "
         ):
             construct(stack, "Checked", **arguments)
+
+
+def test_imported_key_warning_reaches_the_cloud_assembly(tmp_path: Any) -> None:
+    """Through a real synthesis with cdk-nag on: the warning is in the assembly, not an error."""
+    import json
+
+    from tests.support.aws_synth import synth_checked, unacknowledged, validation_report
+    from tests.support.aws_user_stacks import PINNED, platform_stack
+
+    synth_checked(platform_stack("TunnelAlarms(imported topic and key)", PINNED), tmp_path)
+    assert unacknowledged(validation_report(tmp_path)) == []
+    metadata = json.loads((tmp_path / "Platform.metadata.json").read_text())
+    warnings = {
+        path: entry["data"]
+        for path, entries in metadata.items()
+        for entry in entries
+        if entry["type"] == "aws:cdk:warning" and "is imported" in str(entry["data"])
+    }
+    assert list(warnings) == ["/Platform/TunnelAlarms/Metrics"]
+    assert (
+        '"Service":"logs.eu-central-1.amazonaws.com"' in warnings["/Platform/TunnelAlarms/Metrics"]
+    )

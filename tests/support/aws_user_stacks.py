@@ -242,6 +242,31 @@ def _tunnel_alarms(stack: PlatformStack) -> None:
     )
 
 
+#: Resources that already exist in the team's account, imported by ARN.
+IMPORTED_KEY_ARN = "arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+IMPORTED_TOPIC_ARN = "arn:aws:sns:eu-central-1:123456789012:on-call"
+
+
+def _tunnel_alarms_imported(stack: PlatformStack) -> None:
+    # Existing resources: their key policy is managed elsewhere (synthesis warns with
+    # the grant to add there), their topic is the account's on-call topic.
+    TunnelAlarms(
+        stack,
+        "TunnelAlarms",
+        alarm_topic=sns.Topic.from_topic_arn(stack, "OnCall", IMPORTED_TOPIC_ARN),
+        encryption_key=kms.Key.from_key_arn(stack, "ExistingKey", IMPORTED_KEY_ARN),
+    )
+
+
+def _siem_export_imported(stack: PlatformStack) -> None:
+    SiemExport(
+        stack,
+        "Siem",
+        log_groups=[logs.LogGroup.from_log_group_name(stack, "Existing", "legacy-app")],
+        encryption_key=kms.Key.from_key_arn(stack, "ExistingKey", IMPORTED_KEY_ARN),
+    )
+
+
 #: construct class name -> how a platform team adds it. Every construct in
 #: ``iot_remote_access.constructs.aws`` must have an entry (the test checks).
 CASES: dict[str, Callable[[PlatformStack], None]] = {
@@ -259,7 +284,9 @@ CASES: dict[str, Callable[[PlatformStack], None]] = {
     "SecurityMonitoring": _security_monitoring,
     "SecurityTopicRule": _security_topic_rule,
     "SiemExport": _siem_export,
+    "SiemExport(imported key and log group)": _siem_export_imported,
     "TunnelAlarms": _tunnel_alarms,
+    "TunnelAlarms(imported topic and key)": _tunnel_alarms_imported,
 }
 
 
