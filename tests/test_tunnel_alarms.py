@@ -11,6 +11,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Match, Template
 
 from iot_remote_access.constructs.aws import AlarmTopic, TunnelAlarms
@@ -263,8 +264,30 @@ def test_alarms_can_share_a_topic() -> None:
     stack = cdk.Stack(cdk.App(), "Shared")
     shared = AlarmTopic(stack, "Alarms")
     alarms = TunnelAlarms(stack, "TunnelAlarms", alarm_topic=shared)
-    assert alarms.alarm_topic is shared
+    assert alarms.alarm_topic is shared.topic
+    assert alarms.own_alarm_topic is None
     Template.from_stack(stack).resource_count_is("AWS::SNS::Topic", 1)
+
+
+def test_alarms_go_to_any_sns_topic_a_team_brings() -> None:
+    """Issue 18: a plain ``sns.Topic`` (or an imported one) used to end in AttributeError."""
+    stack = cdk.Stack(cdk.App(), "Team")
+    topic = sns.Topic(stack, "TeamAlerts")
+    imported = sns.Topic.from_topic_arn(
+        stack, "Imported", "arn:aws:sns:eu-west-1:123456789012:on-call"
+    )
+    TunnelAlarms(stack, "TunnelAlarms", alarm_topic=topic)
+    TunnelAlarms(stack, "ImportedAlarms", alarm_topic=imported)
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::SNS::Topic", 1)
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"AlarmActions": [{"Ref": Match.string_like_regexp("^TeamAlerts")}]},
+    )
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"AlarmActions": ["arn:aws:sns:eu-west-1:123456789012:on-call"]},
+    )
 
 
 @pytest.mark.parametrize(

@@ -239,6 +239,8 @@ class TunnelPolicy:
     thing_name_pattern: str = THING_NAME_RULE
 
     def __post_init__(self) -> None:
+        for name in ("allowed_services", "thing_groups"):
+            _require_names(name, getattr(self, name))
         services = tuple(self.allowed_services)
         if not services:
             raise TunnelRuleError(
@@ -283,6 +285,15 @@ class TunnelPolicy:
                 "allowed_services": tuple(raw["allowed_services"]),
                 "thing_groups": tuple(raw["thing_groups"]),
             }
+        )
+
+
+def _require_names(field_name: str, value: object) -> None:
+    # A str is iterable: "SSH" would silently become ("S", "S", "H").
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple | set | frozenset):
+        raise TypeError(
+            f"TunnelPolicy {field_name}: got {type(value).__name__} {_shown(value)}; "
+            "allowed: a list of str, e.g. ['SSH']"
         )
 
 

@@ -126,7 +126,9 @@ def _audit_trail(stack: PlatformStack) -> None:
 
 
 def _certificate_inventory(stack: PlatformStack) -> None:
-    CertificateInventory(stack, "Inventory", encryption_key=stack.key)
+    CertificateInventory(
+        stack, "Inventory", encryption_key=stack.key, removal_policy=cdk.RemovalPolicy.DESTROY
+    )
 
 
 def _certificate_rotation(stack: PlatformStack) -> None:
@@ -139,6 +141,9 @@ def _certificate_rotation(stack: PlatformStack) -> None:
         device_policy=_fleet_policy(stack),
         settings=settings,
         alarm_topic=stack.alerts,
+        encryption_key=stack.key,
+        log_retention=logs.RetentionDays.SIX_MONTHS,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
     )
 
 
@@ -168,6 +173,7 @@ def _iot_logging(stack: PlatformStack) -> None:
         level="WARN",
         encryption_key=stack.key,
         retention=logs.RetentionDays.SIX_MONTHS,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
     )
 
 
@@ -189,7 +195,7 @@ def _private_ca(stack: PlatformStack) -> None:
 
 
 def _secure_tunneling(stack: PlatformStack) -> None:
-    SecureTunneling(
+    tunnels = SecureTunneling(
         stack,
         "Tunnels",
         device_policy=_fleet_policy(stack),
@@ -197,7 +203,10 @@ def _secure_tunneling(stack: PlatformStack) -> None:
         sweep_interval=cdk.Duration.minutes(10),
         encryption_key=stack.key,
         operator_principal=iam.AccountRootPrincipal(),
+        removal_policy=cdk.RemovalPolicy.DESTROY,
     )
+    # The team's own on-call role may request tunnels through the broker.
+    tunnels.grant_open(iam.Role(stack, "OnCall", assumed_by=iam.AccountRootPrincipal()))
 
 
 def _security_monitoring(stack: PlatformStack) -> None:
@@ -212,6 +221,7 @@ def _security_monitoring(stack: PlatformStack) -> None:
         alarm_topic=stack.alerts,
         log_groups_to_export=[stack.app_logs],
         encryption_key=stack.key,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
     )
 
 
@@ -235,6 +245,7 @@ def _siem_export(stack: PlatformStack) -> None:
         encryption_key=stack.key,
         retention_days=30,
         log_retention=logs.RetentionDays.ONE_MONTH,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
     )
 
 
@@ -245,9 +256,36 @@ def _tunnel_alarms(stack: PlatformStack) -> None:
         max_opens_per_thing_per_day=5,
         renewal_window_minutes=30,
         max_open_hours=4,
-        alarm_topic=AlarmTopic(stack, "TunnelAlerts", key=stack.key),
+        alarm_topic=stack.alerts,  # the team's own sns.Topic
         dashboard_name="platform-tunnels",
         encryption_key=stack.key,
+        log_retention=logs.RetentionDays.THREE_MONTHS,
+        removal_policy=cdk.RemovalPolicy.RETAIN,
+    )
+
+
+#: Resources that already exist in the team's account, imported by ARN.
+IMPORTED_KEY_ARN = "arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+IMPORTED_TOPIC_ARN = "arn:aws:sns:eu-central-1:123456789012:on-call"
+
+
+def _tunnel_alarms_imported(stack: PlatformStack) -> None:
+    # Existing resources: their key policy is managed elsewhere (synthesis warns with
+    # the grant to add there), their topic is the account's on-call topic.
+    TunnelAlarms(
+        stack,
+        "TunnelAlarms",
+        alarm_topic=sns.Topic.from_topic_arn(stack, "OnCall", IMPORTED_TOPIC_ARN),
+        encryption_key=kms.Key.from_key_arn(stack, "ExistingKey", IMPORTED_KEY_ARN),
+    )
+
+
+def _siem_export_imported(stack: PlatformStack) -> None:
+    SiemExport(
+        stack,
+        "Siem",
+        log_groups=[logs.LogGroup.from_log_group_name(stack, "Existing", "legacy-app")],
+        encryption_key=kms.Key.from_key_arn(stack, "ExistingKey", IMPORTED_KEY_ARN),
     )
 
 
@@ -270,7 +308,9 @@ CASES: dict[str, Callable[[PlatformStack], None]] = {
     "SecurityMonitoring": _security_monitoring,
     "SecurityTopicRule": _security_topic_rule,
     "SiemExport": _siem_export,
+    "SiemExport(imported key and log group)": _siem_export_imported,
     "TunnelAlarms": _tunnel_alarms,
+    "TunnelAlarms(imported topic and key)": _tunnel_alarms_imported,
 }
 
 

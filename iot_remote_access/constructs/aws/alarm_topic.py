@@ -11,6 +11,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
+from iot_remote_access.constructs.aws.key_policy import add_to_key_policy
+
 #: Services that publish alarms, findings and events to the topic. An encrypted
 #: topic needs them allowed on its key, or their deliveries are silently dropped.
 PUBLISHING_SERVICES = (
@@ -25,7 +28,18 @@ class AlarmTopic(Construct):
 
     :param display_name: Default: "iot-remote-access alarms".
     :param email_addresses: e-mail subscriptions (each must confirm). Default: none.
-    :param key: reuse a key instead of creating one. Default: a new key with rotation.
+    :param key: any ``kms.IKey`` instead of a new one. Its policy gets a statement
+        letting CloudWatch, EventBridge and AWS IoT of this account use it; an
+        imported key (``Key.from_key_arn``) cannot be changed here, so synthesis
+        warns with the statement to add. Default: a new key with rotation.
+
+    Example::
+
+        from iot_remote_access.constructs.aws import AlarmTopic
+
+        alarms = AlarmTopic(stack, "Alarms", email_addresses=["ops@example.com"])
+        alarms.topic  # an sns.ITopic: pass it as alarm_topic to the other constructs
+
     """
 
     def __init__(
@@ -37,6 +51,12 @@ class AlarmTopic(Construct):
         email_addresses: Sequence[str] = (),
         key: kms.IKey | None = None,
     ) -> None:
+        props.check(
+            "AlarmTopic",
+            display_name=(display_name, str),
+            email_addresses=(email_addresses, props.SequenceOf(str)),
+            key=(key, props.optional(props.I_KEY)),
+        )
         super().__init__(scope, construct_id)
         for address in email_addresses:
             if not cdk.Token.is_unresolved(address) and "@" not in address:
@@ -60,14 +80,16 @@ class AlarmTopic(Construct):
         # aws:SourceAccount keeps other accounts' alarms and rules out (confused deputy).
         same_account = {"StringEquals": {"aws:SourceAccount": cdk.Stack.of(self).account}}
         principals: list[iam.IPrincipal] = [iam.ServicePrincipal(s) for s in PUBLISHING_SERVICES]
-        self.key.add_to_resource_policy(
+        add_to_key_policy(
+            self.key,
+            self,
             iam.PolicyStatement(
                 sid="AllowAlarmPublishersToEncrypt",
                 principals=principals,
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],  # in a key policy, "*" means this key
                 conditions=same_account,
-            )
+            ),
         )
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
@@ -80,3 +102,8 @@ class AlarmTopic(Construct):
         )
         for address in email_addresses:
             self.topic.add_subscription(subscriptions.EmailSubscription(address))
+
+    def grant_publish(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` publish to the topic (and use its key to encrypt)."""
+        props.check("AlarmTopic.grant_publish", grantee=(grantee, props.I_GRANTABLE))
+        return self.topic.grant_publish(grantee)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
 from iot_remote_access.core.aws_schema import EXPIRY_INDEX, REVOKE_INDEX, SLOT_INDEX
 
 
@@ -16,12 +18,34 @@ class CertificateInventory(Construct):
     Point-in-time recovery and customer-managed KMS encryption on; retained on
     stack deletion (it is the fleet's asset inventory).
 
-    :param encryption_key: Default: a new key with rotation.
+    :param encryption_key: any ``kms.IKey``. Default: a new key with rotation.
+    :param removal_policy: Default: RETAIN, with deletion protection (DESTROY turns
+        deletion protection off, or the stack could not delete the table).
+
+    Example::
+
+        from aws_cdk import aws_iam as iam
+        from iot_remote_access.constructs.aws import CertificateInventory
+
+        inventory = CertificateInventory(stack, "Inventory")
+        auditors = iam.Role(stack, "Auditors", assumed_by=iam.AccountRootPrincipal())
+        inventory.grant_read(auditors)
+
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, encryption_key: kms.IKey | None = None
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        encryption_key: kms.IKey | None = None,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        props.check(
+            "CertificateInventory",
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
+        )
         super().__init__(scope, construct_id)
         self.key = encryption_key or kms.Key(
             self,
@@ -39,9 +63,20 @@ class CertificateInventory(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
-            deletion_protection=True,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            deletion_protection=removal_policy != cdk.RemovalPolicy.DESTROY,
+            removal_policy=removal_policy,
         )
+        self._indexes()
+
+    def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` read the inventory (items and indexes) and decrypt it with its key.
+
+        For reports and audits, e.g. the role that runs ``iot-remote-access certs inventory``.
+        """
+        props.check("CertificateInventory.grant_read", grantee=(grantee, props.I_GRANTABLE))
+        return self.table.grant_read_data(grantee)
+
+    def _indexes(self) -> None:
         for name, key, projection in (
             (EXPIRY_INDEX, "expiryDay", dynamodb.ProjectionType.ALL),
             (SLOT_INDEX, "slotHour", dynamodb.ProjectionType.KEYS_ONLY),

@@ -26,7 +26,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import alarms, nag
+from iot_remote_access.constructs.aws import alarms, nag, props
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.certificate_inventory import CertificateInventory
 from iot_remote_access.constructs.aws.device_defender_audit import DeviceDefenderAudit
@@ -85,6 +85,30 @@ class CertificateRotation(Construct):
     :param alarm_topic: where alarms and audit findings go (e.g. an ``AlarmTopic``'s
         topic). Default: a new ``AlarmTopic``.
     :param audit: configure Device Defender audit (one per account and region). Default: True.
+    :param encryption_key: KMS key for the inventory, the queues, the functions'
+        environment and the log groups; it must let CloudWatch Logs use it (see
+        ``allow_cloudwatch_logs``; an imported key gets a synthesis warning naming
+        the grant). Default: a new key with rotation.
+    :param log_retention: of the functions' and rule errors' log groups. Default: one year.
+    :param removal_policy: of the inventory table and the log groups. Default:
+        RETAIN (the inventory is the fleet's asset list; with DESTROY its deletion
+        protection is off too).
+
+    Example::
+
+        from aws_cdk import aws_sns as sns
+        from iot_remote_access.constructs.aws import CertificateRotation, DevicePolicy
+        from iot_remote_access.settings import FleetSettings
+
+        settings = FleetSettings.parse({"certificates": {"leadTimeDays": 60}}).certificates
+        CertificateRotation(
+            stack,
+            "Rotation",
+            device_policy=DevicePolicy(stack, "Fleet"),
+            settings=settings,
+            alarm_topic=sns.Topic(stack, "OnCall"),  # any sns.ITopic
+        )
+
     """
 
     def __init__(
@@ -96,12 +120,26 @@ class CertificateRotation(Construct):
         settings: CertificateSettings | None = None,
         alarm_topic: sns.ITopic | None = None,
         audit: bool = True,
+        encryption_key: kms.IKey | None = None,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        props.check(
+            "CertificateRotation",
+            device_policy=(device_policy, DevicePolicy),
+            settings=(settings, props.optional(CertificateSettings)),
+            alarm_topic=(alarm_topic, props.optional(props.I_TOPIC)),
+            audit=(audit, bool),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            log_retention=(log_retention, logs.RetentionDays),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
+        )
         super().__init__(scope, construct_id)
         self.settings = settings = settings or CertificateSettings()
         device_policy.enable_rotation()
         self.alarm_topic = alarm_topic or AlarmTopic(self, "Alarms").topic
-        self.key = kms.Key(
+        self._log_retention, self._removal_policy = log_retention, removal_policy
+        self.key = encryption_key or kms.Key(
             self,
             "Key",
             description="iot-remote-access certificate rotation",
@@ -110,7 +148,9 @@ class CertificateRotation(Construct):
         self.ca = PrivateCa(
             self, "Ca", existing_ca_arn=settings.ca_arn, common_name=settings.ca_common_name
         )
-        self.inventory = CertificateInventory(self, "Inventory", encryption_key=self.key)
+        self.inventory = CertificateInventory(
+            self, "Inventory", encryption_key=self.key, removal_policy=removal_policy
+        )
         self.table = self.inventory.table
         self._queues()
         self._functions(device_policy)
@@ -130,6 +170,18 @@ class CertificateRotation(Construct):
             else None
         )
         self._alarms()
+
+    def metric_planner(self, name: str) -> cloudwatch.Metric:
+        """One of the daily planner's metrics (``PLANNER_METRICS``; Maximum, 1 day).
+
+        E.g. ``metric_planner("ExpiringWithin30Days")``.
+        """
+        props.check("CertificateRotation.metric_planner", name=(name, str))
+        if name not in PLANNER_METRICS:
+            raise ValueError(
+                f"name: {name!r} is not a planner metric; allowed: {', '.join(PLANNER_METRICS)}"
+            )
+        return _planner_metric(name)
 
     # -- queues: the planner fans work out to the worker --------------------------
 
@@ -193,6 +245,8 @@ class CertificateRotation(Construct):
                 timeout=cdk.Duration.seconds(timeout),
                 encryption_key=self.key,
                 shared_packages=SHARED,
+                log_retention=self._log_retention,
+                removal_policy=self._removal_policy,
             )
 
         self.signer = function("Signer", "cert_signer", "Signs device CSRs with the private CA", 60)
@@ -336,9 +390,9 @@ class CertificateRotation(Construct):
         self.rule_errors = logs.LogGroup(
             self,
             "RuleErrors",
-            retention=logs.RetentionDays.ONE_YEAR,
+            retention=self._log_retention,
             encryption_key=self.key,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=self._removal_policy,
         )
         region = cdk.Stack.of(self).region
         self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{region}.amazonaws.com"))

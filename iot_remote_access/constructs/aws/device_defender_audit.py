@@ -10,7 +10,7 @@ from aws_cdk import aws_iot as iot
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import nag
+from iot_remote_access.constructs.aws import nag, props
 
 #: Checks about certificates and policies (Device Defender Audit, unaffected by the
 #: closing of Detect to new customers).
@@ -38,6 +38,18 @@ class DeviceDefenderAudit(Construct):
     :param findings_topic: SNS topic for audit findings.
     :param expiring_threshold_days: DEVICE_CERTIFICATE_EXPIRING_CHECK threshold (30..3652).
     :param checks: Default: ``CERTIFICATE_CHECKS``.
+
+    Example::
+
+        from iot_remote_access.constructs.aws import AlarmTopic, DeviceDefenderAudit
+
+        DeviceDefenderAudit(
+            stack,
+            "DefenderAudit",
+            findings_topic=AlarmTopic(stack, "Findings").topic,
+            expiring_threshold_days=60,
+        )
+
     """
 
     def __init__(
@@ -49,6 +61,12 @@ class DeviceDefenderAudit(Construct):
         expiring_threshold_days: int,
         checks: Sequence[str] = CERTIFICATE_CHECKS,
     ) -> None:
+        props.check(
+            "DeviceDefenderAudit",
+            findings_topic=(findings_topic, props.I_TOPIC),
+            expiring_threshold_days=(expiring_threshold_days, int),
+            checks=(checks, props.SequenceOf(str)),
+        )
         super().__init__(scope, construct_id)
         _check_props(expiring_threshold_days, checks)
         stack = cdk.Stack.of(self)

@@ -9,6 +9,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
+
 #: The log group AWS IoT v2 logging always writes to; its name is fixed by AWS.
 IOT_LOG_GROUP_NAME = "AWSIotLogsV2"
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "DISABLED")
@@ -32,6 +34,15 @@ class IotLogging(Construct):
         Logs use it. Default: none (CloudWatch Logs' own encryption).
     :param retention: Default: one year.
     :param manage: create the logging configuration and the log group. Default: True.
+    :param removal_policy: of the log group. Default: RETAIN.
+
+    Example::
+
+        from aws_cdk import aws_logs as logs
+        from iot_remote_access.constructs.aws import IotLogging
+
+        IotLogging(stack, "IotLogging", level="WARN", retention=logs.RetentionDays.SIX_MONTHS)
+
     """
 
     def __init__(
@@ -43,7 +54,16 @@ class IotLogging(Construct):
         encryption_key: kms.IKey | None = None,
         retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         manage: bool = True,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        props.check(
+            "IotLogging",
+            level=(level, str),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            retention=(retention, logs.RetentionDays),
+            manage=(manage, bool),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
+        )
         super().__init__(scope, construct_id)
         if not cdk.Token.is_unresolved(level) and level not in LOG_LEVELS:
             raise ValueError(
@@ -63,7 +83,7 @@ class IotLogging(Construct):
             log_group_name=IOT_LOG_GROUP_NAME,
             encryption_key=encryption_key,
             retention=retention,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=removal_policy,
         )
         # aws:SourceAccount/SourceArn: only AWS IoT acting for this account may use the role.
         self.role = iam.Role(

@@ -30,6 +30,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
+from iot_remote_access.constructs.aws.key_policy import add_to_key_policy
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # .../iot_remote_access
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -100,11 +103,30 @@ class LibraryFunction(Construct):
     :param timeout: Default: 30 seconds.
     :param memory_size: Default: 256 MB.
     :param log_retention: Default: one year (audit records live in these logs).
-    :param encryption_key: KMS key for the log group and environment variables.
-        Default: AWS-owned keys (no key created per function).
+    :param encryption_key: any ``kms.IKey`` for the log group and environment
+        variables; CloudWatch Logs is granted its use (for an imported key, a
+        synthesis warning quotes the statement to add to its policy). Default:
+        AWS-owned keys (no key created per function).
     :param reserved_concurrent_executions: Default: unreserved.
     :param shared_packages: helper folders under ``lambdas`` staged with the handler.
         Default: none.
+    :param removal_policy: of the log group. Default: RETAIN (audit records).
+
+    Example::
+
+        import aws_cdk as cdk
+        from iot_remote_access.constructs.aws import LibraryFunction
+        from iot_remote_access.core.tunnel_rules import TunnelPolicy
+
+        LibraryFunction(
+            stack,
+            "Sweeper",
+            handler_package="tunnel_sweeper",
+            description="the library's tunnel sweeper on its own",
+            environment={"TUNNEL_POLICY": TunnelPolicy().to_json()},
+            timeout=cdk.Duration.minutes(1),
+        )
+
     """
 
     def __init__(
@@ -121,19 +143,34 @@ class LibraryFunction(Construct):
         encryption_key: kms.IKey | None = None,
         reserved_concurrent_executions: int | None = None,
         shared_packages: Sequence[str] = (),
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        props.check(
+            "LibraryFunction",
+            handler_package=(handler_package, str),
+            description=(description, str),
+            environment=(environment, props.optional(props.MappingOf())),
+            timeout=(timeout, props.optional(cdk.Duration)),
+            memory_size=(memory_size, props.WHOLE_NUMBER),
+            log_retention=(log_retention, logs.RetentionDays),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            reserved_concurrent_executions=(
+                reserved_concurrent_executions,
+                props.optional(props.WHOLE_NUMBER),
+            ),
+            shared_packages=(shared_packages, props.SequenceOf(str)),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
+        )
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
             self,
             "Logs",
             retention=log_retention,
             encryption_key=encryption_key,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=removal_policy,
         )
         if encryption_key is not None:
-            encryption_key.grant_encrypt_decrypt(
-                iam.ServicePrincipal(f"logs.{cdk.Stack.of(self).region}.amazonaws.com")
-            )
+            self._let_logs_use(encryption_key)
         # An explicit role with only the log-group grant: AWSLambdaBasicExecutionRole
         # would allow writing to every log group (cdk-nag AwsSolutions-IAM4).
         self.role = iam.Role(
@@ -171,6 +208,23 @@ class LibraryFunction(Construct):
                 reason="Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, "
                 "which support no resource-level permissions; every other grant is exact.",
             )
+        )
+
+    def _let_logs_use(self, key: kms.IKey) -> None:
+        logs_principal = iam.ServicePrincipal(f"logs.{cdk.Stack.of(self).region}.amazonaws.com")
+        if isinstance(key, kms.Key):
+            key.grant_encrypt_decrypt(logs_principal)
+            return
+        # A grant to a service on an imported key is dropped without a word: say so.
+        add_to_key_policy(
+            key,
+            self,
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsToUseKey",
+                principals=[logs_principal],
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" means this key
+            ),
         )
 
     def _powertools_layer(self) -> lambda_.ILayerVersion:

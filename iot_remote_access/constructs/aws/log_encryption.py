@@ -7,6 +7,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import IConstruct
 
+from iot_remote_access.constructs.aws.key_policy import add_to_key_policy
+
 
 def allow_cloudwatch_logs(
     key: kms.IKey, scope: IConstruct, *, sid: str = "AllowCloudWatchLogsForThisAccountsLogGroups"
@@ -14,12 +16,14 @@ def allow_cloudwatch_logs(
     """Add the key-policy statement an encrypted log group needs.
 
     Limited by the encryption context to log groups of the stack's account and
-    region, as the CloudWatch Logs user guide recommends. Does nothing for an
-    imported key (its policy is managed where the key is). ``sid`` names the
-    statement (a key policy's statement ids must be unique).
+    region, as the CloudWatch Logs user guide recommends. An imported key's policy
+    is managed where the key is: synthesis then warns with the statement to add
+    there. ``sid`` names the statement (a key policy's statement ids must be unique).
     """
     stack = cdk.Stack.of(scope)
-    key.add_to_resource_policy(
+    add_to_key_policy(
+        key,
+        scope,
         iam.PolicyStatement(
             sid=sid,
             principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
@@ -41,5 +45,5 @@ def allow_cloudwatch_logs(
                     )
                 }
             },
-        )
+        ),
     )

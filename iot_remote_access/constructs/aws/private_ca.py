@@ -6,6 +6,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_acmpca as acmpca
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
+
 #: Monthly price of one ACM Private CA in general-purpose mode (us-east-1 list price),
 #: plus a per-certificate charge; stated in docs/cost.md.
 GENERAL_PURPOSE_MONTHLY_USD = 400
@@ -21,6 +23,14 @@ class PrivateCa(Construct):
     :param existing_ca_arn: use this CA instead of creating one. Default: create.
     :param common_name: Default: "iot-remote-access device CA".
     :param validity_years: validity of the created CA's own certificate. Default: 10.
+
+    Example::
+
+        from iot_remote_access.constructs.aws import PrivateCa
+
+        ca = PrivateCa(stack, "Ca", common_name="Example device CA", validity_years=5)
+        ca.ca_arn  # or PrivateCa(stack, "Existing", existing_ca_arn="arn:aws:acm-pca:...")
+
     """
 
     def __init__(
@@ -32,6 +42,12 @@ class PrivateCa(Construct):
         common_name: str = "iot-remote-access device CA",
         validity_years: int = 10,
     ) -> None:
+        props.check(
+            "PrivateCa",
+            existing_ca_arn=(existing_ca_arn, props.optional(str)),
+            common_name=(common_name, str),
+            validity_years=(validity_years, int),
+        )
         super().__init__(scope, construct_id)
         self.authority: acmpca.CfnCertificateAuthority | None = None
         if existing_ca_arn is not None:

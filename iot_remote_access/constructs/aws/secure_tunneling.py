@@ -19,7 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import nag
+from iot_remote_access.constructs.aws import nag, props
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.tunnel_rules import (
@@ -49,6 +49,9 @@ class SecureTunneling(Construct):
       tunnels; an explicit Deny on ``iot:OpenTunnel`` and
       ``iot:RotateTunnelAccessToken`` (a rotation would hand out tokens around the broker).
 
+    ``grant_open(grantee)`` gives your own role or user what requesting a tunnel
+    needs (the broker's URL), as ``operator_policy`` does with listing and closing.
+
     Turns on ``device_policy.enable_tunneling()``: devices receive their
     destination token on ``$aws/things/{thing}/tunnels/notify``.
 
@@ -59,8 +62,26 @@ class SecureTunneling(Construct):
     :param encryption_key: KMS key for the functions' log groups (the audit records)
         and environment. Default: AWS-owned keys.
     :param log_retention: how long the audit records are kept. Default: one year.
+    :param removal_policy: of the functions' log groups (the audit records).
+        Default: RETAIN.
     :param operator_principal: who may assume ``operator_role`` (which carries the
         operator policy). Default: no role is created.
+
+    Example::
+
+        from aws_cdk import aws_iam as iam
+        from iot_remote_access.constructs.aws import DevicePolicy, SecureTunneling
+        from iot_remote_access.core.tunnel_rules import TunnelPolicy
+
+        tunnels = SecureTunneling(
+            stack,
+            "Tunnels",
+            device_policy=DevicePolicy(stack, "Fleet"),
+            policy=TunnelPolicy(allowed_services=["SSH"], max_lifetime_minutes=120),
+        )
+        operators = iam.Role(stack, "Operators", assumed_by=iam.AccountRootPrincipal())
+        tunnels.grant_open(operators)  # call the broker; it opens the tunnel
+
     """
 
     def __init__(
@@ -74,8 +95,20 @@ class SecureTunneling(Construct):
         encryption_key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         operator_principal: iam.IPrincipal | None = None,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        props.check(
+            "SecureTunneling",
+            device_policy=(device_policy, DevicePolicy),
+            policy=(policy, props.optional(TunnelPolicy)),
+            sweep_interval=(sweep_interval, cdk.Duration),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            log_retention=(log_retention, logs.RetentionDays),
+            operator_principal=(operator_principal, props.optional(props.I_PRINCIPAL)),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
+        )
         super().__init__(scope, construct_id)
+        self._removal_policy = removal_policy
         self.policy = policy or TunnelPolicy()
         if not cdk.Token.is_unresolved(sweep_interval.to_seconds()) and not (
             60 <= sweep_interval.to_seconds() <= 3600
@@ -100,6 +133,32 @@ class SecureTunneling(Construct):
                 max_session_duration=cdk.Duration.hours(1),
             )
 
+    def grant_open(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` request tunnels: call the broker through its function URL.
+
+        Exactly what an operator needs to reach the broker (the URL with IAM auth;
+        since October 2025 a URL call also needs ``lambda:InvokeFunction``, granted
+        only through the URL). It does not grant ``iot:OpenTunnel``: the broker
+        opens tunnels after its checks. For listing and closing tunnels too, attach
+        ``operator_policy``.
+        """
+        props.check("SecureTunneling.grant_open", grantee=(grantee, props.I_GRANTABLE))
+        broker = self.broker.function.function_arn
+        through_url = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["lambda:InvokeFunctionUrl"],
+            resource_arns=[broker],
+            conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+        )
+        return through_url.combine(
+            iam.Grant.add_to_principal(
+                grantee=grantee,
+                actions=["lambda:InvokeFunction"],
+                resource_arns=[broker],
+                conditions={"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+            )
+        )
+
     def _iot_arn(self, resource: str) -> str:
         return cdk.Stack.of(self).format_arn(
             service="iot",
@@ -120,6 +179,7 @@ class SecureTunneling(Construct):
             environment=self._environment,
             encryption_key=encryption_key,
             log_retention=log_retention,
+            removal_policy=self._removal_policy,
         )
         self.broker_url = self.broker.function.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.AWS_IAM
@@ -189,6 +249,7 @@ class SecureTunneling(Construct):
             environment=self._environment,
             encryption_key=encryption_key,
             log_retention=log_retention,
+            removal_policy=self._removal_policy,
             timeout=cdk.Duration.minutes(2),
         )
         self.sweeper.role.add_to_principal_policy(

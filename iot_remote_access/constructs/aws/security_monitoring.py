@@ -16,7 +16,7 @@ from aws_cdk import aws_logs_destinations as destinations
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import alarms
+from iot_remote_access.constructs.aws import alarms, props
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.iot_logging import IotLogging
@@ -45,6 +45,8 @@ from iot_remote_access.settings.monitoring import MonitoringSettings
 #: The telemetry-count records only feed Contributor Insights and one metric
 #: filter (both evaluate on arrival), so they are kept briefly.
 TELEMETRY_COUNT_RETENTION = logs.RetentionDays.ONE_WEEK
+#: The period of the detection alarms (and of ``metric_detection``'s default).
+DETECTION_PERIOD = cdk.Duration.minutes(5)
 #: Lambda allows 4 KB of environment variables per function in all.
 MAX_CONFIG_BYTES = 3000
 
@@ -72,7 +74,28 @@ class SecurityMonitoring(Construct):
         CloudTrail log group, the tunnel audit log group). Default: none.
     :param encryption_key: KMS key for the log groups, functions and export; a
         statement letting CloudWatch Logs use it for this account's log groups is
-        added to its policy. Default: a new key with rotation.
+        added to its policy (an imported key gets a synthesis warning quoting that
+        statement instead). Default: a new key with rotation.
+    :param removal_policy: of every log group, the SIEM export's buckets included.
+        Default: records are retained (IoT log, lifecycle events, rule errors,
+        function logs, export), the short-lived telemetry counts destroyed. How long
+        logs are kept is ``settings.log_retention_days`` (Default: 365).
+
+    Example::
+
+        from aws_cdk import aws_sns as sns
+        from iot_remote_access.constructs.aws import DevicePolicy, SecurityMonitoring
+        from iot_remote_access.settings import FleetSettings
+
+        settings = FleetSettings.parse({"monitoring": {"allowedSourceCidrs": ["198.51.100.0/24"]}})
+        SecurityMonitoring(
+            stack,
+            "Monitoring",
+            device_access=DevicePolicy(stack, "Fleet"),
+            settings=settings.monitoring,
+            alarm_topic=sns.Topic(stack, "OnCall"),  # any sns.ITopic
+        )
+
     """
 
     def __init__(
@@ -87,8 +110,21 @@ class SecurityMonitoring(Construct):
         event_bus: events.IEventBus | None = None,
         log_groups_to_export: Sequence[logs.ILogGroup] = (),
         encryption_key: kms.IKey | None = None,
+        removal_policy: cdk.RemovalPolicy | None = None,
     ) -> None:
+        props.check(
+            "SecurityMonitoring",
+            device_access=(device_access, (DeviceAccess, DevicePolicy)),
+            settings=(settings, props.optional(MonitoringSettings)),
+            alarm_topic=(alarm_topic, props.optional(props.I_TOPIC)),
+            incident_topic=(incident_topic, props.optional(props.I_TOPIC)),
+            event_bus=(event_bus, props.optional(props.I_EVENT_BUS)),
+            log_groups_to_export=(log_groups_to_export, props.SequenceOf(props.I_LOG_GROUP)),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            removal_policy=(removal_policy, props.optional(cdk.RemovalPolicy)),
+        )
         super().__init__(scope, construct_id)
+        self._removal_policy = removal_policy
         self.settings = settings or MonitoringSettings()
         s = self.settings
         self._device_access = device_access
@@ -130,6 +166,7 @@ class SecurityMonitoring(Construct):
                 encryption_key=self.key,
                 retention_days=s.siem_retention_days,
                 log_retention=self._retention,
+                removal_policy=self._kept,
             )
 
     # -- public -----------------------------------------------------------------------------
@@ -154,6 +191,21 @@ class SecurityMonitoring(Construct):
             exempt_client_ids=self._exempt,
         )
 
+    def metric_detection(
+        self, detection: Detection, *, period: cdk.Duration = DETECTION_PERIOD
+    ) -> cloudwatch.Metric:
+        """The fleet metric of ``detection`` in ``IotRemoteAccess/Security`` (Sum).
+
+        E.g. ``metric_detection(Detection.AUTHORIZATION_FAILURE)`` for your own
+        dashboard or a stricter alarm.
+        """
+        props.check(
+            "SecurityMonitoring.metric_detection",
+            detection=(detection, Detection),
+            period=(period, cdk.Duration),
+        )
+        return self._metric(detection, period)
+
     def export_log_group(self, log_group: logs.ILogGroup) -> None:
         """Add a log group to the SIEM export (e.g. one built after this construct)."""
         if self.siem_export is None:
@@ -162,6 +214,11 @@ class SecurityMonitoring(Construct):
                 "allowed: turn it on first"
             )
         self.siem_export.add_log_group(log_group)
+
+    @property
+    def _kept(self) -> cdk.RemovalPolicy:
+        """The removal policy of records: the user's, or RETAIN."""
+        return self._removal_policy or cdk.RemovalPolicy.RETAIN
 
     # -- parts ----------------------------------------------------------------------------
 
@@ -197,27 +254,28 @@ class SecurityMonitoring(Construct):
             encryption_key=self.key,
             retention=retention,
             manage=s.configure_iot_logging,
+            removal_policy=self._kept,
         )
         self.lifecycle_log_group = logs.LogGroup(
             self,
             "LifecycleEvents",
             encryption_key=self.key,
             retention=retention,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=self._kept,
         )
         self.telemetry_count_log_group = logs.LogGroup(
             self,
             "TelemetryCounts",
             encryption_key=self.key,
             retention=TELEMETRY_COUNT_RETENTION,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
+            removal_policy=self._removal_policy or cdk.RemovalPolicy.DESTROY,
         )
         self.rule_error_log_group = logs.LogGroup(
             self,
             "RuleErrors",
             encryption_key=self.key,
             retention=retention,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=self._kept,
         )
 
     # -- functions -----------------------------------------------------------------------
@@ -231,6 +289,7 @@ class SecurityMonitoring(Construct):
             "publish/subscribe log entries",
             encryption_key=self.key,
             log_retention=self._retention,
+            removal_policy=self._kept,
             environment={
                 CONFIG_ENVIRONMENT_VARIABLE: cdk.Lazy.string(_Producer(self._config_json)),
                 "EVENT_BUS_NAME": self.event_bus.event_bus_name,
@@ -303,6 +362,7 @@ class SecurityMonitoring(Construct):
             description="iot-remote-access: security alarm state changes to security events",
             encryption_key=self.key,
             log_retention=self._retention,
+            removal_policy=self._kept,
             environment={
                 ALARM_ROUTES_ENVIRONMENT_VARIABLE: stack.to_json_string(
                     {

@@ -11,6 +11,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
+
 #: IoT SQL version that keeps JSON arrays (the subscribe event's ``topics``);
 #: the default 2015-10-08 turns them into empty lists.
 SQL_VERSION = "2016-03-23"
@@ -33,6 +35,21 @@ class SecurityTopicRule(Construct):
     :param function: invoke it (asynchronously) with each match. Default: none.
     :param rule_name: Default: generated from the construct path (IoT rule names
         allow letters, digits and ``_``).
+
+    Example::
+
+        from aws_cdk import aws_logs as logs
+        from iot_remote_access.constructs.aws import SecurityTopicRule
+
+        SecurityTopicRule(
+            stack,
+            "TelemetryArchive",
+            sql="SELECT * FROM 'plant/+/up'",
+            description="keep the fleet's telemetry",
+            log_group=logs.LogGroup(stack, "Telemetry"),
+            error_log_group=logs.LogGroup(stack, "RuleErrors"),
+        )
+
     """
 
     def __init__(
@@ -47,6 +64,15 @@ class SecurityTopicRule(Construct):
         function: lambda_.IFunction | None = None,
         rule_name: str | None = None,
     ) -> None:
+        props.check(
+            "SecurityTopicRule",
+            sql=(sql, str),
+            description=(description, str),
+            error_log_group=(error_log_group, props.I_LOG_GROUP),
+            log_group=(log_group, props.optional(props.I_LOG_GROUP)),
+            function=(function, props.optional(props.I_FUNCTION)),
+            rule_name=(rule_name, props.optional(str)),
+        )
         super().__init__(scope, construct_id)
         if log_group is None and function is None:
             raise ValueError("log_group, function: both are None; allowed: at least one action")

@@ -12,7 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import nag
+from iot_remote_access.constructs.aws import nag, props
 from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
 
 #: Objects land under ``logs/YYYY/MM/DD/`` (UTC, the time Firehose received the
@@ -57,10 +57,22 @@ class SiemExport(Construct):
 
     :param log_groups: exported from the start; add more with :meth:`add_log_group`.
     :param encryption_key: for the bucket, the stream and its error log group; it
-        must let CloudWatch Logs use it (see ``allow_cloudwatch_logs``). Default: a
-        new key with rotation that does.
+        must let CloudWatch Logs use it (see ``allow_cloudwatch_logs``; for an
+        imported key synthesis warns with that statement). Default: a new key with
+        rotation that does.
     :param retention_days: days objects are kept. Default: 400.
     :param log_retention: of Firehose's own error log group. Default: one year.
+    :param removal_policy: of both buckets, the error log group and its stream.
+        Default: RETAIN (exported records outlive the stack).
+
+    Example::
+
+        from aws_cdk import aws_logs as logs
+        from iot_remote_access.constructs.aws import SiemExport
+
+        export = SiemExport(stack, "Siem", retention_days=90)
+        export.add_log_group(logs.LogGroup(stack, "AppLogs"))
+
     """
 
     def __init__(
@@ -72,8 +84,18 @@ class SiemExport(Construct):
         encryption_key: kms.IKey | None = None,
         retention_days: int = 400,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        props.check(
+            "SiemExport",
+            log_groups=(log_groups, props.SequenceOf(props.I_LOG_GROUP)),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            retention_days=(retention_days, int),
+            log_retention=(log_retention, logs.RetentionDays),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
+        )
         super().__init__(scope, construct_id)
+        self._removal_policy = removal_policy
         if retention_days < 1:
             raise ValueError(
                 f"retention_days: {retention_days!r} is below 1; allowed: days, e.g. 400"
@@ -83,6 +105,9 @@ class SiemExport(Construct):
                 self, "Key", description="iot-remote-access SIEM export", enable_key_rotation=True
             )
             allow_cloudwatch_logs(encryption_key, self)
+        elif not isinstance(encryption_key, kms.Key):
+            # An imported key: its policy is not ours, so this warns with the statement.
+            allow_cloudwatch_logs(encryption_key, self)
         self.key = encryption_key
         self._buckets(retention_days)
         self.error_log_group = logs.LogGroup(
@@ -90,7 +115,7 @@ class SiemExport(Construct):
             "DeliveryErrors",
             encryption_key=self.key,
             retention=log_retention,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=removal_policy,
         )
         self._delivery_role()
         self._stream()
@@ -111,7 +136,7 @@ class SiemExport(Construct):
             enforce_ssl=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(retention_days))],
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=self._removal_policy,
         )
         nag.acknowledge(
             self.access_log_bucket,
@@ -148,7 +173,7 @@ class SiemExport(Construct):
                     abort_incomplete_multipart_upload_after=cdk.Duration.days(7),
                 )
             ],
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=self._removal_policy,
         )
 
     # -- Firehose: its role and the stream ------------------------------------------------
@@ -202,7 +227,7 @@ class SiemExport(Construct):
             self,
             "DeliveryErrorStream",
             log_group=self.error_log_group,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            removal_policy=self._removal_policy,
         )
         self.delivery_stream = firehose.CfnDeliveryStream(
             self,
@@ -269,6 +294,15 @@ class SiemExport(Construct):
                 resources=[self.delivery_stream.attr_arn],
             )
         )
+
+    def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` (a SIEM's or Athena's role) read the exported objects.
+
+        Read on the bucket and its objects, and decrypt with its key; nothing that
+        writes or deletes.
+        """
+        props.check("SiemExport.grant_read", grantee=(grantee, props.I_GRANTABLE))
+        return self.bucket.grant_read(grantee)
 
     def add_log_group(
         self, log_group: logs.ILogGroup, *, filter_pattern: str = ""
