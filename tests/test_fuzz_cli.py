@@ -5,7 +5,7 @@ entry point in-process (``iot_remote_access.cli.main``), asserting the contract:
 exit 2, one short terminal-safe line naming the field or file, no traceback,
 nothing on stdout, nothing written, bounded time and memory. CI runs a modest,
 derandomized number of examples (the ``ci`` profile of ``tests/conftest.py``);
-``HOSTILE_FUZZ_EXAMPLES=2000`` runs the long campaign (docs/hostile-cli.md).
+``IRA_FUZZ_EXAMPLES=2000`` runs the long campaign (docs/hostile-cli.md).
 A few representative cases run the installed console script in a subprocess:
 ``tests/test_hostile_cli_regressions.py``.
 """

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from tests.support.cli_runner import CliResult, run_cli
 
 CONSOLE_SCRIPT = str(Path(sys.executable).parent / "iot-remote-access")
-#: Examples per fuzz test: modest in CI; ``HOSTILE_FUZZ_EXAMPLES=2000`` for the long run.
-EXAMPLES = int(os.environ.get("HOSTILE_FUZZ_EXAMPLES", "12"))
+#: Examples per fuzz test: modest in CI; ``IRA_FUZZ_EXAMPLES=2000`` for the long run.
+EXAMPLES = int(os.environ.get("IRA_FUZZ_EXAMPLES", "12"))
 #: The longest error line the contract allows (the CLI cuts at 1000 + a note).
 MAX_LINE = 1100
 #: Per input: generous for a loaded 2-core CI machine, far below an alias bomb's minutes.
