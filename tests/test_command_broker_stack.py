@@ -25,22 +25,27 @@ from tests.support.aws_synth import cfn_lint_errors, synth_checked
 
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 HANDLER = "iot_remote_access.lambdas.command_broker.handler.handler"
-CATALOGUE = CommandsSettings.model_validate(
-    {
-        "enabled": True,
-        "catalogue": [
-            {
-                "name": "diagnostics",
-                "purpose": "maintenance",
-                "senders": [f"arn:aws:iam::{ACCOUNT}:role/iot-operators"],
-                "arguments": {
-                    "type": "object",
-                    "properties": {"level": {"type": "string", "enum": ["basic"], "maxLength": 5}},
-                    "additionalProperties": False,
-                },
-            }
-        ],
-    }
+# As settings files are read: JSON mode (lists for tuples), strict types.
+CATALOGUE = CommandsSettings.model_validate_json(
+    json.dumps(
+        {
+            "enabled": True,
+            "catalogue": [
+                {
+                    "name": "diagnostics",
+                    "purpose": "maintenance",
+                    "senders": [f"arn:aws:iam::{ACCOUNT}:role/iot-operators"],
+                    "arguments": {
+                        "type": "object",
+                        "properties": {
+                            "level": {"type": "string", "enum": ["basic"], "maxLength": 5}
+                        },
+                        "additionalProperties": False,
+                    },
+                }
+            ],
+        }
+    )
 ).command_catalogue()
 
 

@@ -16,10 +16,12 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 
 from iot_remote_access.constructs.aws import (
+    AccessLedger,
     AlarmTopic,
     AuditTrail,
     CertificateInventory,
     CertificateRotation,
+    CommandBroker,
     DeviceDefenderAudit,
     DevicePolicy,
     IotLogging,
@@ -47,6 +49,14 @@ def _logs(stack: cdk.Stack) -> logs.LogGroup:
 
 
 WRONG_TYPES: dict[str, tuple[Callable[[cdk.Stack], Any], str]] = {
+    "AccessLedger": (
+        lambda s: AccessLedger(s, "L", retention_days="730"),
+        r"^AccessLedger retention_days: got str '730'; allowed: int or a CDK number token$",
+    ),
+    "CommandBroker": (
+        lambda s: CommandBroker(s, "C", topics="cmd/{thing}/commands"),
+        r"^CommandBroker topics: got str 'cmd/\{thing\}/commands'; allowed: topics\.TopicModel or None$",
+    ),
     "AlarmTopic": (
         lambda s: AlarmTopic(s, "T", email_addresses="ops@example.com"),
         r"^AlarmTopic email_addresses: got str 'ops@example\.com'; allowed: a list of str$",

@@ -29,6 +29,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.ledger import (
     DEFAULT_ANCHOR_MINUTES,
@@ -64,6 +65,17 @@ class AccessLedger(Construct):
 
     Public attributes: ``table``, ``bucket``, ``key``, ``anchor_function`` (a
     ``LibraryFunction``), ``schedule``, ``anchor_failures_alarm``.
+
+    Example::
+
+        from aws_cdk import aws_iam as iam
+        from iot_remote_access.constructs.aws import AccessLedger
+
+        ledger = AccessLedger(stack, "Ledger", retention_days=730)
+        writer = iam.Role(
+            stack, "Writer", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
+        )
+        ledger.grant_append(writer)
     """
 
     def __init__(
@@ -78,6 +90,15 @@ class AccessLedger(Construct):
         alarm_topic: sns.ITopic | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        props.check(
+            "AccessLedger",
+            retention_days=(retention_days, props.WHOLE_NUMBER),
+            anchor_interval_minutes=(anchor_interval_minutes, props.WHOLE_NUMBER),
+            ledger_id=(ledger_id, str),
+            key=(key, props.optional(props.I_KEY)),
+            alarm_topic=(alarm_topic, props.optional(props.I_TOPIC)),
+            removal_policy=(removal_policy, cdk.RemovalPolicy),
+        )
         super().__init__(scope, construct_id)
         for field, problem in (
             ("retention_days", retention_problem(retention_days)),
@@ -148,6 +169,7 @@ class AccessLedger(Construct):
     def grant_append(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` read the head of this ledger and append records to it (no update,
         no delete), on this ledger's partition only."""
+        props.check("AccessLedger.grant_append", grantee=(grantee, props.I_GRANTABLE))
         grant = iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["dynamodb:Query", "dynamodb:PutItem"],

@@ -19,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from iot_remote_access.constructs.aws import props
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.commands import CommandCatalogue
@@ -91,6 +92,18 @@ class CommandBroker(Construct):
     :param log_retention: how long the audit records are kept. Default: one year.
     :param device_policy: the fleet's policy; gets ``enable_commands()`` (each device may
         publish on its own responses topic). Default: none (grant it yourself).
+
+    Example::
+
+        from iot_remote_access.constructs.aws import CommandBroker, DevicePolicy
+        from iot_remote_access.core.commands import CommandCatalogue
+
+        commands = CommandBroker(
+            stack,
+            "Commands",
+            catalogue=CommandCatalogue(),
+            device_policy=DevicePolicy(stack, "Fleet"),
+        )
     """
 
     def __init__(
@@ -105,6 +118,15 @@ class CommandBroker(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         device_policy: DevicePolicy | None = None,
     ) -> None:
+        props.check(
+            "CommandBroker",
+            catalogue=(catalogue, props.optional(CommandCatalogue)),
+            topics=(topics, props.optional(TopicModel)),
+            thing_name_pattern=(thing_name_pattern, str),
+            encryption_key=(encryption_key, props.optional(props.I_KEY)),
+            log_retention=(log_retention, logs.RetentionDays),
+            device_policy=(device_policy, props.optional(DevicePolicy)),
+        )
         super().__init__(scope, construct_id)
         self.catalogue = catalogue or CommandCatalogue()
         self.topics = topics or TopicModel()
