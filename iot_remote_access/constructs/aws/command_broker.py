@@ -165,6 +165,12 @@ class CommandBroker(Construct):
         self.broker_url = self.broker.function.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.AWS_IAM
         )
+        self._grant_broker(command_topics, iot_arn("thing/*"))
+
+        self._responses(catalogue_json, encryption_key, log_retention)
+        self.operator_policy = self._operator_policy(command_topics)
+
+    def _grant_broker(self, command_topics: str, things: str) -> None:
         role = self.broker.role
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -175,7 +181,7 @@ class CommandBroker(Construct):
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="CheckThings", actions=["iot:DescribeThing"], resources=[iot_arn("thing/*")]
+                sid="CheckThings", actions=["iot:DescribeThing"], resources=[things]
             )
         )
         # GetItem: replies to retried client tokens and GET /commands/<id>.
@@ -187,9 +193,6 @@ class CommandBroker(Construct):
             "of the thing ARN is not known at deploy time. No other topic is granted.",
             [publish_resource(self.topics), "thing/*"],
         )
-
-        self._responses(catalogue_json, encryption_key, log_retention)
-        self.operator_policy = self._operator_policy(command_topics)
 
     def _operator_policy(self, command_topics: str) -> iam.ManagedPolicy:
         return iam.ManagedPolicy(
