@@ -48,6 +48,7 @@ from iot_remote_access.core.commands import (
     parse_send_request,
     validate_command_id,
 )
+from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.core.topics import THING_NAME_RULE, TopicModel
 
 #: Set by the CommandBroker construct.
@@ -58,7 +59,7 @@ THING_NAME_PATTERN_VARIABLE = "THING_NAME_PATTERN"
 TABLE_VARIABLE = "EXECUTIONS_TABLE"
 ROUTE = ("POST", "/commands")
 
-logger = Logger()
+logger = Logger(json_serializer=json_for_logs)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
 for _noisy in ("botocore", "boto3", "urllib3"):
     logging.getLogger(_noisy).setLevel(logging.INFO)

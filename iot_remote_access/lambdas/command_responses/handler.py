@@ -36,6 +36,7 @@ from iot_remote_access.core.commands import (
     parse_response,
     validate_command_id,
 )
+from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.core.topics import DEFAULT_COMMAND_RESPONSES_TOPIC, thing_from_topic
 
 CATALOGUE_VARIABLE = "COMMAND_CATALOGUE"
@@ -44,7 +45,7 @@ TABLE_VARIABLE = "EXECUTIONS_TABLE"
 #: base64 of the largest response accepted, plus padding.
 MAX_ENCODED_BYTES = 4 * (MAX_RESPONSE_BYTES // 3 + 1)
 
-logger = Logger()
+logger = Logger(json_serializer=json_for_logs)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
 _table: Any = None
 

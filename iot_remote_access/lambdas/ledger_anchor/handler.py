@@ -22,13 +22,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from iot_remote_access.core.ledger import Anchor, format_time
 from iot_remote_access.core.ledger_verify import verify
+from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.lambdas.ledger.anchors import latest_anchor, put_anchor
 from iot_remote_access.lambdas.ledger.store import CLIENT_CONFIG, ID_VARIABLE, LedgerStore
 
 BUCKET_VARIABLE = "ANCHOR_BUCKET"
 TABLE_VARIABLE = "LEDGER_TABLE"
 
-logger = Logger()
+logger = Logger(json_serializer=json_for_logs)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
 
 

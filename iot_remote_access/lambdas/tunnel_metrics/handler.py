@@ -23,7 +23,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from iot_remote_access.core.log_safety import install_token_redaction
+from iot_remote_access.core.log_safety import install_token_redaction, json_for_logs
 from iot_remote_access.core.tunnel_metrics import (
     DEFAULT_RENEWAL_WINDOW,
     NAMESPACE,
@@ -36,7 +36,7 @@ from iot_remote_access.lambdas.tunnel_metrics.aws_state import (
 )
 from iot_remote_access.lambdas.tunnel_metrics.ledger import TwoCallLedger
 
-logger = Logger()
+logger = Logger(json_serializer=json_for_logs)
 # CloudTrail's OpenTunnel events reach this function and botocore logs bodies at DEBUG:
 # redact access tokens in every record of the process, whatever the level.
 install_token_redaction(logger)
