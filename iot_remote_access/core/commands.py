@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from iot_remote_access.core import strict_json
 from iot_remote_access.core.argument_schema import SchemaError, check_schema, shown, validate
+from iot_remote_access.core.rule_error import RuleError
 from iot_remote_access.core.topics import (
     THING_NAME_RULE,
     TopicModel,
@@ -74,18 +75,8 @@ EMPTY_ARGUMENTS: dict[str, Any] = {
 EMPTY_RESULT: dict[str, Any] = EMPTY_ARGUMENTS
 
 
-class CommandRuleError(ValueError):
-    """A catalogue, request, command or response that breaks a rule.
-
-    ``field`` names what was wrong, ``problem`` says the value received and what
-    is allowed, ``status`` is the HTTP status a broker answers with.
-    """
-
-    def __init__(self, field_name: str, problem: str, *, status: int = 400) -> None:
-        super().__init__(f"{field_name}: {problem}")
-        self.field = field_name
-        self.problem = problem
-        self.status = status
+class CommandRuleError(RuleError):
+    """A catalogue, request, command or response that breaks a rule."""
 
     @classmethod
     def from_schema(cls, error: SchemaError, *, status: int = 400) -> CommandRuleError:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
+from iot_remote_access.core.rule_error import RuleError
 from iot_remote_access.core.topics import THING_NAME_RULE, TopicModelError, validate_thing_name
 
 #: AWS's own bounds for ``timeoutConfig.maxLifetimeTimeoutMinutes``.
@@ -56,18 +57,8 @@ CLOSE_LIFETIME_EXCEEDED = "lifetime-exceeded"
 CLOSE_SOURCE_NOT_CONNECTED = "source-not-connected"
 
 
-class TunnelRuleError(ValueError):
-    """A request or setting that breaks a tunnel rule.
-
-    ``field`` names what was wrong, ``problem`` says the value received and what
-    is allowed, ``status`` is the HTTP status the broker answers with.
-    """
-
-    def __init__(self, field_name: str, problem: str, *, status: int = 400) -> None:
-        super().__init__(f"{field_name}: {problem}")
-        self.field = field_name
-        self.problem = problem
-        self.status = status
+class TunnelRuleError(RuleError):
+    """A request or setting that breaks a tunnel rule."""
 
 
 def _shown(value: object, limit: int = 60) -> str:
