@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 
 from iot_remote_access.core.reach_automata import (
     HASH,
@@ -34,7 +35,9 @@ from iot_remote_access.core.reach_automata import (
     Pattern,
     PatternMachine,
     Union,
+    alphabet,
 )
+from iot_remote_access.core.reach_filters import FiltersMatching
 from iot_remote_access.core.topics import THING_PLACEHOLDER, DeviceAccess
 
 #: The attacker's name in reports; any valid thing name gives the same answers
@@ -109,8 +112,17 @@ def template_pattern(template: str) -> Pattern:
     return Pattern((*head, SLOT, *rest))
 
 
-def owned_machine(templates: Iterable[Pattern], attacker: str) -> Union:
+@lru_cache(maxsize=64)
+def owned_machine(templates: tuple[Pattern, ...], attacker: str) -> Union:
+    """ "A topic of another device", shared by every analysis with the same templates."""
     return Union([PatternMachine(p, attacker) for p in templates])
+
+
+@lru_cache(maxsize=64)
+def owned_filters(templates: tuple[Pattern, ...], attacker: str) -> FiltersMatching:
+    """Filters matching a topic of another device (its own alphabet: the templates' only)."""
+    chars = alphabet(templates, extra=attacker)
+    return FiltersMatching(owned_machine(templates, attacker), chars)
 
 
 def _regex(pattern: Pattern) -> str:

@@ -129,6 +129,8 @@ class PatternMachine:
         self.mqtt = pattern.mqtt
         self.attacker = attacker
         self.dead = pattern is NOTHING
+        # Searches revisit the same states many times: each transition is computed once.
+        self._steps: dict[tuple[Hashable, str], Any] = {}
         ends_in_hash = len(self.tokens) >= 2 and self.tokens[-2:] == ("/", HASH)
         self.parent_accept = len(self.tokens) - 2 if ends_in_hash else -1
 
@@ -173,6 +175,13 @@ class PatternMachine:
         return None  # the "nothing" token
 
     def step(self, state: Hashable, char: str) -> tuple[frozenset[tuple[int, int]], bool] | None:
+        key = (state, char)
+        if key not in self._steps:
+            self._steps[key] = self._step(state, char)
+        result: tuple[frozenset[tuple[int, int]], bool] | None = self._steps[key]
+        return result
+
+    def _step(self, state: Hashable, char: str) -> tuple[frozenset[tuple[int, int]], bool] | None:
         items, started = cast("tuple[Any, ...]", state)
         moved = {
             nxt
@@ -192,17 +201,21 @@ class Union:
 
     def __init__(self, machines: Sequence[Machine]) -> None:
         self.machines = [m for m in machines if m.start() is not None]
+        self._steps: dict[tuple[Hashable, str], tuple[Any, ...] | None] = {}
 
     def start(self) -> tuple[Any, ...] | None:
         states = tuple(m.start() for m in self.machines)
         return states if any(s is not None for s in states) else None
 
     def step(self, state: Hashable, char: str) -> tuple[Any, ...] | None:
-        states = tuple(
-            None if s is None else m.step(s, char)
-            for m, s in zip(self.machines, state, strict=True)  # type: ignore[call-overload]
-        )
-        return states if any(s is not None for s in states) else None
+        key = (state, char)
+        if key not in self._steps:
+            states = tuple(
+                None if s is None else m.step(s, char)
+                for m, s in zip(self.machines, state, strict=True)  # type: ignore[call-overload]
+            )
+            self._steps[key] = states if any(s is not None for s in states) else None
+        return self._steps[key]
 
     def accepts(self, state: Hashable) -> bool:
         return any(

@@ -39,6 +39,7 @@ from iot_remote_access.core.reach import (
     ReachReport,
     Severity,
     model_templates,
+    owned_filters,
     owned_machine,
     readable,
     victim_of,
@@ -58,7 +59,7 @@ from iot_remote_access.core.reach_automata import (
     mqtt_filter_pattern,
     shortest_accepted,
 )
-from iot_remote_access.core.reach_filters import Difference, FiltersMatching, TopicsCovered
+from iot_remote_access.core.reach_filters import Difference, TopicsCovered
 
 THING_NAME = "iot:Connection.Thing.ThingName"
 CLIENT_ID = "iot:ClientId"
@@ -254,6 +255,44 @@ class _Policy:
         prefix = self.prefix + _RESOURCE_KIND[operation]
         return PrefixedMachine(Difference(Union(allows), Union(denies)), prefix)
 
+    def literal_candidates(self, operation: Operation, connection: Connection) -> list[str] | None:
+        """The only strings an Allow can match, when every Allow names exact resources.
+
+        Then the allowed set is finite, and checking each string against the product
+        answers the question exactly, without a search (the library's own policies).
+        None when some Allow has a wildcard or a NotResource.
+        """
+        prefix = self.prefix + _RESOURCE_KIND[operation]
+        candidates: set[str] = set()
+        for statement in self.statements:
+            if not (statement.allow and _action_matches(statement, operation)):
+                continue
+            if statement.not_resources:
+                return None
+            for resource in statement.resources:
+                pattern = glob_pattern(resource, connection.variables())
+                if matches_nothing(pattern):
+                    continue
+                if not all(isinstance(t, str) for t in pattern.tokens):
+                    return None
+                text = "".join(str(t) for t in pattern.tokens)
+                if text.startswith(prefix):
+                    candidates.add(text[len(prefix) :])
+        return sorted(candidates, key=lambda c: (len(c), c))
+
+    def search(
+        self,
+        operation: Operation,
+        connection: Connection,
+        machines: list[Machine],
+        chars: tuple[str, ...],
+    ) -> str | None:
+        """The shortest string every machine accepts (machines[0]: what ``operation`` allows)."""
+        literal = self.literal_candidates(operation, connection)
+        if literal is not None:
+            return next((c for c in literal if accepted(machines, c)), None)
+        return shortest_accepted(machines, all, chars, required=range(len(machines)))
+
     def templates(self) -> tuple[Pattern, ...]:
         """The topic model's templates and the policy's own per-device resources."""
         own = {SLOT: SLOT}
@@ -306,7 +345,7 @@ def _connect_as_other(policy: _Policy, chars: tuple[str, ...]) -> Reach | None:
         policy.allowed(Operation.CONNECT, requested),
         PatternMachine(Pattern((SLOT,)), policy.attacker),
     ]
-    client_id = shortest_accepted(machines, all, chars, required=(0, 1))
+    client_id = policy.search(Operation.CONNECT, requested, machines, chars)
     if client_id is None:
         return None
     client_id, _ = readable(client_id, client_id, lambda t: accepted(machines, t))
@@ -327,13 +366,13 @@ def _topic_reach(
             [policy.allowed(Operation.RECEIVE, connection), owned, TopicsCovered(subscribe)],
         ),
     ):
-        topic = shortest_accepted(machines, all, chars, required=range(len(machines)))
+        topic = policy.search(operation, connection, machines, chars)
         if topic is not None:
             victim = victim_of(templates, topic, policy.attacker)
             topic, victim = readable(topic, victim, partial(accepted, machines))
             found.append(Reach(operation, Severity.HIGH, topic, victim, client_id=via))
-    filters = [subscribe, FiltersMatching(owned, chars)]
-    topic_filter = shortest_accepted(filters, all, chars, required=(0, 1))
+    filters = [subscribe, owned_filters(templates, policy.attacker)]
+    topic_filter = policy.search(Operation.SUBSCRIBE, connection, filters, chars)
     if topic_filter is not None:
         found.append(_subscription(policy, topic_filter, filters, owned, templates, chars, via))
     return found
