@@ -32,6 +32,7 @@ from iot_remote_access.core.reach_automata import (
     READABLE_NAME,
     SLOT,
     STAR,
+    Machine,
     Pattern,
     PatternMachine,
     Union,
@@ -92,6 +93,7 @@ class ReachReport:
         return tuple(f for f in self.findings if f.severity is Severity.HIGH)
 
 
+@lru_cache(maxsize=8)
 def model_templates(access: DeviceAccess | None = None) -> tuple[Pattern, ...]:
     """Topics of a device by the topic model (default: every capability on)."""
     access = access or DeviceAccess(
@@ -112,17 +114,43 @@ def template_pattern(template: str) -> Pattern:
     return Pattern((*head, SLOT, *rest))
 
 
+def owned_machine(templates: tuple[Pattern, ...], attacker: str) -> Machine:
+    """ "A topic of another device": the shared part (the topic model) built once per process."""
+    base, extra = _split(templates)
+    shared = _shared_owned(base, attacker)
+    if not extra:
+        return shared
+    return Union([shared, *[PatternMachine(p, attacker) for p in extra]])
+
+
+def owned_filters(templates: tuple[Pattern, ...], attacker: str) -> Machine:
+    """Filters matching a topic of another device (a union distributes over templates)."""
+    base, extra = _split(templates)
+    shared = _shared_filters(base, attacker)
+    if not extra:
+        return shared
+    own = Union([PatternMachine(p, attacker) for p in extra])
+    return Union([shared, FiltersMatching(own, alphabet(extra, extra=attacker))])
+
+
+def _split(templates: tuple[Pattern, ...]) -> tuple[tuple[Pattern, ...], tuple[Pattern, ...]]:
+    """(the topic model's templates, the document's own ones not already among them)."""
+    model = model_templates()
+    if templates[: len(model)] != model:
+        return templates, ()
+    return model, tuple(dict.fromkeys(p for p in templates[len(model) :] if p not in model))
+
+
 @lru_cache(maxsize=64)
-def owned_machine(templates: tuple[Pattern, ...], attacker: str) -> Union:
-    """ "A topic of another device", shared by every analysis with the same templates."""
+def _shared_owned(templates: tuple[Pattern, ...], attacker: str) -> Union:
     return Union([PatternMachine(p, attacker) for p in templates])
 
 
 @lru_cache(maxsize=64)
-def owned_filters(templates: tuple[Pattern, ...], attacker: str) -> FiltersMatching:
-    """Filters matching a topic of another device (its own alphabet: the templates' only)."""
-    chars = alphabet(templates, extra=attacker)
-    return FiltersMatching(owned_machine(templates, attacker), chars)
+def _shared_filters(templates: tuple[Pattern, ...], attacker: str) -> FiltersMatching:
+    # Its own alphabet (the templates' characters) suffices: characters the templates
+    # do not name behave like the fresh representatives inside this automaton.
+    return FiltersMatching(_shared_owned(templates, attacker), alphabet(templates, extra=attacker))
 
 
 def _regex(pattern: Pattern) -> str:

@@ -246,14 +246,24 @@ class _Policy:
             patterns = [glob_pattern(r, connection.variables()) for r in statement.resources]
             if any(matches_nothing(p) for p in patterns):
                 self.notes.add("a policy variable the analysis cannot resolve matches nothing")
-            machine: Machine = Union([PatternMachine(p, self.attacker) for p in patterns])
+            prefix = self.prefix + _RESOURCE_KIND[operation]
+            machine: Machine = Union(
+                [_resource_machine(p, prefix, self.attacker) for p in patterns]
+            )
             if statement.not_resources:
                 machine = Complement(machine)
             if constraint is not None:
                 machine = Intersection([machine, constraint])
             (allows if statement.allow else denies).append(machine)
-        prefix = self.prefix + _RESOURCE_KIND[operation]
-        return PrefixedMachine(Difference(Union(allows), Union(denies)), prefix)
+        return Difference(Union(allows), Union(denies))
+
+    def covered(self, subscribe: Machine, connection: Connection) -> Machine:
+        """Topics some allowed subscription matches (a finite union when filters are exact)."""
+        literal = self.literal_candidates(Operation.SUBSCRIBE, connection)
+        if literal is None:
+            return TopicsCovered(subscribe)
+        filters = [f for f in literal if accepted([subscribe], f)]
+        return Union([PatternMachine(mqtt_filter_pattern(f), self.attacker) for f in filters])
 
     def literal_candidates(self, operation: Operation, connection: Connection) -> list[str] | None:
         """The only strings an Allow can match, when every Allow names exact resources.
@@ -363,7 +373,11 @@ def _topic_reach(
         (Operation.PUBLISH, [policy.allowed(Operation.PUBLISH, connection), owned]),
         (
             Operation.RECEIVE,
-            [policy.allowed(Operation.RECEIVE, connection), owned, TopicsCovered(subscribe)],
+            [
+                policy.allowed(Operation.RECEIVE, connection),
+                owned,
+                policy.covered(subscribe, connection),
+            ],
         ),
     ):
         topic = policy.search(operation, connection, machines, chars)
@@ -457,7 +471,6 @@ def _client_id_constraint(
     """
     rest: dict[str, Any] = {}
     constraints: list[Machine] = []
-    prefix = policy.prefix + _RESOURCE_KIND[Operation.CONNECT]
     for operator, pairs in condition.items():
         kept = {}
         for key, expected in pairs.items() if isinstance(pairs, Mapping) else ():
@@ -467,11 +480,21 @@ def _client_id_constraint(
                 continue
             values = _strings(expected) or [str(expected)]
             literal = base == "StringEquals"
-            patterns = [
-                Pattern(tuple(prefix + v)) if literal else glob_pattern(prefix + v) for v in values
-            ]
+            patterns = [Pattern(tuple(v)) if literal else glob_pattern(v) for v in values]
             machine: Machine = Union([PatternMachine(p, policy.attacker) for p in patterns])
             constraints.append(Complement(machine) if "Not" in str(operator) else machine)
         if kept or not isinstance(pairs, Mapping):
             rest[operator] = kept if isinstance(pairs, Mapping) else pairs
     return rest, (Intersection(constraints) if constraints else None)
+
+
+def _resource_machine(pattern: Pattern, prefix: str, attacker: str) -> Machine:
+    """A resource pattern as a machine over what follows ``prefix`` (``arn:...:topic/``).
+
+    Most resources spell the prefix out; their machine starts after it. Others
+    (``*``, ``arn:aws:iot:*:*:topic/...``) read the prefix first.
+    """
+    head = pattern.tokens[: len(prefix)]
+    if len(head) == len(prefix) and all(t == c for t, c in zip(head, prefix, strict=True)):
+        return PatternMachine(Pattern(pattern.tokens[len(prefix) :]), attacker)
+    return PrefixedMachine(PatternMachine(pattern, attacker), prefix)
