@@ -17,8 +17,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from iot_remote_access.core.hivemq_permissions import Activity, HivemqPermission
 from iot_remote_access.core.reach import Operation, Reach, Severity, template_pattern
 from iot_remote_access.core.reach_aws import analyze_policy
+from iot_remote_access.core.reach_hivemq import analyze_role
 from iot_remote_access.core.reach_mosquitto import analyze_acl
 from tests.support import reach_oracle as oracle
 
@@ -133,3 +135,37 @@ def test_mosquitto_analysis_agrees_with_the_oracle(acl: str) -> None:
         assert oracle.mosquitto_allows(acl, access, found.witness, client_id), found
         assert oracle.owner(found.witness), found
         assert found.severity is Severity.HIGH
+
+
+_HIVEMQ_LEVELS = (*oracle.LEVELS, "${mqtt-clientid}", "+", "#")
+
+
+@st.composite
+def hivemq_roles(draw: st.DrawFn) -> list[tuple[str, str]]:
+    return [
+        (
+            draw(st.sampled_from(("PUBLISH", "SUBSCRIBE"))),
+            "/".join(draw(st.lists(st.sampled_from(_HIVEMQ_LEVELS), min_size=1, max_size=3))),
+        )
+        for _ in range(draw(st.integers(1, 4)))
+    ]
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hivemq_roles())
+def test_hivemq_analysis_agrees_with_the_oracle(role: list[tuple[str, str]]) -> None:
+    permissions = tuple(HivemqPermission(topic, Activity(activity), "") for activity, topic in role)
+    report = analyze_role(permissions, source="role", templates=TEMPLATES, attacker=oracle.ATTACKER)
+    reported = {f.operation.value for f in report.lateral}
+    assert oracle.hivemq_reach(role) <= reported, report
+    for found in report.lateral:
+        client_id = found.client_id or oracle.ATTACKER
+        granted = [(a, t.replace("${mqtt-clientid}", client_id)) for a, t in role]
+        topic = found.victim_topic or found.witness
+        assert oracle.owner(topic), found
+        if found.operation is Operation.PUBLISH:
+            assert any(a == "PUBLISH" and oracle.mqtt_matches(t, topic) for a, t in granted)
+        else:
+            assert any(
+                a == "SUBSCRIBE" and oracle.filter_within(found.witness, t) for a, t in granted
+            ), found

@@ -229,3 +229,30 @@ def mosquitto_reach(acl: str) -> set[str]:
             if mosquitto_allows(acl, "read", topic, client_id):
                 reached.add("receive")
     return reached
+
+
+# --- HiveMQ ESE permissions -------------------------------------------------
+
+
+def filter_within(requested: str, granted: str) -> bool:
+    """Every topic ``requested`` matches is matched by ``granted`` (HiveMQ's subscribe check)."""
+    return all(
+        mqtt_matches(granted, topic) for topic in topics(4) if mqtt_matches(requested, topic)
+    )
+
+
+def hivemq_reach(permissions: list[tuple[str, str]]) -> set[str]:
+    """``permissions``: (activity, topic with ${mqtt-clientid}); any client id may be sent."""
+    reached: set[str] = set()
+    candidate_filters = list(filters())
+    for client_id in CLIENT_IDS:
+        granted = [(a, t.replace("${mqtt-clientid}", client_id)) for a, t in permissions]
+        publish = [t for a, t in granted if a == "PUBLISH"]
+        subscribe = [t for a, t in granted if a == "SUBSCRIBE"]
+        owned = [topic for topic in topics() if owner(topic)]
+        if any(mqtt_matches(p, topic) for p in publish for topic in owned):
+            reached.add("publish")
+        allowed = [f for f in candidate_filters if any(filter_within(f, s) for s in subscribe)]
+        if any(mqtt_matches(f, topic) for f in allowed for topic in owned):
+            reached.add("subscribe")
+    return reached
