@@ -51,6 +51,7 @@ class ExecutionStore:
     """Execution records by command id. ``path`` ``":memory:"`` keeps them in memory."""
 
     def __init__(self, path: str | Path) -> None:
+        self.path = path
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # One connection, used under a lock: the service's threads share it.

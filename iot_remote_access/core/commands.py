@@ -260,11 +260,17 @@ def validate_senders(value: object) -> tuple[str, ...]:
             or _GCP_SENDER_RE.match(sender)
             or _AZURE_SENDER_RE.match(sender)
         ):
+            # An ARN keeps the AWS message; anything else also hears of the other clouds.
+            other_clouds = (
+                ""
+                if isinstance(sender, str) and sender.startswith("arn:")
+                else " (GCP: serviceAccount:<email> or user:<email>; "
+                "Azure: objectId:<Entra object id>)"
+            )
             raise CommandRuleError(
                 "senders",
                 f"{shown(sender)} is not an IAM role or user ARN; allowed: "
-                "arn:aws:iam::<account>:role/<name> or :user/<name>, no wildcards "
-                "(GCP: serviceAccount:<email> or user:<email>; Azure: objectId:<Entra object id>)",
+                f"arn:aws:iam::<account>:role/<name> or :user/<name>, no wildcards{other_clouds}",
             )
     return tuple(value)
 
