@@ -245,20 +245,21 @@ def test_through_the_click_wrapper_a_waited_send_succeeds_and_bad_input_exits_2(
     group = command_group(
         command_gcp.backend, {"principal": OPERATOR, "records": tmp_path / "wrapper.sqlite"}
     )
-    base = ["--settings", str(deployed.settings_file), "send", "--reason", "INC-8"]
+    base = [
+        *("--settings", str(deployed.settings_file), "send", "--reason", "INC-8"),
+        *("--thing", "temp-4", "--name", "diagnostics", "--purpose", "maintenance"),
+    ]
     runner = CliRunner()
     try:
         result = runner.invoke(
             group,
-            [*base, "--thing", "temp-4", "--name", "diagnostics", "--purpose", "maintenance"]
-            + ["--args", '{"level": "basic"}', "--wait"],
+            [*base, "--args", '{"level": "basic"}', "--wait"],
         )
         assert result.exit_code == 0, (result.output, bridge.log()[-4000:])
         assert json.loads(result.stdout)["status"] == "succeeded"
         bad = runner.invoke(
             group,
-            [*base, "--thing", "temp-4", "--name", "diagnostics", "--purpose", "maintenance"]
-            + ["--args", '{"level": "everything"}'],
+            [*base, "--args", '{"level": "everything"}'],
         )
         assert bad.exit_code == 2 and bad.stderr.startswith("error: arguments.level:"), bad.output
         assert len(bad.stderr.strip().splitlines()) == 1
