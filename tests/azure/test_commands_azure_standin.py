@@ -358,7 +358,9 @@ def test_through_the_click_wrapper(
     assert bad.exit_code == 2 and bad.stderr.startswith("error: arguments.level:")
     offline = runner.invoke(
         group,
-        ["--settings", str(settings_file), "send", "--thing", "temp-7", "--reason", "r"]
-        + ["--name", "diagnostics", "--purpose", "maintenance", "--args", '{"level":"basic"}'],
+        [
+            *("--settings", str(settings_file), "send", "--thing", "temp-7", "--reason", "r"),
+            *("--name", "diagnostics", "--purpose", "maintenance", "--args", '{"level":"basic"}'),
+        ],
     )
     assert offline.exit_code == 1 and "thing" in offline.stderr
