@@ -229,9 +229,15 @@ class MqttLink:
 
     # -- commands ----------------------------------------------------------------------
 
-    def publish_command(self, topic: str, payload: bytes, on_puback: PubackCallback) -> bool:
+    def publish_command(
+        self,
+        topic: str,
+        payload: bytes,
+        on_puback: PubackCallback,
+        properties: Properties | None = None,
+    ) -> bool:
         """Publish at QoS 1; ``on_puback`` runs on the broker's PUBACK. False if not queued."""
-        info = self._client.publish(topic, payload, qos=1)
+        info = self._client.publish(topic, payload, qos=1, properties=properties)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             return False  # NO_CONN still queues a QoS 1 message for the reconnect
         with self._acks_lock:

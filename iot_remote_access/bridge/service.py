@@ -119,6 +119,7 @@ class BridgeService:
             metrics=self.metrics,
             max_inflight=settings.max_inflight_commands,
             log_interval=settings.log_interval_seconds,
+            responses_template=settings.responses_topic if settings.responses_on else None,
         )
         self.http = HealthServer(
             settings.http_host,

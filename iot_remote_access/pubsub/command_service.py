@@ -45,6 +45,7 @@ from iot_remote_access.core.command_store import (
 from iot_remote_access.core.commands import (
     MAX_REQUEST_BYTES,
     CommandCatalogue,
+    CommandMessage,
     CommandRuleError,
     SendRequest,
     arguments_digest,
@@ -140,7 +141,7 @@ class GcpCommandService:
             except CommandRuleError as error:
                 self._audit_refusal(body, error, now)
                 raise
-        self._publish(command.id, request.thing, payload, now)
+        self._publish(command, payload, now)
         self._audit(
             event="command.send",
             decision="allowed",
@@ -271,11 +272,18 @@ class GcpCommandService:
             thing_name_pattern=self._pattern,
         )
 
-    def _publish(self, command_id: str, thing: str, payload: bytes, now: datetime) -> None:
-        topic = self.names.commands_topic
+    def _publish(self, command: CommandMessage, payload: bytes, now: datetime) -> None:
+        topic, thing, command_id = self.names.commands_topic, command.thing, command.id
         try:
+            # commandId and expiresAt: the bridge sets MQTT 5 correlation data, response
+            # topic and message expiry from them (and drops a command that waited too long).
             future = self._publisher.publish(
-                topic, payload, ordering_key=thing, thing=thing, commandId=command_id
+                topic,
+                payload,
+                ordering_key=thing,
+                thing=thing,
+                commandId=command_id,
+                expiresAt=format_time(command.expires_at),
             )
             future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
         except Exception as error:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from iot_remote_access.bridge.ack_sequencer import Ticket
+from iot_remote_access.bridge.commands import CommandRelay
 from iot_remote_access.bridge.metrics import BridgeMetrics
 from iot_remote_access.bridge.responses import ResponseInbound, ResponseRelay
 from iot_remote_access.bridge.settings import BridgeSettings, BridgeSettingsError
-from iot_remote_access.core.commands import MAX_RESPONSE_BYTES
+from iot_remote_access.core.commands import MAX_RESPONSE_BYTES, CommandRuleError, format_time
 from iot_remote_access.core.topics import THING_NAME_RULE
 from iot_remote_access.core.tree import Root
 from iot_remote_access.settings import FleetSettings, SettingsError
@@ -223,3 +225,54 @@ def test_bad_responses_settings_are_named(pubsub: dict[str, Any], message: str) 
     with pytest.raises(SettingsError) as caught:
         FleetSettings.parse({"gcp": {**GCP_SETTINGS, "pubsub": pubsub}})
     assert message in str(caught.value)
+
+
+# -- commands from the command service: MQTT 5 properties ------------------------------
+
+
+def _relay() -> CommandRelay:
+    return CommandRelay(
+        None,
+        None,
+        None,  # type: ignore[arg-type]  # _properties uses none of them
+        subscription_path="projects/p/subscriptions/s",
+        dead_letter_path="projects/p/topics/d",
+        template="cmd/{thing}/commands",
+        thing_name_pattern=THING_NAME_RULE,
+        metrics=BridgeMetrics(),
+        max_inflight=1,
+        responses_template="cmd/{thing}/responses",
+    )
+
+
+def test_a_remote_command_gets_correlation_data_response_topic_and_expiry() -> None:
+    command_id = "8c1f2a8e-5c3d-4f1e-9a7b-2d4c6e8f1a3b"
+    expires = format_time(datetime.now(UTC) + timedelta(seconds=30))
+    properties = _relay()._properties({"commandId": command_id, "expiresAt": expires}, "temp-1")
+    assert properties is not None
+    assert properties.CorrelationData == command_id.encode()
+    assert properties.ResponseTopic == "cmd/temp-1/responses"
+    assert 25 <= properties.MessageExpiryInterval <= 30
+    assert _relay()._properties({}, "temp-1") is None  # any other message: as before
+
+
+@pytest.mark.parametrize(
+    ("attributes", "field"),
+    [
+        ({"commandId": "x", "expiresAt": "2026-12-02T03:00:20Z"}, "id"),
+        ({"commandId": "8c1f2a8e-5c3d-4f1e-9a7b-2d4c6e8f1a3b", "expiresAt": "soon"}, "expiresAt"),
+        (
+            {
+                "commandId": "8c1f2a8e-5c3d-4f1e-9a7b-2d4c6e8f1a3b",
+                "expiresAt": "2020-01-01T00:00:00Z",
+            },
+            "expired",
+        ),
+    ],
+)
+def test_bad_or_expired_command_attributes_are_refused(
+    attributes: dict[str, str], field: str
+) -> None:
+    with pytest.raises(CommandRuleError) as caught:
+        _relay()._properties(attributes, "temp-1")
+    assert caught.value.field == field

@@ -173,6 +173,14 @@ class RunningDevice:
         )
         subscribed = threading.Event()
         self.device.attach(self.client)
+        self.properties: list[Any] = []
+        relay_to_device = self.device._on_message
+
+        def observe(client: Any, userdata: Any, message: Any) -> None:
+            self.properties.append(message.properties)  # what the bridge set, then the device
+            relay_to_device(client, userdata, message)
+
+        self.client.message_callback_add(self.device.routing.commands, observe)
         self.client.on_subscribe = lambda *_args: subscribed.set()
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
@@ -221,6 +229,12 @@ def test_a_command_reaches_the_device_through_the_bridge_and_succeeds(
         assert sent["status"] == "pending" and sent["requester"] == OPERATOR
         record = _wait(backend, sent["id"], 30)
         assert record["status"] == "succeeded", (record, bridge.log()[-3000:])
+        # The bridge published it as MQTT 5: the id as correlation data, where to answer,
+        # and a message expiry within the command's timeout.
+        (properties,) = device.properties
+        assert properties.CorrelationData == sent["id"].encode()
+        assert properties.ResponseTopic == "cmd/temp-1/responses"
+        assert 0 < properties.MessageExpiryInterval <= 20
         assert record["completedAt"] >= record["issuedAt"]
         events = [(a["event"], a["decision"]) for a in _audits(caplog)]
         assert ("command.send", "allowed") in events
