@@ -178,8 +178,14 @@ class GcpCommandService:
     # -- responses --------------------------------------------------------------------
 
     def collect(self, timeout: float = 2.0) -> int:
-        """Pull what responses are waiting (one pull, at most ``timeout`` s); handle and ack
-        each. Returns how many were handled."""
+        """Pull what responses are waiting (one pull, at most ``timeout`` s) and handle each.
+
+        Acknowledged: every response handled here, recorded or refused. Handed back
+        (nack): a response for an id this store does not know, which may be another
+        collector's (another operator's records); Pub/Sub offers it again, and after the
+        subscription's maximum delivery attempts moves it to the dead-letter topic.
+        Returns how many were handled.
+        """
         try:
             answer = self._subscriber.pull(
                 request={
@@ -197,18 +203,19 @@ class GcpCommandService:
                 f"Pub/Sub: pulling responses from {self.names.responses_subscription} failed "
                 f"({type(error).__name__}: {str(error)[:200]})"
             ) from None
-        handled = [
-            self.handle_response(r.message.data, dict(r.message.attributes))
-            for r in answer.received_messages
-        ]
-        if answer.received_messages:
-            self._subscriber.acknowledge(
-                request={
-                    "subscription": self.names.responses_subscription,
-                    "ack_ids": [r.ack_id for r in answer.received_messages],
-                }
+        done: list[str] = []
+        others: list[str] = []
+        for received in answer.received_messages:
+            outcome = self.handle_response(received.message.data, dict(received.message.attributes))
+            (others if outcome.get("refused") == "unknown-id" else done).append(received.ack_id)
+        subscription = self.names.responses_subscription
+        if done:
+            self._subscriber.acknowledge(request={"subscription": subscription, "ack_ids": done})
+        if others:
+            self._subscriber.modify_ack_deadline(
+                request={"subscription": subscription, "ack_ids": others, "ack_deadline_seconds": 0}
             )
-        return len(handled)
+        return len(done) + len(others)
 
     def handle_response(self, data: bytes, attributes: Mapping[str, str]) -> dict[str, str]:
         """Complete a record from one response, or refuse it (audited); never raises."""

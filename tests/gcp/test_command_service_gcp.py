@@ -249,3 +249,26 @@ def _uuid() -> str:
     import uuid
 
     return str(uuid.uuid4())
+
+
+def test_a_response_for_another_collector_s_command_is_handed_back_not_lost(
+    names: PubsubNames,
+) -> None:
+    clock = Clock()
+    mine, theirs = service(names, clock), service(names, clock)  # two stores, one subscription
+    sent = mine.send(body())
+    topic = names.responses_subscription.replace("/subscriptions/", "/topics/").removesuffix(
+        "-service"
+    )
+    payload = ResponseMessage(sent["id"], "temp-1", "succeeded", {"uptime": 1}).payload()
+    pubsub_v1.PublisherClient().publish(topic, payload, **attributes("temp-1")).result(timeout=30)
+    handled = 0
+    for _ in range(10):
+        handled = theirs.collect()
+        if handled:
+            break
+    assert handled == 1  # theirs saw it, does not know the id, and handed it back
+    for _ in range(20):
+        if mine.get(sent["id"])["status"] != "pending":
+            break
+    assert mine.get(sent["id"])["status"] == "succeeded"
