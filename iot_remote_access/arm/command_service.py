@@ -57,25 +57,24 @@ from iot_remote_access.core.command_executions import (
 )
 from iot_remote_access.core.command_store import (
     ExecutionStore,
+    checked_request,
     readable,
     readable_commands,
     refusal_fields,
     replayed,
+    sent_fields,
     shown_record,
 )
 from iot_remote_access.core.commands import (
-    MAX_REQUEST_BYTES,
     CommandCatalogue,
     CommandMessage,
     CommandRuleError,
     SendRequest,
-    arguments_digest,
     audit_record,
     command_id_for,
     format_time,
     new_command,
     parse_response,
-    parse_send_request,
     validate_command_id,
     validate_thing,
 )
@@ -133,18 +132,7 @@ class AzureCommandService:
         except CommandRuleError as error:
             self._audit(**refusal_fields(body, error), at=format_time(now))
             raise
-        self._audit(
-            event="command.send",
-            decision="allowed",
-            thing=request.thing,
-            command=request.spec.name,
-            purpose=request.purpose,
-            reason=request.reason,
-            argumentsDigest=arguments_digest(request.arguments),
-            commandId=command.id,
-            expiresAt=format_time(command.expires_at),
-            at=format_time(now),
-        )
+        self._audit(**sent_fields(request, command, now))
         self._invoke(request, command, envelope)
         record = self.store.get(command.id)
         assert record is not None
@@ -170,15 +158,8 @@ class AzureCommandService:
     # -- parts ----------------------------------------------------------------------
 
     def _request(self, body: Mapping[str, Any]) -> SendRequest:
-        if not isinstance(body, Mapping):
-            raise CommandRuleError("body", "allowed: an object with the request fields")
-        size = len(strict_json.dumps(dict(body)).encode("utf-8"))
-        if size > MAX_REQUEST_BYTES:
-            raise CommandRuleError(
-                "body", f"{size} bytes; allowed: at most {MAX_REQUEST_BYTES}", status=413
-            )
-        request = parse_send_request(
-            dict(body), self.catalogue, requester=self.requester, thing_name_pattern=self._pattern
+        request = checked_request(
+            body, self.catalogue, requester=self.requester, thing_name_pattern=self._pattern
         )
         if request.spec.timeout_seconds > MAX_RESPONSE_TIMEOUT:
             raise CommandRuleError(

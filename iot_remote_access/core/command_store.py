@@ -24,13 +24,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from iot_remote_access.core import strict_json
 from iot_remote_access.core.command_executions import PENDING, TIMED_OUT, effective_status
 from iot_remote_access.core.commands import (
+    MAX_REQUEST_BYTES,
     CommandCatalogue,
+    CommandMessage,
     CommandRuleError,
     SendRequest,
     arguments_digest,
     format_time,
+    parse_send_request,
 )
 
 MAX_LIST = 1000
@@ -211,3 +215,36 @@ def readable(
 
 def readable_commands(catalogue: CommandCatalogue, requester: str) -> set[str]:
     return {spec.name for spec in catalogue.commands if spec.may_send(requester)}
+
+
+def sent_fields(request: SendRequest, command: CommandMessage, now: datetime) -> dict[str, object]:
+    """The audit fields of an allowed send (the arguments as a digest only)."""
+    return {
+        "event": "command.send",
+        "decision": "allowed",
+        "thing": request.thing,
+        "command": request.spec.name,
+        "purpose": request.purpose,
+        "reason": request.reason,
+        "argumentsDigest": arguments_digest(request.arguments),
+        "commandId": command.id,
+        "expiresAt": format_time(command.expires_at),
+        "at": format_time(now),
+    }
+
+
+def checked_request(
+    body: object, catalogue: CommandCatalogue, *, requester: str, thing_name_pattern: str
+) -> SendRequest:
+    """A request body from the CLI, bounded as the broker bounds its HTTP body (8 KiB,
+    413 ``body``), then checked by every catalogue rule."""
+    if not isinstance(body, Mapping):
+        raise CommandRuleError("body", "allowed: an object with the request fields")
+    size = len(strict_json.dumps(dict(body)).encode("utf-8"))
+    if size > MAX_REQUEST_BYTES:
+        raise CommandRuleError(
+            "body", f"{size} bytes; allowed: at most {MAX_REQUEST_BYTES}", status=413
+        )
+    return parse_send_request(
+        dict(body), catalogue, requester=requester, thing_name_pattern=thing_name_pattern
+    )

@@ -30,31 +30,29 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
-from iot_remote_access.core import strict_json
 from iot_remote_access.core.argument_schema import SchemaError, validate
 from iot_remote_access.core.command_backend import CommandBackendError
 from iot_remote_access.core.command_executions import completion, execution_item, refusal_reason
 from iot_remote_access.core.command_store import (
     ExecutionStore,
+    checked_request,
     readable,
     readable_commands,
     refusal_fields,
     replayed,
+    sent_fields,
     shown_record,
 )
 from iot_remote_access.core.commands import (
-    MAX_REQUEST_BYTES,
     CommandCatalogue,
     CommandMessage,
     CommandRuleError,
     SendRequest,
-    arguments_digest,
     audit_record,
     command_id_for,
     format_time,
     new_command,
     parse_response,
-    parse_send_request,
     validate_command_id,
     validate_thing,
 )
@@ -142,18 +140,7 @@ class GcpCommandService:
                 self._audit_refusal(body, error, now)
                 raise
         self._publish(command, payload, now)
-        self._audit(
-            event="command.send",
-            decision="allowed",
-            thing=request.thing,
-            command=request.spec.name,
-            purpose=request.purpose,
-            reason=request.reason,
-            argumentsDigest=arguments_digest(request.arguments),
-            commandId=command.id,
-            expiresAt=format_time(command.expires_at),
-            at=format_time(now),
-        )
+        self._audit(**sent_fields(request, command, now))
         return shown_record(item, now=now)
 
     def get(self, command_id: str) -> dict[str, Any]:
@@ -265,19 +252,10 @@ class GcpCommandService:
     # -- parts ----------------------------------------------------------------------
 
     def _request(self, body: Mapping[str, Any]) -> SendRequest:
-        if not isinstance(body, Mapping):
-            raise CommandRuleError("body", "allowed: an object with the request fields")
-        size = len(strict_json.dumps(dict(body)).encode("utf-8"))
-        if size > MAX_REQUEST_BYTES:
-            raise CommandRuleError(
-                "body", f"{size} bytes; allowed: at most {MAX_REQUEST_BYTES}", status=413
-            )
-        return parse_send_request(
-            dict(body),
-            self.catalogue,
-            requester=self.requester,
-            thing_name_pattern=self._pattern,
+        request = checked_request(
+            body, self.catalogue, requester=self.requester, thing_name_pattern=self._pattern
         )
+        return request
 
     def _publish(self, command: CommandMessage, payload: bytes, now: datetime) -> None:
         topic, thing, command_id = self.names.commands_topic, command.thing, command.id
