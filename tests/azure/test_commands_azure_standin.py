@@ -303,6 +303,7 @@ def _forged(**changes: Any) -> Any:
         (_forged(status="done"), "malformed", "status"),
         (_forged(extra=1), "malformed", "extra"),
         (lambda payload: (200, "not an object"), "malformed", "response"),
+        (_forged(error="x" * (17 * 1024)), "malformed", "response"),  # over 16 KiB
     ],
 )
 def test_a_malformed_or_misaddressed_answer_changes_nothing(

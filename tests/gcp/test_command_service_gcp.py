@@ -212,6 +212,10 @@ def test_responses_that_may_not_complete_a_record_change_nothing(names: PubsubNa
     }
     off_schema = answer(one["id"], "temp-1", result={"uptime": -1})
     assert svc.handle_response(off_schema, attributes("temp-1")) == {"refused": "result"}
+    # Oversized (over 16 KiB), whatever it says.
+    assert svc.handle_response(b" " * (16 * 1024 + 1), attributes("temp-1")) == {
+        "refused": "response"
+    }
     # An unknown id.
     assert svc.handle_response(answer(str(_uuid()), "temp-1"), attributes("temp-1")) == {
         "refused": "unknown-id"
