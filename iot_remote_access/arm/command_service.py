@@ -43,6 +43,7 @@ from typing import Any
 from iot_remote_access.arm.direct_methods import (
     MAX_RESPONSE_TIMEOUT,
     MIN_RESPONSE_TIMEOUT,
+    NOT_SENT,
     DirectMethodClient,
     DirectMethodError,
     MethodResult,
@@ -192,7 +193,7 @@ class AzureCommandService:
             values = {"status": "failed", "error": "device-not-online"}
             self._finish(command, values, "device-not-online", now)
             return
-        sent = error.status not in (0, 401, 403) and error.code != DEVICE_NOT_FOUND
+        sent = error.status not in (NOT_SENT, 401, 403) and error.code != DEVICE_NOT_FOUND
         values = {"status": "failed", "error": "hub error" if sent else "not sent"}
         self._finish(command, values, f"hub {error.status} {error.code}".strip(), now)
         if error.status == 404 and error.code == DEVICE_NOT_FOUND:

@@ -36,9 +36,17 @@ MAX_PAYLOAD_BYTES = 128 * 1024
 _HOST_RE = re.compile(r"\A[a-z0-9][a-z0-9-]{1,48}[a-z0-9]\.azure-devices\.net\Z")
 
 
+#: ``DirectMethodError.status`` when the request never reached the hub (connection failed).
+NOT_SENT = 0
+#: ``DirectMethodError.status`` when the request was sent but no answer came back (the
+#: device may have run the method).
+ANSWER_LOST = 598
+
+
 class DirectMethodError(Exception):
-    """IoT Hub refused or could not complete the call: ``status`` (HTTP), ``code``
-    (IoT Hub's error code, e.g. ``404103`` device not online), one-line ``message``."""
+    """IoT Hub refused or could not complete the call: ``status`` (HTTP, or
+    :data:`NOT_SENT` / :data:`ANSWER_LOST`), ``code`` (IoT Hub's error code, e.g.
+    ``404103`` device not online), one-line ``message``."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -110,7 +118,7 @@ class DirectMethodClient:
         ).encode("utf-8")
         if len(body) > MAX_PAYLOAD_BYTES:
             raise DirectMethodError(413, "PayloadTooLarge", f"{len(body)} bytes; allowed: 128 KB")
-        from azure.core.exceptions import AzureError
+        from azure.core.exceptions import AzureError, ServiceRequestError
 
         request = self._request(device_id, body)
         try:
@@ -120,8 +128,10 @@ class DirectMethodClient:
                 # The hub answers after the device (or the timeouts): wait a little longer.
                 read_timeout=response_timeout + connect_timeout + 15,
             )
+        except ServiceRequestError as error:
+            raise DirectMethodError(NOT_SENT, type(error).__name__, str(error)[:200]) from None
         except AzureError as error:
-            raise DirectMethodError(0, type(error).__name__, str(error)[:200]) from None
+            raise DirectMethodError(ANSWER_LOST, type(error).__name__, str(error)[:200]) from None
         return _result(response)
 
     def _request(self, device_id: str, body: bytes) -> Any:

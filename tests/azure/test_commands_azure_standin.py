@@ -365,3 +365,15 @@ def test_through_the_click_wrapper(
         ],
     )
     assert offline.exit_code == 1 and "thing" in offline.stderr
+
+
+def test_an_unreachable_hub_is_not_sent_and_the_record_says_so(
+    settings_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(command_azure.ENDPOINT_VARIABLE, "https://127.0.0.1:9")  # nothing listens
+    backend = backend_for(settings_file, tmp_path)
+    with pytest.raises(CommandBackendError) as caught:
+        backend.send(body())
+    assert "ServiceRequestError" in str(caught.value)
+    (record,) = backend.list(thing="temp-1", status=None, limit=5)
+    assert (record["status"], record["error"]) == ("failed", "not sent")
