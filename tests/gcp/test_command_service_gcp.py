@@ -276,3 +276,48 @@ def test_a_response_for_another_collector_s_command_is_handed_back_not_lost(
         if mine.get(sent["id"])["status"] != "pending":
             break
     assert mine.get(sent["id"])["status"] == "succeeded"
+
+
+class _Creds:
+    def __init__(self, **attributes: str) -> None:
+        self.__dict__.update(attributes)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "expected"),
+    [
+        (
+            _Creds(service_account_email="ops@fleet.iam.gserviceaccount.com"),
+            "serviceAccount:ops@fleet.iam.gserviceaccount.com",
+        ),
+        (_Creds(account="alice@example.com"), "user:alice@example.com"),
+    ],
+)
+def test_the_caller_is_the_principal_of_application_default_credentials(
+    monkeypatch: pytest.MonkeyPatch, credentials: _Creds, expected: str
+) -> None:
+    import google.auth
+
+    from iot_remote_access.cli import command_gcp
+
+    monkeypatch.setattr(google.auth, "default", lambda: (credentials, "fleet"))
+    assert command_gcp.principal(None) == expected
+
+
+def test_a_stated_principal_is_refused_outside_the_emulator_and_credentials_without_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import google.auth
+
+    from iot_remote_access.cli import command_gcp
+    from iot_remote_access.cli.errors import InputError
+
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    with pytest.raises(InputError, match="only against the Pub/Sub emulator"):
+        command_gcp.principal(OPERATOR)
+    monkeypatch.setattr(google.auth, "default", lambda: (_Creds(), "fleet"))
+    with pytest.raises(InputError, match="name no account"):
+        command_gcp.principal(None)
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")
+    with pytest.raises(InputError, match=r"principal: 'group:ops@example\.com'"):
+        command_gcp.principal("group:ops@example.com")
