@@ -105,8 +105,9 @@ class CommandSpec:
     :param name: ``[a-z][a-z0-9-]{0,62}``, e.g. ``diagnostics``.
     :param purpose: why the command exists (GDPR Art. 5(1)(b) and 25: purpose
         limitation). The requester must state the same purpose; it is recorded.
-    :param senders: IAM role or user ARNs allowed to send it (a role covers all its
-        sessions). Exact ARNs only; empty means nobody.
+    :param senders: who may send it, exact principals only; empty means nobody. IAM
+        role or user ARNs on AWS (a role covers all its sessions), ``serviceAccount:`` or
+        ``user:`` emails on GCP, ``objectId:<Entra object id>`` on Azure.
     :param arguments: JSON Schema (the subset of ``core/argument_schema.py``).
     :param result: JSON Schema of the response's ``result``. Default: an empty object.
     :param timeout_seconds: how long the device has to answer, 1..3600.
