@@ -121,7 +121,11 @@ def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
     project = _project(settings_file, gcp_settings, project)
     try:
         desired = GcpPubsubStack(
-            Root("gcp"), "PubSub", project=project, settings=gcp_settings
+            Root("gcp"),
+            "PubSub",
+            project=project,
+            settings=gcp_settings,
+            commands=settings.commands.enabled,
         ).desired_state()
     except ValueError as error:
         raise InputError(str(error)) from None

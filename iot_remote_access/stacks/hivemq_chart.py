@@ -63,7 +63,12 @@ class HivemqChart(cdk8s.Chart):
                 "gcp", "missing; allowed: a gcp section (see examples/gcp-settings.yaml)"
             )
         namespace = hivemq.namespace
-        access = DeviceAccess(topics=settings.topic_model(), rotation=hivemq.rotation_topics)
+        access = DeviceAccess(
+            topics=settings.topic_model(),
+            rotation=hivemq.rotation_topics,
+            # Remote commands on: devices answer on their responses topic, the bridge relays.
+            command_responses=settings.commands.enabled,
+        )
 
         self.namespace_object: k8s.KubeNamespace | None = None
         if hivemq.create_namespace:
@@ -103,6 +108,7 @@ class HivemqChart(cdk8s.Chart):
                 broker_host=self.hivemq.bridge_service_name,
                 broker_port=BRIDGE_LISTENER_PORT,
                 thing_name_pattern=settings.thing_name_pattern,
+                command_responses=access.command_responses,
             )
         self.network_policies = NetworkPolicies(
             self,
