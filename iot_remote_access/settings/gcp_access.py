@@ -39,6 +39,14 @@ _SEMVER_RE = re.compile(r"\A[0-9]+\.[0-9]+\.[0-9]+\Z")
 _HOST_RE = re.compile(r"\A(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 _BUCKET_RE = re.compile(r"\A[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]\Z")
 _COLLECTION_RE = re.compile(r"\A[a-zA-Z0-9][a-zA-Z0-9_-]{0,99}\Z")
+_SINK_RE = re.compile(
+    r"\A(pubsub\.googleapis\.com/projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}"
+    r"|storage\.googleapis\.com/[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]"
+    r"|bigquery\.googleapis\.com/projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/datasets/\w{1,1024}"
+    r"|logging\.googleapis\.com/projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]{1,64}"
+    r"/buckets/[A-Za-z0-9_-]{1,100})\Z",
+    re.ASCII,
+)
 _CHANNEL_RE = re.compile(r"\Aprojects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]{1,30}\Z")
 
 
@@ -100,6 +108,10 @@ class GcpAccessProxySettings(SettingsSection):
     notification_channels: tuple[str, ...] = ()
     #: Namespace of the Prometheus/monitoring scraper allowed to reach the metrics port.
     monitoring_namespace: str | None = None
+    #: Where a Cloud Logging sink exports every session and access-request event (the SIEM
+    #: path), e.g. ``pubsub.googleapis.com/projects/P/topics/siem``. Default: none (the
+    #: events stay in Cloud Logging and the Firestore audit collection).
+    audit_sink_destination: str | None = None
 
     @field_validator("cluster_name")
     @classmethod
@@ -190,6 +202,23 @@ class GcpAccessProxySettings(SettingsSection):
                     f"{channel[:80]!r} is not a channel name; allowed: "
                     "projects/PROJECT/notificationChannels/ID"
                 )
+        return value
+
+    @field_validator("monitoring_namespace")
+    @classmethod
+    def _monitoring_namespace(cls, value: str | None) -> str | None:
+        return None if value is None else core_problem(lambda: validate_dns_label(value, field_name=""))
+
+    @field_validator("audit_sink_destination")
+    @classmethod
+    def _sink(cls, value: str | None) -> str | None:
+        if value is not None and not _SINK_RE.match(value):
+            raise ValueError(
+                f"{value[:80]!r} is not a sink destination; allowed: "
+                "pubsub.googleapis.com/projects/P/topics/T, storage.googleapis.com/BUCKET, "
+                "bigquery.googleapis.com/projects/P/datasets/D, "
+                "logging.googleapis.com/projects/P/locations/L/buckets/B"
+            )
         return value
 
     @model_validator(mode="after")
