@@ -14,6 +14,11 @@ import click
 from rich.console import Console
 
 from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
+from iot_remote_access.cli.gcp_access import (
+    AccessMonitoring,
+    print_monitoring_applied,
+    print_monitoring_plan,
+)
 from iot_remote_access.core.gcp_rules import validate_project_id
 from iot_remote_access.settings import FleetSettings, SettingsError
 from iot_remote_access.settings.gcp import GcpSettings
@@ -38,28 +43,44 @@ project_option = click.option(
     default=None,
     help="Google Cloud project id. Default: gcp.projectId of the settings",
 )
+monitoring_endpoint_option = click.option(
+    "--monitoring-endpoint",
+    default=None,
+    envvar="IOT_REMOTE_ACCESS_GCP_MONITORING_ENDPOINT",
+    help="HOST:PORT for Cloud Logging and Cloud Monitoring (with gcp.accessProxy). Default: "
+    "Google's; a loopback address is reached without TLS (a local stand-in)",
+)
 
 
 @gcp.command("plan")
 @settings_option
 @project_option
-def plan_command(settings_file: Path, project: str | None) -> None:
+@monitoring_endpoint_option
+def plan_command(settings_file: Path, project: str | None, monitoring_endpoint: str | None) -> None:
     """Show, resource by resource, what deploy would create or change."""
     desired, publisher, subscriber = _prepare(settings_file, project)
+    access = _access_monitoring(settings_file, project, monitoring_endpoint)
     result = _call(lambda: _plan(desired, publisher, subscriber))
-    _print_plan(result, Console(soft_wrap=True))
+    console = Console(soft_wrap=True)
+    _print_plan(result, console)
+    if access is not None:
+        print_monitoring_plan(_call(access.plan, "Cloud Monitoring"), console)
 
 
 @gcp.command("deploy")
 @settings_option
 @project_option
-def deploy_command(settings_file: Path, project: str | None) -> None:
+@monitoring_endpoint_option
+def deploy_command(
+    settings_file: Path, project: str | None, monitoring_endpoint: str | None
+) -> None:
     """Create or update the topology; a second run changes nothing."""
     from rich.progress import Progress
 
     from iot_remote_access.pubsub.deploy import DeployBlocked, DeployFailed, deploy
 
     desired, publisher, subscriber = _prepare(settings_file, project)
+    access = _access_monitoring(settings_file, project, monitoring_endpoint)
     result = _call(lambda: _plan(desired, publisher, subscriber))
     console = Console(soft_wrap=True)
     err = Console(stderr=True)
@@ -89,6 +110,27 @@ def deploy_command(settings_file: Path, project: str | None) -> None:
         "skipped": sum(c.action == "skipped" for c in result.changes),
     }
     console.print(", ".join(f"{n} {what}" for what, n in counts.items()), highlight=False)
+    if access is not None:
+        monitoring_plan = _call(access.plan, "Cloud Monitoring")
+        applied_monitoring = _call(lambda: access.deploy(monitoring_plan), "Cloud Monitoring")
+        print_monitoring_applied(monitoring_plan, applied_monitoring, console)
+
+
+def _access_monitoring(
+    settings_file: Path, project: str | None, endpoint: str | None
+) -> AccessMonitoring | None:
+    """With ``gcp.accessProxy``: Teleport's metrics, alert policies and sink (else None)."""
+    settings = FleetSettings.from_file(settings_file)  # already validated by _prepare
+    if settings.gcp is None or settings.gcp.access_proxy is None:
+        return None
+    chosen = _project(settings_file, settings.gcp, project)
+    try:
+        return AccessMonitoring.prepare(chosen, settings, endpoint)
+    except ImportError as error:
+        raise InputError(
+            f"gcp.accessProxy needs the 'gcp' extra: pip install 'iot-remote-access[gcp]' "
+            f"({error.name} is missing)"
+        ) from None
 
 
 def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
@@ -146,7 +188,7 @@ def _project(settings_file: Path, settings: GcpSettings, project: str | None) ->
 
 
 def _clients() -> tuple[Any, Any]:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
     return pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
 
@@ -157,7 +199,7 @@ def _plan(desired: Any, publisher: Any, subscriber: Any) -> Any:
     return plan(desired, publisher, subscriber)
 
 
-def _call(operation: Any) -> Any:
+def _call(operation: Any, service: str = "Pub/Sub") -> Any:
     """Run a Google Cloud operation, turning its errors into one line (exit 1)."""
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
@@ -174,10 +216,10 @@ def _call(operation: Any) -> Any:
     except gexc.GoogleAPICallError as error:
         where = _resource_of(error)
         raise OperationError(
-            f"Pub/Sub refused{where}: {_status(error)} {_first_line(error.message or '')}"
+            f"{service} refused{where}: {_status(error)} {_first_line(error.message or '')}"
         ) from None
     except gexc.RetryError as error:
-        raise OperationError(f"Pub/Sub unreachable: {_first_line(error)}") from None
+        raise OperationError(f"{service} unreachable: {_first_line(error)}") from None
 
 
 def _status(error: Any) -> str:

@@ -68,7 +68,9 @@ def _shown(value: object, limit: int = 60) -> str:
 def validate_services(value: object) -> tuple[str, ...]:
     """Allowed services: names by the tunnel rule, and only those Teleport grants on a node."""
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise AccessRuleError("allowedServices", f"{_shown(value)} is not allowed; allowed: ['SSH']")
+        raise AccessRuleError(
+            "allowedServices", f"{_shown(value)} is not allowed; allowed: ['SSH']"
+        )
     for service in value:
         try:
             validate_service(service, TELEPORT_SERVICES)
@@ -77,7 +79,9 @@ def validate_services(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def validate_selector(labels: object, groups: object) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+def validate_selector(
+    labels: object, groups: object
+) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
     """A device selector that names devices: never empty, never ``*``, never a regex."""
     if not isinstance(labels, Mapping) or not isinstance(groups, list | tuple):
         raise AccessRuleError(
@@ -99,7 +103,8 @@ def validate_selector(labels: object, groups: object) -> tuple[dict[str, tuple[s
             )
         if isinstance(values, str) or not isinstance(values, list | tuple) or not values:
             raise AccessRuleError(
-                f"deviceSelector.labels.{key}", f"{_shown(values)} is not a non-empty list of values"
+                f"deviceSelector.labels.{key}",
+                f"{_shown(values)} is not a non-empty list of values",
             )
         for item in values:
             if not isinstance(item, str) or not _LABEL_VALUE_RE.match(item):
@@ -196,16 +201,24 @@ class AccessProxyPolicy:
 
     def __post_init__(self) -> None:
         names = [self.requester_role, self.access_role, self.approver_role]
-        for name, field_name in zip(names, ("requesterRole", "accessRole", "approverRole"), strict=True):
+        for name, field_name in zip(
+            names, ("requesterRole", "accessRole", "approverRole"), strict=True
+        ):
             validate_role_name(name, field_name=field_name)
             if name in STANDING_ROLES:
-                raise AccessRuleError(field_name, f"{name!r} is a Teleport preset role; allowed: a role of ours")
+                raise AccessRuleError(
+                    field_name, f"{name!r} is a Teleport preset role; allowed: a role of ours"
+                )
         if len(set(names)) != 3:
-            raise AccessRuleError("accessRole", "the three role names collide; allowed: distinct names")
+            raise AccessRuleError(
+                "accessRole", "the three role names collide; allowed: distinct names"
+            )
         validate_services(self.allowed_services)
         try:
             setting_minutes("maxLifetimeMinutes", self.max_lifetime_minutes)
-            setting_minutes("idleTimeoutMinutes", self.idle_timeout_minutes, maximum=self.max_lifetime_minutes)
+            setting_minutes(
+                "idleTimeoutMinutes", self.idle_timeout_minutes, maximum=self.max_lifetime_minutes
+            )
         except TunnelRuleError as error:
             raise AccessRuleError(error.field, error.problem) from None
         validate_login(self.device_login)
@@ -225,13 +238,19 @@ class AccessProxyPolicy:
         return [self._requester(), self._access(), self._approver()]
 
     def _meta(self, name: str, what: str) -> dict[str, Any]:
-        return {"name": name, "description": what, "labels": {"app.kubernetes.io/part-of": "iot-remote-access"}}
+        return {
+            "name": name,
+            "description": what,
+            "labels": {"app.kubernetes.io/part-of": "iot-remote-access"},
+        }
 
     def _requester(self) -> dict[str, Any]:
         return {
             "kind": "role",
             "version": ROLE_VERSION,
-            "metadata": self._meta(self.requester_role, "May request device access; no standing access"),
+            "metadata": self._meta(
+                self.requester_role, "May request device access; no standing access"
+            ),
             "spec": {
                 "options": {
                     "request_access": "reason",
@@ -274,7 +293,9 @@ class AccessProxyPolicy:
         return {
             "kind": "role",
             "version": ROLE_VERSION,
-            "metadata": self._meta(self.approver_role, "May approve or deny device access requests"),
+            "metadata": self._meta(
+                self.approver_role, "May approve or deny device access requests"
+            ),
             "spec": {
                 "options": {"max_session_ttl": duration(self.max_lifetime_minutes)},
                 "allow": {"review_requests": {"roles": [self.access_role]}},

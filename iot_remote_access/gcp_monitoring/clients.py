@@ -39,7 +39,7 @@ def make_clients(endpoint: str | None = None) -> tuple[Any, Any, Any]:
     if endpoint is None:
         return MetricsServiceV2Client(), AlertPolicyServiceClient(), ConfigServiceV2Client()
     if is_loopback(endpoint):
-        import grpc
+        import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 
         # No TLS and no credentials: only ever a local stand-in on this machine.
         channel = grpc.insecure_channel(endpoint)

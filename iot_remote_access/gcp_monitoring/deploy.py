@@ -58,7 +58,9 @@ def _apply(change: Change, parent: str, metrics: Any, policies: Any, config: Any
     elif create:
         # Its own writer identity: grant it on the destination (docs/gcp-access.md).
         config.create_sink(
-            request=CreateSinkRequest(parent=parent, sink=change.resource, unique_writer_identity=True)
+            request=CreateSinkRequest(
+                parent=parent, sink=change.resource, unique_writer_identity=True
+            )
         )
     else:
         config.update_sink(

@@ -78,7 +78,9 @@ def _policy(rule: AlertRule, channels: tuple[str, ...]) -> AlertPolicy:
         combiner=AlertPolicy.ConditionCombinerType.OR,
         enabled=True,
         notification_channels=list(channels),
-        documentation=AlertPolicy.Documentation(content=rule.documentation, mime_type="text/markdown"),
+        documentation=AlertPolicy.Documentation(
+            content=rule.documentation, mime_type="text/markdown"
+        ),
         alert_strategy=AlertPolicy.AlertStrategy(
             auto_close=duration_pb2.Duration(seconds=AUTO_CLOSE_SECONDS)
         ),

@@ -9,8 +9,9 @@ the user label ``managed-by: iot-remote-access`` and ``rule: NAME``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -113,7 +114,7 @@ def plan(state: MonitoringState, metrics: Any, policies: Any, config: Any) -> Mo
     changes: list[Change] = []
     for metric in state.metrics:
         name = f"{parent}/metrics/{metric.name}"
-        live = _get_or_none(lambda name=name: metrics.get_log_metric(metric_name=name))
+        live = _get_or_none(partial(metrics.get_log_metric, metric_name=name))
         changes.append(_change(Kind.METRIC, name, live, metric, METRIC_FIELDS))
     ours = _managed_policies(policies, parent)
     for policy in state.policies:
@@ -121,11 +122,11 @@ def plan(state: MonitoringState, metrics: Any, policies: Any, config: Any) -> Mo
         live = ours.get(rule)
         change = _change(Kind.POLICY, f"{parent} rule={rule}", live, policy, POLICY_FIELDS)
         if live is not None:
-            change = Change(**{**change.__dict__, "live_name": live.name})
+            change = replace(change, live_name=live.name)
         changes.append(change)
     if state.sink is not None:
         name = f"{parent}/sinks/{state.sink.name}"
-        live = _get_or_none(lambda: config.get_sink(sink_name=name))
+        live = _get_or_none(partial(config.get_sink, sink_name=name))
         changes.append(_change(Kind.SINK, name, live, state.sink, SINK_FIELDS))
     return MonitoringPlan(tuple(changes))
 

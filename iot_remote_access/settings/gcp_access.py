@@ -47,7 +47,9 @@ _SINK_RE = re.compile(
     r"/buckets/[A-Za-z0-9_-]{1,100})\Z",
     re.ASCII,
 )
-_CHANNEL_RE = re.compile(r"\Aprojects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]{1,30}\Z")
+_CHANNEL_RE = re.compile(
+    r"\Aprojects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]{1,30}\Z"
+)
 
 
 class DeviceSelectorSettings(SettingsSection):
@@ -117,7 +119,9 @@ class GcpAccessProxySettings(SettingsSection):
     @classmethod
     def _cluster_name(cls, value: str) -> str:
         if not _HOST_RE.match(value):
-            raise ValueError(f"{value[:60]!r} is not a DNS name; allowed: e.g. teleport.example.com")
+            raise ValueError(
+                f"{value[:60]!r} is not a DNS name; allowed: e.g. teleport.example.com"
+            )
         return value
 
     @field_validator("image")
@@ -153,7 +157,9 @@ class GcpAccessProxySettings(SettingsSection):
     @classmethod
     def _collection(cls, value: str) -> str:
         if not _COLLECTION_RE.match(value):
-            raise ValueError(f"{value[:60]!r} is not a Firestore collection id; allowed: [a-zA-Z0-9_-]")
+            raise ValueError(
+                f"{value[:60]!r} is not a Firestore collection id; allowed: [a-zA-Z0-9_-]"
+            )
         return value
 
     @field_validator("recordings_bucket")
@@ -207,7 +213,11 @@ class GcpAccessProxySettings(SettingsSection):
     @field_validator("monitoring_namespace")
     @classmethod
     def _monitoring_namespace(cls, value: str | None) -> str | None:
-        return None if value is None else core_problem(lambda: validate_dns_label(value, field_name=""))
+        return (
+            None
+            if value is None
+            else core_problem(lambda: validate_dns_label(value, field_name=""))
+        )
 
     @field_validator("audit_sink_destination")
     @classmethod
@@ -254,14 +264,14 @@ class GcpAccessProxySettings(SettingsSection):
     def policy(self) -> AccessProxyPolicy:
         """The rules Teleport enforces, as :class:`AccessProxyPolicy`."""
         return AccessProxyPolicy(
-                requester_role=self.requester_role,
-                access_role=self.access_role,
-                approver_role=self.approver_role,
-                allowed_services=self.allowed_services,
-                max_lifetime_minutes=self.max_lifetime_minutes,
-                idle_timeout_minutes=self.idle_timeout_minutes,
-                device_login=self.device_login,
-                selector_labels=self.device_selector.labels,
-                thing_groups=self.device_selector.thing_groups,
-                approvals_required=self.approvals_required,
+            requester_role=self.requester_role,
+            access_role=self.access_role,
+            approver_role=self.approver_role,
+            allowed_services=self.allowed_services,
+            max_lifetime_minutes=self.max_lifetime_minutes,
+            idle_timeout_minutes=self.idle_timeout_minutes,
+            device_login=self.device_login,
+            selector_labels=self.device_selector.labels,
+            thing_groups=self.device_selector.thing_groups,
+            approvals_required=self.approvals_required,
         )

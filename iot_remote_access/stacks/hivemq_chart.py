@@ -178,7 +178,9 @@ def _write_teleport(teleport: TeleportCluster, out_dir: Path) -> list[Path]:
     )
     resources_file = out_dir / TELEPORT_RESOURCES_FILE
     resources_file.write_text(
-        "# Teleport roles of the access rules: tctl create -f " + TELEPORT_RESOURCES_FILE + "\n"
+        "# Teleport roles of the access rules: tctl create -f "
+        + TELEPORT_RESOURCES_FILE
+        + "\n"
         + yaml.safe_dump_all(teleport.resources, sort_keys=False),
         encoding="utf-8",
     )

@@ -136,7 +136,9 @@ class MonitoringStandIn:
         served = LogMetric(metric)
         # The service names the descriptor after the metric.
         served.metric_descriptor.type = f"logging.googleapis.com/user/{metric.name}"
-        served.metric_descriptor.name = f"projects/p/metricDescriptors/{served.metric_descriptor.type}"
+        served.metric_descriptor.name = (
+            f"projects/p/metricDescriptors/{served.metric_descriptor.type}"
+        )
         return served
 
     # -- sinks -------------------------------------------------------------------------
@@ -199,7 +201,9 @@ class _Routes(grpc.GenericRpcHandler):
     def __init__(self, table: dict[str, grpc.RpcMethodHandler]) -> None:
         self._table = table
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
         return self._table.get(handler_call_details.method)
 
 

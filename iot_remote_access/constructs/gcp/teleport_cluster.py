@@ -135,7 +135,8 @@ class TeleportCluster(Construct):
                 ],
             ),
         )
-        if self.settings.monitoring_namespace:
+        monitoring = self.settings.monitoring_namespace
+        if monitoring:
             self._policy(
                 "teleport-diagnostics-from-monitoring",
                 k8s.NetworkPolicySpec(
@@ -146,9 +147,7 @@ class TeleportCluster(Construct):
                             from_=[
                                 k8s.NetworkPolicyPeer(
                                     namespace_selector=k8s.LabelSelector(
-                                        match_labels={
-                                            _NAMESPACE_NAME_LABEL: self.settings.monitoring_namespace
-                                        }
+                                        match_labels={_NAMESPACE_NAME_LABEL: monitoring}
                                     )
                                 )
                             ],

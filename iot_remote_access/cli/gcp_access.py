@@ -1,0 +1,84 @@
+"""``gcp plan|deploy`` with ``gcp.accessProxy``: Teleport's log-based metrics, alert policies
+and SIEM sink in Cloud Logging and Cloud Monitoring, after the Pub/Sub topology."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+
+from iot_remote_access.settings import FleetSettings
+
+_SYMBOL = {"create": "+", "update": "~", "unchanged": "="}
+
+
+@dataclass
+class AccessMonitoring:
+    """The desired state of one project, and (made on first use) the three SDK clients."""
+
+    project: str
+    state: Any
+    endpoint: str | None
+    _clients: tuple[Any, Any, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def prepare(
+        cls, project: str, settings: FleetSettings, endpoint: str | None
+    ) -> AccessMonitoring:
+        """Build the desired state (no call yet); ImportError without the gcp extra."""
+        from iot_remote_access.gcp_monitoring.desired import desired_state
+
+        assert settings.gcp is not None and settings.gcp.access_proxy is not None
+        state = desired_state(project, settings.gcp.access_proxy, settings.tunnel_alarms)
+        return cls(project=project, state=state, endpoint=endpoint)
+
+    def clients(self) -> tuple[Any, Any, Any]:
+        if self._clients is None:
+            from iot_remote_access.gcp_monitoring.clients import make_clients
+
+            self._clients = make_clients(self.endpoint)
+        return self._clients
+
+    def plan(self) -> Any:
+        from iot_remote_access.gcp_monitoring.plan import plan
+
+        return plan(self.state, *self.clients())
+
+    def deploy(self, result: Any) -> list[Any]:
+        from iot_remote_access.gcp_monitoring.deploy import deploy
+
+        return deploy(result, self.project, *self.clients())
+
+
+def _line(change: Any) -> str:
+    return f"{_SYMBOL[change.action]} {change.action} {change.kind} {change.name}"
+
+
+def print_monitoring_plan(result: Any, console: Console) -> None:
+    for change in result.changes:
+        console.print(_line(change), markup=False, highlight=False)
+        for name in change.fields:
+            console.print(f"    {name}: differs", markup=False, highlight=False)
+    pending = len(result.pending)
+    console.print(
+        f"monitoring: {pending} to change, {len(result.changes) - pending} unchanged",
+        highlight=False,
+    )
+
+
+def print_monitoring_applied(result: Any, applied: list[Any], console: Console) -> None:
+    for change in applied:
+        console.print(_line(change), markup=False, highlight=False)
+    created = sum(c.action == "create" for c in applied)
+    updated = sum(c.action == "update" for c in applied)
+    unchanged = len(result.changes) - len(applied)
+    console.print(
+        f"monitoring: {created} created, {updated} updated, {unchanged} unchanged", highlight=False
+    )
+    if any(c.kind == "log sink" and c.action == "create" for c in applied):
+        console.print(
+            "note: grant the sink's writer identity access to its destination "
+            "(docs/gcp-access.md, SIEM export)",
+            highlight=False,
+        )
