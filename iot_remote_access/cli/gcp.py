@@ -111,8 +111,13 @@ def deploy_command(
     }
     console.print(", ".join(f"{n} {what}" for what, n in counts.items()), highlight=False)
     if access is not None:
+        from iot_remote_access.gcp_monitoring.deploy import MonitoringDeployFailed
+
         monitoring_plan = _call(access.plan, "Cloud Monitoring")
-        applied_monitoring = _call(lambda: access.deploy(monitoring_plan), "Cloud Monitoring")
+        try:
+            applied_monitoring = _call(lambda: access.deploy(monitoring_plan), "Cloud Monitoring")
+        except MonitoringDeployFailed as error:
+            raise OperationError(f"Cloud Monitoring refused to {error}") from None
         print_monitoring_applied(monitoring_plan, applied_monitoring, console)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud.logging_v2.types import CreateSinkRequest, UpdateSinkRequest
 from google.cloud.monitoring_v3 import AlertPolicy
 from google.protobuf import field_mask_pb2
@@ -18,6 +19,13 @@ from iot_remote_access.gcp_monitoring.plan import (
     Kind,
     MonitoringPlan,
 )
+
+
+class MonitoringDeployFailed(RuntimeError):
+    """One request was refused: says what was being done to which resource, and why.
+
+    What was applied before it stays; a rerun plans only what is still missing.
+    """
 
 
 def deploy(
@@ -35,7 +43,14 @@ def deploy(
     for change in result.pending:
         if progress is not None:
             progress(change)
-        _apply(change, parent, metrics, policies, config)
+        try:
+            _apply(change, parent, metrics, policies, config)
+        except gexc.GoogleAPICallError as error:
+            status = getattr(error.grpc_status_code, "name", type(error).__name__)
+            message = (error.message or "").strip().splitlines()[:1]
+            raise MonitoringDeployFailed(
+                f"{change.action} {change.kind} {change.name}: {status} {' '.join(message)}".strip()
+            ) from None
         applied.append(change)
     return applied
 

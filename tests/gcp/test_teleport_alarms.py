@@ -60,7 +60,9 @@ def samples(entries: Iterable[dict[str, Any]], metrics: dict[str, Any]) -> list[
     for log_entry in entries:
         for name, metric in metrics.items():
             if matches(metric.filter, log_entry):
-                labels = {k: extract(v, log_entry) or "" for k, v in metric.label_extractors.items()}
+                labels = {
+                    k: extract(v, log_entry) or "" for k, v in metric.label_extractors.items()
+                }
                 counted.append(Sample(name, parse_time(log_entry["timestamp"]), labels))
     return counted
 
@@ -85,7 +87,9 @@ def alerts_during(query: str, counted: list[Sample], start: datetime, span: time
 
 def test_each_metric_counts_its_event_with_the_device_and_session(metrics: dict[str, Any]) -> None:
     start = entry(session_start("sensor-000001", "sid-aaaa-000000000001", T0))
-    end = entry(session_end("sensor-000001", "sid-aaaa-000000000001", T0, T0 + timedelta(minutes=5)))
+    end = entry(
+        session_end("sensor-000001", "sid-aaaa-000000000001", T0, T0 + timedelta(minutes=5))
+    )
     start_metric, end_metric = metrics[SESSION_START_METRIC], metrics[SESSION_END_METRIC]
     assert matches(start_metric.filter, start) and not matches(start_metric.filter, end)
     assert matches(end_metric.filter, end) and not matches(end_metric.filter, start)
@@ -100,7 +104,9 @@ def test_each_metric_counts_its_event_with_the_device_and_session(metrics: dict[
         {"component": "proxy"},  # the proxy's own logs are not the audit log
     ],
 )
-def test_events_from_elsewhere_are_not_counted(metrics: dict[str, Any], where: dict[str, str]) -> None:
+def test_events_from_elsewhere_are_not_counted(
+    metrics: dict[str, Any], where: dict[str, str]
+) -> None:
     elsewhere = entry(session_start("sensor-000001", "sid-x-000000000001", T0), **where)
     assert not any(matches(m.filter, elsewhere) for m in metrics.values())
 
@@ -119,13 +125,17 @@ def test_the_siem_stream_has_every_session_and_request_event_and_nothing_else() 
     # requester, reason, device and lifetime reach the SIEM in the events themselves
     request = access_request_create(T0, reason="INC-4711 gateway offline", minutes=60)
     assert {"user", "reason", "max_duration", "roles"} <= set(request)
-    assert not matches(stream, entry({"event": "user.login", "code": "T1000I", "time": "2026-11-30T08:00:00Z"}))
+    assert not matches(
+        stream, entry({"event": "user.login", "code": "T1000I", "time": "2026-11-30T08:00:00Z"})
+    )
 
 
 # -- renewal loop: the AWS boundary cases -------------------------------------------------
 
 
-def renewal_case(gap: timedelta, metrics: dict[str, Any], device2: str = "sensor-000001") -> set[Any]:
+def renewal_case(
+    gap: timedelta, metrics: dict[str, Any], device2: str = "sensor-000001"
+) -> set[Any]:
     first_end = T0 + timedelta(minutes=30)
     entries = session("sensor-000001", "sid-r-000000000001", T0, 30)
     second = first_end + gap
@@ -156,7 +166,10 @@ def test_a_concurrent_session_is_not_a_renewal(metrics: dict[str, Any]) -> None:
     entries = session("sensor-000001", "sid-c-000000000001", T0, 30)
     entries += session("sensor-000001", "sid-c-000000000002", T0 + timedelta(minutes=10), 5)
     counted = samples(entries, metrics)
-    assert alerts_during(renewal_rule(WINDOW).query, counted, T0 + timedelta(minutes=10), STEP) == set()
+    assert (
+        alerts_during(renewal_rule(WINDOW).query, counted, T0 + timedelta(minutes=10), STEP)
+        == set()
+    )
 
 
 def test_another_devices_end_does_not_make_a_renewal(metrics: dict[str, Any]) -> None:
@@ -197,7 +210,11 @@ def test_a_session_still_open_after_the_maximum_alerts(
 
 def test_thresholds_come_from_tunnel_alarms_settings() -> None:
     raw = access_raw()
-    raw["tunnelAlarms"] = {"maxOpensPerThingPerDay": 5, "renewalWindowMinutes": 30, "maxOpenHours": 1.5}
+    raw["tunnelAlarms"] = {
+        "maxOpensPerThingPerDay": 5,
+        "renewalWindowMinutes": 30,
+        "maxOpenHours": 1.5,
+    }
     settings = FleetSettings.parse(raw)
     assert settings.gcp is not None and settings.gcp.access_proxy is not None
     state = desired_state(PROJECT, settings.gcp.access_proxy, settings.tunnel_alarms)

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-_TOKEN = re.compile(r'\s*(\(|\)|AND\b|OR\b|((?:"[^"]*"|[A-Za-z_][\w-]*)(?:\.(?:"[^"]*"|[A-Za-z_][\w-]*))*)="([^"]*)")')
+_TOKEN = re.compile(
+    r'\s*(\(|\)|AND\b|OR\b|((?:"[^"]*"|[A-Za-z_][\w-]*)(?:\.(?:"[^"]*"|[A-Za-z_][\w-]*))*)="([^"]*)")'
+)
 
 
 class UnsupportedQuery(AssertionError):
@@ -48,7 +50,7 @@ def matches(log_filter: str, entry: Mapping[str, Any]) -> bool:
     while position < len(text):
         found = _TOKEN.match(text, position)
         if found is None:
-            raise UnsupportedQuery(f"cannot read the filter at {text[position:position + 40]!r}")
+            raise UnsupportedQuery(f"cannot read the filter at {text[position : position + 40]!r}")
         word = found.group(1)
         tokens.append(("cmp", found.group(2), found.group(3)) if found.group(2) else (word, "", ""))
         position = found.end()
@@ -58,7 +60,9 @@ def matches(log_filter: str, entry: Mapping[str, Any]) -> bool:
     return result
 
 
-def _expression(tokens: list[tuple[str, str, str]], entry: Mapping[str, Any]) -> tuple[bool, list[Any]]:
+def _expression(
+    tokens: list[tuple[str, str, str]], entry: Mapping[str, Any]
+) -> tuple[bool, list[Any]]:
     value, tokens = _term(tokens, entry)
     while tokens and tokens[0][0] in ("AND", "OR"):
         operator = tokens[0][0]
@@ -90,6 +94,7 @@ def extract(extractor: str, entry: Mapping[str, Any]) -> str | None:
 
 # -- PromQL -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Sample:
     """One log entry counted by a log-based metric: when, and its extracted labels."""
@@ -103,12 +108,19 @@ _SELECTOR = re.compile(
     r"\(sum by \(([\w, ]+)\) \(increase\(logging_googleapis_com:user_(\w+)\[(\d+)(m|d)\]"
     r"(?: offset (\d+)m)?\)\) > (\d+)\)"
 )
-_COMBINED = re.compile(rf"\A{_SELECTOR.pattern}(?: (and|unless) on \(([\w, ]+)\) {_SELECTOR.pattern})?\Z")
+_COMBINED = re.compile(
+    rf"\A{_SELECTOR.pattern}(?: (and|unless) on \(([\w, ]+)\) {_SELECTOR.pattern})?\Z"
+)
 
 
 def _series(
-    samples: Iterable[Sample], groups: Sequence[str], metric: str, window: timedelta,
-    offset: timedelta, threshold: int, now: datetime,
+    samples: Iterable[Sample],
+    groups: Sequence[str],
+    metric: str,
+    window: timedelta,
+    offset: timedelta,
+    threshold: int,
+    now: datetime,
 ) -> set[tuple[tuple[str, str], ...]]:
     counts: dict[tuple[tuple[str, str], ...], int] = {}
     for sample in samples:
@@ -126,10 +138,20 @@ def fires(query: str, samples: Sequence[Sample], now: datetime) -> set[tuple[tup
         raise UnsupportedQuery(f"query shape not evaluated by the stand-in: {query}")
     parts = found.groups()
 
-    def side(groups: str, metric: str, amount: str, unit: str, offset: str | None, threshold: str) -> set[Any]:
+    def side(
+        groups: str, metric: str, amount: str, unit: str, offset: str | None, threshold: str
+    ) -> set[Any]:
         window = timedelta(minutes=int(amount)) if unit == "m" else timedelta(days=int(amount))
         labels = [label.strip() for label in groups.split(",")]
-        return _series(samples, labels, metric, window, timedelta(minutes=int(offset or 0)), int(threshold), now)
+        return _series(
+            samples,
+            labels,
+            metric,
+            window,
+            timedelta(minutes=int(offset or 0)),
+            int(threshold),
+            now,
+        )
 
     left = side(*parts[0:6])
     if parts[6] is None:

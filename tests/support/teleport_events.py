@@ -37,7 +37,9 @@ def _time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def entry(payload: dict[str, Any], *, namespace: str = NAMESPACE, component: str = "auth") -> dict[str, Any]:
+def entry(
+    payload: dict[str, Any], *, namespace: str = NAMESPACE, component: str = "auth"
+) -> dict[str, Any]:
     """One Cloud Logging entry as GKE writes a line of the auth pod's stdout."""
     return {
         "logName": f"projects/{PROJECT}/logs/stdout",
@@ -62,7 +64,9 @@ def entry(payload: dict[str, Any], *, namespace: str = NAMESPACE, component: str
     }
 
 
-def session_start(device: str, sid: str, at: datetime, user: str = "alice@example.com") -> dict[str, Any]:
+def session_start(
+    device: str, sid: str, at: datetime, user: str = "alice@example.com"
+) -> dict[str, Any]:
     """``session.start`` (T2000I) as in the reference example."""
     return {
         "addr.local": "10.8.0.12:3022",
