@@ -233,6 +233,7 @@ class GcpAccessProxySettings(SettingsSection):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        self.policy()  # first: the lifetimes, services and selector by the tunnel rules
         _, tag, _ = split_image(self.image)
         if tag != self.chart_version:
             raise ValueError(
@@ -258,7 +259,6 @@ class GcpAccessProxySettings(SettingsSection):
                 f"approvers: {overlap[0]!r} is also a requester; allowed: separate people "
                 "(no one approves their own access)"
             )
-        self.policy()  # the lifetimes, services and selector by the tunnel rules
         return self
 
     def policy(self) -> AccessProxyPolicy:
