@@ -264,8 +264,6 @@ class AccessProxyPolicy:
                         "thresholds": [{"approve": self.approvals_required, "deny": 1}],
                     },
                 },
-                # Explicit: whatever other role a requester holds, this one grants no node.
-                "deny": {"node_labels": {}},
             },
         }
 
