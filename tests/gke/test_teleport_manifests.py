@@ -105,10 +105,19 @@ def test_network_policies_deny_by_default_and_open_only_tls(rendered: Rendered) 
         ("teleport-auth-from-proxy", 3025),
         ("teleport-diagnostics-from-monitoring", 3000),
     }
-    egress_ports = {
-        p["port"] for rule in policies["teleport-egress"]["egress"] for p in rule["ports"]
+    egress = {
+        (tuple(peer["ipBlock"]["cidr"] for peer in rule.get("to", [])), port["port"])
+        for rule in policies["teleport-egress"]["egress"]
+        for port in rule["ports"]
     }
-    assert egress_ports == {53, 443, 3025}
+    assert egress == {
+        ((), 53),
+        ((), 443),
+        ((), 3025),
+        # the GKE metadata server (Workload Identity tokens), and nothing else in plain text
+        (("169.254.169.254/32",), 80),
+        (("169.254.169.252/32", "127.0.0.1/32"), 988),
+    }
 
 
 def test_values_pass_the_charts_own_schema(rendered: Rendered) -> None:

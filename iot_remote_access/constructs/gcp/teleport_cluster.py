@@ -32,6 +32,9 @@ PROXY_PORT = 443
 AUTH_PORT = 3025
 DIAGNOSTICS_PORT = 3000
 _NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+METADATA_ADDRESS = "169.254.169.254"
+METADATA_SERVER_ADDRESSES = ("169.254.169.252", "127.0.0.1")
+METADATA_SERVER_PORT = 988
 
 
 def pod_labels(release: str, component: str) -> dict[str, str]:
@@ -132,6 +135,17 @@ class TeleportCluster(Construct):
                     # DNS, then TLS only: Google APIs, the auth API, reverse tunnels.
                     k8s.NetworkPolicyEgressRule(ports=[_udp(53), _tcp(53)]),
                     k8s.NetworkPolicyEgressRule(ports=[_tcp(443), _tcp(AUTH_PORT)]),
+                    # The GKE metadata server, which hands out Workload Identity tokens:
+                    # 169.254.169.254:80 as pods see it, :988 where GKE serves it
+                    # (169.254.169.252 with Dataplane V2, 127.0.0.1 without).
+                    k8s.NetworkPolicyEgressRule(
+                        to=[_host(METADATA_ADDRESS)],
+                        ports=[_tcp(80)],
+                    ),
+                    k8s.NetworkPolicyEgressRule(
+                        to=[_host(address) for address in METADATA_SERVER_ADDRESSES],
+                        ports=[_tcp(METADATA_SERVER_PORT)],
+                    ),
                 ],
             ),
         )
@@ -219,3 +233,7 @@ def _tcp(port: int) -> k8s.NetworkPolicyPort:
 
 def _udp(port: int) -> k8s.NetworkPolicyPort:
     return k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(port), protocol="UDP")
+
+
+def _host(address: str) -> k8s.NetworkPolicyPeer:
+    return k8s.NetworkPolicyPeer(ip_block=k8s.IpBlock(cidr=f"{address}/32"))
