@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iot_remote_access.core.teleport_access import AccessProxyPolicy, AccessRuleError
 from iot_remote_access.settings import FleetSettings, SettingsError
@@ -100,3 +102,35 @@ def test_the_core_policy_refuses_standing_preset_roles_and_collisions() -> None:
         AccessProxyPolicy(access_role="access", thing_groups=("g",))
     with pytest.raises(AccessRuleError, match="the three role names collide"):
         AccessProxyPolicy(requester_role="same", access_role="same", thing_groups=("g",))
+
+
+hostile_text = st.text(alphabet="ab*^$.-_:/ ", min_size=0, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    labels=st.dictionaries(hostile_text, st.lists(hostile_text, max_size=3), max_size=3),
+    groups=st.lists(hostile_text, max_size=3),
+)
+def test_any_selector_is_refused_in_one_line_or_rendered_exactly_without_wildcards(
+    labels: dict[str, list[str]], groups: list[str]
+) -> None:
+    try:
+        parsed = FleetSettings.parse(
+            access_raw(deviceSelector={"labels": labels, "thingGroups": groups})
+        )
+    except SettingsError as error:
+        text = str(error)
+        assert len(text.splitlines()) == 1 and "gcp.accessProxy.deviceSelector" in text, text
+        return
+    assert parsed.gcp is not None and parsed.gcp.access_proxy is not None
+    (access,) = [
+        r
+        for r in parsed.gcp.access_proxy.policy().roles()
+        if r["metadata"]["name"] == "iot-device-access"
+    ]
+    node_labels = access["spec"]["allow"]["node_labels"]
+    assert node_labels == {**labels, **({"thing-group": groups} if groups else {})}
+    for key, values in node_labels.items():
+        for text in (key, *values):
+            assert "*" not in text and not text.startswith("^") and not text.endswith("$")
