@@ -8,6 +8,7 @@ the values merged over the chart's values.yaml as Helm merges them, both read fr
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,51 @@ def test_gcp_manifests_refuses_bad_access_settings_with_one_line_and_writes_noth
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "gcp.accessProxy" in lines[0] and "721" in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+HELM_OUTPUT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: teleport-auth, namespace: teleport}
+spec:
+  selector: {matchLabels: {app: auth}}
+  template:
+    metadata: {labels: {app: auth}}
+    spec:
+      initContainers: [{name: wait, image: "public.ecr.aws/gravitational/teleport-distroless:15.3.1"}]
+      containers: [{name: teleport, image: "public.ecr.aws/gravitational/teleport-distroless:15.3.1"}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: teleport-auth-hook, namespace: teleport}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: check, image: "public.ecr.aws/gravitational/teleport-distroless:15.3.1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: teleport}
+spec:
+  containers: [{name: other, image: "registry.example.com/other:1.0"}]
+"""
+
+
+def test_the_post_renderer_pins_every_teleport_container_to_the_digest(rendered: Rendered) -> None:
+    """Helm's manifests (a sample of the chart's kinds) through the written post-renderer:
+    real kustomize (kubectl kustomize) sets the digest; other images stay as they are."""
+    script = rendered.files[-1]
+    assert script.name == "post-render" and script.stat().st_mode & 0o111
+    result = subprocess.run(
+        [str(script)], input=HELM_OUTPUT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    images = [
+        container["image"]
+        for document in yaml.safe_load_all(result.stdout)
+        for spec in [document["spec"].get("template", {}).get("spec", document["spec"])]
+        for container in [*spec.get("initContainers", []), *spec["containers"]]
+    ]
+    pinned = f"public.ecr.aws/gravitational/teleport-distroless@{DIGEST}"
+    assert sorted(images) == sorted([pinned, pinned, pinned, "registry.example.com/other:1.0"])

@@ -226,6 +226,18 @@ class TeleportCluster(Construct):
         assert digest is not None  # the settings refuse an image without one
         return digest
 
+    @property
+    def kustomization(self) -> dict[str, Any]:
+        """For the Helm post-renderer: the chart writes ``IMAGE:TAG`` and has no digest
+        value, so kustomize's images transformer sets the digest on every container."""
+        repository, _, _ = split_image(self.settings.image)
+        return {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": ["helm-output.yaml"],
+            "images": [{"name": repository, "digest": self.image_digest}],
+        }
+
 
 def _tcp(port: int) -> k8s.NetworkPolicyPort:
     return k8s.NetworkPolicyPort(port=k8s.IntOrString.from_number(port), protocol="TCP")
