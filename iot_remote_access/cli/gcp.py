@@ -16,6 +16,7 @@ from rich.console import Console
 from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
 from iot_remote_access.cli.gcp_access import (
     AccessMonitoring,
+    device_config,
     print_monitoring_applied,
     print_monitoring_plan,
 )
@@ -119,6 +120,36 @@ def deploy_command(
         except MonitoringDeployFailed as error:
             raise OperationError(f"Cloud Monitoring refused to {error}") from None
         print_monitoring_applied(monitoring_plan, applied_monitoring, console)
+
+
+@gcp.command("device-config")
+@settings_option
+@click.option("--thing", required=True, help="the device's thing name (its MQTT identity)")
+@click.option(
+    "--thing-group",
+    "thing_group",
+    default=None,
+    help="the device's thing group (the thing-group label of gcp.accessProxy.deviceSelector)",
+)
+@click.option("--label", "labels", multiple=True, help="another node label, KEY=VALUE")
+def device_config_command(
+    settings_file: Path, thing: str, thing_group: str | None, labels: tuple[str, ...]
+) -> None:
+    """Print the device agent's teleport.yaml: node name = thing name, dialling out to the
+    proxy of gcp.accessProxy. Exit 0 printed, 2 bad settings or arguments."""
+    try:
+        settings = FleetSettings.from_file(settings_file)
+    except SettingsError as error:
+        raise settings_input_error(error) from None
+    if settings.gcp is None or settings.gcp.access_proxy is None:
+        raise InputError(
+            f"{settings_file}: gcp.accessProxy: missing; allowed: a gcp.accessProxy section"
+        )
+    groups = (thing_group,) if thing_group is not None else ()
+    try:
+        click.echo(device_config(settings, thing, groups, labels), nl=False)
+    except ValueError as error:
+        raise InputError(str(error)) from None
 
 
 def _access_monitoring(

@@ -82,3 +82,32 @@ def print_monitoring_applied(result: Any, applied: list[Any], console: Console) 
             "(docs/gcp-access.md, SIEM export)",
             highlight=False,
         )
+
+
+def device_config(
+    settings: FleetSettings, thing: str, groups: tuple[str, ...], labels: tuple[str, ...]
+) -> str:
+    """The device agent's teleport.yaml as text; InputError-ready ValueError on a bad value."""
+    import yaml
+
+    from iot_remote_access.core.teleport_access import THING_GROUP_LABEL, device_agent_config
+    from iot_remote_access.core.tunnel_rules import validate_thing, validate_thing_group
+
+    assert settings.gcp is not None and settings.gcp.access_proxy is not None
+    try:
+        name = validate_thing(thing, pattern=settings.thing_name_pattern)
+    except ValueError as error:
+        raise ValueError(f"--thing: {getattr(error, 'problem', error)}") from None
+    chosen: dict[str, str] = {}
+    for group in groups:
+        try:
+            chosen[THING_GROUP_LABEL] = validate_thing_group(group)
+        except ValueError as error:
+            raise ValueError(f"--thing-group: {getattr(error, 'problem', error)}") from None
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--label: {item[:60]!r} is not KEY=VALUE")
+        chosen[key] = value
+    config = device_agent_config(name, settings.gcp.access_proxy.cluster_name, chosen)
+    return yaml.safe_dump(config, sort_keys=False)

@@ -322,3 +322,36 @@ __all__ = [
     "AccessProxyPolicy",
     "AccessRuleError",
 ]
+
+
+#: Where the device keeps its join token (mode 0600); the agent reads it from this file.
+DEVICE_TOKEN_FILE = "/var/lib/teleport/join-token"  # noqa: S105 - a path, not a secret
+
+
+def device_agent_config(
+    thing: str, proxy: str, labels: Mapping[str, str], *, token_file: str = DEVICE_TOKEN_FILE
+) -> dict[str, Any]:
+    """The device's ``teleport.yaml``: an SSH agent whose node name is its thing name.
+
+    ``thing`` must already be a valid thing name (the caller checks it with the fleet's
+    pattern); the node name is then the device's MQTT identity. The agent dials out to
+    ``proxy`` on 443 only; nothing listens on the device's network but the local SSH
+    service the proxy reaches through the agent's reverse tunnel.
+    """
+    for key, value in labels.items():
+        if not _LABEL_KEY_RE.match(key) or not _LABEL_VALUE_RE.match(value):
+            raise AccessRuleError(
+                "label", f"{_shown(f'{key}={value}')} is not allowed; allowed: KEY=VALUE, exact"
+            )
+    return {
+        "version": "v3",
+        "teleport": {
+            "nodename": thing,
+            "proxy_server": f"{proxy}:443",
+            "join_params": {"method": "token", "token_name": token_file},
+            "data_dir": "/var/lib/teleport",
+        },
+        "ssh_service": {"enabled": True, "labels": dict(labels)},
+        "auth_service": {"enabled": False},
+        "proxy_service": {"enabled": False},
+    }
