@@ -175,6 +175,15 @@ def _teleport(app: cdk8s.App, settings: FleetSettings) -> TeleportCluster | None
     if gcp is None or gcp.access_proxy is None:
         return None
     assert gcp.project_id is not None  # required with hivemq (FleetSettings)
+    hivemq = settings.hivemq
+    if hivemq is not None and hivemq.namespace == gcp.access_proxy.namespace:
+        # Teleport's default-deny policies would cut the broker off, and both write the
+        # namespace object: one namespace each.
+        raise ManifestValueError(
+            "gcp.accessProxy.namespace",
+            f"{gcp.access_proxy.namespace!r} is hivemq.namespace too; allowed: a namespace "
+            "of its own",
+        )
     chart = cdk8s.Chart(app, "teleport", disable_resource_name_hashes=True)
     return TeleportCluster(chart, "Teleport", project=gcp.project_id, settings=gcp.access_proxy)
 

@@ -330,3 +330,19 @@ def test_the_post_renderer_pins_every_teleport_container_to_the_digest(rendered:
     ]
     pinned = f"public.ecr.aws/gravitational/teleport-distroless@{DIGEST}"
     assert sorted(images) == sorted([pinned, pinned, pinned, "registry.example.com/other:1.0"])
+
+
+def test_teleport_in_the_brokers_namespace_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    settings_file = tmp_path / "settings.yaml"
+    raw = access_raw(namespace="iot")
+    settings_file.write_text(yaml.safe_dump({"iot-remote-access": raw}))
+    out = tmp_path / "out"
+    result = run_cli("gcp", "manifests", "--settings", str(settings_file), "--out", str(out))
+    assert result.code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {settings_file}: gcp.accessProxy.namespace: 'iot' is hivemq.namespace too; "
+        "allowed: a namespace of its own"
+    ]
+    assert not list(out.rglob("*.yaml"))
