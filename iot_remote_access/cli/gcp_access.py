@@ -58,8 +58,8 @@ def _line(change: Any) -> str:
 def print_monitoring_plan(result: Any, console: Console) -> None:
     for change in result.changes:
         console.print(_line(change), markup=False, highlight=False)
-        for name in change.fields:
-            console.print(f"    {name}: differs", markup=False, highlight=False)
+        for diff in change.diffs:
+            console.print(f"    {diff}", markup=False, highlight=False)
     pending = len(result.pending)
     console.print(
         f"monitoring: {pending} to change, {len(result.changes) - pending} unchanged",

@@ -8,6 +8,7 @@ the user label ``managed-by: iot-remote-access`` and ``rule: NAME``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -55,11 +56,44 @@ class Kind(StrEnum):
 
 
 @dataclass(frozen=True)
+class FieldDiff:
+    """One managed field that differs: what is live and what deploy would set."""
+
+    field: str
+    live: Any
+    desired: Any
+
+    def __str__(self) -> str:
+        live, desired = _shown_pair(_text(self.live), _text(self.desired))
+        return f"{self.field}: {live} -> {desired}"
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _shown_pair(live: str, desired: str, width: int = 120) -> tuple[str, str]:
+    """Both values from a little before their first difference, ``width`` characters each."""
+    first = next(
+        (i for i, (a, b) in enumerate(zip(live, desired, strict=False)) if a != b),
+        min(len(live), len(desired)),
+    )
+    start = max(0, first - 40)
+
+    def cut(text: str) -> str:
+        part = text[start : start + width]
+        return ("..." if start else "") + part + ("..." if start + width < len(text) else "")
+
+    return cut(live), cut(desired)
+
+
+@dataclass(frozen=True)
 class Change:
     kind: Kind
     name: str
     action: Action
     fields: tuple[str, ...] = ()
+    diffs: tuple[FieldDiff, ...] = ()
     #: What deploy sends: the desired resource (with the live name for a policy update).
     resource: Any = None
     live_name: str = ""
@@ -88,7 +122,7 @@ def _strip(value: Any) -> Any:
     return value
 
 
-def _differing(live: Any, desired: Any, fields: tuple[str, ...]) -> tuple[str, ...]:
+def _differing(live: Any, desired: Any, fields: tuple[str, ...]) -> tuple[FieldDiff, ...]:
     have, want = _projection(live, fields), _projection(desired, fields)
     if "metric_descriptor" in fields:
         # Google fills in the descriptor's name/type/display name: compare what we set.
@@ -97,7 +131,9 @@ def _differing(live: Any, desired: Any, fields: tuple[str, ...]) -> tuple[str, .
             side["metric_descriptor"] = {
                 k: descriptor.get(k) for k in ("labels", "metric_kind", "value_type", "unit")
             }
-    return tuple(name for name in fields if have[name] != want[name])
+    return tuple(
+        FieldDiff(name, have[name], want[name]) for name in fields if have[name] != want[name]
+    )
 
 
 def _get_or_none(get: Callable[[], Any]) -> Any:
@@ -136,7 +172,8 @@ def _change(kind: Kind, name: str, live: Any, desired: Any, fields: tuple[str, .
         return Change(kind, name, Action.CREATE, resource=desired)
     differing = _differing(live, desired, fields)
     action = Action.UPDATE if differing else Action.UNCHANGED
-    return Change(kind, name, action, fields=differing, resource=desired)
+    names = tuple(diff.field for diff in differing)
+    return Change(kind, name, action, fields=names, diffs=differing, resource=desired)
 
 
 def _managed_policies(policies: Any, parent: str) -> dict[str, AlertPolicy]:

@@ -120,6 +120,8 @@ def test_plan_shows_the_changed_fields_and_deploy_sends_only_those_resources(
     assert [(c.kind, c.action, c.fields) for c in changed.pending] == [
         (Kind.POLICY, Action.UPDATE, ("display_name", "documentation", "conditions"))
     ]
+    (diff,) = [d for d in changed.pending[0].diffs if d.field == "conditions"]
+    assert "[16m]" in str(diff) and "[31m]" in str(diff) and " -> " in str(diff)
     standin.requests.clear()
     deploy(changed, PROJECT, metrics, policies, config)
     (update,) = [r for m, r in standin.requests if m == "update_alert_policy"]
