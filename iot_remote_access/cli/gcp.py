@@ -65,7 +65,7 @@ def plan_command(settings_file: Path, project: str | None, monitoring_endpoint: 
     console = Console(soft_wrap=True)
     _print_plan(result, console)
     if access is not None:
-        print_monitoring_plan(_call(access.plan, "Cloud Monitoring"), console)
+        print_monitoring_plan(_call(access.plan, "Google Cloud"), console)
 
 
 @gcp.command("deploy")
@@ -114,11 +114,11 @@ def deploy_command(
     if access is not None:
         from iot_remote_access.gcp_monitoring.deploy import MonitoringDeployFailed
 
-        monitoring_plan = _call(access.plan, "Cloud Monitoring")
+        monitoring_plan = _call(access.plan, "Google Cloud")
         try:
-            applied_monitoring = _call(lambda: access.deploy(monitoring_plan), "Cloud Monitoring")
+            applied_monitoring = _call(lambda: access.deploy(monitoring_plan), "Google Cloud")
         except MonitoringDeployFailed as error:
-            raise OperationError(f"Cloud Monitoring refused to {error}") from None
+            raise OperationError(f"Google Cloud refused to {error}") from None
         print_monitoring_applied(monitoring_plan, applied_monitoring, console)
 
 

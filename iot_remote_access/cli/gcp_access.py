@@ -20,7 +20,7 @@ class AccessMonitoring:
     project: str
     state: Any
     endpoint: str | None
-    _clients: tuple[Any, Any, Any] | None = field(default=None, repr=False)
+    _clients: tuple[Any, Any, Any, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def prepare(
@@ -33,7 +33,7 @@ class AccessMonitoring:
         state = desired_state(project, settings.gcp.access_proxy, settings.tunnel_alarms)
         return cls(project=project, state=state, endpoint=endpoint)
 
-    def clients(self) -> tuple[Any, Any, Any]:
+    def clients(self) -> tuple[Any, Any, Any, Any]:
         if self._clients is None:
             from iot_remote_access.gcp_monitoring.clients import make_clients
 

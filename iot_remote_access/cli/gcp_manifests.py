@@ -92,9 +92,9 @@ def _access_proxy_note(settings: FleetSettings) -> None:
         f"serviceAccount:{gcp.project_id}.svc.id.goog[{access.namespace}/{access.release_name}]"
     )
     click.echo(
-        f"note: Teleport runs as {access.service_account} through Workload Identity: grant "
-        f"roles/iam.workloadIdentityUser on it to {member}, roles/datastore.user in the "
-        f"project and roles/storage.objectAdmin on gs://{access.recordings_bucket} "
-        "(see docs/gcp-access.md, Step by step)",
+        f"note: Teleport runs as {access.service_account} through Workload Identity: "
+        f"gcp deploy grants it roles/iam.workloadIdentityUser for {member}; grant it "
+        f"roles/datastore.user in the project and roles/storage.objectAdmin on "
+        f"gs://{access.recordings_bucket} yourself (see docs/gcp-access.md, Step by step)",
         err=True,
     )

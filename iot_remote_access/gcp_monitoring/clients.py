@@ -21,8 +21,11 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
-def make_clients(endpoint: str | None = None) -> tuple[Any, Any, Any]:
-    """MetricsServiceV2Client, AlertPolicyServiceClient, ConfigServiceV2Client."""
+def make_clients(endpoint: str | None = None) -> tuple[Any, Any, Any, Any]:
+    """MetricsServiceV2Client, AlertPolicyServiceClient, ConfigServiceV2Client, IAMClient
+    (an ``endpoint`` serves the first three; IAM is always Google's unless loopback)."""
+    from google.cloud.iam_admin_v1.services.iam import IAMClient
+    from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
     from google.cloud.logging_v2.services.config_service_v2 import ConfigServiceV2Client
     from google.cloud.logging_v2.services.config_service_v2.transports import (
         ConfigServiceV2GrpcTransport,
@@ -37,7 +40,12 @@ def make_clients(endpoint: str | None = None) -> tuple[Any, Any, Any]:
     )
 
     if endpoint is None:
-        return MetricsServiceV2Client(), AlertPolicyServiceClient(), ConfigServiceV2Client()
+        return (
+            MetricsServiceV2Client(),
+            AlertPolicyServiceClient(),
+            ConfigServiceV2Client(),
+            IAMClient(),
+        )
     if is_loopback(endpoint):
         import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 
@@ -47,10 +55,12 @@ def make_clients(endpoint: str | None = None) -> tuple[Any, Any, Any]:
             MetricsServiceV2Client(transport=MetricsServiceV2GrpcTransport(channel=channel)),
             AlertPolicyServiceClient(transport=AlertPolicyServiceGrpcTransport(channel=channel)),
             ConfigServiceV2Client(transport=ConfigServiceV2GrpcTransport(channel=channel)),
+            IAMClient(transport=IAMGrpcTransport(channel=channel)),
         )
     options = {"api_endpoint": endpoint}
     return (
         MetricsServiceV2Client(client_options=options),
         AlertPolicyServiceClient(client_options=options),
         ConfigServiceV2Client(client_options=options),
+        IAMClient(),
     )

@@ -34,6 +34,7 @@ def deploy(
     metrics: Any,
     policies: Any,
     config: Any,
+    iam: Any,
     *,
     progress: Callable[[Change], None] | None = None,
 ) -> list[Change]:
@@ -44,7 +45,10 @@ def deploy(
         if progress is not None:
             progress(change)
         try:
-            _apply(change, parent, metrics, policies, config)
+            if change.kind == Kind.IAM:
+                iam.set_iam_policy(request=change.resource)
+            else:
+                _apply(change, parent, metrics, policies, config)
         except gexc.GoogleAPICallError as error:
             status = getattr(error.grpc_status_code, "name", type(error).__name__)
             message = (error.message or "").strip().splitlines()[:1]

@@ -26,6 +26,7 @@ from iot_remote_access.core.teleport_audit import (
     audit_stream_filter,
     event_filter,
 )
+from iot_remote_access.gcp_monitoring.workload_identity import WorkloadIdentityBinding
 from iot_remote_access.settings.gcp_access import GcpAccessProxySettings
 from iot_remote_access.settings.tunnel_alarms import TunnelAlarmsSettings
 
@@ -40,12 +41,13 @@ AUTO_CLOSE_SECONDS = 7 * 24 * 3600
 
 @dataclass(frozen=True)
 class MonitoringState:
-    """The desired metrics, policies and sink of one project."""
+    """The desired metrics, policies, sink and Workload Identity binding of one project."""
 
     project: str
     metrics: tuple[LogMetric, ...]
     policies: tuple[AlertPolicy, ...]
     sink: LogSink | None
+    workload_identity: WorkloadIdentityBinding
 
 
 def _metric(metric_id: str, description: str, log_filter: str) -> LogMetric:
@@ -130,4 +132,13 @@ def desired_state(
             filter=audit_stream_filter(*where),
             description="Teleport session and access-request events for the SIEM",
         )
-    return MonitoringState(project=project, metrics=metrics, policies=policies, sink=sink)
+    binding = WorkloadIdentityBinding(
+        service_account=access.service_account,
+        project=project,
+        namespace=access.namespace,
+        # The chart names the auth service account after serviceAccount.name (the release).
+        kubernetes_service_account=access.release_name,
+    )
+    return MonitoringState(
+        project=project, metrics=metrics, policies=policies, sink=sink, workload_identity=binding
+    )

@@ -26,6 +26,7 @@ from iot_remote_access.gcp_monitoring.desired import (
     RULE_LABEL,
     MonitoringState,
 )
+from iot_remote_access.gcp_monitoring.workload_identity import ROLE, WorkloadIdentityBinding
 
 METRIC_FIELDS = ("description", "filter", "metric_descriptor", "label_extractors")
 POLICY_FIELDS = (
@@ -53,6 +54,7 @@ class Kind(StrEnum):
     METRIC = "log-based metric"
     POLICY = "alert policy"
     SINK = "log sink"
+    IAM = "iam policy"
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,12 @@ def _get_or_none(get: Callable[[], Any]) -> Any:
         return None
 
 
-def plan(state: MonitoringState, metrics: Any, policies: Any, config: Any) -> MonitoringPlan:
-    """``metrics``, ``policies``, ``config``: MetricsServiceV2Client, AlertPolicyServiceClient,
-    ConfigServiceV2Client (or anything with their methods)."""
+def plan(
+    state: MonitoringState, metrics: Any, policies: Any, config: Any, iam: Any
+) -> MonitoringPlan:
+    """``metrics``, ``policies``, ``config``, ``iam``: MetricsServiceV2Client,
+    AlertPolicyServiceClient, ConfigServiceV2Client, IAMClient (or anything with their
+    methods)."""
     parent = f"projects/{state.project}"
     changes: list[Change] = []
     for metric in state.metrics:
@@ -164,7 +169,19 @@ def plan(state: MonitoringState, metrics: Any, policies: Any, config: Any) -> Mo
         name = f"{parent}/sinks/{state.sink.name}"
         live = _get_or_none(partial(config.get_sink, sink_name=name))
         changes.append(_change(Kind.SINK, name, live, state.sink, SINK_FIELDS))
+    changes.append(_workload_identity(state.workload_identity, iam))
     return MonitoringPlan(tuple(changes))
+
+
+def _workload_identity(binding: WorkloadIdentityBinding, iam: Any) -> Change:
+    live = iam.get_iam_policy(request={"resource": binding.resource})
+    request = binding.request(live)
+    name = f"{binding.resource} {ROLE}"
+    if request is None:
+        return Change(Kind.IAM, name, Action.UNCHANGED)
+    now = binding.members_now(live)
+    diff = FieldDiff("members", now, sorted([*now, binding.member]))
+    return Change(Kind.IAM, name, Action.UPDATE, ("members",), (diff,), resource=request)
 
 
 def _change(kind: Kind, name: str, live: Any, desired: Any, fields: tuple[str, ...]) -> Change:

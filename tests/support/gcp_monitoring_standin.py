@@ -35,6 +35,7 @@ from google.cloud.monitoring_v3.types import (
     ListAlertPoliciesResponse,
     UpdateAlertPolicyRequest,
 )
+from google.iam.v1 import iam_policy_pb2, policy_pb2
 
 
 class MonitoringStandIn:
@@ -44,6 +45,9 @@ class MonitoringStandIn:
         self.metrics: dict[str, LogMetric] = {}
         self.policies: dict[str, AlertPolicy] = {}
         self.sinks: dict[str, LogSink] = {}
+        #: Google service accounts that exist (IAM answers NOT_FOUND for any other).
+        self.service_accounts: set[str] = set()
+        self.iam_policies: dict[str, policy_pb2.Policy] = {}
         self.requests: list[tuple[str, Any]] = []
         #: Set to a method name to answer it with PERMISSION_DENIED (a failing deploy).
         self.deny: str | None = None
@@ -82,6 +86,9 @@ class MonitoringStandIn:
                 response_serializer=response_type.serialize,
             )
 
+        def raw(method: Callable[..., Any], request_type: Any, response_type: Any) -> Any:
+            return unary(method, _Raw(request_type), _Raw(response_type))
+
         logging, monitoring = "google.logging.v2", "google.monitoring.v3"
         table = {
             f"/{logging}.MetricsServiceV2/GetLogMetric": unary(
@@ -108,6 +115,12 @@ class MonitoringStandIn:
             ),
             f"/{monitoring}.AlertPolicyService/UpdateAlertPolicy": unary(
                 self.update_alert_policy, UpdateAlertPolicyRequest, AlertPolicy
+            ),
+            "/google.iam.admin.v1.IAM/GetIamPolicy": raw(
+                self.get_iam_policy, iam_policy_pb2.GetIamPolicyRequest, policy_pb2.Policy
+            ),
+            "/google.iam.admin.v1.IAM/SetIamPolicy": raw(
+                self.set_iam_policy, iam_policy_pb2.SetIamPolicyRequest, policy_pb2.Policy
             ),
         }
         return _Routes(table)
@@ -193,8 +206,41 @@ class MonitoringStandIn:
             if not condition.name:
                 condition.name = f"{policy.name}/conditions/{next(self._ids)}"
 
+    # -- IAM on service accounts ------------------------------------------------------------
+
+    def _known(self, resource: str, context: Any) -> None:
+        email = resource.rsplit("/", 1)[-1]
+        if (
+            not resource.startswith("projects/-/serviceAccounts/")
+            or email not in self.service_accounts
+        ):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"service account {email} not found")
+
+    def get_iam_policy(self, request: Any, context: Any) -> policy_pb2.Policy:
+        self._known(request.resource, context)
+        return self.iam_policies.get(request.resource, policy_pb2.Policy(etag=b"\x00"))
+
+    def set_iam_policy(self, request: Any, context: Any) -> policy_pb2.Policy:
+        self._known(request.resource, context)
+        current = self.iam_policies.get(request.resource, policy_pb2.Policy(etag=b"\x00"))
+        if request.policy.etag != current.etag:
+            context.abort(grpc.StatusCode.ABORTED, "etag mismatch: the policy changed meanwhile")
+        stored = policy_pb2.Policy()
+        stored.CopyFrom(request.policy)
+        stored.etag = bytes([current.etag[0] + 1])
+        self.iam_policies[request.resource] = stored
+        return stored
+
     def methods_called(self) -> list[str]:
         return [name for name, _ in self.requests]
+
+
+class _Raw:
+    """A plain protobuf message class with proto-plus's serialize/deserialize names."""
+
+    def __init__(self, message_type: Any) -> None:
+        self.deserialize = message_type.FromString
+        self.serialize = message_type.SerializeToString
 
 
 class _Routes(grpc.GenericRpcHandler):
@@ -207,8 +253,8 @@ class _Routes(grpc.GenericRpcHandler):
         return self._table.get(handler_call_details.method)
 
 
-def clients(host: str) -> tuple[Any, Any, Any]:
-    """The real SDK clients (metrics, alert policies, config) over a channel to ``host``."""
+def clients(host: str) -> tuple[Any, Any, Any, Any]:
+    """The real SDK clients (metrics, alert policies, config, IAM) over a channel to ``host``."""
     from iot_remote_access.gcp_monitoring.clients import make_clients
 
     return make_clients(host)
