@@ -301,6 +301,42 @@ class AccessProxyPolicy:
         }
 
 
+def user_resources(
+    policy: AccessProxyPolicy,
+    requesters: tuple[str, ...],
+    approvers: tuple[str, ...],
+    extra_requester_roles: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """Teleport ``user`` resources: who may request and who may approve, nothing more.
+
+    Nobody gets the access role: it comes only with an approved request. For users
+    from an SSO connector, map their groups to the same roles instead.
+    """
+    both = sorted(set(requesters) & set(approvers))
+    if both:
+        raise AccessRuleError(
+            "approvers", f"{both[0]!r} is also a requester; allowed: separate people"
+        )
+    validate_extra_roles(
+        extra_requester_roles,
+        field_name="requesterExtraRoles",
+        forbidden={policy.access_role, policy.approver_role},
+    )
+
+    def user(name: str, roles: list[str]) -> dict[str, Any]:
+        return {
+            "kind": "user",
+            "version": "v2",
+            "metadata": {"name": name},
+            "spec": {"roles": roles},
+        }
+
+    return [
+        *(user(name, [policy.requester_role, *extra_requester_roles]) for name in requesters),
+        *(user(name, [policy.approver_role]) for name in approvers),
+    ]
+
+
 def role_grants(role: Mapping[str, Any]) -> dict[str, Any]:
     """What a rendered role lets its holder reach directly (node labels and logins)."""
     allow = role.get("spec", {}).get("allow", {})

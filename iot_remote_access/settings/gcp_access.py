@@ -10,7 +10,7 @@ value is one line naming the field.
 from __future__ import annotations
 
 import re
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,6 +23,7 @@ from iot_remote_access.core.teleport_access import (
     MAX_JOIN_TOKEN_TTL_MINUTES,
     TELEPORT_SERVICES,
     AccessProxyPolicy,
+    user_resources,
     validate_extra_roles,
     validate_identities,
     validate_login,
@@ -67,7 +68,7 @@ class DeviceSelectorSettings(SettingsSection):
 class GcpAccessProxySettings(SettingsSection):
     """Teleport on GKE in front of the devices (``gcp.accessProxy``).
 
-    Default: SSH only, 60-minute lifetime (at most 720), a reason on every request,
+    Default: SSH only, at most 60 minutes per request (720 at most), a reason on every request,
     one approval, 15-minute idle timeout, 15-minute join tokens, chart 15.3.1,
     namespace and release ``teleport``, Firestore collections ``teleport-backend``
     and ``teleport-events``. Required: ``clusterName``, ``image`` (tag and digest),
@@ -88,7 +89,9 @@ class GcpAccessProxySettings(SettingsSection):
     audit_collection: str = "teleport-events"
     recordings_bucket: str
     allowed_services: tuple[str, ...] = TELEPORT_SERVICES
-    default_lifetime_minutes: int = DEFAULT_LIFETIME_MINUTES
+    #: The longest an access request (and so every session under it) may last: 1..720
+    #: minutes, as the AWS broker's lifetime. An operator asks for less with
+    #: ``tsh request create --max-duration``.
     max_lifetime_minutes: int = DEFAULT_LIFETIME_MINUTES
     #: Must stay true: a request without a reason is refused by Teleport.
     require_reason: bool = True
@@ -242,11 +245,6 @@ class GcpAccessProxySettings(SettingsSection):
             )
         if self.backend_collection == self.audit_collection:
             raise ValueError("auditCollection: equals backendCollection; allowed: two collections")
-        if self.default_lifetime_minutes > self.max_lifetime_minutes:
-            raise ValueError(
-                f"defaultLifetimeMinutes: {self.default_lifetime_minutes} is more than "
-                f"maxLifetimeMinutes ({self.max_lifetime_minutes})"
-            )
         # Model-level rules name their own field: pydantic's location here is the section.
         validate_extra_roles(
             self.requester_extra_roles,
@@ -260,6 +258,12 @@ class GcpAccessProxySettings(SettingsSection):
                 "(no one approves their own access)"
             )
         return self
+
+    def resources(self) -> list[dict[str, Any]]:
+        """Everything ``tctl create -f`` needs: the three roles, then the users."""
+        policy = self.policy()
+        users = user_resources(policy, self.requesters, self.approvers, self.requester_extra_roles)
+        return [*policy.roles(), *users]
 
     def policy(self) -> AccessProxyPolicy:
         """The rules Teleport enforces, as :class:`AccessProxyPolicy`."""

@@ -21,7 +21,7 @@ def test_defaults_are_the_aws_broker_defaults() -> None:
     assert settings.gcp is not None and settings.gcp.access_proxy is not None
     access = settings.gcp.access_proxy
     assert access.allowed_services == ("SSH",)
-    assert (access.default_lifetime_minutes, access.max_lifetime_minutes) == (60, 60)
+    assert access.max_lifetime_minutes == 60
     assert access.require_reason is True and access.approvals_required == 1
     assert access.join_token_ttl_minutes == 15 and access.idle_timeout_minutes == 15
     assert access.policy().node_labels() == {"site": ["berlin"], "thing-group": ["field-gateways"]}
@@ -35,10 +35,6 @@ def test_defaults_are_the_aws_broker_defaults() -> None:
             r"gcp\.accessProxy: maxLifetimeMinutes: 721 is outside 1\.\.720",
         ),
         ({"maxLifetimeMinutes": 0}, r"maxLifetimeMinutes: 0 is outside 1\.\.720"),
-        (
-            {"defaultLifetimeMinutes": 90},
-            r"defaultLifetimeMinutes: 90 is more than maxLifetimeMinutes",
-        ),
         ({"idleTimeoutMinutes": 61}, r"idleTimeoutMinutes: 61 is outside 1\.\.60"),
         (
             {"allowedServices": ["SSH", "VNC"]},

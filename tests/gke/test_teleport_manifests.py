@@ -247,7 +247,15 @@ def test_no_rendered_role_grants_beyond_the_selector_without_reason_or_longer_th
 def test_rendered_resources_are_the_settings_roles(rendered: Rendered) -> None:
     access = rendered.settings.gcp.access_proxy  # type: ignore[union-attr]
     assert access is not None
-    assert rendered.roles == access.policy().roles()
+    assert rendered.roles == access.resources()
+    users = {
+        r["metadata"]["name"]: r["spec"]["roles"] for r in rendered.roles if r["kind"] == "user"
+    }
+    # who may request, who may approve; nobody holds the access role itself
+    assert users == {
+        "alice@example.com": ["iot-device-requester"],
+        "bob@example.com": ["iot-device-approver"],
+    }
     (access_role,) = [r for r in rendered.roles if r["metadata"]["name"] == "iot-device-access"]
     assert access_role["spec"]["allow"]["node_labels"] == {
         "site": ["berlin"],

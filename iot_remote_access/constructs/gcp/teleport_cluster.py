@@ -80,7 +80,7 @@ class TeleportCluster(Construct):
         )
         self._network_policies()
         self.values = self._values(project)
-        self.resources: list[dict[str, Any]] = settings.policy().roles()
+        self.resources: list[dict[str, Any]] = settings.resources()
 
     # -- NetworkPolicies ------------------------------------------------------------
 
