@@ -12,10 +12,15 @@ https://goteleport.com/docs/reference/audit-events/ssh-sessions/ and
 formats and change only values (our device and operator names, times).
 
 Two fields are not in the reference's *examples* and are marked where used:
-``server_hostname`` on ``session.start`` (the reference shows it on ``session.end``;
-both events carry the server metadata, to verify on a live cluster) and
-``reason``/``max_duration`` on ``access_request.create`` (the reference example
-shows only ``id``, ``user``, ``state``, ``roles``).
+
+* ``server_hostname`` on ``session.start``: the reference's example omits it, but the
+  event's definition (``message SessionStart`` in
+  ``api/proto/teleport/legacy/types/events/events.proto``, commit
+  0009d93e0b73c594682a7b5adeff3c0ef79c6350) embeds ``ServerMetadata`` at the top level,
+  the same metadata whose ``server_hostname`` the ``session.end`` example shows;
+* ``reason``/``max_duration`` on ``access_request.create``: the reference example
+  shows only ``id``, ``user``, ``state``, ``roles``; these two were not checked
+  against the event definition (to verify on a live cluster). No metric reads them.
 
 The Cloud Logging envelope (``resource.type: k8s_container``, pod labels as
 ``labels."k8s-pod/..."`` with ``.`` and ``/`` of the label key as ``_``, the JSON
