@@ -32,6 +32,7 @@ from iot_remote_access.core.kubernetes_names import (
 from iot_remote_access.core.mosquitto_acl import DEFAULT_BRIDGE_IDENTITY, validate_bridge_identity
 from iot_remote_access.core.shared_subscription import DEFAULT_SHARE_GROUP, validate_share_group
 from iot_remote_access.settings.base import SettingsSection, core_check
+from iot_remote_access.settings.gcp_access import GcpAccessProxySettings
 
 DEFAULT_TELEMETRY_TOPIC_ID = "iot-telemetry"
 DEFAULT_COMMANDS_TOPIC_ID = "iot-commands"
@@ -296,6 +297,9 @@ class GcpSettings(SettingsSection):
     labels: dict[str, str] = Field(default_factory=dict)
     pubsub: GcpPubsubSettings = Field(default_factory=GcpPubsubSettings)
     bridge: GcpBridgeSettings
+    #: Interactive device access through Teleport on GKE (``gcp manifests`` renders it,
+    #: ``gcp plan|deploy`` its log-based metrics and alert policies). Default: none.
+    access_proxy: GcpAccessProxySettings | None = None
 
     @field_validator("project_id")
     @classmethod
