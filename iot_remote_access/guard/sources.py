@@ -124,9 +124,10 @@ def _template(
         metadata = resource.get("Metadata")
         cdk_path = metadata.get("aws:cdk:path") if isinstance(metadata, Mapping) else None
         construct_path = cdk_path if isinstance(cdk_path, str) else None
+        # The assembly's record first: it names the construct the acknowledgement is on.
         acknowledgements = [
-            *from_nag_metadata(metadata, f"cdk_nag metadata of {logical_id}"),
             *(stack.acknowledgements(construct_path, str(logical_id)) if stack else ()),
+            *from_nag_metadata(metadata, f"cdk_nag metadata of {logical_id}"),
             *stack_wide,
         ]
         yield PolicyDocumentSource(
