@@ -117,7 +117,9 @@ def test_only_a_new_finding_fails(baseline: Path, tmp_path: Path) -> None:
     table = run_cli("lint", "--baseline", str(baseline), str(grown))
     assert table.stdout.splitlines()[0] == "1 findings in 3 IoT policies (3 baselined, not listed)"
     assert "NewDebug (" in table.stdout and "Admin (" not in table.stdout
-    sarif = json.loads(run_cli("lint", "--baseline", str(baseline), "-f", "sarif", str(grown)).stdout)
+    sarif = json.loads(
+        run_cli("lint", "--baseline", str(baseline), "-f", "sarif", str(grown)).stdout
+    )
     assert sarif_errors(sarif) == []
     states = {
         r["locations"][0]["logicalLocations"][0]["name"]: r["baselineState"]
@@ -190,9 +192,7 @@ def test_missing_baseline_and_both_options(legacy: Path, tmp_path: Path) -> None
     missing = run_cli("lint", "--baseline", str(tmp_path / "nope.json"), str(legacy))
     assert missing.code == 2
     assert missing.stderr.startswith(f"error: --baseline: {tmp_path / 'nope.json'}: cannot read")
-    both = run_cli(
-        "lint", "--baseline", "a.json", "--write-baseline", "b.json", str(legacy)
-    )
+    both = run_cli("lint", "--baseline", "a.json", "--write-baseline", "b.json", str(legacy))
     assert (both.code, both.stderr.splitlines()) == (
         2,
         [

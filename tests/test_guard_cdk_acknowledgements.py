@@ -25,7 +25,7 @@ from tests.support.paths import REPO_ROOT
 from tests.support.sarif_schema import sarif_errors
 
 REASON = "the legacy gateway connects as gateway-1 until its firmware update in 2027"
-USER_APP = f'''
+USER_APP = f"""
 import aws_cdk as cdk
 from aws_cdk import aws_iot as iot
 from cdk_nag import WriteNagSuppressionsToCloudFormationAspect
@@ -50,7 +50,7 @@ cdk.Validations.of(gateway).acknowledge(cdk.Acknowledgment(
     reason={REASON!r},
 ))
 app.synth()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,11 @@ def test_sarif_carries_the_acknowledgement_construct_path_and_source_line(
     }
     (location,) = finding["locations"]
     assert location["logicalLocations"] == [
-        {"name": "LegacyGateway", "kind": "resource", "fullyQualifiedName": "UserStack/LegacyGateway"}
+        {
+            "name": "LegacyGateway",
+            "kind": "resource",
+            "fullyQualifiedName": "UserStack/LegacyGateway",
+        }
     ]
     # --debug recorded where the app made the policy: the line of `iot.CfnPolicy(`.
     app_line = USER_APP.splitlines().index(
@@ -139,7 +143,9 @@ def test_sarif_carries_the_acknowledgement_construct_path_and_source_line(
         "region": {"startLine": app_line + 1},
     }
     (related,) = finding["relatedLocations"]
-    assert related["physicalLocation"]["artifactLocation"]["uri"] == "cdk.out/UserStack.template.json"
+    assert (
+        related["physicalLocation"]["artifactLocation"]["uri"] == "cdk.out/UserStack.template.json"
+    )
 
 
 def test_cdk_nag_metadata_acknowledges_the_template_on_its_own(

@@ -2,7 +2,9 @@
 
 `pre-commit try-repo` clones this checkout (with uncommitted changes), builds the
 hook's virtualenv and installs this package into it, as a user's first commit
-would; that install is most of the test's time (the pip cache keeps it short).
+would; that install is most of the test's time. pre-commit-uv (dev extra) makes
+pre-commit build it with uv from uv's cache: 23 s here on a loaded machine, where
+pip took 174 s.
 try-repo uses a store of its own each time, so one run checks both policies: the
 compliant one must be read and pass, the wildcard one must fail the hook.
 """

@@ -37,9 +37,9 @@ def test_every_rule_has_security_severity_and_a_help_page(tmp_path: Path) -> Non
     driver = document["runs"][0]["tool"]["driver"]
     assert driver["informationUri"] == DOCS
     assert [rule["id"] for rule in driver["rules"]] == sorted(RULES)
-    nav = yaml.safe_load(
-        (REPO_ROOT / "mkdocs.yml").read_text().replace("!!python/name:", "")
-    )["nav"]
+    nav = yaml.safe_load((REPO_ROOT / "mkdocs.yml").read_text().replace("!!python/name:", ""))[
+        "nav"
+    ]
     rule_pages = next(entry["Guard rules"] for entry in nav if "Guard rules" in entry)
     for rule in driver["rules"]:
         severity = RULES[rule["id"]].severity
