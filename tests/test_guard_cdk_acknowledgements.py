@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from iot_remote_access.core.policy_check import check_policy
 from iot_remote_access.guard.acknowledgements import Acknowledgement, accepted_ids
 from iot_remote_access.guard.assembly import SourceLine, app_frame
-from iot_remote_access.core.policy_check import check_policy
 from tests.support.cli_runner import run_cli
 from tests.support.paths import REPO_ROOT
 from tests.support.sarif_schema import sarif_errors
