@@ -107,7 +107,8 @@ def _read(path: Path, where: str) -> Any:
     try:
         return read_settings_file(path)
     except BoundedInputError as error:
-        raise InputError(f"{where}: {error}") from None
+        # The error names the file; an option is named too when one gave it.
+        raise InputError(f"{where}: {error}" if where.startswith("--") else str(error)) from None
 
 
 def _fields() -> tuple[dataclasses.Field[Any], ...]:
