@@ -53,47 +53,57 @@ def read_policies(
     template nor a policy (a pre-commit hook sees every such file of a commit);
     a file that cannot be parsed still stops the run.
     """
+    reader = _Reader(skip_unrecognized)
     for path in paths:
         if path.is_dir():
-            yield from _cloud_assembly(path)
+            yield from reader.cloud_assembly(path)
         elif path.is_file():
-            yield from _file(path, skip_unrecognized=skip_unrecognized)
+            yield from reader.file(path)
         else:
             raise GuardInputError(path, "no such file or directory")
 
 
-def _cloud_assembly(folder: Path) -> Iterator[PolicyDocumentSource]:
-    if not (folder / "manifest.json").is_file():
-        raise GuardInputError(folder, "not a cloud assembly (cdk.out): no manifest.json")
-    templates = sorted(folder.rglob("*.template.json"))
-    for template in templates:
-        yield from _file(template)
+class _Reader:
+    """Reads files, and each cloud assembly's manifest once however many templates it has."""
 
+    def __init__(self, skip_unrecognized: bool) -> None:
+        self._skip_unrecognized = skip_unrecognized
+        self._assemblies: dict[Path, dict[str, StackInfo]] = {}
 
-def _stack_info(path: Path) -> StackInfo | None:
-    """The assembly's record of the template's stack, when it sits in a cdk.out folder
-    (nested stages have a manifest of their own, next to their templates)."""
-    if not (path.parent / "manifest.json").is_file():
-        return None
-    try:
-        return read_assembly(path.parent).get(path.name)
-    except BoundedInputError as error:
-        raise GuardInputError(error.source, error.problem) from None
+    def cloud_assembly(self, folder: Path) -> Iterator[PolicyDocumentSource]:
+        if not (folder / "manifest.json").is_file():
+            raise GuardInputError(folder, "not a cloud assembly (cdk.out): no manifest.json")
+        templates = sorted(folder.rglob("*.template.json"))
+        for template in templates:
+            yield from self.file(template)
 
+    def file(self, path: Path) -> Iterator[PolicyDocumentSource]:
+        try:
+            text, data = read_document(path)
+        except BoundedInputError as error:
+            raise GuardInputError(path, error.problem) from None
+        if isinstance(data, Mapping) and "Resources" in data:
+            yield from _template(path, text, data, self._stack_info(path))
+        elif isinstance(data, Mapping) and "Statement" in data:
+            yield PolicyDocumentSource(str(path), path.stem, data, 1)
+        elif not self._skip_unrecognized:
+            raise GuardInputError(
+                path,
+                "neither a CloudFormation template (no 'Resources') nor a policy (no 'Statement')",
+            )
 
-def _file(path: Path, *, skip_unrecognized: bool = False) -> Iterator[PolicyDocumentSource]:
-    try:
-        text, data = read_document(path)
-    except BoundedInputError as error:
-        raise GuardInputError(path, error.problem) from None
-    if isinstance(data, Mapping) and "Resources" in data:
-        yield from _template(path, text, data, _stack_info(path))
-    elif isinstance(data, Mapping) and "Statement" in data:
-        yield PolicyDocumentSource(str(path), path.stem, data, 1)
-    elif not skip_unrecognized:
-        raise GuardInputError(
-            path, "neither a CloudFormation template (no 'Resources') nor a policy (no 'Statement')"
-        )
+    def _stack_info(self, path: Path) -> StackInfo | None:
+        """The assembly's record of the template's stack, when it sits in a cdk.out folder
+        (nested stages have a manifest of their own, next to their templates)."""
+        folder = path.parent
+        if folder not in self._assemblies:
+            if not (folder / "manifest.json").is_file():
+                return None
+            try:
+                self._assemblies[folder] = read_assembly(folder)
+            except BoundedInputError as error:
+                raise GuardInputError(error.source, error.problem) from None
+        return self._assemblies[folder].get(path.name)
 
 
 def _template(
