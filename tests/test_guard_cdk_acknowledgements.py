@@ -170,6 +170,43 @@ def test_cdk_nag_metadata_acknowledges_the_template_on_its_own(
     assert [f["status"] for f in json.loads(failed.stdout)["findings"]] == ["open"]
 
 
+def _assembly_copy(user_app: Path, target: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """A copy of the user's cdk.out without cdk_nag Metadata; its metadata and template."""
+    shutil.copytree(user_app / "cdk.out", target)
+    template = json.loads((target / "UserStack.template.json").read_text())
+    del template["Resources"]["LegacyGateway"]["Metadata"]["cdk_nag"]
+    (target / "UserStack.template.json").write_text(json.dumps(template))
+    metadata = json.loads((target / "UserStack.metadata.json").read_text())
+    return target, metadata, template
+
+
+def _origins(folder: Path) -> tuple[int, list[str]]:
+    result = _lint(folder, "-f", "json", "cdk.out")
+    findings = json.loads(result.stdout)["findings"] if result.stdout else []
+    return result.code, [f.get("acknowledgement", {}).get("origin", "") for f in findings]
+
+
+def test_acknowledgement_on_an_ancestor_and_in_the_validation_report(
+    user_app: Path, tmp_path: Path
+) -> None:
+    """Each record of the acknowledgement suffices on its own; without any, the finding fails."""
+    assembly, metadata, _ = _assembly_copy(user_app, tmp_path / "cdk.out")
+    entries = metadata["/UserStack/LegacyGateway"]
+    (ack,) = [e for e in entries if e["type"] == "aws:cdk:acknowledged-rules"]
+    entries.remove(ack)
+    metadata["/UserStack"].append(ack)  # as if acknowledged on the whole stack
+    (assembly / "UserStack.metadata.json").write_text(json.dumps(metadata))
+    assert _origins(tmp_path) == (0, ["aws-cdk-lib acknowledgement on UserStack"])
+    metadata["/UserStack"].remove(ack)
+    (assembly / "UserStack.metadata.json").write_text(json.dumps(metadata))
+    assert _origins(tmp_path) == (
+        0,
+        ["validation report: acknowledged on UserStack/LegacyGateway"],
+    )
+    (assembly / "validation-report.json").unlink()
+    assert _origins(tmp_path) == (1, [""])
+
+
 # -- the matching rules, without a synth ------------------------------------------------
 
 FIXED_CLIENT = {
