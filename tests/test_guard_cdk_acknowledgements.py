@@ -267,3 +267,70 @@ def test_applies_to_narrows_an_acknowledgement_to_one_resource() -> None:
 )
 def test_the_app_frame_of_a_creation_stack(frames: list[Any], expected: SourceLine | None) -> None:
     assert app_frame(frames) == expected
+
+
+def test_cdk_nag_2_suppressions_with_applies_to_and_stack_wide(tmp_path: Path) -> None:
+    """cdk-nag 2's NagSuppressions format: per resource (narrowed by applies_to) and per stack."""
+    topics = ["arn:aws:iot:eu-west-1:1:topic/dt/#", "arn:aws:iot:eu-west-1:1:topic/debug/*"]
+    template = {
+        "Metadata": {
+            "cdk_nag": {"rules_to_suppress": [{"id": "IotPolicyGuard-IRA008", "reason": "all"}]}
+        },
+        "Resources": {
+            "Telemetry": {
+                "Type": "AWS::IoT::Policy",
+                "Properties": {
+                    "PolicyDocument": {
+                        "Statement": [
+                            {"Effect": "Allow", "Action": "iot:Publish", "Resource": topics}
+                        ]
+                    }
+                },
+                "Metadata": {
+                    "cdk_nag": {
+                        "rules_to_suppress": [
+                            {
+                                "id": "IRA002",
+                                "reason": "fleet-wide telemetry sink",
+                                "applies_to": [f"Resource::{topics[0]}"],
+                            }
+                        ]
+                    }
+                },
+            },
+            "Admin": {
+                "Type": "AWS::IoT::Policy",
+                "Properties": {
+                    "PolicyDocument": {
+                        "Statement": [{"Effect": "Allow", "Action": "iot:Publish", "Resource": "*"}]
+                    }
+                },
+            },
+        },
+    }
+    (tmp_path / "legacy.template.json").write_text(json.dumps(template))
+    result = _lint(tmp_path, "-f", "json", "legacy.template.json")
+    assert result.code == 1
+    statuses = {
+        (f["policy"], f["ruleId"], f["resource"]): (f["status"], f.get("acknowledgement", {}))
+        for f in json.loads(result.stdout)["findings"]
+    }
+    assert statuses == {
+        ("Telemetry", "IRA002", topics[0]): (
+            "acknowledged",
+            {
+                "id": "IRA002",
+                "reason": "fleet-wide telemetry sink",
+                "origin": "cdk_nag metadata of Telemetry",
+            },
+        ),
+        ("Telemetry", "IRA002", topics[1]): ("open", {}),
+        ("Admin", "IRA008", "*"): (
+            "acknowledged",
+            {
+                "id": "IotPolicyGuard-IRA008",
+                "reason": "all",
+                "origin": "cdk_nag metadata of legacy.template.json",
+            },
+        ),
+    }
