@@ -9,6 +9,7 @@ analysis finds reach exactly when the oracle does, and that every witness is rea
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterator, Mapping
@@ -234,25 +235,31 @@ def mosquitto_reach(acl: str) -> set[str]:
 # --- HiveMQ ESE permissions -------------------------------------------------
 
 
+@functools.lru_cache(maxsize=100_000)
 def filter_within(requested: str, granted: str) -> bool:
     """Every topic ``requested`` matches is matched by ``granted`` (HiveMQ's subscribe check)."""
+    if requested.startswith("$share/"):
+        requested = requested.split("/", 2)[2]
+    if "+" not in requested.split("/") and "#" not in requested.split("/"):
+        return mqtt_matches(granted, requested)  # a plain topic as the filter
     return all(
         mqtt_matches(granted, topic) for topic in topics(4) if mqtt_matches(requested, topic)
     )
 
 
 def hivemq_reach(permissions: list[tuple[str, str]]) -> set[str]:
-    """``permissions``: (activity, topic with ${mqtt-clientid}); any client id may be sent."""
+    """``permissions``: (activity, topic with ${mqtt-clientid}); any client id may be sent.
+
+    A subscription reaches B exactly when some granted filter matches a topic of B: that
+    topic itself is then a filter within the permission (and any wider filter within the
+    permission only matches topics the permission matches).
+    """
     reached: set[str] = set()
-    candidate_filters = list(filters())
+    owned = [topic for topic in topics() if owner(topic)]
     for client_id in CLIENT_IDS:
         granted = [(a, t.replace("${mqtt-clientid}", client_id)) for a, t in permissions]
-        publish = [t for a, t in granted if a == "PUBLISH"]
-        subscribe = [t for a, t in granted if a == "SUBSCRIBE"]
-        owned = [topic for topic in topics() if owner(topic)]
-        if any(mqtt_matches(p, topic) for p in publish for topic in owned):
-            reached.add("publish")
-        allowed = [f for f in candidate_filters if any(filter_within(f, s) for s in subscribe)]
-        if any(mqtt_matches(f, topic) for f in allowed for topic in owned):
-            reached.add("subscribe")
+        for activity, operation in (("PUBLISH", "publish"), ("SUBSCRIBE", "subscribe")):
+            filters_granted = [t for a, t in granted if a == activity]
+            if any(mqtt_matches(f, topic) for f in filters_granted for topic in owned):
+                reached.add(operation)
     return reached
