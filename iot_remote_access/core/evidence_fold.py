@@ -106,6 +106,7 @@ class Fold:
     tunnel_ids: set[str] = field(default_factory=set)
     watched_tunnels: frozenset[str] = frozenset()
     records_in_period: int = 0
+    records_before_end: int = 0
     sessions: int = 0
     changes: int = 0
     events: Counter[str] = field(default_factory=Counter)
@@ -115,6 +116,8 @@ class Fold:
         in_period = self.period.holds(moment)
         if in_period:
             self.records_in_period += 1
+        if moment < self.period.end:
+            self.records_before_end += 1
         event = _text(data, "event")
         self.events[event] += 1
         if event.startswith("tunnel."):
@@ -198,7 +201,7 @@ class Fold:
         self.changes += 1
         self.emit_change(
             {
-                "time": _text(data, "at") or time,
+                "time": z(ledger_time(_text(data, "at") if _is_time(data.get("at")) else time)),
                 "event": CERT_EVENTS[event],
                 "thing": thing,
                 "certificateId": _text(data, "certificateId"),

@@ -200,7 +200,7 @@ def _ledger(inputs: PackInputs, folder: Path) -> tuple[Fold, Verification]:
             raise PackVerificationError(
                 f"ledger ({chain.where}) broken at record {broken.seq}: {broken.reason}"
             )
-        _no_data(inputs, verification)
+        _no_data(inputs, fold)
         fold.finish_open()
     (folder / "ledger" / "anchors.jsonl").write_bytes(
         b"".join(a.line() + b"\n" for a in chain.anchors)
@@ -234,9 +234,11 @@ def _check_anchors(inputs: PackInputs) -> None:
         )
 
 
-def _no_data(inputs: PackInputs, verification: Verification) -> None:
+def _no_data(inputs: PackInputs, fold: Fold) -> None:
+    """A period that ends before the ledger's first record and first anchor: nothing to show,
+    and nothing proves it (anchors before the period's end would: "nothing happened")."""
     first_anchor = min(datetime.fromisoformat(a.time) for a in inputs.chain.anchors)
-    if verification.records == 0 and first_anchor >= inputs.period.end:
+    if fold.records_before_end == 0 and first_anchor >= inputs.period.end:
         raise PackInputError(
             "--to",
             f"no data: the ledger has no record and no anchor before {z(inputs.period.end)} "

@@ -220,7 +220,9 @@ def render_report(
             ["time", "event", "thing", "certificateId", "serial", "seq"],
             "Inventory changes in the period",
         ),
-        "<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in summary["notes"]) + "</ul>",
+        "<h2>Notes</h2><ul>"
+        + ("".join(f"<li>{e(n)}</li>" for n in summary["notes"]) or "<li>none</li>")
+        + "</ul>",
         "</body></html>\n",
     ]
     (folder / "report.html").write_text("".join(parts), encoding="utf-8")
