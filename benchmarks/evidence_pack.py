@@ -30,7 +30,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from iot_remote_access.core.incident_clock import open_record, z  # noqa: E402
+from iot_remote_access.core.incident_clock import open_record  # noqa: E402
 from iot_remote_access.core.ledger import Record, anchor_of, next_record  # noqa: E402
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
@@ -38,9 +38,12 @@ DAYS = 90
 OPERATORS = 50
 #: Sessions open at one time (the fold holds only these).
 CONCURRENT = 16
+OPERATOR_ARN = "arn:aws:sts::123456789012:assumed-role/Operator/"
 
 
-def _events(records: int, devices: int, seed: int = 7) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+def _events(
+    records: int, devices: int, seed: int = 7
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(ledger data, side facts) in time order; side facts feed the inventory and findings."""
     rng = random.Random(seed)
     open_now: deque[tuple[str, str, str]] = deque()
@@ -52,26 +55,66 @@ def _events(records: int, devices: int, seed: int = 7) -> Iterator[tuple[dict[st
         if roll < 0.85:
             if len(open_now) >= CONCURRENT or (open_now and rng.random() < 0.5):
                 tunnel, thing, operator = open_now.popleft()
-                yield {"event": "tunnel.close", "decision": "closed", "tunnelId": tunnel, "thing": thing, "closedBy": operator}, {}
+                yield (
+                    {
+                        "event": "tunnel.close",
+                        "decision": "closed",
+                        "tunnelId": tunnel,
+                        "thing": thing,
+                        "closedBy": operator,
+                    },
+                    {},
+                )
             else:
                 sessions += 1
                 tunnel, thing = f"tun-{sessions:08d}", f"dev-{rng.randrange(devices):06d}"
-                operator = f"arn:aws:sts::123456789012:assumed-role/Operator/op{rng.randrange(OPERATORS):02d}"
+                operator = f"{OPERATOR_ARN}op{rng.randrange(OPERATORS):02d}"
                 open_now.append((tunnel, thing, operator))
-                yield {
-                    "event": "tunnel.open", "decision": "opened", "requester": operator, "thing": thing,
-                    "service": rng.choice(("SSH", "VNC", "HTTP")), "minutes": 30,
-                    "reason": f"ticket OPS-{rng.randrange(20_000)}: sensor check", "tunnelId": tunnel,
-                }, {}
+                yield (
+                    {
+                        "event": "tunnel.open",
+                        "decision": "opened",
+                        "requester": operator,
+                        "thing": thing,
+                        "service": rng.choice(("SSH", "VNC", "HTTP")),
+                        "minutes": 30,
+                        "reason": f"ticket OPS-{rng.randrange(20_000)}: sensor check",
+                        "tunnelId": tunnel,
+                    },
+                    {},
+                )
         elif roll < 0.90:
-            yield {"event": "tunnel.open", "decision": "refused", "requester": "arn:aws:sts::123456789012:assumed-role/Operator/op99", "thing": f"dev-{rng.randrange(devices):06d}", "service": "SSH", "reason": "look around", "status": 403}, {}
+            yield (
+                {
+                    "event": "tunnel.open",
+                    "decision": "refused",
+                    "requester": "arn:aws:sts::123456789012:assumed-role/Operator/op99",
+                    "thing": f"dev-{rng.randrange(devices):06d}",
+                    "service": "SSH",
+                    "reason": "look around",
+                    "status": 403,
+                },
+                {},
+            )
         elif roll < 0.99:
             thing = f"dev-{rng.randrange(devices):06d}"
-            yield {"event": "cert.rotate", "thing": thing, "certificateId": f"cert-{emitted:08d}", "serial": f"{emitted:x}"}, {"rotated": thing}
+            yield (
+                {
+                    "event": "cert.rotate",
+                    "thing": thing,
+                    "certificateId": f"cert-{emitted:08d}",
+                    "serial": f"{emitted:x}",
+                },
+                {"rotated": thing},
+            )
         elif incidents and roll < 0.995:
             incident, step = incidents.popleft()
             kind = ("incident.ack", "incident.report")[min(step, 1)]
-            data = {"event": kind, "incident": incident, "by": "on-call"} if step == 0 else {"event": kind, "incident": incident, "kind": "early-warning"}
+            data = (
+                {"event": kind, "incident": incident, "by": "on-call"}
+                if step == 0
+                else {"event": kind, "incident": incident, "kind": "early-warning"}
+            )
             if step == 0:
                 incidents.append((incident, 1))
             yield data, {}
@@ -100,10 +143,28 @@ def generate(records: int, devices: int, folder: Path) -> dict[str, Any]:
                 next_anchor += timedelta(hours=1)
             if data.pop("_open", False):
                 thing = f"dev-{rng.randrange(devices):06d}"
-                data = open_record(detection="unexpected-subscription", thing=thing, summary=f"{thing} subscribed outside its topics", detected_at=moment, finding_id=str(index))
-                findings.write(json.dumps({"at": moment.isoformat(), "thing": thing, "severity": "high"}) + "\n")
+                data = open_record(
+                    detection="unexpected-subscription",
+                    thing=thing,
+                    summary=f"{thing} subscribed outside its topics",
+                    detected_at=moment,
+                    finding_id=str(index),
+                )
+                findings.write(
+                    json.dumps({"at": moment.isoformat(), "thing": thing, "severity": "high"})
+                    + "\n"
+                )
             elif index % 200 == 0:
-                findings.write(json.dumps({"at": moment.isoformat(), "thing": f"dev-{rng.randrange(devices):06d}", "severity": "medium"}) + "\n")
+                findings.write(
+                    json.dumps(
+                        {
+                            "at": moment.isoformat(),
+                            "thing": f"dev-{rng.randrange(devices):06d}",
+                            "severity": "medium",
+                        }
+                    )
+                    + "\n"
+                )
             head = next_record(head, data, moment)
             chain.write(head.line() + b"\n")
             if "rotated" in side:
@@ -112,7 +173,10 @@ def generate(records: int, devices: int, folder: Path) -> dict[str, Any]:
         while head is not None and next_anchor <= end + timedelta(hours=1):
             anchors.write(anchor_of(head, next_anchor).line() + b"\n")
             next_anchor += timedelta(hours=1)
-    return {"seconds": time.perf_counter() - started, "bytes": (folder / "chain.jsonl").stat().st_size}
+    return {
+        "seconds": time.perf_counter() - started,
+        "bytes": (folder / "chain.jsonl").stat().st_size,
+    }
 
 
 def build_in_child(folder: Path, devices: int) -> None:
@@ -131,26 +195,62 @@ def build_in_child(folder: Path, devices: int) -> None:
         for n in range(devices):
             thing = f"dev-{n:06d}"
             expiry = START + timedelta(days=30 + n % 365, hours=n % 24)
-            yield Asset(thing, (Certificate(f"c-{n}", f"{n:x}", expiry, "ACTIVE"),), START + timedelta(days=DAYS - 1), {"owner": f"plant-{n % 40}"}, "sensor", "IDLE", last_rotation_at=rotations.get(thing))
+            yield Asset(
+                thing,
+                (Certificate(f"c-{n}", f"{n:x}", expiry, "ACTIVE"),),
+                START + timedelta(days=DAYS - 1),
+                {"owner": f"plant-{n % 40}"},
+                "sensor",
+                "IDLE",
+                last_rotation_at=rotations.get(thing),
+            )
 
     def findings() -> Iterator[SecurityFinding]:
         with (folder / "findings.jsonl").open() as stream:
             for line in stream:
                 row = json.loads(line)
                 high = row["severity"] == "high"
-                yield SecurityFinding(datetime.fromisoformat(row["at"]), "unexpected-subscription" if high else "authorization-failure", row["severity"], row["thing"], "finding")
+                yield SecurityFinding(
+                    datetime.fromisoformat(row["at"]),
+                    "unexpected-subscription" if high else "authorization-failure",
+                    row["severity"],
+                    row["thing"],
+                    "finding",
+                )
 
     with (folder / "anchors.jsonl").open("rb") as stream:
         anchors = read_anchors(bounded_lines(stream))
     now = START + timedelta(days=DAYS + 1)
-    period = Period.parse(START.date().isoformat(), (START + timedelta(days=DAYS - 1)).date().isoformat(), retention_days=400, now=now)
+    period = Period.parse(
+        START.date().isoformat(),
+        (START + timedelta(days=DAYS - 1)).date().isoformat(),
+        retention_days=400,
+        now=now,
+    )
     started = time.perf_counter()
     with (folder / "chain.jsonl").open("rb") as chain:
-        inputs = PackInputs(period=period, now=now, cloud="aws", assets=assets(), chain=ChainSource(bounded_lines(chain), anchors, "benchmark"), findings=findings(), policies=[])
+        inputs = PackInputs(
+            period=period,
+            now=now,
+            cloud="aws",
+            assets=assets(),
+            chain=ChainSource(bounded_lines(chain), anchors, "benchmark"),
+            findings=findings(),
+            policies=[],
+        )
         result = build_pack(inputs, folder / "pack")
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peakMb": peak, "counts": result.counts, "records": result.verification.records}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peakMb": peak,
+                "counts": result.counts,
+                "records": result.verification.records,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -168,20 +268,61 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="evidence-pack-bench-") as name:
         folder = Path(name)
         made = generate(records, devices, folder)
-        print(f"fleet: {devices:,} devices; ledger: {records:,} records over {DAYS} days ({made['bytes'] / 1e6:.0f} MB), generated in {made['seconds']:.0f} s")
-        child = subprocess.run([sys.executable, __file__, "--child", str(folder), "--devices", str(devices), "--records", str(records)], capture_output=True, text=True, check=False)
+        print(
+            f"fleet: {devices:,} devices; ledger: {records:,} records over {DAYS} days "
+            f"({made['bytes'] / 1e6:.0f} MB), generated in {made['seconds']:.0f} s"
+        )
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(folder),
+                "--devices",
+                str(devices),
+                "--records",
+                str(records),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if child.returncode != 0:
             print(child.stderr[-2000:])
             sys.exit(1)
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         counts = figures["counts"]
-        print(f"pack: {figures['seconds']:.1f} s, {figures['records'] / figures['seconds']:,.0f} records/s, peak RSS {figures['peakMb']:.0f} MB")
-        print(f"pack holds: {counts['assets']:,} assets, {counts['sessions']:,} sessions, {counts['inventoryChanges']:,} certificate changes, {counts['findings']:,} findings, {counts['incidents']:,} incidents ({counts['overdueClocks']:,} overdue clocks), {counts['operators']} operators")
+        print(
+            f"pack: {figures['seconds']:.1f} s, "
+            f"{figures['records'] / figures['seconds']:,.0f} records/s, "
+            f"peak RSS {figures['peakMb']:.0f} MB"
+        )
+        print(
+            f"pack holds: {counts['assets']:,} assets, {counts['sessions']:,} sessions, "
+            f"{counts['inventoryChanges']:,} certificate changes, {counts['findings']:,} "
+            f"findings, {counts['incidents']:,} incidents ({counts['overdueClocks']:,} overdue "
+            f"clocks), {counts['operators']} operators"
+        )
         size = sum(path.stat().st_size for path in (folder / "pack").rglob("*") if path.is_file())
-        print(f"pack size: {size / 1e6:.0f} MB (report.html {(folder / 'pack' / 'report.html').stat().st_size / 1e3:.0f} kB)")
+        print(
+            f"pack size: {size / 1e6:.0f} MB "
+            f"(report.html {(folder / 'pack' / 'report.html').stat().st_size / 1e3:.0f} kB)"
+        )
         script = Path(sys.executable).parent / "iot-remote-access"
         started = time.perf_counter()
-        verify = subprocess.run([str(script), "evidence", "verify", str(folder / "pack/ledger/chain.jsonl"), "--anchors", str(folder / "pack/ledger/anchors.jsonl")], capture_output=True, text=True, check=False)
+        verify = subprocess.run(
+            [
+                str(script),
+                "evidence",
+                "verify",
+                str(folder / "pack/ledger/chain.jsonl"),
+                "--anchors",
+                str(folder / "pack/ledger/anchors.jsonl"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         seconds = time.perf_counter() - started
         print(f"verify exit {verify.returncode}: {(verify.stdout or verify.stderr).strip()[:160]}")
         print(f"verify: {seconds:.1f} s, {records / seconds:,.0f} records/s (console script)")

@@ -18,7 +18,13 @@ import boto3
 import pytest
 
 from tests.support.cli_runner import run_cli
-from tests.support.evidence_aws import FINDINGS_GROUP, OPERATOR_POLICY, pack_arguments, populate, today
+from tests.support.evidence_aws import (
+    FINDINGS_GROUP,
+    OPERATOR_POLICY,
+    pack_arguments,
+    populate,
+    today,
+)
 from tests.support.evidence_scenario import Scenario, build
 from tests.support.ledger_aws import REGION, TABLE, ledger_aws
 from tests.support.tunneling_stub import StubbedSecureTunneling
@@ -45,13 +51,17 @@ def account(scenario: Scenario) -> Iterator[Any]:
         yield populate(scenario)
 
 
-def _tunnels(monkeypatch: pytest.MonkeyPatch, summaries: list[dict[str, Any]]) -> StubbedSecureTunneling:
+def _tunnels(
+    monkeypatch: pytest.MonkeyPatch, summaries: list[dict[str, Any]]
+) -> StubbedSecureTunneling:
     stub = StubbedSecureTunneling()
     stub.expect_list(summaries)
     real = boto3.Session.client
 
     def client(self: boto3.Session, service: str, *args: Any, **kwargs: Any) -> Any:
-        return stub.client if service == "iotsecuretunneling" else real(self, service, *args, **kwargs)
+        return (
+            stub.client if service == "iotsecuretunneling" else real(self, service, *args, **kwargs)
+        )
 
     monkeypatch.setattr(boto3.Session, "client", client)
     return stub
@@ -60,7 +70,13 @@ def _tunnels(monkeypatch: pytest.MonkeyPatch, summaries: list[dict[str, Any]]) -
 def _summaries(s: Scenario, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     tunnels = {**s.tunnels, **(extra or {})}
     return [
-        {"tunnelId": tunnel, "tunnelArn": f"arn:aws:iot:{REGION}:123456789012:tunnel/{tunnel}", "status": "CLOSED", "createdAt": created, "lastUpdatedAt": created}
+        {
+            "tunnelId": tunnel,
+            "tunnelArn": f"arn:aws:iot:{REGION}:123456789012:tunnel/{tunnel}",
+            "status": "CLOSED",
+            "createdAt": created,
+            "lastUpdatedAt": created,
+        }
         for tunnel, created in tunnels.items()
     ]
 
@@ -70,19 +86,27 @@ def _rows(folder: Path, name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
-def test_a_full_pack_from_aws(account: Any, scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_pack_from_aws(
+    account: Any, scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stub = _tunnels(monkeypatch, _summaries(scenario))
     out = tmp_path / "pack"
     result = run_cli(*pack_arguments(scenario, str(out)))
     assert result.code == 0, result.stderr
-    assert "17 session(s), 2 finding(s), 1 incident(s) (1 overdue clock(s)); ledger holds" in result.stdout
+    assert (
+        "17 session(s), 2 finding(s), 1 incident(s) (1 overdue clock(s)); ledger holds"
+        in result.stdout
+    )
     assert stub.count("ListTunnels") == 1
 
     inventory = {row["thing"]: row for row in _rows(out, "inventory")}
     assert set(inventory) == {f"sensor-{n}" for n in range(6)} | {"gateway-1"}
     assert inventory["sensor-1"]["certificateId"] == "new-sensor-1"
     assert inventory["sensor-1"]["ownerLabels"] == "owner=plant-3"
-    assert inventory["gateway-1"]["source"] == "registry only" and inventory["gateway-1"]["certificateId"]
+    assert (
+        inventory["gateway-1"]["source"] == "registry only"
+        and inventory["gateway-1"]["certificateId"]
+    )
     policies = _rows(out, "policies")
     wide = [p for p in policies if p["name"] == "legacy-wide-open"]
     assert wide and all(p["severity"] for p in wide)
@@ -90,7 +114,10 @@ def test_a_full_pack_from_aws(account: Any, scenario: Scenario, tmp_path: Path, 
     denies = [p for p in policies if p["name"] == OPERATOR_POLICY and p["ruleId"] == "deny"]
     assert denies and "iot:OpenTunnel" in denies[0]["message"]
     findings = _rows(out, "findings")
-    assert {f["detection"] for f in findings} == {"unexpected-subscription", "authorization-failure"}
+    assert {f["detection"] for f in findings} == {
+        "unexpected-subscription",
+        "authorization-failure",
+    }
     assert all(f["source"] == FINDINGS_GROUP for f in findings)
     incident = _rows(out, "incidents")[0]
     assert incident["notificationState"] == "overdue"
@@ -98,13 +125,17 @@ def test_a_full_pack_from_aws(account: Any, scenario: Scenario, tmp_path: Path, 
     assert summary["ledger"]["lastSeq"] == scenario.records[-1].seq
     first = summary["ledger"]["firstSeq"]
     # Hourly anchors of a quiet hour vouch for the same record: each record counts once.
-    assert summary["ledger"]["anchorsChecked"] == len({a.seq for a in scenario.anchors if a.seq >= first})
+    assert summary["ledger"]["anchorsChecked"] == len(
+        {a.seq for a in scenario.anchors if a.seq >= first}
+    )
 
 
 def test_a_tunnel_aws_lists_but_the_ledger_lacks_fails_with_exit_1(
     account: Any, scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _tunnels(monkeypatch, _summaries(scenario, {"console-tunnel": scenario.start + timedelta(days=1)}))
+    _tunnels(
+        monkeypatch, _summaries(scenario, {"console-tunnel": scenario.start + timedelta(days=1)})
+    )
     result = run_cli(*pack_arguments(scenario, str(tmp_path / "pack")))
     assert result.code == 1
     assert "record missing from the ledger: session 'console-tunnel'" in result.stderr
@@ -117,23 +148,50 @@ def test_an_edited_item_in_the_table_fails_with_the_record(
     _tunnels(monkeypatch, _summaries(scenario))
     record = scenario.records[9]
     edited = record.line().decode().replace(record.data["thing"], "sensor-x", 1)
-    account.dynamodb.put_item(TableName=TABLE, Item={"ledger": {"S": "access"}, "seq": {"N": "9"}, "record": {"S": edited}})
+    account.dynamodb.put_item(
+        TableName=TABLE,
+        Item={"ledger": {"S": "access"}, "seq": {"N": "9"}, "record": {"S": edited}},
+    )
     result = run_cli(*pack_arguments(scenario, str(tmp_path / "pack")))
     assert result.code == 1
-    assert "broken at record 9: digest does not match the record's content (edited)" in result.stderr
+    assert (
+        "broken at record 9: digest does not match the record's content (edited)" in result.stderr
+    )
 
 
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--ledger-table", "no-such-table", "ledger table 'no-such-table': cannot be read (ResourceNotFoundException)"),
-        ("--anchor-bucket", "no-such-bucket", "anchor bucket 'no-such-bucket': cannot be read (NoSuchBucket)"),
-        ("--inventory-table", "no-such-inventory", "inventory table 'no-such-inventory': cannot be read (ResourceNotFoundException)"),
-        ("--findings-log-group", "/no/such/group", "log group '/no/such/group': cannot be read (ResourceNotFoundException)"),
+        (
+            "--ledger-table",
+            "no-such-table",
+            "ledger table 'no-such-table': cannot be read (ResourceNotFoundException)",
+        ),
+        (
+            "--anchor-bucket",
+            "no-such-bucket",
+            "anchor bucket 'no-such-bucket': cannot be read (NoSuchBucket)",
+        ),
+        (
+            "--inventory-table",
+            "no-such-inventory",
+            "inventory table 'no-such-inventory': cannot be read (ResourceNotFoundException)",
+        ),
+        (
+            "--findings-log-group",
+            "/no/such/group",
+            "log group '/no/such/group': cannot be read (ResourceNotFoundException)",
+        ),
     ],
 )
 def test_an_unreadable_store_is_named_with_exit_2(
-    account: Any, scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str, value: str, message: str
+    account: Any,
+    scenario: Scenario,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    value: str,
+    message: str,
 ) -> None:
     _tunnels(monkeypatch, _summaries(scenario))
     arguments = pack_arguments(scenario, str(tmp_path / "pack"))
@@ -144,11 +202,31 @@ def test_an_unreadable_store_is_named_with_exit_2(
 
 
 def test_from_after_to_is_exit_2_before_any_read(tmp_path: Path) -> None:
-    result = run_cli("evidence", "pack", "--from", "2026-11-05", "--to", "2026-11-01", "--out", str(tmp_path / "p"), "--ledger-table", "t", "--anchor-bucket", "b", "--region", REGION)
-    assert (result.code, result.stderr.strip()) == (2, "error: --from: '2026-11-05' is not before --to '2026-11-01'; allowed: --from < --to")
+    result = run_cli(
+        "evidence",
+        "pack",
+        "--from",
+        "2026-11-05",
+        "--to",
+        "2026-11-01",
+        "--out",
+        str(tmp_path / "p"),
+        "--ledger-table",
+        "t",
+        "--anchor-bucket",
+        "b",
+        "--region",
+        REGION,
+    )
+    assert (result.code, result.stderr.strip()) == (
+        2,
+        "error: --from: '2026-11-05' is not before --to '2026-11-01'; allowed: --from < --to",
+    )
 
 
-def test_the_console_script_writes_a_pack_against_motos_server(scenario: Scenario, tmp_path: Path) -> None:
+def test_the_console_script_writes_a_pack_against_motos_server(
+    scenario: Scenario, tmp_path: Path
+) -> None:
     from moto.server import ThreadedMotoServer
 
     from tests.support.processes import free_port
@@ -167,7 +245,11 @@ def test_the_console_script_writes_a_pack_against_motos_server(scenario: Scenari
         script = Path(sys.executable).parent / "iot-remote-access"
         done = subprocess.run(
             [str(script), *pack_arguments(scenario, str(out)), "--no-cloud-sessions"],
-            env=env, capture_output=True, text=True, timeout=300, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         assert done.returncode == 0, done.stderr
         assert "17 session(s)" in done.stdout
@@ -175,8 +257,18 @@ def test_the_console_script_writes_a_pack_against_motos_server(scenario: Scenari
         notes = json.loads((out / "summary.json").read_text())["notes"]
         assert any("--no-cloud-sessions" in note for note in notes)
         again = subprocess.run(
-            [str(script), "evidence", "verify", str(out / "ledger/chain.jsonl"), "--anchors", str(out / "ledger/anchors.jsonl")],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                str(script),
+                "evidence",
+                "verify",
+                str(out / "ledger/chain.jsonl"),
+                "--anchors",
+                str(out / "ledger/anchors.jsonl"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert again.returncode == 0, again.stderr
     finally:
@@ -189,14 +281,27 @@ def _populate_server(scenario: Scenario) -> None:
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     dynamodb.create_table(
         TableName=TABLE,
-        KeySchema=[{"AttributeName": "ledger", "KeyType": "HASH"}, {"AttributeName": "seq", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "ledger", "AttributeType": "S"}, {"AttributeName": "seq", "AttributeType": "N"}],
+        KeySchema=[
+            {"AttributeName": "ledger", "KeyType": "HASH"},
+            {"AttributeName": "seq", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "ledger", "AttributeType": "S"},
+            {"AttributeName": "seq", "AttributeType": "N"},
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}, ObjectLockEnabledForBucket=True)
+    s3.create_bucket(
+        Bucket=BUCKET,
+        CreateBucketConfiguration={"LocationConstraint": REGION},
+        ObjectLockEnabledForBucket=True,
+    )
     s3.put_object_lock_configuration(
         Bucket=BUCKET,
-        ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": RETENTION_DAYS}}},
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": RETENTION_DAYS}},
+        },
     )
     populate(scenario)

@@ -68,14 +68,19 @@ def test_a_pack_for_a_period_with_sessions_rotations_findings_and_an_incident(
     assert by_id["t-expired"]["outcome"] == "expired (no close recorded)"
     assert by_id["t-expired"]["minutes"] == "30"
     refused = [row for row in sessions if row["outcome"] == "refused"]
-    assert [(r["operator"], r["thing"], r["purpose"]) for r in refused] == [(OTHER, "sensor-9", "curious")]
+    assert [(r["operator"], r["thing"], r["purpose"]) for r in refused] == [
+        (OTHER, "sensor-9", "curious")
+    ]
     # The session JSON holds the exact text; the CSV defuses a spreadsheet formula.
     json_rows = json.loads((out / "sessions.json").read_text(encoding="utf-8"))
     assert any(row["purpose"].startswith("=HYPERLINK") for row in json_rows)
     assert by_id["t-expired"]["purpose"].startswith("'=HYPERLINK")
 
     changes = _rows(out, "inventory-changes")
-    assert {(c["event"], c["thing"]) for c in changes} == {("rotated", "sensor-1"), ("rotated", "sensor-2")}
+    assert {(c["event"], c["thing"]) for c in changes} == {
+        ("rotated", "sensor-1"),
+        ("rotated", "sensor-2"),
+    }
     assert len(_rows(out, "inventory")) == 6
 
     incidents = _rows(out, "incidents")
@@ -85,21 +90,33 @@ def test_a_pack_for_a_period_with_sessions_rotations_findings_and_an_incident(
     assert incident["notificationState"] == "overdue" and incident["overdue"] == "notification"
     assert incident["finalReportState"] == "waiting"
     findings = _rows(out, "findings")
-    assert {f["severity"]: f["incident"] for f in findings} == {"high": incident["incident"], "medium": ""}
+    assert {f["severity"]: f["incident"] for f in findings} == {
+        "high": incident["incident"],
+        "medium": "",
+    }
     assert result.overdue == 1
 
-    operators = {row["operator"]: row for row in json.loads((out / "purpose-operators.json").read_text())}
-    assert operators[OPERATOR]["devicesReached"] == "3" or operators[OPERATOR]["devicesReached"] == 3
+    operators = {
+        row["operator"]: row for row in json.loads((out / "purpose-operators.json").read_text())
+    }
+    assert (
+        operators[OPERATOR]["devicesReached"] == "3" or operators[OPERATOR]["devicesReached"] == 3
+    )
     assert operators[OTHER]["refused"] == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ledger"]["holds"] is True
     assert summary["ledger"]["lastSeq"] == scenario.records[-1].seq
     assert sum(summary["sessionsPerDay"].values()) == 16
-    assert {r["section"] for r in summary["requirements"]} >= {"asset inventory", "purpose limitation"}
+    assert {r["section"] for r in summary["requirements"]} >= {
+        "asset inventory",
+        "purpose limitation",
+    }
     assert not list(tmp_path.glob(".pack.partial-*"))
 
 
-def test_the_report_is_self_contained_and_escapes_what_it_shows(scenario: Scenario, tmp_path: Path) -> None:
+def test_the_report_is_self_contained_and_escapes_what_it_shows(
+    scenario: Scenario, tmp_path: Path
+) -> None:
     out = tmp_path / "pack"
     build_pack(_inputs(scenario), out)
     report = (out / "report.html").read_text(encoding="utf-8")
@@ -110,12 +127,20 @@ def test_the_report_is_self_contained_and_escapes_what_it_shows(scenario: Scenar
     assert "overdue" in report and 'class="bad"' in report
 
 
-def test_the_packs_ledger_copy_verifies_with_the_console_verifier(scenario: Scenario, tmp_path: Path) -> None:
+def test_the_packs_ledger_copy_verifies_with_the_console_verifier(
+    scenario: Scenario, tmp_path: Path
+) -> None:
     from tests.support.cli_runner import run_cli
 
     out = tmp_path / "pack"
     build_pack(_inputs(scenario), out)
-    result = run_cli("evidence", "verify", str(out / "ledger/chain.jsonl"), "--anchors", str(out / "ledger/anchors.jsonl"))
+    result = run_cli(
+        "evidence",
+        "verify",
+        str(out / "ledger/chain.jsonl"),
+        "--anchors",
+        str(out / "ledger/anchors.jsonl"),
+    )
     assert result.code == 0, result.stderr
     assert f"{len(scenario.records)} record(s)" in result.stdout
 
@@ -130,8 +155,14 @@ def _edited(record: Record, **data: object) -> bytes:
         ("edit", r"broken at record 5: digest does not match the record's content \(edited\)"),
         ("forge", r"broken at record 5: differs from the anchor of .* \(chain re-written\)"),
         ("delete", r"broken at record 5: record\(s\) 5 missing \(deleted or moved\)"),
-        ("reorder", r"broken at record 5: record\(s\) 5 missing \(deleted or moved\): found 6 after 4"),
-        ("truncate", r"broken at record 35: the chain ends at record 34 but the anchor of .* vouches for record 37 \(truncated\)"),
+        (
+            "reorder",
+            r"broken at record 5: record\(s\) 5 missing \(deleted or moved\): found 6 after 4",
+        ),
+        (
+            "truncate",
+            r"broken at record 35: the chain ends at record 34 but the anchor of .* vouches for record 37 \(truncated\)",
+        ),
         ("garbage", r"broken at record 5: line 6 is not a ledger record"),
     ],
 )
@@ -149,7 +180,9 @@ def test_every_tampering_is_reported_with_the_record_it_broke_at(
         forged = []
         for index, record in enumerate(scenario.records[5:]):
             data = {**record.data, "requester": "someone-else"} if index == 0 else record.data
-            head = next_record(head, data, __import__("datetime").datetime.fromisoformat(record.time))
+            head = next_record(
+                head, data, __import__("datetime").datetime.fromisoformat(record.time)
+            )
             forged.append(head.line())
         lines[5:] = forged
     elif tamper == "delete":
@@ -167,27 +200,41 @@ def test_every_tampering_is_reported_with_the_record_it_broke_at(
     assert list(tmp_path.iterdir()) == []  # no partial folder either
 
 
-def test_a_session_the_cloud_lists_but_the_ledger_lacks_fails_the_pack(scenario: Scenario, tmp_path: Path) -> None:
+def test_a_session_the_cloud_lists_but_the_ledger_lacks_fails_the_pack(
+    scenario: Scenario, tmp_path: Path
+) -> None:
     extra = {**scenario.tunnels, "t-around-the-broker": START + timedelta(days=1)}
-    with pytest.raises(PackVerificationError, match="record missing from the ledger: session 't-around-the-broker'"):
+    with pytest.raises(
+        PackVerificationError, match="record missing from the ledger: session 't-around-the-broker'"
+    ):
         build_pack(_inputs(scenario, cloud_sessions=extra), tmp_path / "pack")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_rotation_the_inventory_shows_but_the_ledger_lacks_fails_the_pack(scenario: Scenario, tmp_path: Path) -> None:
+def test_a_rotation_the_inventory_shows_but_the_ledger_lacks_fails_the_pack(
+    scenario: Scenario, tmp_path: Path
+) -> None:
     assets = list(scenario.assets)
     assets[4] = replace(assets[4], last_rotation_at=START + timedelta(days=2))
-    with pytest.raises(PackVerificationError, match="thing 'sensor-4' was rotated at 2026-11-03T00:00:00Z"):
+    with pytest.raises(
+        PackVerificationError, match="thing 'sensor-4' was rotated at 2026-11-03T00:00:00Z"
+    ):
         build_pack(_inputs(scenario, assets=assets), tmp_path / "pack")
 
 
 def test_a_missing_anchor_is_reported_with_the_gap(scenario: Scenario, tmp_path: Path) -> None:
     anchors = [a for a in scenario.anchors if not ("2026-11-02T10" <= a.time < "2026-11-02T14")]
     chain = ChainSource(scenario.lines(), anchors, "test ledger")
-    with pytest.raises(PackVerificationError, match=r"anchor missing: none between 2026-11-02T09:00:00Z and 2026-11-02T14:00:00Z"):
+    with pytest.raises(
+        PackVerificationError,
+        match=r"anchor missing: none between 2026-11-02T09:00:00Z and 2026-11-02T14:00:00Z",
+    ):
         build_pack(_inputs(scenario, chain=chain), tmp_path / "pack")
     with pytest.raises(PackVerificationError, match="no anchor found"):
-        build_pack(_inputs(scenario, chain=ChainSource(scenario.lines(), [], "test ledger")), tmp_path / "pack")
+        build_pack(
+            _inputs(scenario, chain=ChainSource(scenario.lines(), [], "test ledger")),
+            tmp_path / "pack",
+        )
 
 
 def test_a_period_before_the_ledger_existed_is_no_data(scenario: Scenario, tmp_path: Path) -> None:
@@ -195,7 +242,10 @@ def test_a_period_before_the_ledger_existed_is_no_data(scenario: Scenario, tmp_p
     # As the AWS source selects it: the first anchor (after the period) and its records.
     first = scenario.anchors[0]
     chain = ChainSource(scenario.lines()[: first.seq + 1], [first], "test ledger")
-    with pytest.raises(PackInputError, match=r"--to: no data: the ledger has no record and no anchor before 2026-10-04"):
+    with pytest.raises(
+        PackInputError,
+        match=r"--to: no data: the ledger has no record and no anchor before 2026-10-04",
+    ):
         build_pack(_inputs(scenario, period=period, chain=chain), tmp_path / "pack")
 
 
@@ -203,9 +253,17 @@ def test_a_period_before_the_ledger_existed_is_no_data(scenario: Scenario, tmp_p
     ("start", "end", "message"),
     [
         ("2026-11-05", "2026-11-01", r"--from: '2026-11-05' is not before --to '2026-11-01'"),
-        ("2025-01-01", "2026-11-01", r"--from: the period is 670 days, longer than the ledger's retention \(400 days\)"),
+        (
+            "2025-01-01",
+            "2026-11-01",
+            r"--from: the period is 670 days, longer than the ledger's retention \(400 days\)",
+        ),
         ("2025-10-01", "2025-10-02", r"--from: '2025-10-01' is before the retention window"),
-        ("yesterday", "2026-11-01", r"--from: 'yesterday' is not allowed; allowed: a date YYYY-MM-DD"),
+        (
+            "yesterday",
+            "2026-11-01",
+            r"--from: 'yesterday' is not allowed; allowed: a date YYYY-MM-DD",
+        ),
         ("2026-11-01T00:00:00", "2026-11-02", r"--from: '2026-11-01T00:00:00' has no time zone"),
         ("2026-12-01", "2026-12-02", r"--from: '2026-12-01' is in the future"),
     ],
@@ -217,5 +275,5 @@ def test_bad_periods_name_the_field_and_value(start: str, end: str, message: str
 
 def test_an_existing_out_folder_is_refused(scenario: Scenario, tmp_path: Path) -> None:
     (tmp_path / "pack").mkdir()
-    with pytest.raises(PackInputError, match="--out: .* exists"):
+    with pytest.raises(PackInputError, match=r"--out: .* exists"):
         build_pack(_inputs(scenario), tmp_path / "pack")

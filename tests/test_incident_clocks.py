@@ -41,9 +41,13 @@ def test_the_deadlines_follow_nis2_article_23() -> None:
     assert Clock("final", None).state(DETECTED) == "waiting"
 
 
-@pytest.mark.parametrize("text", ["inc-", "inc-01", "INC-1", "inc-1 ", "x" * 200, "inc-99999999999999999"])
+@pytest.mark.parametrize(
+    "text", ["inc-", "inc-01", "INC-1", "inc-1 ", "x" * 200, "inc-99999999999999999"]
+)
 def test_incident_ids_are_strict(text: str) -> None:
-    with pytest.raises(clocks.IncidentError, match="--id: .* is not allowed; allowed: inc-<number>"):
+    with pytest.raises(
+        clocks.IncidentError, match=r"--id: .* is not allowed; allowed: inc-<number>"
+    ):
         clocks.parse_incident_id(text)
 
 
@@ -64,14 +68,20 @@ def _finding(severity: str = "high", observed: str = "2026-11-02T06:00:00.000Z")
 
 @pytest.fixture
 def ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LedgerWriter, IncidentStore]]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": REGION}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(name, value)
     with ledger_aws() as aws:
         writer = LedgerWriter(aws.dynamodb, TABLE)
         yield writer, IncidentStore(aws.dynamodb, TABLE, "access")
 
 
-def test_a_high_finding_opens_one_incident_and_others_none(ledger: tuple[LedgerWriter, IncidentStore]) -> None:
+def test_a_high_finding_opens_one_incident_and_others_none(
+    ledger: tuple[LedgerWriter, IncidentStore],
+) -> None:
     writer, store = ledger
     now = DETECTED + timedelta(seconds=3)
     opened = open_incident(_finding(), writer, store, now=now)
@@ -97,19 +107,60 @@ def test_the_cli_records_ack_and_reports_and_refuses_what_does_not_fit(
     writer, store = ledger
     open_incident(_finding(), writer, store, now=DETECTED)
     ack = _cli("ack", "--id", "inc-0", "--by", "on-call", "--at", "2026-11-02T07:00:00Z")
-    assert (ack.code, ack.stdout.strip()) == (0, "inc-0: acknowledged at 2026-11-02T07:00:00.000000Z by on-call")
+    assert (ack.code, ack.stdout.strip()) == (
+        0,
+        "inc-0: acknowledged at 2026-11-02T07:00:00.000000Z by on-call",
+    )
     refusals = {
         ("ack", "--id", "inc-0", "--by", "x"): "--id: inc-0 was already acknowledged at",
-        ("ack", "--id", "inc-7", "--by", "x"): "--id: 'inc-7' is not an incident of ledger 'access'",
+        (
+            "ack",
+            "--id",
+            "inc-7",
+            "--by",
+            "x",
+        ): "--id: 'inc-7' is not an incident of ledger 'access'",
         ("ack", "--id", "7", "--by", "x"): "--id: '7' is not allowed; allowed: inc-<number>",
-        ("report", "--id", "inc-0", "--kind", "final"): "--kind final: the notification of inc-0 is not recorded yet",
-        ("report", "--id", "inc-0", "--kind", "early-warning", "--at", "2999-01-01T00:00:00Z"): "--at: '2999-01-01T00:00:00Z' is in the future",
-        ("report", "--id", "inc-0", "--kind", "early-warning", "--at", "noon"): "--at: 'noon' is not a time",
+        (
+            "report",
+            "--id",
+            "inc-0",
+            "--kind",
+            "final",
+        ): "--kind final: the notification of inc-0 is not recorded yet",
+        (
+            "report",
+            "--id",
+            "inc-0",
+            "--kind",
+            "early-warning",
+            "--at",
+            "2999-01-01T00:00:00Z",
+        ): "--at: '2999-01-01T00:00:00Z' is in the future",
+        (
+            "report",
+            "--id",
+            "inc-0",
+            "--kind",
+            "early-warning",
+            "--at",
+            "noon",
+        ): "--at: 'noon' is not a time",
     }
     for args, message in refusals.items():
         result = _cli(*args)
         assert result.code == 2 and message in result.stderr, (args, result.stderr)
-    sent = _cli("report", "--id", "inc-0", "--kind", "early-warning", "--at", "2026-11-02T20:00:00Z", "--reference", "CSIRT-1")
+    sent = _cli(
+        "report",
+        "--id",
+        "inc-0",
+        "--kind",
+        "early-warning",
+        "--at",
+        "2026-11-02T20:00:00Z",
+        "--reference",
+        "CSIRT-1",
+    )
     assert sent.code == 0, sent.stderr
     twice = _cli("report", "--id", "inc-0", "--kind", "early-warning")
     assert twice.code == 2 and "the early-warning of inc-0 is already recorded" in twice.stderr
@@ -118,18 +169,38 @@ def test_the_cli_records_ack_and_reports_and_refuses_what_does_not_fit(
     assert incident.sent == {"early-warning": datetime(2026, 11, 2, 20, tzinfo=UTC)}
     events = [json.loads(line)["data"] for line in LedgerStore(writer.client, TABLE).lines()]
     assert [e["event"] for e in events] == ["incident.open", "incident.ack", "incident.report"]
-    assert events[2] == {"event": "incident.report", "incident": "inc-0", "kind": "early-warning", "reference": "CSIRT-1", "at": "2026-11-02T20:00:00.000000Z"}
+    assert events[2] == {
+        "event": "incident.report",
+        "incident": "inc-0",
+        "kind": "early-warning",
+        "reference": "CSIRT-1",
+        "at": "2026-11-02T20:00:00.000000Z",
+    }
 
 
-def test_an_overdue_clock_alarms_once_on_the_alarm_topic(ledger: tuple[LedgerWriter, IncidentStore]) -> None:
+def test_an_overdue_clock_alarms_once_on_the_alarm_topic(
+    ledger: tuple[LedgerWriter, IncidentStore],
+) -> None:
     writer, store = ledger
     sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
     topic = sns.create_topic(Name="alarms")["TopicArn"]
     queue = sqs.create_queue(QueueName="on-call")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
     open_incident(_finding(), writer, store, now=DETECTED)
-    assert _cli("report", "--id", "inc-0", "--kind", "early-warning", "--at", "2026-11-02T20:00:00Z").code == 0
+    assert (
+        _cli(
+            "report", "--id", "inc-0", "--kind", "early-warning", "--at", "2026-11-02T20:00:00Z"
+        ).code
+        == 0
+    )
     in_time = check(writer, store, sns, topic, now=DETECTED + timedelta(hours=71))
     assert in_time == {"alarms": []}
     late = DETECTED + timedelta(hours=73)

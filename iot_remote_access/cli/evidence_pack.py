@@ -10,6 +10,7 @@ exist or cannot be read, an existing --out).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def _findings(session: Any, groups: tuple[str, ...], period: Any, notes: list[st
         finding
         for group in groups
         for finding in aws.guarded_iter(
-            f"log group {group!r}", lambda group=group: aws.findings(logs, group, period)
+            f"log group {group!r}", partial(aws.findings, logs, group, period)
         )
     )
 

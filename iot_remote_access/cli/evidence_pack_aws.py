@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from iot_remote_access.cli.errors import InputError, OperationError
@@ -139,7 +140,7 @@ def assets(iot: Any, table: Any | None, notes: list[str]) -> Iterator[Asset]:
     if things:
         notes.append(f"{len(things)} registered thing(s) are not in the certificate inventory")
     for name, (kind, labels) in sorted(things.items()):
-        certificates = guarded(f"IoT thing {name!r}", lambda name=name: _principals(iot, name))
+        certificates = guarded(f"IoT thing {name!r}", partial(_principals, iot, name))
         yield Asset(name, certificates, seen.get(name), labels, kind, source="registry only")
 
 
@@ -311,7 +312,6 @@ def iot_policies(iot: Any, device_policy: str | None) -> list[PolicyDocument]:
     """Every IoT policy's default version, checked by the guard as `audit` does."""
     from iot_remote_access.guard.audit import fetch_policies, list_policies
     from iot_remote_access.guard.scan import scan_documents
-
     from iot_remote_access.guard.sources import GuardInputError
 
     try:
@@ -356,7 +356,8 @@ def operator_policies(iam: Any, names: tuple[str, ...]) -> list[PolicyDocument]:
     missing = set(names) - {p.name for p in found}
     if missing:
         raise InputError(
-            f"--operator-policy: {sorted(missing)[0]!r} is not a customer-managed IAM policy of this account"
+            f"--operator-policy: {sorted(missing)[0]!r} is not a customer-managed IAM policy "
+            "of this account"
         )
     return found
 

@@ -147,9 +147,9 @@ class Fold:
                 self._finish(row, refused=True)
             return
         if event == "tunnel.close":
-            row = self.open_sessions.pop(tunnel, None)
-            if row is None:  # opened before the segment: the close record says when
-                row = _session(data, None, None, "closed")
+            known = self.open_sessions.pop(tunnel, {})
+            row = known or _session(data, None, None, "closed")
+            if not known:  # opened before the segment: the close record says when
                 row["openedAt"] = _text(data, "openedAt")
             ended = ledger_time(_text(data, "at")) if _is_time(data.get("at")) else moment
             row.update(

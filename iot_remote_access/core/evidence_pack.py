@@ -10,6 +10,7 @@ that silently lacks records.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections import Counter
@@ -220,7 +221,7 @@ def _check_anchors(inputs: PackInputs) -> None:
     allowed = timedelta(minutes=2 * inputs.anchor_interval_minutes)
     until = inputs.period.as_of(inputs.now)
     times = [datetime.fromisoformat(a.time) for a in anchors]
-    for before, after in zip(times, times[1:], strict=False):
+    for before, after in itertools.pairwise(times):
         if after - before > allowed and before < until and after > inputs.period.start:
             raise PackVerificationError(
                 f"anchor missing: none between {z(before)} and {z(after)} (expected every "

@@ -58,7 +58,8 @@ def bar_chart(title: str, counts: Mapping[str, int], *, width: int = 900, height
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
         f'aria-label="{e(title)}"><title>{e(title)}</title>',
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#999"/>',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" '
+        f'y2="{height - bottom}" stroke="#999"/>',
         f'<text x="2" y="14">{top}</text><text x="2" y="{height - bottom}">0</text>',
     ]
     for index, (label, value) in enumerate(items):
@@ -66,8 +67,8 @@ def bar_chart(title: str, counts: Mapping[str, int], *, width: int = 900, height
         x = left + index * step
         y = height - bottom - bar_h
         parts.append(
-            f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(step - 2, 1):.1f}" height="{bar_h:.1f}" '
-            f'fill="#4a7ab5"><title>{e(label)}: {value}</title></rect>'
+            f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(step - 2, 1):.1f}" '
+            f'height="{bar_h:.1f}" fill="#4a7ab5"><title>{e(label)}: {value}</title></rect>'
         )
         if index % label_every == 0:
             parts.append(f'<text x="{x:.1f}" y="{height - bottom + 14}">{e(label[5:])}</text>')
@@ -90,142 +91,159 @@ def _section(
     if not rows:
         return f"<h2>{e(title)}</h2><p>None in the period.</p>"
     tail = f"<p class='note'>{more} more row(s) in {e(name)}.csv.</p>" if more else ""
-    return f"<h2>{e(title)}</h2>{table(columns, rows, bad)}{tail}<p class='note'>All rows: {e(name)}.csv / {e(name)}.json</p>"
+    every = f"<p class='note'>All rows: {e(name)}.csv / {e(name)}.json</p>"
+    return f"<h2>{e(title)}</h2>{table(columns, rows, bad)}{tail}{every}"
 
 
 def render_report(
     folder: Path, summary: Mapping[str, Any], fold: Fold, expiries: Counter[str]
 ) -> None:
-    ledger, counts = summary["ledger"], summary["counts"]
-    period = summary["period"]
-    verdict = (
-        f"<p class='ok'>The ledger holds: {e(ledger['recordsChecked'])} record(s) checked "
-        f"(seq {e(ledger['firstSeq'])}..{e(ledger['lastSeq'])}), {e(ledger['anchorsChecked'])} "
-        f"write-once anchor(s) matched; head digest <code>{e(ledger['headDigest'])}</code>.</p>"
-    )
     parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>Evidence pack {e(period['from'])} to {e(period['to'])}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Remote-access evidence pack</h1><p>Period {e(period['from'])} to {e(period['to'])} "
-        f"(end exclusive), {e(summary['cloud'])}; generated {e(summary['generatedAt'])}; clocks "
-        f"judged at {e(summary['clocksJudgedAt'])}.</p>",
-        verdict,
-        f"<p class='note'>Re-check without trusting this report: <code>{e(ledger['reverify'])}</code></p>",
-        "<h2>Summary</h2>",
-        table(["what", "count"], sorted(counts.items())),
-        "<h2>Requirements served</h2>",
-        table(
-            [
-                "section",
-                "files",
-                "NIS2",
-                "Reg. 2024/2690 Annex",
-                "GDPR",
-                "DPDP Rules",
-                "remains your job",
-            ],
-            [
-                [
-                    r["section"],
-                    r["files"],
-                    r["nis2"],
-                    r["implementingRegulation2024_2690"],
-                    r["gdpr"],
-                    r["dpdpRules2025"],
-                    r["operatorsJob"],
-                ]
-                for r in summary["requirements"]
-            ],
-        ),
+        *_head(summary),
         bar_chart("Remote sessions per day", fold.sessions_per_day),
         bar_chart("Certificate expiries per week (week starting)", expiries),
-        _section(
-            folder,
-            "incidents",
-            [
-                "incident",
-                "detection",
-                "thing",
-                "detectedAt",
-                "earlyWarningDue",
-                "earlyWarningSent",
-                "notificationDue",
-                "notificationSent",
-                "finalReportDue",
-                "finalReportSent",
-                "overdue",
-            ],
-            "Incidents and NIS2 clocks (overdue rows marked)",
-            bad=10,
-        ),
-        _section(
-            folder,
-            "findings",
-            ["observedAt", "severity", "detection", "thing", "summary", "incident"],
-            "Security findings",
-        ),
-        _section(
-            folder,
-            "sessions",
-            [
-                "openedAt",
-                "operator",
-                "thing",
-                "service",
-                "purpose",
-                "minutes",
-                "outcome",
-                "endedBy",
-                "sessionId",
-            ],
-            "Remote sessions",
-        ),
-        "<h2>Purpose limitation: per operator</h2>",
-        table(
-            [
-                "operator",
-                "sessions",
-                "refused",
-                "devices reached",
-                "services",
-                "purposes (most frequent)",
-            ],
-            [
-                [
-                    o["operator"],
-                    o["sessions"],
-                    o["refused"],
-                    o["devicesReached"],
-                    _top(o["services"]),
-                    _top(o["purposes"]),
-                ]
-                for o in summary["operators"]
-            ],
-        ),
-        _section(
-            folder,
-            "policies",
-            ["kind", "name", "devicePolicy", "ruleId", "severity", "message"],
-            "Policy evidence",
-        ),
-        _section(
-            folder,
-            "inventory",
-            ["thing", "certificateId", "notAfter", "lastSeen", "ownerLabels", "rotationState"],
-            "Asset inventory",
-        ),
-        _section(
-            folder,
-            "inventory-changes",
-            ["time", "event", "thing", "certificateId", "serial", "seq"],
-            "Inventory changes in the period",
-        ),
+        *_sections(folder, summary),
         "<h2>Notes</h2><ul>"
         + ("".join(f"<li>{e(n)}</li>" for n in summary["notes"]) or "<li>none</li>")
         + "</ul>",
         "</body></html>\n",
     ]
     (folder / "report.html").write_text("".join(parts), encoding="utf-8")
+
+
+def _head(summary: Mapping[str, Any]) -> list[str]:
+    ledger, counts, period = summary["ledger"], summary["counts"], summary["period"]
+    span = f"{e(period['from'])} to {e(period['to'])}"
+    return [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>Evidence pack {span}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Remote-access evidence pack</h1><p>Period {span} (end exclusive), "
+        f"{e(summary['cloud'])}; generated {e(summary['generatedAt'])}; clocks judged at "
+        f"{e(summary['clocksJudgedAt'])}.</p>",
+        f"<p class='ok'>The ledger holds: {e(ledger['recordsChecked'])} record(s) checked "
+        f"(seq {e(ledger['firstSeq'])}..{e(ledger['lastSeq'])}), "
+        f"{e(ledger['anchorsChecked'])} write-once anchor(s) matched; head digest "
+        f"<code>{e(ledger['headDigest'])}</code>.</p>",
+        "<p class='note'>Re-check without trusting this report: "
+        f"<code>{e(ledger['reverify'])}</code></p>",
+        "<h2>Summary</h2>",
+        table(["what", "count"], sorted(counts.items())),
+        "<h2>Requirements served</h2>",
+        table(
+            _REQUIREMENT_HEADERS,
+            [[r[k] for k in _REQUIREMENT_KEYS] for r in summary["requirements"]],
+        ),
+    ]
+
+
+_REQUIREMENT_KEYS = (
+    "section",
+    "files",
+    "nis2",
+    "implementingRegulation2024_2690",
+    "gdpr",
+    "dpdpRules2025",
+    "operatorsJob",
+)
+_REQUIREMENT_HEADERS = (
+    "section",
+    "files",
+    "NIS2",
+    "Reg. 2024/2690 Annex",
+    "GDPR",
+    "DPDP Rules",
+    "remains your job",
+)
+_SESSION_COLUMNS = (
+    "openedAt",
+    "operator",
+    "thing",
+    "service",
+    "purpose",
+    "minutes",
+    "outcome",
+    "endedBy",
+    "sessionId",
+)
+_OPERATOR_HEADERS = (
+    "operator",
+    "sessions",
+    "refused",
+    "devices reached",
+    "services",
+    "purposes (most frequent)",
+)
+_INCIDENT_COLUMNS = (
+    "incident",
+    "detection",
+    "thing",
+    "detectedAt",
+    "earlyWarningDue",
+    "earlyWarningSent",
+    "notificationDue",
+    "notificationSent",
+    "finalReportDue",
+    "finalReportSent",
+    "overdue",
+)
+
+
+def _sections(folder: Path, summary: Mapping[str, Any]) -> list[str]:
+    operators = [
+        [
+            o["operator"],
+            o["sessions"],
+            o["refused"],
+            o["devicesReached"],
+            _top(o["services"]),
+            _top(o["purposes"]),
+        ]
+        for o in summary["operators"]
+    ]
+    return [
+        _section(
+            folder,
+            "incidents",
+            _INCIDENT_COLUMNS,
+            "Incidents and NIS2 clocks (overdue rows marked)",
+            bad=_INCIDENT_COLUMNS.index("overdue"),
+        ),
+        _section(
+            folder,
+            "findings",
+            ("observedAt", "severity", "detection", "thing", "summary", "incident"),
+            "Security findings",
+        ),
+        _section(
+            folder,
+            "sessions",
+            _SESSION_COLUMNS,
+            "Remote sessions",
+        ),
+        "<h2>Purpose limitation: per operator</h2>",
+        table(
+            _OPERATOR_HEADERS,
+            operators,
+        ),
+        _section(
+            folder,
+            "policies",
+            ("kind", "name", "devicePolicy", "ruleId", "severity", "message"),
+            "Policy evidence",
+        ),
+        _section(
+            folder,
+            "inventory",
+            ("thing", "certificateId", "notAfter", "lastSeen", "ownerLabels", "rotationState"),
+            "Asset inventory",
+        ),
+        _section(
+            folder,
+            "inventory-changes",
+            ("time", "event", "thing", "certificateId", "serial", "seq"),
+            "Inventory changes in the period",
+        ),
+    ]
 
 
 def _top(counts: Mapping[str, int], limit: int = 5) -> str:

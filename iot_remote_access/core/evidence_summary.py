@@ -66,7 +66,8 @@ def summarise(
             "lastAnchoredSeq": last_anchor,
             "recordsInPeriod": fold.records_in_period,
             "events": dict(sorted(fold.events.items())),
-            "reverify": "iot-remote-access evidence verify ledger/chain.jsonl --anchors ledger/anchors.jsonl",
+            "reverify": "iot-remote-access evidence verify ledger/chain.jsonl "
+            "--anchors ledger/anchors.jsonl",
         },
         "counts": counts,
         "sessionsPerDay": dict(sorted(fold.sessions_per_day.items())),

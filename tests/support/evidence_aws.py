@@ -41,7 +41,11 @@ def populate(s: Scenario, *, ledger_id: str = "access") -> Account:
     for record in s.records:
         dynamodb.put_item(
             TableName=TABLE,
-            Item={"ledger": {"S": ledger_id}, "seq": {"N": str(record.seq)}, "record": {"S": record.line().decode()}},
+            Item={
+                "ledger": {"S": ledger_id},
+                "seq": {"N": str(record.seq)},
+                "record": {"S": record.line().decode()},
+            },
         )
     for anchor in s.anchors:
         put_anchor(s3, BUCKET, ledger_id, anchor)
@@ -82,7 +86,9 @@ def _inventory(s: Scenario) -> None:
 def _iot(s: Scenario) -> Any:
     iot = boto3.client("iot", region_name=REGION)
     for asset in s.assets:
-        iot.create_thing(thingName=asset.thing, attributePayload={"attributes": dict(asset.owner_labels)})
+        iot.create_thing(
+            thingName=asset.thing, attributePayload={"attributes": dict(asset.owner_labels)}
+        )
     iot.create_thing(thingName="gateway-1", attributePayload={"attributes": {"owner": "it"}})
     certificate = iot.create_keys_and_certificate(setAsActive=True)
     iot.attach_thing_principal(thingName="gateway-1", principal=certificate["certificateArn"])
@@ -103,7 +109,12 @@ def _iot(s: Scenario) -> Any:
     )
     iot.create_policy(
         policyName="legacy-wide-open",
-        policyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}),
+        policyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}],
+            }
+        ),
     )
     return iot
 
@@ -115,7 +126,12 @@ def _operator_policy() -> None:
             {
                 "Version": "2012-10-17",
                 "Statement": [
-                    {"Sid": "ListTunnels", "Effect": "Allow", "Action": "iot:ListTunnels", "Resource": "*"},
+                    {
+                        "Sid": "ListTunnels",
+                        "Effect": "Allow",
+                        "Action": "iot:ListTunnels",
+                        "Resource": "*",
+                    },
                     {
                         "Sid": "NoTunnelsAroundTheBroker",
                         "Effect": "Deny",
@@ -143,23 +159,42 @@ def _findings(s: Scenario) -> None:
             "summary": finding.summary,
         }
         message = {"level": "INFO", "message": "security finding", "finding": detail}
-        events.append({"timestamp": int((finding.observed_at + timedelta(seconds=1)).timestamp() * 1000), "message": json.dumps(message)})
-        events.append({"timestamp": int((finding.observed_at + timedelta(seconds=2)).timestamp() * 1000), "message": json.dumps({"level": "INFO", "message": "other"})})
+        events.append(
+            {
+                "timestamp": int((finding.observed_at + timedelta(seconds=1)).timestamp() * 1000),
+                "message": json.dumps(message),
+            }
+        )
+        events.append(
+            {
+                "timestamp": int((finding.observed_at + timedelta(seconds=2)).timestamp() * 1000),
+                "message": json.dumps({"level": "INFO", "message": "other"}),
+            }
+        )
     logs.put_log_events(logGroupName=FINDINGS_GROUP, logStreamName="s", logEvents=events)
 
 
 def pack_arguments(s: Scenario, out: str) -> list[str]:
     last_day = (s.end - timedelta(days=1)).date().isoformat()
     return [
-        "evidence", "pack",
-        "--from", s.start.date().isoformat(),
-        "--to", last_day,
-        "--out", out,
-        "--ledger-table", TABLE,
-        "--anchor-bucket", BUCKET,
-        "--inventory-table", INVENTORY,
-        "--findings-log-group", FINDINGS_GROUP,
-        "--region", REGION,
+        "evidence",
+        "pack",
+        "--from",
+        s.start.date().isoformat(),
+        "--to",
+        last_day,
+        "--out",
+        out,
+        "--ledger-table",
+        TABLE,
+        "--anchor-bucket",
+        BUCKET,
+        "--inventory-table",
+        INVENTORY,
+        "--findings-log-group",
+        FINDINGS_GROUP,
+        "--region",
+        REGION,
     ]
 
 

@@ -59,43 +59,135 @@ def _open(tunnel: str, thing: str, operator: str, reason: str, at: datetime) -> 
 def build(start: datetime, days: int = 5) -> Scenario:
     """``days`` of activity from ``start`` (midnight UTC), anchored every hour."""
     s = Scenario(start, start + timedelta(days=days))
-    s.add({"event": "cert.issue", "thing": "sensor-0", "certificateId": "c0", "serial": "01"}, start - timedelta(hours=2))
+    s.add(
+        {"event": "cert.issue", "thing": "sensor-0", "certificateId": "c0", "serial": "01"},
+        start - timedelta(hours=2),
+    )
     for day in range(days):
         base = start + timedelta(days=day, hours=9)
         for n in range(3):
             at = base + timedelta(hours=n)
             tunnel = f"t-{day}-{n}"
             operator = OPERATOR if n != 2 else OTHER
-            s.add(_open(tunnel, f"sensor-{n}", operator, f"ticket OPS-{day}{n}: capteur défectueux", at), at)
+            s.add(
+                _open(
+                    tunnel, f"sensor-{n}", operator, f"ticket OPS-{day}{n}: capteur défectueux", at
+                ),
+                at,
+            )
             s.tunnels[tunnel] = at
-            closer = {"closedBy": "sweeper", "closeReason": "expired"} if n == 1 else {"closedBy": operator}
-            s.add({"event": "tunnel.close", "decision": "closed", "tunnelId": tunnel, "thing": f"sensor-{n}", "at": z(at + timedelta(minutes=20)), **closer}, at + timedelta(minutes=20))
+            closer = (
+                {"closedBy": "sweeper", "closeReason": "expired"}
+                if n == 1
+                else {"closedBy": operator}
+            )
+            s.add(
+                {
+                    "event": "tunnel.close",
+                    "decision": "closed",
+                    "tunnelId": tunnel,
+                    "thing": f"sensor-{n}",
+                    "at": z(at + timedelta(minutes=20)),
+                    **closer,
+                },
+                at + timedelta(minutes=20),
+            )
     refused_at = start + timedelta(hours=15)
-    s.add({"event": "tunnel.open", "decision": "refused", "requester": OTHER, "thing": "sensor-9", "service": "SSH", "reason": "curious", "status": 403, "field": "thing"}, refused_at)
+    s.add(
+        {
+            "event": "tunnel.open",
+            "decision": "refused",
+            "requester": OTHER,
+            "thing": "sensor-9",
+            "service": "SSH",
+            "reason": "curious",
+            "status": 403,
+            "field": "thing",
+        },
+        refused_at,
+    )
     expired_at = start + timedelta(days=1, hours=20)
-    s.add(_open("t-expired", "sensor-4", OPERATOR, "=HYPERLINK(\"x\") <script>", expired_at), expired_at)
+    s.add(
+        _open("t-expired", "sensor-4", OPERATOR, '=HYPERLINK("x") <script>', expired_at), expired_at
+    )
     s.tunnels["t-expired"] = expired_at
     rotated = start + timedelta(days=1, hours=3)
     for thing in ("sensor-1", "sensor-2"):
-        s.add({"event": "cert.rotate", "thing": thing, "certificateId": f"new-{thing}", "serial": "0a"}, rotated)
+        s.add(
+            {
+                "event": "cert.rotate",
+                "thing": thing,
+                "certificateId": f"new-{thing}",
+                "serial": "0a",
+            },
+            rotated,
+        )
     detected = start + timedelta(hours=30)
-    finding = SecurityFinding(detected, "unexpected-subscription", "high", "sensor-3", "sensor-3 subscribed to cmd/+/commands", "detector")
+    finding = SecurityFinding(
+        detected,
+        "unexpected-subscription",
+        "high",
+        "sensor-3",
+        "sensor-3 subscribed to cmd/+/commands",
+        "detector",
+    )
     s.findings = [
         finding,
-        SecurityFinding(start + timedelta(hours=5), "authorization-failure", "medium", "sensor-5", "refused publish", "detector"),
+        SecurityFinding(
+            start + timedelta(hours=5),
+            "authorization-failure",
+            "medium",
+            "sensor-5",
+            "refused publish",
+            "detector",
+        ),
     ]
-    opened = s.add(open_record(detection=finding.detection, thing="sensor-3", summary=finding.summary, detected_at=detected, finding_id="f1"), detected + timedelta(seconds=5))
+    opened = s.add(
+        open_record(
+            detection=finding.detection,
+            thing="sensor-3",
+            summary=finding.summary,
+            detected_at=detected,
+            finding_id="f1",
+        ),
+        detected + timedelta(seconds=5),
+    )
     incident = "INC"  # the real id is the open record's seq, known once re-chained in order
     del opened
-    s.add({"event": "incident.ack", "incident": incident, "by": "on-call", "significant": True, "at": z(detected + timedelta(hours=1))}, detected + timedelta(hours=1))
-    s.add({"event": "incident.report", "incident": incident, "kind": "early-warning", "reference": "CSIRT-1", "at": z(detected + timedelta(hours=20))}, detected + timedelta(hours=20))
+    s.add(
+        {
+            "event": "incident.ack",
+            "incident": incident,
+            "by": "on-call",
+            "significant": True,
+            "at": z(detected + timedelta(hours=1)),
+        },
+        detected + timedelta(hours=1),
+    )
+    s.add(
+        {
+            "event": "incident.report",
+            "incident": incident,
+            "kind": "early-warning",
+            "reference": "CSIRT-1",
+            "at": z(detected + timedelta(hours=20)),
+        },
+        detected + timedelta(hours=20),
+    )
     s.records.sort(key=lambda r: r.time)
     _relink(s)
     _anchor_hourly(s)
     s.assets = [
         Asset(
             f"sensor-{n}",
-            (Certificate(f"new-sensor-{n}" if n in (1, 2) else f"c{n}", "0a", start + timedelta(days=40 + 7 * n), "ACTIVE"),),
+            (
+                Certificate(
+                    f"new-sensor-{n}" if n in (1, 2) else f"c{n}",
+                    "0a",
+                    start + timedelta(days=40 + 7 * n),
+                    "ACTIVE",
+                ),
+            ),
             start + timedelta(days=2),
             {"owner": "plant-3"},
             "sensor",
@@ -126,7 +218,10 @@ def _anchor_hourly(s: Scenario) -> None:
     last = s.end + timedelta(hours=2)
     index = 0
     while moment <= last:
-        while index + 1 < len(s.records) and datetime.fromisoformat(s.records[index + 1].time) <= moment:
+        while (
+            index + 1 < len(s.records)
+            and datetime.fromisoformat(s.records[index + 1].time) <= moment
+        ):
             index += 1
         if datetime.fromisoformat(s.records[index].time) <= moment:
             s.anchors.append(anchor_of(s.records[index], moment))

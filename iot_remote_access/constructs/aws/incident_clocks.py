@@ -72,15 +72,26 @@ class IncidentClocks(Construct):
             check_interval=(check_interval, props.optional(cdk.Duration)),
         )
         interval = check_interval or cdk.Duration.minutes(DEFAULT_CHECK_MINUTES)
-        if not cdk.Token.is_unresolved(interval.to_minutes()) and not 5 <= interval.to_minutes() <= 360:
+        if (
+            not cdk.Token.is_unresolved(interval.to_minutes())
+            and not 5 <= interval.to_minutes() <= 360
+        ):
             raise ValueError(
                 f"check_interval: {interval.to_minutes()} minutes is not allowed; allowed: 5 to 360"
             )
         super().__init__(scope, construct_id)
         self.ledger = ledger
-        self.opener = self._function("Opener", "incident_open", "Opens an incident (NIS2 clocks) per high-severity finding", {})
+        self.opener = self._function(
+            "Opener",
+            "incident_open",
+            "Opens an incident (NIS2 clocks) per high-severity finding",
+            {},
+        )
         self.checker = self._function(
-            "Checker", "incident_check", "Alarms on overdue NIS2 incident reports", {"ALARM_TOPIC_ARN": alarm_topic.topic_arn}
+            "Checker",
+            "incident_check",
+            "Alarms on overdue NIS2 incident reports",
+            {"ALARM_TOPIC_ARN": alarm_topic.topic_arn},
         )
         self._grant_incidents(self.opener.role, ["dynamodb:Query", "dynamodb:PutItem"])
         self._grant_incidents(self.checker.role, ["dynamodb:Query", "dynamodb:UpdateItem"])
@@ -97,7 +108,9 @@ class IncidentClocks(Construct):
             description="iot-remote-access: high-severity security findings open incidents",
             event_bus=event_bus,
             event_pattern=events.EventPattern(
-                source=[EVENT_SOURCE], detail_type=[EVENT_DETAIL_TYPE], detail={"severity": ["high"]}
+                source=[EVENT_SOURCE],
+                detail_type=[EVENT_DETAIL_TYPE],
+                detail={"severity": ["high"]},
             ),
             targets=[targets.LambdaFunction(self.opener.function, retry_attempts=8)],
         )
@@ -128,7 +141,9 @@ class IncidentClocks(Construct):
         )
         self.failures_alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
 
-    def _function(self, construct_id: str, package: str, description: str, extra: dict[str, str]) -> LibraryFunction:
+    def _function(
+        self, construct_id: str, package: str, description: str, extra: dict[str, str]
+    ) -> LibraryFunction:
         function = LibraryFunction(
             self,
             construct_id,

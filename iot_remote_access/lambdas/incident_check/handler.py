@@ -62,7 +62,8 @@ def check(
                         "detectedAt": z(incident.detected_at),
                         "detection": incident.detection,
                         "thing": incident.thing,
-                        "record": f"iot-remote-access evidence incident report --id {incident.id} --kind {clock.kind}",
+                        "record": "iot-remote-access evidence incident report "
+                        f"--id {incident.id} --kind {clock.kind}",
                     }
                 ),
             )
