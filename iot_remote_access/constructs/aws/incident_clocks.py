@@ -102,6 +102,10 @@ class IncidentClocks(Construct):
             "that topic's key only (granted by CDK's grant_publish).",
             ["kms:GenerateDataKey*"],
         )
+        self._rules(event_bus, interval)
+        self._alarm(alarm_topic)
+
+    def _rules(self, event_bus: events.IEventBus | None, interval: cdk.Duration) -> None:
         self.finding_rule = events.Rule(
             self,
             "HighFindings",
@@ -121,6 +125,8 @@ class IncidentClocks(Construct):
             schedule=events.Schedule.rate(interval),
             targets=[targets.LambdaFunction(self.checker.function, retry_attempts=2)],
         )
+
+    def _alarm(self, alarm_topic: sns.ITopic) -> None:
         self.failures_alarm = cloudwatch.Alarm(
             self,
             "Failures",
