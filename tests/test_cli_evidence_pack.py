@@ -107,6 +107,12 @@ def test_a_full_pack_from_aws(
         inventory["gateway-1"]["source"] == "registry only"
         and inventory["gateway-1"]["certificateId"]
     )
+    changes = {(c["event"], c["thing"]) for c in _rows(out, "inventory-changes")}
+    assert changes == {
+        ("rotated", "sensor-1"),
+        ("rotated", "sensor-2"),
+        ("enrolled (inventory)", "sensor-5"),
+    }
     policies = _rows(out, "policies")
     wide = [p for p in policies if p["name"] == "legacy-wide-open"]
     assert wide and all(p["severity"] for p in wide)

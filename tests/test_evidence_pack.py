@@ -80,6 +80,7 @@ def test_a_pack_for_a_period_with_sessions_rotations_findings_and_an_incident(
     assert {(c["event"], c["thing"]) for c in changes} == {
         ("rotated", "sensor-1"),
         ("rotated", "sensor-2"),
+        ("enrolled (inventory)", "sensor-5"),
     }
     assert len(_rows(out, "inventory")) == 6
 

@@ -123,15 +123,15 @@ def _build(inputs: PackInputs, folder: Path) -> PackResult:
     from iot_remote_access.core.evidence_report import render_report
     from iot_remote_access.core.evidence_summary import summarise
 
-    expiries, inventory_rotations, assets = _inventory(inputs, folder)
-    fold, verification = _ledger(inputs, folder)
+    expiries, inventory_rotations, enrolled, assets = _inventory(inputs, folder)
+    fold, verification = _ledger(inputs, folder, enrolled)
     _cross_check(inputs, fold, inventory_rotations)
     findings = _findings(inputs, fold, folder)
     incidents, overdue = _incidents(inputs, fold, folder)
     _policies(inputs, folder)
     counts = {
         "assets": assets,
-        "inventoryChanges": fold.changes,
+        "inventoryChanges": fold.changes + len(enrolled),
         "sessions": fold.sessions,
         "findings": findings,
         "incidents": incidents,
@@ -148,9 +148,14 @@ def _build(inputs: PackInputs, folder: Path) -> PackResult:
 # -- inventory -------------------------------------------------------------------------------
 
 
-def _inventory(inputs: PackInputs, folder: Path) -> tuple[Counter[str], dict[str, datetime], int]:
+def _inventory(
+    inputs: PackInputs, folder: Path
+) -> tuple[Counter[str], dict[str, datetime], list[dict[str, Any]], int]:
+    """Write the inventory; return expiries per week, the period's rotations (to find in the
+    ledger) and enrolments (changes the ledger does not record), and the asset count."""
     period = inputs.period
     expiries: Counter[str] = Counter()
+    enrolled: list[dict[str, Any]] = []
     first_week = period.start - timedelta(days=period.start.weekday())
     rotations: dict[str, datetime] = {}
     with Section(folder, "inventory", ASSET_FIELDS) as section:
@@ -163,14 +168,31 @@ def _inventory(inputs: PackInputs, folder: Path) -> tuple[Counter[str], dict[str
                     expiries[(first_week + timedelta(weeks=week)).strftime("%Y-%m-%d")] += 1
             if asset.last_rotation_at is not None and period.holds(asset.last_rotation_at):
                 rotations[asset.thing] = asset.last_rotation_at
+            if asset.enrolled_at is not None and period.holds(asset.enrolled_at):
+                enrolled.append(_enrolment(asset))
         count = section.count
-    return expiries, rotations, count
+    return expiries, rotations, enrolled, count
+
+
+def _enrolment(asset: Asset) -> dict[str, Any]:
+    current = asset.current()
+    return {
+        "time": z(asset.enrolled_at),
+        "event": "enrolled (inventory)",
+        "thing": asset.thing,
+        "certificateId": current.id if current else "",
+        "serial": current.serial if current else "",
+        "detail": f"source={asset.source}",
+        "seq": "",
+    }
 
 
 # -- ledger ----------------------------------------------------------------------------------
 
 
-def _ledger(inputs: PackInputs, folder: Path) -> tuple[Fold, Verification]:
+def _ledger(
+    inputs: PackInputs, folder: Path, enrolled: list[dict[str, Any]]
+) -> tuple[Fold, Verification]:
     chain = inputs.chain
     _check_anchors(inputs)
     with (
@@ -186,6 +208,8 @@ def _ledger(inputs: PackInputs, folder: Path) -> tuple[Fold, Verification]:
             purposes.write,
             watched_tunnels=frozenset(inputs.cloud_sessions),
         )
+        for row in enrolled:
+            changes.write(row)
 
         def on_record(record: Record, line: bytes) -> None:
             if chain.copy_to_pack:

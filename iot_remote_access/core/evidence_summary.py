@@ -38,6 +38,11 @@ def summarise(
     folder: Path,
 ) -> dict[str, Any]:
     operators = [use.summary(name) for name, use in sorted(fold.operators.items())]
+    if fold.orphan_incident_records:
+        inputs.notes.append(
+            f"{fold.orphan_incident_records} incident record(s) belong to incidents opened "
+            "before the period's first anchor; pack an earlier --from to see their clocks"
+        )
     with Section(folder, "purpose-operators", OPERATOR_FIELDS) as section:
         for row in operators:
             section.write({k: row[k] for k in OPERATOR_FIELDS})

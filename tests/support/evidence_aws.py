@@ -77,6 +77,8 @@ def _inventory(s: Scenario) -> None:
             "rotationState": "IDLE",
             "attempts": 0,
         }
+        if asset.enrolled_at is not None:
+            item["enrolledAt"] = asset.enrolled_at.isoformat(timespec="seconds")
         if asset.last_rotation_at is not None:
             item["lastRotationAt"] = asset.last_rotation_at.isoformat(timespec="seconds")
         table.put_item(Item=item)

@@ -193,6 +193,7 @@ def build(start: datetime, days: int = 5) -> Scenario:
             "sensor",
             "IDLE",
             last_rotation_at=rotated if n in (1, 2) else None,
+            enrolled_at=start + timedelta(days=3) if n == 5 else start - timedelta(days=90),
         )
         for n in range(6)
     ]
