@@ -230,6 +230,64 @@ def test_from_after_to_is_exit_2_before_any_read(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--retention-days", "30"],
+            "--retention-days: 30 is not allowed; allowed: a whole number",
+        ),
+        (["--anchor-interval-minutes", "0"], "--anchor-interval-minutes: allowed: 5 to 1440"),
+        (["--from", "2026-02-30"], "--from: '2026-02-30' is not allowed; allowed: a date"),
+        (["--to", "x" * 5000], "--to: '" + "x" * 36 + "... is not allowed"),
+        (
+            ["--from", "2026-11-01T00:00:00+25:00"],
+            "--from: '2026-11-01T00:00:00+25:00' is not allowed",
+        ),
+    ],
+)
+def test_bad_options_are_one_line_with_exit_2(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    base = ["--from", "2026-11-01", "--to", "2026-11-02", "--out", str(tmp_path / "p")]
+    base += ["--ledger-table", "t", "--anchor-bucket", "b", "--region", REGION]
+    for option, value in zip(extra[::2], extra[1::2], strict=True):
+        if option in base:
+            base[base.index(option) + 1] = value
+        else:
+            base += [option, value]
+    result = run_cli("evidence", "pack", *base)
+    assert result.code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_out_folder_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    since = (today() - timedelta(days=3)).date().isoformat()
+    result = run_cli(
+        "evidence",
+        "pack",
+        "--from",
+        since,
+        "--to",
+        since,
+        "--out",
+        str(tmp_path / "p"),
+        "--ledger-table",
+        "t",
+        "--anchor-bucket",
+        "b",
+        "--region",
+        REGION,
+    )
+    assert (
+        result.code == 2
+        and "--out: " in result.stderr
+        and "exists; allowed: a new folder" in result.stderr
+    )
+
+
 def test_the_console_script_writes_a_pack_against_motos_server(
     scenario: Scenario, tmp_path: Path
 ) -> None:
