@@ -215,3 +215,86 @@ def test_an_overdue_clock_alarms_once_on_the_alarm_topic(
     lines = list(LedgerStore(writer.client, TABLE).lines())
     assert json.loads(lines[-1])["data"]["event"] == "incident.overdue"
     assert verify(iter(lines), []).holds
+
+
+def test_the_pack_shows_an_incident_as_the_opener_and_the_cli_recorded_it(
+    ledger: tuple[LedgerWriter, IncidentStore], tmp_path: Any
+) -> None:
+    """The parts joined: the opener's record, the CLI's ack and report, hourly anchors, and
+    `evidence pack` reading them back from the same table and bucket."""
+    from iot_remote_access.core.ledger import anchor_of
+    from iot_remote_access.lambdas.ledger.anchors import put_anchor
+    from tests.support.ledger_aws import BUCKET
+
+    writer, store = ledger
+    now = datetime.now(UTC)
+    start = (now - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
+    detected = start + timedelta(minutes=9)
+    writer.clock = lambda: detected + timedelta(seconds=2)
+    observed = detected.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert open_incident(_finding(observed=observed), writer, store, now=detected)["incident"]
+    for args in (
+        (
+            "ack",
+            "--id",
+            "inc-0",
+            "--by",
+            "on-call",
+            "--at",
+            (start + timedelta(minutes=20)).isoformat(),
+        ),
+        (
+            "report",
+            "--id",
+            "inc-0",
+            "--kind",
+            "early-warning",
+            "--at",
+            (start + timedelta(minutes=30)).isoformat(),
+        ),
+    ):
+        assert _cli(*args).code == 0
+    s3 = boto3.client("s3", region_name=REGION)
+    moment = start + timedelta(hours=1)
+    while moment <= now:
+        head = writer.head()
+        assert head is not None
+        put_anchor(s3, BUCKET, "access", anchor_of(head, moment))
+        moment += timedelta(hours=1)
+    head = writer.head()
+    assert head is not None
+    put_anchor(s3, BUCKET, "access", anchor_of(head, now))
+    out = tmp_path / "pack"
+    result = run_cli(
+        "evidence",
+        "pack",
+        "--from",
+        start.isoformat(),
+        "--to",
+        (now + timedelta(minutes=1)).isoformat(),
+        "--out",
+        str(out),
+        "--ledger-table",
+        TABLE,
+        "--anchor-bucket",
+        BUCKET,
+        "--region",
+        REGION,
+        "--no-cloud-sessions",
+    )
+    assert result.code == 0, result.stderr
+    incidents = json.loads((out / "incidents.json").read_text())
+    assert len(incidents) == 1
+    row = incidents[0]
+    assert (row["incident"], row["acknowledgedBy"], row["thing"]) == (
+        "inc-0",
+        "on-call",
+        "sensor-3",
+    )
+    assert row["detectedAt"] == detected.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert row["earlyWarningSent"] == (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (row["earlyWarningState"], row["notificationState"], row["overdue"]) == (
+        "sent",
+        "running",
+        "",
+    )
