@@ -278,3 +278,43 @@ def test_an_existing_out_folder_is_refused(scenario: Scenario, tmp_path: Path) -
     (tmp_path / "pack").mkdir()
     with pytest.raises(PackInputError, match=r"--out: .* exists"):
         build_pack(_inputs(scenario), tmp_path / "pack")
+
+
+def test_google_cloud_proxy_sessions_fill_the_same_rows(tmp_path: Path) -> None:
+    from iot_remote_access.core.ledger import anchor_of, next_record
+
+    records: list[Record] = []
+    at = START + timedelta(hours=9)
+    for decision, minutes in (("opened", 0), ("closed", 12), ("refused", 20)):
+        data = {
+            "event": "gcp.proxy.session",
+            "decision": decision,
+            "sessionId": "gs-1" if decision != "refused" else "",
+            "principal": "user:ana@example.com",
+            "device": "sensor-7",
+            "service": "ssh",
+            "reason": "INC-9 firmware check",
+            "minutes": 15,
+        }
+        head = next_record(records[-1] if records else None, data, at + timedelta(minutes=minutes))
+        records.append(head)
+    anchors = [anchor_of(records[-1], START + timedelta(hours=h)) for h in range(10, 24 * 5 + 2)]
+    period = Period.parse("2026-11-01", "2026-11-05", retention_days=400, now=NOW)
+    inputs = PackInputs(
+        period=period,
+        now=NOW,
+        cloud="gcp",
+        assets=[],
+        chain=ChainSource([r.line() for r in records], anchors, "gcp test"),
+        findings=[],
+        policies=[],
+    )
+    build_pack(inputs, tmp_path / "pack")
+    rows = _rows(tmp_path / "pack", "sessions")
+    # In the order they ended: the session at its close, the refusal when it was refused.
+    assert [
+        (r["sessionId"], r["operator"], r["thing"], r["outcome"], r["minutes"]) for r in rows
+    ] == [
+        ("gs-1", "user:ana@example.com", "sensor-7", "closed", "12"),
+        ("", "user:ana@example.com", "sensor-7", "refused", "0"),
+    ]

@@ -120,6 +120,9 @@ class Fold:
             self.records_before_end += 1
         event = _text(data, "event")
         self.events[event] += 1
+        if event == GCP_SESSION_EVENT:
+            data = _as_tunnel(data)
+            event = _text(data, "event")
         if event.startswith("tunnel."):
             self._tunnel(seq, moment, in_period, event, data)
         elif event in CERT_EVENTS:
@@ -225,6 +228,21 @@ class Fold:
             self.incidents[key] = incident_clock.apply(known, data, time)
         except IncidentError as error:
             raise ValueError(f"ledger record {seq}: {error}") from None
+
+
+#: Google Cloud's access-proxy sessions (the kind is defined ahead of the proxy): the
+#: same session rows as AWS tunnels, their fields renamed.
+GCP_SESSION_EVENT = "gcp.proxy.session"
+_GCP_FIELDS = {"sessionId": "tunnelId", "principal": "requester", "device": "thing"}
+
+
+def _as_tunnel(data: Mapping[str, Any]) -> dict[str, Any]:
+    decision = _text(data, "decision")
+    renamed = {_GCP_FIELDS.get(key, key): value for key, value in data.items()}
+    renamed["event"] = "tunnel.close" if decision == "closed" else "tunnel.open"
+    if decision == "closed":
+        renamed.setdefault("closedBy", _text(data, "principal"))
+    return renamed
 
 
 PURPOSE_FIELDS = ("operator", "purpose", "thing", "service", "openedAt", "outcome", "sessionId")
