@@ -298,3 +298,36 @@ def test_the_pack_shows_an_incident_as_the_opener_and_the_cli_recorded_it(
         "running",
         "",
     )
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        [],
+        {"detail": "high"},
+        {"detail": {"severity": "high"}},
+        {"detail": {"severity": "high", "observedAt": 1.5}},
+        {"detail": {"severity": "high", "observedAt": "9" * 10_000}},
+        {"detail": {"severity": ["high"], "observedAt": "2026-11-02T06:00:00Z"}},
+    ],
+)
+def test_a_malformed_event_opens_nothing_and_does_not_fail(
+    ledger: tuple[LedgerWriter, IncidentStore], event: Any
+) -> None:
+    writer, store = ledger
+    assert open_incident(event, writer, store, now=DETECTED)["incident"] is None
+    assert writer.head() is None
+
+
+def test_a_hostile_finding_still_opens_a_bounded_incident(
+    ledger: tuple[LedgerWriter, IncidentStore],
+) -> None:
+    writer, store = ledger
+    event = _finding()
+    event["detail"].update(thingName="t" * 50_000, summary="\ud800" + "s" * 50_000, detection=7)
+    opened = open_incident(event, writer, store, now=DETECTED)
+    head = writer.head()
+    assert opened["incident"] == "inc-0" and head is not None
+    assert len(head.data["thing"]) == 128 and len(head.data["summary"]) == 300
+    assert head.data["detection"] == ""

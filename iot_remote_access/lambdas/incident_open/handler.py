@@ -55,17 +55,16 @@ def open_incident(
     finding_id = hashlib.sha256(
         json.dumps(detail, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
+    # Bounded and valid Unicode: a hostile finding must still open its incident, and a
+    # record the ledger refuses (over 16 KiB, a lone surrogate) would be retried forever.
+    detection, thing = _clean(detail.get("detection"), 64), _clean(detail.get("thingName"), 128)
     for known in store.incidents():
-        if (
-            known.detection == detail.get("detection")
-            and known.detected_at == detected
-            and known.thing == detail.get("thingName")
-        ):
+        if known.detection == detection and known.detected_at == detected and known.thing == thing:
             return {"incident": known.id, "duplicate": True}
     data = open_record(
-        detection=str(detail.get("detection", ""))[:64],
-        thing=detail.get("thingName") if isinstance(detail.get("thingName"), str) else None,
-        summary=str(detail.get("summary", "")),
+        detection=detection or "",
+        thing=thing,
+        summary=_clean(detail.get("summary"), 300) or "",
         detected_at=detected,
         finding_id=finding_id,
     )
@@ -80,3 +79,9 @@ def open_incident(
         "earlyWarningDue": data["earlyWarningDue"],
         "notificationDue": data["notificationDue"],
     }
+
+
+def _clean(value: object, limit: int) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value[:limit].encode("utf-8", "replace").decode("utf-8")
