@@ -103,7 +103,18 @@ def test_a_pack_for_a_period_with_sessions_rotations_findings_and_an_incident(
     assert (
         operators[OPERATOR]["devicesReached"] == "3" or operators[OPERATOR]["devicesReached"] == 3
     )
-    assert operators[OTHER]["refused"] == 1
+    purposes = _rows(out, "purpose")
+    commands = [
+        (p["service"], p["purpose"], p["outcome"])
+        for p in purposes
+        if p["service"].startswith("command:")
+    ]
+    assert commands == [
+        ("command:diagnostics", "maintenance: OPS-77", "sent"),
+        ("command:dump-occupancy", "occupancy-analytics", "refused"),
+    ]
+    assert operators[OTHER]["services"]["command:diagnostics"] == 1
+    assert operators[OTHER]["refused"] == 2  # one tunnel, one command
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ledger"]["holds"] is True
     assert summary["ledger"]["lastSeq"] == scenario.records[-1].seq
@@ -162,7 +173,9 @@ def _edited(record: Record, **data: object) -> bytes:
         ),
         (
             "truncate",
-            r"broken at record 35: the chain ends at record 34 but the anchor of .* vouches for record 37 \(truncated\)",
+            # The last three records cut off; the last anchor vouches for the last record.
+            r"broken at record {cut}: the chain ends at record {kept} but the anchor of .* "
+            r"vouches for record {last} \(truncated\)",
         ),
         ("garbage", r"broken at record 5: line 6 is not a ledger record"),
     ],
@@ -195,6 +208,8 @@ def test_every_tampering_is_reported_with_the_record_it_broke_at(
     elif tamper == "garbage":
         lines[5] = (lines[5] or b"")[:-1] + b" "
     out = tmp_path / "pack"
+    last = scenario.records[-1].seq
+    expected = expected.format(last=last, kept=last - 3, cut=last - 2)
     with pytest.raises(PackVerificationError, match=expected):
         build_pack(_inputs(scenario, lines), out)
     assert not out.exists()

@@ -108,6 +108,7 @@ class Fold:
     records_in_period: int = 0
     records_before_end: int = 0
     sessions: int = 0
+    commands: int = 0
     changes: int = 0
     events: Counter[str] = field(default_factory=Counter)
 
@@ -130,6 +131,8 @@ class Fold:
                 self._change(seq, time, event, data)
         elif event in incident_clock.INCIDENT_EVENTS:
             self._incident(seq, time, event, data)
+        elif event == COMMAND_EVENT and in_period:
+            self._command(time, data)
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -192,6 +195,26 @@ class Fold:
             self._finish(row)
         self.open_sessions.clear()
 
+    def _command(self, time: str, data: Mapping[str, Any]) -> None:
+        """A remote command: no session row, but an access row under its stated purpose."""
+        refused = _text(data, "decision") == "refused"
+        purpose = _text(data, "purpose")
+        if data.get("reason"):
+            purpose = f"{purpose}: {_text(data, 'reason')}" if purpose else _text(data, "reason")
+        row = {
+            "operator": _text(data, "requester"),
+            "purpose": purpose,
+            "thing": _text(data, "thing"),
+            "service": f"command:{_text(data, 'command')}",
+            "openedAt": z(ledger_time(_text(data, "at") if _is_time(data.get("at")) else time)),
+            "outcome": "refused" if refused else "sent",
+            "sessionId": _text(data, "commandId"),
+        }
+        self.commands += 1
+        self.emit_purpose(row)
+        use = self.operators.setdefault(row["operator"] or "(unknown)", OperatorUse())
+        use.add(row["thing"], row["service"], row["purpose"], refused)
+
     # -- certificates and incidents ------------------------------------------------------
 
     def _change(self, seq: int, time: str, event: str, data: Mapping[str, Any]) -> None:
@@ -244,6 +267,9 @@ def _as_tunnel(data: Mapping[str, Any]) -> dict[str, Any]:
         renamed.setdefault("closedBy", _text(data, "principal"))
     return renamed
 
+
+#: Remote commands (the command broker's decisions), when they are recorded in the ledger.
+COMMAND_EVENT = "command.send"
 
 PURPOSE_FIELDS = ("operator", "purpose", "thing", "service", "openedAt", "outcome", "sessionId")
 

@@ -90,8 +90,9 @@ MAPPINGS: tuple[Requirement, ...] = (
     ),
     Requirement(
         "purpose limitation",
-        "purpose.json/.csv",
-        "per operator: which devices and services they reached and the purposes they stated",
+        "purpose.json/.csv, purpose-operators.json/.csv, purpose-operators-devices.json",
+        "per operator: which devices, services and remote commands they reached and the "
+        "purposes they stated (one row per session or command, and a summary per operator)",
         "Art. 21(2)(i) human resources security and access control",
         "§11.2 access rights granted on need to know; §11.3",
         "Art. 5(1)(b) purpose limitation; Art. 25(1)-(2) data protection by design and by "

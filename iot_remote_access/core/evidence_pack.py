@@ -133,6 +133,7 @@ def _build(inputs: PackInputs, folder: Path) -> PackResult:
         "assets": assets,
         "inventoryChanges": fold.changes + len(enrolled),
         "sessions": fold.sessions,
+        "commands": fold.commands,
         "findings": findings,
         "incidents": incidents,
         "overdueClocks": overdue,

@@ -111,6 +111,32 @@ def build(start: datetime, days: int = 5) -> Scenario:
         _open("t-expired", "sensor-4", OPERATOR, '=HYPERLINK("x") <script>', expired_at), expired_at
     )
     s.tunnels["t-expired"] = expired_at
+    command_at = start + timedelta(days=2, hours=14)
+    s.add(
+        {
+            "event": "command.send",
+            "decision": "allowed",
+            "requester": OTHER,
+            "thing": "sensor-2",
+            "command": "diagnostics",
+            "purpose": "maintenance",
+            "reason": "OPS-77",
+            "commandId": "cmd-1",
+        },
+        command_at,
+    )
+    s.add(
+        {
+            "event": "command.send",
+            "decision": "refused",
+            "requester": OTHER,
+            "thing": "sensor-2",
+            "command": "dump-occupancy",
+            "purpose": "occupancy-analytics",
+            "status": 403,
+        },
+        command_at + timedelta(minutes=1),
+    )
     rotated = start + timedelta(days=1, hours=3)
     for thing in ("sensor-1", "sensor-2"):
         s.add(
