@@ -369,3 +369,19 @@ def _populate_server(scenario: Scenario) -> None:
         },
     )
     populate(scenario)
+
+
+def test_without_the_inventory_table_the_registry_is_the_inventory(
+    account: Any, scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tunnels(monkeypatch, _summaries(scenario))
+    arguments = pack_arguments(scenario, str(tmp_path / "pack"))
+    at = arguments.index("--inventory-table")
+    del arguments[at : at + 2]
+    result = run_cli(*arguments)
+    assert result.code == 0, result.stderr
+    rows = {row["thing"]: row for row in _rows(tmp_path / "pack", "inventory")}
+    assert len(rows) == 7 and {row["source"] for row in rows.values()} == {"registry only"}
+    assert rows["gateway-1"]["certificateId"] and not rows["sensor-1"]["certificateId"]
+    notes = json.loads((tmp_path / "pack" / "summary.json").read_text())["notes"]
+    assert any("lists the IoT registry only" in note for note in notes)
