@@ -7,12 +7,15 @@ folder behind: a pack that silently lacks records is the failure this guards aga
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from iot_remote_access.core.evidence_model import (
     PackInputError,
@@ -20,7 +23,7 @@ from iot_remote_access.core.evidence_model import (
     Period,
 )
 from iot_remote_access.core.evidence_pack import ChainSource, PackInputs, build_pack
-from iot_remote_access.core.ledger import Record
+from iot_remote_access.core.ledger import Record, bounded_lines
 from tests.support.evidence_scenario import OPERATOR, OTHER, Scenario, build, utc
 
 START = utc(2026, 11, 1)
@@ -333,3 +336,24 @@ def test_google_cloud_proxy_sessions_fill_the_same_rows(tmp_path: Path) -> None:
         ("gs-1", "user:ana@example.com", "sensor-7", "closed", "12"),
         ("", "user:ana@example.com", "sensor-7", "refused", "0"),
     ]
+
+
+_SCENARIO = build(START, days=5)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_any_single_byte_change_fails_the_pack_and_leaves_nothing(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """However a stored record is changed, the pack never comes out without it."""
+    blob = bytearray(b"".join(r.line() + b"\n" for r in _SCENARIO.records))
+    position = data.draw(st.integers(0, len(blob) - 1), label="position")
+    blob[position] = data.draw(st.integers(0, 255).filter(lambda b: b != blob[position]))
+    lines: list[bytes | None] = list(bounded_lines(io.BytesIO(bytes(blob))))
+    folder = tmp_path_factory.mktemp("pack")
+    with pytest.raises(PackVerificationError, match=r"broken at record \d+: "):
+        build_pack(_inputs(_SCENARIO, lines), folder / "pack")
+    assert list(folder.iterdir()) == []
