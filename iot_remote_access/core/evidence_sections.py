@@ -18,6 +18,10 @@ from typing import IO, Any
 _FORMULA_START = frozenset("=+-@\t\r")
 
 
+#: One encoder for every row (json.dumps with options builds a new one per call).
+_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
@@ -48,7 +52,7 @@ class Section:
 
     def write(self, row: dict[str, Any]) -> None:
         # Rows keep their fields' order (no sorting): the hot path of a million-row section.
-        text = json.dumps(row, ensure_ascii=False, default=str)
+        text = _ROW_ENCODER(row)
         self._json.write(("\n" if self.count == 0 else ",\n") + text)
         self._csv.writerow([csv_cell(row.get(key, "")) for key in self.fields])
         self.count += 1
