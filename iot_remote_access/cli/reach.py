@@ -44,12 +44,32 @@ INFORMATION_URI = "https://iot-remote-access.github.io/iot-remote-access/guard/"
 @click.option(
     "--attacker", default=DEFAULT_ATTACKER, show_default=True, help="the device's name in witnesses"
 )
-def reach(paths: tuple[Path, ...], base: Path | None, output_format: str, attacker: str) -> None:
+@click.option(
+    "--live",
+    is_flag=True,
+    help="PATHS are IoT policy names in the account: confirm each witness with TestAuthorization",
+)
+@click.option("--principal", help="with --live: the certificate ARN to test as")
+@click.option("--region", help="with --live: AWS region. Default: the profile's.")
+@click.option("--profile", help="with --live: AWS named profile.")
+def reach(
+    paths: tuple[Path, ...],
+    base: Path | None,
+    output_format: str,
+    attacker: str,
+    live: bool,
+    principal: str | None,
+    region: str | None,
+    profile: str | None,
+) -> None:
     """Prove no device reaches another's topics: IoT policies, templates, cdk.out, mosquitto
     ACLs. Exit 0 none, 1 reach found (with witnesses), 2 unreadable input."""
     try:
         validate_thing_name(attacker, field_name="--attacker")
-        reports = list(reach_paths(list(paths), attacker=attacker))
+        if live:
+            reports = _live(paths, principal, attacker, region, profile)
+        else:
+            reports = list(reach_paths(list(paths), attacker=attacker))
         before = list(reach_paths([base], attacker=attacker)) if base else None
     except (GuardInputError, TopicModelError) as error:
         raise InputError(str(error)) from None
@@ -57,6 +77,43 @@ def reach(paths: tuple[Path, ...], base: Path | None, output_format: str, attack
         reports = added_reach(reports, before)
     click.echo(render(reports, output_format))
     raise SystemExit(EXIT_FAILURE if any(r.lateral for r in reports) else EXIT_OK)
+
+
+def _live(
+    names: tuple[Path, ...],
+    principal: str | None,
+    attacker: str,
+    region: str | None,
+    profile: str | None,
+) -> list[ReachReport]:
+    """Each named policy from the account, its witnesses asked of AWS IoT (read-only)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from iot_remote_access.guard.reach_live import LiveReachError, arn_prefix_of, live_report
+
+    if not principal:
+        raise InputError("--principal: required with --live; allowed: a certificate ARN")
+    try:
+        arn_prefix_of(principal)
+        session = boto3.Session(profile_name=profile, region_name=region)
+        iot = session.client("iot", config=_adaptive())
+        return [
+            live_report(iot, str(name), principal=principal, client_id=attacker) for name in names
+        ]
+    except LiveReachError as error:
+        raise InputError(str(error)) from None
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "ClientError")
+        raise InputError(f"AWS IoT refused the live check: {code}") from None
+    except BotoCoreError as error:
+        raise InputError(f"cannot reach AWS IoT: {error}") from None
+
+
+def _adaptive() -> Any:
+    from botocore.config import Config
+
+    return Config(retries={"mode": "adaptive", "max_attempts": 10})
 
 
 def _key(report: ReachReport) -> str:
@@ -90,7 +147,8 @@ def render(reports: list[ReachReport], output_format: str) -> str:
         if not report.findings:
             lines.append(f"{report.source}: no device reaches another's topics")
         for found in report.findings:
-            lines.append(f"{report.source}: {found.severity.upper()} {found.describe()}")
+            note = f" [{found.note}]" if found.note else ""
+            lines.append(f"{report.source}: {found.severity.upper()} {found.describe()}{note}")
         lines.extend(f"{report.source}: note: {note}" for note in report.notes)
     return "\n".join(lines)
 
@@ -104,6 +162,7 @@ def _finding_json(found: Reach) -> dict[str, Any]:
         "victimTopic": found.victim_topic,
         "clientId": found.client_id,
         "description": found.describe(),
+        "note": found.note,
     }
 
 
