@@ -123,3 +123,34 @@ def test_a_retention_below_the_legal_minimum_is_refused_naming_the_field() -> No
     (line,) = str(refused.value).splitlines()
     assert "ledger.retentionDays" in line and "90" in line
     assert "366" in line and "DPDP Rules 2025" in line
+
+
+@pytest.mark.parametrize("package", WRITERS)
+def test_each_writer_asset_imports_with_only_what_it_holds(package: str) -> None:
+    """As Lambda loads it: the asset first on the path (staged as the construct stages it),
+    boto3 and Powertools from the environment, nothing else of this package."""
+    import os
+    import subprocess
+    import sys
+
+    from iot_remote_access.constructs.aws.certificate_rotation import SHARED
+    from iot_remote_access.constructs.aws.library_function import stage_handler_code
+
+    staged = stage_handler_code(package, SHARED if package.startswith("cert_") else ["ledger"])
+    probe = (
+        f"import iot_remote_access.lambdas.{package}.handler;"
+        "import iot_remote_access.lambdas.ledger.recording as r;"
+        "print(r.Recorder.from_environment().enabled)"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=staged,
+        env={**environment, "PYTHONPATH": str(staged), "AWS_DEFAULT_REGION": "eu-west-1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"  # no ledger configured: records nothing
