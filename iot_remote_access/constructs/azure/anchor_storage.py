@@ -205,7 +205,7 @@ class ImmutableAnchorContainer(ArmResource):
         )
         # Locking is what makes it write-once for everyone: it needs the policy's ETag.
         self._call(ctx, "POST", f"{self.policy_id}/lock", {"If-Match": written["etag"]}, None)
-        ctx.progress.note(f"locked {self.label}: {self.retention_days} days")
+        ctx.progress.done(f"locked {self.label}: {self.retention_days} days")
 
     def _extend_locked(self, ctx: ArmContext, policy: dict[str, Any], period: object) -> None:
         if isinstance(period, int) and period > self.retention_days:
@@ -255,7 +255,7 @@ class ImmutableAnchorContainer(ArmResource):
             headers={"Content-Type": "application/json", **headers},
             content=json.dumps(body) if body is not None else None,
         )
-        response = client._send_request(request)  # documented way to send a raw ARM request
+        response = client.send_request(request)
         if response.status_code >= 400:
             try:
                 error = response.json().get("error", {})
