@@ -62,7 +62,8 @@ def recordable(data: Mapping[str, Any]) -> dict[str, Any]:
     past 2**53, a lone surrogate. The refusal must still be recorded, so such a value is
     recorded as text (``repr``), never dropped and never the reason the record is lost.
     """
-    return {_text(str(key)): _value(value, 2) for key, value in data.items()}
+    # Depth as the record sees it: the record is 1, ``data`` 2, its values 3.
+    return {_text(str(key)): _value(value, 3) for key, value in data.items()}
 
 
 def _value(value: object, depth: int) -> object:
