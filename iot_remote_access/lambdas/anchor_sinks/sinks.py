@@ -24,14 +24,12 @@ from typing import Any, Protocol
 
 from iot_remote_access.core.ledger import Anchor, LedgerError, format_time, parse_anchor
 from iot_remote_access.core.ledger_verify import verify
-from iot_remote_access.lambdas.ledger.anchors import PREFIX, anchor_key
+from iot_remote_access.lambdas.ledger.anchors import PREFIX, AnchorExists, anchor_key
+
+__all__ = ["AnchorExists", "AnchorSink", "AzureBlobAnchors", "GcsAnchors", "anchor_chain"]
 
 #: An anchor object is one line of about 130 bytes; anything larger is not one.
 MAX_ANCHOR_OBJECT = 64 * 1024
-
-
-class AnchorExists(Exception):
-    """An anchor object of that name exists already: it is never overwritten."""
 
 
 class TailBroken(Exception):
