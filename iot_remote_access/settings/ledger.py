@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import field_validator
 
 from iot_remote_access.core.ledger import (
@@ -11,8 +13,37 @@ from iot_remote_access.core.ledger import (
     anchor_interval_problem,
     ledger_id_problem,
     retention_problem,
+    shown,
 )
 from iot_remote_access.settings.base import SettingsSection
+
+
+class AzureAnchorSettings(SettingsSection):
+    """Anchors on Azure (``ledger.azure``): a storage account with a container whose
+    time-based immutability policy is locked for ``retentionDays``. Deployed by
+    ``iot-remote-access azure deploy`` into the azure section's resource group and location.
+    """
+
+    #: 3-24 lowercase letters and digits, globally unique.
+    storage_account: str
+    container: str = "ledger-anchors"
+    sku: str = "Standard_ZRS"
+
+    @field_validator("storage_account", mode="before")
+    @classmethod
+    def _account(cls, value: object) -> object:
+        ok = isinstance(value, str) and re.fullmatch(r"[a-z0-9]{3,24}", value)
+        problem = None if ok else f"{shown(value)} is not allowed; allowed: 3-24 of a-z and 0-9"
+        return _checked(value, problem)
+
+
+class GcsAnchorSettings(SettingsSection):
+    """Anchors on Google Cloud (``ledger.gcp``): a bucket whose retention policy is locked
+    for ``retentionDays`` (``pubsub.anchor_bucket``)."""
+
+    bucket: str
+    #: A multi-region (``EU``) or a region (``europe-west1``).
+    location: str = "EU"
 
 
 class LedgerSettings(SettingsSection):
@@ -28,6 +59,10 @@ class LedgerSettings(SettingsSection):
     retention_days: int = DEFAULT_RETENTION_DAYS
     anchor_interval_minutes: int = DEFAULT_ANCHOR_MINUTES
     ledger_id: str = DEFAULT_LEDGER_ID
+    #: Anchors on Azure too (immutable blob storage). Default: none.
+    azure: AzureAnchorSettings | None = None
+    #: Anchors on Google Cloud too (a locked-retention bucket). Default: none.
+    gcp: GcsAnchorSettings | None = None
 
     @field_validator("retention_days", mode="before")
     @classmethod

@@ -164,3 +164,31 @@ def test_the_anchor_job_writes_once_and_evidence_verify_reads_the_downloaded_fol
     edited.write_bytes(export(records).replace(b"sensor-4", b"sensor-0", 1))
     broken = run_cli("evidence", "verify", str(edited), "--anchors", str(folder))
     assert broken.code == 1 and "chain broken at record" in broken.stderr
+
+
+def test_the_azure_stack_adds_the_anchor_container_from_the_ledger_section_standin(
+    standin: StorageArmStandIn,
+) -> None:
+    from iot_remote_access.settings import FleetSettings
+    from iot_remote_access.stacks.azure_stack import AzureStack
+    from tests.support.azure_helpers import azure_section
+
+    section = azure_section(deviceStreams=False, provisioning=None)
+    section.pop("provisioning")
+    for ledger, expected in (
+        ({}, None),
+        ({"retentionDays": 730, "azure": {"storageAccount": "fleetanchors"}}, 730),
+    ):
+        settings = FleetSettings.parse({"azure": section, "ledger": ledger})
+        stack = AzureStack(Root("azure"), "Fleet", settings=settings, resource_group=group())
+        if expected is None:
+            assert stack.anchor_container is None
+            continue
+        assert stack.anchor_container is not None
+        ctx, _ = context_for(standin)
+        deployment.deploy(stack, ctx)
+        assert standin.locked_days(CONTAINER_ID) == expected
+    with pytest.raises(ValueError, match=r"storageAccount.*'Fleet-Anchors' is not allowed"):
+        FleetSettings.parse(
+            {"azure": section, "ledger": {"azure": {"storageAccount": "Fleet-Anchors"}}}
+        )
