@@ -435,3 +435,70 @@ def test_a_timed_out_attempt_records_the_removed_pending_certificate(certs: Cert
         pending,
     )
     assert removed["reason"] == "attempt timed out"
+
+
+def test_certificate_handlers_record_through_the_environment_the_construct_sets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Joined as deployed: the handlers build their runtime (and the ledger writer) from the
+    environment AccessLedger.connect sets, and each log line says what the ledger holds."""
+    from iot_remote_access.lambdas.cert_confirm import handler as confirm_handler
+    from iot_remote_access.lambdas.cert_signer import handler as signer_handler
+    from iot_remote_access.lambdas.certs import runtime as runtime_module
+    from tests.test_cert_handlers import LambdaContextStandIn
+    from tests.test_cert_rotation_moto import Device
+
+    with ledger_aws() as aws:
+        session = boto3.Session(region_name=REGION)
+        create_inventory_table(session, "inv")
+        ca_arn = create_active_ca(session)
+        iot = session.client("iot")
+        iot.create_policy(
+            policyName=POLICY, policyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+        )
+        for key, value in {
+            "INVENTORY_TABLE": "inv",
+            "CA_ARN": ca_arn,
+            "DEVICE_POLICY_NAME": POLICY,
+            "LEDGER_TABLE": TABLE,
+            "LEDGER_ID": "access",
+            "LEDGER_RETENTION_DAYS": "400",
+            "AWS_DEFAULT_REGION": REGION,
+        }.items():
+            monkeypatch.setenv(key, value)
+        for module in (signer_handler, confirm_handler):
+            monkeypatch.setattr(module.metrics.provider, "namespace", "IotRemoteAccess")
+        runtime_module.runtime.cache_clear()
+        try:
+            runtime = runtime_module.runtime()
+            assert runtime.rotation.ledger.enabled
+            iot.create_thing(thingName="sensor-1")
+            cert = iot.create_keys_and_certificate(setAsActive=True)
+            iot.attach_thing_principal(thingName="sensor-1", principal=cert["certificateArn"])
+            now = datetime.now(UTC)
+            runtime.inventory.enroll(
+                "sensor-1",
+                certificate_id=cert["certificateId"],
+                not_after=now + timedelta(days=20),
+                now=now,
+            )
+            device = Device("sensor-1", cert["certificateId"])
+            runtime.sweep.plan(now)
+            slot = runtime.inventory.get("sensor-1")["slotHour"]  # type: ignore[index]
+            runtime.sweep.dispatch(datetime.strptime(slot, "%Y-%m-%dT%H").replace(tzinfo=UTC))
+            context = LambdaContextStandIn()
+            signed = signer_handler.handler(device.csr_event(device.csr()), context)
+            assert signed["statusCode"] == 200, signed
+            device.certificate_id = json.loads(signed["body"])["certificateId"]
+            confirmed = confirm_handler.handler(device.confirm_event(), context)
+            assert confirmed["statusCode"] == 200, confirmed
+        finally:
+            runtime_module.runtime.cache_clear()
+        lines = [
+            json.loads(line) for line in capsys.readouterr().out.splitlines() if '"audit"' in line
+        ]
+        assert [(line["message"], line["ledger"]) for line in lines] == [
+            ("csr handled", {"recorded": True, "seq": 0}),
+            ("confirmation handled", {"recorded": True, "seq": 1}),
+        ]
+        assert [r["event"] for r in _records(aws)] == ["cert.issue", "cert.rotate"]

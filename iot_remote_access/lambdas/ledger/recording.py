@@ -24,6 +24,8 @@ class Recorder:
 
     def __init__(self, writer: LedgerWriter | None) -> None:
         self.writer = writer
+        #: What the last append said (``logged``/``not_recorded``), for the caller's log line.
+        self.last: dict[str, Any] | None = None
 
     @classmethod
     def from_environment(cls) -> Recorder:
@@ -45,9 +47,21 @@ class Recorder:
         if self.writer is None:
             return None
         try:
-            return self.writer.append(recordable(data))
+            record = self.writer.append(recordable(data))
         except LedgerError as error:  # recordable() leaves nothing to refuse but size
-            raise LedgerUnavailable(f"the record was refused: {error}") from None
+            unavailable = LedgerUnavailable(f"the record was refused: {error}")
+            self.last = not_recorded(unavailable)
+            raise unavailable from None
+        except LedgerUnavailable as error:
+            self.last = not_recorded(error)
+            raise
+        self.last = logged(record)
+        return record
+
+    def take_last(self) -> dict[str, Any] | None:
+        """The note of the last append, once (None when nothing was appended since)."""
+        note, self.last = self.last, None
+        return note
 
     def record(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
         """Append and report, never raise: for decisions that stand without a record
