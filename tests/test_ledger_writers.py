@@ -293,7 +293,8 @@ def test_a_close_the_ledger_missed_is_recorded_again_at_the_end_of_the_run(
     stub.expect_list([summary("t-1"), summary("t-2")])
     _expired(stub, "t-1", now)
     _expired(stub, "t-2", now)
-    # t-1's append fails (PutItem refused); t-2's and t-1's second try succeed.
+    # t-1's append fails (PutItem refused); t-2 is not tried while the ledger looks down;
+    # both are appended at the end of the run, in order.
     with captured_powertools_log(sweeper.logger) as log:
         result = sweeper.sweep(
             stub.client,
@@ -302,11 +303,11 @@ def test_a_close_the_ledger_missed_is_recorded_again_at_the_end_of_the_run(
             ledger=_recorder(FlakyDynamoDB(aws.dynamodb, failures=1)),
         )
     assert result["closed"] == ["t-1", "t-2"]
-    assert [r["tunnelId"] for r in _records(aws)] == ["t-2", "t-1"]
+    assert [r["tunnelId"] for r in _records(aws)] == ["t-1", "t-2"]
     notes = [
         (r["audit"]["tunnelId"], r["ledger"]["recorded"]) for r in log_records(log) if "audit" in r
     ]
-    assert notes == [("t-1", False), ("t-2", True), ("t-1", True)]
+    assert notes == [("t-1", False), ("t-2", False), ("t-1", True), ("t-2", True)]
 
 
 def test_closing_never_waits_for_the_ledger_and_a_lost_record_fails_the_run(
@@ -314,18 +315,21 @@ def test_closing_never_waits_for_the_ledger_and_a_lost_record_fails_the_run(
 ) -> None:
     aws, stub = swept
     now = datetime.now(UTC)
-    stub.expect_list([summary("t-1")])
-    _expired(stub, "t-1", now)
+    stub.expect_list([summary("t-1"), summary("t-2"), summary("t-3")])
+    for tunnel_id in ("t-1", "t-2", "t-3"):
+        _expired(stub, tunnel_id, now)
+    flaky = FlakyDynamoDB(aws.dynamodb, failures=99)
     with (
         captured_powertools_log(sweeper.logger) as log,
         pytest.raises(sweeper.SweepFailed, match=r"t-1 \(closed, not recorded in the ledger\)"),
     ):
-        sweeper.sweep(
-            stub.client, TunnelPolicy(), now=now, ledger=_recorder(aws.dynamodb, "no-such-table")
-        )
-    stub.stubber.assert_no_pending_responses()  # the tunnel was closed all the same
+        sweeper.sweep(stub.client, TunnelPolicy(), now=now, ledger=_recorder(flaky))
+    stub.stubber.assert_no_pending_responses()  # every tunnel was closed all the same
     lines = [r for r in log_records(log) if "audit" in r]
-    assert [line["ledger"]["recorded"] for line in lines] == [False, False]
+    assert [line["ledger"]["recorded"] for line in lines] == [False] * 6
+    # Bounded: one failed append during the closes, one at the end; the rest not tried.
+    assert 99 - flaky.failures == 2
+    assert "not tried: the ledger failed earlier" in lines[1]["ledger"]["error"]
 
 
 # -- certificate rotation --------------------------------------------------------------------

@@ -133,7 +133,13 @@ def sweep(
         )
         extra: dict[str, Any] = {"audit": audit}
         if ledger.enabled:
-            extra["ledger"] = ledger.record(audit)
+            # After one failure the ledger is taken as down for the rest of the run: each
+            # failed append costs seconds, and the run must end within its timeout.
+            extra["ledger"] = (
+                ledger.record(audit)
+                if not unrecorded
+                else not_recorded(LedgerUnavailable("not tried: the ledger failed earlier"))
+            )
             if not extra["ledger"]["recorded"]:
                 unrecorded.append(audit)
         logger.info("tunnel closed by the sweeper", extra=extra)
@@ -156,10 +162,14 @@ def _record_again(ledger: Recorder, audits: list[dict[str, Any]]) -> list[str]:
     whether the ledger finally holds it.
     """
     lost: list[str] = []
+    failure: LedgerUnavailable | None = None
     for audit in audits:
         try:
+            if failure is not None:  # still down: the others are not tried again
+                raise failure
             note = logged(ledger.append(audit))
         except LedgerUnavailable as error:
+            failure = error
             note = not_recorded(error)
             lost.append(str(audit.get("tunnelId")))
         logger.info("tunnel close recorded again", extra={"audit": audit, "ledger": note})
