@@ -442,7 +442,7 @@ def test_a_timed_out_attempt_records_the_removed_pending_certificate(certs: Cert
 
 
 def test_certificate_handlers_record_through_the_environment_the_construct_sets(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Joined as deployed: the handlers build their runtime (and the ledger writer) from the
     environment AccessLedger.connect sets, and each log line says what the ledger holds."""
@@ -491,16 +491,16 @@ def test_certificate_handlers_record_through_the_environment_the_construct_sets(
             slot = runtime.inventory.get("sensor-1")["slotHour"]  # type: ignore[index]
             runtime.sweep.dispatch(datetime.strptime(slot, "%Y-%m-%dT%H").replace(tzinfo=UTC))
             context = LambdaContextStandIn()
-            signed = signer_handler.handler(device.csr_event(device.csr()), context)
+            with captured_powertools_log(signer_handler.logger) as signer_log:
+                signed = signer_handler.handler(device.csr_event(device.csr()), context)
             assert signed["statusCode"] == 200, signed
             device.certificate_id = json.loads(signed["body"])["certificateId"]
-            confirmed = confirm_handler.handler(device.confirm_event(), context)
+            with captured_powertools_log(confirm_handler.logger) as confirm_log:
+                confirmed = confirm_handler.handler(device.confirm_event(), context)
             assert confirmed["statusCode"] == 200, confirmed
         finally:
             runtime_module.runtime.cache_clear()
-        lines = [
-            json.loads(line) for line in capsys.readouterr().out.splitlines() if '"audit"' in line
-        ]
+        lines = [r for r in log_records(signer_log) + log_records(confirm_log) if "audit" in r]
         assert [(line["message"], line["ledger"]) for line in lines] == [
             ("csr handled", {"recorded": True, "seq": 0}),
             ("confirmation handled", {"recorded": True, "seq": 1}),
