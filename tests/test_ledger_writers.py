@@ -192,6 +192,22 @@ def test_broker_fails_closed_when_the_opening_cannot_be_recorded(rig: BrokerRig)
     assert rig.tunneling.tokens[0] not in json.dumps(log_records(rig.log))
 
 
+def test_when_even_the_roll_back_fails_the_token_still_never_leaves(rig: BrokerRig) -> None:
+    rig.ledger(_recorder(rig.aws.dynamodb, table="no-such-table"))
+    rig.tunneling.expect_list([], thing=THING)
+    tunnel_id = rig.tunneling.expect_open(thing=THING, minutes=30)
+    rig.tunneling.expect_list([summary(tunnel_id)], thing=THING)
+    rig.tunneling.expect_error("close_tunnel", "ThrottlingException")  # left to the sweeper
+
+    status, body = rig.call(_request())
+
+    assert status == 503 and body["field"] == "ledger"
+    assert "sourceAccessToken" not in body
+    records = log_records(rig.log)
+    assert any(r["message"].startswith("could not close a tunnel") for r in records)
+    assert rig.tunneling.tokens[0] not in json.dumps(records)
+
+
 def test_a_refusal_stands_when_the_ledger_is_down_and_its_line_says_so(rig: BrokerRig) -> None:
     rig.ledger(_recorder(FlakyDynamoDB(rig.aws.dynamodb, failures=99)))
     status, _ = rig.call(_request(thing="ghost-9"))
