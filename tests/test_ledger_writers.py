@@ -187,6 +187,8 @@ def test_broker_fails_closed_when_the_opening_cannot_be_recorded(rig: BrokerRig)
     rig.tunneling.stubber.assert_no_pending_responses()
     (line,) = rig.lines()
     assert (line["audit"]["decision"], line["audit"]["status"]) == ("refused", 503)
+    # The tunnel opened and closed again is named: CloudTrail's OpenTunnel has a counterpart.
+    assert (line["audit"]["tunnelId"], line["audit"]["rolledBack"]) == (tunnel_id, True)
     assert line["ledger"]["recorded"] is False
     assert "ResourceNotFoundException" in line["ledger"]["error"]
     assert rig.tunneling.tokens[0] not in json.dumps(log_records(rig.log))
@@ -203,9 +205,31 @@ def test_when_even_the_roll_back_fails_the_token_still_never_leaves(rig: BrokerR
 
     assert status == 503 and body["field"] == "ledger"
     assert "sourceAccessToken" not in body
+    (line,) = [r for r in log_records(rig.log) if "audit" in r]
+    assert (line["audit"]["tunnelId"], line["audit"]["rolledBack"]) == (tunnel_id, False)
     records = log_records(rig.log)
     assert any(r["message"].startswith("could not close a tunnel") for r in records)
     assert rig.tunneling.tokens[0] not in json.dumps(records)
+
+
+def test_a_tunnel_rolled_back_after_a_race_is_named_in_the_refusal_record(rig: BrokerRig) -> None:
+    rig.tunneling.expect_list([], thing=THING)
+    tunnel_id = rig.tunneling.expect_open(thing=THING, minutes=30)
+    now = datetime.now(UTC)
+    rig.tunneling.expect_list(
+        [summary(tunnel_id, created=now), summary("a-winner", created=now - timedelta(seconds=1))],
+        thing=THING,
+    )
+    rig.tunneling.expect_close(tunnel_id)
+    status, _ = rig.call(_request())
+    assert status == 409
+    (record,) = _records(rig.aws)
+    assert (record["decision"], record["status"], record["tunnelId"], record["rolledBack"]) == (
+        "refused",
+        409,
+        tunnel_id,
+        True,
+    )
 
 
 def test_a_refusal_stands_when_the_ledger_is_down_and_its_line_says_so(rig: BrokerRig) -> None:

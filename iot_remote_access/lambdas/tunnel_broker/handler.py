@@ -124,6 +124,14 @@ class Refused(Exception):
             message = f"{message[: self.MAX_MESSAGE - 3]}..."
         super().__init__(message)
         self.status, self.field, self.message = status, field[:100], message
+        #: A tunnel opened for this request and not handed out (rolled back), if any: the
+        #: refusal's record names it, so CloudTrail's OpenTunnel has a ledger counterpart.
+        self.tunnel_id: str | None = None
+        self.rolled_back: bool | None = None
+
+    def after_opening(self, tunnel_id: str, closed: bool) -> Refused:
+        self.tunnel_id, self.rolled_back = tunnel_id, closed
+        return self
 
     @classmethod
     def from_rule(cls, error: TunnelRuleError) -> Refused:
@@ -264,10 +272,11 @@ class Broker:
             return logged(self.ledger.append(audit))
         except LedgerUnavailable as error:
             metrics.add_metric(name="LedgerWriteFailures", unit=MetricUnit.Count, value=1)
-            self._close_unhanded(tunnel_id)
-            raise LedgerRefusal(error) from None
+            closed = self._close_unhanded(tunnel_id)
+            raise LedgerRefusal(error).after_opening(tunnel_id, closed) from None
 
-    def _close_unhanded(self, tunnel_id: str) -> None:
+    def _close_unhanded(self, tunnel_id: str) -> bool:
+        """Close a tunnel that is not handed out; False when even that failed."""
         try:
             self.aws.tunneling.close_tunnel(tunnelId=tunnel_id, delete=False)
         except (ClientError, BotoCoreError):
@@ -276,6 +285,8 @@ class Broker:
                 "could not close a tunnel the broker refused to hand out",
                 extra={"tunnelId": tunnel_id},
             )
+            return False
+        return True
 
     def _check_thing(self, thing: str) -> None:
         try:
@@ -350,8 +361,7 @@ class Broker:
             refusal = error
         if refusal is None:
             return
-        self._close_unhanded(tunnel_id)
-        raise refusal
+        raise refusal.after_opening(tunnel_id, self._close_unhanded(tunnel_id))
 
     def _audit_refusal(self, refusal: Refused, requester: str | None, raw: object) -> None:
         fields = raw if isinstance(raw, dict) else {}
@@ -366,6 +376,8 @@ class Broker:
             status=refusal.status,
             field=refusal.field,
             message=refusal.message,
+            tunnelId=refusal.tunnel_id,
+            rolledBack=refusal.rolled_back,
         )
         extra: dict[str, Any] = {"audit": audit}
         if isinstance(refusal, LedgerRefusal):
