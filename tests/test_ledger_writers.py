@@ -469,7 +469,8 @@ def test_a_timed_out_attempt_records_the_removed_pending_certificate(certs: Cert
     signed = fleet.runtime.rotation.sign(device.csr_event(device.csr()), T0)
     pending = signed.body["certificateId"]
     certs.ledger.failures = 1  # the first try cannot record: the item fails and is retried
-    assert not fleet.runtime.rotation.fail_attempt("sensor-1", "attempt timed out")
+    with pytest.raises(RetryableError, match=r"cert\.revoke could not be recorded"):
+        fleet.runtime.rotation.fail_attempt("sensor-1", "attempt timed out")
     assert fleet.runtime.rotation.fail_attempt("sensor-1", "attempt timed out")
     assert fleet.status(pending) == "DELETED"
     removed = _records(certs.aws)[-1]

@@ -436,7 +436,10 @@ class Rotation:
     # -- after the grace period / after a timeout ------------------------------
 
     def retire_previous(self, item: dict[str, Any]) -> bool:
-        """Delete a confirmed rotation's old certificate and revoke it at the CA."""
+        """Delete a confirmed rotation's old certificate and revoke it at the CA.
+
+        False when IoT or the CA did not answer; RetryableError when the revocation could
+        not be recorded in the access ledger. Either way the work item is retried."""
         thing = item["thing"]
         certificate_id = item.get("previousCertificateId")
         if not certificate_id:
@@ -460,10 +463,10 @@ class Rotation:
                     "InvalidRequestException",
                 ):
                     return False
-        if not self._recorded_revoke(
+        # Raises RetryableError when it cannot be recorded: the item is retried.
+        self._record_revoke(
             thing, certificate_id, serial, "revoked", "superseded by a confirmed rotation"
-        ):
-            return False
+        )
         with contextlib.suppress(StateConflict):
             self.inventory.revoked(thing, certificate_id)
         return True
@@ -477,9 +480,9 @@ class Rotation:
                 f"{thing}: {data['event']} could not be recorded ({error})"
             ) from None
 
-    def _recorded_revoke(
+    def _record_revoke(
         self, thing: str, certificate_id: str, serial: object, decision: str, reason: str
-    ) -> bool:
+    ) -> None:
         data = {
             "event": CERT_REVOKE,
             "decision": decision,
@@ -489,16 +492,13 @@ class Rotation:
             # IoT only (a pending certificate never put in use).
             "reason": reason,
         }
-        try:
-            self._record(thing, data)
-        except RetryableError:
-            return False
-        return True
+        self._record(thing, data)
 
     def fail_attempt(self, thing: str, reason: str) -> bool:
         """An in-flight attempt timed out: remove its pending certificate, mark FAILED.
 
         The old certificate is untouched, so the device keeps connecting with it.
+        RetryableError when the removal could not be recorded in the access ledger.
         """
         item = self.inventory.get(thing)
         if item is None or item.get("rotationState") not in (
@@ -510,10 +510,8 @@ class Rotation:
         pending = item.get("pendingCertificateId")
         if pending and not self.remove_certificate(thing, pending):
             return False
-        if pending and not self._recorded_revoke(
-            thing, pending, item.get("pendingSerial"), "removed", reason
-        ):
-            return False
+        if pending:  # raises RetryableError when it cannot be recorded: retried
+            self._record_revoke(thing, pending, item.get("pendingSerial"), "removed", reason)
         with contextlib.suppress(StateConflict):  # the device confirmed meanwhile
             self.inventory.failed(
                 thing, expected=RotationState(item["rotationState"]), reason=reason
