@@ -49,7 +49,9 @@ class GcsAnchorSettings(SettingsSection):
 class LedgerSettings(SettingsSection):
     """The tamper-evident ledger of remote-access decisions.
 
-    Default: on; records and anchors kept 400 days (at least 366: one year of logs,
+    Deployed only when the settings have a ``ledger`` section (Object Lock retention
+    cannot be undone, so it is never added by surprise); ``enabled: false`` turns a
+    present section off. Default: records and anchors kept 400 days (at least 366: one year of logs,
     DPDP Rules 2025 rule 6(1)(e)); an anchor written to S3 Object Lock every 60 minutes;
     ledger id ``access``. The retention of written anchors cannot be shortened later
     (Object Lock compliance mode).
