@@ -39,9 +39,10 @@ def evidence() -> None:
     "anchor_files",
     multiple=True,
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="anchor file(s): one anchor per line, as the anchor function writes them to "
-    "S3 (concatenate a period's objects). Repeatable.",
+    "S3 (concatenate a period's objects), or a folder of anchor objects as downloaded "
+    "from S3, Azure Blob Storage or GCS (every *.json under it). Repeatable.",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
 def verify_command(chain: Path, anchor_files: tuple[Path, ...], as_json: bool) -> None:
@@ -50,7 +51,7 @@ def verify_command(chain: Path, anchor_files: tuple[Path, ...], as_json: bool) -
     from iot_remote_access.core.ledger_verify import verify
 
     anchors = []
-    for path in anchor_files:
+    for path in _anchor_paths(anchor_files):
         with _opened(path, "anchor file") as stream:
             try:
                 anchors += read_anchors(bounded_lines(stream))
@@ -139,6 +140,23 @@ def _summary(
     if last is not None and anchored is not None and anchored < last:
         tail = f"; records {anchored + 1}..{last} are after the last anchor (not yet anchored)"
     return f"holds: {records} {span}, {checked} anchor(s) checked{tail}"
+
+
+def _anchor_paths(given: tuple[Path, ...]) -> Iterator[Path]:
+    """Each anchor file; a folder stands for every ``*.json`` under it (one anchor object
+    each, as every cloud's anchor writer names them), in name order."""
+    from iot_remote_access.core.ledger import MAX_ANCHORS
+
+    for path in given:
+        if not path.is_dir():
+            yield path
+            continue
+        found = sorted(p for p in path.rglob("*.json") if p.is_file())
+        if not found:
+            raise InputError(f"--anchors: folder {_name(path)} holds no *.json anchor object")
+        if len(found) > MAX_ANCHORS:
+            raise InputError(f"--anchors: folder {_name(path)} holds more than {MAX_ANCHORS}")
+        yield from found
 
 
 @contextmanager

@@ -162,13 +162,11 @@ class LibraryFunction(Construct):
             removal_policy=(removal_policy, cdk.RemovalPolicy),
         )
         super().__init__(scope, construct_id)
+        self.shared_packages = tuple(shared_packages)  # AccessLedger.connect checks "ledger"
         self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention,
-            encryption_key=encryption_key,
+            self, "Logs", retention=log_retention, encryption_key=encryption_key,
             removal_policy=removal_policy,
-        )
+        )  # fmt: skip
         if encryption_key is not None:
             self._let_logs_use(encryption_key)
         # An explicit role with only the log-group grant: AWSLambdaBasicExecutionRole
