@@ -7,8 +7,9 @@ tracing, and Powertools for AWS Lambda from AWS's public layer.
 
 The code asset holds only what a handler needs: the handler's own folder under
 ``iot_remote_access/lambdas`` and the modules of ``iot_remote_access/core`` (stdlib
-only) that it imports, directly or through each other (read with ``ast``; before,
-every function shipped, and every synth hashed and copied, all of ``core``).
+only) that it imports, directly or through each other (found by a scan of the
+import statements; before, every function shipped, and every synth hashed and
+copied, all of ``core``).
 It is staged from the installed package (``Path(__file__)``, never the working
 directory), so synthesis needs no Docker and works from a built wheel too. Each
 handler is staged once per process into one ``ira-assets-*`` temporary folder,
@@ -18,11 +19,12 @@ cloud assembly by then); earlier versions left a folder per handler per synth.
 
 from __future__ import annotations
 
-import ast
 import atexit
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -45,40 +47,47 @@ _POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/{arch}/{runtime}/{
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 
-_CORE = "iot_remote_access.core"
+# A regular expression rather than ``ast``: parsing every module of every handler
+# cost more synthesis CPU than shipping all of core. A match inside a string or a
+# comment only ships one module more; every import form is matched:
+# ``from iot_remote_access.core.x import``, ``import iot_remote_access.core.x``,
+# ``from iot_remote_access.core import (x, y)``, and inside core ``from .x import``
+# and ``from . import x``.
+_DOTTED = re.compile(r"\biot_remote_access\.core\.(\w+)")
+_FROM_CORE = re.compile(r"\bfrom\s+iot_remote_access\.core\s+import\s+(\([^)]*\)|[^\n]*)")
+_FROM_PACKAGE = re.compile(r"\bfrom\s+iot_remote_access\s+import\s+(\([^)]*\)|[^\n]*)")
+_BARE_IMPORT = re.compile(r"^\s*import\s+iot_remote_access\.core\s*(?:$|as\b|,|#)", re.MULTILINE)
+_RELATIVE_MODULE = re.compile(r"\bfrom\s+\.(\w+)\s+import\b")
+_RELATIVE_NAMES = re.compile(r"\bfrom\s+\.\s+import\s+(\([^)]*\)|[^\n]*)")
+_NAME = re.compile(r"\b(\w+)\b(?:\s+as\s+\w+)?")
 
 
-def _core_imports(source: Path, in_core: bool) -> set[str]:
+def _names(imported: str) -> set[str]:
+    return {match.group(1) for match in _NAME.finditer(imported.split("#")[0])} - {"as"}
+
+
+@cache
+def _core_imports(source: Path, in_core: bool) -> frozenset[str]:
     """Names of the ``core`` modules one file imports (anywhere in it, lazily too).
 
     ``"*"`` when it imports the ``core`` package itself (``import
     iot_remote_access.core``, ``from iot_remote_access import core``): then the
     modules it uses cannot be read from the imports, and all of ``core`` is shipped.
+    Cached: the files do not change while a synth runs.
     """
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"), filename=str(source))):
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level == 0:
-                base = node.module or ""
-            elif node.level == 1 and in_core:
-                base = _CORE if node.module is None else f"{_CORE}.{node.module}"
-            else:
-                continue  # relative to a lambdas package: not core
-            # ``from iot_remote_access.core import strict_json`` names a module;
-            # ``from iot_remote_access.core.topics import X`` names one in ``base``.
-            modules = [base, *(f"{base}.{alias.name}" for alias in node.names)]
-            if base == _CORE:
-                modules.remove(base)
-        else:
-            continue
-        for module in modules:
-            if module == _CORE:  # the package itself, not one of its modules
-                found.add("*")
-            elif module.startswith(_CORE + "."):
-                found.add(module.split(".")[2])
-    return found
+    text = source.read_text(encoding="utf-8")
+    found = set(_DOTTED.findall(text))
+    for match in _FROM_CORE.finditer(text):
+        found |= _names(match.group(1))
+    if _BARE_IMPORT.search(text) or any(
+        "core" in _names(match.group(1)) for match in _FROM_PACKAGE.finditer(text)
+    ):
+        found.add("*")
+    if in_core:
+        found |= set(_RELATIVE_MODULE.findall(text))
+        for match in _RELATIVE_NAMES.finditer(text):
+            found |= _names(match.group(1))
+    return frozenset(found)
 
 
 def core_closure(sources: Iterable[Path]) -> set[str]:
