@@ -24,6 +24,9 @@ IS_ATTACHED_KEY = "iot:connection.thing.isattached"
 class Severity(StrEnum):
     HIGH = "high"
     MEDIUM = "medium"
+    #: Only given by the reachability grading (guard.reach_grading): a wildcard that
+    #: provably stays inside the device's own topics. Never fails ``lint`` by default.
+    LOW = "low"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ Standard library only.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -193,13 +194,19 @@ def _operator(operator: str, actual: str | None, expected: list[str]) -> bool | 
 
 
 def arn_prefix(document: Mapping[str, Any]) -> str:
-    """``arn:aws:iot:REGION:ACCOUNT:`` as the policy names it (a sample when it does not)."""
-    for statement in statements(document):
-        for resource in statement.resources:
-            match = re.match(r"(arn:aws[a-z-]*:iot:[a-z0-9-]+:[0-9]{12}:)", resource)
-            if match:
-                return match.group(1)
-    return _DEFAULT_PREFIX
+    """``arn:PARTITION:iot:REGION:ACCOUNT:`` as the policy names it most often.
+
+    A device's requests are evaluated in its own region and account, which the policy's
+    resources name; a resource in another one can never match. A sample when the policy
+    names none (only ``*`` or wildcards there).
+    """
+    found = Counter(
+        match.group(1)
+        for statement in statements(document)
+        for resource in statement.resources
+        if (match := re.match(r"(arn:aws[a-z-]*:iot:[^:*?$]+:[^:*?$]+:)", resource))
+    )
+    return found.most_common(1)[0][0] if found else _DEFAULT_PREFIX
 
 
 class Complement:
@@ -498,3 +505,35 @@ def _resource_machine(pattern: Pattern, prefix: str, attacker: str) -> Machine:
     if len(head) == len(prefix) and all(t == c for t, c in zip(head, prefix, strict=True)):
         return PatternMachine(Pattern(pattern.tokens[len(prefix) :]), attacker)
     return PrefixedMachine(PatternMachine(pattern, attacker), prefix)
+
+
+def outside_own_namespace(
+    document: Mapping[str, Any], resource: str, *, attacker: str = DEFAULT_ATTACKER
+) -> str | None:
+    """A string ``resource`` allows the device (as itself) that is not under its own name.
+
+    The device's own namespace: everything under its name in each template
+    (``dt/<name>/...``, ``$aws/things/<name>/...``, the policy's per-device resources).
+    None when the resource stays inside it - the case the guard grades LOW.
+    """
+    policy = _Policy(statements(document), attacker, arn_prefix(document), set())
+    kind = re.search(r":(topic|topicfilter|client)/", resource)
+    if kind is None:
+        return None
+    prefix = policy.prefix + resource[kind.start() + 1 : kind.end()]
+    me = Connection(attacker, attacker, attacker)
+    machine = _resource_machine(glob_pattern(resource, me.variables()), prefix, attacker)
+    own = Union([PatternMachine(_own_subtree(p, attacker), attacker) for p in policy.templates()])
+    chars = policy.chars(policy.templates())
+    return shortest_accepted([machine, Complement(own)], all, chars, required=(0,))
+
+
+def _own_subtree(template: Pattern, attacker: str) -> Pattern:
+    """``head/{thing}/...`` as ``head/<attacker>`` followed by anything."""
+    tokens: list[Any] = []
+    for token in template.tokens:
+        if token == SLOT:
+            tokens.extend(attacker)
+            return Pattern((*tokens, STAR))
+        tokens.append(token)
+    return Pattern(tuple(tokens))

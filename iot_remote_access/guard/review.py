@@ -31,7 +31,7 @@ class FailOn(StrEnum):
     NONE = "none"
 
     def fails(self, severity: Severity) -> bool:
-        if self is FailOn.NONE:
+        if self is FailOn.NONE or severity is Severity.LOW:
             return False
         return self is FailOn.MEDIUM or severity is Severity.HIGH
 

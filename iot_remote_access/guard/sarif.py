@@ -24,7 +24,8 @@ from iot_remote_access.guard.review import Reviewed, Status
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 #: GitHub reads >= 7.0 as high and 4.0-6.9 as medium.
-SECURITY_SEVERITY = {Severity.HIGH: "8.0", Severity.MEDIUM: "5.5"}
+SECURITY_SEVERITY = {Severity.HIGH: "8.0", Severity.MEDIUM: "5.5", Severity.LOW: "3.0"}
+LEVEL = {Severity.HIGH: "error", Severity.MEDIUM: "warning", Severity.LOW: "note"}
 FINGERPRINT_KEY = "iotRemoteAccess/v1"
 #: The package's Project-URL labels that name its documentation site, in order.
 DOCS_LABELS = ("documentation", "docs", "homepage")
@@ -112,7 +113,7 @@ def _result(item: Reviewed, uri: Callable[[str], str]) -> dict[str, Any]:
     location: dict[str, Any] = {"physicalLocation": template, "logicalLocations": [logical]}
     result: dict[str, Any] = {
         "ruleId": finding.rule_id,
-        "level": "error" if finding.severity is Severity.HIGH else "warning",
+        "level": LEVEL[finding.severity],
         "message": {
             "text": f"{source.construct_path or source.name} Statement[{finding.statement}]: "
             f"{finding.message} (action {finding.action}, resource {finding.resource})"

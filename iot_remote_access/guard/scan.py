@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from iot_remote_access.core.policy_check import Finding, PolicyDocumentError, check_policy
+from iot_remote_access.guard.reach_grading import grade
 from iot_remote_access.guard.sources import GuardInputError, PolicyDocumentSource
 
 
@@ -24,7 +25,7 @@ def scan_documents(sources: Iterable[PolicyDocumentSource]) -> list[PolicyResult
     results = []
     for source in sources:
         try:
-            findings = tuple(check_policy(source.document))
+            findings = grade(source.document, check_policy(source.document))
         except PolicyDocumentError as error:
             raise GuardInputError(source.file, f"{source.name}: {error}") from None
         results.append(PolicyResult(source, findings))
