@@ -63,7 +63,14 @@ FULL_SETTINGS = {
 class PlatformStack(cdk.Stack):
     """A user's stack with their own key, alert topic and log group, checks on."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, env: cdk.Environment | None):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env: cdk.Environment | None,
+        checks: bool = True,
+    ):
         super().__init__(scope, construct_id, env=env)
         self.key = kms.Key(self, "PlatformKey", enable_key_rotation=True)
         # Their log groups are encrypted with it, as the library's docs ask.
@@ -72,7 +79,8 @@ class PlatformStack(cdk.Stack):
         self.app_logs = logs.LogGroup(
             self, "AppLogs", encryption_key=self.key, retention=logs.RetentionDays.ONE_MONTH
         )
-        cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())
+        if checks:
+            cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())
 
 
 def _fleet_policy(stack: PlatformStack) -> DevicePolicy:

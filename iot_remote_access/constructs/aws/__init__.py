@@ -9,6 +9,7 @@ from iot_remote_access.constructs.aws.command_broker import CommandBroker
 from iot_remote_access.constructs.aws.device_defender_audit import DeviceDefenderAudit
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.iot_logging import IotLogging
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.constructs.aws.private_ca import PrivateCa
 from iot_remote_access.constructs.aws.secure_tunneling import SecureTunneling
@@ -27,6 +28,7 @@ __all__ = [
     "DeviceDefenderAudit",
     "DevicePolicy",
     "IotLogging",
+    "LambdaOptions",
     "LibraryFunction",
     "PrivateCa",
     "SecureTunneling",

@@ -30,6 +30,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import props
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.ledger import (
     DEFAULT_ANCHOR_MINUTES,
@@ -65,6 +66,9 @@ class AccessLedger(Construct):
 
     Public attributes: ``table``, ``bucket``, ``key``, ``anchor_function`` (a
     ``LibraryFunction``), ``schedule``, ``anchor_failures_alarm``.
+    :param lambda_options: VPC, subnets, security groups, reserved concurrency and dead-letter
+        queue (:class:`LambdaOptions`) for the anchor function (it keeps its reserved concurrency of
+        1). Default: none of them.
 
     Example::
 
@@ -89,6 +93,7 @@ class AccessLedger(Construct):
         key: kms.IKey | None = None,
         alarm_topic: sns.ITopic | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        lambda_options: LambdaOptions | None = None,
     ) -> None:
         props.check(
             "AccessLedger",
@@ -98,8 +103,10 @@ class AccessLedger(Construct):
             key=(key, props.optional(props.I_KEY)),
             alarm_topic=(alarm_topic, props.optional(props.I_TOPIC)),
             removal_policy=(removal_policy, cdk.RemovalPolicy),
+            lambda_options=(lambda_options, props.optional(LambdaOptions)),
         )
         super().__init__(scope, construct_id)
+        self._lambda_options = lambda_options
         for field, problem in (
             ("retention_days", retention_problem(retention_days)),
             ("anchor_interval_minutes", anchor_interval_problem(anchor_interval_minutes)),
@@ -121,6 +128,7 @@ class AccessLedger(Construct):
         self.anchor_function = LibraryFunction(
             self,
             "Anchor",
+            lambda_options=self._lambda_options,
             handler_package="ledger_anchor",
             shared_packages=["ledger"],
             description="Checks the ledger's new records and anchors its head in Object Lock",

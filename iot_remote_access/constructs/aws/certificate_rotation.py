@@ -31,6 +31,7 @@ from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.certificate_inventory import CertificateInventory
 from iot_remote_access.constructs.aws.device_defender_audit import DeviceDefenderAudit
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.constructs.aws.private_ca import PrivateCa
 from iot_remote_access.core.aws_schema import PASSTHROUGH_TEMPLATE_ARN
@@ -93,6 +94,9 @@ class CertificateRotation(Construct):
     :param removal_policy: of the inventory table and the log groups. Default:
         RETAIN (the inventory is the fleet's asset list; with DESTROY its deletion
         protection is off too).
+    :param lambda_options: VPC, subnets, security groups, reserved concurrency and dead-letter
+        queue (:class:`LambdaOptions`) for the signer, confirm, planner and worker functions.
+        Default: none of them.
 
     Example::
 
@@ -123,6 +127,7 @@ class CertificateRotation(Construct):
         encryption_key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        lambda_options: LambdaOptions | None = None,
     ) -> None:
         props.check(
             "CertificateRotation",
@@ -133,8 +138,10 @@ class CertificateRotation(Construct):
             encryption_key=(encryption_key, props.optional(props.I_KEY)),
             log_retention=(log_retention, logs.RetentionDays),
             removal_policy=(removal_policy, cdk.RemovalPolicy),
+            lambda_options=(lambda_options, props.optional(LambdaOptions)),
         )
         super().__init__(scope, construct_id)
+        self._lambda_options = lambda_options
         self.settings = settings = settings or CertificateSettings()
         device_policy.enable_rotation()
         self.alarm_topic = alarm_topic or AlarmTopic(self, "Alarms").topic
@@ -239,6 +246,7 @@ class CertificateRotation(Construct):
             return LibraryFunction(
                 self,
                 name,
+                lambda_options=self._lambda_options,
                 handler_package=package,
                 description=description,
                 environment=environment,
