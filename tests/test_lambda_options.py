@@ -36,22 +36,11 @@ from iot_remote_access.constructs.aws import (
 )
 from iot_remote_access.settings import FleetSettings
 from tests.support.aws_synth import synth_checked, unacknowledged, validation_report
-from tests.support.aws_user_stacks import CA_ARN, PINNED, PlatformStack
+from tests.support.aws_user_stacks import CA_ARN, PINNED, PlatformStack, existing_vpc
 
 #: The packs' Lambda rules these options answer (rule name suffixes).
 PLACEMENT_RULES = ("LambdaConcurrency", "LambdaDLQ", "LambdaInsideVPC")
 PACKS = ("NIST.800.53.R5", "HIPAA.Security")
-
-
-def _existing_vpc(stack: cdk.Stack) -> ec2.IVpc:
-    # The team's VPC, made elsewhere: imported, as platform teams usually do.
-    return ec2.Vpc.from_vpc_attributes(
-        stack,
-        "ExistingVpc",
-        vpc_id="vpc-0a1b2c3d4e5f67890",
-        availability_zones=["eu-central-1a", "eu-central-1b"],
-        private_subnet_ids=["subnet-0aaa1111bbbb2222c", "subnet-0ddd3333eeee4444f"],
-    )
 
 
 def _compose(stack: PlatformStack, options: dict[str, LambdaOptions | None]) -> None:
@@ -118,7 +107,7 @@ CONSTRUCTS = (
 
 def _options(stack: PlatformStack) -> dict[str, LambdaOptions | None]:
     """Each way a team brings its options: new or existing groups and queues, subnets."""
-    vpc = _existing_vpc(stack)
+    vpc = existing_vpc(stack)
     existing_group = ec2.SecurityGroup.from_security_group_id(
         stack, "ExistingGroup", "sg-0123456789abcdef0"
     )
@@ -367,7 +356,7 @@ def test_in_a_vpc_the_role_may_manage_network_interfaces_acknowledged_with_a_rea
             handler_package="tunnel_sweeper",
             description="d",
             encryption_key=stack.key,
-            lambda_options=LambdaOptions(vpc=_existing_vpc(stack)),
+            lambda_options=LambdaOptions(vpc=existing_vpc(stack)),
         )
         return stack
 

@@ -2,7 +2,7 @@
 
 from iot_remote_access.constructs.aws.access_ledger import AccessLedger
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
-from iot_remote_access.constructs.aws.audit_trail import AuditTrail
+from iot_remote_access.constructs.aws.audit_trail import AuditTrail, IAuditTrail
 from iot_remote_access.constructs.aws.certificate_inventory import CertificateInventory
 from iot_remote_access.constructs.aws.certificate_rotation import CertificateRotation
 from iot_remote_access.constructs.aws.command_broker import CommandBroker
@@ -27,6 +27,7 @@ __all__ = [
     "CommandBroker",
     "DeviceDefenderAudit",
     "DevicePolicy",
+    "IAuditTrail",
     "IotLogging",
     "LambdaOptions",
     "LibraryFunction",
