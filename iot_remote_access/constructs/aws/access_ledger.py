@@ -106,7 +106,6 @@ class AccessLedger(Construct):
             lambda_options=(lambda_options, props.optional(LambdaOptions)),
         )
         super().__init__(scope, construct_id)
-        self._lambda_options = lambda_options
         for field, problem in (
             ("retention_days", retention_problem(retention_days)),
             ("anchor_interval_minutes", anchor_interval_problem(anchor_interval_minutes)),
@@ -125,20 +124,7 @@ class AccessLedger(Construct):
         )
         self.table = self._table(removal_policy)
         self.bucket = self._bucket(removal_policy)
-        self.anchor_function = LibraryFunction(
-            self,
-            "Anchor",
-            lambda_options=self._lambda_options,
-            handler_package="ledger_anchor",
-            shared_packages=["ledger"],
-            description="Checks the ledger's new records and anchors its head in Object Lock",
-            environment={**self.writer_environment(), "ANCHOR_BUCKET": self.bucket.bucket_name},
-            # Verifying a day's tail (a few thousand records) takes seconds; room for gaps.
-            timeout=cdk.Duration.minutes(5),
-            # One run at a time: two runs would anchor the same head twice, harmlessly,
-            # but there is no reason to pay for it.
-            reserved_concurrent_executions=1,
-        )
+        self.anchor_function = self._anchor_function(lambda_options)
         self._grant_anchor(self.anchor_function.role)
         self.schedule = events.Rule(
             self,
@@ -165,6 +151,22 @@ class AccessLedger(Construct):
         )
         if alarm_topic is not None:
             self.anchor_failures_alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
+
+    def _anchor_function(self, lambda_options: LambdaOptions | None) -> LibraryFunction:
+        return LibraryFunction(
+            self,
+            "Anchor",
+            lambda_options=lambda_options,
+            handler_package="ledger_anchor",
+            shared_packages=["ledger"],
+            description="Checks the ledger's new records and anchors its head in Object Lock",
+            environment={**self.writer_environment(), "ANCHOR_BUCKET": self.bucket.bucket_name},
+            # Verifying a day's tail (a few thousand records) takes seconds; room for gaps.
+            timeout=cdk.Duration.minutes(5),
+            # One run at a time: two runs would anchor the same head twice, harmlessly,
+            # but there is no reason to pay for it.
+            reserved_concurrent_executions=1,
+        )
 
     def writer_environment(self) -> dict[str, str]:
         """What a writer's function needs in its environment (``LedgerWriter.from_environment``)."""

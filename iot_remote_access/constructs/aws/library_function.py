@@ -182,15 +182,7 @@ class LibraryFunction(Construct):
         options = lambda_options or LambdaOptions()
         if reserved_concurrent_executions is None:
             reserved_concurrent_executions = options.reserved_concurrent_executions
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention,
-            encryption_key=encryption_key,
-            removal_policy=removal_policy,
-        )
-        if encryption_key is not None:
-            self._let_logs_use(encryption_key)
+        self.log_group = self._log_group(log_retention, encryption_key, removal_policy)
         # An explicit role with only the log-group grant: AWSLambdaBasicExecutionRole
         # would allow writing to every log group (cdk-nag AwsSolutions-IAM4).
         self.role = iam.Role(
@@ -225,6 +217,22 @@ class LibraryFunction(Construct):
                 **(environment or {}),
             },
         )
+        self._grant(options)
+
+    def _log_group(
+        self,
+        retention: logs.RetentionDays,
+        key: kms.IKey | None,
+        removal_policy: cdk.RemovalPolicy,
+    ) -> logs.LogGroup:
+        log_group = logs.LogGroup(
+            self, "Logs", retention=retention, encryption_key=key, removal_policy=removal_policy
+        )
+        if key is not None:
+            self._let_logs_use(key)
+        return log_group
+
+    def _grant(self, options: LambdaOptions) -> None:
         self.log_group.grant_write(self.role)
         reason = _TRACING_REASON
         if options.vpc is not None:
