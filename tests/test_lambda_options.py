@@ -379,3 +379,33 @@ def test_in_a_vpc_the_role_may_manage_network_interfaces_acknowledged_with_a_rea
     assert eni["Resource"] == "*" and "ec2:CreateNetworkInterface" in eni["Action"]
     # Not AWS's managed policy: it would also allow writing to every log group.
     assert "AWSLambdaVPCAccessExecutionRole" not in json.dumps(template.to_json())
+
+
+def test_the_docstring_example_runs_in_a_user_stack() -> None:
+    import inspect
+    import textwrap
+
+    doc = inspect.getdoc(LambdaOptions) or ""
+    code = textwrap.dedent(doc.partition("Example::\n")[2])
+    stack = cdk.Stack(cdk.App(), "Example", env=PINNED)
+    exec(compile(code, "<LambdaOptions example>", "exec"), {"stack": stack})
+    functions = Template.from_stack(stack).find_resources("AWS::Lambda::Function")
+    assert len(functions) == 2
+    assert all("VpcConfig" in f["Properties"] for f in functions.values())
+
+
+def test_the_user_documentation_examples_run() -> None:
+    """docs/construct-api.md's Lambda options and ``from_*`` examples, as written."""
+    from aws_cdk import aws_logs as logs
+
+    from tests.support.paths import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "construct-api.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    examples = [b for b in blocks if "LambdaOptions(" in b or "from_trail_attributes" in b]
+    assert len(examples) == 2
+    for code in examples:
+        stack = cdk.Stack(cdk.App(), "Docs", env=PINNED)
+        scope = {"stack": stack, "policy": DevicePolicy(stack, "Fleet"), "logs": logs}
+        exec(compile(code, "<docs/construct-api.md>", "exec"), scope)
+        assert Template.from_stack(stack).find_resources("AWS::Lambda::Function")
