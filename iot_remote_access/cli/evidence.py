@@ -157,3 +157,15 @@ def _opened(path: Path, what: str) -> Iterator[IO[bytes]]:
 def _name(path: Path | str) -> str:
     text = str(path)
     return repr(text if len(text) <= 80 else "..." + text[-77:])
+
+
+def _add_pack_commands() -> None:
+    # In modules of their own (evidence_pack*.py); registered here so `evidence` lists them.
+    from iot_remote_access.cli.evidence_pack import pack_command
+    from iot_remote_access.cli.evidence_pack_incident import incident
+
+    evidence.add_command(pack_command)
+    evidence.add_command(incident)
+
+
+_add_pack_commands()
