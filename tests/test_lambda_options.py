@@ -28,6 +28,7 @@ from iot_remote_access.constructs.aws import (
     CertificateRotation,
     CommandBroker,
     DevicePolicy,
+    IncidentClocks,
     LambdaOptions,
     LibraryFunction,
     SecureTunneling,
@@ -79,12 +80,19 @@ def _compose(stack: PlatformStack, options: dict[str, LambdaOptions | None]) -> 
         encryption_key=stack.key,
         lambda_options=options["SecurityMonitoring"],
     )
-    AccessLedger(
+    ledger = AccessLedger(
         stack,
         "Ledger",
         key=stack.key,
         alarm_topic=stack.alerts,
         lambda_options=options["AccessLedger"],
+    )
+    IncidentClocks(
+        stack,
+        "Incidents",
+        ledger=ledger,
+        alarm_topic=stack.alerts,
+        lambda_options=options["IncidentClocks"],
     )
     CommandBroker(
         stack,
@@ -101,6 +109,7 @@ CONSTRUCTS = (
     "CertificateRotation",
     "SecurityMonitoring",
     "AccessLedger",
+    "IncidentClocks",
     "CommandBroker",
 )
 
@@ -140,6 +149,7 @@ def _options(stack: PlatformStack) -> dict[str, LambdaOptions | None]:
         ),
         "SecurityMonitoring": LambdaOptions(**base, dead_letter_queue_enabled=True),
         "AccessLedger": LambdaOptions(**base, dead_letter_queue_enabled=True),
+        "IncidentClocks": LambdaOptions(**base, dead_letter_queue=team_dlq),
         "CommandBroker": LambdaOptions(
             **base, security_groups=[own_group, existing_group], dead_letter_queue=team_dlq
         ),
@@ -195,7 +205,7 @@ class _OptionsStack(PlatformStack):
 def test_with_the_options_the_packs_find_no_lambda_placement_gap(tmp_path: Path) -> None:
     stack, findings = _synth_with_packs(tmp_path, with_options=True)
     functions = _library_functions(stack)
-    assert len(functions) == 12  # 2 + 1 + 4 + 2 + 1 + 2
+    assert len(functions) == 14  # 2 + 1 + 4 + 2 + 1 + 2 + 2
     assert findings == []
 
 
@@ -205,9 +215,9 @@ def test_without_the_options_the_packs_flag_every_function(tmp_path: Path) -> No
     flagged = {(rule.split("-", 1)[1], path) for rule, path in findings}
     for function in functions:
         path = f"{function.function.node.path}/Resource"
-        # The access ledger's anchor keeps its reserved concurrency of 1 regardless.
+        # The ledger's anchor and the incident clocks keep their concurrency of 1.
         rules = {"LambdaDLQ", "LambdaInsideVPC"}
-        if "/Ledger/" not in path:
+        if not path.startswith(("Platform/Ledger/", "Platform/Incidents/")):
             rules.add("LambdaConcurrency")
         assert {(rule, path) for rule in rules} <= flagged, path
 
@@ -227,7 +237,7 @@ def test_with_the_options_aws_solutions_and_the_guard_stay_clean(tmp_path: Path)
             "subnet-0ddd3333eeee4444f",
         ]
         assert properties["DeadLetterConfig"]["TargetArn"]
-        expected = 1 if logical_id.startswith("LedgerAnchor") else 5
+        expected = 1 if logical_id.startswith(("LedgerAnchor", "Incidents")) else 5
         assert properties["ReservedConcurrentExecutions"] == expected, logical_id
     # New queues are encrypted with the team's key and refuse plain HTTP.
     new_queues = {
