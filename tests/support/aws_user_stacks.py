@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -31,6 +32,7 @@ from iot_remote_access.constructs.aws import (
     DevicePolicy,
     IncidentClocks,
     IotLogging,
+    LambdaOptions,
     LibraryFunction,
     PrivateCa,
     SecureTunneling,
@@ -64,7 +66,14 @@ FULL_SETTINGS = {
 class PlatformStack(cdk.Stack):
     """A user's stack with their own key, alert topic and log group, checks on."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, env: cdk.Environment | None):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env: cdk.Environment | None,
+        checks: bool = True,
+    ):
         super().__init__(scope, construct_id, env=env)
         self.key = kms.Key(self, "PlatformKey", enable_key_rotation=True)
         # Their log groups are encrypted with it, as the library's docs ask.
@@ -73,7 +82,8 @@ class PlatformStack(cdk.Stack):
         self.app_logs = logs.LogGroup(
             self, "AppLogs", encryption_key=self.key, retention=logs.RetentionDays.ONE_MONTH
         )
-        cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())
+        if checks:
+            cdk.Validations.of(self).add_plugins(AwsSolutionsChecks(self), IotPolicyGuard())
 
 
 def _fleet_policy(stack: PlatformStack) -> DevicePolicy:
@@ -295,15 +305,80 @@ def _siem_export_imported(stack: PlatformStack) -> None:
     )
 
 
+IMPORTED_TRAIL_ARN = "arn:aws:cloudtrail:eu-central-1:123456789012:trail/org-trail"
+
+
+def existing_vpc(stack: cdk.Stack) -> ec2.IVpc:
+    """The team's VPC, made elsewhere and imported (no resources of its own)."""
+    return ec2.Vpc.from_vpc_attributes(
+        stack,
+        "ExistingVpc",
+        vpc_id="vpc-0a1b2c3d4e5f67890",
+        availability_zones=["eu-central-1a", "eu-central-1b"],
+        private_subnet_ids=["subnet-0aaa1111bbbb2222c", "subnet-0ddd3333eeee4444f"],
+    )
+
+
+def _certificate_rotation_existing_ca(stack: PlatformStack) -> None:
+    # The account's existing private CA and on-call topic; functions in the team's VPC.
+    CertificateRotation(
+        stack,
+        "Rotation",
+        device_policy=_fleet_policy(stack),
+        certificate_authority=PrivateCa.from_certificate_authority_arn(stack, "OrgCa", CA_ARN),
+        alarm_topic=AlarmTopic.from_topic_arn(stack, "OnCall", IMPORTED_TOPIC_ARN),
+        encryption_key=stack.key,
+        audit=False,
+        lambda_options=LambdaOptions(
+            vpc=existing_vpc(stack),
+            reserved_concurrent_executions=10,
+            dead_letter_queue_enabled=True,
+        ),
+    )
+
+
+def _audit_trail_existing(stack: PlatformStack) -> None:
+    # The organization's trail already records the account: import it, and wire it as
+    # the reference stack wires its own AuditTrail (SIEM export of its log group).
+    trail = AuditTrail.from_trail_attributes(
+        stack,
+        "OrgTrail",
+        trail_arn=IMPORTED_TRAIL_ARN,
+        log_group=logs.LogGroup.from_log_group_name(stack, "OrgTrailLogs", "org-trail"),
+        key=stack.key,
+    )
+    assert trail.log_group is not None and trail.key is not None
+    SecurityMonitoring(
+        stack,
+        "Monitoring",
+        device_access=_fleet_policy(stack),
+        alarm_topic=AlarmTopic.from_topic_arn(stack, "OnCall", IMPORTED_TOPIC_ARN),
+        log_groups_to_export=[trail.log_group],
+        encryption_key=trail.key,
+    )
+    TunnelAlarms(stack, "TunnelAlarms", alarm_topic=stack.alerts, encryption_key=trail.key)
+
+
+def _alarm_topic_existing(stack: PlatformStack) -> None:
+    # The account's on-call topic, used by every construct that alarms.
+    on_call = AlarmTopic.from_topic_arn(stack, "OnCall", IMPORTED_TOPIC_ARN)
+    DeviceDefenderAudit(stack, "DefenderAudit", findings_topic=on_call, expiring_threshold_days=45)
+    AccessLedger(stack, "Ledger", key=stack.key, alarm_topic=on_call)
+    TunnelAlarms(stack, "TunnelAlarms", alarm_topic=on_call, encryption_key=stack.key)
+
+
 #: construct class name -> how a platform team adds it. Every construct in
 #: ``iot_remote_access.constructs.aws`` must have an entry (the test checks).
 CASES: dict[str, Callable[[PlatformStack], None]] = {
     "AccessLedger": _access_ledger,
     "AlarmTopic": _alarm_topic,
+    "AlarmTopic(existing topic)": _alarm_topic_existing,
     "AuditTrail": _audit_trail,
+    "AuditTrail(existing trail)": _audit_trail_existing,
     "CertificateInventory": _certificate_inventory,
     "CertificateRotation": _certificate_rotation,
     "CertificateRotation(own CA)": _certificate_rotation_own_ca,
+    "CertificateRotation(existing CA, in a VPC)": _certificate_rotation_existing_ca,
     "CommandBroker": _command_broker,
     "DeviceDefenderAudit": _device_defender_audit,
     "DevicePolicy": _device_policy,

@@ -2,7 +2,7 @@
 
 from iot_remote_access.constructs.aws.access_ledger import AccessLedger
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
-from iot_remote_access.constructs.aws.audit_trail import AuditTrail
+from iot_remote_access.constructs.aws.audit_trail import AuditTrail, IAuditTrail
 from iot_remote_access.constructs.aws.certificate_inventory import CertificateInventory
 from iot_remote_access.constructs.aws.certificate_rotation import CertificateRotation
 from iot_remote_access.constructs.aws.command_broker import CommandBroker
@@ -10,6 +10,7 @@ from iot_remote_access.constructs.aws.device_defender_audit import DeviceDefende
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.incident_clocks import IncidentClocks
 from iot_remote_access.constructs.aws.iot_logging import IotLogging
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.constructs.aws.private_ca import PrivateCa
 from iot_remote_access.constructs.aws.secure_tunneling import SecureTunneling
@@ -27,8 +28,10 @@ __all__ = [
     "CommandBroker",
     "DeviceDefenderAudit",
     "DevicePolicy",
+    "IAuditTrail",
     "IncidentClocks",
     "IotLogging",
+    "LambdaOptions",
     "LibraryFunction",
     "PrivateCa",
     "SecureTunneling",

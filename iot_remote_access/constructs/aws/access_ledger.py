@@ -31,6 +31,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import props
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.ledger import (
     DEFAULT_ANCHOR_MINUTES,
@@ -66,6 +67,9 @@ class AccessLedger(Construct):
 
     Public attributes: ``table``, ``bucket``, ``key``, ``anchor_function`` (a
     ``LibraryFunction``), ``schedule``, ``anchor_failures_alarm``.
+    :param lambda_options: VPC, subnets, security groups, reserved concurrency and dead-letter
+        queue (:class:`LambdaOptions`) for the anchor function (it keeps its reserved concurrency of
+        1). Default: none of them.
 
     Example::
 
@@ -90,6 +94,7 @@ class AccessLedger(Construct):
         key: kms.IKey | None = None,
         alarm_topic: sns.ITopic | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        lambda_options: LambdaOptions | None = None,
     ) -> None:
         props.check(
             "AccessLedger",
@@ -99,6 +104,7 @@ class AccessLedger(Construct):
             key=(key, props.optional(props.I_KEY)),
             alarm_topic=(alarm_topic, props.optional(props.I_TOPIC)),
             removal_policy=(removal_policy, cdk.RemovalPolicy),
+            lambda_options=(lambda_options, props.optional(LambdaOptions)),
         )
         super().__init__(scope, construct_id)
         for field, problem in (
@@ -119,19 +125,7 @@ class AccessLedger(Construct):
         )
         self.table = self._table(removal_policy)
         self.bucket = self._bucket(removal_policy)
-        self.anchor_function = LibraryFunction(
-            self,
-            "Anchor",
-            handler_package="ledger_anchor",
-            shared_packages=["ledger"],
-            description="Checks the ledger's new records and anchors its head in Object Lock",
-            environment={**self.writer_environment(), "ANCHOR_BUCKET": self.bucket.bucket_name},
-            # Verifying a day's tail (a few thousand records) takes seconds; room for gaps.
-            timeout=cdk.Duration.minutes(5),
-            # One run at a time: two runs would anchor the same head twice, harmlessly,
-            # but there is no reason to pay for it.
-            reserved_concurrent_executions=1,
-        )
+        self.anchor_function = self._anchor_function(lambda_options)
         self._grant_anchor(self.anchor_function.role)
         self.schedule = events.Rule(
             self,
@@ -158,6 +152,22 @@ class AccessLedger(Construct):
         )
         if alarm_topic is not None:
             self.anchor_failures_alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
+
+    def _anchor_function(self, lambda_options: LambdaOptions | None) -> LibraryFunction:
+        return LibraryFunction(
+            self,
+            "Anchor",
+            lambda_options=lambda_options,
+            handler_package="ledger_anchor",
+            shared_packages=["ledger"],
+            description="Checks the ledger's new records and anchors its head in Object Lock",
+            environment={**self.writer_environment(), "ANCHOR_BUCKET": self.bucket.bucket_name},
+            # Verifying a day's tail (a few thousand records) takes seconds; room for gaps.
+            timeout=cdk.Duration.minutes(5),
+            # One run at a time: two runs would anchor the same head twice, harmlessly,
+            # but there is no reason to pay for it.
+            reserved_concurrent_executions=1,
+        )
 
     def writer_environment(self) -> dict[str, str]:
         """What a writer's function needs in its environment (``LedgerWriter.from_environment``)."""

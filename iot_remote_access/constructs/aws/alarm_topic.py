@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import aws_cdk as cdk
@@ -16,6 +17,7 @@ from iot_remote_access.constructs.aws.key_policy import add_to_key_policy
 
 #: Services that publish alarms, findings and events to the topic. An encrypted
 #: topic needs them allowed on its key, or their deliveries are silently dropped.
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 PUBLISHING_SERVICES = (
     "cloudwatch.amazonaws.com",
     "events.amazonaws.com",
@@ -39,6 +41,13 @@ class AlarmTopic(Construct):
 
         alarms = AlarmTopic(stack, "Alarms", email_addresses=["ops@example.com"])
         alarms.topic  # an sns.ITopic: pass it as alarm_topic to the other constructs
+        on_call = AlarmTopic.from_topic_arn(
+            stack, "OnCall", "arn:aws:sns:eu-central-1:123456789012:on-call"
+        )  # an existing topic: any sns.ITopic is taken where a topic is
+
+    Every ``alarm_topic``/``findings_topic``/``incident_topic`` parameter of the
+    library takes any ``sns.ITopic``; an existing topic encrypted with a customer key
+    needs that key to allow CloudWatch (and EventBridge, AWS IoT) to use it.
 
     """
 
@@ -102,6 +111,19 @@ class AlarmTopic(Construct):
         )
         for address in email_addresses:
             self.topic.add_subscription(subscriptions.EmailSubscription(address))
+
+    @classmethod
+    def from_topic_arn(cls, scope: Construct, construct_id: str, topic_arn: str) -> sns.ITopic:
+        """An existing SNS topic, by ARN (aws-cdk-lib's ``Topic.from_topic_arn``, the ARN
+        checked first: a wrong type is a ``TypeError``, a malformed ARN a ``ValueError``)."""
+        props.check("AlarmTopic.from_topic_arn", topic_arn=(topic_arn, str))
+        if not cdk.Token.is_unresolved(topic_arn) and not _TOPIC_ARN.match(topic_arn):
+            shown = topic_arn if len(topic_arn) <= 60 else f"{topic_arn[:57]}..."
+            raise ValueError(
+                f"topic_arn: {shown!r} is not an SNS topic ARN; "
+                "allowed: arn:aws:sns:REGION:ACCOUNT:NAME"
+            )
+        return sns.Topic.from_topic_arn(scope, construct_id, topic_arn)
 
     def grant_publish(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` publish to the topic (and use its key to encrypt)."""

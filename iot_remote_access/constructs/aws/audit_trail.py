@@ -7,6 +7,9 @@ SIEM picks them up from the CloudWatch Logs group.
 
 from __future__ import annotations
 
+import re
+from typing import Protocol, runtime_checkable
+
 import aws_cdk as cdk
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_iam as iam
@@ -20,6 +23,26 @@ from iot_remote_access.constructs.aws.key_policy import add_to_key_policy
 from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
 
 DEFAULT_RETENTION_DAYS = 365
+_TRAIL_ARN = re.compile(
+    r"^arn:aws[a-z-]*:cloudtrail:[a-z0-9-]+:\d{12}:trail/[A-Za-z0-9._-]{3,128}$"
+)
+
+
+@runtime_checkable
+class IAuditTrail(Protocol):
+    """What the other parts of an app use of a trail: an ``AuditTrail`` or an existing one
+    (:meth:`AuditTrail.from_trail_attributes`)."""
+
+    @property
+    def trail_arn(self) -> str: ...
+
+    @property
+    def log_group(self) -> logs.ILogGroup | None:
+        """Where the trail delivers to CloudWatch Logs (for the SIEM export), if known."""
+
+    @property
+    def key(self) -> kms.IKey | None:
+        """The key the trail encrypts with, if known."""
 
 
 class AuditTrail(Construct):
@@ -39,7 +62,11 @@ class AuditTrail(Construct):
     :param removal_policy: for the bucket, log group and key. Default: RETAIN
         (audit records outlive the stack).
 
-    Public attributes: ``trail``, ``bucket``, ``log_group``, ``key``.
+    Public attributes: ``trail``, ``trail_arn``, ``bucket``, ``log_group``, ``key``.
+
+    An account usually has its organization's trail already: import it with
+    :meth:`from_trail_attributes` (nothing is created) and use it where an
+    ``AuditTrail`` would be used (its ``log_group``, its ``key``).
 
     Example::
 
@@ -50,6 +77,11 @@ class AuditTrail(Construct):
             stack, "Audit", retention_days=400, removal_policy=cdk.RemovalPolicy.RETAIN
         )
         trail.log_group  # e.g. SecurityMonitoring(log_groups_to_export=[trail.log_group])
+        existing = AuditTrail.from_trail_attributes(
+            stack,
+            "OrgTrail",
+            trail_arn="arn:aws:cloudtrail:eu-central-1:123456789012:trail/org-trail",
+        )
 
     """
 
@@ -112,6 +144,42 @@ class AuditTrail(Construct):
         )
         # The trail must not start before its key allows CloudTrail to use it.
         self.trail.node.add_dependency(self.key)
+        self.trail_arn = self.trail.trail_arn
+
+    @classmethod
+    def from_trail_attributes(
+        cls,
+        scope: Construct,
+        construct_id: str,
+        *,
+        trail_arn: str,
+        log_group: logs.ILogGroup | None = None,
+        key: kms.IKey | None = None,
+    ) -> IAuditTrail:
+        """An existing CloudTrail trail (e.g. the organization's), by ARN; nothing is created.
+
+        :param trail_arn: ``arn:aws:cloudtrail:REGION:ACCOUNT:trail/NAME``.
+        :param log_group: the CloudWatch Logs group it delivers to, if any (e.g.
+            ``logs.LogGroup.from_log_group_name``). Default: unknown.
+        :param key: the KMS key it encrypts with, if any. Default: unknown.
+
+        A trail must record the account's management events for ``TunnelAlarms``
+        to see OpenTunnel and CloseTunnel (through EventBridge); the library does
+        not check an imported trail's settings.
+        """
+        props.check(
+            "AuditTrail.from_trail_attributes",
+            trail_arn=(trail_arn, str),
+            log_group=(log_group, props.optional(props.I_LOG_GROUP)),
+            key=(key, props.optional(props.I_KEY)),
+        )
+        if not cdk.Token.is_unresolved(trail_arn) and not _TRAIL_ARN.match(trail_arn):
+            shown = trail_arn if len(trail_arn) <= 60 else f"{trail_arn[:57]}..."
+            raise ValueError(
+                f"trail_arn: {shown!r} is not a CloudTrail trail ARN; "
+                "allowed: arn:aws:cloudtrail:REGION:ACCOUNT:trail/NAME"
+            )
+        return _ImportedTrail(scope, construct_id, trail_arn, log_group, key)
 
     # -- key policy: what CloudTrail and CloudWatch Logs need on a customer key ------------
 
@@ -190,3 +258,20 @@ class AuditTrail(Construct):
             "by the trail itself (S3 data events can be added), and an access-log bucket "
             "would need an unlogged bucket of its own.",
         )
+
+
+class _ImportedTrail(Construct):
+    """An existing trail: its ARN and, when given, its log group and key."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        trail_arn: str,
+        log_group: logs.ILogGroup | None,
+        key: kms.IKey | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.trail_arn = trail_arn
+        self.log_group = log_group
+        self.key = key

@@ -13,6 +13,7 @@ import json
 import math
 
 import aws_cdk as cdk
+from aws_cdk import aws_acmpca as acmpca
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -31,8 +32,9 @@ from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.certificate_inventory import CertificateInventory
 from iot_remote_access.constructs.aws.device_defender_audit import DeviceDefenderAudit
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
-from iot_remote_access.constructs.aws.private_ca import PrivateCa
+from iot_remote_access.constructs.aws.private_ca import I_CERTIFICATE_AUTHORITY, PrivateCa
 from iot_remote_access.core.aws_schema import PASSTHROUGH_TEMPLATE_ARN
 from iot_remote_access.core.topics import THING_PLACEHOLDER, TopicModel
 from iot_remote_access.settings.certificates import CertificateSettings
@@ -94,6 +96,15 @@ class CertificateRotation(Construct):
     :param removal_policy: of the inventory table and the log groups. Default:
         RETAIN (the inventory is the fleet's asset list; with DESTROY its deletion
         protection is off too).
+    :param certificate_authority: an existing private CA that signs the devices'
+        certificates: any ``acmpca.ICertificateAuthority``
+        (``PrivateCa.from_certificate_authority_arn``, aws-cdk-lib's
+        ``CertificateAuthority.from_certificate_authority_arn``) or a ``PrivateCa``.
+        Same as ``settings.ca_arn``; give one of them. Default: ``settings.ca_arn``,
+        else a new ``PrivateCa``.
+    :param lambda_options: VPC, subnets, security groups, reserved concurrency and dead-letter
+        queue (:class:`LambdaOptions`) for the signer, confirm, planner and worker functions.
+        Default: none of them.
 
     Example::
 
@@ -124,6 +135,8 @@ class CertificateRotation(Construct):
         encryption_key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        lambda_options: LambdaOptions | None = None,
+        certificate_authority: acmpca.ICertificateAuthority | None = None,
     ) -> None:
         props.check(
             "CertificateRotation",
@@ -134,8 +147,14 @@ class CertificateRotation(Construct):
             encryption_key=(encryption_key, props.optional(props.I_KEY)),
             log_retention=(log_retention, logs.RetentionDays),
             removal_policy=(removal_policy, cdk.RemovalPolicy),
+            lambda_options=(lambda_options, props.optional(LambdaOptions)),
+            certificate_authority=(
+                certificate_authority,
+                props.optional(I_CERTIFICATE_AUTHORITY),
+            ),
         )
         super().__init__(scope, construct_id)
+        self._lambda_options = lambda_options
         self.settings = settings = settings or CertificateSettings()
         device_policy.enable_rotation()
         self.alarm_topic = alarm_topic or AlarmTopic(self, "Alarms").topic
@@ -146,8 +165,16 @@ class CertificateRotation(Construct):
             description="iot-remote-access certificate rotation",
             enable_key_rotation=True,
         )
+        existing_ca_arn = settings.ca_arn
+        if certificate_authority is not None:
+            if existing_ca_arn is not None:
+                raise ValueError(
+                    "certificate_authority: given with settings.ca_arn "
+                    f"{existing_ca_arn!r}; allowed: one of them"
+                )
+            existing_ca_arn = certificate_authority.certificate_authority_arn
         self.ca = PrivateCa(
-            self, "Ca", existing_ca_arn=settings.ca_arn, common_name=settings.ca_common_name
+            self, "Ca", existing_ca_arn=existing_ca_arn, common_name=settings.ca_common_name
         )
         self.inventory = CertificateInventory(
             self, "Inventory", encryption_key=self.key, removal_policy=removal_policy
@@ -240,6 +267,7 @@ class CertificateRotation(Construct):
             return LibraryFunction(
                 self,
                 name,
+                lambda_options=self._lambda_options,
                 handler_package=package,
                 description=description,
                 environment=environment,

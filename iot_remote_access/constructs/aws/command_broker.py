@@ -21,6 +21,7 @@ from constructs import Construct
 
 from iot_remote_access.constructs.aws import props
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.commands import CommandCatalogue
 from iot_remote_access.core.topics import THING_NAME_RULE, THING_PLACEHOLDER, TopicModel
@@ -92,6 +93,9 @@ class CommandBroker(Construct):
     :param log_retention: how long the audit records are kept. Default: one year.
     :param device_policy: the fleet's policy; gets ``enable_commands()`` (each device may
         publish on its own responses topic). Default: none (grant it yourself).
+    :param lambda_options: VPC, subnets, security groups, reserved concurrency and dead-letter
+        queue (:class:`LambdaOptions`) for the broker and the responses function. Default: none of
+        them.
 
     Example::
 
@@ -117,6 +121,7 @@ class CommandBroker(Construct):
         encryption_key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         device_policy: DevicePolicy | None = None,
+        lambda_options: LambdaOptions | None = None,
     ) -> None:
         props.check(
             "CommandBroker",
@@ -126,8 +131,10 @@ class CommandBroker(Construct):
             encryption_key=(encryption_key, props.optional(props.I_KEY)),
             log_retention=(log_retention, logs.RetentionDays),
             device_policy=(device_policy, props.optional(DevicePolicy)),
+            lambda_options=(lambda_options, props.optional(LambdaOptions)),
         )
         super().__init__(scope, construct_id)
+        self._lambda_options = lambda_options
         self.catalogue = catalogue or CommandCatalogue()
         self.topics = topics or TopicModel()
         if device_policy is not None:
@@ -150,6 +157,7 @@ class CommandBroker(Construct):
         self.broker = LibraryFunction(
             self,
             "Broker",
+            lambda_options=self._lambda_options,
             handler_package="command_broker",
             description="iot-remote-access command broker: the only sender of commands",
             environment={
@@ -227,6 +235,7 @@ class CommandBroker(Construct):
         self.responder = LibraryFunction(
             self,
             "Responses",
+            lambda_options=self._lambda_options,
             handler_package="command_responses",
             description="iot-remote-access command responses: completes execution records",
             environment={

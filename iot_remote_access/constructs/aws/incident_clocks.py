@@ -23,6 +23,7 @@ from constructs import Construct
 
 from iot_remote_access.constructs.aws import nag, props
 from iot_remote_access.constructs.aws.access_ledger import AccessLedger
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.security_detections import EVENT_DETAIL_TYPE, EVENT_SOURCE
 
@@ -41,6 +42,9 @@ class IncidentClocks(Construct):
         default bus (as ``SecurityMonitoring``'s default).
     :param check_interval: how often overdue clocks are checked. Default: 15 minutes;
         allowed: 5 minutes to 6 hours (an alarm at most that late).
+    :param lambda_options: VPC, subnets, security groups and dead-letter queue
+        (:class:`LambdaOptions`) for the opener and the checker (they keep their
+        reserved concurrency of 1). Default: none of them.
 
     Public attributes: ``opener`` and ``checker`` (``LibraryFunction``), ``finding_rule``,
     ``schedule``, ``failures_alarm``.
@@ -63,6 +67,7 @@ class IncidentClocks(Construct):
         alarm_topic: sns.ITopic,
         event_bus: events.IEventBus | None = None,
         check_interval: cdk.Duration | None = None,
+        lambda_options: LambdaOptions | None = None,
     ) -> None:
         props.check(
             "IncidentClocks",
@@ -70,6 +75,7 @@ class IncidentClocks(Construct):
             alarm_topic=(alarm_topic, props.I_TOPIC),
             event_bus=(event_bus, props.optional(props.I_EVENT_BUS)),
             check_interval=(check_interval, props.optional(cdk.Duration)),
+            lambda_options=(lambda_options, props.optional(LambdaOptions)),
         )
         interval = check_interval or cdk.Duration.minutes(DEFAULT_CHECK_MINUTES)
         if (
@@ -80,6 +86,7 @@ class IncidentClocks(Construct):
                 f"check_interval: {interval.to_minutes()} minutes is not allowed; allowed: 5 to 360"
             )
         super().__init__(scope, construct_id)
+        self._lambda_options = lambda_options
         self.ledger = ledger
         self.opener = self._function(
             "Opener",
@@ -153,6 +160,7 @@ class IncidentClocks(Construct):
         function = LibraryFunction(
             self,
             construct_id,
+            lambda_options=self._lambda_options,
             handler_package=package,
             shared_packages=["ledger", "incidents"],
             description=description,

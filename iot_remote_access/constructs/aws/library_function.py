@@ -32,12 +32,23 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from iot_remote_access.constructs.aws import props
+from iot_remote_access.constructs.aws import nag, props
 from iot_remote_access.constructs.aws.key_policy import add_to_key_policy
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 
+_TRACING_REASON = (
+    "Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, "
+    "which support no resource-level permissions; every other grant is exact."
+)
+_NETWORK_INTERFACES_REASON = (
+    "In a VPC, Lambda needs ec2:CreateNetworkInterface, DescribeNetworkInterfaces, "
+    "DescribeSubnets, DeleteNetworkInterface, Assign/UnassignPrivateIpAddresses on the "
+    "function's network interfaces, whose ids are unknown before they exist."
+)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # .../iot_remote_access
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -175,7 +186,11 @@ class LibraryFunction(Construct):
         variables; CloudWatch Logs is granted its use (for an imported key, a
         synthesis warning quotes the statement to add to its policy). Default:
         AWS-owned keys (no key created per function).
-    :param reserved_concurrent_executions: Default: unreserved.
+    :param reserved_concurrent_executions: Default: ``lambda_options``' value, else
+        unreserved. Set here, it wins over ``lambda_options`` (a construct whose
+        function must run one at a time sets it).
+    :param lambda_options: VPC, subnets, security groups, reserved concurrency and
+        dead-letter queue (:class:`LambdaOptions`). Default: none of them.
     :param shared_packages: helper folders under ``lambdas`` staged with the handler.
         Default: none.
     :param removal_policy: of the log group. Default: RETAIN (audit records).
@@ -212,6 +227,7 @@ class LibraryFunction(Construct):
         reserved_concurrent_executions: int | None = None,
         shared_packages: Sequence[str] = (),
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        lambda_options: LambdaOptions | None = None,
     ) -> None:
         props.check(
             "LibraryFunction",
@@ -228,15 +244,14 @@ class LibraryFunction(Construct):
             ),
             shared_packages=(shared_packages, props.SequenceOf(str)),
             removal_policy=(removal_policy, cdk.RemovalPolicy),
+            lambda_options=(lambda_options, props.optional(LambdaOptions)),
         )
         super().__init__(scope, construct_id)
         self.shared_packages = tuple(shared_packages)  # AccessLedger.connect checks "ledger"
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention, encryption_key=encryption_key,
-            removal_policy=removal_policy,
-        )  # fmt: skip
-        if encryption_key is not None:
-            self._let_logs_use(encryption_key)
+        options = lambda_options or LambdaOptions()
+        if reserved_concurrent_executions is None:
+            reserved_concurrent_executions = options.reserved_concurrent_executions
+        self.log_group = self._log_group(log_retention, encryption_key, removal_policy)
         # An explicit role with only the log-group grant: AWSLambdaBasicExecutionRole
         # would allow writing to every log group (cdk-nag AwsSolutions-IAM4).
         self.role = iam.Role(
@@ -260,6 +275,10 @@ class LibraryFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment_encryption=encryption_key,
             reserved_concurrent_executions=reserved_concurrent_executions,
+            vpc=options.vpc,
+            vpc_subnets=options.vpc_subnets,
+            security_groups=None if options.security_groups is None else [*options.security_groups],
+            dead_letter_queue=self._dead_letter_queue(options, encryption_key),
             layers=[self._powertools_layer()],
             environment={
                 "POWERTOOLS_SERVICE_NAME": f"iot-remote-access-{handler_package}",
@@ -267,14 +286,79 @@ class LibraryFunction(Construct):
                 **(environment or {}),
             },
         )
+        self._grant(options)
+
+    def _log_group(
+        self,
+        retention: logs.RetentionDays,
+        key: kms.IKey | None,
+        removal_policy: cdk.RemovalPolicy,
+    ) -> logs.LogGroup:
+        log_group = logs.LogGroup(
+            self, "Logs", retention=retention, encryption_key=key, removal_policy=removal_policy
+        )
+        if key is not None:
+            self._let_logs_use(key)
+        return log_group
+
+    def _grant(self, options: LambdaOptions) -> None:
         self.log_group.grant_write(self.role)
+        reason = _TRACING_REASON
+        if options.vpc is not None:
+            self._allow_network_interfaces()
+            reason = f"{_TRACING_REASON} {_NETWORK_INTERFACES_REASON}"
+        if self.dead_letter_queue is not None:
+            self._allow_dead_letters(self.dead_letter_queue)
         cdk.Validations.of(self.role).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-                reason="Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, "
-                "which support no resource-level permissions; every other grant is exact.",
+            cdk.Acknowledgment(id="AwsSolutions::AwsSolutions-IAM5[Resource::*]", reason=reason)
+        )
+
+    def _dead_letter_queue(self, options: LambdaOptions, key: kms.IKey | None) -> sqs.IQueue | None:
+        self.dead_letter_queue: sqs.IQueue | None = options.dead_letter_queue
+        if self.dead_letter_queue is None and options.dead_letter_queue_enabled:
+            queue = sqs.Queue(
+                self,
+                "DeadLetters",
+                encryption=sqs.QueueEncryption.SQS_MANAGED
+                if key is None
+                else sqs.QueueEncryption.KMS,
+                encryption_master_key=key,
+                enforce_ssl=True,
+                retention_period=cdk.Duration.days(14),
+            )
+            nag.acknowledge(
+                queue,
+                "SQS3",
+                "This queue is the function's dead-letter queue; a dead-letter queue "
+                "needs none of its own.",
+            )
+            self.dead_letter_queue = queue
+        return self.dead_letter_queue
+
+    def _allow_network_interfaces(self) -> None:
+        # What Lambda needs to place the function in the VPC (the ENI part of AWS's
+        # AWSLambdaVPCAccessExecutionRole, without its write access to every log group).
+        # CDK adds it only to a role it creates; this role is our own.
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ManageFunctionNetworkInterfaces",
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSubnets",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                resources=["*"],
             )
         )
+
+    def _allow_dead_letters(self, queue: sqs.IQueue) -> None:
+        # CDK grants sqs:SendMessage only; an SQS queue encrypted with a KMS key also
+        # needs these two on the key, or failed events are lost at run time.
+        if queue.encryption_master_key is not None:
+            queue.encryption_master_key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
 
     def _let_logs_use(self, key: kms.IKey) -> None:
         logs_principal = iam.ServicePrincipal(f"logs.{cdk.Stack.of(self).region}.amazonaws.com")

@@ -21,6 +21,7 @@ from constructs import Construct
 
 from iot_remote_access.constructs.aws import nag, props
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.tunnel_rules import (
     TAG_EXPIRES_AT,
@@ -66,6 +67,8 @@ class SecureTunneling(Construct):
         Default: RETAIN.
     :param operator_principal: who may assume ``operator_role`` (which carries the
         operator policy). Default: no role is created.
+    :param lambda_options: VPC, subnets, security groups, reserved concurrency and dead-letter
+        queue (:class:`LambdaOptions`) for the broker and the sweeper. Default: none of them.
 
     Example::
 
@@ -96,6 +99,7 @@ class SecureTunneling(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         operator_principal: iam.IPrincipal | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        lambda_options: LambdaOptions | None = None,
     ) -> None:
         props.check(
             "SecureTunneling",
@@ -106,8 +110,10 @@ class SecureTunneling(Construct):
             log_retention=(log_retention, logs.RetentionDays),
             operator_principal=(operator_principal, props.optional(props.I_PRINCIPAL)),
             removal_policy=(removal_policy, cdk.RemovalPolicy),
+            lambda_options=(lambda_options, props.optional(LambdaOptions)),
         )
         super().__init__(scope, construct_id)
+        self._lambda_options = lambda_options
         self._removal_policy = removal_policy
         self.policy = policy or TunnelPolicy()
         if not cdk.Token.is_unresolved(sweep_interval.to_seconds()) and not (
@@ -174,6 +180,7 @@ class SecureTunneling(Construct):
         self.broker = LibraryFunction(
             self,
             "Broker",
+            lambda_options=self._lambda_options,
             handler_package="tunnel_broker",
             shared_packages=["ledger"],  # records decisions when AccessLedger.connect-ed
             description="iot-remote-access tunnel broker: the only opener of tunnels",
@@ -245,6 +252,7 @@ class SecureTunneling(Construct):
         self.sweeper = LibraryFunction(
             self,
             "Sweeper",
+            lambda_options=self._lambda_options,
             handler_package="tunnel_sweeper",
             shared_packages=["ledger"],  # records decisions when AccessLedger.connect-ed
             description="iot-remote-access tunnel sweeper: closes expired and unused tunnels",

@@ -20,6 +20,7 @@ from iot_remote_access.constructs.aws import alarms, props
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
 from iot_remote_access.constructs.aws.iot_logging import IotLogging
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.constructs.aws.log_encryption import allow_cloudwatch_logs
 from iot_remote_access.constructs.aws.security_topic_rule import SecurityTopicRule
@@ -80,6 +81,9 @@ class SecurityMonitoring(Construct):
         Default: records are retained (IoT log, lifecycle events, rule errors,
         function logs, export), the short-lived telemetry counts destroyed. How long
         logs are kept is ``settings.log_retention_days`` (Default: 365).
+    :param lambda_options: VPC, subnets, security groups, reserved concurrency and dead-letter
+        queue (:class:`LambdaOptions`) for the detector and the alarm-events function. Default: none
+        of them.
 
     Example::
 
@@ -111,6 +115,7 @@ class SecurityMonitoring(Construct):
         log_groups_to_export: Sequence[logs.ILogGroup] = (),
         encryption_key: kms.IKey | None = None,
         removal_policy: cdk.RemovalPolicy | None = None,
+        lambda_options: LambdaOptions | None = None,
     ) -> None:
         props.check(
             "SecurityMonitoring",
@@ -122,8 +127,10 @@ class SecurityMonitoring(Construct):
             log_groups_to_export=(log_groups_to_export, props.SequenceOf(props.I_LOG_GROUP)),
             encryption_key=(encryption_key, props.optional(props.I_KEY)),
             removal_policy=(removal_policy, props.optional(cdk.RemovalPolicy)),
+            lambda_options=(lambda_options, props.optional(LambdaOptions)),
         )
         super().__init__(scope, construct_id)
+        self._lambda_options = lambda_options
         self._removal_policy = removal_policy
         self.settings = settings or MonitoringSettings()
         s = self.settings
@@ -284,6 +291,7 @@ class SecurityMonitoring(Construct):
         self.detector = LibraryFunction(
             self,
             "Detector",
+            lambda_options=self._lambda_options,
             handler_package="security_detections",
             description="iot-remote-access: checks IoT lifecycle events and refused "
             "publish/subscribe log entries",
@@ -358,6 +366,7 @@ class SecurityMonitoring(Construct):
         self.alarm_events = LibraryFunction(
             self,
             "AlarmEvents",
+            lambda_options=self._lambda_options,
             handler_package="security_alarm_events",
             description="iot-remote-access: security alarm state changes to security events",
             encryption_key=self.key,

@@ -32,6 +32,7 @@ from constructs import Construct
 
 from iot_remote_access.constructs.aws import alarms, nag, props
 from iot_remote_access.constructs.aws.alarm_topic import AlarmTopic
+from iot_remote_access.constructs.aws.lambda_options import LambdaOptions
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.core.aws_schema import (
     OPEN_INDEX,
@@ -143,6 +144,9 @@ class TunnelAlarms(Construct):
     Public attributes: ``alarm_topic`` (the ``sns.ITopic`` alarms go to),
     ``own_alarm_topic`` (the ``AlarmTopic`` made here, or None), ``table``,
     ``function``, ``dead_letter_queue``, ``dashboard``, the alarms.
+    :param lambda_options: VPC, subnets, security groups, reserved concurrency and dead-letter
+        queue (:class:`LambdaOptions`) for the metrics function (it keeps its own on-failure queue
+        for asynchronous invocations too). Default: none of them.
 
     Example::
 
@@ -175,6 +179,7 @@ class TunnelAlarms(Construct):
         encryption_key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         removal_policy: cdk.RemovalPolicy | None = None,
+        lambda_options: LambdaOptions | None = None,
     ) -> None:
         props.check(
             "TunnelAlarms",
@@ -187,8 +192,10 @@ class TunnelAlarms(Construct):
             encryption_key=(encryption_key, props.optional(props.I_KEY)),
             log_retention=(log_retention, logs.RetentionDays),
             removal_policy=(removal_policy, props.optional(cdk.RemovalPolicy)),
+            lambda_options=(lambda_options, props.optional(LambdaOptions)),
         )
         super().__init__(scope, construct_id)
+        self._lambda_options = lambda_options
         _check_props(max_opens_per_thing_per_day, renewal_window_minutes, max_open_hours)
         if alarm_topic is not None and email_addresses:
             raise ValueError(
@@ -207,6 +214,7 @@ class TunnelAlarms(Construct):
         self.handler = LibraryFunction(
             self,
             "Metrics",
+            lambda_options=self._lambda_options,
             handler_package="tunnel_metrics",
             description="Derives tunnel metrics from Secure Tunneling CloudTrail events",
             environment={
