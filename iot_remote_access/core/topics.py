@@ -416,13 +416,17 @@ class DeviceAccess:
                 yield TopicGrant(Access.SUBSCRIBE, f"{update}/{outcome}", "jobs: response", jobs)
 
     def _shadow_grants(self) -> Iterator[TopicGrant]:
+        every = set(self.shadows.operations) == set(ShadowOperation)
         for prefix, label in self.shadows.prefixes():
             for operation in self.shadows.operations:
                 request = f"{prefix}/{operation}"
                 purpose = f"shadow {label}: {operation}"
+                # A named shadow with every operation folds into ".../name/<n>/*";
+                # the classic one only per operation, or it would cover named shadows.
+                fold = prefix if every and prefix != AWS_SHADOW_PREFIX else request
                 yield TopicGrant(Access.PUBLISH, request, purpose)
                 for answer in SHADOW_RESPONSES[operation]:
-                    yield TopicGrant(Access.SUBSCRIBE, f"{request}/{answer}", purpose, request)
+                    yield TopicGrant(Access.SUBSCRIBE, f"{request}/{answer}", purpose, fold)
 
     def allows(self, access: Access, thing: str, topic: str) -> bool:
         """Whether ``thing`` may ``access`` exactly ``topic``.
