@@ -91,6 +91,17 @@ def device_policy_document(access: DeviceAccess, arn: ArnBuilder) -> dict[str, A
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def folded_resources(access: DeviceAccess) -> tuple[str, ...]:
+    """The topics the document names with ``*`` (folds and the any-job-id level)."""
+    topics = {
+        _resource_topic(grant.fold) + "/*" if grant.fold is not None else _resource_topic(t)
+        for grant in access.grants()
+        for t in (grant.template,)
+        if grant.fold is not None or "*" in _resource_topic(t)
+    }
+    return tuple(sorted(topics))
+
+
 def _resource_topic(template: str) -> str:
     return template.replace(THING_PLACEHOLDER, THING_NAME_VARIABLE).replace(
         JOB_ID_PLACEHOLDER, "*"

@@ -431,14 +431,28 @@ class DeviceAccess:
     def allows(self, access: Access, thing: str, topic: str) -> bool:
         """Whether ``thing`` may ``access`` exactly ``topic``.
 
-        No MQTT wildcard ever matches. The one variable level is a job id in the
-        Jobs update topics (``any_job_id``): one level of the job-id alphabet, so
-        ``+`` or ``#`` there is refused like anywhere else.
+        Exact topics, plus what the AWS policy allows under a fold (an AWS-reserved
+        answer family of the device's own thing, ``$aws/things/<thing>/jobs/...``
+        or ``.../shadow/<operation>/...``), so the monitoring expects exactly what the
+        policy permits. The Jobs update topic for any job id (``any_job_id``) takes
+        one level of the job-id alphabet (stricter than the policy's ``*``: AWS
+        refuses other job ids anyway).
         """
         return any(
-            grant.access is access and _template_matches(grant.template, thing, topic)
+            grant.access is access
+            and (
+                _template_matches(grant.template, thing, topic)
+                or (grant.fold is not None and _under(grant.fold, thing, topic))
+            )
             for grant in self.grants()
         )
+
+
+def _under(fold: str, thing: str, topic: str) -> bool:
+    """Whether ``topic`` lies under the own-thing prefix ``fold`` (the AWS policy's
+    ``<fold>/*``: any characters after the '/', MQTT wildcards included)."""
+    prefix = render_topic(fold, thing) + "/"
+    return topic.startswith(prefix) and len(topic) > len(prefix)
 
 
 def _template_matches(template: str, thing: str, topic: str) -> bool:

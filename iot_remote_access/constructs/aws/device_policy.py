@@ -10,7 +10,13 @@ from aws_cdk import aws_iot as iot
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import props
-from iot_remote_access.core.aws_policy import check_policy_size, device_policy_document
+from iot_remote_access.core.aws_policy import (
+    check_policy_size,
+    device_policy_document,
+    folded_resources,
+    plain_arn,
+)
+from iot_remote_access.core.reach_aws import analyze_policy
 from iot_remote_access.core.topics import DeviceAccess, Shadows, TopicModel
 
 
@@ -68,6 +74,8 @@ class DevicePolicy(Construct):
         self.policy = iot.CfnPolicy(
             self, "Resource", policy_name=policy_name, policy_document=self._document()
         )
+        self._acknowledged = False
+        self._acknowledge_own_folds()
 
     @property
     def access(self) -> DeviceAccess:
@@ -108,6 +116,31 @@ class DevicePolicy(Construct):
         check_policy_size(access)
         self._access = access
         self.policy.policy_document = self._document()
+        self._acknowledge_own_folds()
+
+    def _acknowledge_own_folds(self) -> None:
+        """Acknowledge IRA002 for the own-thing folds only once reach proves them harmless.
+
+        The pattern rule flags every ``*``; the folds (Jobs, shadow answers) are
+        ``$aws/things/${iot:Connection.Thing.ThingName}/.../*``. The reachability
+        analysis of the rendered document must find no reach into another thing,
+        else this raises instead of acknowledging.
+        """
+        if self._acknowledged or not folded_resources(self._access):
+            return
+        report = analyze_policy(device_policy_document(self._access, plain_arn()))
+        if report.lateral:
+            raise AssertionError(f"DevicePolicy reaches another thing: {report.lateral[0]}")
+        cdk.Validations.of(self.policy).acknowledge(
+            cdk.Acknowledgment(
+                id="IotPolicyGuard::IRA002-topic-wildcard",
+                reason="Only AWS-reserved answer topics under the device's own "
+                "$aws/things/${iot:Connection.Thing.ThingName}/ are folded into '*' "
+                "(2,048-character policy limit); the reach analysis finds no other "
+                "thing's topic (docs/topics-v2.md).",
+            )
+        )
+        self._acknowledged = True
 
     def _document(self) -> dict[str, Any]:
         stack = cdk.Stack.of(self)
