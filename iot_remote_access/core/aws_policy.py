@@ -7,7 +7,9 @@ only when the MQTT client id equals the thing name, which the Connect
 statement enforces together with ``iot:Connection.Thing.IsAttached``.
 
 Size: AWS IoT refuses a policy document over 2,048 characters (whitespace not
-counted). Subscribe and Receive share one statement (each action is checked
+counted). The statements carry no Sid (86 characters the limit needs more; each
+is named by its action: Connect, Publish, Subscribe+Receive), Subscribe and
+Receive share one statement (each action is checked
 only against its own resource type, ``topicfilter/`` or ``topic/``, so mixing
 them in one list grants nothing more), and :func:`check_policy_size` measures
 the worst case (the longest partition and region) before a document is used.
@@ -69,20 +71,17 @@ def device_policy_document(access: DeviceAccess, arn: ArnBuilder) -> dict[str, A
         receive.append(arn(f"topic/{topic}"))
     statements: list[dict[str, Any]] = [
         {
-            "Sid": "ConnectAsOwnThingOnly",
             "Effect": "Allow",
             "Action": "iot:Connect",
             "Resource": arn(f"client/{THING_NAME_VARIABLE}"),
             "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
         },
         {
-            "Sid": "PublishOwnTopics",
             "Effect": "Allow",
             "Action": "iot:Publish",
             "Resource": publish,
         },
         {
-            "Sid": "SubscribeReceiveOwnTopics",
             "Effect": "Allow",
             "Action": ["iot:Subscribe", "iot:Receive"],
             "Resource": [*subscribe, *receive],
