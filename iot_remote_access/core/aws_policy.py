@@ -15,7 +15,8 @@ them in one list grants nothing more), and :func:`check_policy_size` measures
 the worst case (the longest partition and region) before a document is used.
 
 The one variable level is the Jobs update topic for any job id
-(``DeviceAccess.any_job_id``): ``topic/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*/update``.
+(``DeviceAccess.any_job_id``):
+``topic/$aws/things/${iot:Connection.Thing.ThingName}/jobs/*/update``.
 IAM's ``*`` may match any characters, ``/`` included, but only after the fixed
 prefix ``$aws/things/<own thing>/jobs/``; a thing name cannot contain ``/``, so
 no other thing's topic starts with that prefix: the device reaches only its own
@@ -102,9 +103,7 @@ def folded_resources(access: DeviceAccess) -> tuple[str, ...]:
 
 
 def _resource_topic(template: str) -> str:
-    return template.replace(THING_PLACEHOLDER, THING_NAME_VARIABLE).replace(
-        JOB_ID_PLACEHOLDER, "*"
-    )
+    return template.replace(THING_PLACEHOLDER, THING_NAME_VARIABLE).replace(JOB_ID_PLACEHOLDER, "*")
 
 
 def plain_arn(

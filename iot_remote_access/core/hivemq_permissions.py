@@ -32,11 +32,17 @@ from iot_remote_access.core.topics import (
 )
 
 #: The ESE placeholder that HiveMQ replaces with the connecting client's MQTT
-#: client identifier when it evaluates a permission. The client chooses its client
-#: id in CONNECT: nothing in the ESE pipeline we render ties it to the certificate,
-#: so a device with a valid fleet certificate that connects with client id
-#: ``device-b`` gets device-b's topics (see :func:`per_device_realm` and
-#: docs/topics-v2.md, "HiveMQ: the client-id hole").
+#: client identifier when it evaluates a permission (HiveMQ Knowledge Base,
+#: "Troubleshooting Dynamic Topic Permissions with HiveMQ Enterprise Security
+#: Extension", https://hivemq.atlassian.net/wiki/spaces/KB/pages/3542646931, 2025:
+#: client id SENSOR_UNIT_001 resolves ".../${mqtt-clientid}/..." to
+#: ".../SENSOR_UNIT_001/..."). The client chooses its client id in CONNECT and
+#: nothing in the ESE pipeline rendered for the role-key devices pipeline ties it
+#: to the certificate, so a device with a valid fleet certificate that connects
+#: with client id ``device-b`` gets device-b's topics. No placeholder for the
+#: certificate-derived ``authorization-key`` is confirmed by the ESE docs we could
+#: read; :func:`per_device_realm` binds by certificate instead (docs/topics-v2.md,
+#: "HiveMQ: the client-id hole").
 CLIENT_ID_PLACEHOLDER = "${mqtt-clientid}"
 
 #: Shared-subscription group names: one topic level, no wildcards, nothing

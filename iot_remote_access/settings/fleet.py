@@ -47,8 +47,8 @@ from iot_remote_access.settings.hivemq import HivemqSettings
 from iot_remote_access.settings.ledger import LedgerSettings
 from iot_remote_access.settings.loading import format_validation_error, validate_settings
 from iot_remote_access.settings.monitoring import MonitoringSettings
-from iot_remote_access.settings.tunnel_alarms import TunnelAlarmsSettings
 from iot_remote_access.settings.topics import TopicsSettings
+from iot_remote_access.settings.tunnel_alarms import TunnelAlarmsSettings
 from iot_remote_access.settings.tunneling import TunnelingSettings
 
 __all__ = [
