@@ -336,9 +336,9 @@ class DeviceAccess:
     tunneling: bool = False
     #: Certificate rotation: CSR out, certificate in, confirmation out.
     rotation: bool = False
-    #: AWS IoT Jobs, limited to the exact per-thing topics (notify-next,
-    #: start-next, $next/get). Job-specific update topics would need a job id
-    #: in the resource, so they are granted only for ids named here.
+    #: AWS IoT Jobs of the device's own thing: notify-next, start-next, $next/get
+    #: and their answers; update topics for the ``job_ids`` named here, or for every
+    #: job id with ``any_job_id`` (which then subsumes ``job_ids``).
     jobs: bool = False
     job_ids: tuple[str, ...] = ()
     #: Remote commands: the device publishes its answers on its responses topic.
