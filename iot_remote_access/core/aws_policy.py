@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from iot_remote_access.core.policy_check import THING_NAME_VARIABLE
@@ -35,6 +36,7 @@ from iot_remote_access.core.topics import (
     THING_PLACEHOLDER,
     Access,
     DeviceAccess,
+    Shadows,
     TopicModelError,
 )
 
@@ -139,10 +141,6 @@ def check_policy_size(access: DeviceAccess) -> int:
 
 def _first_field_over_limit(access: DeviceAccess) -> str:
     """Add the capabilities one by one, in settings order; name the one that crosses."""
-    from dataclasses import replace
-
-    from iot_remote_access.core.topics import Shadows
-
     base = replace(
         access,
         tunneling=False,

@@ -17,6 +17,7 @@ from typing import Any, Self
 
 from pydantic import field_validator, model_validator
 
+from iot_remote_access.core.aws_policy import check_policy_size
 from iot_remote_access.core.bounded_input import BoundedInputError
 from iot_remote_access.core.topics import (
     DEFAULT_COMMAND_RESPONSES_TOPIC,
@@ -131,9 +132,11 @@ class FleetSettings(SettingsSection):
 
     @model_validator(mode="after")
     def _policy_fits(self) -> Self:
-        """The AWS device policy with every switch the settings can turn on fits AWS's limit."""
-        from iot_remote_access.core.aws_policy import check_policy_size
+        """The AWS device policy with every switch the settings can turn on fits AWS's limit.
 
+        Checked for every cloud: like the thing-name rule, AWS's limits hold everywhere
+        so that one fleet can move between clouds (docs/topics-v2.md).
+        """
         access = self.device_access(
             tunneling=True,
             rotation=self.certificates is not None,
