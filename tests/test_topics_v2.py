@@ -14,6 +14,8 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from iot_remote_access.constructs.aws import DevicePolicy
 from iot_remote_access.core.aws_policy import (
@@ -24,6 +26,8 @@ from iot_remote_access.core.aws_policy import (
     policy_size,
     worst_case_policy_size,
 )
+from iot_remote_access.core.hivemq_permissions import device_permissions, granted_topics
+from iot_remote_access.core.mosquitto_acl import MosquittoAcl
 from iot_remote_access.core.policy_check import THING_NAME_VARIABLE
 from iot_remote_access.core.reach import Severity
 from iot_remote_access.core.reach_aws import analyze_policy
@@ -307,3 +311,50 @@ def test_device_policy_refuses_a_change_over_the_limit(tmp_path: Path) -> None:
         policy.enable_shadows(Shadows(classic=True, named=("a", "b")))
     assert caught.value.field_name == "topics.shadows"
     assert policy.access.shadows == Shadows()  # the policy is unchanged
+
+
+# -- random models -----------------------------------------------------------------------
+
+_LEVELS = st.sampled_from(["dt", "cmd", "cfg", "x", "fleet", "eu", "state", "up"])
+
+
+@st.composite
+def _models(draw: st.DrawFn) -> DeviceAccess:
+    custom: list[CustomTopic] = []
+    for n in range(draw(st.integers(0, 3))):
+        before = draw(st.lists(_LEVELS, min_size=1, max_size=2))
+        after = draw(st.lists(_LEVELS, min_size=0, max_size=2))
+        template = "/".join([*before, "{thing}", *after, f"k{n}"])
+        access = draw(st.sampled_from([Access.PUBLISH, Access.SUBSCRIBE]))
+        custom.append(CustomTopic(f"c{n}", template, access))
+    operations = draw(st.lists(st.sampled_from(list(ShadowOperation)), min_size=1, unique=True))
+    jobs = draw(st.booleans())
+    return DeviceAccess(
+        tunneling=draw(st.booleans()),
+        jobs=jobs,
+        any_job_id=jobs and draw(st.booleans()),
+        shadows=Shadows(
+            classic=draw(st.booleans()),
+            named=tuple(draw(st.lists(st.sampled_from(["cfg", "a:b", "s_1"]), unique=True))),
+            operations=tuple(operations),
+        ),
+        custom=tuple(custom),
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_models())
+def test_random_models_render_alike_and_reach_no_other_thing(access: DeviceAccess) -> None:
+    """Any model: the brokers agree, and its AWS policy (over the limit or not) reaches
+    no other thing; over the limit, check_policy_size refuses it naming a field."""
+    for thing in ("sensor-1", "gw:eu_7"):
+        assert granted_topics(device_permissions(access), thing) == frozenset(
+            (g.access, g.topic) for g in MosquittoAcl(access=access).grants(thing)
+        )
+    document = device_policy_document(access, plain_arn())
+    report = analyze_policy(document)
+    assert report.lateral == (), [f.describe() for f in report.lateral]
+    if worst_case_policy_size(access) > MAX_POLICY_CHARS:
+        with pytest.raises(TopicModelError) as caught:
+            check_policy_size(access)
+        assert caught.value.field_name.startswith(("topics", "tunneling"))
