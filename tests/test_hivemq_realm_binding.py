@@ -9,6 +9,8 @@ reachability analysis finds that on the rendered realm. The per-device realm
 
 from __future__ import annotations
 
+import pytest
+
 from iot_remote_access.core.hivemq_ese import EsePipeline, render_ese_config
 from iot_remote_access.core.hivemq_permissions import (
     CLIENT_ID_PLACEHOLDER,
@@ -20,7 +22,7 @@ from iot_remote_access.core.hivemq_permissions import (
     thing_permissions,
 )
 from iot_remote_access.core.reach import Operation
-from iot_remote_access.core.reach_hivemq import analyze_realm
+from iot_remote_access.core.reach_hivemq import RealmError, analyze_realm
 from iot_remote_access.core.topics import Access, CustomTopic, DeviceAccess
 
 ACCESS = DeviceAccess(
@@ -84,3 +86,9 @@ def test_the_pipeline_for_a_per_device_realm_selects_the_user_by_subject_cn() ->
     assert "<x509-field>subject-common-name</x509-field>" in config
     assert "<ese-variable>authorization-key</ese-variable>" in config
     assert "<use-authorization-key>true</use-authorization-key>" in config
+
+
+def test_a_realm_with_too_many_device_users_is_refused_not_analysed_for_minutes() -> None:
+    roles, users = per_device_realm(DeviceAccess(), [f"d-{n}" for n in range(1001)])
+    with pytest.raises(RealmError, match="1001 device users; allowed: at most 1000"):
+        analyze_realm(render_file_realm(roles, users))

@@ -61,6 +61,9 @@ from iot_remote_access.core.reach_automata import (
 )
 
 MAX_REALM_CHARS = 4 * 1024 * 1024
+#: Each device user is analysed on its own (about 0.1 s each), so a realm with more
+#: users is refused rather than analysed for minutes; split it per fleet CA.
+MAX_REALM_DEVICE_USERS = 1000
 
 
 class RealmError(ValueError):
@@ -186,6 +189,12 @@ def analyze_realm(
         roles, users = parse_file_realm(document)
     except (SyntaxError, ValueError) as error:
         raise RealmError(f"not an ESE file realm: {str(error)[:120]}") from None
+    devices_named = sum(1 for user in users if THING_NAME_RE.match(user.name))
+    if devices_named > MAX_REALM_DEVICE_USERS:
+        raise RealmError(
+            f"{devices_named} device users; allowed: at most {MAX_REALM_DEVICE_USERS} "
+            "per realm file analysed (each is analysed on its own)"
+        )
     holders: dict[str, list[str]] = {}
     for user in users:
         for role_id in user.roles:
