@@ -7,8 +7,11 @@ models, with rotation and command responses on and off.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from iot_remote_access.core.aws_policy import device_policy_document, plain_arn
 from iot_remote_access.core.hivemq_permissions import (
     bridge_permissions,
     device_access_topics,
@@ -16,7 +19,16 @@ from iot_remote_access.core.hivemq_permissions import (
     granted_topics,
 )
 from iot_remote_access.core.mosquitto_acl import MosquittoAcl
-from iot_remote_access.core.topics import Access, DeviceAccess, TopicModel
+from iot_remote_access.core.policy_check import THING_NAME_VARIABLE
+from iot_remote_access.core.reach_aws import analyze_policy
+from iot_remote_access.core.topics import (
+    Access,
+    CustomTopic,
+    DeviceAccess,
+    ShadowOperation,
+    Shadows,
+    TopicModel,
+)
 
 MODELS = [
     TopicModel(),
@@ -75,3 +87,69 @@ def test_the_bridge_gets_the_same_topics_from_both_brokers(
     # $share/<group>/ prefix, so its ACL names the plain filter.
     normalized = {(a, t.removeprefix(f"$share/{group}/")) for a, t in hivemq}
     assert {(a, t.removeprefix(f"$share/{group}/")) for a, t in mosquitto} == normalized
+
+
+# -- every topic kind of the model (v2), including the AWS policy ----------------------------
+
+EVERY_KIND = DeviceAccess(
+    rotation=True,
+    command_responses=True,
+    tunneling=True,
+    jobs=True,
+    any_job_id=True,
+    shadows=Shadows(named=("config",), operations=(ShadowOperation.UPDATE,)),
+    custom=(
+        CustomTopic("health", "dt/{thing}/health", Access.PUBLISH),
+        CustomTopic("config", "cfg/{thing}/desired", Access.SUBSCRIBE),
+    ),
+)
+
+
+def _iam(pattern: str, value: str) -> bool:
+    """IAM resource matching ('*' any characters, '/' included; '?' one)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+@pytest.mark.parametrize("thing", THINGS)
+def test_every_topic_kind_renders_the_same_on_every_broker_and_aws(thing: str) -> None:
+    access = EVERY_KIND
+    purposes = [grant.purpose for grant in access.grants()]
+    for kind in (
+        "telemetry",
+        "commands",
+        "command responses",
+        "certificate rotation",
+        "custom: ",
+        "secure tunneling",
+        "jobs: ",
+        "shadow ",
+    ):
+        assert any(p.startswith(kind) for p in purposes), kind
+    # Brokers: every non-AWS grant, the same on both, wildcard-free.
+    hivemq = granted_topics(device_permissions(access), thing)
+    mosquitto = _mosquitto(MosquittoAcl(access=access), thing)
+    assert hivemq == mosquitto == device_access_topics(access, thing)
+    assert (Access.PUBLISH, f"dt/{thing}/health") in hivemq
+    assert (Access.SUBSCRIBE, f"cfg/{thing}/desired") in hivemq
+    assert not any(topic.startswith("$aws/") for _, topic in hivemq)
+    # AWS: every grant (AWS-reserved ones too) is allowed by the rendered policy, for
+    # this thing, and the policy allows nothing of another thing (the reach analysis).
+    document = device_policy_document(access, plain_arn())
+    resources = {
+        action: [
+            r.split(":", 5)[5].replace(THING_NAME_VARIABLE, thing)
+            for s in document["Statement"]
+            if action in s["Action"]
+            for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+        ]
+        for action in ("iot:Publish", "iot:Subscribe", "iot:Receive")
+    }
+    for grant in access.grants():
+        topic = grant.render(thing).replace("{jobId}", "fw-1")
+        if grant.access is Access.PUBLISH:
+            assert any(_iam(r, f"topic/{topic}") for r in resources["iot:Publish"]), topic
+        else:
+            assert any(_iam(r, f"topicfilter/{topic}") for r in resources["iot:Subscribe"]), topic
+            assert any(_iam(r, f"topic/{topic}") for r in resources["iot:Receive"]), topic
+    assert analyze_policy(document).lateral == ()

@@ -475,7 +475,7 @@ def test_routing_uses_exact_per_thing_topics() -> None:
 def test_device_policy_grants_exactly_the_responses_topic_when_commands_are_on() -> None:
     def publish(access: DeviceAccess) -> list[str]:
         document = device_policy_document(access, plain_arn())
-        (statement,) = [s for s in document["Statement"] if s["Sid"] == "PublishOwnTopics"]
+        (statement,) = [s for s in document["Statement"] if s["Action"] == "iot:Publish"]
         return list(statement["Resource"])
 
     prefix = f"arn:aws:iot:eu-west-1:{ACCOUNT}:topic/"

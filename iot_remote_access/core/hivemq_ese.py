@@ -13,6 +13,12 @@ One listener pipeline per MQTT listener:
   authorization key; the ``bridge`` realm has a single user, the bridge's
   certificate name, so only that certificate gets the bridge's permissions.
 
+Known hole of the role-key devices pipeline: the device role's permissions use
+``${mqtt-clientid}``, which the client chooses, so a fleet certificate can act as
+any device by naming its client id. A devices pipeline with ``by_user=True`` and
+a realm from ``hivemq_permissions.per_device_realm`` (one user per certificate CN,
+literal topics) closes it; see docs/topics-v2.md.
+
 Authentication needs no password store: TLS with a REQUIRED client
 certificate has authenticated the client before ESE runs, so the pipelines
 use ESE's allow-all *authentication* manager and do all the work in

@@ -32,7 +32,17 @@ from iot_remote_access.core.topics import (
 )
 
 #: The ESE placeholder that HiveMQ replaces with the connecting client's MQTT
-#: client identifier when it evaluates a permission.
+#: client identifier when it evaluates a permission (HiveMQ Knowledge Base,
+#: "Troubleshooting Dynamic Topic Permissions with HiveMQ Enterprise Security
+#: Extension", https://hivemq.atlassian.net/wiki/spaces/KB/pages/3542646931, 2025:
+#: client id SENSOR_UNIT_001 resolves ".../${mqtt-clientid}/..." to
+#: ".../SENSOR_UNIT_001/..."). The client chooses its client id in CONNECT and
+#: nothing in the ESE pipeline rendered for the role-key devices pipeline ties it
+#: to the certificate, so a device with a valid fleet certificate that connects
+#: with client id ``device-b`` gets device-b's topics. No placeholder for the
+#: certificate-derived ``authorization-key`` is confirmed by the ESE docs we could
+#: read; :func:`per_device_realm` binds by certificate instead (docs/topics-v2.md,
+#: "HiveMQ: the client-id hole").
 CLIENT_ID_PLACEHOLDER = "${mqtt-clientid}"
 
 #: Shared-subscription group names: one topic level, no wildcards, nothing
@@ -140,6 +150,37 @@ def device_permissions(access: DeviceAccess) -> tuple[HivemqPermission, ...]:
         activity = Activity.PUBLISH if grant.access is Access.PUBLISH else Activity.SUBSCRIBE
         permissions.append(HivemqPermission(topic, activity, grant.purpose))
     return tuple(permissions)
+
+
+def thing_permissions(access: DeviceAccess, thing: str) -> tuple[HivemqPermission, ...]:
+    """One thing's device role with its name written in: no placeholder the client could set."""
+    validate_thing_name(thing)
+    return tuple(
+        HivemqPermission(p.for_client(thing), p.activity, p.purpose)
+        for p in device_permissions(access)
+    )
+
+
+def per_device_realm(
+    access: DeviceAccess, things: Iterable[str]
+) -> tuple[tuple[RealmRole, ...], tuple[RealmUser, ...]]:
+    """A devices realm bound to the certificate, not the client id: one user and role per thing.
+
+    For a pipeline that selects the realm *user* by the ``authorization-key``,
+    which the X.509 preprocessor fills from the certificate's subject CN (the
+    thing name; :class:`~iot_remote_access.core.hivemq_ese.EsePipeline` with
+    ``by_user=True``, as the bridge pipeline already does). HiveMQ's ESE
+    Customization SDK documents the variable: "authorization-key ... is used in
+    the pipeline as the username for the configured authorization manager"
+    (``EseVariablesInput.getAuthorizationKey``, since ESE 4.35.0,
+    github.com/hivemq/hivemq-enterprise-security-extension-customization-sdk).
+    The permissions name the thing literally, so the client id a device sends
+    changes nothing. The price: the realm lists every device (one role and user
+    per thing) and must be updated when a device joins.
+    """
+    names = tuple(dict.fromkeys(things))
+    roles = tuple(RealmRole(thing, thing_permissions(access, thing)) for thing in names)
+    return roles, tuple(RealmUser(thing, (thing,)) for thing in names)
 
 
 def bridge_permissions(

@@ -13,7 +13,12 @@ realm; HiveMQ's authorization of default permissions):
   that refuses a client id other than the certificate's name.
 
 A device holds every role of the device realm (the role is chosen by its issuing CA),
-so each role is analysed as "a device holding this role".
+so each role is analysed as "a device holding this role". A realm with users is
+read as one whose pipeline selects the user by the certificate's subject CN
+(``authorization-key``): a role held by users is analysed as held by each of them,
+with the user's name as the attacker's identity; a role held only by names that no
+device certificate can carry (not a thing name, such as the bridge's) concerns no
+device and is reported with a note instead.
 
 Standard library only.
 """
@@ -24,6 +29,7 @@ from functools import partial
 
 from iot_remote_access.core.hivemq_permissions import (
     CLIENT_ID_PLACEHOLDER,
+    THING_NAME_RE,
     Activity,
     HivemqPermission,
     SharedSubscription,
@@ -55,6 +61,9 @@ from iot_remote_access.core.reach_automata import (
 )
 
 MAX_REALM_CHARS = 4 * 1024 * 1024
+#: Each device user is analysed on its own (about 0.1 s each), so a realm with more
+#: users is refused rather than analysed for minutes; split it per fleet CA.
+MAX_REALM_DEVICE_USERS = 1000
 
 
 class RealmError(ValueError):
@@ -177,15 +186,37 @@ def analyze_realm(
     if "<!DOCTYPE" in document or "<!ENTITY" in document:
         raise RealmError("a DOCTYPE or ENTITY declaration; allowed: a plain ESE file realm")
     try:
-        roles, _ = parse_file_realm(document)
+        roles, users = parse_file_realm(document)
     except (SyntaxError, ValueError) as error:
         raise RealmError(f"not an ESE file realm: {str(error)[:120]}") from None
-    return [
-        analyze_role(
-            role.permissions,
-            source=f"{source}:{role.role_id}",
-            attacker=attacker,
-            client_id_bound=client_id_bound,
+    devices_named = sum(1 for user in users if THING_NAME_RE.match(user.name))
+    if devices_named > MAX_REALM_DEVICE_USERS:
+        raise RealmError(
+            f"{devices_named} device users; allowed: at most {MAX_REALM_DEVICE_USERS} "
+            "per realm file analysed (each is analysed on its own)"
         )
-        for role in roles
-    ]
+    holders: dict[str, list[str]] = {}
+    for user in users:
+        for role_id in user.roles:
+            holders.setdefault(role_id, []).append(user.name)
+    reports = []
+    for role in roles:
+        label = f"{source}:{role.role_id}"
+        names = holders.get(role.role_id) if users else None
+        if names is None:
+            reports.append(_role_report(role.permissions, label, attacker, client_id_bound))
+            continue
+        devices = [name for name in names if THING_NAME_RE.match(name)]
+        if not devices:
+            note = "held only by users no device certificate can name (not thing names)"
+            reports.append(ReachReport(label, (), (note,)))
+        reports.extend(
+            _role_report(role.permissions, label, name, client_id_bound) for name in devices
+        )
+    return reports
+
+
+def _role_report(
+    permissions: tuple[HivemqPermission, ...], label: str, attacker: str, bound: bool
+) -> ReachReport:
+    return analyze_role(permissions, source=label, attacker=attacker, client_id_bound=bound)

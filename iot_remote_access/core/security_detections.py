@@ -31,9 +31,13 @@ from enum import StrEnum
 from typing import Any
 
 from iot_remote_access.core.topics import (
+    DEFAULT_COMMAND_RESPONSES_TOPIC,
     THING_PLACEHOLDER,
     Access,
+    CustomTopic,
     DeviceAccess,
+    ShadowOperation,
+    Shadows,
     TopicModel,
     TopicModelError,
     validate_thing_name,
@@ -237,11 +241,20 @@ class DetectionConfig:
                     "rotationCsr": t.rotation_csr,
                     "rotationCertificate": t.rotation_certificate,
                     "rotationConfirm": t.rotation_confirm,
+                    "responses": t.responses,
                 },
                 "tunneling": self.access.tunneling,
                 "rotation": self.access.rotation,
                 "jobs": self.access.jobs,
                 "jobIds": list(self.access.job_ids),
+                "anyJobId": self.access.any_job_id,
+                "commandResponses": self.access.command_responses,
+                "shadows": {
+                    "classic": self.access.shadows.classic,
+                    "named": list(self.access.shadows.named),
+                    "operations": [str(o) for o in self.access.shadows.operations],
+                },
+                "custom": [[c.name, c.template, str(c.access)] for c in self.access.custom],
                 "allowedSourceCidrs": [str(n) for n in self.allowed_networks],
                 "exemptClientIdPattern": (
                     self.exempt_client_ids.pattern if self.exempt_client_ids else None
@@ -264,11 +277,20 @@ class DetectionConfig:
                     rotation_csr=topics["rotationCsr"],
                     rotation_certificate=topics["rotationCertificate"],
                     rotation_confirm=topics["rotationConfirm"],
+                    responses=topics.get("responses", DEFAULT_COMMAND_RESPONSES_TOPIC),
                 ),
                 tunneling=_bool(raw["tunneling"], "tunneling"),
                 rotation=_bool(raw["rotation"], "rotation"),
                 jobs=_bool(raw["jobs"], "jobs"),
                 job_ids=tuple(raw["jobIds"]),
+                # Topic model v2 (absent from configs written before it: defaults).
+                any_job_id=_bool(raw.get("anyJobId", False), "anyJobId"),
+                command_responses=_bool(raw.get("commandResponses", False), "commandResponses"),
+                shadows=_shadows(raw.get("shadows")),
+                custom=tuple(
+                    CustomTopic(name, template, Access(access))
+                    for name, template, access in raw.get("custom", [])
+                ),
             )
             networks = tuple(parse_network(v) for v in raw["allowedSourceCidrs"])
             pattern = raw["exemptClientIdPattern"]
@@ -278,6 +300,18 @@ class DetectionConfig:
         except (ValueError, TopicModelError) as error:
             raise ValueError(f"{source}: {error}") from None
         return cls(access=access, allowed_networks=networks, exempt_client_ids=exempt)
+
+
+def _shadows(raw: object) -> Shadows:
+    if raw is None:
+        return Shadows()
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"shadows: {_preview(raw)} is not an object")
+    return Shadows(
+        classic=_bool(raw["classic"], "shadows.classic"),
+        named=tuple(raw["named"]),
+        operations=tuple(ShadowOperation(o) for o in raw["operations"]),
+    )
 
 
 def _bool(value: object, name: str) -> bool:

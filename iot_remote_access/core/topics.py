@@ -9,7 +9,7 @@ validated here so that no renderer can ever emit a wildcard.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -44,6 +44,25 @@ AWS_TUNNEL_NOTIFY_TOPIC = "$aws/things/{thing}/tunnels/notify"
 AWS_JOBS_NOTIFY_NEXT_TOPIC = "$aws/things/{thing}/jobs/notify-next"
 AWS_JOBS_START_NEXT_TOPIC = "$aws/things/{thing}/jobs/start-next"
 AWS_JOBS_GET_NEXT_TOPIC = "$aws/things/{thing}/jobs/$next/get"
+
+#: One job id as one topic level, whatever the job. Only the AWS renderer gives it
+#: a meaning (IAM ``*``); it lives under ``$aws/things/{thing}/jobs/`` and nowhere else.
+JOB_ID_PLACEHOLDER = "{jobId}"
+AWS_JOBS_NAMESPACE = "$aws/things/{thing}/jobs"
+AWS_JOBS_UPDATE_ANY_TOPIC = f"$aws/things/{{thing}}/jobs/{JOB_ID_PLACEHOLDER}/update"
+#: AWS IoT job ids: letters, digits, '-' and '_', 1 to 64 (CreateJob's jobId).
+JOB_ID_RULE = "[a-zA-Z0-9_-]{1,64}"
+_JOB_ID_RE = re.compile(rf"\A{JOB_ID_RULE}\Z")
+
+#: Device Shadow topics (AWS IoT Developer Guide, "Device Shadow MQTT topics"):
+#: classic ``$aws/things/{thing}/shadow/...``, named ``.../shadow/name/{name}/...``.
+AWS_SHADOW_PREFIX = "$aws/things/{thing}/shadow"
+#: Shadow names: letters, digits, ':', '_' and '-', 1 to 64 (AWS IoT shadow name rule).
+SHADOW_NAME_RULE = "[a-zA-Z0-9:_-]{1,64}"
+_SHADOW_NAME_RE = re.compile(rf"\A{SHADOW_NAME_RULE}\Z")
+#: Names of declared topics (settings keys, Sids, log fields).
+TOPIC_NAME_RULE = "[a-zA-Z0-9_-]{1,64}"
+_TOPIC_NAME_RE = re.compile(rf"\A{TOPIC_NAME_RULE}\Z")
 
 
 class TopicModelError(ValueError):
@@ -163,6 +182,10 @@ class TopicGrant:
     access: Access
     template: str
     purpose: str
+    #: For an AWS-reserved subscription: a prefix (template) under which the AWS
+    #: policy may fold this grant into one ``<prefix>/*`` resource to stay within
+    #: the 2,048-character limit. Always inside ``$aws/things/{thing}/``.
+    fold: str | None = None
 
     def render(self, thing: str) -> str:
         return render_topic(self.template, thing)
@@ -201,6 +224,105 @@ class TopicModel:
             seen[template] = name
 
 
+class ShadowOperation(StrEnum):
+    """A Device Shadow operation: the device publishes the request topic and
+    subscribes to its ``accepted``/``rejected`` answers (``update`` also has
+    ``delta`` and ``documents``)."""
+
+    GET = "get"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+#: The answers each operation publishes back to the device (AWS IoT Developer Guide,
+#: "Device Shadow MQTT topics").
+SHADOW_RESPONSES: dict[ShadowOperation, tuple[str, ...]] = {
+    ShadowOperation.GET: ("accepted", "rejected"),
+    ShadowOperation.UPDATE: ("accepted", "rejected", "delta", "documents"),
+    ShadowOperation.DELETE: ("accepted", "rejected"),
+}
+
+
+@dataclass(frozen=True)
+class Shadows:
+    """Which of its own Device Shadows a device may use, and how.
+
+    Default: none. ``classic`` is the thing's unnamed shadow; ``named`` lists
+    named shadows; ``operations`` applies to each of them.
+    """
+
+    classic: bool = False
+    named: tuple[str, ...] = ()
+    operations: tuple[ShadowOperation, ...] = tuple(ShadowOperation)
+
+    def __post_init__(self) -> None:
+        for name in self.named:
+            if not isinstance(name, str) or not _SHADOW_NAME_RE.match(name):
+                raise TopicModelError(
+                    "shadows.named",
+                    f"{_shorten(str(name))!r} is not a shadow name; allowed: {SHADOW_NAME_RULE}",
+                )
+        _no_duplicates("shadows.named", self.named)
+        for operation in self.operations:
+            if not isinstance(operation, ShadowOperation):
+                raise TopicModelError(
+                    "shadows.operations",
+                    f"{operation!r} is not an operation; allowed: get, update, delete",
+                )
+        _no_duplicates("shadows.operations", [str(o) for o in self.operations])
+        if (self.classic or self.named) and not self.operations:
+            raise TopicModelError(
+                "shadows.operations", "is empty; allowed: one or more of get, update, delete"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.classic or self.named)
+
+    def prefixes(self) -> tuple[tuple[str, str], ...]:
+        """(template prefix, label) of every shadow granted."""
+        classic = ((AWS_SHADOW_PREFIX, "classic"),) if self.classic else ()
+        return (*classic, *((f"{AWS_SHADOW_PREFIX}/name/{n}", n) for n in self.named))
+
+
+@dataclass(frozen=True)
+class CustomTopic:
+    """A declared per-device topic: a name, a template over ``{thing}`` and an access."""
+
+    name: str
+    template: str
+    access: Access
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _TOPIC_NAME_RE.match(self.name):
+            raise TopicModelError(
+                "topics.custom",
+                f"{_shorten(str(self.name))!r} is not a topic name; allowed: {TOPIC_NAME_RULE}",
+            )
+        validate_topic_template(self.template, field_name=f"topics.custom.{self.name}.template")
+        if not isinstance(self.access, Access):
+            raise TopicModelError(
+                f"topics.custom.{self.name}.access",
+                f"{self.access!r} is not an access; allowed: publish, subscribe",
+            )
+
+
+def _no_duplicates(field_name: str, values: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise TopicModelError(field_name, f"{_shorten(value)!r} is given twice")
+        seen.add(value)
+
+
+def validate_job_id(value: object, *, field_name: str = "job_ids") -> str:
+    if not isinstance(value, str) or not _JOB_ID_RE.match(value):
+        raise TopicModelError(
+            field_name, f"{_shorten(str(value))!r} is not a job id; allowed: {JOB_ID_RULE}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class DeviceAccess:
     """Every topic one device may use, given which capabilities are switched on.
@@ -214,24 +336,44 @@ class DeviceAccess:
     tunneling: bool = False
     #: Certificate rotation: CSR out, certificate in, confirmation out.
     rotation: bool = False
-    #: AWS IoT Jobs, limited to the exact per-thing topics (notify-next,
-    #: start-next, $next/get). Job-specific update topics would need a job id
-    #: in the resource, so they are granted only for ids named here.
+    #: AWS IoT Jobs of the device's own thing: notify-next, start-next, $next/get
+    #: and their answers; update topics for the ``job_ids`` named here, or for every
+    #: job id with ``any_job_id`` (which then subsumes ``job_ids``).
     jobs: bool = False
     job_ids: tuple[str, ...] = ()
     #: Remote commands: the device publishes its answers on its responses topic.
     #: Off by default so that fleets without a command broker grant nothing more.
     command_responses: bool = False
+    #: Jobs update topics for every job id of the device's own thing
+    #: (``$aws/things/{thing}/jobs/{jobId}/update`` and its answers); needs ``jobs``.
+    any_job_id: bool = False
+    #: The device's own Device Shadows (AWS only). Default: none.
+    shadows: Shadows = field(default_factory=Shadows)
+    #: Declared per-device topics, any number, each a template over ``{thing}``.
+    custom: tuple[CustomTopic, ...] = ()
 
     def __post_init__(self) -> None:
         for job_id in self.job_ids:
-            if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", job_id):
-                raise TopicModelError(
-                    "job_ids",
-                    f"{_shorten(job_id)!r} is not a job id; allowed: [a-zA-Z0-9_-]{{1,64}}",
-                )
+            validate_job_id(job_id)
+        _no_duplicates("job_ids", self.job_ids)
         if self.job_ids and not self.jobs:
             raise TopicModelError("job_ids", "given while jobs is off; allowed: turn jobs on")
+        if self.any_job_id and not self.jobs:
+            raise TopicModelError("jobs.anyJobId", "true while jobs is off; allowed: turn jobs on")
+        self._check_distinct()
+
+    def _check_distinct(self) -> None:
+        """A declared topic may not repeat another (one topic, one purpose)."""
+        _no_duplicates("topics.custom", [c.name for c in self.custom])
+        seen: dict[str, str] = {}
+        for grant in self._grants(include_aws_reserved=False):
+            if grant.template in seen and seen[grant.template] != grant.purpose:
+                raise TopicModelError(
+                    f"topics.custom.{grant.purpose.removeprefix('custom: ')}.template",
+                    f"{grant.template!r} is also used for {seen[grant.template]}; "
+                    "allowed: a distinct topic per purpose",
+                )
+            seen.setdefault(grant.template, grant.purpose)
 
     def grants(self, *, include_aws_reserved: bool = True) -> tuple[TopicGrant, ...]:
         """The device's grants. ``include_aws_reserved`` adds AWS's ``$aws/`` topics."""
@@ -249,27 +391,79 @@ class DeviceAccess:
                 Access.SUBSCRIBE, t.rotation_certificate, "certificate rotation: new certificate"
             )
             yield TopicGrant(Access.PUBLISH, t.rotation_confirm, "certificate rotation: confirm")
+        for custom in self.custom:
+            yield TopicGrant(custom.access, custom.template, f"custom: {custom.name}")
         if not include_aws_reserved:
             return
+        yield from self._shadow_grants()
         if self.tunneling:
             yield TopicGrant(Access.SUBSCRIBE, AWS_TUNNEL_NOTIFY_TOPIC, "secure tunneling")
         if self.jobs:
-            yield TopicGrant(Access.SUBSCRIBE, AWS_JOBS_NOTIFY_NEXT_TOPIC, "jobs: notify-next")
-            for request in (AWS_JOBS_START_NEXT_TOPIC, AWS_JOBS_GET_NEXT_TOPIC):
-                yield TopicGrant(Access.PUBLISH, request, "jobs: request")
-                for outcome in ("accepted", "rejected"):
-                    yield TopicGrant(Access.SUBSCRIBE, f"{request}/{outcome}", "jobs: response")
-            for job_id in self.job_ids:
-                update = f"$aws/things/{{thing}}/jobs/{job_id}/update"
-                yield TopicGrant(Access.PUBLISH, update, f"jobs: update {job_id}")
-                for outcome in ("accepted", "rejected"):
-                    yield TopicGrant(Access.SUBSCRIBE, f"{update}/{outcome}", "jobs: response")
+            yield from self._job_grants()
+
+    def _job_grants(self) -> Iterator[TopicGrant]:
+        jobs = AWS_JOBS_NAMESPACE
+        yield TopicGrant(Access.SUBSCRIBE, AWS_JOBS_NOTIFY_NEXT_TOPIC, "jobs: notify-next", jobs)
+        for request in (AWS_JOBS_START_NEXT_TOPIC, AWS_JOBS_GET_NEXT_TOPIC):
+            yield TopicGrant(Access.PUBLISH, request, "jobs: request")
+            for outcome in ("accepted", "rejected"):
+                yield TopicGrant(Access.SUBSCRIBE, f"{request}/{outcome}", "jobs: response", jobs)
+        ids = (JOB_ID_PLACEHOLDER,) if self.any_job_id else self.job_ids
+        for job_id in ids:
+            update = f"{jobs}/{job_id}/update"
+            yield TopicGrant(Access.PUBLISH, update, f"jobs: update {job_id}")
+            for outcome in ("accepted", "rejected"):
+                yield TopicGrant(Access.SUBSCRIBE, f"{update}/{outcome}", "jobs: response", jobs)
+
+    def _shadow_grants(self) -> Iterator[TopicGrant]:
+        every = set(self.shadows.operations) == set(ShadowOperation)
+        for prefix, label in self.shadows.prefixes():
+            for operation in self.shadows.operations:
+                request = f"{prefix}/{operation}"
+                purpose = f"shadow {label}: {operation}"
+                # A named shadow with every operation folds into ".../name/<n>/*";
+                # the classic one only per operation, or it would cover named shadows.
+                fold = prefix if every and prefix != AWS_SHADOW_PREFIX else request
+                yield TopicGrant(Access.PUBLISH, request, purpose)
+                for answer in SHADOW_RESPONSES[operation]:
+                    yield TopicGrant(Access.SUBSCRIBE, f"{request}/{answer}", purpose, fold)
 
     def allows(self, access: Access, thing: str, topic: str) -> bool:
-        """Whether ``thing`` may ``access`` exactly ``topic`` (no wildcard ever matches)."""
+        """Whether ``thing`` may ``access`` exactly ``topic``.
+
+        Exact topics, plus what the AWS policy allows under a fold (an AWS-reserved
+        answer family of the device's own thing, ``$aws/things/<thing>/jobs/...``
+        or ``.../shadow/<operation>/...``), so the monitoring expects exactly what the
+        policy permits. The Jobs update topic for any job id (``any_job_id``) takes
+        one level of the job-id alphabet (stricter than the policy's ``*``: AWS
+        refuses other job ids anyway).
+        """
         return any(
-            grant.access is access and grant.render(thing) == topic for grant in self.grants()
+            grant.access is access
+            and (
+                _template_matches(grant.template, thing, topic)
+                or (grant.fold is not None and _under(grant.fold, thing, topic))
+            )
+            for grant in self.grants()
         )
+
+
+def _under(fold: str, thing: str, topic: str) -> bool:
+    """Whether ``topic`` lies under the own-thing prefix ``fold`` (the AWS policy's
+    ``<fold>/*``: any characters after the '/', MQTT wildcards included)."""
+    prefix = render_topic(fold, thing) + "/"
+    return topic.startswith(prefix) and len(topic) > len(prefix)
+
+
+def _template_matches(template: str, thing: str, topic: str) -> bool:
+    rendered = render_topic(template, thing)
+    if JOB_ID_PLACEHOLDER not in rendered:
+        return rendered == topic
+    head, _, tail = rendered.partition(JOB_ID_PLACEHOLDER)
+    if not (topic.startswith(head) and topic.endswith(tail)):
+        return False
+    middle = topic[len(head) : len(topic) - len(tail)]
+    return len(topic) >= len(head) + len(tail) and _JOB_ID_RE.match(middle) is not None
 
 
 def _shorten(value: str, limit: int = 80) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Self
 
 from pydantic import field_validator, model_validator
 
+from iot_remote_access.core.aws_policy import check_policy_size
 from iot_remote_access.core.bounded_input import BoundedInputError
 from iot_remote_access.core.topics import (
     DEFAULT_COMMAND_RESPONSES_TOPIC,
@@ -26,6 +27,7 @@ from iot_remote_access.core.topics import (
     DEFAULT_ROTATION_CSR_TOPIC,
     DEFAULT_TELEMETRY_TOPIC,
     THING_NAME_RULE,
+    DeviceAccess,
     TopicModel,
     TopicModelError,
     validate_topic_template,
@@ -46,6 +48,7 @@ from iot_remote_access.settings.hivemq import HivemqSettings
 from iot_remote_access.settings.ledger import LedgerSettings
 from iot_remote_access.settings.loading import format_validation_error, validate_settings
 from iot_remote_access.settings.monitoring import MonitoringSettings
+from iot_remote_access.settings.topics import TopicsSettings
 from iot_remote_access.settings.tunnel_alarms import TunnelAlarmsSettings
 from iot_remote_access.settings.tunneling import TunnelingSettings
 
@@ -94,6 +97,8 @@ class FleetSettings(SettingsSection):
     ledger: LedgerSettings = LedgerSettings()
     #: Remote commands: the catalogue the ``CommandBroker`` enforces. Default: off.
     commands: CommandsSettings = CommandsSettings()
+    #: Topic model v2: declared per-device topics, Device Shadows, Jobs. Default: none.
+    topics: TopicsSettings = TopicsSettings()
 
     @field_validator(
         "telemetry_topic",
@@ -118,7 +123,27 @@ class FleetSettings(SettingsSection):
     @model_validator(mode="after")
     def _distinct_topics(self) -> Self:
         try:
-            self.topic_model()
+            self.device_access(
+                tunneling=True, rotation=True, command_responses=self.commands.enabled
+            )
+        except TopicModelError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _policy_fits(self) -> Self:
+        """The AWS device policy with every switch the settings can turn on fits AWS's limit.
+
+        Checked for every cloud: like the thing-name rule, AWS's limits hold everywhere
+        so that one fleet can move between clouds (docs/topics-v2.md).
+        """
+        access = self.device_access(
+            tunneling=True,
+            rotation=self.certificates is not None,
+            command_responses=self.commands.enabled,
+        )
+        try:
+            check_policy_size(access)
         except TopicModelError as error:
             raise ValueError(str(error)) from None
         return self
@@ -153,6 +178,23 @@ class FleetSettings(SettingsSection):
             rotation_certificate=self.rotation_certificate_topic,
             rotation_confirm=self.rotation_confirm_topic,
             responses=self.command_responses_topic,
+        )
+
+    def device_access(
+        self, *, tunneling: bool = False, rotation: bool = False, command_responses: bool = False
+    ) -> DeviceAccess:
+        """Every topic a device may use: the topic model, ``topics`` and the given switches."""
+        jobs = self.topics.jobs
+        return DeviceAccess(
+            topics=self.topic_model(),
+            tunneling=tunneling,
+            rotation=rotation,
+            jobs=jobs.enabled,
+            job_ids=jobs.job_ids,
+            any_job_id=jobs.any_job_id,
+            command_responses=command_responses,
+            shadows=self.topics.shadows.shadows(),
+            custom=self.topics.custom_topics(),
         )
 
     def thing_name_matches(self, thing: str) -> bool:

@@ -50,7 +50,9 @@ class IotRemoteAccessStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **stack_props)
         self.settings = settings or FleetSettings()
-        self.device_policy = DevicePolicy(self, "DevicePolicy", topics=self.settings.topic_model())
+        self.device_policy = DevicePolicy(
+            self, "DevicePolicy", access=self.settings.device_access()
+        )
         self.audit_trail: AuditTrail | None = None
         self.secure_tunneling: SecureTunneling | None = None
         if self.settings.tunneling.enabled:

@@ -23,7 +23,6 @@ from iot_remote_access.constructs.azure import (
     StreamAlert,
 )
 from iot_remote_access.core import azure_rules
-from iot_remote_access.core.topics import DeviceAccess
 from iot_remote_access.core.tree import Construct
 from iot_remote_access.settings import FleetSettings
 from iot_remote_access.settings.azure import (
@@ -124,7 +123,8 @@ class AzureStack(Construct):
                 IpFilterRule(name=r.name, action=r.action, ip_mask=r.ip_mask)
                 for r in hub_settings.ip_filter_rules
             ],
-            device_access=DeviceAccess(topics=self.settings.topic_model()),
+            # Declared publish topics (topic model v2) get routes too; $aws/ ones never.
+            device_access=self.settings.device_access(),
             tags=azure.tags,
         )
 

@@ -30,7 +30,6 @@ from iot_remote_access.constructs.gcp.labels import (
 from iot_remote_access.constructs.gcp.network_policies import NetworkPolicies
 from iot_remote_access.constructs.gcp.teleport_cluster import TELEPORT_CHART, TeleportCluster
 from iot_remote_access.core.kubernetes_names import ManifestValueError
-from iot_remote_access.core.topics import DeviceAccess
 from iot_remote_access.settings import FleetSettings
 
 MANIFESTS_DIR = "manifests"
@@ -76,8 +75,8 @@ class HivemqChart(cdk8s.Chart):
                 "gcp", "missing; allowed: a gcp section (see examples/gcp-settings.yaml)"
             )
         namespace = hivemq.namespace
-        access = DeviceAccess(
-            topics=settings.topic_model(),
+        # Declared topics (topic model v2) included; shadows and jobs are AWS-only.
+        access = settings.device_access(
             rotation=hivemq.rotation_topics,
             # Remote commands on: devices answer on their responses topic, the bridge relays.
             command_responses=settings.commands.enabled,
