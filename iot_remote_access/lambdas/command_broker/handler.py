@@ -31,7 +31,17 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iot_remote_access.core import strict_json
-from iot_remote_access.core.command_executions import effective_status, execution_item
+from iot_remote_access.core.command_executions import (
+    BY_MONTH_INDEX,
+    BY_THING_INDEX,
+    MAX_LIST_SCANNED,
+    ListQuery,
+    effective_status,
+    execution_item,
+    months_back,
+    parse_list_query,
+    shown_record,
+)
 from iot_remote_access.core.commands import (
     CommandCatalogue,
     CommandMessage,
@@ -50,6 +60,8 @@ from iot_remote_access.core.commands import (
 )
 from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.core.topics import THING_NAME_RULE, TopicModel
+from iot_remote_access.lambdas.command_audit import AuditUnavailable
+from iot_remote_access.lambdas.command_audit import record as audit
 
 #: Set by the CommandBroker construct.
 CATALOGUE_VARIABLE = "COMMAND_CATALOGUE"
@@ -58,6 +70,9 @@ RESPONSES_TOPIC_VARIABLE = "RESPONSES_TOPIC"
 THING_NAME_PATTERN_VARIABLE = "THING_NAME_PATTERN"
 TABLE_VARIABLE = "EXECUTIONS_TABLE"
 ROUTE = ("POST", "/commands")
+ROUTES = "POST /commands, GET /commands, GET /commands/<id>"
+#: A listing reads at most this many months of issue (records live ~4 months).
+LIST_MONTHS = 5
 
 logger = Logger(json_serializer=json_for_logs)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
@@ -163,8 +178,9 @@ class Broker:
     def handle(self, event: LambdaFunctionUrlEvent, *, now: datetime) -> dict[str, Any]:
         requester = event.request_context.authorizer.iam.user_arn or None
         raw: object = None
+        action = "send"
         try:
-            reading = _check_route(event)
+            action, argument = _check_route(event)
             if requester is None:
                 raise Refused(
                     403,
@@ -172,8 +188,10 @@ class Broker:
                     "requester: the request carries no IAM identity; "
                     "allowed: SigV4-signed requests to the AWS_IAM function URL",
                 )
-            if reading is not None:
-                return self._get(reading, requester, now)
+            if action == "get":
+                return self._get(argument, requester, now)
+            if action == "list":
+                return self._list(event.query_string_parameters, requester, now)
             raw = decode_request_body(_body(event))
             request = parse_send_request(
                 raw,
@@ -189,7 +207,7 @@ class Broker:
         except Exception:
             logger.exception("command broker failed")
             refusal = Refused(500, "broker", "broker: internal error; the command was not sent")
-        self._audit_refusal(refusal, requester, raw)
+        self._audit_refusal(f"command.{action}", refusal, requester, raw, now)
         return response(refusal.status, {"field": refusal.field, "message": refusal.message})
 
     def _send(self, request: SendRequest, requester: str, now: datetime) -> dict[str, Any]:
@@ -202,29 +220,34 @@ class Broker:
         existing = self._record(execution_item(request, command, requester=requester))
         if existing is not None:
             return self._replay(existing, request, requester, now)
+        allowed = audit_record(
+            event="command.send",
+            decision="allowed",
+            requester=requester,
+            thing=request.thing,
+            command=request.spec.name,
+            purpose=request.purpose,
+            reason=request.reason,
+            argumentsDigest=arguments_digest(request.arguments),
+            commandId=command.id,
+            expiresAt=format_time(command.expires_at),
+            at=format_time(now),
+        )
         try:
+            # Recorded before it is sent: a command that left no evidence is not sent.
+            audit(logger, "command sent", allowed, required=True)
             self._publish(command, routing, request.spec.timeout_seconds)
+        except AuditUnavailable:
+            self._mark_unsent(command.id)
+            raise Refused(
+                503,
+                "ledger",
+                "ledger: the decision could not be recorded; the command was not sent",
+            ) from None
         except Refused:
             self._mark_unsent(command.id)
+            audit(logger, "command not sent", {**allowed, "decision": "failed"})
             raise
-        logger.info(
-            "command sent",
-            extra={
-                "audit": audit_record(
-                    event="command.send",
-                    decision="allowed",
-                    requester=requester,
-                    thing=request.thing,
-                    command=request.spec.name,
-                    purpose=request.purpose,
-                    reason=request.reason,
-                    argumentsDigest=arguments_digest(request.arguments),
-                    commandId=command.id,
-                    expiresAt=format_time(command.expires_at),
-                    at=format_time(now),
-                )
-            },
-        )
         metrics.add_metric(name="CommandsSent", unit=MetricUnit.Count, value=1)
         return response(
             202,
@@ -271,28 +294,82 @@ class Broker:
         # Someone who may not send the command learns nothing, not even that it exists.
         if item is None or spec is None or not spec.may_send(requester):
             raise Refused(404, "id", f"id: {command_id!r} is not a command you may read")
-        logger.info(
+        audit(
+            logger,
             "command read",
-            extra={
-                "audit": audit_record(
-                    event="command.get",
-                    decision="allowed",
-                    requester=requester,
-                    commandId=command_id,
-                    at=format_time(now),
-                )
-            },
+            audit_record(
+                event="command.get",
+                decision="allowed",
+                requester=requester,
+                commandId=command_id,
+                at=format_time(now),
+            ),
         )
         metrics.add_metric(name="CommandsRead", unit=MetricUnit.Count, value=1)
-        shown = ("id", "thing", "command", "requester", "reason", "purpose", "issuedAt")
-        return response(
-            200,
-            {
-                **{key: item[key] for key in shown if key in item},
-                **{key: item[key] for key in ("expiresAt", "completedAt", "error") if key in item},
-                "status": effective_status(item, now=now),
-            },
+        return response(200, shown_record(item, now=now))
+
+    def _list(
+        self, parameters: dict[str, str] | None, requester: str, now: datetime
+    ) -> dict[str, Any]:
+        """Records the caller may read, newest first; at most MAX_LIST_SCANNED are read."""
+        query = parse_list_query(parameters, thing_name_pattern=self.settings.thing_name_pattern)
+        readable = {s.name for s in self.settings.catalogue.commands if s.may_send(requester)}
+        items: list[dict[str, Any]] = []
+        scanned, truncated = 0, False
+        for page in self._pages(query, now) if readable else iter(()):
+            for item in page:
+                scanned += 1
+                if item.get("command") in readable and query.matches(item, now=now):
+                    items.append(shown_record(item, now=now))
+                if len(items) == query.limit:
+                    break
+            if len(items) == query.limit:
+                break
+            if scanned >= MAX_LIST_SCANNED:
+                truncated = True
+                break
+        audit(
+            logger,
+            "commands listed",
+            audit_record(
+                event="command.list",
+                decision="allowed",
+                requester=requester,
+                thing=query.thing,
+                status=query.status,
+                count=len(items),
+                at=format_time(now),
+            ),
         )
+        return response(200, {"items": items, "truncated": truncated, "scanned": scanned})
+
+    def _pages(self, query: ListQuery, now: datetime) -> Any:
+        """Pages of records, newest first: one thing's, or the fleet's month by month."""
+        if self.aws.executions is None:
+            return
+        if query.thing is not None:
+            partitions = [(BY_THING_INDEX, "thing", query.thing)]
+        else:
+            partitions = [(BY_MONTH_INDEX, "issuedMonth", m) for m in months_back(now, LIST_MONTHS)]
+        for index, key, value in partitions:
+            start: dict[str, Any] | None = None
+            while True:
+                try:
+                    page = self.aws.executions.query(
+                        IndexName=index,
+                        KeyConditionExpression="#k = :v",
+                        ExpressionAttributeNames={"#k": key},
+                        ExpressionAttributeValues={":v": value},
+                        ScanIndexForward=False,
+                        Limit=100,
+                        **({"ExclusiveStartKey": start} if start else {}),
+                    )
+                except (ClientError, BotoCoreError) as error:
+                    raise Refused.from_aws(error, "Query") from None
+                yield page.get("Items", [])
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    break
 
     def _record(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """The pending record, written before publishing so a fast answer finds it.
@@ -335,19 +412,18 @@ class Broker:
                 f"clientToken: {request.client_token!r} was used for another thing, command or "
                 "arguments; allowed: a new token for a new command",
             )
-        logger.info(
+        audit(
+            logger,
             "command replayed",
-            extra={
-                "audit": audit_record(
-                    event="command.send",
-                    decision="replayed",
-                    requester=requester,
-                    thing=request.thing,
-                    command=request.spec.name,
-                    commandId=existing["id"],
-                    at=format_time(now),
-                )
-            },
+            audit_record(
+                event="command.send",
+                decision="replayed",
+                requester=requester,
+                thing=request.thing,
+                command=request.spec.name,
+                commandId=existing["id"],
+                at=format_time(now),
+            ),
         )
         metrics.add_metric(name="CommandsReplayed", unit=MetricUnit.Count, value=1)
         return response(
@@ -392,43 +468,46 @@ class Broker:
         except BotoCoreError as error:
             raise Refused.from_aws(error, "DescribeThing") from None
 
-    def _audit_refusal(self, refusal: Refused, requester: str | None, raw: object) -> None:
+    def _audit_refusal(
+        self, event: str, refusal: Refused, requester: str | None, raw: object, now: datetime
+    ) -> None:
         fields = raw if isinstance(raw, dict) else {}
         arguments = fields.get("arguments")
-        logger.info(
+        audit(
+            logger,
             "command refused",
-            extra={
-                "audit": audit_record(
-                    event="command.send",
-                    decision="refused",
-                    requester=requester,
-                    thing=_for_audit(fields.get("thing")),
-                    command=_for_audit(fields.get("name")),
-                    purpose=_for_audit(fields.get("purpose")),
-                    reason=_for_audit(fields.get("reason")),
-                    argumentsDigest=(
-                        arguments_digest(arguments) if isinstance(arguments, dict) else None
-                    ),
-                    status=refusal.status,
-                    field=refusal.field,
-                    message=refusal.message,
-                )
-            },
+            audit_record(
+                event=event,
+                decision="refused",
+                requester=requester,
+                thing=_for_audit(fields.get("thing")),
+                command=_for_audit(fields.get("name")),
+                purpose=_for_audit(fields.get("purpose")),
+                reason=_for_audit(fields.get("reason")),
+                argumentsDigest=(
+                    arguments_digest(arguments) if isinstance(arguments, dict) else None
+                ),
+                status=refusal.status,
+                field=refusal.field,
+                message=refusal.message,
+                at=format_time(now),
+            ),
         )
         metrics.add_metric(name="CommandsRefused", unit=MetricUnit.Count, value=1)
 
 
-def _check_route(event: LambdaFunctionUrlEvent) -> str | None:
-    """None for ``POST /commands``; the id for ``GET /commands/<id>``; else a refusal."""
+def _check_route(event: LambdaFunctionUrlEvent) -> tuple[str, str]:
+    """(action, argument): send, list, or get with the id; anything else is refused."""
     method, path = event.request_context.http.method, event.raw_path
-    if (method, path) == ROUTE:
-        return None
-    if method == "GET" and path.startswith(f"{ROUTE[1]}/"):
-        return path.removeprefix(f"{ROUTE[1]}/")
+    base = ROUTE[1]
+    if path == base and method in ("POST", "GET"):
+        return ("send" if method == "POST" else "list"), ""
+    if method == "GET" and path.startswith(f"{base}/"):
+        return "get", path.removeprefix(f"{base}/")
     raise Refused(
-        405 if path == ROUTE[1] else 404,
+        405 if path == base else 404,
         "route",
-        f"route: {method} {path[:80]} is not served; allowed: POST /commands, GET /commands/<id>",
+        f"route: {method} {path[:80]} is not served; allowed: {ROUTES}",
     )
 
 
