@@ -44,6 +44,15 @@ DEFAULT_RETENTION = timedelta(days=90)
 BY_THING_INDEX = "byThing"
 BY_MONTH_INDEX = "byMonth"
 BY_STATUS_INDEX = "byStatus"
+#: index -> (partition key, sort key); all string attributes. The construct and the
+#: tests' tables are built from this one table.
+INDEX_KEYS = {
+    BY_THING_INDEX: ("thing", "issuedAt"),
+    BY_MONTH_INDEX: ("issuedMonth", "issuedAt"),
+    BY_STATUS_INDEX: ("status", "expiresAt"),
+}
+#: What the sweep's index carries besides the keys (for its audit records).
+BY_STATUS_ATTRIBUTES = ("thing", "command", "requester", "fanout")
 #: What one ``list`` answers at most, and how many records it reads at most to find them.
 MAX_LIST_LIMIT = 100
 DEFAULT_LIST_LIMIT = 20
