@@ -17,8 +17,9 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -41,6 +42,12 @@ from iot_remote_access.core.command_executions import (
     months_back,
     parse_list_query,
     shown_record,
+)
+from iot_remote_access.core.command_fanout import (
+    fanout_id_for,
+    fanout_item,
+    parse_fanout_request,
+    progress,
 )
 from iot_remote_access.core.commands import (
     CommandCatalogue,
@@ -69,8 +76,12 @@ COMMANDS_TOPIC_VARIABLE = "COMMANDS_TOPIC"
 RESPONSES_TOPIC_VARIABLE = "RESPONSES_TOPIC"
 THING_NAME_PATTERN_VARIABLE = "THING_NAME_PATTERN"
 TABLE_VARIABLE = "EXECUTIONS_TABLE"
+QUEUE_VARIABLE = "FANOUT_QUEUE_URL"
 ROUTE = ("POST", "/commands")
-ROUTES = "POST /commands, GET /commands, GET /commands/<id>"
+ROUTES = "POST /commands, GET /commands, GET /commands/<id>, POST /fanouts, GET /fanouts/<id>"
+FANOUTS = "/fanouts"
+#: How long a fan-out record stays (its targets' records have their own TTL).
+FANOUT_RETENTION = timedelta(days=90)
 #: A listing reads at most this many months of issue (records live ~4 months).
 LIST_MONTHS = 5
 
@@ -86,6 +97,8 @@ class Clients:
     iot_data: Any
     #: The execution records' DynamoDB table; None: nothing is recorded.
     executions: Any = None
+    #: The fan-out queue's client; None: fan-out is not deployed.
+    sqs: Any = None
 
 
 _clients: Clients | None = None
@@ -103,6 +116,7 @@ def clients() -> Clients:
             iot=boto3.client("iot", config=config),
             iot_data=boto3.client("iot-data", config=config),
             executions=boto3.resource("dynamodb", config=config).Table(table) if table else None,
+            sqs=boto3.client("sqs", config=config) if os.environ.get(QUEUE_VARIABLE) else None,
         )
     return _clients
 
@@ -192,7 +206,11 @@ class Broker:
                 return self._get(argument, requester, now)
             if action == "list":
                 return self._list(event.query_string_parameters, requester, now)
+            if action == "fanout-get":
+                return self._fanout_get(argument, requester)
             raw = decode_request_body(_body(event))
+            if action == "fanout":
+                return self._fanout(raw, requester, now)
             request = parse_send_request(
                 raw,
                 self.settings.catalogue,
@@ -236,7 +254,7 @@ class Broker:
         try:
             # Recorded before it is sent: a command that left no evidence is not sent.
             audit(logger, "command sent", allowed, required=True)
-            self._publish(command, routing, request.spec.timeout_seconds)
+            publish_command(self.aws, command, routing, request.spec.timeout_seconds)
         except AuditUnavailable:
             self._mark_unsent(command.id)
             raise Refused(
@@ -262,23 +280,6 @@ class Broker:
             },
         )
 
-    def _publish(self, command: CommandMessage, routing: Routing, timeout: int) -> None:
-        try:
-            self.aws.iot_data.publish(
-                topic=routing.commands,
-                qos=1,
-                payload=command.payload(),
-                contentType="application/json",
-                payloadFormatIndicator="UTF8_DATA",
-                responseTopic=routing.responses,
-                # iot-data takes correlation data base64-encoded; devices receive the bytes.
-                correlationData=base64.b64encode(correlation_data(command.id)).decode("ascii"),
-                # A command nobody received in time must not run late: the broker drops it.
-                messageExpiry=timeout,
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise Refused.from_aws(error, "Publish") from None
-
     def _get(self, command_id: str, requester: str, now: datetime) -> dict[str, Any]:
         """One execution record, for a caller allowed to send its command (else 404)."""
         validate_command_id(command_id)
@@ -292,7 +293,7 @@ class Broker:
         specs = {spec.name: spec for spec in self.settings.catalogue.commands}
         spec = specs.get(str(item.get("command"))) if item else None
         # Someone who may not send the command learns nothing, not even that it exists.
-        if item is None or spec is None or not spec.may_send(requester):
+        if item is None or spec is None or not spec.may_send(requester) or "kind" in item:
             raise Refused(404, "id", f"id: {command_id!r} is not a command you may read")
         audit(
             logger,
@@ -342,6 +343,91 @@ class Broker:
             ),
         )
         return response(200, {"items": items, "truncated": truncated, "scanned": scanned})
+
+    def _fanout(self, raw: object, requester: str, now: datetime) -> dict[str, Any]:
+        """Record a fleet fan-out and queue its first wave (the dispatcher sends it)."""
+        if self.aws.sqs is None or self.aws.executions is None:
+            raise Refused(404, "route", "route: fan-out is not deployed; allowed: POST /commands")
+        request = parse_fanout_request(
+            raw,
+            self.settings.catalogue,
+            requester=requester,
+            thing_name_pattern=self.settings.thing_name_pattern,
+        )
+        token = request.client_token
+        fanout_id = fanout_id_for(requester, token) if token else str(uuid.uuid4())
+        ttl = int((now + FANOUT_RETENTION).timestamp())
+        item = fanout_item(fanout_id, request, requester=requester, now=now, ttl=ttl)
+        try:
+            self.aws.executions.put_item(Item=item, ConditionExpression="attribute_not_exists(id)")
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise Refused.from_aws(error, "PutItem") from None
+            return self._fanout_replay(fanout_id, item)
+        except BotoCoreError as error:
+            raise Refused.from_aws(error, "PutItem") from None
+        allowed = audit_record(
+            event="command.fanout",
+            decision="allowed",
+            requester=requester,
+            command=request.spec.name,
+            purpose=request.purpose,
+            reason=request.reason,
+            argumentsDigest=arguments_digest(request.arguments),
+            fanout=fanout_id,
+            thingGroup=request.thing_group,
+            targets=len(request.things) or None,
+            ratePerSecond=request.rate_per_second,
+            abortPercent=request.abort_percent,
+            at=format_time(now),
+        )
+        try:
+            audit(logger, "fan-out started", allowed, required=True)
+            self.aws.sqs.send_message(
+                QueueUrl=os.environ.get(QUEUE_VARIABLE, ""),
+                MessageBody=strict_json.dumps({"fanout": fanout_id, "cursor": None}),
+            )
+        except (AuditUnavailable, ClientError, BotoCoreError) as error:
+            self.aws.executions.delete_item(Key={"id": fanout_id})
+            if isinstance(error, AuditUnavailable):
+                raise Refused(
+                    503, "ledger", "ledger: not recorded; the fan-out was not started"
+                ) from None
+            raise Refused.from_aws(error, "SendMessage") from None
+        metrics.add_metric(name="FanoutsStarted", unit=MetricUnit.Count, value=1)
+        return response(202, progress(item))
+
+    def _fanout_replay(self, fanout_id: str, item: dict[str, Any]) -> dict[str, Any]:
+        found = self.aws.executions.get_item(Key={"id": fanout_id}, ConsistentRead=True)
+        existing = found.get("Item") or {}
+        same = ("command", "arguments", "things", "thingGroup")
+        if any(existing.get(key) != item.get(key) for key in same):
+            raise Refused(
+                409,
+                "clientToken",
+                "clientToken: already used for another fan-out; allowed: a new token",
+            )
+        return response(200, progress(existing))
+
+    def _fanout_get(self, fanout_id: str, requester: str) -> dict[str, Any]:
+        validate_command_id(fanout_id)
+        item = None
+        if self.aws.executions is not None:
+            try:
+                found = self.aws.executions.get_item(Key={"id": fanout_id}, ConsistentRead=True)
+            except (ClientError, BotoCoreError) as error:
+                raise Refused.from_aws(error, "GetItem") from None
+            item = found.get("Item")
+        specs = {spec.name: spec for spec in self.settings.catalogue.commands}
+        spec = specs.get(str(item.get("command"))) if item else None
+        if (
+            item is None
+            or item.get("kind") != "fanout"
+            or spec is None
+            or not spec.may_send(requester)
+        ):
+            raise Refused(404, "id", f"id: {fanout_id!r} is not a fan-out you may read")
+        return response(200, progress(item))
 
     def _pages(self, query: ListQuery, now: datetime) -> Any:
         """Pages of records, newest first: one thing's, or the fleet's month by month."""
@@ -496,6 +582,25 @@ class Broker:
         metrics.add_metric(name="CommandsRefused", unit=MetricUnit.Count, value=1)
 
 
+def publish_command(aws: Clients, command: CommandMessage, routing: Routing, timeout: int) -> None:
+    """Publish one command to its thing (QoS 1, MQTT 5 properties); Refused if AWS would not."""
+    try:
+        aws.iot_data.publish(
+            topic=routing.commands,
+            qos=1,
+            payload=command.payload(),
+            contentType="application/json",
+            payloadFormatIndicator="UTF8_DATA",
+            responseTopic=routing.responses,
+            # iot-data takes correlation data base64-encoded; devices receive the bytes.
+            correlationData=base64.b64encode(correlation_data(command.id)).decode("ascii"),
+            # A command nobody received in time must not run late: the broker drops it.
+            messageExpiry=timeout,
+        )
+    except (ClientError, BotoCoreError) as error:
+        raise Refused.from_aws(error, "Publish") from None
+
+
 def _check_route(event: LambdaFunctionUrlEvent) -> tuple[str, str]:
     """(action, argument): send, list, or get with the id; anything else is refused."""
     method, path = event.request_context.http.method, event.raw_path
@@ -504,8 +609,12 @@ def _check_route(event: LambdaFunctionUrlEvent) -> tuple[str, str]:
         return ("send" if method == "POST" else "list"), ""
     if method == "GET" and path.startswith(f"{base}/"):
         return "get", path.removeprefix(f"{base}/")
+    if (method, path) == ("POST", FANOUTS):
+        return "fanout", ""
+    if method == "GET" and path.startswith(f"{FANOUTS}/"):
+        return "fanout-get", path.removeprefix(f"{FANOUTS}/")
     raise Refused(
-        405 if path == base else 404,
+        405 if path in (base, FANOUTS) else 404,
         "route",
         f"route: {method} {path[:80]} is not served; allowed: {ROUTES}",
     )
