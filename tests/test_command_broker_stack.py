@@ -110,8 +110,10 @@ def test_synthesizes_clean_with_one_exact_publish_grant(tmp_path: Path, explicit
     publish = [(policy, s) for policy, s in _statements(template) if _grants(s, "iot:Publish")]
     allows = [s for _, s in publish if s["Effect"] == "Allow"]
     denies = [s for _, s in publish if s["Effect"] == "Deny"]
-    assert len(allows) == 1 and len(denies) == 1
-    assert allows[0]["Action"] == "iot:Publish"  # nothing else rides on the grant
+    # The broker and the fan-out dispatcher; each statement grants Publish only.
+    assert len(allows) == 2 and len(denies) == 1
+    assert all(allow["Action"] == "iot:Publish" for allow in allows)
+    assert _text(allows[0]["Resource"]) == _text(allows[1]["Resource"])
     resource = _text(allows[0]["Resource"])
     assert resource == _text(denies[0]["Resource"])  # operators: denied exactly that
     where = f"{REGION}:{ACCOUNT}" if explicit_env else "<AWS::Region>:<AWS::AccountId>"
@@ -151,12 +153,26 @@ def _check_executions_and_rule(template: Template) -> None:
         for _, statement in _statements(template)
         if json.dumps(statement["Action"]).startswith(('"dynamodb:', '["dynamodb:'))
     ]
-    assert sorted(sorted(s["Action"]) for s in dynamo) == [
-        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-        ["dynamodb:GetItem", "dynamodb:UpdateItem"],
-    ]
-    for statement in dynamo:  # the table itself, no index, no other table
-        assert statement["Resource"] == [{"Fn::GetAtt": [table_id, "Arn"]}], statement
+    actions = sorted(
+        json.dumps(sorted(s["Action"]) if isinstance(s["Action"], list) else s["Action"])
+        for s in dynamo
+    )
+    assert actions == sorted(
+        [
+            # broker: items, and listings on the indexes
+            '["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]',
+            '"dynamodb:Query"',
+            '["dynamodb:GetItem", "dynamodb:UpdateItem"]',  # responses
+            '"dynamodb:UpdateItem"',  # sweep: items, and its query on the indexes
+            '"dynamodb:Query"',
+            '["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]',  # dispatcher
+        ]
+    )
+    table_arn = {"Fn::GetAtt": [table_id, "Arn"]}
+    index_arn = {"Fn::Join": ["", [table_arn, "/index/*"]]}
+    for statement in dynamo:  # the table itself or its own indexes (queries only)
+        expected = index_arn if statement["Action"] == "dynamodb:Query" else table_arn
+        assert statement["Resource"] == expected, statement
     (rule,) = template.find_resources("AWS::IoT::TopicRule").values()
     payload = rule["Properties"]["TopicRulePayload"]
     assert payload["Sql"] == (
@@ -174,7 +190,8 @@ def test_the_grant_follows_a_custom_topic_model(tmp_path: Path) -> None:
     resources = [
         _text(s["Resource"]) for _, s in _statements(template) if _grants(s, "iot:Publish")
     ]
-    assert resources == [f"arn:<AWS::Partition>:iot:{REGION}:{ACCOUNT}:topic/fleet/eu/*/down"] * 2
+    # broker, dispatcher (allow) and the operator policy (deny)
+    assert resources == [f"arn:<AWS::Partition>:iot:{REGION}:{ACCOUNT}:topic/fleet/eu/*/down"] * 3
 
 
 def test_a_catalogue_too_big_for_the_lambda_environment_is_refused() -> None:
