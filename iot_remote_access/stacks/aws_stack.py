@@ -11,6 +11,7 @@ from constructs import Construct
 from iot_remote_access.constructs.aws import (
     AuditTrail,
     CertificateRotation,
+    CommandBroker,
     DevicePolicy,
     SecureTunneling,
     SecurityMonitoring,
@@ -30,6 +31,8 @@ class IotRemoteAccessStack(cdk.Stack):
 
     With ``settings.tunneling.enabled`` (the default) it adds ``audit_trail``
     (AuditTrail) and ``secure_tunneling`` (SecureTunneling); both are None otherwise.
+    With ``settings.commands.enabled`` it adds ``commands`` (CommandBroker) with the
+    settings' catalogue; None otherwise.
 
     :param settings: Default: ``FleetSettings()`` (safe defaults).
     :param checks: run the guard and cdk-nag's AwsSolutions pack (cdk-nag 3, the ``nag``
@@ -52,6 +55,8 @@ class IotRemoteAccessStack(cdk.Stack):
         self.secure_tunneling: SecureTunneling | None = None
         if self.settings.tunneling.enabled:
             self._tunneling()
+        # Before monitoring: the SIEM export ships the command functions' audit records too.
+        self.commands = self._commands() if self.settings.commands.enabled else None
         # Reads the device policy at synthesis: switches turned on later are checked too.
         self.security_monitoring = self._monitoring() if self.settings.monitoring.enabled else None
         self.certificate_rotation = (
@@ -101,6 +106,8 @@ class IotRemoteAccessStack(cdk.Stack):
             if self.audit_trail is not None and self.secure_tunneling is not None
             else []
         )
+        if self.commands is not None:
+            audit_log_groups += [f.log_group for f in self._command_functions(self.commands)]
         return SecurityMonitoring(
             self,
             "SecurityMonitoring",
@@ -108,6 +115,34 @@ class IotRemoteAccessStack(cdk.Stack):
             settings=self.settings.monitoring,
             log_groups_to_export=audit_log_groups,
         )
+
+    def _commands(self) -> CommandBroker:
+        commands = CommandBroker(
+            self,
+            "Commands",
+            catalogue=self.settings.commands.command_catalogue(),
+            topics=self.settings.topic_model(),
+            thing_name_pattern=self.settings.thing_name_pattern,
+            encryption_key=self.audit_trail.key if self.audit_trail is not None else None,
+            device_policy=self.device_policy,
+            # The access ledger, when the stack has one: every command decision goes in.
+            ledger=getattr(self, "access_ledger", None),
+        )
+        cdk.CfnOutput(self, "CommandBrokerUrl", value=commands.broker_url.url)
+        cdk.CfnOutput(
+            self, "CommandOperatorPolicyArn", value=commands.operator_policy.managed_policy_arn
+        )
+        for function in self._command_functions(commands):
+            name = function.node.id
+            cdk.CfnOutput(
+                self, f"Command{name}AuditLogGroup", value=function.log_group.log_group_name
+            )
+        return commands
+
+    @staticmethod
+    def _command_functions(commands: CommandBroker) -> list[Any]:
+        """The functions that write command audit records (one log group each)."""
+        return [commands.broker, commands.responder, commands.sweeper, commands.dispatcher]
 
     def _certificates(self) -> CertificateRotation:
         return CertificateRotation(

@@ -270,12 +270,13 @@ class CommandBroker(Construct):
         retention: logs.RetentionDays,
     ) -> None:
         """The queue of fan-out waves and the dispatcher that sends each wave."""
-        encryption = sqs.QueueEncryption.KMS if key else sqs.QueueEncryption.SQS_MANAGED
+        # SQS-managed encryption even with a key: a message holds a fan-out id and a cursor
+        # only, and a KMS key would need wildcard kms actions for every sender.
+        encryption = sqs.QueueEncryption.SQS_MANAGED
         dead_letters = sqs.Queue(
             self,
             "FanoutDeadLetters",
             encryption=encryption,
-            encryption_master_key=key,
             enforce_ssl=True,
             retention_period=cdk.Duration.days(14),
         )
@@ -284,7 +285,6 @@ class CommandBroker(Construct):
             self,
             "FanoutQueue",
             encryption=encryption,
-            encryption_master_key=key,
             enforce_ssl=True,
             visibility_timeout=cdk.Duration.minutes(12),  # 6 x the dispatcher's timeout
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=3, queue=dead_letters),
@@ -471,7 +471,8 @@ def _grant_table(
     arn = f"{table.table_arn}/index/*" if indexes else table.table_arn
     role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[arn]))
     if table.encryption_key is not None:
-        table.encryption_key.grant_encrypt_decrypt(role)
+        # What DynamoDB asks of the key for item reads and writes (no wildcard actions).
+        table.encryption_key.grant(role, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
     if indexes:
         _acknowledge_indexes(role, table)
 
