@@ -358,7 +358,12 @@ def _show(records: list[dict[str, Any]], output: str, *, single: bool) -> None:
         for key, value in records[0].items():
             table.add_row(Text(shown(key, 40)), Text(shown(value, 1000)))
     else:
-        table = Table(*COLUMNS)
+        table = Table()
+        for column in COLUMNS:
+            # Ids are what the operator copies into `command get`: never cut.
+            table.add_column(
+                column, no_wrap=column == "id", min_width=36 if column == "id" else None
+            )
         for record in records:
             table.add_row(*(Text(shown(record.get(key) or "", 1000)) for key in COLUMNS))
     Console(soft_wrap=True).print(table if records else "no commands")
