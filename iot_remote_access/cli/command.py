@@ -189,12 +189,21 @@ def list_(thing: str | None, status: str | None, limit: str, **options: Any) -> 
 # -- input ------------------------------------------------------------------------------
 
 
+def _option(field: str) -> str:
+    """The option a request field comes from, e.g. ``--args (arguments.level)``."""
+    head = field.split(".", 1)[0]
+    option = OPTION_OF.get(head)
+    if option is None:
+        return field
+    return option if head == field else f"{option} ({field})"
+
+
 def _checked(check: Callable[[], Any]) -> Any:
     """Run a rule; its CommandRuleError becomes one line naming the option (exit 2)."""
     try:
         return check()
     except CommandRuleError as error:
-        raise InputError(f"{OPTION_OF.get(error.field, error.field)}: {error.problem}") from None
+        raise InputError(f"{_option(error.field)}: {error.problem}") from None
 
 
 def _request_body(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,7 +303,7 @@ def _call(call: Callable[[], Any]) -> Any:
     try:
         return call()
     except CommandRuleError as error:
-        field = OPTION_OF.get(error.field, error.field)
+        field = _option(error.field)
         if error.status in (400, 413):
             raise InputError(f"{field}: {error.problem}") from None
         raise OperationError(f"refused ({error.status}): {field}: {error.problem}") from None
