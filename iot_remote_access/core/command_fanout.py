@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from iot_remote_access.core.argument_schema import shown
@@ -228,7 +229,7 @@ def progress(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def _plain(value: object) -> object:
     # DynamoDB numbers arrive as Decimal: whole numbers here.
-    return int(value) if hasattr(value, "is_integer") and not isinstance(value, int) else value  # type: ignore[call-overload]
+    return int(value) if isinstance(value, Decimal) else value
 
 
 def finished(state: Mapping[str, Any]) -> bool:

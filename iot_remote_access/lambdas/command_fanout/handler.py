@@ -32,6 +32,7 @@ from iot_remote_access.core.command_executions import execution_item
 from iot_remote_access.core.command_fanout import (
     ABORTED,
     DISPATCHED,
+    MAX_WAVE,
     RUNNING,
     should_abort,
     target_id,
@@ -134,16 +135,29 @@ class Dispatcher:
     def _wave(self, item: dict[str, Any], cursor: str | None, size: int) -> tuple[list[str], Any]:
         """This wave's things and where the next one starts (None: this is the last)."""
         if "thingGroup" in item:
-            page = self.aws.iot.list_things_in_thing_group(
-                thingGroupName=item["thingGroup"],
-                maxResults=size,
-                **({"nextToken": cursor} if cursor else {}),
-            )
-            return list(page.get("things", [])), page.get("nextToken") or None
+            return self._group_wave(item["thingGroup"], cursor, size)
         start = int(cursor or 0)
         listed = list(item["things"])
         end = start + size
         return listed[start:end], (str(end) if end < len(listed) else None)
+
+    def _group_wave(self, group: str, cursor: str | None, size: int) -> tuple[list[str], Any]:
+        """A group's wave: ``cursor`` is ``<page token>|<offset in that page>``.
+
+        Pages are read at the API's largest size; a wave smaller than a page reads the
+        same page again at the next offset (one List call per wave either way).
+        """
+        token, _, offset_text = (cursor or "|0").rpartition("|")
+        page = self.aws.iot.list_things_in_thing_group(
+            thingGroupName=group, maxResults=MAX_WAVE, **({"nextToken": token} if token else {})
+        )
+        things = list(page.get("things", []))
+        offset = int(offset_text or 0)
+        end = offset + size
+        if end < len(things):
+            return things[offset:end], f"{token}|{end}"
+        following = page.get("nextToken")
+        return things[offset:end], (f"{following}|0" if following else None)
 
     def _target(self, item: dict[str, Any], thing: str, now: datetime) -> bool:
         """Send the command to one thing; False when it was refused or not sent."""
