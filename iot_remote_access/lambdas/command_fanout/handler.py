@@ -19,7 +19,10 @@ queues the next wave with a delay of ``wave size / rate`` seconds.
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +35,6 @@ from iot_remote_access.core.command_executions import execution_item
 from iot_remote_access.core.command_fanout import (
     ABORTED,
     DISPATCHED,
-    MAX_WAVE,
     RUNNING,
     should_abort,
     target_id,
@@ -92,7 +94,9 @@ class Dispatcher:
         thing_name_pattern: str,
         aws: Clients,
         queue_url: str,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.clock = clock
         self.catalogue = catalogue
         self.topics = topics
         self.pattern = thing_name_pattern or THING_NAME_RULE
@@ -101,6 +105,7 @@ class Dispatcher:
 
     def run(self, fanout_id: str, cursor: str | None, *, now: datetime) -> str:
         """Dispatch one wave; returns what happened (for logs and tests)."""
+        began = self.clock()
         item = self.aws.executions.get_item(Key={"id": fanout_id}, ConsistentRead=True).get("Item")
         if item is None or item.get("kind") != "fanout" or item.get("status") != RUNNING:
             return "stopped"
@@ -125,10 +130,12 @@ class Dispatcher:
         metrics.add_metric(name="FanoutTargetsSent", unit=MetricUnit.Count, value=sent)
         if next_cursor is None:
             return DISPATCHED
+        # The wave's own sending time counts towards the interval: the rate is kept.
+        left = max(0, math.ceil(delay - (self.clock() - began)))
         self.aws.sqs.send_message(
             QueueUrl=self.queue_url,
             MessageBody=json.dumps({"fanout": fanout_id, "cursor": next_cursor}),
-            DelaySeconds=delay,
+            DelaySeconds=left,
         )
         return "next"
 
@@ -144,12 +151,12 @@ class Dispatcher:
     def _group_wave(self, group: str, cursor: str | None, size: int) -> tuple[list[str], Any]:
         """A group's wave: ``cursor`` is ``<page token>|<offset in that page>``.
 
-        Pages are read at the API's largest size; a wave smaller than a page reads the
-        same page again at the next offset (one List call per wave either way).
+        AWS answers pages of ``maxResults`` = the wave's size, so the offset stays 0;
+        an API that answers longer pages (moto does) is read at increasing offsets.
         """
         token, _, offset_text = (cursor or "|0").rpartition("|")
         page = self.aws.iot.list_things_in_thing_group(
-            thingGroupName=group, maxResults=MAX_WAVE, **({"nextToken": token} if token else {})
+            thingGroupName=group, maxResults=size, **({"nextToken": token} if token else {})
         )
         things = list(page.get("things", []))
         offset = int(offset_text or 0)
