@@ -68,3 +68,51 @@ def test_without_a_commands_section_the_stack_has_no_broker(tmp_path: Path) -> N
         __import__("aws_cdk").App(), "Plain", settings=FleetSettings(), checks=False
     )
     assert stack.commands is None
+
+
+def test_a_ledger_makes_every_command_function_a_writer(tmp_path: Path) -> None:
+    import aws_cdk as cdk
+
+    from iot_remote_access.constructs.aws import AccessLedger, CommandBroker
+    from iot_remote_access.guard.cdk_plugin import IotPolicyGuard
+    from iot_remote_access.guard.nag import aws_solutions_plugins
+
+    def build(app: cdk.App) -> cdk.Stack:
+        stack = cdk.Stack(
+            app, "UserCommands", env=cdk.Environment(account="123456789012", region="eu-west-1")
+        )
+        ledger = AccessLedger(stack, "Ledger")
+        commands = CommandBroker(
+            stack,
+            "Commands",
+            catalogue=_reference_settings().commands.command_catalogue(),
+            ledger=ledger,
+        )
+        stack.commands = commands  # type: ignore[attr-defined]
+        cdk.Validations.of(stack).add_plugins(*aws_solutions_plugins(stack), IotPolicyGuard())
+        return stack
+
+    stack, template, template_file = synth_checked(build, tmp_path)  # nag and guard clean
+    assert cfn_lint_errors(template_file) == []
+    writers = stack.commands.writers  # type: ignore[attr-defined]
+    ledger_table = next(
+        iter(
+            template.find_resources(
+                "AWS::DynamoDB::Table",
+                {
+                    "Properties": {
+                        "KeySchema": [
+                            {"AttributeName": "ledger", "KeyType": "HASH"},
+                            {"AttributeName": "seq", "KeyType": "RANGE"},
+                        ]
+                    }
+                },
+            )
+        )
+    )
+    for writer in writers:
+        logical = stack.get_logical_id(writer.function.node.default_child)
+        function = template.to_json()["Resources"][logical]
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["LEDGER_TABLE"] == {"Ref": ledger_table}, writer.node.path
+        assert variables["LEDGER_ID"] == "access"

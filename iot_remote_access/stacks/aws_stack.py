@@ -125,8 +125,7 @@ class IotRemoteAccessStack(cdk.Stack):
             thing_name_pattern=self.settings.thing_name_pattern,
             encryption_key=self.audit_trail.key if self.audit_trail is not None else None,
             device_policy=self.device_policy,
-            # The access ledger, when the stack has one: every command decision goes in.
-            ledger=getattr(self, "access_ledger", None),
+            # The access ledger, where the stack has one, connects ``commands.writers``.
         )
         cdk.CfnOutput(self, "CommandBrokerUrl", value=commands.broker_url.url)
         cdk.CfnOutput(
@@ -142,7 +141,7 @@ class IotRemoteAccessStack(cdk.Stack):
     @staticmethod
     def _command_functions(commands: CommandBroker) -> list[Any]:
         """The functions that write command audit records (one log group each)."""
-        return [commands.broker, commands.responder, commands.sweeper, commands.dispatcher]
+        return list(commands.writers)
 
     def _certificates(self) -> CertificateRotation:
         return CertificateRotation(

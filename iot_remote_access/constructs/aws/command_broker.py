@@ -200,7 +200,10 @@ class CommandBroker(Construct):
         self._sweeper(encryption_key, log_retention, sweep_interval)
         self._fanout(command_topics, iot_arn("thinggroup/*"), encryption_key, log_retention)
         self.operator_policy = self._operator_policy(command_topics)
-        for function in (self.broker, self.responder, self.sweeper, self.dispatcher):
+        #: The functions that write audit records (each built with the ledger package, so
+        #: ``AccessLedger.connect(*commands.writers)`` also makes them ledger writers).
+        self.writers = [self.broker, self.responder, self.sweeper, self.dispatcher]
+        for function in self.writers:
             if ledger is not None:
                 ledger.grant_append(function.role)
                 for name, value in ledger.writer_environment().items():
