@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import CommandBroker
+from iot_remote_access.constructs.aws.command_broker import SHARED_PACKAGES
 from iot_remote_access.constructs.aws.library_function import stage_handler_code
 from iot_remote_access.core.aws_policy import device_policy_document
 from iot_remote_access.core.commands import CommandCatalogue, CommandSpec
@@ -221,3 +225,24 @@ def test_lambda_code_holds_the_handler_and_core(package: str) -> None:
     ):
         assert (staged / "core" / module).is_file()
     assert not (staged / "device").exists() and not (staged / "settings").exists()
+
+
+@pytest.mark.parametrize("package", sorted(SHARED_PACKAGES))
+def test_each_staged_function_imports_from_its_own_asset(package: str) -> None:
+    """The asset as deployed: the handler imports with only what is staged (and the layer's
+    libraries), so a missing shared package fails here, not in Lambda."""
+    staged = stage_handler_code(package, SHARED_PACKAGES[package])
+    code = (
+        f"import sys; sys.path.insert(0, {str(staged)!r}); "
+        f"import iot_remote_access.lambdas.{package}.handler as h; print(h.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"AWS_REGION": "eu-west-1", "PATH": os.environ.get("PATH", "")},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().startswith(str(staged))

@@ -44,6 +44,14 @@ QUEUE_VARIABLE = "FANOUT_QUEUE_URL"
 DEFAULT_SWEEP_INTERVAL = cdk.Duration.minutes(5)
 #: Every command function records its decisions through these shared packages.
 AUDIT_PACKAGES = ("command_audit", "command_fanout_counts", "ledger")
+#: handler package -> the shared packages staged with it.
+SHARED_PACKAGES = {
+    "command_broker": AUDIT_PACKAGES,
+    "command_responses": AUDIT_PACKAGES,
+    "command_sweep": AUDIT_PACKAGES,
+    # The dispatcher publishes with the broker's own code and rules.
+    "command_fanout": ("command_broker", *AUDIT_PACKAGES),
+}
 #: Lambda allows 4 KB for all environment variables together; the rest is Powertools' own.
 MAX_CATALOGUE_BYTES = 3072
 
@@ -185,11 +193,11 @@ class CommandBroker(Construct):
             self,
             "Broker",
             handler_package="command_broker",
+            shared_packages=SHARED_PACKAGES["command_broker"],
             description="iot-remote-access command broker: the only sender of commands",
             environment=self._shared_environment,
             encryption_key=encryption_key,
             log_retention=log_retention,
-            shared_packages=AUDIT_PACKAGES,
         )
         self.broker_url = self.broker.function.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.AWS_IAM
@@ -246,12 +254,12 @@ class CommandBroker(Construct):
             self,
             "Sweeper",
             handler_package="command_sweep",
+            shared_packages=SHARED_PACKAGES["command_sweep"],
             description="iot-remote-access command sweep: writes timed-out into expired records",
             environment={TABLE_VARIABLE: self.executions.table_name},
             encryption_key=key,
             log_retention=retention,
             timeout=cdk.Duration.minutes(2),
-            shared_packages=AUDIT_PACKAGES,
         )
         _grant_table(self.executions, self.sweeper.role, ["dynamodb:UpdateItem"])
         _grant_table(self.executions, self.sweeper.role, ["dynamodb:Query"], indexes=True)
@@ -296,6 +304,7 @@ class CommandBroker(Construct):
             self,
             "Dispatcher",
             handler_package="command_fanout",
+            shared_packages=SHARED_PACKAGES["command_fanout"],
             description="iot-remote-access fan-out dispatcher: sends one wave per message",
             environment={
                 **self._shared_environment,
@@ -304,7 +313,6 @@ class CommandBroker(Construct):
             encryption_key=key,
             log_retention=retention,
             timeout=dispatch_timeout,
-            shared_packages=("command_broker", *AUDIT_PACKAGES),
         )
         self.dispatcher.function.add_event_source(
             event_sources.SqsEventSource(self.fanout_queue, batch_size=1)
@@ -370,6 +378,7 @@ class CommandBroker(Construct):
             self,
             "Responses",
             handler_package="command_responses",
+            shared_packages=SHARED_PACKAGES["command_responses"],
             description="iot-remote-access command responses: completes execution records",
             environment={
                 CATALOGUE_VARIABLE: catalogue_json,
@@ -378,7 +387,6 @@ class CommandBroker(Construct):
             },
             encryption_key=key,
             log_retention=retention,
-            shared_packages=AUDIT_PACKAGES,
         )
         _grant_table(
             self.executions, self.responder.role, ["dynamodb:GetItem", "dynamodb:UpdateItem"]
