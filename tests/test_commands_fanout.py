@@ -156,6 +156,8 @@ def fleet(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
 
 def test_a_listed_fanout_goes_out_in_waves_each_target_its_own_execution(fleet: Fleet) -> None:
     things = [f"temp-{i}" for i in range(12)]
+    for thing in things:
+        fleet.iot.create_thing(thingName=thing)
     started = fleet.start(things=things, ratePerSecond=1)
     fanout_id = started["id"]
     assert (started["status"], started["total"], fleet.delayed()) == ("running", 12, 1)
@@ -212,11 +214,23 @@ def test_a_fanout_to_a_thing_the_command_is_not_for_is_refused_per_target(fleet:
     assert [p["topic"] for p in fleet.iot_data.published] == ["cmd/temp-1/commands"]
 
 
+def test_an_unregistered_listed_thing_is_refused_and_not_sent(fleet: Fleet) -> None:
+    fleet.iot.create_thing(thingName="temp-1")
+    fanout_id = fleet.start(things=["temp-1", "temp-404"])["id"]
+    assert fleet.wave(fanout_id, publishes=1) == "dispatched"
+    record = fleet.record(fanout_id)
+    assert (record["dispatched"], record["refused"]) == (1, 1)
+    assert [p["topic"] for p in fleet.iot_data.published] == ["cmd/temp-1/commands"]
+    assert fleet.table.get_item(Key={"id": target_id(fanout_id, "temp-404")}).get("Item") is None
+
+
 def test_the_cli_shows_progress_until_the_fanout_finishes(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     operator = Credentials("ASIAEXAMPLEOPERATOR", "operator-secret", "operator-session")
     things = ["temp-1", "temp-2", "temp-3"]
+    for thing in things:
+        fleet.iot.create_thing(thingName=thing)
     monkeypatch.setattr(command_cli, "POLL_SECONDS", 0.05)
     stop = threading.Event()
 

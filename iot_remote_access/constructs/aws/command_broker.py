@@ -206,7 +206,12 @@ class CommandBroker(Construct):
 
         self._responses(catalogue_json, encryption_key, log_retention)
         self._sweeper(encryption_key, log_retention, sweep_interval)
-        self._fanout(command_topics, iot_arn("thinggroup/*"), encryption_key, log_retention)
+        self._fanout(
+            command_topics,
+            [iot_arn("thinggroup/*"), iot_arn("thing/*")],
+            encryption_key,
+            log_retention,
+        )
         self.operator_policy = self._operator_policy(command_topics)
         #: The functions that write audit records (each built with the ledger package, so
         #: ``AccessLedger.connect(*commands.writers)`` also makes them ledger writers).
@@ -276,7 +281,7 @@ class CommandBroker(Construct):
     def _fanout(
         self,
         command_topics: str,
-        thing_groups: str,
+        groups_and_things: list[str],
         key: kms.IKey | None,
         retention: logs.RetentionDays,
     ) -> None:
@@ -330,7 +335,14 @@ class CommandBroker(Construct):
             iam.PolicyStatement(
                 sid="ReadThingGroups",
                 actions=["iot:ListThingsInThingGroup"],
-                resources=[thing_groups],
+                resources=[groups_and_things[0]],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="CheckListedThings",
+                actions=["iot:DescribeThing"],
+                resources=[groups_and_things[1]],
             )
         )
         _grant_table(
@@ -341,7 +353,7 @@ class CommandBroker(Construct):
             "The dispatcher sends a fan-out's command to the things of a group or list chosen "
             "per request and checked against the catalogue: neither the thing part of the "
             "command topic nor the group is known at deploy time. No other topic is granted.",
-            [publish_resource(self.topics), "thinggroup/*"],
+            [publish_resource(self.topics), "thinggroup/*", "thing/*"],
         )
 
     def _operator_policy(self, command_topics: str) -> iam.ManagedPolicy:

@@ -172,6 +172,8 @@ class Dispatcher:
             spec = self.catalogue.get(item["command"])
             validate_thing(thing, pattern=self.pattern)
             check_thing_for(spec, thing)
+            if "things" in item:  # a listed name may be unregistered; a group's are not
+                self._registered(thing)
         except CommandRuleError as error:
             self._audit_target(item, thing, None, "refused", now, message=str(error))
             return False
@@ -197,6 +199,16 @@ class Dispatcher:
             return True  # it counts as dispatched, and as failed
         self._audit_target(item, thing, command.id, "allowed", now)
         return True
+
+    def _registered(self, thing: str) -> None:
+        try:
+            self.aws.iot.describe_thing(thingName=thing)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            raise CommandRuleError(
+                "thing", f"{thing!r} does not exist; allowed: a registered thing", status=404
+            ) from None
 
     def _audit_target(
         self,
