@@ -267,3 +267,74 @@ def test_the_cli_shows_progress_until_the_fanout_finishes(
     assert "fan-out " in result.stderr and "succeeded 3" in result.stderr.splitlines()[-1]
     final = json.loads(result.stdout)
     assert (final["status"], final["succeeded"], final["total"]) == ("dispatched", 3, 3)
+
+
+def test_targets_the_sweep_times_out_count_as_failures_and_can_abort(fleet: Fleet) -> None:
+    from datetime import timedelta
+
+    from iot_remote_access.lambdas.command_sweep import handler as sweep
+
+    things = [f"temp-{i:02d}" for i in range(20)]
+    for thing in things:
+        fleet.iot.create_thing(thingName=thing)
+    fanout_id = fleet.start(things=things, ratePerSecond=1, abortPercent=50)["id"]
+    assert fleet.wave(fanout_id, publishes=10) == "next"  # nobody answers
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    assert sweep.Sweeper(fleet.table).sweep(now=later)["timedOut"] == 10
+    record = fleet.record(fanout_id)
+    assert (record["failed"], record["completed"]) == (10, 10)
+    assert fleet.wave(fanout_id, publishes=0) == "aborted"
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "field"),
+    [
+        (url_event(None, method="GET", path="/fanouts/not-an-id"), 400, "id"),
+        (
+            url_event(None, method="GET", path=f"/fanouts/{'0' * 8}-0000-4000-8000-{'0' * 12}"),
+            404,
+            "id",
+        ),
+        (url_event(None, method="PUT", path="/fanouts"), 405, "route"),
+        (url_event("{" + " " * 9000 + "}", path="/fanouts"), 413, "body"),
+        (json_event({**COMMAND, "things": ["temp-1"], "x": 1}, path="/fanouts"), 400, "x"),
+        (
+            json_event({**COMMAND, "things": ["temp-1"]}, path="/fanouts", user_arn=None),
+            403,
+            "requester",
+        ),
+    ],
+)
+def test_hostile_fanout_requests_get_4xx_naming_the_field(
+    fleet: Fleet, event: dict[str, Any], status: int, field: str
+) -> None:
+    result = broker.handler(event, LambdaContext())
+    body = json.loads(result["body"])
+    assert (result["statusCode"], body["field"]) == (status, field), body
+    assert fleet.iot_data.published == [] and fleet.delayed() == 0
+
+
+def test_only_callers_who_may_send_the_command_read_a_fanout(fleet: Fleet) -> None:
+    fleet.iot.create_thing(thingName="temp-1")
+    fanout_id = fleet.start(things=["temp-1"])["id"]
+    stranger = f"arn:aws:sts::{ACCOUNT}:assumed-role/analytics/eve"
+    event = url_event(None, method="GET", path=f"/fanouts/{fanout_id}", user_arn=stranger)
+    assert broker.handler(event, LambdaContext())["statusCode"] == 404
+    # A fan-out id is not a command id: `command get` does not show it either.
+    event = url_event(None, method="GET", path=f"/commands/{fanout_id}")
+    assert broker.handler(event, LambdaContext())["statusCode"] == 404
+
+
+def test_with_the_ledger_down_no_target_is_sent(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iot_remote_access.lambdas import command_audit
+
+    fleet.iot.create_thing(thingName="temp-1")
+    fanout_id = fleet.start(things=["temp-1"])["id"]
+    monkeypatch.setenv(command_audit.LEDGER_TABLE_VARIABLE, "no-such-table")
+    monkeypatch.setattr(command_audit, "_writer", None)
+    with pytest.raises(command_audit.AuditUnavailable):
+        fleet.wave(fanout_id, publishes=0)
+    assert fleet.iot_data.published == []
+    assert fleet.record(fanout_id)["dispatched"] == 0  # the wave is delivered again later

@@ -254,3 +254,17 @@ def test_a_send_the_ledger_cannot_record_is_not_published(
     assert harness.iot_data.published == []
     (item,) = harness.table.scan()["Items"]
     assert (item["status"], item["error"]) == ("failed", "not published")
+
+
+def test_with_the_ledger_down_the_sweep_times_out_everything_then_fails_the_run(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = harness.send("temp-1", "quick"), harness.send("temp-2", "quick")
+    monkeypatch.setenv(command_audit.LEDGER_TABLE_VARIABLE, "no-such-table")  # unavailable
+    with captured_powertools_log(sweep.logger) as log, pytest.raises(sweep.SweepIncomplete):
+        sweep.Sweeper(harness.table).sweep(now=datetime.now(UTC) + timedelta(seconds=5))
+    assert [harness.status(i) for i in (first, second)] == ["timed-out", "timed-out"]
+    records = log_records(log)
+    assert len([r for r in records if "audit" in r]) == 2  # both logged
+    # The ledger was tried once, then taken as down for the run.
+    assert len([r for r in records if r.get("message") == "ledger append failed"]) == 1

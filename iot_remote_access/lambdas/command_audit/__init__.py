@@ -35,16 +35,25 @@ def ledger_writer() -> Any:
     return _writer
 
 
-def record(logger: Any, message: str, audit: Mapping[str, Any], *, required: bool = False) -> None:
+def record(
+    logger: Any,
+    message: str,
+    audit: Mapping[str, Any],
+    *,
+    required: bool = False,
+    ledger: bool = True,
+) -> bool:
     """Log ``audit`` as one structured record and append it to the ledger if there is one.
 
-    ``required``: raise :class:`AuditUnavailable` when the append fails, so the caller
-    does not carry out a decision that left no evidence. Otherwise the failure is
-    logged (without the record's values) and the caller goes on.
+    Returns False when the ledger should have taken it and did not. ``required``: raise
+    :class:`AuditUnavailable` instead, so the caller does not carry out a decision that
+    left no evidence. Otherwise the failure is logged (without the record's values) and
+    the caller goes on. ``ledger=False``: log only (a caller that already knows the
+    ledger is down for this run, so it does not wait for it again and again).
     """
     logger.info(message, extra={"audit": dict(audit)})
     try:
-        writer = ledger_writer()
+        writer = ledger_writer() if ledger else None
         if writer is not None:
             writer.append(dict(audit))
     except Exception as error:  # LedgerUnavailable, LedgerError, a bad environment
@@ -54,3 +63,5 @@ def record(logger: Any, message: str, audit: Mapping[str, Any], *, required: boo
         )
         if required:
             raise AuditUnavailable(type(error).__name__) from None
+        return False
+    return ledger or ledger_writer() is None

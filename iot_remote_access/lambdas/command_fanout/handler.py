@@ -183,6 +183,9 @@ class Dispatcher:
         command = new_command(request, now=now, command_id=target_id(item["id"], thing))
         record = {**execution_item(request, command, requester=item["requester"])}
         record["fanout"] = item["id"]
+        # Recorded before it is sent (AuditUnavailable ends the run: SQS delivers the wave
+        # again later); a redelivery may record a target twice, never send it twice.
+        self._audit_target(item, thing, command.id, "allowed", now, required=True)
         try:
             self.aws.executions.put_item(
                 Item=record, ConditionExpression="attribute_not_exists(id)"
@@ -196,9 +199,7 @@ class Dispatcher:
         except Refused as error:
             self._audit_target(item, thing, command.id, "failed", now, message=error.message)
             self._mark_failed(command.id, item["id"])
-            return True  # it counts as dispatched, and as failed
-        self._audit_target(item, thing, command.id, "allowed", now)
-        return True
+        return True  # dispatched (a failed publish counts as dispatched, and as failed)
 
     def _registered(self, thing: str) -> None:
         try:
@@ -219,6 +220,7 @@ class Dispatcher:
         now: datetime,
         *,
         message: str | None = None,
+        required: bool = False,
     ) -> None:
         audit(
             logger,
@@ -236,6 +238,7 @@ class Dispatcher:
                 message=message,
                 at=format_time(now),
             ),
+            required=required,
         )
 
     def _mark_failed(self, command_id: str, fanout_id: str) -> None:
