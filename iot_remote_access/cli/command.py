@@ -7,6 +7,10 @@ only when used from ``cli/command_<cloud>.py`` (``backend(settings, options)``).
 
 The cloud: ``--cloud``, else ``$IOT_REMOTE_ACCESS_CLOUD``, else ``aws``. It is not
 read from the settings file, because one settings file describes all three clouds.
+``backend(settings, options)``: ``settings`` is the ``FleetSettings`` of ``--settings``
+(or None), ``options`` the subcommand's options by name (``endpoint``, ``region``,
+``profile``, ``cloud``, ``settings_file``, ...). Fan-out (``--things``,
+``--thing-group``) needs a backend with ``fanout`` and ``fanout_status``.
 
 Exit codes: 0 succeeded (``send`` without ``--wait``: accepted); 1 failed,
 rejected, timed out, refused by the backend, or the backend unreachable; 2 bad
