@@ -176,6 +176,8 @@ def test_the_settings_catalogue_checks_locally_and_gives_the_purpose(
     base = ["command", "send", "--thing", "temp-1", "--reason", "r", "--settings", str(settings)]
     one_line(run_cli(*base, "--name", "reboot"), 2, r"--name: 'reboot' is not in the catalogue")
     one_line(run_cli(*base, "--name", "diagnostics", "--args", "{}"), 2, r"--args: .*level")
+    with_purpose = [*base, "--purpose", "maintenance", "--name", "diagnostics", "--args", "{}"]
+    one_line(run_cli(*with_purpose), 2, r"--args: .*level")  # checked with --purpose too
     assert aws.url.requests == []  # nothing reached the broker
     aws.iot_data.expect_publish()
     sent = run_cli(*base, "--name", "diagnostics", "--args", '{"level":"basic"}')

@@ -237,7 +237,8 @@ def _request_body(options: Mapping[str, Any]) -> dict[str, Any]:
     if options["client_token"] is not None:
         body["clientToken"] = options["client_token"]
         _checked(lambda: client_token(body))
-    purpose = options["purpose"] or _catalogue_check(options, name, body["arguments"])
+    declared = _catalogue_check(options, name, body["arguments"])
+    purpose = options["purpose"] or declared
     if purpose is None:
         raise InputError("--purpose: missing; give the command's purpose, or --settings")
     body["purpose"] = _checked(lambda: validate_purpose(purpose))
@@ -264,7 +265,7 @@ def _catalogue_check(options: Mapping[str, Any], name: str, arguments: Any) -> s
     """With --settings: the command exists, its arguments are valid; its purpose."""
     settings = _settings(options)
     if settings is None:
-        return options["purpose"]  # type: ignore[no-any-return]
+        return None
     catalogue = settings.commands.command_catalogue()
     spec = _checked(lambda: catalogue.get(name))
     try:

@@ -168,17 +168,7 @@ class CommandBroker(Construct):
             # Each device may then publish its answers on its own responses topic only.
             device_policy.enable_commands()
         catalogue_json = _catalogue_json(self.catalogue)
-        stack = cdk.Stack.of(self)
-
-        def iot_arn(resource: str) -> str:
-            resource_type, name = resource.split("/", 1)
-            return stack.format_arn(
-                service="iot",
-                resource=resource_type,
-                resource_name=name,
-                arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
-            )
-
+        iot_arn = self._iot_arn
         command_topics = iot_arn(publish_resource(self.topics))
         self.executions = _executions_table(self, encryption_key)
         # The dispatcher sends fan-out waves with the broker's rules: the same settings.
@@ -216,11 +206,24 @@ class CommandBroker(Construct):
         #: The functions that write audit records (each built with the ledger package, so
         #: ``AccessLedger.connect(*commands.writers)`` also makes them ledger writers).
         self.writers = [self.broker, self.responder, self.sweeper, self.dispatcher]
+        if ledger is not None:
+            self._connect(ledger)
+
+    def _iot_arn(self, resource: str) -> str:
+        resource_type, name = resource.split("/", 1)
+        return cdk.Stack.of(self).format_arn(
+            service="iot",
+            resource=resource_type,
+            resource_name=name,
+            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+        )
+
+    def _connect(self, ledger: AccessLedger) -> None:
+        """Every writer appends its audit records to ``ledger`` too."""
         for function in self.writers:
-            if ledger is not None:
-                ledger.grant_append(function.role)
-                for name, value in ledger.writer_environment().items():
-                    function.function.add_environment(name, value)
+            ledger.grant_append(function.role)
+            for name, value in ledger.writer_environment().items():
+                function.function.add_environment(name, value)
 
     def _grant_broker(self, command_topics: str, things: str) -> None:
         role = self.broker.role
