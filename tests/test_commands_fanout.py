@@ -45,9 +45,26 @@ from tests.support.tunneling_stub import ACCOUNT, REGION, LambdaContext, json_ev
 OPERATORS = f"arn:aws:iam::{ACCOUNT}:role/iot-operators"
 OPERATOR_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/iot-operators/alice"
 CATALOGUE = CommandCatalogue(
-    (CommandSpec(name="reload", purpose="maintenance", senders=(OPERATORS,), things="temp-.*"),)
+    (
+        CommandSpec(
+            name="reload",
+            purpose="maintenance",
+            senders=(OPERATORS,),
+            things="temp-.*",
+            arguments={
+                "type": "object",
+                "properties": {"ratio": {"type": "number", "minimum": 0, "maximum": 1}},
+                "additionalProperties": False,
+            },
+        ),
+    )
 )
-COMMAND = {"name": "reload", "reason": "CHG-7 config", "purpose": "maintenance"}
+COMMAND = {
+    "name": "reload",
+    "reason": "CHG-7 config",
+    "purpose": "maintenance",
+    "arguments": {"ratio": 0.25},  # a float: DynamoDB takes none, the record keeps JSON
+}
 
 
 # -- rules --------------------------------------------------------------------------------
@@ -169,6 +186,7 @@ def test_a_listed_fanout_goes_out_in_waves_each_target_its_own_execution(fleet: 
     assert fleet.wave(fanout_id, publishes=2) == "dispatched"
     record = fleet.record(fanout_id)
     assert (record["status"], record["dispatched"], record["refused"]) == ("dispatched", 12, 0)
+    assert all(b'"ratio":0.25' in p["payload"] for p in fleet.iot_data.published)
     topics = sorted(p["topic"] for p in fleet.iot_data.published)
     assert topics == sorted(f"cmd/{thing}/commands" for thing in things)
     for thing in things:

@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from iot_remote_access.core import strict_json
 from iot_remote_access.core.argument_schema import shown
 from iot_remote_access.core.commands import (
     CommandCatalogue,
@@ -180,7 +181,9 @@ def fanout_item(
         "id": fanout_id,
         "kind": "fanout",
         "command": request.spec.name,
-        "arguments": dict(request.arguments),
+        # As canonical JSON text: DynamoDB takes no floats, and the dispatcher needs the
+        # exact values (the table is encrypted; the audit records hold only a digest).
+        "arguments": strict_json.dumps(dict(request.arguments)),
         "requester": requester,
         "reason": request.reason,
         "purpose": request.purpose,

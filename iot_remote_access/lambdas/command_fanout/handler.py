@@ -31,6 +31,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iot_remote_access.core import strict_json
 from iot_remote_access.core.command_executions import execution_item
 from iot_remote_access.core.command_fanout import (
     ABORTED,
@@ -178,7 +179,7 @@ class Dispatcher:
             self._audit_target(item, thing, None, "refused", now, message=str(error))
             return False
         request = SendRequest(
-            thing, spec, dict(item.get("arguments", {})), item["reason"], item["purpose"]
+            thing, spec, strict_json.loads(item["arguments"]), item["reason"], item["purpose"]
         )
         command = new_command(request, now=now, command_id=target_id(item["id"], thing))
         record = {**execution_item(request, command, requester=item["requester"])}
