@@ -50,17 +50,27 @@ def test_devices_get_the_same_topics_from_both_brokers(
 
 
 @pytest.mark.parametrize("topics", MODELS)
-def test_the_bridge_gets_the_same_topics_from_both_brokers(topics: TopicModel) -> None:
+@pytest.mark.parametrize("command_responses", [False, True])
+def test_the_bridge_gets_the_same_topics_from_both_brokers(
+    topics: TopicModel, command_responses: bool
+) -> None:
     group = "pubsub-bridge"
     identity = "bridge.iot-remote-access"
-    acl = MosquittoAcl(
-        access=DeviceAccess(topics=topics), bridge_identity=identity, share_group=group
+    access = DeviceAccess(topics=topics, command_responses=command_responses)
+    acl = MosquittoAcl(access=access, bridge_identity=identity, share_group=group)
+    hivemq = granted_topics(
+        bridge_permissions(topics, shared_group=group, command_responses=command_responses),
+        identity,
     )
-    hivemq = granted_topics(bridge_permissions(topics, shared_group=group), identity)
     mosquitto = _mosquitto(acl, identity)
     telemetry = topics.telemetry.replace("{thing}", "+")
     commands = topics.commands.replace("{thing}", "+")
-    assert hivemq == {(Access.SUBSCRIBE, f"$share/{group}/{telemetry}"), (Access.PUBLISH, commands)}
+    responses = topics.responses.replace("{thing}", "+")
+    expected = {(Access.SUBSCRIBE, f"$share/{group}/{telemetry}"), (Access.PUBLISH, commands)}
+    if command_responses:
+        # Remote commands on: the bridge reads every thing's answers, shared among replicas.
+        expected.add((Access.SUBSCRIBE, f"$share/{group}/{responses}"))
+    assert hivemq == expected
     # mosquitto checks a shared subscription against the filter without its
     # $share/<group>/ prefix, so its ACL names the plain filter.
     normalized = {(a, t.removeprefix(f"$share/{group}/")) for a, t in hivemq}

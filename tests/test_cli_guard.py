@@ -116,6 +116,24 @@ def test_lint_passes_the_synthesized_reference_stack(synthesized_reference_stack
     assert "no findings" in result.stdout
 
 
+def test_reach_proves_the_synthesized_reference_stack(synthesized_reference_stack: Path) -> None:
+    """`reach` on what `cdk synth` wrote, through the installed console script."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "iot-remote-access"),
+            "reach",
+            str(synthesized_reference_stack),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no device reaches another's topics" in result.stdout
+    assert "HIGH" not in result.stdout
+
+
 def test_lint_fails_on_iot_star_and_plus_filter(tmp_path: Path) -> None:
     (tmp_path / "star.json").write_text(json.dumps(STAR))
     (tmp_path / "stack.yaml").write_text(YAML_TEMPLATE)

@@ -24,6 +24,7 @@ from iot_remote_access.constructs.aws import (
     CommandBroker,
     DeviceDefenderAudit,
     DevicePolicy,
+    IncidentClocks,
     IotLogging,
     LibraryFunction,
     PrivateCa,
@@ -52,6 +53,10 @@ WRONG_TYPES: dict[str, tuple[Callable[[cdk.Stack], Any], str]] = {
     "AccessLedger": (
         lambda s: AccessLedger(s, "L", retention_days="730"),
         r"^AccessLedger retention_days: got str '730'; allowed: int or a CDK number token$",
+    ),
+    "IncidentClocks": (
+        lambda s: IncidentClocks(s, "I", ledger="ledger", alarm_topic=sns.Topic(s, "T")),
+        r"^IncidentClocks ledger: got str 'ledger'; allowed: access_ledger\.AccessLedger$",
     ),
     "CommandBroker": (
         lambda s: CommandBroker(s, "C", topics="cmd/{thing}/commands"),
@@ -576,6 +581,10 @@ def _required(stack: cdk.Stack) -> dict[str, dict[str, Any]]:
         "DeviceDefenderAudit": {
             "findings_topic": sns.Topic(stack, "Findings"),
             "expiring_threshold_days": 60,
+        },
+        "IncidentClocks": {
+            "ledger": AccessLedger(stack, "Ledger"),
+            "alarm_topic": sns.Topic(stack, "Alarms"),
         },
         "LibraryFunction": {"handler_package": "tunnel_sweeper", "description": "d"},
         "SecureTunneling": {"device_policy": policy},

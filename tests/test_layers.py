@@ -26,6 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "bridge": {"core", "settings"},
     "constructs": {"core", "settings", "arm"},
     "pubsub": {"core", "constructs"},  # the Pub/Sub engine drives the constructs' state
+    # Cloud Logging/Monitoring engine: Teleport's alarms, desired state from the settings.
+    "gcp_monitoring": {"core", "settings"},
     "stacks": {"core", "settings", "arm", "constructs", "guard"},
 }
 ROOMS = {*ALLOWED, "cli"}

@@ -317,3 +317,14 @@ def test_export_refuses_a_missing_table_and_an_existing_export(
     assert _export(tmp_path / "y").code == 0
     again = _export(tmp_path / "y")
     assert again.code == 2 and "chain.jsonl' exists" in again.stderr
+
+
+def test_an_anchor_name_is_written_once_never_overwritten(aws: LedgerAws) -> None:
+    from iot_remote_access.lambdas.ledger.anchors import AnchorExists, put_anchor
+
+    anchor = Anchor(3, "a" * 64, "2026-12-01T09:00:00.000000Z")
+    key = put_anchor(aws.s3, BUCKET, "access", anchor)
+    with pytest.raises(AnchorExists, match="never overwritten"):
+        put_anchor(aws.s3, BUCKET, "access", Anchor(3, "b" * 64, anchor.time))
+    versions = aws.s3.list_object_versions(Bucket=BUCKET, Prefix=key)["Versions"]
+    assert len(versions) == 1  # no second version either

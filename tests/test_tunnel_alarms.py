@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Match, Template
 
 from iot_remote_access.constructs.aws import AlarmTopic, TunnelAlarms
-from iot_remote_access.constructs.aws.library_function import stage_handler_code
+from iot_remote_access.constructs.aws.library_function import PACKAGE_ROOT, stage_handler_code
 from iot_remote_access.settings import FleetSettings, SettingsError
 from iot_remote_access.stacks import IotRemoteAccessStack
 from tests.support.aws_synth import cfn_lint_errors, synth_checked
@@ -190,8 +191,7 @@ def test_function_role_has_exact_grants() -> None:
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-    ]
+    ]  # no DeleteItem: only the dropped Powertools Idempotency deleted items
     assert by_sid["TunnelState"]["Resource"] == {"Fn::GetAtt": [table_id, "Arn"]}
     assert by_sid["OpenTunnelsIndex"]["Action"] == "dynamodb:Query"
     assert json.dumps(by_sid["OpenTunnelsIndex"]["Resource"]).endswith('"/index/OpenTunnels"]]}')
@@ -199,6 +199,16 @@ def test_function_role_has_exact_grants() -> None:
     assert json.dumps(by_sid["DescribeTunnels"]["Resource"]).endswith(':tunnel/*"]]}')
     actions = json.dumps([s["Action"] for s in by_sid.values()])
     assert "dynamodb:Scan" not in actions and '"dynamodb:*"' not in actions
+
+
+def test_the_handler_calls_only_the_granted_table_actions() -> None:
+    """Every DynamoDB call in the handler's code is one the TunnelState/OpenTunnels grants allow."""
+    granted = {"get_item", "put_item", "update_item", "query"}
+    called = set()
+    for source in (PACKAGE_ROOT / "lambdas" / "tunnel_metrics").glob("*.py"):
+        called |= set(re.findall(r"client\.(\w+)\(", source.read_text()))
+        called |= set(re.findall(r"get_paginator\(\"(\w+)\"\)", source.read_text()))
+    assert called - {"get_paginator", "describe_tunnel"} == granted
 
 
 def test_settings_set_thresholds_window_and_email(tmp_path: Path) -> None:

@@ -7,6 +7,13 @@ never to the broker. A command is acknowledged to Pub/Sub only after the
 broker's PUBACK; one the broker refuses (reason code >= 0x80) is dead-lettered.
 The subscription has message ordering on, so a thing's commands arrive in order:
 the Pub/Sub client hands over a key's next message only after this one is acked.
+
+A remote command from the command service carries the attributes ``commandId`` and
+``expiresAt``: the bridge then publishes it as MQTT 5 with the command id as correlation
+data, the thing's responses topic as response topic (responses path on) and a message
+expiry of the time left, so a command that waited in Pub/Sub past its timeout is
+dropped by the broker, never run late; one already expired is dead-lettered
+(``expired``). A malformed ``commandId`` or ``expiresAt`` is dead-lettered too.
 """
 
 from __future__ import annotations
@@ -17,12 +24,21 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from google.cloud.pubsub_v1.types import FlowControl
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from iot_remote_access.bridge.cause_log import CauseLog
 from iot_remote_access.bridge.metrics import BridgeMetrics
+from iot_remote_access.core.commands import (
+    CommandRuleError,
+    correlation_data,
+    parse_time,
+    validate_command_id,
+)
 from iot_remote_access.core.topics import TopicModelError, render_topic, validate_thing_name
 
 log = logging.getLogger("iot_remote_access.bridge.commands")
@@ -35,7 +51,13 @@ class CommandLink(Protocol):
     """What the relay needs from the broker connection."""
 
     def wait_connected(self, timeout: float) -> bool: ...
-    def publish_command(self, topic: str, payload: bytes, on_puback: PubackCallback) -> bool: ...
+    def publish_command(
+        self,
+        topic: str,
+        payload: bytes,
+        on_puback: PubackCallback,
+        properties: Properties | None = None,
+    ) -> bool: ...
 
 
 class CommandRelay:
@@ -60,7 +82,9 @@ class CommandRelay:
         max_inflight: int,
         backoff: tuple[float, float] = (0.5, 30.0),
         log_interval: float = 10.0,
+        responses_template: str | None = None,
     ) -> None:
+        self._responses = responses_template
         self._subscriber = subscriber
         self._publisher = publisher
         self._link = link
@@ -152,6 +176,12 @@ class CommandRelay:
             self._dead_letter_message(message, "invalid-thing", str(error))
             return
         topic = render_topic(self._template, thing)
+        try:
+            properties = self._properties(message.attributes, thing)
+        except CommandRuleError as error:
+            reason = "expired" if error.field == "expired" else "invalid-command-attributes"
+            self._dead_letter_message(message, reason, f"{error.field}: {error.problem}")
+            return
         while not self._link.wait_connected(1.0):
             if self._stop.is_set():
                 message.nack()
@@ -168,10 +198,33 @@ class CommandRelay:
                 self._dead_letter_message(message, "broker-refused", refusal)
             self._done()
 
-        if not self._link.publish_command(topic, message.data, on_puback):
+        published = (
+            self._link.publish_command(topic, message.data, on_puback, properties)
+            if properties is not None
+            else self._link.publish_command(topic, message.data, on_puback)
+        )
+        if not published:
             self._metrics.commands_failed.inc()
             message.nack()
             self._done()
+
+    def _properties(self, attributes: Any, thing: str) -> Properties | None:
+        """MQTT 5 properties of a remote command (None for any other message)."""
+        command_id = attributes.get("commandId")
+        if command_id is None:
+            return None
+        validate_command_id(command_id)
+        expires = parse_time(attributes.get("expiresAt"), "expiresAt")
+        left = int((expires - datetime.now(UTC)).total_seconds())
+        if left <= 0:
+            raise CommandRuleError("expired", f"the command expired at {attributes['expiresAt']}")
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.CorrelationData = correlation_data(command_id)
+        properties.MessageExpiryInterval = left
+        properties.ContentType = "application/json"
+        if self._responses is not None:
+            properties.ResponseTopic = render_topic(self._responses, thing)
+        return properties
 
     def _done(self) -> None:
         with self._lock:

@@ -105,6 +105,23 @@ class BridgeMetrics:
             "Commands published to the broker and not yet acknowledged",
             registry=r,
         )
+        self.responses_received = Counter(
+            "bridge_responses_received", "Command responses received from the broker", registry=r
+        )
+        self.responses_delivered = Counter(
+            "bridge_responses_delivered", "Command responses Pub/Sub confirmed", registry=r
+        )
+        self.responses_dead_lettered = Counter(
+            "bridge_responses_dead_lettered",
+            "Command responses sent to the responses dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.responses_failed = Counter(
+            "bridge_responses_failed",
+            "Command response publishes that failed (retried)",
+            registry=r,
+        )
         self.mqtt_connected = Gauge(
             "bridge_mqtt_connected", "1 while connected to the broker", registry=r
         )

@@ -33,25 +33,34 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from iot_remote_access.bridge.ack_sequencer import AckSequencer, Ticket
 from iot_remote_access.bridge.commands import PubackCallback
 from iot_remote_access.bridge.metrics import BridgeMetrics
+from iot_remote_access.bridge.responses import ResponseInbound
 from iot_remote_access.bridge.settings import BridgeSettings
 from iot_remote_access.bridge.telemetry import Inbound
+from iot_remote_access.core.shared_subscription import topic_filter
 
 log = logging.getLogger("iot_remote_access.bridge.mqtt")
 _MISSING = object()
 
 
 class MqttLink:
-    """Owns the paho client; hands every telemetry delivery to ``on_message``."""
+    """Owns the paho client; hands every telemetry delivery to ``on_message`` and, with the
+    responses path on, every command response to ``on_response``."""
 
     def __init__(
         self,
         settings: BridgeSettings,
         metrics: BridgeMetrics,
         on_message: Callable[[Inbound], None],
+        on_response: Callable[[ResponseInbound], None] | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._on_message_cb = on_message
+        self._on_response_cb = on_response
+        #: What the bridge subscribes to: telemetry, and responses when that path is on.
+        self.subscriptions = [settings.subscription]
+        if on_response is not None:
+            self.subscriptions.append(settings.responses_subscription)
         self._connected = threading.Event()
         self.subscribed = False
         self.draining = False
@@ -76,6 +85,12 @@ class MqttLink:
         client.on_unsubscribe = self._on_unsubscribe
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        if on_response is not None:
+            # paho routes a message whose topic matches this filter here, all others to
+            # on_message; the templates are distinct, so no telemetry topic matches it.
+            client.message_callback_add(
+                topic_filter(settings.responses_topic, field_name="responses"), self._on_response
+            )
         self._client = client
         self.sequencer = AckSequencer(client.ack)
 
@@ -100,7 +115,7 @@ class MqttLink:
         self._unsubscribed.clear()
         if not self._connected.is_set():
             return False
-        self._client.unsubscribe(self._settings.subscription)
+        self._client.unsubscribe(self.subscriptions)
         done = self._unsubscribed.wait(timeout)
         log.info("left the shared subscription", extra={"unsubscribed": done})
         return done
@@ -151,10 +166,10 @@ class MqttLink:
             "connected to the broker",
             extra={
                 "sessionPresent": bool(flags.session_present),
-                "subscription": self._settings.subscription,
+                "subscription": self.subscriptions,
             },
         )
-        client.subscribe(self._settings.subscription, options=SubscribeOptions(qos=1))
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self.subscriptions])
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
@@ -164,7 +179,7 @@ class MqttLink:
         if refused:
             log.error(
                 "broker refused the subscription",
-                extra={"subscription": self._settings.subscription, "reason": refused},
+                extra={"subscription": self.subscriptions, "reason": refused},
             )
 
     def _on_unsubscribe(
@@ -197,11 +212,32 @@ class MqttLink:
             )
         )
 
+    def _on_response(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._on_response_cb is None:  # pragma: no cover - registered only with one
+            return
+        self.last_message = time.monotonic()
+        properties = getattr(message, "properties", None)
+        correlation = getattr(properties, "CorrelationData", None) if properties else None
+        self._on_response_cb(
+            ResponseInbound(
+                message.topic,
+                bytes(message.payload),
+                bytes(correlation) if correlation else None,
+                self.sequencer.track(message.mid, message.qos),
+            )
+        )
+
     # -- commands ----------------------------------------------------------------------
 
-    def publish_command(self, topic: str, payload: bytes, on_puback: PubackCallback) -> bool:
+    def publish_command(
+        self,
+        topic: str,
+        payload: bytes,
+        on_puback: PubackCallback,
+        properties: Properties | None = None,
+    ) -> bool:
         """Publish at QoS 1; ``on_puback`` runs on the broker's PUBACK. False if not queued."""
-        info = self._client.publish(topic, payload, qos=1)
+        info = self._client.publish(topic, payload, qos=1, properties=properties)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             return False  # NO_CONN still queues a QoS 1 message for the reconnect
         with self._acks_lock:

@@ -16,6 +16,7 @@ from iot_remote_access.bridge.health import HealthServer
 from iot_remote_access.bridge.metrics import BridgeMetrics
 from iot_remote_access.bridge.mqtt_link import MqttLink
 from iot_remote_access.bridge.pubsub_rpc import grpc_publish
+from iot_remote_access.bridge.responses import ResponseInbound, ResponseRelay
 from iot_remote_access.bridge.settings import BridgeSettings
 from iot_remote_access.bridge.telemetry import Inbound, TelemetryForwarder
 
@@ -73,7 +74,25 @@ class BridgeService:
         self._stopped = threading.Event()
         self._causes = CauseLog(log, settings.log_interval_seconds)
         self._received = {qos: self.metrics.received.labels(qos=str(qos)) for qos in (0, 1, 2)}
-        self.link = MqttLink(settings, self.metrics, self._on_telemetry)
+        self.responses: ResponseRelay | None = None
+        self.link = MqttLink(
+            settings,
+            self.metrics,
+            self._on_telemetry,
+            self._on_response if settings.responses_on else None,
+        )
+        if settings.responses_on:
+            self.responses = ResponseRelay(
+                self.publisher,
+                topic_path=settings.topic_path(settings.pubsub_responses_topic),
+                dead_letter_path=settings.topic_path(settings.responses_dead_letter_topic),
+                template=settings.responses_topic,
+                thing_name_pattern=settings.thing_name_pattern,
+                metrics=self.metrics,
+                settle=self._settle,
+                is_current=self.link.is_current,
+                log_interval=settings.log_interval_seconds,
+            )
         self.telemetry = TelemetryForwarder(
             grpc_publish(self.publisher, settings.publish_timeout_seconds),
             topic_path=settings.topic_path(settings.pubsub_telemetry_topic),
@@ -100,6 +119,7 @@ class BridgeService:
             metrics=self.metrics,
             max_inflight=settings.max_inflight_commands,
             log_interval=settings.log_interval_seconds,
+            responses_template=settings.responses_topic if settings.responses_on else None,
         )
         self.http = HealthServer(
             settings.http_host,
@@ -146,6 +166,10 @@ class BridgeService:
             self.metrics.redelivered.inc()
         self.telemetry.submit(message)  # False: QoS 0 over the limit, dropped (counted)
 
+    def _on_response(self, message: ResponseInbound) -> None:
+        if self.responses is not None:
+            self.responses.submit(message)
+
     def _settle(self, tickets: list[Ticket]) -> None:
         """Delivered (or dead-lettered): acknowledge what is now due to the broker."""
         sent = self.link.sequencer.done_many(tickets)
@@ -187,6 +211,11 @@ class BridgeService:
                 "clientId": self.settings.mqtt_client_id,
                 "telemetryTopic": self.settings.topic_path(self.settings.pubsub_telemetry_topic),
                 "commandsSubscription": self.settings.commands_subscription_path,
+                "responsesTopic": (
+                    self.settings.topic_path(self.settings.pubsub_responses_topic)
+                    if self.responses
+                    else None
+                ),
                 "httpPort": self.http.port,
             },
         )
@@ -206,6 +235,8 @@ class BridgeService:
         commands_done = self.commands.stop(max(0.0, deadline - time.monotonic()))
         telemetry_done = drain and self._wait_quiet(deadline)
         self.telemetry.close()
+        if self.responses is not None:
+            self.responses.stop()
         drained = unsubscribed and commands_done and telemetry_done
         self.link.stop(end_session=drained)
         self.publisher.stop()

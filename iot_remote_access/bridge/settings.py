@@ -26,6 +26,7 @@ from iot_remote_access.core.shared_subscription import (
     validate_share_group,
 )
 from iot_remote_access.core.topics import (
+    DEFAULT_COMMAND_RESPONSES_TOPIC,
     DEFAULT_COMMANDS_TOPIC,
     DEFAULT_TELEMETRY_TOPIC,
     THING_NAME_RULE,
@@ -79,11 +80,17 @@ class BridgeSettings(BaseSettings):
     share_group: str = DEFAULT_SHARE_GROUP
     telemetry_topic: str = DEFAULT_TELEMETRY_TOPIC
     commands_topic: str = DEFAULT_COMMANDS_TOPIC
+    #: Where devices answer remote commands (the topic model's responses template).
+    responses_topic: str = DEFAULT_COMMAND_RESPONSES_TOPIC
     thing_name_pattern: str = THING_NAME_RULE
     pubsub_telemetry_topic: str = DEFAULT_TELEMETRY_TOPIC_ID
     pubsub_telemetry_dead_letter_topic: str = DEFAULT_TELEMETRY_TOPIC_ID + DEAD_LETTER_SUFFIX
     pubsub_commands_subscription: str = DEFAULT_BRIDGE_SUBSCRIPTION_ID
     pubsub_commands_dead_letter_topic: str = DEFAULT_COMMANDS_TOPIC_ID + DEAD_LETTER_SUFFIX
+    #: The Pub/Sub topic command responses go to; empty: the responses path is off (the
+    #: bridge does not subscribe to responses). Its dead-letter topic is this id plus
+    #: ``-dead-letter``.
+    pubsub_responses_topic: str = ""
     max_inflight: int = Field(default=1000, ge=1, le=65535)
     max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_inflight_commands: int = Field(default=100, ge=1, le=10_000)
@@ -132,7 +139,7 @@ class BridgeSettings(BaseSettings):
     def _share_group(cls, value: str) -> str:
         return core_check(validate_share_group, value)
 
-    @field_validator("telemetry_topic", "commands_topic")
+    @field_validator("telemetry_topic", "commands_topic", "responses_topic")
     @classmethod
     def _template(cls, value: str) -> str:
         return core_check(validate_topic_template, value)
@@ -152,6 +159,17 @@ class BridgeSettings(BaseSettings):
     def _pubsub_id(cls, value: str) -> str:
         return validate_resource_id(value)
 
+    @field_validator("pubsub_responses_topic")
+    @classmethod
+    def _responses_id(cls, value: str) -> str:
+        # Leaves room for the dead-letter suffix within Pub/Sub's 255 characters.
+        if value and len(value) > 255 - len(DEAD_LETTER_SUFFIX):
+            raise ValueError(
+                f"{value[:40]!r}... is {len(value)} characters; allowed: at most "
+                f"{255 - len(DEAD_LETTER_SUFFIX)} (room for {DEAD_LETTER_SUFFIX!r})"
+            )
+        return validate_resource_id(value) if value else value
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.reconnect_min_seconds > self.reconnect_max_seconds:
@@ -159,11 +177,18 @@ class BridgeSettings(BaseSettings):
                 f"BRIDGE_RECONNECT_MIN_SECONDS {self.reconnect_min_seconds} is above "
                 f"BRIDGE_RECONNECT_MAX_SECONDS {self.reconnect_max_seconds}; allowed: min <= max"
             )
-        if self.telemetry_topic == self.commands_topic:
-            raise ValueError(
-                f"BRIDGE_TELEMETRY_TOPIC and BRIDGE_COMMANDS_TOPIC are both "
-                f"{self.telemetry_topic!r}; allowed: distinct topics"
-            )
+        named = {
+            "BRIDGE_TELEMETRY_TOPIC": self.telemetry_topic,
+            "BRIDGE_COMMANDS_TOPIC": self.commands_topic,
+            "BRIDGE_RESPONSES_TOPIC": self.responses_topic,
+        }
+        seen: dict[str, str] = {}
+        for name, topic in named.items():
+            if topic in seen:
+                raise ValueError(
+                    f"{seen[topic]} and {name} are both {topic!r}; allowed: distinct topics"
+                )
+            seen[topic] = name
         return self
 
     # -- derived -------------------------------------------------------------
@@ -172,6 +197,21 @@ class BridgeSettings(BaseSettings):
     def subscription(self) -> str:
         """The shared subscription, e.g. ``$share/pubsub-bridge/dt/+/telemetry``."""
         return shared_subscription(self.telemetry_topic, self.share_group)
+
+    @property
+    def responses_on(self) -> bool:
+        """The responses path (MQTT -> Pub/Sub) is on: a Pub/Sub topic is set for it."""
+        return bool(self.pubsub_responses_topic)
+
+    @property
+    def responses_subscription(self) -> str:
+        """The shared subscription on every responses topic, e.g.
+        ``$share/pubsub-bridge/cmd/+/responses``."""
+        return shared_subscription(self.responses_topic, self.share_group)
+
+    @property
+    def responses_dead_letter_topic(self) -> str:
+        return self.pubsub_responses_topic + DEAD_LETTER_SUFFIX
 
     def topic_path(self, topic_id: str) -> str:
         return f"projects/{self.project}/topics/{topic_id}"

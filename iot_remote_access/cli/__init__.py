@@ -58,6 +58,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Check IoT policies in cdk.out folders, CloudFormation templates (JSON/YAML) and "
         "policy JSON files. Exit 0 clean, 1 findings, 2 unreadable input.",
     ),
+    "reach": (
+        "reach",
+        "reach",
+        "Prove no device reaches another's topics: IoT policies, templates, cdk.out, "
+        "mosquitto ACLs. Exit 0 none, 1 reach found (with witnesses), 2 unreadable input.",
+    ),
     "tunnel": (
         "tunnel",
         "tunnel",

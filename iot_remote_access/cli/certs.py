@@ -23,12 +23,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from iot_remote_access.cli.certs_settings import plan_settings
 from iot_remote_access.cli.errors import InputError, OperationError
 from iot_remote_access.core.bounded_input import BoundedInputError, excerpt, parse_json, read_text
 from iot_remote_access.core.rotation_plan import (
     InventoryRecord,
     RotationPlan,
-    RotationSettings,
     RotationState,
     plan_rotations,
 )
@@ -263,8 +263,23 @@ def _with_aws_options(function: Any) -> Any:
     help="An `inventory export` file (CSV or JSON) instead of the table.",
 )
 @click.option("--now", "now_text", help="Plan as of this time (ISO 8601 with zone). Default: now.")
-@click.option("--lead-days", type=int, default=90, show_default=True)
-@click.option("--hourly-budget", type=int, default=500, show_default=True)
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The deployment's settings file (JSON/YAML). Default: cdk.json's "
+    "'iot-remote-access' context in the working folder, else the library's defaults.",
+)
+@click.option(
+    "--lead-days",
+    type=int,
+    help="What-if: replaces the settings' leadTimeDays (default 90).",
+)
+@click.option(
+    "--hourly-budget",
+    type=int,
+    help="What-if: replaces the settings' hourlyRotationBudget (default 500).",
+)
 @click.option("--hours", type=int, default=48, show_default=True, help="Hours of schedule to list.")
 @click.option(
     "--format",
@@ -279,17 +294,23 @@ def plan_command(
     profile: str | None,
     inventory_file: Path | None,
     now_text: str | None,
-    lead_days: int,
-    hourly_budget: int,
+    settings_file: Path | None,
+    lead_days: int | None,
+    hourly_budget: int | None,
     hours: int,
     output_format: str,
 ) -> None:
-    """The coming rotation schedule, computed from the inventory (read-only)."""
+    """The coming rotation schedule, computed from the inventory (read-only).
+
+    Planned with the deployment's rotation settings (--settings FILE, or cdk.json's
+    context); --lead-days and --hourly-budget replace single values (what-if)."""
     now = _parse_now(now_text)
-    try:
-        settings = RotationSettings(lead_days=lead_days, hourly_budget=hourly_budget)
-    except ValueError as error:
-        raise InputError(f"--{str(error).replace('_', '-')}") from None
+    chosen = plan_settings(
+        settings_file, {"--lead-days": lead_days, "--hourly-budget": hourly_budget}, Path.cwd()
+    )
+    settings = chosen.rotation
+    for note in chosen.notes:
+        click.echo(f"note: {note}", err=True)
     if not 1 <= hours <= MAX_HOURS:
         raise InputError(f"--hours: {excerpt(hours)}; allowed: 1..{MAX_HOURS}")
     if (table_name is None) == (inventory_file is None):
@@ -298,12 +319,12 @@ def plan_command(
         records = list(_records_from_file(inventory_file))
     else:
         assert table_name is not None
-        records = list(_records_from_table(table_name, region, profile, now, lead_days))
+        records = list(_records_from_table(table_name, region, profile, now, settings.lead_days))
     plan = plan_rotations(records, now, settings)
     if output_format == "json":
-        click.echo(json.dumps(_plan_json(plan, hours), indent=2))
+        click.echo(json.dumps({**_plan_json(plan, hours), "settings": chosen.to_json()}, indent=2))
     else:
-        _plan_table(plan, hours)
+        _plan_table(plan, hours, chosen.source)
 
 
 #: Ten years of hourly schedule is more than any plan needs.
@@ -360,9 +381,12 @@ def _plan_json(plan: RotationPlan, hours: int) -> dict[str, Any]:
     }
 
 
-def _plan_table(plan: RotationPlan, hours: int) -> None:
+def _plan_table(plan: RotationPlan, hours: int, source: str) -> None:
     console = _console()
-    summary = Table(title=f"rotation plan as of {plan.generated_at.isoformat(timespec='minutes')}")
+    summary = Table(
+        title=f"rotation plan as of {plan.generated_at.isoformat(timespec='minutes')}, "
+        f"settings from {source}"
+    )
     summary.add_column("measure")
     summary.add_column("value", justify="right")
     for days, count in plan.expiring_within.items():

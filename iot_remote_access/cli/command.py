@@ -111,6 +111,14 @@ def cloud_options(function: F) -> F:
                 help=f"AWS: the stack output CommandBrokerUrl. Default: ${ENDPOINT_VARIABLE}",
             ),
             click.option("--region", help="cloud region. Default: the profile's"),
+            click.option(
+                "--project", help="GCP: the project. Default: the settings' gcp.projectId"
+            ),
+            click.option(
+                "--records",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="GCP and Azure: the local execution records. Default: under XDG_STATE_HOME",
+            ),
             click.option("--profile", help="AWS named profile. Default: the credential chain"),
             click.option(
                 "--output",

@@ -14,6 +14,12 @@ import click
 from rich.console import Console
 
 from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
+from iot_remote_access.cli.gcp_access import (
+    AccessMonitoring,
+    device_config,
+    print_monitoring_applied,
+    print_monitoring_plan,
+)
 from iot_remote_access.core.gcp_rules import validate_project_id
 from iot_remote_access.settings import FleetSettings, SettingsError
 from iot_remote_access.settings.gcp import GcpSettings
@@ -38,28 +44,44 @@ project_option = click.option(
     default=None,
     help="Google Cloud project id. Default: gcp.projectId of the settings",
 )
+monitoring_endpoint_option = click.option(
+    "--monitoring-endpoint",
+    default=None,
+    envvar="IOT_REMOTE_ACCESS_GCP_MONITORING_ENDPOINT",
+    help="HOST:PORT for Cloud Logging and Cloud Monitoring (with gcp.accessProxy). Default: "
+    "Google's; a loopback address is reached without TLS (a local stand-in)",
+)
 
 
 @gcp.command("plan")
 @settings_option
 @project_option
-def plan_command(settings_file: Path, project: str | None) -> None:
+@monitoring_endpoint_option
+def plan_command(settings_file: Path, project: str | None, monitoring_endpoint: str | None) -> None:
     """Show, resource by resource, what deploy would create or change."""
     desired, publisher, subscriber = _prepare(settings_file, project)
+    access = _access_monitoring(settings_file, project, monitoring_endpoint)
     result = _call(lambda: _plan(desired, publisher, subscriber))
-    _print_plan(result, Console(soft_wrap=True))
+    console = Console(soft_wrap=True)
+    _print_plan(result, console)
+    if access is not None:
+        print_monitoring_plan(_call(access.plan, "Google Cloud"), console)
 
 
 @gcp.command("deploy")
 @settings_option
 @project_option
-def deploy_command(settings_file: Path, project: str | None) -> None:
+@monitoring_endpoint_option
+def deploy_command(
+    settings_file: Path, project: str | None, monitoring_endpoint: str | None
+) -> None:
     """Create or update the topology; a second run changes nothing."""
     from rich.progress import Progress
 
     from iot_remote_access.pubsub.deploy import DeployBlocked, DeployFailed, deploy
 
     desired, publisher, subscriber = _prepare(settings_file, project)
+    access = _access_monitoring(settings_file, project, monitoring_endpoint)
     result = _call(lambda: _plan(desired, publisher, subscriber))
     console = Console(soft_wrap=True)
     err = Console(stderr=True)
@@ -89,6 +111,62 @@ def deploy_command(settings_file: Path, project: str | None) -> None:
         "skipped": sum(c.action == "skipped" for c in result.changes),
     }
     console.print(", ".join(f"{n} {what}" for what, n in counts.items()), highlight=False)
+    if access is not None:
+        from iot_remote_access.gcp_monitoring.deploy import MonitoringDeployFailed
+
+        monitoring_plan = _call(access.plan, "Google Cloud")
+        try:
+            applied_monitoring = _call(lambda: access.deploy(monitoring_plan), "Google Cloud")
+        except MonitoringDeployFailed as error:
+            raise OperationError(f"Google Cloud refused to {error}") from None
+        print_monitoring_applied(monitoring_plan, applied_monitoring, console)
+
+
+@gcp.command("device-config")
+@settings_option
+@click.option("--thing", required=True, help="the device's thing name (its MQTT identity)")
+@click.option(
+    "--thing-group",
+    "thing_group",
+    default=None,
+    help="the device's thing group (the thing-group label of gcp.accessProxy.deviceSelector)",
+)
+@click.option("--label", "labels", multiple=True, help="another node label, KEY=VALUE")
+def device_config_command(
+    settings_file: Path, thing: str, thing_group: str | None, labels: tuple[str, ...]
+) -> None:
+    """Print the device agent's teleport.yaml: node name = thing name, dialling out to the
+    proxy of gcp.accessProxy. Exit 0 printed, 2 bad settings or arguments."""
+    try:
+        settings = FleetSettings.from_file(settings_file)
+    except SettingsError as error:
+        raise settings_input_error(error) from None
+    if settings.gcp is None or settings.gcp.access_proxy is None:
+        raise InputError(
+            f"{settings_file}: gcp.accessProxy: missing; allowed: a gcp.accessProxy section"
+        )
+    groups = (thing_group,) if thing_group is not None else ()
+    try:
+        click.echo(device_config(settings, thing, groups, labels), nl=False)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def _access_monitoring(
+    settings_file: Path, project: str | None, endpoint: str | None
+) -> AccessMonitoring | None:
+    """With ``gcp.accessProxy``: Teleport's metrics, alert policies and sink (else None)."""
+    settings = FleetSettings.from_file(settings_file)  # already validated by _prepare
+    if settings.gcp is None or settings.gcp.access_proxy is None:
+        return None
+    chosen = _project(settings_file, settings.gcp, project)
+    try:
+        return AccessMonitoring.prepare(chosen, settings, endpoint)
+    except ImportError as error:
+        raise InputError(
+            f"gcp.accessProxy needs the 'gcp' extra: pip install 'iot-remote-access[gcp]' "
+            f"({error.name} is missing)"
+        ) from None
 
 
 def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
@@ -121,7 +199,11 @@ def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
     project = _project(settings_file, gcp_settings, project)
     try:
         desired = GcpPubsubStack(
-            Root("gcp"), "PubSub", project=project, settings=gcp_settings
+            Root("gcp"),
+            "PubSub",
+            project=project,
+            settings=gcp_settings,
+            commands=settings.commands.enabled,
         ).desired_state()
     except ValueError as error:
         raise InputError(str(error)) from None
@@ -146,7 +228,7 @@ def _project(settings_file: Path, settings: GcpSettings, project: str | None) ->
 
 
 def _clients() -> tuple[Any, Any]:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
     return pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
 
@@ -157,7 +239,7 @@ def _plan(desired: Any, publisher: Any, subscriber: Any) -> Any:
     return plan(desired, publisher, subscriber)
 
 
-def _call(operation: Any) -> Any:
+def _call(operation: Any, service: str = "Pub/Sub") -> Any:
     """Run a Google Cloud operation, turning its errors into one line (exit 1)."""
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
@@ -174,10 +256,10 @@ def _call(operation: Any) -> Any:
     except gexc.GoogleAPICallError as error:
         where = _resource_of(error)
         raise OperationError(
-            f"Pub/Sub refused{where}: {_status(error)} {_first_line(error.message or '')}"
+            f"{service} refused{where}: {_status(error)} {_first_line(error.message or '')}"
         ) from None
     except gexc.RetryError as error:
-        raise OperationError(f"Pub/Sub unreachable: {_first_line(error)}") from None
+        raise OperationError(f"{service} unreachable: {_first_line(error)}") from None
 
 
 def _status(error: Any) -> str:

@@ -58,6 +58,7 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
         raise OperationError(f"{out_dir}: cannot write manifests ({error.strerror})") from None
     for path in written:
         click.echo(str(path))
+    _access_proxy_note(settings)
     if settings.hivemq.license_secret is None:
         click.echo(
             "note: no hivemq.licenseSecret: HiveMQ runs as an evaluation (25 connections) and the "
@@ -79,3 +80,21 @@ def _check_bridge_variables(settings_file: Path, settings: FleetSettings) -> Non
     problem = unknown_variables(settings.gcp.bridge.env)
     if problem:
         raise InputError(f"{settings_file}: gcp.bridge.env: {problem}")
+
+
+def _access_proxy_note(settings: FleetSettings) -> None:
+    """What ``gcp manifests`` cannot do for Teleport: the Workload Identity binding (IAM)."""
+    gcp = settings.gcp
+    if gcp is None or gcp.access_proxy is None:
+        return
+    access = gcp.access_proxy
+    member = (
+        f"serviceAccount:{gcp.project_id}.svc.id.goog[{access.namespace}/{access.release_name}]"
+    )
+    click.echo(
+        f"note: Teleport runs as {access.service_account} through Workload Identity: "
+        f"gcp deploy grants it roles/iam.workloadIdentityUser for {member}; grant it "
+        f"roles/datastore.user in the project and roles/storage.objectAdmin on "
+        f"gs://{access.recordings_bucket} yourself (see docs/gcp-access.md, Step by step)",
+        err=True,
+    )

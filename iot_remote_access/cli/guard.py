@@ -14,7 +14,9 @@ from iot_remote_access.guard.audit import (
     fetch_policies,
     list_policies,
 )
+from iot_remote_access.guard.baseline import BaselineError, read_baseline, write_baseline
 from iot_remote_access.guard.report import OutputFormat, render
+from iot_remote_access.guard.review import FailOn, Reviewed, Status, failing, review
 from iot_remote_access.guard.scan import PolicyResult, scan_documents
 from iot_remote_access.guard.sources import GuardInputError, read_policies
 
@@ -32,14 +34,95 @@ format_option = click.option(
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @format_option
-def lint(paths: tuple[Path, ...], output_format: str) -> None:
+@click.option(
+    "--baseline",
+    "baseline_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Fail only on findings not in this file (written by --write-baseline).",
+)
+@click.option(
+    "--write-baseline",
+    "write_baseline_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every finding not acknowledged in the app to this file, and exit 0.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice([f.value for f in FailOn]),
+    default=FailOn.MEDIUM.value,
+    show_default=True,
+    help="Least severe open finding that fails the run (none: report only).",
+)
+@click.option(
+    "--sarif-output",
+    "sarif_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the SARIF report to this file (for code scanning uploads).",
+)
+@click.option(
+    "--skip-unrecognized",
+    is_flag=True,
+    help="Pass over JSON/YAML files that are neither a template nor a policy.",
+)
+def lint(
+    paths: tuple[Path, ...],
+    output_format: str,
+    baseline_file: Path | None,
+    write_baseline_file: Path | None,
+    fail_on: str,
+    sarif_file: Path | None,
+    skip_unrecognized: bool,
+) -> None:
     """Check IoT policies in cdk.out folders, CloudFormation templates (JSON/YAML)
-    and policy JSON files. Exit 0 clean, 1 findings, 2 unreadable input."""
+    and policy JSON files. Exit 0 clean, 1 findings, 2 unreadable input.
+
+    Findings acknowledged in the CDK app (cdk.Validations acknowledgements, cdk-nag
+    suppressions) and findings in the --baseline are reported but do not fail."""
+    if baseline_file is not None and write_baseline_file is not None:
+        raise InputError(
+            "--write-baseline: given with --baseline; allowed: one of them "
+            "(--write-baseline records every current finding)"
+        )
     try:
-        results = scan_documents(read_policies(list(paths)))
+        baseline = read_baseline(baseline_file) if baseline_file is not None else None
+        results = scan_documents(read_policies(list(paths), skip_unrecognized=skip_unrecognized))
+    except BaselineError as error:
+        raise InputError(f"--baseline: {error}") from None
     except GuardInputError as error:
         raise InputError(str(error)) from None
-    _finish(results, OutputFormat(output_format))
+    reviewed = review(results, baseline)
+    if write_baseline_file is not None:
+        _write_baseline(write_baseline_file, reviewed)
+    if sarif_file is not None:
+        _write_sarif(sarif_file, results, reviewed, baseline_used=baseline is not None)
+    threshold = FailOn.NONE if write_baseline_file is not None else FailOn(fail_on)
+    _finish(results, OutputFormat(output_format), reviewed, threshold, baseline is not None)
+
+
+def _write_baseline(path: Path, reviewed: list[Reviewed]) -> None:
+    entries = [r.baseline_entry() for r in reviewed if r.status is not Status.ACKNOWLEDGED]
+    try:
+        write_baseline(path, entries)
+    except BaselineError as error:
+        raise InputError(f"--write-baseline: {error}") from None
+    click.echo(f"wrote {len(set(entries))} findings to the baseline {path}", err=True)
+
+
+def _write_sarif(
+    path: Path, results: list[PolicyResult], reviewed: list[Reviewed], *, baseline_used: bool
+) -> None:
+    try:
+        with path.open("w", encoding="utf-8") as out:
+            render(
+                results,
+                OutputFormat.SARIF,
+                out,
+                terminal=False,
+                reviewed=reviewed,
+                baseline_used=baseline_used,
+            )
+    except OSError as error:
+        raise InputError(f"--sarif-output: cannot write {path} ({error.strerror})") from None
 
 
 @click.command()
@@ -90,7 +173,21 @@ def audit(region: str | None, profile: str | None, concurrency: int, output_form
     _finish(results, OutputFormat(output_format))
 
 
-def _finish(results: list[PolicyResult], output_format: OutputFormat) -> None:
+def _finish(
+    results: list[PolicyResult],
+    output_format: OutputFormat,
+    reviewed: list[Reviewed] | None = None,
+    fail_on: FailOn = FailOn.MEDIUM,
+    baseline_used: bool = False,
+) -> None:
+    reviewed = review(results) if reviewed is None else reviewed
     # rich's table for people at a terminal; plain text in CI logs, pipes and files.
-    render(results, output_format, sys.stdout, terminal=sys.stdout.isatty())
-    raise SystemExit(EXIT_FAILURE if any(r.findings for r in results) else EXIT_OK)
+    render(
+        results,
+        output_format,
+        sys.stdout,
+        terminal=sys.stdout.isatty(),
+        reviewed=reviewed,
+        baseline_used=baseline_used,
+    )
+    raise SystemExit(EXIT_FAILURE if failing(reviewed, fail_on) else EXIT_OK)

@@ -42,6 +42,18 @@ _PURPOSE_RE = re.compile(rf"\A{PURPOSE_RULE}\Z")
 #: An IAM role or user ARN (optionally with a path). Exact principals only: no wildcards.
 SENDER_RULE = r"arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]{1,512}"
 _SENDER_RE = re.compile(rf"\A{SENDER_RULE}\Z")
+#: A Google principal as IAM writes a member (GCP path): a service account or a user.
+#: Groups are not accepted: the command service cannot see group membership.
+GCP_SENDER_RULE = (
+    r"(serviceAccount|user):[A-Za-z0-9._%+-]{1,128}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}"
+)
+_GCP_SENDER_RE = re.compile(rf"\A{GCP_SENDER_RULE}\Z")
+#: A Microsoft Entra ID object id (Azure path): a user, a service principal or a
+#: managed identity, as the ``oid`` claim of its access token names it.
+AZURE_SENDER_RULE = (
+    r"objectId:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_AZURE_SENDER_RE = re.compile(rf"\A{AZURE_SENDER_RULE}\Z")
 _COMMAND_ID_RE = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 MIN_TIMEOUT_SECONDS = 1
@@ -93,8 +105,9 @@ class CommandSpec:
     :param name: ``[a-z][a-z0-9-]{0,62}``, e.g. ``diagnostics``.
     :param purpose: why the command exists (GDPR Art. 5(1)(b) and 25: purpose
         limitation). The requester must state the same purpose; it is recorded.
-    :param senders: IAM role or user ARNs allowed to send it (a role covers all its
-        sessions). Exact ARNs only; empty means nobody.
+    :param senders: who may send it, exact principals only; empty means nobody. IAM
+        role or user ARNs on AWS (a role covers all its sessions), ``serviceAccount:`` or
+        ``user:`` emails on GCP, ``objectId:<Entra object id>`` on Azure.
     :param arguments: JSON Schema (the subset of ``core/argument_schema.py``).
     :param result: JSON Schema of the response's ``result``. Default: an empty object.
     :param timeout_seconds: how long the device has to answer, 1..3600.
@@ -243,13 +256,31 @@ def validate_senders(value: object) -> tuple[str, ...]:
     if len(value) > MAX_SENDERS:
         raise CommandRuleError("senders", f"{len(value)} senders; allowed: at most {MAX_SENDERS}")
     for sender in value:
-        if not isinstance(sender, str) or not _SENDER_RE.match(sender):
+        if not isinstance(sender, str) or not (
+            _SENDER_RE.match(sender)
+            or _GCP_SENDER_RE.match(sender)
+            or _AZURE_SENDER_RE.match(sender)
+        ):
+            # An ARN keeps the AWS message; anything else also hears of the other clouds.
+            other_clouds = (
+                ""
+                if isinstance(sender, str) and sender.startswith("arn:")
+                else " (GCP: serviceAccount:<email> or user:<email>; "
+                "Azure: objectId:<Entra object id>)"
+            )
             raise CommandRuleError(
                 "senders",
                 f"{shown(sender)} is not an IAM role or user ARN; allowed: "
-                "arn:aws:iam::<account>:role/<name> or :user/<name>, no wildcards",
+                f"arn:aws:iam::<account>:role/<name> or :user/<name>, no wildcards{other_clouds}",
             )
     return tuple(value)
+
+
+def sender_cloud(sender: str) -> str:
+    """Which cloud's principal a (valid) sender names: ``aws``, ``gcp`` or ``azure``."""
+    if sender.startswith("arn:"):
+        return "aws"
+    return "azure" if sender.startswith("objectId:") else "gcp"
 
 
 def sender_matches(sender: str, principal: str) -> bool:
@@ -258,9 +289,17 @@ def sender_matches(sender: str, principal: str) -> bool:
     A function URL with AWS_IAM auth reports a role session as
     ``arn:aws:sts::<account>:assumed-role/<role name>/<session>``; the role ARN
     ``arn:aws:iam::<account>:role/<path/><role name>`` covers every session of it.
+    A Google principal (``serviceAccount:<email>``, ``user:<email>``) or an Entra
+    object id (``objectId:<guid>``) matches the same principal, ignoring the case
+    of the email or guid; never an AWS ARN.
     """
     if sender == principal:
         return True
+    if sender_cloud(sender) != "aws":
+        # Google emails and Entra object ids are case-insensitive; the prefix is not.
+        kind, _, name = sender.partition(":")
+        other_kind, _, other_name = principal.partition(":")
+        return kind == other_kind and bool(name) and name.lower() == other_name.lower()
     match = re.fullmatch(r"arn:(aws[a-z-]*):iam::([0-9]{12}):role/(?:.*/)?([^/]+)", sender)
     if match is None:
         return False

@@ -142,8 +142,12 @@ def device_permissions(access: DeviceAccess) -> tuple[HivemqPermission, ...]:
     return tuple(permissions)
 
 
-def bridge_permissions(topics: TopicModel, *, shared_group: str) -> tuple[HivemqPermission, ...]:
-    """The bridge role: a shared subscription on all telemetry, publish to every commands topic.
+def bridge_permissions(
+    topics: TopicModel, *, shared_group: str, command_responses: bool = False
+) -> tuple[HivemqPermission, ...]:
+    """The bridge role: a shared subscription on all telemetry, publish to every commands topic,
+    and, with ``command_responses`` (remote commands on), a shared subscription on every
+    responses topic.
 
     The thing level becomes ``+`` — the one place a wildcard is granted, to a
     backend identity, never to a device. The subscription is allowed only as
@@ -162,6 +166,19 @@ def bridge_permissions(topics: TopicModel, *, shared_group: str) -> tuple[Hivemq
             shared_group,
         ),
         HivemqPermission(commands, Activity.PUBLISH, "bridge: commands to any device"),
+        *(
+            (
+                HivemqPermission(
+                    topics.responses.replace(THING_PLACEHOLDER, "+"),
+                    Activity.SUBSCRIBE,
+                    "bridge: every device's command responses, shared among replicas",
+                    SharedSubscription.SHARED,
+                    shared_group,
+                ),
+            )
+            if command_responses
+            else ()
+        ),
     )
 
 

@@ -14,7 +14,7 @@ before it, so a forged segment cannot start anywhere it likes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from iot_remote_access.core.ledger import (
@@ -73,8 +73,11 @@ def index_anchors(anchors: Iterable[Anchor]) -> dict[int, Anchor]:
 class _Walk:
     """The state of one pass; ``step`` returns the first problem of one line, if any."""
 
-    def __init__(self, anchors: dict[int, Anchor]) -> None:
+    def __init__(
+        self, anchors: dict[int, Anchor], on_record: Callable[[Record, bytes], None] | None
+    ) -> None:
         self.anchors = anchors
+        self.on_record = on_record
         self.head: Record | None = None
         self.first_seq: int | None = None
         self.records = 0
@@ -100,6 +103,8 @@ class _Walk:
             return problem
         self.head = record
         self.records += 1
+        if self.on_record is not None:
+            self.on_record(record, line)
         if self.first_seq is None:
             self.first_seq = record.seq
         return None
@@ -185,13 +190,19 @@ class _Walk:
         return None
 
 
-def verify(lines: Iterable[bytes | None], anchors: Iterable[Anchor]) -> Verification:
+def verify(
+    lines: Iterable[bytes | None],
+    anchors: Iterable[Anchor],
+    on_record: Callable[[Record, bytes], None] | None = None,
+) -> Verification:
     """Check a chain (lines as ``bounded_lines`` yields them) against ``anchors``.
 
     Stops at the first broken link. Anchors before the export's first record cannot be
     checked and are ignored; anchors after its last record mean it was truncated.
+    ``on_record`` sees each record (and its exact line) once it has been checked, so a
+    reader (the evidence pack) folds the chain in the same pass as it is verified.
     """
-    walk = _Walk(index_anchors(anchors))
+    walk = _Walk(index_anchors(anchors), on_record)
     broken: Broken | None = None
     for number, line in enumerate(lines, start=1):
         broken = walk.step(number, line)

@@ -130,6 +130,16 @@ class MosquittoAcl:
         own = tuple(
             AclRule(AclAccess.DENY, rule.topic.replace("%u", bridge), bridge) for rule in device
         )
+        # Remote commands on: the bridge also reads every responses topic (shared).
+        responses = (
+            (
+                AclRule(
+                    AclAccess.READ, topic_filter(topics.responses, field_name="responses"), bridge
+                ),
+            )
+            if self.access.command_responses
+            else ()
+        )
         return (
             *device,
             *own,
@@ -137,6 +147,7 @@ class MosquittoAcl:
             # filter, so the shared subscription needs read on the plain filter.
             AclRule(AclAccess.READ, topic_filter(topics.telemetry), bridge),
             AclRule(AclAccess.WRITE, topic_filter(topics.commands, field_name="commands"), bridge),
+            *responses,
         )
 
     def render(self) -> str:

@@ -15,11 +15,11 @@ import jsii
 
 from iot_remote_access import __version__
 from iot_remote_access.core.policy_check import RULES
+from iot_remote_access.guard.acknowledgements import PLUGIN_NAME
 from iot_remote_access.guard.scan import scan_documents
 from iot_remote_access.guard.sources import read_policies
 
-#: Also the prefix of acknowledgement ids: ``IotPolicyGuard::IRA004-connect-not-bound-to-thing``.
-PLUGIN_NAME = "IotPolicyGuard"
+__all__ = ["PLUGIN_NAME", "IotPolicyGuard"]
 
 
 @jsii.implements(cdk.IPolicyValidationPlugin)

@@ -9,18 +9,12 @@ for the terminal, which also keeps ``lint``'s start-up short.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, TextIO
 
-from iot_remote_access import __version__
-from iot_remote_access.core.policy_check import RULES, Severity
+from iot_remote_access.guard.review import Reviewed, Status, review
+from iot_remote_access.guard.sarif import to_sarif
 from iot_remote_access.guard.scan import PolicyResult
-
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-INFORMATION_URI = "https://pypi.org/project/iot-remote-access/"
 
 
 class OutputFormat(StrEnum):
@@ -33,182 +27,134 @@ TABLE_COLUMNS = ("policy", "rule", "severity", "stmt", "action", "resource", "wh
 
 
 def render(
-    results: list[PolicyResult], output_format: OutputFormat, out: TextIO, *, terminal: bool
+    results: list[PolicyResult],
+    output_format: OutputFormat,
+    out: TextIO,
+    *,
+    terminal: bool,
+    reviewed: list[Reviewed] | None = None,
+    baseline_used: bool = False,
 ) -> None:
-    """Write the report to ``out``; ``terminal`` selects rich's table for people."""
+    """Write the report to ``out``; ``terminal`` selects rich's table for people.
+
+    ``reviewed`` carries each finding's status (acknowledged, baselined, open);
+    without it every finding is open.
+    """
+    reviewed = review(results) if reviewed is None else reviewed
     # JSON is written as is (rich's print_json re-parsed and styled it); indented for
     # people at a terminal, compact elsewhere: json's C encoder only runs without indent.
     indent = 2 if terminal else None
     if output_format is OutputFormat.JSON:
-        out.write(json.dumps(to_json(results), indent=indent) + "\n")
+        out.write(json.dumps(to_json(results, reviewed), indent=indent) + "\n")
     elif output_format is OutputFormat.SARIF:
-        out.write(json.dumps(to_sarif(results), indent=indent) + "\n")
+        out.write(json.dumps(to_sarif(reviewed, baseline_used=baseline_used), indent=indent) + "\n")
     elif terminal:
-        _rich_table(results, out)
+        _rich_table(results, reviewed, out)
     else:
-        out.write(plain_table(results))
+        out.write(plain_table(results, reviewed))
 
 
-def to_json(results: list[PolicyResult]) -> dict[str, Any]:
+def to_json(results: list[PolicyResult], reviewed: list[Reviewed] | None = None) -> dict[str, Any]:
+    reviewed = review(results) if reviewed is None else reviewed
     return {
         "policiesChecked": len(results),
-        "findings": [
-            {
-                "file": result.source.file,
-                "policy": result.source.name,
-                "ruleId": finding.rule_id,
-                "rule": finding.rule.name,
-                "severity": str(finding.severity),
-                "statement": finding.statement,
-                "action": finding.action,
-                "resource": finding.resource,
-                "message": finding.message,
-            }
-            for result in results
-            for finding in result.findings
-        ],
+        "findings": [_json_finding(item) for item in reviewed],
     }
 
 
-def to_sarif(results: list[PolicyResult]) -> dict[str, Any]:
-    rule_ids = sorted(RULES)
-    rule_index = {rule_id: index for index, rule_id in enumerate(rule_ids)}
-    uri = _uri_maker()
-    sarif_results = []
-    for result in results:
-        for finding in result.findings:
-            location: dict[str, Any] = {
-                "physicalLocation": {
-                    "artifactLocation": {"uri": uri(result.source.file)},
-                    **({"region": {"startLine": result.source.line}} if result.source.line else {}),
-                },
-                "logicalLocations": [{"name": result.source.name, "kind": "resource"}],
-            }
-            sarif_results.append(
-                {
-                    "ruleId": finding.rule_id,
-                    "ruleIndex": rule_index[finding.rule_id],
-                    "level": "error" if finding.severity is Severity.HIGH else "warning",
-                    "message": {
-                        "text": f"{result.source.name} Statement[{finding.statement}]: "
-                        f"{finding.message} (action {finding.action}, "
-                        f"resource {finding.resource})"
-                    },
-                    "locations": [location],
-                }
-            )
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "iot-remote-access",
-                        "version": __version__,
-                        "informationUri": INFORMATION_URI,
-                        "rules": [
-                            {
-                                "id": rule_id,
-                                "name": RULES[rule_id].name,
-                                "shortDescription": {"text": RULES[rule_id].summary},
-                                "defaultConfiguration": {
-                                    "level": "error"
-                                    if RULES[rule_id].severity is Severity.HIGH
-                                    else "warning"
-                                },
-                            }
-                            for rule_id in rule_ids
-                        ],
-                    }
-                },
-                "results": sarif_results,
-            }
-        ],
+def _json_finding(item: Reviewed) -> dict[str, Any]:
+    source, finding = item.result.source, item.finding
+    entry: dict[str, Any] = {
+        "file": source.file,
+        "policy": source.name,
+        "ruleId": finding.rule_id,
+        "rule": finding.rule.name,
+        "severity": str(finding.severity),
+        "statement": finding.statement,
+        "action": finding.action,
+        "resource": finding.resource,
+        "message": finding.message,
+        "status": str(item.status),
+        "fingerprint": item.fingerprint,
     }
+    if source.construct_path:
+        entry["constructPath"] = source.construct_path
+    if source.stack:
+        entry["stack"] = source.stack
+    if source.source_line:
+        entry["sourceLocation"] = {"file": source.source_line.file, "line": source.source_line.line}
+    if item.acknowledgement is not None:
+        entry["acknowledgement"] = {
+            "id": item.acknowledgement.rule,
+            "reason": item.acknowledgement.reason,
+            "origin": item.acknowledgement.origin,
+        }
+    return entry
 
 
-def _uri_maker() -> Callable[[str], str]:
-    """The SARIF uri of a file: relative to the working folder when inside it.
-
-    Each file is resolved once and each folder once, with ``os.path`` on strings:
-    resolving every finding's path with pathlib cost more than checking the policies.
-    """
-    inside = os.path.join(os.path.realpath(os.getcwd()), "")
-    folders: dict[str, str] = {}
-    known: dict[str, str] = {}
-
-    def uri(file: str) -> str:
-        if file not in known:
-            if os.path.islink(file):
-                resolved = os.path.realpath(file)  # the file itself leads elsewhere
-            else:
-                folder, name = os.path.split(file)
-                if folder not in folders:
-                    folders[folder] = os.path.realpath(folder or ".")
-                resolved = os.path.join(folders[folder], name)
-            if resolved.startswith(inside):
-                known[file] = Path(resolved[len(inside) :]).as_posix()
-            else:
-                path = Path(file)
-                known[file] = path.as_uri() if path.is_absolute() else path.as_posix()
-        return known[file]
-
-    return uri
-
-
-def _title(results: list[PolicyResult], findings: int) -> str:
+def _title(results: list[PolicyResult], reviewed: list[Reviewed]) -> str:
+    findings = sum(1 for item in reviewed if item.status is Status.OPEN)
+    others = ", ".join(
+        f"{count} {status}"
+        for status in (Status.ACKNOWLEDGED, Status.BASELINED)
+        if (count := sum(1 for item in reviewed if item.status is status))
+    )
+    tail = f" ({others}, not listed)" if others else ""
     if not findings:
-        return f"{len(results)} IoT policies checked: no findings."
-    return f"{findings} findings in {len(results)} IoT policies"
+        return f"{len(results)} IoT policies checked: no findings.{tail}"
+    return f"{findings} findings in {len(results)} IoT policies{tail}"
 
 
-def _rows(results: list[PolicyResult]) -> list[tuple[str, ...]]:
+def _open(reviewed: list[Reviewed]) -> list[Reviewed]:
+    return [item for item in reviewed if item.status is Status.OPEN]
+
+
+def _rows(reviewed: list[Reviewed]) -> list[tuple[str, ...]]:
     return [
         (
-            f"{result.source.name} ({result.source.file})",
-            f"{finding.rule_id} {finding.rule.name}",
-            str(finding.severity),
-            str(finding.statement),
-            finding.action,
-            finding.resource,
-            finding.message,
+            f"{item.result.source.name} ({item.result.source.file})",
+            f"{item.finding.rule_id} {item.finding.rule.name}",
+            str(item.finding.severity),
+            str(item.finding.statement),
+            item.finding.action,
+            item.finding.resource,
+            item.finding.message,
         )
-        for result in results
-        for finding in result.findings
+        for item in _open(reviewed)
     ]
 
 
-def plain_table(results: list[PolicyResult]) -> str:
+def plain_table(results: list[PolicyResult], reviewed: list[Reviewed] | None = None) -> str:
     """The findings as aligned plain text: one line per finding, the reason last.
 
     Widths come from one pass over the cells; the last column is not padded, so
     a long reason never widens the others.
     """
-    rows = _rows(results)
+    reviewed = review(results) if reviewed is None else reviewed
+    rows = _rows(reviewed)
     if not rows:
-        return _title(results, 0) + "\n"
+        return _title(results, reviewed) + "\n"
     widths = [len(name) for name in TABLE_COLUMNS[:-1]]
     for row in rows:
         for index in range(len(widths)):
             widths[index] = max(widths[index], len(row[index]))
-    lines = [_title(results, len(rows)), ""]
+    lines = [_title(results, reviewed), ""]
     for row in (TABLE_COLUMNS, *rows):
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]))
     return "\n".join(lines) + "\n"
 
 
-def _rich_table(results: list[PolicyResult], out: TextIO) -> None:
+def _rich_table(results: list[PolicyResult], reviewed: list[Reviewed], out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=out)
-    findings = [(r, f) for r in results for f in r.findings]
+    findings = [(item.result, item.finding) for item in _open(reviewed)]
     if not findings:
-        console.print(_title(results, 0))
+        console.print(_title(results, reviewed))
         return
-    table = Table(title=_title(results, len(findings)))
+    table = Table(title=_title(results, reviewed))
     for column in TABLE_COLUMNS:
         table.add_column(column, overflow="fold")
     for result, finding in findings:

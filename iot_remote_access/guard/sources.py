@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from iot_remote_access.core.bounded_input import BoundedInputError
+from iot_remote_access.guard.acknowledgements import Acknowledgement, from_nag_metadata
+from iot_remote_access.guard.assembly import SourceLine, StackInfo, read_assembly
 from iot_remote_access.guard.documents import read_document
 
 IOT_POLICY_TYPE = "AWS::IoT::Policy"
@@ -32,43 +34,84 @@ class PolicyDocumentSource:
     document: Any
     #: 1-based line of the resource in the file, where known (for SARIF).
     line: int | None = None
+    #: The CDK construct path (``aws:cdk:path`` metadata), for a synthesized template.
+    construct_path: str | None = None
+    #: The stack (cloud assembly artifact) the template belongs to, when known.
+    stack: str | None = None
+    #: Acknowledgements that apply to this resource, closest to it first.
+    acknowledgements: tuple[Acknowledgement, ...] = ()
+    #: Where the app created the resource, when the assembly recorded it (``--debug``).
+    source_line: SourceLine | None = None
 
 
-def read_policies(paths: list[Path]) -> Iterator[PolicyDocumentSource]:
+def read_policies(
+    paths: list[Path], *, skip_unrecognized: bool = False
+) -> Iterator[PolicyDocumentSource]:
+    """Every IoT policy in ``paths``.
+
+    ``skip_unrecognized`` passes over readable JSON/YAML files that are neither a
+    template nor a policy (a pre-commit hook sees every such file of a commit);
+    a file that cannot be parsed still stops the run.
+    """
+    reader = _Reader(skip_unrecognized)
     for path in paths:
         if path.is_dir():
-            yield from _cloud_assembly(path)
+            yield from reader.cloud_assembly(path)
         elif path.is_file():
-            yield from _file(path)
+            yield from reader.file(path)
         else:
             raise GuardInputError(path, "no such file or directory")
 
 
-def _cloud_assembly(folder: Path) -> Iterator[PolicyDocumentSource]:
-    if not (folder / "manifest.json").is_file():
-        raise GuardInputError(folder, "not a cloud assembly (cdk.out): no manifest.json")
-    templates = sorted(folder.rglob("*.template.json"))
-    for template in templates:
-        yield from _file(template)
+class _Reader:
+    """Reads files, and each cloud assembly's manifest once however many templates it has."""
+
+    def __init__(self, skip_unrecognized: bool) -> None:
+        self._skip_unrecognized = skip_unrecognized
+        self._assemblies: dict[Path, dict[str, StackInfo]] = {}
+
+    def cloud_assembly(self, folder: Path) -> Iterator[PolicyDocumentSource]:
+        if not (folder / "manifest.json").is_file():
+            raise GuardInputError(folder, "not a cloud assembly (cdk.out): no manifest.json")
+        templates = sorted(folder.rglob("*.template.json"))
+        for template in templates:
+            yield from self.file(template)
+
+    def file(self, path: Path) -> Iterator[PolicyDocumentSource]:
+        try:
+            text, data = read_document(path)
+        except BoundedInputError as error:
+            raise GuardInputError(path, error.problem) from None
+        if isinstance(data, Mapping) and "Resources" in data:
+            yield from _template(path, text, data, self._stack_info(path))
+        elif isinstance(data, Mapping) and "Statement" in data:
+            yield PolicyDocumentSource(str(path), path.stem, data, 1)
+        elif not self._skip_unrecognized:
+            raise GuardInputError(
+                path,
+                "neither a CloudFormation template (no 'Resources') nor a policy (no 'Statement')",
+            )
+
+    def _stack_info(self, path: Path) -> StackInfo | None:
+        """The assembly's record of the template's stack, when it sits in a cdk.out folder
+        (nested stages have a manifest of their own, next to their templates)."""
+        folder = path.parent
+        if folder not in self._assemblies:
+            if not (folder / "manifest.json").is_file():
+                return None
+            try:
+                self._assemblies[folder] = read_assembly(folder)
+            except BoundedInputError as error:
+                raise GuardInputError(error.source, error.problem) from None
+        return self._assemblies[folder].get(path.name)
 
 
-def _file(path: Path) -> Iterator[PolicyDocumentSource]:
-    try:
-        text, data = read_document(path)
-    except BoundedInputError as error:
-        raise GuardInputError(path, error.problem) from None
-    if isinstance(data, Mapping) and "Resources" in data:
-        yield from _template(path, text, data)
-    elif isinstance(data, Mapping) and "Statement" in data:
-        yield PolicyDocumentSource(str(path), path.stem, data, 1)
-    else:
-        raise GuardInputError(
-            path, "neither a CloudFormation template (no 'Resources') nor a policy (no 'Statement')"
-        )
-
-
-def _template(path: Path, text: str, template: Mapping[str, Any]) -> Iterator[PolicyDocumentSource]:
+def _template(
+    path: Path, text: str, template: Mapping[str, Any], stack: StackInfo | None
+) -> Iterator[PolicyDocumentSource]:
     resources = template["Resources"]
+    # cdk-nag's stack-wide suppressions sit in the template's own Metadata.
+    stack_wide = from_nag_metadata(template.get("Metadata"), f"cdk_nag metadata of {path.name}")
     if not isinstance(resources, Mapping):
         raise GuardInputError(path, "'Resources' is not an object")
     lines: _KeyLines | None = None  # built on the first IoT policy, once per file
@@ -88,8 +131,24 @@ def _template(path: Path, text: str, template: Mapping[str, Any]) -> Iterator[Po
                     path, f"{logical_id}: PolicyDocument is not valid JSON: {error.msg}"
                 ) from None
         lines = lines or _KeyLines(text)
+        metadata = resource.get("Metadata")
+        cdk_path = metadata.get("aws:cdk:path") if isinstance(metadata, Mapping) else None
+        construct_path = cdk_path if isinstance(cdk_path, str) else None
+        # The assembly's record first: it names the construct the acknowledgement is on.
+        acknowledgements = [
+            *(stack.acknowledgements(construct_path, str(logical_id)) if stack else ()),
+            *from_nag_metadata(metadata, f"cdk_nag metadata of {logical_id}"),
+            *stack_wide,
+        ]
         yield PolicyDocumentSource(
-            str(path), str(logical_id), document, lines.line_of(str(logical_id))
+            str(path),
+            str(logical_id),
+            document,
+            lines.line_of(str(logical_id)),
+            construct_path=construct_path,
+            stack=stack.stack if stack else None,
+            acknowledgements=tuple(acknowledgements),
+            source_line=stack.creation_line(construct_path) if stack else None,
         )
 
 

@@ -39,7 +39,8 @@ class CommandSettings(SettingsSection):
     name: str
     #: Why the command exists (purpose limitation); the requester must state it.
     purpose: str
-    #: IAM role or user ARNs allowed to send it; a role covers all its sessions.
+    #: Who may send it: IAM role or user ARNs (a role covers all its sessions), Google
+    #: ``serviceAccount:``/``user:`` principals, Entra ``objectId:<guid>``.
     senders: tuple[str, ...] = ()
     arguments: dict[str, Any] = EMPTY_ARGUMENTS
     result: dict[str, Any] = EMPTY_RESULT

@@ -32,11 +32,14 @@ from iot_remote_access.core.kubernetes_names import (
 from iot_remote_access.core.mosquitto_acl import DEFAULT_BRIDGE_IDENTITY, validate_bridge_identity
 from iot_remote_access.core.shared_subscription import DEFAULT_SHARE_GROUP, validate_share_group
 from iot_remote_access.settings.base import SettingsSection, core_check
+from iot_remote_access.settings.gcp_access import GcpAccessProxySettings
 
 DEFAULT_TELEMETRY_TOPIC_ID = "iot-telemetry"
 DEFAULT_COMMANDS_TOPIC_ID = "iot-commands"
 DEFAULT_BRIDGE_SUBSCRIPTION_ID = "iot-commands-bridge"
 DEFAULT_ANALYTICS_SUBSCRIPTION_ID = "iot-telemetry-analytics"
+DEFAULT_RESPONSES_TOPIC_ID = "iot-command-responses"
+DEFAULT_RESPONSES_SUBSCRIPTION_ID = "iot-command-responses-service"
 DEAD_LETTER_SUFFIX = "-dead-letter"
 #: Messages on a topic without a subscription are dropped, so every dead-letter
 #: topic gets a subscription that keeps them for inspection.
@@ -75,11 +78,23 @@ class GcpPubsubSettings(SettingsSection):
     message_retention_days: int = Field(default=7, ge=1, le=7)
     ack_deadline_seconds: int = Field(default=30, ge=10, le=600)
     max_delivery_attempts: int = Field(default=5, ge=5, le=100)
+    #: Remote commands (``commands.enabled``): the topic the bridge publishes device
+    #: answers to, and the command service's subscription on it.
+    responses_topic: str = DEFAULT_RESPONSES_TOPIC_ID
+    responses_subscription: str = DEFAULT_RESPONSES_SUBSCRIPTION_ID
+    #: IAM members of the command service (the operator CLI's identity while the
+    #: service runs inside it): publish to the commands topic, consume the responses.
+    command_service_members: tuple[str, ...] = ()
     retry_min_backoff_seconds: int = Field(default=10, ge=0, le=600)
     retry_max_backoff_seconds: int = Field(default=600, ge=0, le=600)
 
     @field_validator(
-        "telemetry_topic", "commands_topic", "bridge_subscription", "analytics_subscription"
+        "telemetry_topic",
+        "commands_topic",
+        "bridge_subscription",
+        "analytics_subscription",
+        "responses_topic",
+        "responses_subscription",
     )
     @classmethod
     def _resource_id(cls, value: str) -> str:
@@ -94,7 +109,7 @@ class GcpPubsubSettings(SettingsSection):
             )
         return value
 
-    @field_validator("analytics_members")
+    @field_validator("analytics_members", "command_service_members")
     @classmethod
     def _members(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for member in value:
@@ -123,6 +138,21 @@ class GcpPubsubSettings(SettingsSection):
                 f"telemetryTopic {self.telemetry_topic!r} and commandsTopic "
                 f"{self.commands_topic!r} collide; allowed: distinct topic ids"
             )
+        if {self.responses_topic, self.responses_topic + DEAD_LETTER_SUFFIX} & set(names):
+            raise ValueError(
+                f"responsesTopic {self.responses_topic!r} collides with the telemetry or "
+                "commands topics; allowed: a distinct topic id"
+            )
+        subscriptions = [
+            self.bridge_subscription,
+            self.analytics_subscription,
+            self.responses_subscription,
+        ]
+        if len(set(subscriptions)) != len(subscriptions):
+            raise ValueError(
+                f"responsesSubscription {self.responses_subscription!r} is also another "
+                "subscription's id; allowed: distinct subscription ids"
+            )
         return self
 
     @property
@@ -132,6 +162,10 @@ class GcpPubsubSettings(SettingsSection):
     @property
     def commands_dead_letter_topic(self) -> str:
         return self.commands_topic + DEAD_LETTER_SUFFIX
+
+    @property
+    def responses_dead_letter_topic(self) -> str:
+        return self.responses_topic + DEAD_LETTER_SUFFIX
 
 
 #: Keys of the old ``hivemq.bridge`` section that have another name here.
@@ -263,6 +297,9 @@ class GcpSettings(SettingsSection):
     labels: dict[str, str] = Field(default_factory=dict)
     pubsub: GcpPubsubSettings = Field(default_factory=GcpPubsubSettings)
     bridge: GcpBridgeSettings
+    #: Interactive device access through Teleport on GKE (``gcp manifests`` renders it,
+    #: ``gcp plan|deploy`` its log-based metrics and alert policies). Default: none.
+    access_proxy: GcpAccessProxySettings | None = None
 
     @field_validator("project_id")
     @classmethod

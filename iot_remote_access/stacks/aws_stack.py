@@ -9,6 +9,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import (
+    AccessLedger,
     AuditTrail,
     CertificateRotation,
     CommandBroker,
@@ -33,6 +34,9 @@ class IotRemoteAccessStack(cdk.Stack):
     (AuditTrail) and ``secure_tunneling`` (SecureTunneling); both are None otherwise.
     With ``settings.commands.enabled`` it adds ``commands`` (CommandBroker) with the
     settings' catalogue; None otherwise.
+    With a ``ledger`` section in the settings it adds ``access_ledger`` (AccessLedger),
+    connected to the tunnel broker and sweeper, the certificate handlers and the
+    command functions.
 
     :param settings: Default: ``FleetSettings()`` (safe defaults).
     :param checks: run the guard and cdk-nag's AwsSolutions pack (cdk-nag 3, the ``nag``
@@ -62,6 +66,7 @@ class IotRemoteAccessStack(cdk.Stack):
         self.certificate_rotation = (
             self._certificates() if self.settings.certificates is not None else None
         )
+        self.access_ledger = self._access_ledger() if self._ledger_configured() else None
         # Sees OpenTunnel/CloseTunnel only through a CloudTrail trail: audit_trail
         # (settings.tunneling), or the account's own where tunneling is off here.
         self.tunnel_alarms = self._tunnel_alarms() if self.settings.tunnel_alarms.enabled else None
@@ -153,6 +158,36 @@ class IotRemoteAccessStack(cdk.Stack):
                 self.security_monitoring.alarm_topic if self.security_monitoring else None
             ),
         )
+
+    # -- access ledger (settings ``ledger``; docs/ledger.md) ----------------------------
+
+    def _ledger_configured(self) -> bool:
+        # Only with a ``ledger`` section in the settings: its anchors are locked for the
+        # retention (Object Lock, compliance mode), so it is never added by surprise.
+        return "ledger" in self.settings.model_fields_set and self.settings.ledger.enabled
+
+    def _access_ledger(self) -> AccessLedger:
+        section = self.settings.ledger
+        ledger = AccessLedger(
+            self,
+            "AccessLedger",
+            retention_days=section.retention_days,
+            anchor_interval_minutes=section.anchor_interval_minutes,
+            ledger_id=section.ledger_id,
+            alarm_topic=self.security_monitoring.alarm_topic if self.security_monitoring else None,
+        )
+        # Every function that decides remote access records its decisions.
+        if self.secure_tunneling is not None:
+            ledger.connect(self.secure_tunneling.broker, self.secure_tunneling.sweeper)
+        if self.certificate_rotation is not None:
+            rotation = self.certificate_rotation
+            ledger.connect(rotation.signer, rotation.confirm, rotation.planner, rotation.worker)
+        if self.commands is not None:
+            # Broker, responses, sweeper and fan-out dispatcher: every command decision.
+            ledger.connect(*self.commands.writers)
+        cdk.CfnOutput(self, "LedgerTable", value=ledger.table.table_name)
+        cdk.CfnOutput(self, "LedgerAnchorBucket", value=ledger.bucket.bucket_name)
+        return ledger
 
     def _tunnel_alarms(self) -> TunnelAlarms:
         tunnel = self.settings.tunnel_alarms

@@ -9,11 +9,13 @@ from cryptography import x509
 from iot_remote_access.arm.clients import ResourceGroupRef
 from iot_remote_access.arm.proof_of_possession import load_ca_certificate
 from iot_remote_access.constructs.azure import (
+    AnchorStorageAccount,
     DeviceStreams,
     DiagnosticSettings,
     DpsCertificate,
     DpsHubLink,
     HubCertificate,
+    ImmutableAnchorContainer,
     IotHub,
     IpFilterRule,
     ProvisioningService,
@@ -36,7 +38,8 @@ class AzureStack(Construct):
 
     In order: the IoT hub (with Device Streams when on), its CA certificate, the
     DPS with its CA certificate, the DPS identity's role on the hub, the DPS hub
-    link, diagnostic settings to Log Analytics, the stream alert.
+    link, diagnostic settings to Log Analytics, the stream alert, and (with a ``ledger``
+    section holding ``azure``) the access ledger's immutable anchor container.
 
     :param settings: must have an ``azure`` section.
     :param resource_group: where everything is deployed.
@@ -79,6 +82,31 @@ class AzureStack(Construct):
         self.stream_alert: StreamAlert | None = None
         if azure.log_analytics_workspace_id is not None:
             self._monitoring(azure, resource_group, azure.log_analytics_workspace_id)
+        self.anchor_container = self._ledger_anchors(azure, resource_group)
+
+    def _ledger_anchors(
+        self, azure: AzureSettings, resource_group: ResourceGroupRef
+    ) -> ImmutableAnchorContainer | None:
+        """The access ledger's anchors in immutable blob storage (settings ``ledger.azure``)."""
+        ledger = self.settings.ledger
+        if not ledger.enabled or ledger.azure is None:
+            return None
+        account = AnchorStorageAccount(
+            self,
+            "LedgerAnchorAccount",
+            resource_group=resource_group,
+            name=ledger.azure.storage_account,
+            location=azure.location,
+            sku=ledger.azure.sku,
+            tags=azure.tags,
+        )
+        return ImmutableAnchorContainer(
+            account,
+            "Container",
+            account=account,
+            retention_days=ledger.retention_days,
+            name=ledger.azure.container,
+        )
 
     def _hub(self, azure: AzureSettings, resource_group: ResourceGroupRef) -> IotHub:
         hub_settings = azure.iot_hub

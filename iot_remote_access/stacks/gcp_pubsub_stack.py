@@ -21,7 +21,13 @@ class GcpPubsubStack(Construct):
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, project: str, settings: GcpSettings
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        project: str,
+        settings: GcpSettings,
+        commands: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         pubsub = settings.pubsub
@@ -80,6 +86,38 @@ class GcpPubsubStack(Construct):
         self.bridge_subscription.grant_consume(bridge)
         for member in pubsub.analytics_members:
             self.analytics_subscription.grant_consume(member)
+        self.responses: DeadLetteredTopic | None = None
+        self.responses_subscription: PubsubSubscription | None = None
+        if commands:
+            self._responses(project, settings, delivery, bridge)
+
+    def _responses(
+        self, project: str, settings: GcpSettings, delivery: dict[str, object], bridge: str
+    ) -> None:
+        pubsub = settings.pubsub
+        self.responses = DeadLetteredTopic(
+            self,
+            "CommandResponses",
+            project=project,
+            topic_id=pubsub.responses_topic,
+            labels=settings.labels,
+            message_retention=delivery["message_retention"],  # type: ignore[arg-type]
+        )
+        # No ordering: each response names its command; the service needs no order.
+        self.responses_subscription = PubsubSubscription(
+            self,
+            "CommandService",
+            topic=self.responses.topic,
+            subscription_id=pubsub.responses_subscription,
+            message_ordering=False,
+            dead_letter_topic=self.responses.dead_letter,
+            **delivery,  # type: ignore[arg-type]
+        )
+        self.responses.topic.grant_publish(bridge)
+        self.responses.dead_letter.grant_publish(bridge)
+        for member in pubsub.command_service_members:
+            self.commands.topic.grant_publish(member)
+            self.responses_subscription.grant_consume(member)
 
     def desired_state(self) -> DesiredState:
         return DesiredState.of(self)

@@ -28,12 +28,25 @@ from iot_remote_access.constructs.gcp.labels import (
     PART_OF,
 )
 from iot_remote_access.constructs.gcp.network_policies import NetworkPolicies
+from iot_remote_access.constructs.gcp.teleport_cluster import TELEPORT_CHART, TeleportCluster
 from iot_remote_access.core.kubernetes_names import ManifestValueError
 from iot_remote_access.core.topics import DeviceAccess
 from iot_remote_access.settings import FleetSettings
 
 MANIFESTS_DIR = "manifests"
 VALUES_FILE = "hivemq-values.yaml"
+TELEPORT_VALUES_FILE = "teleport-values.yaml"
+TELEPORT_RESOURCES_FILE = "teleport-resources.yaml"
+#: A Helm post-renderer (kustomize's images transformer) that pins Teleport's image digest.
+TELEPORT_POST_RENDERER_DIR = "teleport-post-renderer"
+POST_RENDER_SCRIPT = """#!/bin/sh
+# Helm post-renderer written by iot-remote-access: Helm's manifests come in on stdin,
+# kustomize pins every Teleport container image to the digest in kustomization.yaml.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+cat > "$here/helm-output.yaml"
+exec kubectl kustomize "$here"
+"""
 HIVEMQ_CHART = "hivemq/hivemq-platform"
 #: The chart version the values are written for and validated against.
 HIVEMQ_CHART_VERSION = "0.2.72"
@@ -63,7 +76,12 @@ class HivemqChart(cdk8s.Chart):
                 "gcp", "missing; allowed: a gcp section (see examples/gcp-settings.yaml)"
             )
         namespace = hivemq.namespace
-        access = DeviceAccess(topics=settings.topic_model(), rotation=hivemq.rotation_topics)
+        access = DeviceAccess(
+            topics=settings.topic_model(),
+            rotation=hivemq.rotation_topics,
+            # Remote commands on: devices answer on their responses topic, the bridge relays.
+            command_responses=settings.commands.enabled,
+        )
 
         self.namespace_object: k8s.KubeNamespace | None = None
         if hivemq.create_namespace:
@@ -103,6 +121,7 @@ class HivemqChart(cdk8s.Chart):
                 broker_host=self.hivemq.bridge_service_name,
                 broker_port=BRIDGE_LISTENER_PORT,
                 thing_name_pattern=settings.thing_name_pattern,
+                command_responses=access.command_responses,
             )
         self.network_policies = NetworkPolicies(
             self,
@@ -129,10 +148,18 @@ def synthesize(settings: FleetSettings, out_dir: Path) -> list[Path]:
     app = cdk8s.App(outdir=str(manifests), yaml_output_type=cdk8s.YamlOutputType.FILE_PER_RESOURCE)
     chart = HivemqChart(app, "hivemq", settings=settings)
     values = chart.hivemq.values
+    teleport = _teleport(app, settings)
     # Every value was checked while the chart was built: only now is anything removed or
     # written. Files of ours from an earlier run go, so a switch of integration leaves no
     # stale workload behind; other files in the directory stay.
-    for stale in [*manifests.glob("*.k8s.yaml"), out_dir / VALUES_FILE]:
+    ours = [VALUES_FILE, TELEPORT_VALUES_FILE, TELEPORT_RESOURCES_FILE]
+    renderer = out_dir / TELEPORT_POST_RENDERER_DIR
+    ours_renderer = [renderer / name for name in ("kustomization.yaml", "post-render")]
+    for stale in [
+        *manifests.glob("*.k8s.yaml"),
+        *(out_dir / name for name in ours),
+        *ours_renderer,
+    ]:
         stale.unlink(missing_ok=True)
     app.synth()
     hivemq = settings.hivemq
@@ -144,4 +171,61 @@ def synthesize(settings: FleetSettings, out_dir: Path) -> list[Path]:
     )
     values_file = out_dir / VALUES_FILE
     values_file.write_text(header + yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
-    return [*sorted(manifests.glob("*.yaml")), values_file]
+    extra = _write_teleport(teleport, out_dir) if teleport is not None else []
+    return [*sorted(manifests.glob("*.yaml")), values_file, *extra]
+
+
+def _teleport(app: cdk8s.App, settings: FleetSettings) -> TeleportCluster | None:
+    """Teleport's objects in a chart of their own (its own namespace), with ``gcp.accessProxy``."""
+    gcp = settings.gcp
+    if gcp is None or gcp.access_proxy is None:
+        return None
+    assert gcp.project_id is not None  # required with hivemq (FleetSettings)
+    hivemq = settings.hivemq
+    if hivemq is not None and hivemq.namespace == gcp.access_proxy.namespace:
+        # Teleport's default-deny policies would cut the broker off, and both write the
+        # namespace object: one namespace each.
+        raise ManifestValueError(
+            "gcp.accessProxy.namespace",
+            f"{gcp.access_proxy.namespace!r} is hivemq.namespace too; allowed: a namespace "
+            "of its own",
+        )
+    chart = cdk8s.Chart(app, "teleport", disable_resource_name_hashes=True)
+    return TeleportCluster(chart, "Teleport", project=gcp.project_id, settings=gcp.access_proxy)
+
+
+def _write_teleport(teleport: TeleportCluster, out_dir: Path) -> list[Path]:
+    access = teleport.settings
+    values_file = out_dir / TELEPORT_VALUES_FILE
+    header = (
+        f"# Values for {TELEPORT_CHART} {access.chart_version}, generated by iot-remote-access.\n"
+        f"# helm upgrade --install {access.release_name} {TELEPORT_CHART} --version "
+        f"{access.chart_version} -n {access.namespace} -f {TELEPORT_VALUES_FILE} "
+        f"--post-renderer ./{TELEPORT_POST_RENDERER_DIR}/post-render\n"
+        f"# The post-renderer pins {access.image} (the chart alone runs IMAGE:TAG).\n"
+    )
+    values_file.write_text(
+        header + yaml.safe_dump(teleport.values, sort_keys=False), encoding="utf-8"
+    )
+    resources_file = out_dir / TELEPORT_RESOURCES_FILE
+    resources_file.write_text(
+        "# Teleport roles of the access rules: tctl create -f "
+        + TELEPORT_RESOURCES_FILE
+        + "\n"
+        + yaml.safe_dump_all(teleport.resources, sort_keys=False),
+        encoding="utf-8",
+    )
+    return [values_file, resources_file, *_write_post_renderer(teleport, out_dir)]
+
+
+def _write_post_renderer(teleport: TeleportCluster, out_dir: Path) -> list[Path]:
+    renderer = out_dir / TELEPORT_POST_RENDERER_DIR
+    renderer.mkdir(parents=True, exist_ok=True)
+    kustomization = renderer / "kustomization.yaml"
+    kustomization.write_text(
+        yaml.safe_dump(teleport.kustomization, sort_keys=False), encoding="utf-8"
+    )
+    script = renderer / "post-render"
+    script.write_text(POST_RENDER_SCRIPT, encoding="utf-8")
+    script.chmod(0o755)
+    return [kustomization, script]

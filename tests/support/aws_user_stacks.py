@@ -29,6 +29,7 @@ from iot_remote_access.constructs.aws import (
     CommandBroker,
     DeviceDefenderAudit,
     DevicePolicy,
+    IncidentClocks,
     IotLogging,
     LibraryFunction,
     PrivateCa,
@@ -92,6 +93,11 @@ def _access_ledger(stack: PlatformStack) -> None:
         stack, "LedgerWriter", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
     )
     ledger.grant_append(writer)
+
+
+def _incident_clocks(stack: PlatformStack) -> None:
+    ledger = AccessLedger(stack, "Ledger", key=stack.key, alarm_topic=stack.alerts)
+    IncidentClocks(stack, "Incidents", ledger=ledger, alarm_topic=stack.alerts)
 
 
 def _command_broker(stack: PlatformStack) -> None:
@@ -301,6 +307,7 @@ CASES: dict[str, Callable[[PlatformStack], None]] = {
     "CommandBroker": _command_broker,
     "DeviceDefenderAudit": _device_defender_audit,
     "DevicePolicy": _device_policy,
+    "IncidentClocks": _incident_clocks,
     "IotLogging": _iot_logging,
     "LibraryFunction": _library_function,
     "PrivateCa": _private_ca,

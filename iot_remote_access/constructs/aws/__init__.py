@@ -8,6 +8,7 @@ from iot_remote_access.constructs.aws.certificate_rotation import CertificateRot
 from iot_remote_access.constructs.aws.command_broker import CommandBroker
 from iot_remote_access.constructs.aws.device_defender_audit import DeviceDefenderAudit
 from iot_remote_access.constructs.aws.device_policy import DevicePolicy
+from iot_remote_access.constructs.aws.incident_clocks import IncidentClocks
 from iot_remote_access.constructs.aws.iot_logging import IotLogging
 from iot_remote_access.constructs.aws.library_function import LibraryFunction
 from iot_remote_access.constructs.aws.private_ca import PrivateCa
@@ -26,6 +27,7 @@ __all__ = [
     "CommandBroker",
     "DeviceDefenderAudit",
     "DevicePolicy",
+    "IncidentClocks",
     "IotLogging",
     "LibraryFunction",
     "PrivateCa",

@@ -9,8 +9,9 @@ Object Lock in compliance mode: no one, the account's root user included, can de
 or overwrite an anchor before its retention ends. Editing, deleting, reordering or
 truncating records is then detected by ``iot-remote-access evidence verify``.
 
-Writers (the tunnel broker, the certificate handlers) get ``grant_append`` and
-``writer_environment()``, and use ``lambdas/ledger/store.LedgerWriter``.
+Writers (the tunnel broker and sweeper, the certificate handlers) get ``connect``
+(``grant_append`` and ``writer_environment()``), and use
+``lambdas/ledger/recording.Recorder`` (``LedgerWriter`` underneath).
 """
 
 from __future__ import annotations
@@ -165,6 +166,23 @@ class AccessLedger(Construct):
             "LEDGER_ID": self.ledger_id,
             "LEDGER_RETENTION_DAYS": str(self.retention_days),
         }
+
+    def connect(self, *functions: LibraryFunction) -> None:
+        """Make each function a writer: ``grant_append`` on its role and
+        ``writer_environment()`` in its environment. The function must have been built
+        with ``shared_packages`` holding ``"ledger"`` (the library's deciding functions
+        are); without these variables it records nothing, exactly as before."""
+        for function in functions:
+            props.check("AccessLedger.connect", function=(function, LibraryFunction))
+            if "ledger" not in function.shared_packages:
+                raise ValueError(
+                    f"AccessLedger.connect: {function.node.path} was built without the "
+                    "ledger package; allowed: a LibraryFunction with shared_packages "
+                    "including 'ledger'"
+                )
+            self.grant_append(function.role)
+            for name, value in self.writer_environment().items():
+                function.function.add_environment(name, value)
 
     def grant_append(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` read the head of this ledger and append records to it (no update,

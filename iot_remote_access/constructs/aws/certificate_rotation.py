@@ -38,7 +38,8 @@ from iot_remote_access.core.topics import THING_PLACEHOLDER, TopicModel
 from iot_remote_access.settings.certificates import CertificateSettings
 
 METRICS_NAMESPACE = "IotRemoteAccess"
-SHARED = ("certs",)
+#: "ledger": the handlers record decisions when ``AccessLedger.connect``-ed.
+SHARED = ("certs", "ledger")
 #: What the daily planner reports (one data point per day each).
 PLANNER_METRICS = (
     "ExpiringWithin30Days",

@@ -5,8 +5,11 @@ Python 3.14 on arm64, its own role (grants are added where it is wired), an
 explicit log group with retention (KMS-encrypted when a key is given), X-Ray
 tracing, and Powertools for AWS Lambda from AWS's public layer.
 
-The code asset holds only what a handler needs: ``iot_remote_access/core``
-(stdlib only) and the handler's own folder under ``iot_remote_access/lambdas``.
+The code asset holds only what a handler needs: the handler's own folder under
+``iot_remote_access/lambdas`` and the modules of ``iot_remote_access/core`` (stdlib
+only) that it imports, directly or through each other (found by a scan of the
+import statements; before, every function shipped, and every synth hashed and
+copied, all of ``core``).
 It is staged from the installed package (``Path(__file__)``, never the working
 directory), so synthesis needs no Docker and works from a built wheel too. Each
 handler is staged once per process into one ``ira-assets-*`` temporary folder,
@@ -17,9 +20,11 @@ cloud assembly by then); earlier versions left a folder per handler per synth.
 from __future__ import annotations
 
 import atexit
+import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -40,6 +45,66 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 POWERTOOLS_VERSION = "3.37.0"
 _POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/{arch}/{runtime}/{version}"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+
+
+# A regular expression rather than ``ast``: parsing every module of every handler
+# cost more synthesis CPU than shipping all of core. A match inside a string or a
+# comment only ships one module more; every import form is matched:
+# ``from iot_remote_access.core.x import``, ``import iot_remote_access.core.x``,
+# ``from iot_remote_access.core import (x, y)``, and inside core ``from .x import``
+# and ``from . import x``.
+_DOTTED = re.compile(r"\biot_remote_access\.core\.(\w+)")
+_FROM_CORE = re.compile(r"\bfrom\s+iot_remote_access\.core\s+import\s+(\([^)]*\)|[^\n]*)")
+_FROM_PACKAGE = re.compile(r"\bfrom\s+iot_remote_access\s+import\s+(\([^)]*\)|[^\n]*)")
+_BARE_IMPORT = re.compile(r"^\s*import\s+iot_remote_access\.core\s*(?:$|as\b|,|#)", re.MULTILINE)
+_RELATIVE_MODULE = re.compile(r"\bfrom\s+\.(\w+)\s+import\b")
+_RELATIVE_NAMES = re.compile(r"\bfrom\s+\.\s+import\s+(\([^)]*\)|[^\n]*)")
+_NAME = re.compile(r"\b(\w+)\b(?:\s+as\s+\w+)?")
+
+
+def _names(imported: str) -> set[str]:
+    return {match.group(1) for match in _NAME.finditer(imported.split("#")[0])} - {"as"}
+
+
+@cache
+def _core_imports(source: Path, in_core: bool) -> frozenset[str]:
+    """Names of the ``core`` modules one file imports (anywhere in it, lazily too).
+
+    ``"*"`` when it imports the ``core`` package itself (``import
+    iot_remote_access.core``, ``from iot_remote_access import core``): then the
+    modules it uses cannot be read from the imports, and all of ``core`` is shipped.
+    Cached: the files do not change while a synth runs.
+    """
+    text = source.read_text(encoding="utf-8")
+    found = set(_DOTTED.findall(text))
+    for match in _FROM_CORE.finditer(text):
+        found |= _names(match.group(1))
+    if _BARE_IMPORT.search(text) or any(
+        "core" in _names(match.group(1)) for match in _FROM_PACKAGE.finditer(text)
+    ):
+        found.add("*")
+    if in_core:
+        found |= set(_RELATIVE_MODULE.findall(text))
+        for match in _RELATIVE_NAMES.finditer(text):
+            found |= _names(match.group(1))
+    return frozenset(found)
+
+
+def core_closure(sources: Iterable[Path]) -> set[str]:
+    """The ``core`` modules (file stems) that ``sources`` need, transitively."""
+    core = PACKAGE_ROOT / "core"
+    needed: set[str] = set()
+    pending = [name for source in sources for name in _core_imports(source, in_core=False)]
+    if "*" in pending:
+        return {path.stem for path in core.glob("*.py")} - {"__init__"}
+    while pending:
+        name = pending.pop()
+        module = core / f"{name}.py"
+        if name in needed or not module.is_file():
+            continue  # an imported name that is not a module (from core/__init__) or seen
+        needed.add(name)
+        pending.extend(_core_imports(module, in_core=True))
+    return needed
 
 
 _staged: dict[tuple[str, tuple[str, ...]], Path] = {}
@@ -80,12 +145,15 @@ def stage_handler_code(handler_package: str, shared_packages: Sequence[str] = ()
             )
     staging = Path(tempfile.mkdtemp(prefix=f"{handler_package}-", dir=_root()))
     target = staging / "iot_remote_access"
-    shutil.copytree(PACKAGE_ROOT / "core", target / "core", ignore=_IGNORED)
     shutil.copytree(source, target / "lambdas" / handler_package, ignore=_IGNORED)
     for shared in shared_packages:
         shutil.copytree(
             PACKAGE_ROOT / "lambdas" / shared, target / "lambdas" / shared, ignore=_IGNORED
         )
+    (target / "core").mkdir()
+    shutil.copy2(PACKAGE_ROOT / "core" / "__init__.py", target / "core" / "__init__.py")
+    for name in sorted(core_closure((target / "lambdas").rglob("*.py"))):
+        shutil.copy2(PACKAGE_ROOT / "core" / f"{name}.py", target / "core" / f"{name}.py")
     shutil.copy2(PACKAGE_ROOT / "__init__.py", target / "__init__.py")
     shutil.copy2(PACKAGE_ROOT / "lambdas" / "__init__.py", target / "lambdas" / "__init__.py")
     _staged[key] = staging
@@ -162,13 +230,11 @@ class LibraryFunction(Construct):
             removal_policy=(removal_policy, cdk.RemovalPolicy),
         )
         super().__init__(scope, construct_id)
+        self.shared_packages = tuple(shared_packages)  # AccessLedger.connect checks "ledger"
         self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention,
-            encryption_key=encryption_key,
+            self, "Logs", retention=log_retention, encryption_key=encryption_key,
             removal_policy=removal_policy,
-        )
+        )  # fmt: skip
         if encryption_key is not None:
             self._let_logs_use(encryption_key)
         # An explicit role with only the log-group grant: AWSLambdaBasicExecutionRole

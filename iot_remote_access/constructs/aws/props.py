@@ -33,7 +33,11 @@ class Interface:
     attribute: str
 
     def accepts(self, value: object) -> bool:
-        return hasattr(value, self.attribute)
+        # jsii declares every interface member as a property on the class: looking it
+        # up there costs nothing, while hasattr on the object runs the getter, a round
+        # trip to the node process (and policy_fragment builds a new object). A user's
+        # own implementation may set the attribute per instance: asked only then.
+        return hasattr(type(value), self.attribute) or hasattr(value, self.attribute)
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,7 @@ class SecureTunneling(Construct):
             self,
             "Broker",
             handler_package="tunnel_broker",
+            shared_packages=["ledger"],  # records decisions when AccessLedger.connect-ed
             description="iot-remote-access tunnel broker: the only opener of tunnels",
             environment=self._environment,
             encryption_key=encryption_key,
@@ -245,6 +246,7 @@ class SecureTunneling(Construct):
             self,
             "Sweeper",
             handler_package="tunnel_sweeper",
+            shared_packages=["ledger"],  # records decisions when AccessLedger.connect-ed
             description="iot-remote-access tunnel sweeper: closes expired and unused tunnels",
             environment=self._environment,
             encryption_key=encryption_key,

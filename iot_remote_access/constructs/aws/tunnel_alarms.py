@@ -365,7 +365,6 @@ class TunnelAlarms(Construct):
                     "dynamodb:GetItem",
                     "dynamodb:PutItem",
                     "dynamodb:UpdateItem",
-                    "dynamodb:DeleteItem",
                 ],
                 resources=[self.table.table_arn],
             )

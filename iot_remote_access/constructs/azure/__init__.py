@@ -8,6 +8,10 @@ Needs the ``azure`` extra.
 
 from iot_remote_access.arm.generic import GenericArmResource
 from iot_remote_access.arm.resource import ArmResource
+from iot_remote_access.constructs.azure.anchor_storage import (
+    AnchorStorageAccount,
+    ImmutableAnchorContainer,
+)
 from iot_remote_access.constructs.azure.device_streams import DeviceStreams
 from iot_remote_access.constructs.azure.diagnostic_settings import DiagnosticSettings
 from iot_remote_access.constructs.azure.dps_certificate import DpsCertificate
@@ -19,6 +23,7 @@ from iot_remote_access.constructs.azure.role_assignment import RoleAssignment
 from iot_remote_access.constructs.azure.stream_alert import StreamAlert
 
 __all__ = [
+    "AnchorStorageAccount",
     "ArmResource",
     "DeviceStreams",
     "DiagnosticSettings",
@@ -26,6 +31,7 @@ __all__ = [
     "DpsHubLink",
     "GenericArmResource",
     "HubCertificate",
+    "ImmutableAnchorContainer",
     "IotHub",
     "IpFilterRule",
     "ProvisioningService",

@@ -29,6 +29,8 @@ it refuses any ``BRIDGE_*`` variable it does not know):
 ``_TELEMETRY_DEAD_LETTER_TOPIC``,              included
 ``_COMMANDS_SUBSCRIPTION``,
 ``_COMMANDS_DEAD_LETTER_TOPIC``
+``BRIDGE_RESPONSES_TOPIC``,                    remote commands on only: the topic model's
+``BRIDGE_PUBSUB_RESPONSES_TOPIC``              responses template, ``gcp.pubsub.responsesTopic``
 ``BRIDGE_HTTP_PORT``                           health and metrics
 ``BRIDGE_DRAIN_TIMEOUT_SECONDS``               ``gcp.bridge.drainTimeoutSeconds``
 =============================================  ==========================================
@@ -74,6 +76,8 @@ class BridgeDeployment(Construct):
     :param broker_port: its port.
     :param name: the base name of every object. Default: ``pubsub-bridge``.
     :param thing_name_pattern: Default: AWS IoT's thing-name rule.
+    :param command_responses: remote commands on: the bridge relays devices' responses
+        to Pub/Sub. Default: off.
 
     Attributes: ``service_account``, ``stateful_set``, ``service``,
     ``autoscaler``, ``disruption_budget``, ``pod_labels``, ``environment``
@@ -92,9 +96,11 @@ class BridgeDeployment(Construct):
         broker_port: int,
         name: str = "pubsub-bridge",
         thing_name_pattern: str = THING_NAME_RULE,
+        command_responses: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.gcp = gcp
+        self.command_responses = command_responses
         self.settings = gcp.bridge
         self.name = name
         self.namespace = namespace
@@ -156,6 +162,9 @@ class BridgeDeployment(Construct):
             "BRIDGE_HTTP_PORT": str(s.http_port),
             "BRIDGE_DRAIN_TIMEOUT_SECONDS": str(s.drain_timeout_seconds),
         }
+        if self.command_responses:
+            rendered["BRIDGE_RESPONSES_TOPIC"] = topics.responses
+            rendered["BRIDGE_PUBSUB_RESPONSES_TOPIC"] = pubsub.responses_topic
         for key in s.env:
             if key.upper() in rendered or key.upper() == "BRIDGE_MQTT_CLIENT_ID":
                 raise ManifestValueError(

@@ -159,7 +159,11 @@ class HivemqPlatform(Construct):
             pipelines.append(
                 EsePipeline(BRIDGE_LISTENER_NAME, BRIDGE_REALM, BRIDGE_REALM_FILE, True)
             )
-            role = bridge_permissions(access.topics, shared_group=bridge.share_group)
+            role = bridge_permissions(
+                access.topics,
+                shared_group=bridge.share_group,
+                command_responses=access.command_responses,
+            )
             files[BRIDGE_REALM_FILE] = render_file_realm(
                 [RealmRole("bridge", role)],
                 [RealmUser(bridge.identity, ("bridge",))],

@@ -22,7 +22,9 @@ metrics = Metrics()
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    outcome = runtime().rotation.confirm(event, datetime.now(UTC))
+    rotation = runtime().rotation
+    rotation.ledger.take_last()  # a note left by an earlier, failed invocation is not ours
+    outcome = rotation.confirm(event, datetime.now(UTC))
     emit(metrics, outcome)
     log = logger.info if outcome.status < 400 else logger.warning
     log(
@@ -31,6 +33,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "status": outcome.status,
             "result": outcome.body,
             "audit": outcome.audit("certificate.confirm", event),
+            # Whether the access ledger holds this decision (absent without a ledger).
+            **({"ledger": note} if (note := rotation.ledger.take_last()) else {}),
         },
     )
     return outcome.response()

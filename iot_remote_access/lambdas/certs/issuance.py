@@ -12,7 +12,12 @@ Invariants, whatever fails and wherever:
   with a conditional write and remembers the CSR's hash, and the CA gets an
   idempotency token from that hash;
 - the subject is never taken from the CSR: the API-passthrough template sets the
-  common name to the thing name.
+  common name to the thing name;
+- with an access ledger configured, each issue, rotation and revocation is one ledger
+  record, appended *before* the step is marked done in the inventory: a record that
+  cannot be stored fails the step (an issued certificate is removed again and never
+  sent), so Lambda/SQS retries it; a retried step may append its record twice
+  (at least once, never lost), each naming the same certificate id.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from iot_remote_access.core.aws_schema import PASSTHROUGH_TEMPLATE_ARN
 from iot_remote_access.core.csr import CsrError, certificate_facts, inspect_csr
+from iot_remote_access.core.ledger_records import CERT_ISSUE, CERT_REVOKE, CERT_ROTATE
 from iot_remote_access.core.rotation_plan import RotationState
 from iot_remote_access.core.stagger import StaggerError, assign_offset, cohort_of
 from iot_remote_access.core.topics import render_topic, thing_from_topic
 from iot_remote_access.lambdas.certs.config import RotationConfig
 from iot_remote_access.lambdas.certs.inventory import DynamoLedger, Inventory, StateConflict
+from iot_remote_access.lambdas.ledger.recording import Recorder
+from iot_remote_access.lambdas.ledger.store import LedgerUnavailable
 
 #: ACM Private CA error codes that mean "this CSR will never be signed" (not worth a retry).
 CSR_REFUSED_CODES = frozenset({"MalformedCSRException", "InvalidArgsException"})
@@ -100,10 +108,18 @@ class Clients:
 class Rotation:
     """Signs CSRs and takes confirmations for one fleet."""
 
-    def __init__(self, config: RotationConfig, inventory: Inventory, clients: Clients) -> None:
+    def __init__(
+        self,
+        config: RotationConfig,
+        inventory: Inventory,
+        clients: Clients,
+        ledger: Recorder | None = None,
+    ) -> None:
         self.config = config
         self.inventory = inventory
         self.clients = clients
+        #: The access ledger (a no-op recorder when none is configured).
+        self.ledger = ledger or Recorder(None)
         self._signing_algorithm: str | None = None
 
     # -- helpers -------------------------------------------------------------
@@ -241,6 +257,11 @@ class Rotation:
         chain = str(issued.get("CertificateChain", ""))
         facts = certificate_facts(pem)
         certificate_id = self._register(thing, pem)
+        self._record_issue(
+            thing,
+            certificate_id,
+            {"serial": facts.serial, "validityDays": stagger.validity_days(offset)},
+        )
         item = self.inventory.issued(
             thing,
             certificate_id=certificate_id,
@@ -300,6 +321,28 @@ class Rotation:
             ) from None
         return certificate_id
 
+    def _record_issue(self, thing: str, certificate_id: str, facts: dict[str, Any]) -> None:
+        """Record the issue before anything is sent: unrecorded, the certificate is removed
+        again (as when attaching fails) and the step retried."""
+        try:
+            self.ledger.append(
+                {
+                    "event": CERT_ISSUE,
+                    "decision": "issued",
+                    "thing": thing,
+                    "certificateId": certificate_id,
+                    **facts,
+                }
+            )
+        except LedgerUnavailable as error:
+            try:
+                removed = self.remove_certificate(thing, certificate_id)
+            except (ClientError, BotoCoreError):  # describing it failed: the planner's timeout
+                removed = False  # path removes it (its id stays pendingCertificateId)
+            if removed:
+                self._roll_back(thing)
+            raise RetryableError(f"{thing}: the issue could not be recorded ({error})") from None
+
     def _roll_back(self, thing: str) -> None:
         with contextlib.suppress(StateConflict):  # a concurrent invocation moved it on
             self.inventory.back_to_requested(thing)
@@ -310,12 +353,14 @@ class Rotation:
         Each step tolerates "already done", so a retry after a partial cleanup succeeds.
         """
         iot = self.clients.iot
-        arn = (
-            arn
-            or iot.describe_certificate(certificateId=certificate_id)["certificateDescription"][
-                "certificateArn"
-            ]
-        )
+        if arn is None:
+            try:
+                described = iot.describe_certificate(certificateId=certificate_id)
+            except ClientError as error:
+                if _code(error) == "ResourceNotFoundException":
+                    return True  # removed by an earlier try (whose ledger record then failed)
+                raise
+            arn = described["certificateDescription"]["certificateArn"]
         steps: tuple[tuple[str, dict[str, Any]], ...] = (
             ("detach_policy", {"policyName": self.config.policy_name, "target": arn}),
             ("detach_thing_principal", {"thingName": thing, "principal": arn}),
@@ -369,6 +414,17 @@ class Rotation:
                     f"{thing}: could not deactivate the old certificate ({_code(error)})"
                 ) from None
         revoke_day = (now + timedelta(days=self.config.plan.grace_days)).astimezone(UTC).date()
+        self._record(
+            thing,
+            {
+                "event": CERT_ROTATE,
+                "decision": "rotated",
+                "certificateId": principal,
+                "serial": item.get("pendingSerial"),
+                "previousCertificateId": item["certificateId"],
+                "revokeOn": revoke_day.isoformat(),
+            },
+        )
         try:
             self.inventory.confirmed(item, now, revoke_day)
         except StateConflict:
@@ -380,7 +436,10 @@ class Rotation:
     # -- after the grace period / after a timeout ------------------------------
 
     def retire_previous(self, item: dict[str, Any]) -> bool:
-        """Delete a confirmed rotation's old certificate and revoke it at the CA."""
+        """Delete a confirmed rotation's old certificate and revoke it at the CA.
+
+        False when IoT or the CA did not answer; RetryableError when the revocation could
+        not be recorded in the access ledger. Either way the work item is retried."""
         thing = item["thing"]
         certificate_id = item.get("previousCertificateId")
         if not certificate_id:
@@ -404,14 +463,42 @@ class Rotation:
                     "InvalidRequestException",
                 ):
                     return False
+        # Raises RetryableError when it cannot be recorded: the item is retried.
+        self._record_revoke(
+            thing, certificate_id, serial, "revoked", "superseded by a confirmed rotation"
+        )
         with contextlib.suppress(StateConflict):
             self.inventory.revoked(thing, certificate_id)
         return True
+
+    def _record(self, thing: str, data: dict[str, Any]) -> None:
+        """Append one decision about ``thing``; unrecorded, the step is retried."""
+        try:
+            self.ledger.append({**data, "thing": thing})
+        except LedgerUnavailable as error:
+            raise RetryableError(
+                f"{thing}: {data['event']} could not be recorded ({error})"
+            ) from None
+
+    def _record_revoke(
+        self, thing: str, certificate_id: str, serial: object, decision: str, reason: str
+    ) -> None:
+        data = {
+            "event": CERT_REVOKE,
+            "decision": decision,
+            "certificateId": certificate_id,
+            "serial": serial if isinstance(serial, str) else None,
+            # "revoked": deleted from IoT and revoked at the CA; "removed": deleted from
+            # IoT only (a pending certificate never put in use).
+            "reason": reason,
+        }
+        self._record(thing, data)
 
     def fail_attempt(self, thing: str, reason: str) -> bool:
         """An in-flight attempt timed out: remove its pending certificate, mark FAILED.
 
         The old certificate is untouched, so the device keeps connecting with it.
+        RetryableError when the removal could not be recorded in the access ledger.
         """
         item = self.inventory.get(thing)
         if item is None or item.get("rotationState") not in (
@@ -423,6 +510,8 @@ class Rotation:
         pending = item.get("pendingCertificateId")
         if pending and not self.remove_certificate(thing, pending):
             return False
+        if pending:  # raises RetryableError when it cannot be recorded: retried
+            self._record_revoke(thing, pending, item.get("pendingSerial"), "removed", reason)
         with contextlib.suppress(StateConflict):  # the device confirmed meanwhile
             self.inventory.failed(
                 thing, expected=RotationState(item["rotationState"]), reason=reason

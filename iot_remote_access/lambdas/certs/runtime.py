@@ -13,6 +13,7 @@ from iot_remote_access.lambdas.certs.config import RotationConfig
 from iot_remote_access.lambdas.certs.inventory import Inventory
 from iot_remote_access.lambdas.certs.issuance import Clients, Outcome, Rotation
 from iot_remote_access.lambdas.certs.sweep import Sweep
+from iot_remote_access.lambdas.ledger.recording import Recorder
 
 #: Standard retry mode backs off on throttling (ACM Private CA's IssueCertificate is
 #: limited to a few dozen calls per second per account).
@@ -27,7 +28,9 @@ class Runtime:
     sweep: Sweep
 
 
-def build(config: RotationConfig, session: Any = None) -> Runtime:
+def build(config: RotationConfig, session: Any = None, ledger: Recorder | None = None) -> Runtime:
+    """The rotation objects; ``ledger`` default: the access ledger named in the environment
+    (``LEDGER_TABLE``), or none."""
     session = session or boto3.session.Session()
     inventory = Inventory(
         session.resource("dynamodb", config=CLIENT_CONFIG).Table(config.table_name)
@@ -40,7 +43,9 @@ def build(config: RotationConfig, session: Any = None) -> Runtime:
         iot=session.client("iot", config=CLIENT_CONFIG),
         iot_data=session.client("iot-data", **data_kwargs),
     )
-    rotation = Rotation(config, inventory, clients)
+    if ledger is None:
+        ledger = Recorder.from_environment()
+    rotation = Rotation(config, inventory, clients, ledger)
     sqs = session.client("sqs", config=CLIENT_CONFIG) if config.queue_url else None
     return Runtime(config, inventory, rotation, Sweep(config, inventory, rotation, sqs))
 

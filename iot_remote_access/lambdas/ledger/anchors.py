@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from iot_remote_access.core.ledger import Anchor, LedgerError, parse_anchor
 
 PREFIX = "anchors"
@@ -25,17 +27,28 @@ def anchor_key(ledger_id: str, anchor: Anchor) -> str:
     return f"{PREFIX}/{ledger_id}/{day}/{anchor.time}.json"
 
 
+class AnchorExists(Exception):
+    """An anchor object of that name exists already: it is never overwritten."""
+
+
 def put_anchor(s3: Any, bucket: str, ledger_id: str, anchor: Anchor) -> str:
     key = anchor_key(ledger_id, anchor)
     # Object Lock needs an integrity checksum on every write; SHA-256 also lets an auditor
-    # compare the stored object with GetObjectAttributes.
-    s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=anchor.line() + b"\n",
-        ContentType="application/json",
-        ChecksumAlgorithm="SHA256",
-    )
+    # compare the stored object with GetObjectAttributes. If-None-Match: create only, so an
+    # anchor name never gets a second version (S3 answers 412 PreconditionFailed).
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=anchor.line() + b"\n",
+            ContentType="application/json",
+            ChecksumAlgorithm="SHA256",
+            IfNoneMatch="*",
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
+            raise AnchorExists(f"anchor {key} exists; anchors are never overwritten") from None
+        raise
     return key
 
 

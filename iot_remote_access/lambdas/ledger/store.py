@@ -33,6 +33,12 @@ TABLE_VARIABLE = "LEDGER_TABLE"
 ID_VARIABLE = "LEDGER_ID"
 RETENTION_VARIABLE = "LEDGER_RETENTION_DAYS"
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+#: Writers answer a caller (the broker within its 30 s): a DynamoDB that does not answer
+#: must fail the append within seconds (about 11 s per call at worst), not hang until the
+#: function times out.
+WRITER_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=3
+)
 #: Lost races before giving up: each costs one Query and one PutItem (a few ms).
 MAX_ATTEMPTS = 8
 
@@ -45,7 +51,8 @@ class LedgerUnavailable(Exception):
 
 
 def dynamodb_client() -> Any:
-    return boto3.client("dynamodb", config=CLIENT_CONFIG)
+    """The writers' client (short timeouts, ``WRITER_CONFIG``)."""
+    return boto3.client("dynamodb", config=WRITER_CONFIG)
 
 
 def _code(error: ClientError) -> str:

@@ -5,7 +5,11 @@ and ``requestContext.authorizer.iam.userArn`` names the operator. ``POST /tunnel
 with ``{"thing", "service", "minutes", "reason"}`` opens a tunnel if every rule in
 ``core/tunnel_rules.py`` holds, tags it (requester, reason, expiry) and returns the
 source access token to the caller only. Every decision, allowed or refused, is one
-structured audit record in this function's log group.
+structured audit record in this function's log group, and, when the function's
+environment names an access ledger (``AccessLedger.connect``), one ledger record:
+an opened tunnel's token is handed out only once its record is stored (fail
+closed: otherwise the tunnel is closed again and the caller gets 503); a refusal
+stands whether or not its record could be stored, and its log line says which.
 
 The destination token is dropped: AWS delivers it to the device on
 ``$aws/things/{thing}/tunnels/notify``. Tokens never reach a log, an error or a metric.
@@ -30,6 +34,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iot_remote_access.core import strict_json
+from iot_remote_access.core.ledger_records import TUNNEL_OPEN
 from iot_remote_access.core.log_safety import install_token_redaction, json_for_logs
 from iot_remote_access.core.tunnel_rules import (
     TunnelPolicy,
@@ -48,6 +53,8 @@ from iot_remote_access.core.tunnel_rules import (
     shown_for_audit,
     summaries,
 )
+from iot_remote_access.lambdas.ledger.recording import Recorder, logged, not_recorded
+from iot_remote_access.lambdas.ledger.store import LedgerUnavailable
 
 #: Where the deployment's limits arrive (TunnelPolicy.to_json, set by SecureTunneling).
 POLICY_VARIABLE = "TUNNEL_POLICY"
@@ -90,6 +97,17 @@ def clients() -> Clients:
     return _clients
 
 
+_recorder: Recorder | None = None
+
+
+def recorder() -> Recorder:
+    """The ledger named in the environment (a no-op without one); tests replace ``_recorder``."""
+    global _recorder
+    if _recorder is None:
+        _recorder = Recorder.from_environment()
+    return _recorder
+
+
 @lru_cache(maxsize=4)
 def _policy(text: str) -> TunnelPolicy:
     return TunnelPolicy.from_json(text) if text else TunnelPolicy()
@@ -106,6 +124,14 @@ class Refused(Exception):
             message = f"{message[: self.MAX_MESSAGE - 3]}..."
         super().__init__(message)
         self.status, self.field, self.message = status, field[:100], message
+        #: A tunnel opened for this request and not handed out (rolled back), if any: the
+        #: refusal's record names it, so CloudTrail's OpenTunnel has a ledger counterpart.
+        self.tunnel_id: str | None = None
+        self.rolled_back: bool | None = None
+
+    def after_opening(self, tunnel_id: str, closed: bool) -> Refused:
+        self.tunnel_id, self.rolled_back = tunnel_id, closed
+        return self
 
     @classmethod
     def from_rule(cls, error: TunnelRuleError) -> Refused:
@@ -124,6 +150,18 @@ class Refused(Exception):
         )
 
 
+class LedgerRefusal(Refused):
+    """The opening could not be recorded: nothing is handed out (503, retry later)."""
+
+    def __init__(self, cause: LedgerUnavailable) -> None:
+        super().__init__(
+            503,
+            "ledger",
+            "ledger: the decision could not be recorded; no tunnel was handed out, try again",
+        )
+        self.cause = cause
+
+
 def response(status: int, body: dict[str, Any]) -> dict[str, Any]:
     headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
     if status == 503:
@@ -136,13 +174,14 @@ def response(status: int, body: dict[str, Any]) -> dict[str, Any]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = LambdaFunctionUrlEvent(event)
     policy = _policy(os.environ.get(POLICY_VARIABLE, ""))
-    return Broker(policy, clients()).handle(request, now=datetime.now(UTC))
+    return Broker(policy, clients(), recorder()).handle(request, now=datetime.now(UTC))
 
 
 class Broker:
-    def __init__(self, policy: TunnelPolicy, aws: Clients) -> None:
+    def __init__(self, policy: TunnelPolicy, aws: Clients, ledger: Recorder | None = None) -> None:
         self.policy = policy
         self.aws = aws
+        self.ledger = ledger or Recorder(None)
 
     def handle(self, event: LambdaFunctionUrlEvent, *, now: datetime) -> dict[str, Any]:
         requester = event.request_context.authorizer.iam.user_arn or None
@@ -194,23 +233,22 @@ class Broker:
         tunnel_id = opened["tunnelId"]
         self._keep_or_close(tunnel_id, request.thing)
         expiry = expires_at(request, now)
-        logger.info(
-            "tunnel request allowed",
-            extra={
-                "audit": audit_record(
-                    event="tunnel.open",
-                    decision="allowed",
-                    requester=requester,
-                    thing=request.thing,
-                    service=request.service,
-                    minutes=request.minutes,
-                    reason=request.reason,
-                    tunnelId=tunnel_id,
-                    expiresAt=expiry,
-                    at=format_time(now),
-                )
-            },
+        audit = audit_record(
+            event=TUNNEL_OPEN,
+            decision="allowed",
+            requester=requester,
+            thing=request.thing,
+            service=request.service,
+            minutes=request.minutes,
+            reason=request.reason,
+            tunnelId=tunnel_id,
+            expiresAt=expiry,
+            at=format_time(now),
         )
+        extra: dict[str, Any] = {"audit": audit}
+        if self.ledger.enabled:
+            extra["ledger"] = self._record_opened(audit, tunnel_id)
+        logger.info("tunnel request allowed", extra=extra)
         metrics.add_metric(name="TunnelsOpened", unit=MetricUnit.Count, value=1)
         return response(
             201,
@@ -225,6 +263,30 @@ class Broker:
                 "sourceAccessToken": opened["sourceAccessToken"],
             },
         )
+
+    def _record_opened(self, audit: dict[str, Any], tunnel_id: str) -> dict[str, Any] | None:
+        """Store the opening before the token leaves (fail closed): on failure the tunnel
+        is closed again (or, if even that fails, left to the sweeper: its source never
+        connects) and the caller is answered 503."""
+        try:
+            return logged(self.ledger.append(audit))
+        except LedgerUnavailable as error:
+            metrics.add_metric(name="LedgerWriteFailures", unit=MetricUnit.Count, value=1)
+            closed = self._close_unhanded(tunnel_id)
+            raise LedgerRefusal(error).after_opening(tunnel_id, closed) from None
+
+    def _close_unhanded(self, tunnel_id: str) -> bool:
+        """Close a tunnel that is not handed out; False when even that failed."""
+        try:
+            self.aws.tunneling.close_tunnel(tunnelId=tunnel_id, delete=False)
+        except (ClientError, BotoCoreError):
+            # The sweeper closes it: its source never connects, the token is never handed out.
+            logger.exception(
+                "could not close a tunnel the broker refused to hand out",
+                extra={"tunnelId": tunnel_id},
+            )
+            return False
+        return True
 
     def _check_thing(self, thing: str) -> None:
         try:
@@ -299,35 +361,32 @@ class Broker:
             refusal = error
         if refusal is None:
             return
-        try:
-            self.aws.tunneling.close_tunnel(tunnelId=tunnel_id, delete=False)
-        except (ClientError, BotoCoreError):
-            # The sweeper closes it: its source never connects, the token is never handed out.
-            logger.exception(
-                "could not close a tunnel the broker refused to hand out",
-                extra={"tunnelId": tunnel_id},
-            )
-        raise refusal
+        raise refusal.after_opening(tunnel_id, self._close_unhanded(tunnel_id))
 
     def _audit_refusal(self, refusal: Refused, requester: str | None, raw: object) -> None:
         fields = raw if isinstance(raw, dict) else {}
-        logger.info(
-            "tunnel request refused",
-            extra={
-                "audit": audit_record(
-                    event="tunnel.open",
-                    decision="refused",
-                    requester=requester,
-                    thing=shown_for_audit(fields.get("thing")),
-                    service=shown_for_audit(fields.get("service")),
-                    minutes=shown_for_audit(fields.get("minutes")),
-                    reason=shown_for_audit(fields.get("reason")),
-                    status=refusal.status,
-                    field=refusal.field,
-                    message=refusal.message,
-                )
-            },
+        audit = audit_record(
+            event=TUNNEL_OPEN,
+            decision="refused",
+            requester=requester,
+            thing=shown_for_audit(fields.get("thing")),
+            service=shown_for_audit(fields.get("service")),
+            minutes=shown_for_audit(fields.get("minutes")),
+            reason=shown_for_audit(fields.get("reason")),
+            status=refusal.status,
+            field=refusal.field,
+            message=refusal.message,
+            tunnelId=refusal.tunnel_id,
+            rolledBack=refusal.rolled_back,
         )
+        extra: dict[str, Any] = {"audit": audit}
+        if isinstance(refusal, LedgerRefusal):
+            # The ledger just failed: a second append would only wait out the same failure.
+            extra["ledger"] = not_recorded(refusal.cause)
+        elif self.ledger.enabled:
+            # A refusal stands unrecorded (nothing was handed out); the log line says so.
+            extra["ledger"] = self.ledger.record(audit)
+        logger.info("tunnel request refused", extra=extra)
         metrics.add_metric(name="TunnelRequestsRefused", unit=MetricUnit.Count, value=1)
 
 

@@ -1,0 +1,191 @@
+"""Reachability for HiveMQ ESE file-realm permissions (see :mod:`reach` for the question).
+
+HiveMQ's evaluation, from its documentation (Enterprise Security Extension, file
+realm; HiveMQ's authorization of default permissions):
+
+- Permissions only allow; a PUBLISH is allowed when a PUBLISH permission's topic
+  filter matches the topic; a SUBSCRIBE when the requested filter lies within a
+  SUBSCRIBE permission's filter (messages delivered then match that filter).
+- ``${mqtt-clientid}`` is replaced by the MQTT client identifier the client sent in
+  CONNECT. Unless the broker binds the client id to the certificate, a device may
+  send any client id - so a permission on ``${mqtt-clientid}`` lets a device act on
+  the topics of whichever device it names. ``client_id_bound=True`` models a broker
+  that refuses a client id other than the certificate's name.
+
+A device holds every role of the device realm (the role is chosen by its issuing CA),
+so each role is analysed as "a device holding this role".
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from iot_remote_access.core.hivemq_permissions import (
+    CLIENT_ID_PLACEHOLDER,
+    Activity,
+    HivemqPermission,
+    SharedSubscription,
+    parse_file_realm,
+)
+from iot_remote_access.core.reach import (
+    DEFAULT_ATTACKER,
+    Operation,
+    Reach,
+    ReachReport,
+    Severity,
+    model_templates,
+    owned_machine,
+    readable,
+    victim_of,
+)
+from iot_remote_access.core.reach_automata import (
+    READABLE_NAME,
+    SLOT,
+    Machine,
+    Pattern,
+    PatternMachine,
+    Token,
+    Union,
+    accepted,
+    alphabet,
+    mqtt_filter_pattern,
+    shortest_accepted,
+)
+
+MAX_REALM_CHARS = 4 * 1024 * 1024
+
+
+class RealmError(ValueError):
+    """A realm document that cannot be read safely (names what is wrong)."""
+
+
+def _permission_pattern(permission: HivemqPermission, client_id: str) -> Pattern:
+    return mqtt_filter_pattern(permission.topic.replace(CLIENT_ID_PLACEHOLDER, client_id))
+
+
+def _granted(
+    permissions: tuple[HivemqPermission, ...], activity: Activity, client_id: str, attacker: str
+) -> Machine:
+    return Union(
+        [
+            PatternMachine(_permission_pattern(p, client_id), attacker)
+            for p in permissions
+            if p.activity is activity
+        ]
+    )
+
+
+def realm_templates(permissions: tuple[HivemqPermission, ...]) -> tuple[Pattern, ...]:
+    """The topic model's templates and the role's own per-device permissions."""
+    own = [
+        Pattern(
+            tuple(token for part in _split_placeholder(p.topic) for token in part),
+            mqtt=True,
+        )
+        for p in permissions
+        if CLIENT_ID_PLACEHOLDER in p.topic
+    ]
+    return (*model_templates(), *[p for p in own if p.tokens])
+
+
+def _split_placeholder(topic: str) -> list[tuple[Token, ...]]:
+    pieces = topic.split(CLIENT_ID_PLACEHOLDER)
+    parts: list[tuple[Token, ...]] = []
+    for index, piece in enumerate(pieces):
+        if index:
+            parts.append((SLOT,))
+        parts.append(mqtt_filter_pattern(piece).tokens if piece else ())
+    return parts
+
+
+def _client_ids(
+    permissions: tuple[HivemqPermission, ...], attacker: str, *, bound: bool
+) -> list[str]:
+    """As for mosquitto's ``%c``: the own name, the literal levels, and one fresh name."""
+    if bound or not any(CLIENT_ID_PLACEHOLDER in p.topic for p in permissions):
+        return [attacker]
+    literals = {level for p in permissions for level in p.topic.split("/")}
+    named = sorted(v for v in literals if v and not {"$", "{", "+", "#"} & set(v))
+    fresh = next(f"device-{n}" for n in range(len(named) + 2) if f"device-{n}" not in named)
+    return list(dict.fromkeys([attacker, READABLE_NAME, *named, fresh]))
+
+
+def analyze_role(
+    permissions: tuple[HivemqPermission, ...],
+    *,
+    source: str,
+    attacker: str = DEFAULT_ATTACKER,
+    client_id_bound: bool = False,
+    templates: tuple[Pattern, ...] | None = None,
+) -> ReachReport:
+    """What a device holding these permissions reaches of other devices' topics."""
+    owned_templates = templates or realm_templates(permissions)
+    owned = owned_machine(owned_templates, attacker)
+    chars = alphabet(owned_templates, extra=attacker + "".join(p.topic for p in permissions))
+    findings: list[Reach] = []
+    for operation, activity in (
+        (Operation.PUBLISH, Activity.PUBLISH),
+        (Operation.SUBSCRIBE, Activity.SUBSCRIBE),
+    ):
+        for client_id in _client_ids(permissions, attacker, bound=client_id_bound):
+            machines = [_granted(permissions, activity, client_id, attacker), owned]
+            topic = shortest_accepted(machines, all, chars + tuple(client_id), required=(0, 1))
+            if topic is None:
+                continue
+            victim = victim_of(owned_templates, topic, attacker)
+            topic, victim = readable(topic, victim, partial(accepted, machines))
+            via = "" if client_id == attacker else client_id
+            witness = _subscription(permissions, topic) if activity is Activity.SUBSCRIBE else topic
+            findings.append(
+                Reach(
+                    operation,
+                    Severity.HIGH,
+                    witness,
+                    victim,
+                    topic if witness != topic else "",
+                    client_id=via,
+                )
+            )
+            break
+    return ReachReport(source, tuple(findings))
+
+
+def _subscription(permissions: tuple[HivemqPermission, ...], topic: str) -> str:
+    """The filter a device sends: the topic, with ``$share/<group>/`` if only shared is granted."""
+    shared = [
+        p
+        for p in permissions
+        if p.activity is Activity.SUBSCRIBE and p.shared_subscription is SharedSubscription.SHARED
+    ]
+    if shared and len(shared) == len([p for p in permissions if p.activity is Activity.SUBSCRIBE]):
+        return f"$share/{shared[0].shared_group or 'group'}/{topic}"
+    return topic
+
+
+def analyze_realm(
+    document: str,
+    *,
+    source: str = "realm",
+    attacker: str = DEFAULT_ATTACKER,
+    client_id_bound: bool = False,
+) -> list[ReachReport]:
+    """One report per role of an ESE file realm."""
+    if len(document) > MAX_REALM_CHARS:
+        raise RealmError(f"larger than {MAX_REALM_CHARS} characters")
+    if "<!DOCTYPE" in document or "<!ENTITY" in document:
+        raise RealmError("a DOCTYPE or ENTITY declaration; allowed: a plain ESE file realm")
+    try:
+        roles, _ = parse_file_realm(document)
+    except (SyntaxError, ValueError) as error:
+        raise RealmError(f"not an ESE file realm: {str(error)[:120]}") from None
+    return [
+        analyze_role(
+            role.permissions,
+            source=f"{source}:{role.role_id}",
+            attacker=attacker,
+            client_id_bound=client_id_bound,
+        )
+        for role in roles
+    ]

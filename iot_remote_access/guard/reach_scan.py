@@ -1,0 +1,96 @@
+"""Run the reachability analysis over files: policies, templates, cloud assemblies, ACLs.
+
+AWS documents are read exactly as ``lint`` reads them (:mod:`guard.sources`), with
+CloudFormation intrinsics turned into strings the same way; a mosquitto ``acl_file``
+is recognised by its lines (``user``/``topic``/``pattern``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from iot_remote_access.core.bounded_input import BoundedInputError, read_text
+from iot_remote_access.core.cfn_intrinsics import is_unresolved, list_items, string_alternatives
+from iot_remote_access.core.reach import ReachReport
+from iot_remote_access.core.reach_automata import ReachLimitError
+from iot_remote_access.core.reach_aws import analyze_policy
+from iot_remote_access.core.reach_mosquitto import AclSyntaxError, analyze_acl
+from iot_remote_access.guard.sources import GuardInputError, read_policies
+
+_ACL_KEYWORDS = ("user", "topic", "pattern")
+
+
+def reach_paths(paths: list[Path], *, attacker: str) -> Iterator[ReachReport]:
+    """One report per policy document (or ACL) found under ``paths``."""
+    for path in paths:
+        if path.is_file() and _looks_like_acl(path):
+            yield _acl_report(path, attacker)
+            continue
+        for source in read_policies([path]):
+            label = f"{source.file}:{source.name}"
+            document = plain_document(source.document)
+            try:
+                report = analyze_policy(document, source=label, attacker=attacker)
+            except ReachLimitError as error:
+                raise GuardInputError(label, f"too large to analyse: {error}") from None
+            if has_unresolved(document):
+                note = "a value known only at deployment (<unresolved:...>) matches only wildcards"
+                report = replace(report, notes=(*report.notes, note))
+            yield report
+
+
+def _looks_like_acl(path: Path) -> bool:
+    """An ACL starts (after comments) with a user/topic/pattern line; JSON and YAML never do."""
+    try:
+        text = read_text(path, what="file")
+    except BoundedInputError:
+        return False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return stripped.split(" ", 1)[0] in _ACL_KEYWORDS
+    return False
+
+
+def _acl_report(path: Path, attacker: str) -> ReachReport:
+    try:
+        return analyze_acl(read_text(path, what="ACL"), source=str(path), attacker=attacker)
+    except (BoundedInputError, AclSyntaxError, ReachLimitError) as error:
+        raise GuardInputError(path, str(error)) from None
+
+
+def plain_document(document: Any) -> dict[str, Any]:
+    """A policy whose Action/Resource values are plain strings (intrinsics resolved).
+
+    ``Fn::If`` branches all count (each resource alternative is listed); a value that
+    cannot be known before deployment stays visible as an ``<unresolved:...>`` marker,
+    which matches only what a wildcard around it matches.
+    """
+    if not isinstance(document, Mapping):
+        return {"Statement": []}
+    statements = []
+    for statement in list_items(document.get("Statement")):
+        if not isinstance(statement, Mapping):
+            continue
+        plain = dict(statement)
+        for key in ("Action", "NotAction", "Resource", "NotResource"):
+            if key in statement:
+                plain[key] = [
+                    text
+                    for item in list_items(statement[key])
+                    for text in string_alternatives(item)
+                ]
+        statements.append(plain)
+    return {"Statement": statements}
+
+
+def has_unresolved(document: Mapping[str, Any]) -> bool:
+    return any(
+        is_unresolved(text)
+        for statement in document.get("Statement", [])
+        for key in ("Resource", "NotResource")
+        for text in statement.get(key, [])
+    )

@@ -1,0 +1,1 @@
+"""Raises an alarm for every overdue NIS2 clock of an open incident (scheduled)."""

@@ -1,0 +1,1 @@
+"""Opens an incident (ledger record + clock item) for each high-severity security finding."""
