@@ -159,7 +159,7 @@ def test_publishes_to_the_exact_topic_with_correlation_data_and_audits(harness: 
         (raw_event("not json"), 400, "body"),
         (raw_event(b"\xff\xfe", base64_body=True), 400, "body"),
         (cmd_event(_body(), path="/tunnels"), 404, "route"),
-        (cmd_event(_body(), method="GET", path="/commands"), 405, "route"),
+        (cmd_event(_body(), method="PUT", path="/commands"), 405, "route"),
     ],
 )
 def test_bad_requests_get_4xx_json_naming_the_field_and_nothing_is_published(

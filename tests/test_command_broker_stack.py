@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from iot_remote_access.constructs.aws import CommandBroker
+from iot_remote_access.constructs.aws.command_broker import SHARED_PACKAGES
 from iot_remote_access.constructs.aws.library_function import stage_handler_code
 from iot_remote_access.core.aws_policy import device_policy_document
 from iot_remote_access.core.commands import CommandCatalogue, CommandSpec
@@ -110,8 +114,10 @@ def test_synthesizes_clean_with_one_exact_publish_grant(tmp_path: Path, explicit
     publish = [(policy, s) for policy, s in _statements(template) if _grants(s, "iot:Publish")]
     allows = [s for _, s in publish if s["Effect"] == "Allow"]
     denies = [s for _, s in publish if s["Effect"] == "Deny"]
-    assert len(allows) == 1 and len(denies) == 1
-    assert allows[0]["Action"] == "iot:Publish"  # nothing else rides on the grant
+    # The broker and the fan-out dispatcher; each statement grants Publish only.
+    assert len(allows) == 2 and len(denies) == 1
+    assert all(allow["Action"] == "iot:Publish" for allow in allows)
+    assert _text(allows[0]["Resource"]) == _text(allows[1]["Resource"])
     resource = _text(allows[0]["Resource"])
     assert resource == _text(denies[0]["Resource"])  # operators: denied exactly that
     where = f"{REGION}:{ACCOUNT}" if explicit_env else "<AWS::Region>:<AWS::AccountId>"
@@ -151,12 +157,26 @@ def _check_executions_and_rule(template: Template) -> None:
         for _, statement in _statements(template)
         if json.dumps(statement["Action"]).startswith(('"dynamodb:', '["dynamodb:'))
     ]
-    assert sorted(sorted(s["Action"]) for s in dynamo) == [
-        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-        ["dynamodb:GetItem", "dynamodb:UpdateItem"],
-    ]
-    for statement in dynamo:  # the table itself, no index, no other table
-        assert statement["Resource"] == [{"Fn::GetAtt": [table_id, "Arn"]}], statement
+    actions = sorted(
+        json.dumps(sorted(s["Action"]) if isinstance(s["Action"], list) else s["Action"])
+        for s in dynamo
+    )
+    assert actions == sorted(
+        [
+            # broker: items, and listings on the indexes
+            '["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]',
+            '"dynamodb:Query"',
+            '["dynamodb:GetItem", "dynamodb:UpdateItem"]',  # responses
+            '"dynamodb:UpdateItem"',  # sweep: items, and its query on the indexes
+            '"dynamodb:Query"',
+            '["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]',  # dispatcher
+        ]
+    )
+    table_arn = {"Fn::GetAtt": [table_id, "Arn"]}
+    index_arn = {"Fn::Join": ["", [table_arn, "/index/*"]]}
+    for statement in dynamo:  # the table itself or its own indexes (queries only)
+        expected = index_arn if statement["Action"] == "dynamodb:Query" else table_arn
+        assert statement["Resource"] == expected, statement
     (rule,) = template.find_resources("AWS::IoT::TopicRule").values()
     payload = rule["Properties"]["TopicRulePayload"]
     assert payload["Sql"] == (
@@ -174,7 +194,8 @@ def test_the_grant_follows_a_custom_topic_model(tmp_path: Path) -> None:
     resources = [
         _text(s["Resource"]) for _, s in _statements(template) if _grants(s, "iot:Publish")
     ]
-    assert resources == [f"arn:<AWS::Partition>:iot:{REGION}:{ACCOUNT}:topic/fleet/eu/*/down"] * 2
+    # broker, dispatcher (allow) and the operator policy (deny)
+    assert resources == [f"arn:<AWS::Partition>:iot:{REGION}:{ACCOUNT}:topic/fleet/eu/*/down"] * 3
 
 
 def test_a_catalogue_too_big_for_the_lambda_environment_is_refused() -> None:
@@ -204,3 +225,24 @@ def test_lambda_code_holds_the_handler_and_core(package: str) -> None:
     ):
         assert (staged / "core" / module).is_file()
     assert not (staged / "device").exists() and not (staged / "settings").exists()
+
+
+@pytest.mark.parametrize("package", sorted(SHARED_PACKAGES))
+def test_each_staged_function_imports_from_its_own_asset(package: str) -> None:
+    """The asset as deployed: the handler imports with only what is staged (and the layer's
+    libraries), so a missing shared package fails here, not in Lambda."""
+    staged = stage_handler_code(package, SHARED_PACKAGES[package])
+    code = (
+        f"import sys; sys.path.insert(0, {str(staged)!r}); "
+        f"import iot_remote_access.lambdas.{package}.handler as h; print(h.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"AWS_REGION": "eu-west-1", "PATH": os.environ.get("PATH", "")},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().startswith(str(staged))

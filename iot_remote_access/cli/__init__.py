@@ -36,6 +36,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "bridge": ("bridge", "bridge", "The MQTT <-> Cloud Pub/Sub bridge service."),
     "certs": ("certs", "certs", "Staggered certificate validity and rotation planning."),
+    "command": (
+        "command",
+        "command",
+        "Send remote commands through the broker; read their execution records.",
+    ),
     "evidence": (
         "evidence",
         "evidence",

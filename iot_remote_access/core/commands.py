@@ -372,6 +372,18 @@ def parse_send_request(
             unknown[0], f"is not a request field; allowed: {', '.join(REQUEST_FIELDS)}"
         )
     thing = validate_thing(raw.get("thing"), pattern=thing_name_pattern)
+    spec, arguments, reason, purpose = check_command_fields(raw, catalogue, requester=requester)
+    check_thing_for(spec, thing)
+    return SendRequest(thing, spec, arguments, reason, purpose, _client_token(raw))
+
+
+def check_command_fields(
+    raw: Mapping[str, Any], catalogue: CommandCatalogue, *, requester: str
+) -> tuple[CommandSpec, dict[str, Any], str, str]:
+    """The command part of a request (name, caller, purpose, arguments, reason), any thing.
+
+    Shared by single sends and fleet fan-outs. Returns (spec, arguments, reason, purpose).
+    """
     spec = catalogue.get(raw.get("name"))
     if not spec.may_send(requester):
         raise CommandRuleError(
@@ -388,6 +400,16 @@ def parse_send_request(
             "(purpose limitation: a command serves the one purpose it was declared for)",
             status=403,
         )
+    arguments = raw.get("arguments", {})
+    try:
+        validate(arguments, spec.arguments)
+    except SchemaError as error:
+        raise CommandRuleError.from_schema(error) from None
+    return spec, arguments, validate_reason(raw.get("reason")), purpose
+
+
+def check_thing_for(spec: CommandSpec, thing: str) -> None:
+    """403 unless ``thing`` is one of the devices ``spec`` is for."""
     if re.fullmatch(spec.things, thing) is None:
         raise CommandRuleError(
             "thing",
@@ -395,13 +417,11 @@ def parse_send_request(
             f"{spec.things!r}",
             status=403,
         )
-    arguments = raw.get("arguments", {})
-    try:
-        validate(arguments, spec.arguments)
-    except SchemaError as error:
-        raise CommandRuleError.from_schema(error) from None
-    reason = validate_reason(raw.get("reason"))
-    return SendRequest(thing, spec, arguments, reason, purpose, _client_token(raw))
+
+
+def client_token(raw: Mapping[str, Any]) -> str | None:
+    """The request's optional ``clientToken``, checked."""
+    return _client_token(raw)
 
 
 def _client_token(raw: Mapping[str, Any]) -> str | None:

@@ -12,6 +12,7 @@ from iot_remote_access.constructs.aws import (
     AccessLedger,
     AuditTrail,
     CertificateRotation,
+    CommandBroker,
     DevicePolicy,
     SecureTunneling,
     SecurityMonitoring,
@@ -31,8 +32,11 @@ class IotRemoteAccessStack(cdk.Stack):
 
     With ``settings.tunneling.enabled`` (the default) it adds ``audit_trail``
     (AuditTrail) and ``secure_tunneling`` (SecureTunneling); both are None otherwise.
+    With ``settings.commands.enabled`` it adds ``commands`` (CommandBroker) with the
+    settings' catalogue; None otherwise.
     With a ``ledger`` section in the settings it adds ``access_ledger`` (AccessLedger),
-    connected to the tunnel broker and sweeper and the certificate handlers.
+    connected to the tunnel broker and sweeper, the certificate handlers and the
+    command functions.
 
     :param settings: Default: ``FleetSettings()`` (safe defaults).
     :param checks: run the guard and cdk-nag's AwsSolutions pack (cdk-nag 3, the ``nag``
@@ -57,6 +61,8 @@ class IotRemoteAccessStack(cdk.Stack):
         self.secure_tunneling: SecureTunneling | None = None
         if self.settings.tunneling.enabled:
             self._tunneling()
+        # Before monitoring: the SIEM export ships the command functions' audit records too.
+        self.commands = self._commands() if self.settings.commands.enabled else None
         # Reads the device policy at synthesis: switches turned on later are checked too.
         self.security_monitoring = self._monitoring() if self.settings.monitoring.enabled else None
         self.certificate_rotation = (
@@ -107,6 +113,8 @@ class IotRemoteAccessStack(cdk.Stack):
             if self.audit_trail is not None and self.secure_tunneling is not None
             else []
         )
+        if self.commands is not None:
+            audit_log_groups += [f.log_group for f in self._command_functions(self.commands)]
         return SecurityMonitoring(
             self,
             "SecurityMonitoring",
@@ -114,6 +122,33 @@ class IotRemoteAccessStack(cdk.Stack):
             settings=self.settings.monitoring,
             log_groups_to_export=audit_log_groups,
         )
+
+    def _commands(self) -> CommandBroker:
+        commands = CommandBroker(
+            self,
+            "Commands",
+            catalogue=self.settings.commands.command_catalogue(),
+            topics=self.settings.topic_model(),
+            thing_name_pattern=self.settings.thing_name_pattern,
+            encryption_key=self.audit_trail.key if self.audit_trail is not None else None,
+            device_policy=self.device_policy,
+            # The access ledger, where the stack has one, connects ``commands.writers``.
+        )
+        cdk.CfnOutput(self, "CommandBrokerUrl", value=commands.broker_url.url)
+        cdk.CfnOutput(
+            self, "CommandOperatorPolicyArn", value=commands.operator_policy.managed_policy_arn
+        )
+        for function in self._command_functions(commands):
+            name = function.node.id
+            cdk.CfnOutput(
+                self, f"Command{name}AuditLogGroup", value=function.log_group.log_group_name
+            )
+        return commands
+
+    @staticmethod
+    def _command_functions(commands: CommandBroker) -> list[Any]:
+        """The functions that write command audit records (one log group each)."""
+        return list(commands.writers)
 
     def _certificates(self) -> CertificateRotation:
         return CertificateRotation(
@@ -149,6 +184,9 @@ class IotRemoteAccessStack(cdk.Stack):
         if self.certificate_rotation is not None:
             rotation = self.certificate_rotation
             ledger.connect(rotation.signer, rotation.confirm, rotation.planner, rotation.worker)
+        if self.commands is not None:
+            # Broker, responses, sweeper and fan-out dispatcher: every command decision.
+            ledger.connect(*self.commands.writers)
         cdk.CfnOutput(self, "LedgerTable", value=ledger.table.table_name)
         cdk.CfnOutput(self, "LedgerAnchorBucket", value=ledger.bucket.bucket_name)
         return ledger

@@ -17,8 +17,9 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -31,7 +32,23 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iot_remote_access.core import strict_json
-from iot_remote_access.core.command_executions import effective_status, execution_item
+from iot_remote_access.core.command_executions import (
+    BY_MONTH_INDEX,
+    BY_THING_INDEX,
+    MAX_LIST_SCANNED,
+    ListQuery,
+    effective_status,
+    execution_item,
+    months_back,
+    parse_list_query,
+    shown_record,
+)
+from iot_remote_access.core.command_fanout import (
+    fanout_id_for,
+    fanout_item,
+    parse_fanout_request,
+    progress,
+)
 from iot_remote_access.core.commands import (
     CommandCatalogue,
     CommandMessage,
@@ -50,6 +67,8 @@ from iot_remote_access.core.commands import (
 )
 from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.core.topics import THING_NAME_RULE, TopicModel
+from iot_remote_access.lambdas.command_audit import AuditUnavailable
+from iot_remote_access.lambdas.command_audit import record as audit
 
 #: Set by the CommandBroker construct.
 CATALOGUE_VARIABLE = "COMMAND_CATALOGUE"
@@ -57,7 +76,14 @@ COMMANDS_TOPIC_VARIABLE = "COMMANDS_TOPIC"
 RESPONSES_TOPIC_VARIABLE = "RESPONSES_TOPIC"
 THING_NAME_PATTERN_VARIABLE = "THING_NAME_PATTERN"
 TABLE_VARIABLE = "EXECUTIONS_TABLE"
+QUEUE_VARIABLE = "FANOUT_QUEUE_URL"
 ROUTE = ("POST", "/commands")
+ROUTES = "POST /commands, GET /commands, GET /commands/<id>, POST /fanouts, GET /fanouts/<id>"
+FANOUTS = "/fanouts"
+#: How long a fan-out record stays (its targets' records have their own TTL).
+FANOUT_RETENTION = timedelta(days=90)
+#: A listing reads at most this many months of issue (records live ~4 months).
+LIST_MONTHS = 5
 
 logger = Logger(json_serializer=json_for_logs)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "IotRemoteAccess"))
@@ -71,6 +97,8 @@ class Clients:
     iot_data: Any
     #: The execution records' DynamoDB table; None: nothing is recorded.
     executions: Any = None
+    #: The fan-out queue's client; None: fan-out is not deployed.
+    sqs: Any = None
 
 
 _clients: Clients | None = None
@@ -88,6 +116,7 @@ def clients() -> Clients:
             iot=boto3.client("iot", config=config),
             iot_data=boto3.client("iot-data", config=config),
             executions=boto3.resource("dynamodb", config=config).Table(table) if table else None,
+            sqs=boto3.client("sqs", config=config) if os.environ.get(QUEUE_VARIABLE) else None,
         )
     return _clients
 
@@ -163,8 +192,9 @@ class Broker:
     def handle(self, event: LambdaFunctionUrlEvent, *, now: datetime) -> dict[str, Any]:
         requester = event.request_context.authorizer.iam.user_arn or None
         raw: object = None
+        action = "send"
         try:
-            reading = _check_route(event)
+            action, argument = _check_route(event)
             if requester is None:
                 raise Refused(
                     403,
@@ -172,9 +202,15 @@ class Broker:
                     "requester: the request carries no IAM identity; "
                     "allowed: SigV4-signed requests to the AWS_IAM function URL",
                 )
-            if reading is not None:
-                return self._get(reading, requester, now)
+            if action == "get":
+                return self._get(argument, requester, now)
+            if action == "list":
+                return self._list(event.query_string_parameters, requester, now)
+            if action == "fanout-get":
+                return self._fanout_get(argument, requester)
             raw = decode_request_body(_body(event))
+            if action == "fanout":
+                return self._fanout(raw, requester, now)
             request = parse_send_request(
                 raw,
                 self.settings.catalogue,
@@ -189,7 +225,7 @@ class Broker:
         except Exception:
             logger.exception("command broker failed")
             refusal = Refused(500, "broker", "broker: internal error; the command was not sent")
-        self._audit_refusal(refusal, requester, raw)
+        self._audit_refusal(f"command.{action}", refusal, requester, raw, now)
         return response(refusal.status, {"field": refusal.field, "message": refusal.message})
 
     def _send(self, request: SendRequest, requester: str, now: datetime) -> dict[str, Any]:
@@ -202,29 +238,34 @@ class Broker:
         existing = self._record(execution_item(request, command, requester=requester))
         if existing is not None:
             return self._replay(existing, request, requester, now)
+        allowed = audit_record(
+            event="command.send",
+            decision="allowed",
+            requester=requester,
+            thing=request.thing,
+            command=request.spec.name,
+            purpose=request.purpose,
+            reason=request.reason,
+            argumentsDigest=arguments_digest(request.arguments),
+            commandId=command.id,
+            expiresAt=format_time(command.expires_at),
+            at=format_time(now),
+        )
         try:
-            self._publish(command, routing, request.spec.timeout_seconds)
+            # Recorded before it is sent: a command that left no evidence is not sent.
+            audit(logger, "command sent", allowed, required=True)
+            publish_command(self.aws, command, routing, request.spec.timeout_seconds)
+        except AuditUnavailable:
+            self._mark_unsent(command.id)
+            raise Refused(
+                503,
+                "ledger",
+                "ledger: the decision could not be recorded; the command was not sent",
+            ) from None
         except Refused:
             self._mark_unsent(command.id)
+            audit(logger, "command not sent", {**allowed, "decision": "failed"})
             raise
-        logger.info(
-            "command sent",
-            extra={
-                "audit": audit_record(
-                    event="command.send",
-                    decision="allowed",
-                    requester=requester,
-                    thing=request.thing,
-                    command=request.spec.name,
-                    purpose=request.purpose,
-                    reason=request.reason,
-                    argumentsDigest=arguments_digest(request.arguments),
-                    commandId=command.id,
-                    expiresAt=format_time(command.expires_at),
-                    at=format_time(now),
-                )
-            },
-        )
         metrics.add_metric(name="CommandsSent", unit=MetricUnit.Count, value=1)
         return response(
             202,
@@ -239,23 +280,6 @@ class Broker:
             },
         )
 
-    def _publish(self, command: CommandMessage, routing: Routing, timeout: int) -> None:
-        try:
-            self.aws.iot_data.publish(
-                topic=routing.commands,
-                qos=1,
-                payload=command.payload(),
-                contentType="application/json",
-                payloadFormatIndicator="UTF8_DATA",
-                responseTopic=routing.responses,
-                # iot-data takes correlation data base64-encoded; devices receive the bytes.
-                correlationData=base64.b64encode(correlation_data(command.id)).decode("ascii"),
-                # A command nobody received in time must not run late: the broker drops it.
-                messageExpiry=timeout,
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise Refused.from_aws(error, "Publish") from None
-
     def _get(self, command_id: str, requester: str, now: datetime) -> dict[str, Any]:
         """One execution record, for a caller allowed to send its command (else 404)."""
         validate_command_id(command_id)
@@ -269,30 +293,169 @@ class Broker:
         specs = {spec.name: spec for spec in self.settings.catalogue.commands}
         spec = specs.get(str(item.get("command"))) if item else None
         # Someone who may not send the command learns nothing, not even that it exists.
-        if item is None or spec is None or not spec.may_send(requester):
+        if item is None or spec is None or not spec.may_send(requester) or "kind" in item:
             raise Refused(404, "id", f"id: {command_id!r} is not a command you may read")
-        logger.info(
+        audit(
+            logger,
             "command read",
-            extra={
-                "audit": audit_record(
-                    event="command.get",
-                    decision="allowed",
-                    requester=requester,
-                    commandId=command_id,
-                    at=format_time(now),
-                )
-            },
+            audit_record(
+                event="command.get",
+                decision="allowed",
+                requester=requester,
+                commandId=command_id,
+                at=format_time(now),
+            ),
         )
         metrics.add_metric(name="CommandsRead", unit=MetricUnit.Count, value=1)
-        shown = ("id", "thing", "command", "requester", "reason", "purpose", "issuedAt")
-        return response(
-            200,
-            {
-                **{key: item[key] for key in shown if key in item},
-                **{key: item[key] for key in ("expiresAt", "completedAt", "error") if key in item},
-                "status": effective_status(item, now=now),
-            },
+        return response(200, shown_record(item, now=now))
+
+    def _list(
+        self, parameters: dict[str, str] | None, requester: str, now: datetime
+    ) -> dict[str, Any]:
+        """Records the caller may read, newest first; at most MAX_LIST_SCANNED are read."""
+        query = parse_list_query(parameters, thing_name_pattern=self.settings.thing_name_pattern)
+        readable = {s.name for s in self.settings.catalogue.commands if s.may_send(requester)}
+        items: list[dict[str, Any]] = []
+        scanned, truncated = 0, False
+        for page in self._pages(query, now) if readable else iter(()):
+            for item in page:
+                scanned += 1
+                if item.get("command") in readable and query.matches(item, now=now):
+                    items.append(shown_record(item, now=now))
+                if len(items) == query.limit:
+                    break
+            if len(items) == query.limit:
+                break
+            if scanned >= MAX_LIST_SCANNED:
+                truncated = True
+                break
+        audit(
+            logger,
+            "commands listed",
+            audit_record(
+                event="command.list",
+                decision="allowed",
+                requester=requester,
+                thing=query.thing,
+                status=query.status,
+                count=len(items),
+                at=format_time(now),
+            ),
         )
+        return response(200, {"items": items, "truncated": truncated, "scanned": scanned})
+
+    def _fanout(self, raw: object, requester: str, now: datetime) -> dict[str, Any]:
+        """Record a fleet fan-out and queue its first wave (the dispatcher sends it)."""
+        if self.aws.sqs is None or self.aws.executions is None:
+            raise Refused(404, "route", "route: fan-out is not deployed; allowed: POST /commands")
+        request = parse_fanout_request(
+            raw,
+            self.settings.catalogue,
+            requester=requester,
+            thing_name_pattern=self.settings.thing_name_pattern,
+        )
+        token = request.client_token
+        fanout_id = fanout_id_for(requester, token) if token else str(uuid.uuid4())
+        ttl = int((now + FANOUT_RETENTION).timestamp())
+        item = fanout_item(fanout_id, request, requester=requester, now=now, ttl=ttl)
+        try:
+            self.aws.executions.put_item(Item=item, ConditionExpression="attribute_not_exists(id)")
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise Refused.from_aws(error, "PutItem") from None
+            return self._fanout_replay(fanout_id, item)
+        except BotoCoreError as error:
+            raise Refused.from_aws(error, "PutItem") from None
+        allowed = audit_record(
+            event="command.fanout",
+            decision="allowed",
+            requester=requester,
+            command=request.spec.name,
+            purpose=request.purpose,
+            reason=request.reason,
+            argumentsDigest=arguments_digest(request.arguments),
+            fanout=fanout_id,
+            thingGroup=request.thing_group,
+            targets=len(request.things) or None,
+            ratePerSecond=request.rate_per_second,
+            abortPercent=request.abort_percent,
+            at=format_time(now),
+        )
+        try:
+            audit(logger, "fan-out started", allowed, required=True)
+            self.aws.sqs.send_message(
+                QueueUrl=os.environ.get(QUEUE_VARIABLE, ""),
+                MessageBody=strict_json.dumps({"fanout": fanout_id, "cursor": None}),
+            )
+        except (AuditUnavailable, ClientError, BotoCoreError) as error:
+            self.aws.executions.delete_item(Key={"id": fanout_id})
+            if isinstance(error, AuditUnavailable):
+                raise Refused(
+                    503, "ledger", "ledger: not recorded; the fan-out was not started"
+                ) from None
+            raise Refused.from_aws(error, "SendMessage") from None
+        metrics.add_metric(name="FanoutsStarted", unit=MetricUnit.Count, value=1)
+        return response(202, progress(item))
+
+    def _fanout_replay(self, fanout_id: str, item: dict[str, Any]) -> dict[str, Any]:
+        found = self.aws.executions.get_item(Key={"id": fanout_id}, ConsistentRead=True)
+        existing = found.get("Item") or {}
+        same = ("command", "arguments", "things", "thingGroup")
+        if any(existing.get(key) != item.get(key) for key in same):
+            raise Refused(
+                409,
+                "clientToken",
+                "clientToken: already used for another fan-out; allowed: a new token",
+            )
+        return response(200, progress(existing))
+
+    def _fanout_get(self, fanout_id: str, requester: str) -> dict[str, Any]:
+        validate_command_id(fanout_id)
+        item = None
+        if self.aws.executions is not None:
+            try:
+                found = self.aws.executions.get_item(Key={"id": fanout_id}, ConsistentRead=True)
+            except (ClientError, BotoCoreError) as error:
+                raise Refused.from_aws(error, "GetItem") from None
+            item = found.get("Item")
+        specs = {spec.name: spec for spec in self.settings.catalogue.commands}
+        spec = specs.get(str(item.get("command"))) if item else None
+        if (
+            item is None
+            or item.get("kind") != "fanout"
+            or spec is None
+            or not spec.may_send(requester)
+        ):
+            raise Refused(404, "id", f"id: {fanout_id!r} is not a fan-out you may read")
+        return response(200, progress(item))
+
+    def _pages(self, query: ListQuery, now: datetime) -> Any:
+        """Pages of records, newest first: one thing's, or the fleet's month by month."""
+        if self.aws.executions is None:
+            return
+        if query.thing is not None:
+            partitions = [(BY_THING_INDEX, "thing", query.thing)]
+        else:
+            partitions = [(BY_MONTH_INDEX, "issuedMonth", m) for m in months_back(now, LIST_MONTHS)]
+        for index, key, value in partitions:
+            start: dict[str, Any] | None = None
+            while True:
+                try:
+                    page = self.aws.executions.query(
+                        IndexName=index,
+                        KeyConditionExpression="#k = :v",
+                        ExpressionAttributeNames={"#k": key},
+                        ExpressionAttributeValues={":v": value},
+                        ScanIndexForward=False,
+                        Limit=100,
+                        **({"ExclusiveStartKey": start} if start else {}),
+                    )
+                except (ClientError, BotoCoreError) as error:
+                    raise Refused.from_aws(error, "Query") from None
+                yield page.get("Items", [])
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    break
 
     def _record(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """The pending record, written before publishing so a fast answer finds it.
@@ -335,19 +498,18 @@ class Broker:
                 f"clientToken: {request.client_token!r} was used for another thing, command or "
                 "arguments; allowed: a new token for a new command",
             )
-        logger.info(
+        audit(
+            logger,
             "command replayed",
-            extra={
-                "audit": audit_record(
-                    event="command.send",
-                    decision="replayed",
-                    requester=requester,
-                    thing=request.thing,
-                    command=request.spec.name,
-                    commandId=existing["id"],
-                    at=format_time(now),
-                )
-            },
+            audit_record(
+                event="command.send",
+                decision="replayed",
+                requester=requester,
+                thing=request.thing,
+                command=request.spec.name,
+                commandId=existing["id"],
+                at=format_time(now),
+            ),
         )
         metrics.add_metric(name="CommandsReplayed", unit=MetricUnit.Count, value=1)
         return response(
@@ -392,43 +554,69 @@ class Broker:
         except BotoCoreError as error:
             raise Refused.from_aws(error, "DescribeThing") from None
 
-    def _audit_refusal(self, refusal: Refused, requester: str | None, raw: object) -> None:
+    def _audit_refusal(
+        self, event: str, refusal: Refused, requester: str | None, raw: object, now: datetime
+    ) -> None:
         fields = raw if isinstance(raw, dict) else {}
         arguments = fields.get("arguments")
-        logger.info(
+        audit(
+            logger,
             "command refused",
-            extra={
-                "audit": audit_record(
-                    event="command.send",
-                    decision="refused",
-                    requester=requester,
-                    thing=_for_audit(fields.get("thing")),
-                    command=_for_audit(fields.get("name")),
-                    purpose=_for_audit(fields.get("purpose")),
-                    reason=_for_audit(fields.get("reason")),
-                    argumentsDigest=(
-                        arguments_digest(arguments) if isinstance(arguments, dict) else None
-                    ),
-                    status=refusal.status,
-                    field=refusal.field,
-                    message=refusal.message,
-                )
-            },
+            audit_record(
+                event=event,
+                decision="refused",
+                requester=requester,
+                thing=_for_audit(fields.get("thing")),
+                command=_for_audit(fields.get("name")),
+                purpose=_for_audit(fields.get("purpose")),
+                reason=_for_audit(fields.get("reason")),
+                argumentsDigest=(
+                    arguments_digest(arguments) if isinstance(arguments, dict) else None
+                ),
+                status=refusal.status,
+                field=refusal.field,
+                message=refusal.message,
+                at=format_time(now),
+            ),
         )
         metrics.add_metric(name="CommandsRefused", unit=MetricUnit.Count, value=1)
 
 
-def _check_route(event: LambdaFunctionUrlEvent) -> str | None:
-    """None for ``POST /commands``; the id for ``GET /commands/<id>``; else a refusal."""
+def publish_command(aws: Clients, command: CommandMessage, routing: Routing, timeout: int) -> None:
+    """Publish one command to its thing (QoS 1, MQTT 5 properties); Refused if AWS would not."""
+    try:
+        aws.iot_data.publish(
+            topic=routing.commands,
+            qos=1,
+            payload=command.payload(),
+            contentType="application/json",
+            payloadFormatIndicator="UTF8_DATA",
+            responseTopic=routing.responses,
+            # iot-data takes correlation data base64-encoded; devices receive the bytes.
+            correlationData=base64.b64encode(correlation_data(command.id)).decode("ascii"),
+            # A command nobody received in time must not run late: the broker drops it.
+            messageExpiry=timeout,
+        )
+    except (ClientError, BotoCoreError) as error:
+        raise Refused.from_aws(error, "Publish") from None
+
+
+def _check_route(event: LambdaFunctionUrlEvent) -> tuple[str, str]:
+    """(action, argument): send, list, or get with the id; anything else is refused."""
     method, path = event.request_context.http.method, event.raw_path
-    if (method, path) == ROUTE:
-        return None
-    if method == "GET" and path.startswith(f"{ROUTE[1]}/"):
-        return path.removeprefix(f"{ROUTE[1]}/")
+    base = ROUTE[1]
+    if path == base and method in ("POST", "GET"):
+        return ("send" if method == "POST" else "list"), ""
+    if method == "GET" and path.startswith(f"{base}/"):
+        return "get", path.removeprefix(f"{base}/")
+    if (method, path) == ("POST", FANOUTS):
+        return "fanout", ""
+    if method == "GET" and path.startswith(f"{FANOUTS}/"):
+        return "fanout-get", path.removeprefix(f"{FANOUTS}/")
     raise Refused(
-        405 if path == ROUTE[1] else 404,
+        405 if path in (base, FANOUTS) else 404,
         "route",
-        f"route: {method} {path[:80]} is not served; allowed: POST /commands, GET /commands/<id>",
+        f"route: {method} {path[:80]} is not served; allowed: {ROUTES}",
     )
 
 

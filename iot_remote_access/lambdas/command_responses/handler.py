@@ -38,6 +38,8 @@ from iot_remote_access.core.commands import (
 )
 from iot_remote_access.core.log_safety import json_for_logs
 from iot_remote_access.core.topics import DEFAULT_COMMAND_RESPONSES_TOPIC, thing_from_topic
+from iot_remote_access.lambdas.command_audit import record as audit
+from iot_remote_access.lambdas.command_fanout_counts import count_completion
 
 CATALOGUE_VARIABLE = "COMMAND_CATALOGUE"
 RESPONSES_TOPIC_VARIABLE = "RESPONSES_TOPIC"
@@ -105,22 +107,25 @@ class Responder:
             assert item is not None
             self._check_result(str(item["command"]), response.status, response.result)
             self._complete(response.id, thing, completion(response, now=now), now)
+            if item.get("fanout") and not count_completion(
+                self.executions, str(item["fanout"]), response.status
+            ):
+                logger.error("fan-out counter not written", extra={"fanout": item["fanout"]})
         except CommandRuleError as error:
             return self._refused(thing, error.field, str(error), command_id=_id(event))
         except Refused as error:
             return self._refused(thing, error.field, error.message, command_id=_id(event))
-        logger.info(
+        audit(
+            logger,
             "command response recorded",
-            extra={
-                "audit": audit_record(
-                    event="command.response",
-                    decision="recorded",
-                    thing=thing,
-                    commandId=response.id,
-                    status=response.status,
-                    at=format_time(now),
-                )
-            },
+            audit_record(
+                event="command.response",
+                decision="recorded",
+                thing=thing,
+                commandId=response.id,
+                status=response.status,
+                at=format_time(now),
+            ),
         )
         metrics.add_metric(name="CommandResponses", unit=MetricUnit.Count, value=1)
         return {"recorded": response.id, "status": response.status}
@@ -164,18 +169,17 @@ class Responder:
     def _refused(
         self, thing: str | None, field: str, message: str, *, command_id: str | None = None
     ) -> dict[str, Any]:
-        logger.info(
+        audit(
+            logger,
             "command response refused",
-            extra={
-                "audit": audit_record(
-                    event="command.response",
-                    decision="refused",
-                    thing=thing,
-                    commandId=command_id,
-                    field=field,
-                    message=message,
-                )
-            },
+            audit_record(
+                event="command.response",
+                decision="refused",
+                thing=thing,
+                commandId=command_id,
+                field=field,
+                message=message,
+            ),
         )
         metrics.add_metric(name="CommandResponsesRefused", unit=MetricUnit.Count, value=1)
         return {"refused": field}
