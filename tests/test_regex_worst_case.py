@@ -69,6 +69,7 @@ BUILT_AT_RUN_TIME = {
     "client-id pattern (configuration, not device input)",
     "bridge/telemetry.py:__init__": "the deployment's thing-name pattern",
     "bridge/commands.py:__init__": "the deployment's thing-name pattern",
+    "bridge/responses.py:__init__": "the deployment's thing-name pattern",
     "settings/base.py:compiled_pattern": "compiles a pattern from the settings to check it",
     "settings/fleet.py:thing_name_matches": "the deployment's thing-name pattern",
     # Remote commands (on main): catalogue patterns are configuration, at most 200
@@ -78,6 +79,8 @@ BUILT_AT_RUN_TIME = {
     "nested quantifiers) on an argument of at most maxLength <= 1024 characters",
     "core/commands.py:_validate_things": "compiles the catalogue's things pattern",
     "core/commands.py:parse_send_request": "the catalogue's things pattern on a thing name",
+    "core/commands.py:check_thing_for": "the catalogue's things pattern on a thing name "
+    "(already bounded by the thing-name rule)",
     "core/commands.py:validate_thing": "the deployment's thing-name pattern, after AWS's rule",
 }
 #: Patterns whose input is bounded below ``MAX_INPUT`` before they run: pattern -> (the

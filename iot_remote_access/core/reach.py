@@ -19,23 +19,22 @@ Standard library only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 
 from iot_remote_access.core.reach_automata import (
-    HASH,
-    PLUS,
-    QMARK,
     READABLE_NAME,
     SLOT,
     STAR,
+    THING_NAME_CHARS,
     Machine,
     Pattern,
     PatternMachine,
     Union,
+    accepted,
     alphabet,
 )
 from iot_remote_access.core.reach_filters import FiltersMatching
@@ -153,31 +152,26 @@ def _shared_filters(templates: tuple[Pattern, ...], attacker: str) -> FiltersMat
     return FiltersMatching(_shared_owned(templates, attacker), alphabet(templates, extra=attacker))
 
 
-def _regex(pattern: Pattern) -> str:
-    parts: list[str] = []
-    named = False
-    for token in pattern.tokens:
-        if isinstance(token, str):
-            parts.append(re.escape(token))
-        elif token == SLOT:
-            parts.append("[A-Za-z0-9:_-]+" if named else "(?P<slot>[A-Za-z0-9:_-]+)")
-            named = True
-        elif token in (STAR, HASH):
-            parts.append(".*")
-        elif token == QMARK:
-            parts.append(".")
-        elif token == PLUS:
-            parts.append("[^/]*")
-    return "".join(parts)
-
-
 def victim_of(templates: Iterable[Pattern], topic: str, attacker: str) -> str:
-    """B's name in ``topic``: the slot of the first template that matches it."""
+    """B's name in ``topic``: a level that, put in a template's slot, makes it match.
+
+    Each candidate is checked with the template's own automaton (linear time), not a
+    regular expression built from the template: templates come from untrusted documents.
+    """
+    levels = [lv for lv in dict.fromkeys(topic.split("/")) if lv != attacker]
+    names = [lv for lv in levels if lv and set(lv) <= THING_NAME_CHARS]
     for pattern in templates:
-        match = re.fullmatch(_regex(pattern), topic, flags=re.DOTALL)
-        if match and "slot" in match.groupdict() and match.group("slot") != attacker:
-            return match.group("slot")
+        if SLOT not in pattern.tokens:
+            continue
+        for name in names:
+            filled = Pattern(_fill(pattern.tokens, name), mqtt=pattern.mqtt)
+            if accepted([PatternMachine(filled, attacker)], topic):
+                return name
     return ""
+
+
+def _fill(tokens: tuple[Any, ...], name: str) -> tuple[Any, ...]:
+    return tuple(c for t in tokens for c in ((*name,) if t == SLOT else (t,)))
 
 
 #: The name a witness gives the other device when the policy allows it.

@@ -147,14 +147,31 @@ def _strings(value: object) -> list[str]:
 
 def _action_matches(statement: Statement, operation: Operation) -> bool:
     action = _ACTION[operation]
-    hit = any(
-        re.fullmatch(_glob_regex(a.lower()), action, flags=re.DOTALL) for a in statement.actions
-    )
+    hit = any(glob_match(a.lower(), action) for a in statement.actions)
     return hit != statement.not_actions
 
 
-def _glob_regex(pattern: str) -> str:
-    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+def glob_match(pattern: str, text: str) -> bool:
+    """IAM's ``*``/``?`` matching of a whole string, in O(len(pattern) x len(text)).
+
+    Not a regular expression: a policy's pattern is untrusted input, and ``.*a.*a.*…``
+    built from it backtracks exponentially in Python's regex engine.
+    """
+    p = t = 0
+    star, mark = -1, 0
+    while t < len(text):
+        if p < len(pattern) and pattern[p] in ("?", text[t]):
+            p, t = p + 1, t + 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, mark, p = p, t, p + 1
+        elif star != -1:
+            p, mark = star + 1, mark + 1
+            t = mark
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
 
 
 def condition_holds(condition: Mapping[str, Any], connection: Connection) -> bool | None:
@@ -183,7 +200,7 @@ def _operator(operator: str, actual: str | None, expected: list[str]) -> bool | 
         "Bool": lambda e: actual.lower() == e.lower(),
         "StringEquals": lambda e: actual == e,
         "StringEqualsIgnoreCase": lambda e: actual.lower() == e.lower(),
-        "StringLike": lambda e: re.fullmatch(_glob_regex(e), actual, flags=re.DOTALL) is not None,
+        "StringLike": lambda e: glob_match(e, actual),
     }
     negated = base.replace("Not", "", 1) if base.startswith("StringNot") else None
     if base in checks:
