@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
+import queue
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -20,7 +21,14 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from iot_remote_access.core.commands import (
+    CommandCatalogue,
+    CommandSpec,
+    new_command,
+    parse_send_request,
+)
 from iot_remote_access.device.certificate_check import load_expected_cas
+from iot_remote_access.device.commands import CommandDevice
 from iot_remote_access.device.rotation import Broker, RotationDevice
 from iot_remote_access.device.rotation_state import CredentialStore, Phase
 from tests.support.processes import MosquittoBroker
@@ -33,6 +41,8 @@ from tests.support.rotation_device import (
 )
 
 THING = "gateway-3"
+OPERATORS = "arn:aws:iam::123456789012:role/iot-operators"
+ALICE = "arn:aws:sts::123456789012:assumed-role/iot-operators/alice"
 
 
 @dataclass
@@ -88,11 +98,9 @@ def _subject(store: CredentialStore, pair: str) -> str:
 
 
 def test_rotates_reconnects_with_the_new_certificate_and_confirms(world: World) -> None:
-    forwarded: list[bytes] = []
-    device = world.device(forward=lambda _c, _u, message: forwarded.append(message.payload))
+    device = world.device()
     device.start()
     try:
-        world.signer.client.publish("cmd/gateway-3/commands", b'{"type": "other"}', qos=1)
         world.signer.request_rotation(THING)  # the planner's command on the commands topic
         assert world.signer.confirms.get(timeout=20) == THING
         _wait(lambda: device.progress.current != "factory" and device.progress.previous is None)
@@ -102,10 +110,6 @@ def test_rotates_reconnects_with_the_new_certificate_and_confirms(world: World) 
         assert [p.name for p in (device.store.directory / "pairs").iterdir()] == [progress.current]
         assert device.client is not None and device.client.is_connected()
         assert world.signer.records[THING].state == "IDLE"
-        # The module's own connection now presents the new certificate: a command reaches it.
-        world.signer.client.publish("cmd/gateway-3/commands", b'{"type": "later"}', qos=1)
-        _wait(lambda: len(forwarded) == 2)
-        assert json.loads(forwarded[1]) == {"type": "later"}
         # The CSR the signer saw: CN = the thing, nothing else (the shared checks passed it).
         csr = x509.load_pem_x509_csr(world.signer.csrs[0].encode())
         assert csr.subject.rfc4514_string() == f"CN={THING}"
@@ -149,9 +153,11 @@ def test_a_rejection_abandons_the_pending_pair(world: World) -> None:
     try:
         world.signer.request_rotation(THING)
         assert world.signer.answers.get(timeout=20)["status"] == "rejected"
-        _wait(lambda: device.progress.phase is Phase.IDLE and device.progress.pending is None)
-        assert device.progress.current == "factory"
-        assert [p.name for p in (device.store.directory / "keys").iterdir()] == ["factory.key"]
+        keys = device.store.directory / "keys"
+        _wait(lambda: [p.name for p in keys.iterdir()] == ["factory.key"])
+        progress = device.progress
+        assert progress.phase is Phase.IDLE and progress.pending is None
+        assert progress.current == "factory"
     finally:
         device.stop()
 
@@ -178,22 +184,47 @@ def test_a_certificate_that_cannot_connect_is_rolled_back_within_the_bound(world
         device.stop()
 
 
-def test_another_handler_can_share_the_connection(world: World) -> None:
-    """``on_client`` sees every new client (attach the remote-commands module there); its
-    ``on_connect`` is chained, not replaced."""
-    seen: list[mqtt.Client] = []
-    connects = threading.Event()
+def test_the_remote_commands_module_shares_the_connection(world: World) -> None:
+    """``CommandDevice`` attached through ``on_client`` keeps answering commands on the
+    commands topic the rotation module also reads, before and after the switch."""
+    catalogue = CommandCatalogue(
+        (CommandSpec(name="diagnostics", purpose="maintenance", senders=(OPERATORS,)),)
+    )
+    commands = CommandDevice(
+        thing=THING, catalogue=catalogue, handlers={"diagnostics": lambda _arguments: {}}
+    )
+    clients: list[mqtt.Client] = []
 
     def attach(client: mqtt.Client) -> None:
-        seen.append(client)
-        client.on_connect = lambda *_: connects.set()
+        clients.append(client)
+        commands.attach(client)  # sets on_connect (chained) and its own topic callback
+
+    answers: queue.Queue[bytes] = queue.Queue()
+    world.signer.client.message_callback_add(
+        "cmd/+/responses", lambda _c, _u, message: answers.put(bytes(message.payload))
+    )
+    world.signer.client.subscribe("cmd/+/responses", qos=1)
+
+    def ask() -> dict[str, object]:
+        request = parse_send_request(
+            {"thing": THING, "name": "diagnostics", "reason": "INC-2", "purpose": "maintenance"},
+            catalogue,
+            requester=ALICE,
+        )
+        command = new_command(request, now=datetime.now(UTC))
+        world.signer.client.publish("cmd/gateway-3/commands", command.payload(), qos=1)
+        answer = json.loads(answers.get(timeout=10))
+        assert answer["id"] == command.id
+        return dict(answer)
 
     device = world.device(on_client=attach)
     device.start()
     try:
-        assert connects.wait(10)
+        assert ask()["status"] == "succeeded"
         world.signer.request_rotation(THING)
         _wait(lambda: device.progress.current != "factory" and device.progress.previous is None)
-        assert len(seen) == 2 and seen[1] is device.client  # the factory's, then the new one
+        assert len(clients) == 2 and clients[1] is device.client  # the factory's, then the new
+        assert ask()["status"] == "succeeded"
     finally:
         device.stop()
+        commands.close()

@@ -87,8 +87,8 @@ class RotationDevice:
     :param connect_timeout: seconds one connection attempt may take. Default 10.
     :param attempt_timeout: seconds to wait for a certificate before giving up. Default 86400.
     :param on_client: called with every new client before it connects (attach
-        ``CommandDevice`` here); it may set ``on_connect``, which is chained.
-    :param forward: receives the commands topic's other messages (another handler's).
+        ``CommandDevice`` here); it may set ``on_connect``, which is chained, and
+        register its own callback on the commands topic, which keeps working.
     :param step_hook: called with each name of ``STEPS`` once durable (tests, metrics).
     """
 
@@ -104,7 +104,6 @@ class RotationDevice:
         connect_timeout: float = 10.0,
         attempt_timeout: float = 86400.0,
         on_client: Callable[[mqtt.Client], None] | None = None,
-        forward: Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None] | None = None,
         step_hook: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -114,6 +113,10 @@ class RotationDevice:
         self.expected_cas = tuple(expected_cas)
         model = topics or TopicModel()
         self.commands_topic = render_topic(model.commands, thing)
+        # Client-side dispatch only (the subscription stays exact): a filter that is not
+        # the exact topic lets a handler registered on the exact topic (CommandDevice)
+        # keep receiving the commands too, since paho calls every matching callback.
+        self._commands_filter = render_topic(model.commands, "+", validate=False)
         self.csr_topic = render_topic(model.rotation_csr, thing)
         self.certificate_topic = render_topic(model.rotation_certificate, thing)
         self.confirm_topic = render_topic(model.rotation_confirm, thing)
@@ -121,7 +124,6 @@ class RotationDevice:
         self.connect_timeout = connect_timeout
         self.attempt_timeout = attempt_timeout
         self.on_client = on_client
-        self.forward = forward
         self.step_hook = step_hook or (lambda _step: None)
         self.clock = clock
         self.client: mqtt.Client | None = None
@@ -349,9 +351,9 @@ class RotationDevice:
         while not self._stopping.is_set():
             client = self._connect(progress.current)
             if client is not None:
-                self.client = client
                 if progress.phase is Phase.SWITCHING:
                     self._abandon(progress)
+                self.client = client
                 return
             pending = progress.pending
             if progress.phase is Phase.SWITCHING and self.store.has_certificate(pending):
@@ -394,32 +396,44 @@ class RotationDevice:
         return None
 
     def _wire(self, client: mqtt.Client) -> threading.Event:
-        """Subscribe on every (re)connect, chained with whatever ``on_client`` set."""
-        connected = threading.Event()
+        """Subscribe on every (re)connect, chained with whatever ``on_client`` set.
+
+        The event is set at the SUBACK, not the CONNACK: a message another client
+        publishes right after must find the subscription in place.
+        """
+        ready = threading.Event()
+        ours: set[int] = set()
         user_on_connect: Any = client.on_connect  # paho types it as a union of signatures
+        user_on_subscribe: Any = client.on_subscribe
 
         def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
             if not reason.is_failure:
-                c.subscribe([(self.certificate_topic, 1), (self.commands_topic, 1)])
-                connected.set()
+                mid = c.subscribe([(self.certificate_topic, 1), (self.commands_topic, 1)])[1]
+                if mid is not None:
+                    ours.add(mid)
             if user_on_connect is not None:
                 user_on_connect(c, userdata, flags, reason, props)
 
+        def on_subscribe(c: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+            if mid in ours:
+                if any(code.is_failure for code in codes):
+                    logger.warning("the broker refused a rotation subscription: %s", codes)
+                ready.set()
+            if user_on_subscribe is not None:
+                user_on_subscribe(c, userdata, mid, codes, props)
+
         client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
         client.message_callback_add(self.certificate_topic, self._certificate_message)
-        client.message_callback_add(self.commands_topic, self._command_message)
-        return connected
+        client.message_callback_add(self._commands_filter, self._command_message)
+        return ready
 
     def _certificate_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         self._events.put(("certificate", bytes(message.payload)))
 
-    def _command_message(
-        self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
-    ) -> None:
-        if _is_rotate_command(bytes(message.payload)):
+    def _command_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.commands_topic and _is_rotate_command(bytes(message.payload)):
             self.rotate()
-        elif self.forward is not None:
-            self.forward(client, userdata, message)
 
     def _require_client(self) -> mqtt.Client:
         if self.client is None:

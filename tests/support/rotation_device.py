@@ -69,10 +69,11 @@ class SigningCa(TestCa):
 def rotation_acl() -> str:
     """Devices: the ACL rendered from the topic model with rotation on; the stand-ins
     (signer and planner) read CSRs and confirmations and write certificates and commands."""
-    devices = render_mosquitto_acl(DeviceAccess(rotation=True), bridge_identity=None)
+    access = DeviceAccess(rotation=True, command_responses=True)
+    devices = render_mosquitto_acl(access, bridge_identity=None)
     return (
         f"{devices}\nuser {SIGNER_IDENTITY}\ntopic read rot/+/csr\ntopic read rot/+/confirm\n"
-        "topic write rot/+/certificate\ntopic write cmd/+/commands\n"
+        "topic write rot/+/certificate\ntopic write cmd/+/commands\ntopic read cmd/+/responses\n"
     )
 
 
