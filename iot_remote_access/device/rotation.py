@@ -191,10 +191,11 @@ class RotationDevice:
             try:
                 kind, payload = self._events.get(timeout=1.0)
             except queue.Empty:
-                self._give_up_if_late()
-                continue
+                kind, payload = self._tick(), b""
             try:
-                if kind == "rotate":
+                if kind == "tick":
+                    self._give_up_if_late()
+                elif kind == "rotate":
                     self._rotate()
                 elif kind == "certificate":
                     self._on_certificate(payload)
@@ -202,6 +203,12 @@ class RotationDevice:
                 logger.exception("rotation step failed; the working certificate stays")
             with self._idle:
                 self._idle.notify_all()
+
+    def _tick(self) -> str:
+        """Nothing arrived: a CSR the broker never acknowledged (connection lost while
+        sending) is sent again; otherwise check the attempt's age."""
+        progress = self.store.load()
+        return "rotate" if progress.phase is Phase.CSR else "tick"
 
     def _give_up_if_late(self) -> None:
         progress = self.store.load()
@@ -314,7 +321,10 @@ class RotationDevice:
 
     def _confirm(self, client: mqtt.Client) -> bool:
         info = client.publish(self.confirm_topic, b"{}", qos=1)
-        info.wait_for_publish(timeout=self.connect_timeout)
+        try:
+            info.wait_for_publish(timeout=self.connect_timeout)
+        except (RuntimeError, ValueError):  # the connection dropped before the PUBACK
+            return False
         return info.is_published()
 
     def _commit(self, progress: Progress) -> None:
