@@ -30,7 +30,7 @@ from iot_remote_access.core.commands import (
 from iot_remote_access.device.certificate_check import load_expected_cas
 from iot_remote_access.device.commands import CommandDevice
 from iot_remote_access.device.rotation import Broker, RotationDevice
-from iot_remote_access.device.rotation_state import CredentialStore, Phase
+from iot_remote_access.device.rotation_state import CredentialStore, Phase, Progress
 from tests.support.processes import MosquittoBroker
 from tests.support.rotation_device import (
     SIGNER_IDENTITY,
@@ -158,6 +158,21 @@ def test_a_rejection_abandons_the_pending_pair(world: World) -> None:
         progress = device.progress
         assert progress.phase is Phase.IDLE and progress.pending is None
         assert progress.current == "factory"
+    finally:
+        device.stop()
+
+
+def test_no_answer_within_the_attempt_timeout_abandons_the_pending_pair(world: World) -> None:
+    world.signer.mode = "silent"
+    device = world.device(attempt_timeout=1.0)
+    device.start()
+    try:
+        world.signer.request_rotation(THING)
+        world.signer.answers.get(timeout=20)
+        keys = device.store.directory / "keys"
+        _wait(lambda: [p.name for p in keys.iterdir()] == ["factory.key"])
+        assert device.progress == Progress(Phase.IDLE, current="factory")
+        assert device.client is not None and device.client.is_connected()
     finally:
         device.stop()
 

@@ -93,7 +93,7 @@ class SignerStandIn:
     port: int
     ca: SigningCa
     credentials: ClientCredentials
-    #: good | other-name | foreign-ca | other-key | garbage | reject
+    #: good | other-name | foreign-ca | other-key | garbage | reject | silent
     mode: str = "good"
     foreign_ca: SigningCa | None = None
     records: dict[str, Record] = field(default_factory=dict)
@@ -129,6 +129,8 @@ class SignerStandIn:
         except CsrRefusal as refusal:
             body = {"status": "rejected", "reason": refusal.reason}
         self.answers.put(body)
+        if self.mode == "silent":  # a signer that never answers
+            return
         payload = b"\x00garbage\xff" if self.mode == "garbage" else json.dumps(body).encode()
         topic = render_topic(TOPICS.rotation_certificate, thing)
         self.client.publish(topic, payload, qos=1)
