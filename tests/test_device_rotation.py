@@ -97,13 +97,21 @@ def _subject(store: CredentialStore, pair: str) -> str:
     return str(leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
-def test_rotates_reconnects_with_the_new_certificate_and_confirms(world: World) -> None:
+def test_rotates_reconnects_with_the_new_certificate_and_confirms(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     device = world.device()
+    caplog.set_level(logging.DEBUG)
     device.start()
     try:
         world.signer.request_rotation(THING)  # the planner's command on the commands topic
         assert world.signer.confirms.get(timeout=20) == THING
         _wait(lambda: device.progress.current != "factory" and device.progress.previous is None)
+        # The new private key never reached a log (its PEM armour or its base64 body).
+        key_pem = (device.store.directory / "keys" / f"{device.progress.current}.key").read_text()
+        body = "".join(key_pem.splitlines()[1:-1])
+        assert "PRIVATE KEY" not in caplog.text and body[:40] not in caplog.text
+        assert "checked and stored" in caplog.text  # the log did record the rotation
         progress = device.progress
         assert progress.phase is Phase.IDLE
         assert _subject(device.store, progress.current) == THING
