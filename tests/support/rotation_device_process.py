@@ -51,9 +51,9 @@ def main(config_file: str) -> int:
         if done and progress.current != "factory":
             break
         time.sleep(0.1)
+    device.stop()  # the worker finishes its step (its hook prints) before the summary
     progress = device.progress
     print(json.dumps({"phase": progress.phase.value, "current": progress.current}), flush=True)
-    device.stop()
     return 0
 
 
