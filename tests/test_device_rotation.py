@@ -170,6 +170,18 @@ def test_a_rejection_abandons_the_pending_pair(world: World) -> None:
         device.stop()
 
 
+def test_already_being_signed_is_not_a_reason_to_give_up(world: World) -> None:
+    world.signer.mode = "busy"
+    device = world.device()
+    device.start()
+    try:
+        world.signer.request_rotation(THING)
+        assert world.signer.confirms.get(timeout=20) == THING
+        _wait(lambda: device.progress.current != "factory" and device.progress.previous is None)
+    finally:
+        device.stop()
+
+
 def test_no_answer_within_the_attempt_timeout_abandons_the_pending_pair(world: World) -> None:
     world.signer.mode = "silent"
     device = world.device(attempt_timeout=1.0)

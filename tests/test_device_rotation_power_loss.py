@@ -55,7 +55,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SigningCa,
         broker.stop()
 
 
-def _run(config: dict[str, object], path: Path, on_ready: object = None) -> tuple[int, list[str]]:
+def run_device(
+    config: dict[str, object], path: Path, on_ready: object = None
+) -> tuple[int, list[str]]:
     """Run the device process to its end; call ``on_ready`` once it is connected."""
     path.write_text(json.dumps(config))
     process = subprocess.Popen(
@@ -79,9 +81,9 @@ def _run(config: dict[str, object], path: Path, on_ready: object = None) -> tupl
     return process.returncode, lines
 
 
-def _connects(credentials: ClientCredentials, port: int) -> bool:
+def connects(credentials: ClientCredentials, port: int) -> bool:
     """An independent client presenting the device's files: does the broker accept them?"""
-    client = mqtt5_client(f"{THING}-check", credentials)
+    client = mqtt5_client("rotation-check", credentials)
     try:
         client.connect("127.0.0.1", port)
     except OSError:
@@ -112,11 +114,11 @@ def test_a_kill_after_any_step_ends_with_a_working_certificate(
         "stop_at": step,
         "timeout": 30.0,
     }
-    code, lines = _run(config, tmp_path / "run1.json", lambda: signer.request_rotation(THING))
+    code, lines = run_device(config, tmp_path / "run1.json", lambda: signer.request_rotation(THING))
     assert code == -signal.SIGKILL, lines
     assert lines[-1] == f"step {step}", lines  # killed right at that boundary
 
-    code, lines = _run({**config, "stop_at": None}, tmp_path / "run2.json")
+    code, lines = run_device({**config, "stop_at": None}, tmp_path / "run2.json")
     assert code == 0, lines
     final = json.loads(next(line for line in reversed(lines) if line.startswith("{")))
     assert final["phase"] == Phase.IDLE.value
@@ -134,7 +136,7 @@ def test_a_kill_after_any_step_ends_with_a_working_certificate(
     certificate_file = store.certificate_file(progress.current)
     leaf = x509.load_pem_x509_certificate(certificate_file.read_bytes())
     assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == THING
-    assert _connects(ClientCredentials(ca.ca_file, certificate_file, key_file), signer.port)
+    assert connects(ClientCredentials(ca.ca_file, certificate_file, key_file), signer.port)
     # The cloud side was told, from the new certificate: it may retire the old one.
     assert signer.confirms.get(timeout=5) == THING
     assert signer.records[THING].state == "IDLE"

@@ -23,6 +23,10 @@ from enum import StrEnum
 from iot_remote_access.core.csr import CsrError, CsrInfo, inspect_csr
 from iot_remote_access.core.rotation_plan import RotationState
 
+#: The refusal of a CSR that is being signed right now (a re-send racing the first):
+#: the certificate is on its way, so a device keeps waiting instead of giving up.
+ALREADY_BEING_SIGNED = "csr: this CSR is already being signed"
+
 
 class CsrRefusal(ValueError):
     """The CSR is refused: ``status`` (HTTP-like) and ``reason`` (names field and value)."""
@@ -68,7 +72,7 @@ def rotation_verdict(
     if state == RotationState.ISSUED and same_csr:
         return Verdict.DUPLICATE
     if state == RotationState.ISSUING and same_csr:
-        raise CsrRefusal(409, "csr: this CSR is already being signed")
+        raise CsrRefusal(409, ALREADY_BEING_SIGNED)
     if state != RotationState.REQUESTED:
         raise CsrRefusal(409, f"thing: {thing!r} has no rotation pending (state {state})")
     return Verdict.ISSUE

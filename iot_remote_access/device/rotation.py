@@ -33,6 +33,7 @@ from cryptography import x509
 from paho.mqtt.enums import CallbackAPIVersion
 
 from iot_remote_access.core import strict_json
+from iot_remote_access.core.csr_policy import ALREADY_BEING_SIGNED
 from iot_remote_access.core.topics import TopicModel, render_topic, validate_thing_name
 from iot_remote_access.device.certificate_check import (
     MAX_CERTIFICATE_BYTES,
@@ -268,6 +269,9 @@ class RotationDevice:
             logger.warning("certificate message refused: %s", error.problem)
             return
         status = document.get("status") if isinstance(document, dict) else None
+        if status == "rejected" and document.get("reason") == ALREADY_BEING_SIGNED:
+            logger.info("the CSR sent again is still being signed; waiting for it")
+            return
         if status == "rejected":
             reason = str(document.get("reason"))[:200]
             logger.warning("the signer rejected the CSR: %s; rotation abandoned", reason)

@@ -24,7 +24,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from iot_remote_access.core.csr_policy import CsrRefusal, Verdict, rotation_verdict, screen_csr
+from iot_remote_access.core.csr_policy import (
+    ALREADY_BEING_SIGNED,
+    CsrRefusal,
+    Verdict,
+    rotation_verdict,
+    screen_csr,
+)
 from iot_remote_access.core.mosquitto_acl import render_mosquitto_acl
 from iot_remote_access.core.rotation_plan import RotationState
 from iot_remote_access.core.topics import DeviceAccess, TopicModel, render_topic, thing_from_topic
@@ -93,7 +99,7 @@ class SignerStandIn:
     port: int
     ca: SigningCa
     credentials: ClientCredentials
-    #: good | other-name | foreign-ca | other-key | garbage | reject | silent
+    #: good | other-name | foreign-ca | other-key | garbage | reject | silent | busy
     mode: str = "good"
     foreign_ca: SigningCa | None = None
     records: dict[str, Record] = field(default_factory=dict)
@@ -131,8 +137,11 @@ class SignerStandIn:
         self.answers.put(body)
         if self.mode == "silent":  # a signer that never answers
             return
-        payload = b"\x00garbage\xff" if self.mode == "garbage" else json.dumps(body).encode()
         topic = render_topic(TOPICS.rotation_certificate, thing)
+        if self.mode == "busy":  # a re-sent CSR raced the first: refused, then issued
+            busy = {"status": "rejected", "reason": ALREADY_BEING_SIGNED}
+            self.client.publish(topic, json.dumps(busy).encode(), qos=1)
+        payload = b"\x00garbage\xff" if self.mode == "garbage" else json.dumps(body).encode()
         self.client.publish(topic, payload, qos=1)
 
     def _sign(self, thing: str, pem: object) -> dict[str, object]:
