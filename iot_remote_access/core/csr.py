@@ -52,6 +52,21 @@ EC_CURVES = {"1.2.840.10045.3.1.7": "P-256", "1.3.132.0.34": "P-384"}
 MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 4096
 ALLOWED_KEYS = f"RSA {MIN_RSA_BITS}..{MAX_RSA_BITS} bits or EC {'/'.join(EC_CURVES.values())}"
+#: RSA public exponents below this (3, and even ones) are refused: NIST SP 800-56B and
+#: every public CA ask for at least 65537, and e = 3 has known signature-forgery pitfalls.
+MIN_RSA_EXPONENT = 65537
+#: Signature algorithms a CSR may be signed with, by OID. MD5 and SHA-1 are refused: a
+#: CA that signs a CSR proven with a collidable hash gives no proof of possession.
+SIGNATURE_ALGORITHMS = {
+    "1.2.840.113549.1.1.11": "sha256WithRSAEncryption",
+    "1.2.840.113549.1.1.12": "sha384WithRSAEncryption",
+    "1.2.840.113549.1.1.13": "sha512WithRSAEncryption",
+    "1.2.840.113549.1.1.10": "RSASSA-PSS",
+    "1.2.840.10045.4.3.2": "ecdsa-with-SHA256",
+    "1.2.840.10045.4.3.3": "ecdsa-with-SHA384",
+    "1.2.840.10045.4.3.4": "ecdsa-with-SHA512",
+}
+ALLOWED_SIGNATURES = "RSA (PKCS#1 v1.5 or PSS) or ECDSA with SHA-256, SHA-384 or SHA-512"
 
 #: PEM armour, found with plain literal searches: a pattern spanning the body with
 #: ``\s*`` and a lazy ``[...\s]+?`` next to each other backtracks in cubic time on a
@@ -209,7 +224,17 @@ def _parse(der: bytes) -> CsrInfo:
         raise _DerError("unexpected element after the public key")
     if len(info) == 4:
         _check_attributes(der, info[3][1], info[3][2])
+    _check_signature_algorithm(der, *_expect(outer[1], 0x30, "signature algorithm"))
     return CsrInfo(key_type, key_size, curve, common_names, der)
+
+
+def _check_signature_algorithm(der: bytes, start: int, end: int) -> None:
+    parts = _children(der, start, end)
+    if not parts:
+        raise _DerError("signature algorithm")
+    oid = _oid(der[slice(*_expect(parts[0], 0x06, "signature algorithm OID"))])
+    if oid not in SIGNATURE_ALGORITHMS:
+        raise CsrError(f"csr: signed with {oid}; allowed: {ALLOWED_SIGNATURES}")
 
 
 def _check_attributes(der: bytes, start: int, end: int) -> None:
@@ -274,11 +299,20 @@ def _public_key(der: bytes, start: int, end: int) -> tuple[str, int, str | None]
     bits = der[key_start + 1 : key_end]  # first byte: unused bits
     if algorithm_oid == _OID_RSA:
         _, seq_start, seq_end = _tlv(bits, 0)
-        modulus = _children(bits, seq_start, seq_end)[0]
+        modulus, exponent = _children(bits, seq_start, seq_end)[:2]
         raw = bits[modulus[1] : modulus[2]].lstrip(b"\x00")
         size = int.from_bytes(raw, "big").bit_length()
         if not MIN_RSA_BITS <= size <= MAX_RSA_BITS:
             raise CsrError(f"csr: RSA key of {size} bits; allowed: {ALLOWED_KEYS}")
+        raw_exponent = bits[exponent[1] : exponent[2]]
+        if len(raw_exponent) > 8:  # 2**64: far beyond any exponent in use, and bounded work
+            raise CsrError(
+                f"csr: RSA public exponent of {len(raw_exponent)} bytes; "
+                f"allowed: odd, >= {MIN_RSA_EXPONENT}"
+            )
+        value = int.from_bytes(raw_exponent, "big", signed=True)
+        if value < MIN_RSA_EXPONENT or value % 2 == 0:
+            raise CsrError(f"csr: RSA public exponent {value}; allowed: odd, >= {MIN_RSA_EXPONENT}")
         return "RSA", size, None
     if algorithm_oid == _OID_EC:
         if len(algorithm_parts) < 2 or algorithm_parts[1][0] != 0x06:

@@ -31,8 +31,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iot_remote_access.core.aws_schema import PASSTHROUGH_TEMPLATE_ARN
+<<<<<<< HEAD
 from iot_remote_access.core.csr import CsrError, certificate_facts, inspect_csr
 from iot_remote_access.core.ledger_records import CERT_ISSUE, CERT_REVOKE, CERT_ROTATE
+=======
+from iot_remote_access.core.csr import certificate_facts
+from iot_remote_access.core.csr_policy import CsrRefusal, Verdict, rotation_verdict, screen_csr
+>>>>>>> rotation-device
 from iot_remote_access.core.rotation_plan import RotationState
 from iot_remote_access.core.stagger import StaggerError, assign_offset, cohort_of
 from iot_remote_access.core.topics import render_topic, thing_from_topic
@@ -167,6 +172,8 @@ class Rotation:
         try:
             thing = self._thing(event, self.config.topics.rotation_csr)
             outcome = self._sign(thing, event, now)
+        except CsrRefusal as refusal:  # the shared rules (core/csr_policy.py)
+            outcome = self._reject(thing, Rejection(refusal.status, refusal.reason))
         except Rejection as rejection:
             outcome = self._reject(thing, rejection)
         outcome.thing = thing
@@ -182,35 +189,27 @@ class Rotation:
                 f"principal: {_shown(principal)} is missing or not a certificate id; "
                 "allowed: the certificate id the IoT rule passes as principal()",
             )
-        try:
-            csr = inspect_csr(event.get("csr"))
-        except CsrError as error:
-            raise Rejection(400, str(error)) from None
-        foreign = [name for name in csr.common_names if name != thing]
-        if foreign:
-            raise Rejection(
-                403,
-                f"csr: names {foreign[0][:140]!r} but was sent by {thing!r}; "
-                "allowed: the sender's own thing name or no common name",
-            )
+        csr = screen_csr(event.get("csr"), thing)  # the rules every cloud's signer shares
         item = self.inventory.get(thing)
-        if item is None:
-            raise Rejection(404, f"thing: {thing!r} is not in the certificate inventory")
-        if principal not in (item["certificateId"], item.get("pendingCertificateId")):
+        if item is not None and principal not in (
+            item["certificateId"],
+            item.get("pendingCertificateId"),
+        ):
             raise Rejection(403, "principal: the CSR was not sent with this thing's certificate")
-        state = item.get("rotationState")
-        same_csr = item.get("csrSha256") == csr.fingerprint
-        if state == RotationState.ISSUED and same_csr:
+        verdict = rotation_verdict(
+            thing,
+            csr,
+            state=None if item is None else item.get("rotationState"),
+            fingerprint_on_record=None if item is None else item.get("csrSha256"),
+        )
+        assert item is not None  # rotation_verdict refused a thing not in the inventory
+        if verdict is Verdict.DUPLICATE:
             self._reply(
                 thing, self._issued_body(item)
             )  # a redelivered CSR: same answer, no new certificate
             return Outcome(
                 200, {"status": "duplicate", "certificateId": item["pendingCertificateId"]}
             )
-        if state == RotationState.ISSUING and same_csr:
-            raise Rejection(409, "csr: this CSR is already being signed")
-        if state != RotationState.REQUESTED:
-            raise Rejection(409, f"thing: {thing!r} has no rotation pending (state {state})")
         try:
             item = self.inventory.begin_issuing(thing, csr.fingerprint, now)
         except StateConflict:
