@@ -31,13 +31,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from iot_remote_access.core.aws_schema import PASSTHROUGH_TEMPLATE_ARN
-<<<<<<< HEAD
-from iot_remote_access.core.csr import CsrError, certificate_facts, inspect_csr
-from iot_remote_access.core.ledger_records import CERT_ISSUE, CERT_REVOKE, CERT_ROTATE
-=======
 from iot_remote_access.core.csr import certificate_facts
 from iot_remote_access.core.csr_policy import CsrRefusal, Verdict, rotation_verdict, screen_csr
->>>>>>> rotation-device
+from iot_remote_access.core.ledger_records import CERT_ISSUE, CERT_REVOKE, CERT_ROTATE
 from iot_remote_access.core.rotation_plan import RotationState
 from iot_remote_access.core.stagger import StaggerError, assign_offset, cohort_of
 from iot_remote_access.core.topics import render_topic, thing_from_topic
