@@ -30,7 +30,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from iot_remote_access.core.reach import (
@@ -540,9 +540,19 @@ def outside_own_namespace(
     prefix = policy.prefix + resource[kind.start() + 1 : kind.end()]
     me = Connection(attacker, attacker, attacker)
     machine = _resource_machine(glob_pattern(resource, me.variables()), prefix, attacker)
-    own = Union([PatternMachine(_own_subtree(p, attacker), attacker) for p in policy.templates()])
-    chars = policy.chars(policy.templates())
-    return shortest_accepted([machine, Complement(own)], all, chars, required=(0,))
+    templates = policy.templates()
+    chars = policy.chars(templates)
+    return shortest_accepted(
+        [machine, _own_namespace(templates, attacker)], all, chars, required=(0,)
+    )
+
+
+@lru_cache(maxsize=256)
+def _own_namespace(templates: tuple[Pattern, ...], attacker: str) -> Complement:
+    """Everything outside the device's own subtrees; shared by documents with one model."""
+    return Complement(
+        Union([PatternMachine(_own_subtree(p, attacker), attacker) for p in templates])
+    )
 
 
 def _own_subtree(template: Pattern, attacker: str) -> Pattern:

@@ -17,8 +17,10 @@ The analysis runs only for documents that have such a finding, once per document
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from iot_remote_access.core.policy_check import Finding, Severity
@@ -41,12 +43,18 @@ def grade(document: Any, findings: Sequence[Finding]) -> tuple[Finding, ...]:
     """``findings`` with reach-based severity and witnesses (unchanged when none applies)."""
     if not any(f.rule_id in GRADED_RULES for f in findings):
         return tuple(findings)
+    plain = plain_document(document)
     try:
-        report = analyze_policy(plain_document(document))
+        report = _analysis(json.dumps(plain, sort_keys=True))
+        return tuple(_graded(f, report, plain) for f in findings)
     except ReachLimitError:
         return tuple(findings)  # too large to analyse: keep the pattern rules' verdict
-    plain = plain_document(document)
-    return tuple(_graded(f, report, plain) for f in findings)
+
+
+@lru_cache(maxsize=4096)
+def _analysis(document: str) -> ReachReport:
+    """One analysis per distinct document: a fleet's policies repeat (cached by content)."""
+    return analyze_policy(json.loads(document))
 
 
 def _graded(finding: Finding, report: ReachReport, document: dict[str, Any]) -> Finding:
