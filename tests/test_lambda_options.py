@@ -205,7 +205,8 @@ class _OptionsStack(PlatformStack):
 def test_with_the_options_the_packs_find_no_lambda_placement_gap(tmp_path: Path) -> None:
     stack, findings = _synth_with_packs(tmp_path, with_options=True)
     functions = _library_functions(stack)
-    assert len(functions) == 14  # 2 + 1 + 4 + 2 + 1 + 2 + 2
+    # 2 + 1 + 4 + 2 + 1 + 2 + 4: CommandBroker has four (broker, responses, sweep, fan-out)
+    assert len(functions) == 16
     assert findings == []
 
 

@@ -25,6 +25,10 @@ WRITERS = (
     "cert_confirm",
     "cert_planner",
     "cert_worker",
+    "command_broker",
+    "command_responses",
+    "command_sweep",
+    "command_fanout",
 )
 
 
@@ -134,9 +138,11 @@ def test_each_writer_asset_imports_with_only_what_it_holds(package: str) -> None
     import sys
 
     from iot_remote_access.constructs.aws.certificate_rotation import SHARED
+    from iot_remote_access.constructs.aws.command_broker import SHARED_PACKAGES
     from iot_remote_access.constructs.aws.library_function import stage_handler_code
 
-    staged = stage_handler_code(package, SHARED if package.startswith("cert_") else ["ledger"])
+    shared = SHARED if package.startswith("cert_") else SHARED_PACKAGES.get(package, ["ledger"])
+    staged = stage_handler_code(package, shared)
     probe = (
         f"import iot_remote_access.lambdas.{package}.handler;"
         "import iot_remote_access.lambdas.ledger.recording as r;"
