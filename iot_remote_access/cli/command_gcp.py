@@ -28,6 +28,9 @@ from iot_remote_access.core.gcp_rules import validate_project_id
 from iot_remote_access.settings import FleetSettings
 
 RECORDS_FILE = "gcp-commands.sqlite"
+#: Against the Pub/Sub emulator only (there are no Google credentials there): who the
+#: caller is, as a catalogue sender (``serviceAccount:...`` or ``user:...``).
+EMULATOR_PRINCIPAL_VARIABLE = "IOT_REMOTE_ACCESS_GCP_PRINCIPAL"
 
 
 def backend(settings: FleetSettings | None, options: dict[str, Any]) -> CommandBackend:
@@ -54,7 +57,9 @@ def backend(settings: FleetSettings | None, options: dict[str, Any]) -> CommandB
         publisher=publisher,
         subscriber=pubsub_v1.SubscriberClient(),
         store=ExecutionStore(_records(options.get("records"))),
-        requester=principal(options.get("principal")),
+        requester=principal(
+            options.get("principal") or os.environ.get(EMULATOR_PRINCIPAL_VARIABLE)
+        ),
         thing_name_pattern=settings.thing_name_pattern,
     )
 

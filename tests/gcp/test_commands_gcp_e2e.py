@@ -281,6 +281,46 @@ def test_through_the_click_wrapper_a_waited_send_succeeds_and_bad_input_exits_2(
         device.close()
 
 
+def test_the_installed_console_script_sends_through_the_bridge_and_waits(
+    deployed: Deployed,
+    bridge: LocalPod,
+    broker: MosquittoBroker,
+    ca: TestCa,
+    tmp_path: Path,
+    emulator: PubsubEmulator,
+) -> None:
+    """`iot-remote-access command send --cloud gcp --wait` in a subprocess, as an operator
+    runs it: settings file, emulator, the rendered bridge, real mosquitto, the device."""
+    device = RunningDevice(ca, broker.port, "temp-5", deployed.settings)
+    env = {
+        "PUBSUB_EMULATOR_HOST": emulator.host,
+        command_gcp.EMULATOR_PRINCIPAL_VARIABLE: OPERATOR,
+    }
+    common = ["--cloud", "gcp", "--settings", str(deployed.settings_file)]
+    common += ["--records", str(tmp_path / "operator.sqlite"), "--output", "json"]
+    try:
+        sent = cli(
+            "command", "send", *common, "--thing", "temp-5", "--name", "diagnostics",
+            "--purpose", "maintenance", "--args", '{"level": "basic"}',
+            "--reason", "INC-10", "--wait", env=env,
+        )  # fmt: skip
+        assert sent.returncode == 0, (sent.stdout, sent.stderr, bridge.log()[-3000:])
+        record = json.loads(sent.stdout)
+        assert record["status"] == "succeeded" and record["thing"] == "temp-5"
+        listed = cli("command", "list", *common, "--thing", "temp-5", env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert [r["id"] for r in json.loads(listed.stdout)] == [record["id"]]
+        refused = cli(
+            "command", "send", *common, "--thing", "temp-5", "--name", "diagnostics",
+            "--purpose", "maintenance", "--args", '{"level": "everything"}',
+            "--reason", "INC-10", env=env,
+        )  # fmt: skip
+        assert refused.returncode == 2
+        assert refused.stderr.startswith("error: --args: arguments.level:"), refused.stderr
+    finally:
+        device.close()
+
+
 def test_a_silent_device_ends_timed_out(bridge: LocalPod, backend: CommandBackend) -> None:
     sent = backend.send(_body("temp-9", "slow"))  # nobody is connected as temp-9
     time.sleep(3.5)  # slow's timeout is 3 s
