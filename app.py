@@ -16,6 +16,7 @@ from iot_remote_access.stacks import IotRemoteAccessStack
 from iot_remote_access.stacks.builtin_validation import (
     BuiltinValidationSettingError,
     builtin_validation_enabled,
+    validation_props,
 )
 
 try:
@@ -23,7 +24,7 @@ try:
 except BuiltinValidationSettingError as error:
     print(f"error: invalid settings: {error}", file=sys.stderr)
     sys.exit(2)
-app = cdk.App(builtin_cloud_formation_validation=builtin_validation)
+app = cdk.App(**validation_props(builtin_validation))
 try:
     settings = FleetSettings.parse(app.node.try_get_context(CONTEXT_KEY))
 except SettingsError as error:

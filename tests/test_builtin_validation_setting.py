@@ -144,3 +144,22 @@ def test_cdk_synth_with_the_setting_off_still_runs_cdk_nag_and_says_so(tmp_path:
     plugins = {plugin["pluginName"] for plugin in report["pluginReports"]}
     # cdk-nag ran: its report carries the library's acknowledged findings.
     assert "AwsSolutions" in plugins and BUILTIN_PLUGIN not in plugins
+
+
+def test_on_an_aws_cdk_lib_without_the_keyword_the_environment_variable_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aws-cdk-lib 2.269.0 (the range's floor) has no ``builtin_cloud_formation_validation``."""
+    from types import SimpleNamespace
+
+    from iot_remote_access.stacks import builtin_validation
+
+    class OldApp:
+        def __init__(self, *, outdir: str | None = None) -> None: ...
+
+    monkeypatch.setattr(builtin_validation, "cdk", SimpleNamespace(App=OldApp))
+    monkeypatch.delenv("CDK_VALIDATION", raising=False)
+    assert builtin_validation.validation_props(True) == {}
+    assert "CDK_VALIDATION" not in os.environ
+    assert builtin_validation.validation_props(False) == {}
+    assert os.environ["CDK_VALIDATION"] == "false"

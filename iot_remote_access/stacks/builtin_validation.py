@@ -16,6 +16,7 @@ either way. aws-cdk-lib's own ``CDK_VALIDATION=false`` (``cdk synth
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Mapping
@@ -67,9 +68,24 @@ def builtin_validation_enabled(environ: Mapping[str, str] | None = None) -> bool
     )
 
 
+def validation_props(enabled: bool) -> dict[str, Any]:
+    """The ``cdk.App`` keyword for ``enabled``, on every aws-cdk-lib the ranges admit.
+
+    ``builtin_cloud_formation_validation`` is newer than the lowest supported aws-cdk-lib
+    (2.269.0 has no such keyword; the install-ends check found it). There, turning
+    validation off falls back to the ``CDK_VALIDATION`` environment variable that
+    aws-cdk-lib reads.
+    """
+    if "builtin_cloud_formation_validation" in inspect.signature(cdk.App.__init__).parameters:
+        return {"builtin_cloud_formation_validation": enabled}
+    if not enabled:
+        os.environ["CDK_VALIDATION"] = "false"
+    return {}
+
+
 def new_app(**app_props: Any) -> cdk.App:
     """``cdk.App`` with built-in validation as :data:`CONTEXT_KEY` says (default on).
 
     :raises BuiltinValidationSettingError: the key holds anything but true/false.
     """
-    return cdk.App(builtin_cloud_formation_validation=builtin_validation_enabled(), **app_props)
+    return cdk.App(**validation_props(builtin_validation_enabled()), **app_props)
