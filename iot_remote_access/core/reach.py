@@ -184,3 +184,25 @@ def readable(text: str, victim: str, still_reaches: Callable[[str], bool]) -> tu
         return text, victim
     renamed = "/".join(READABLE_VICTIM if level == victim else level for level in text.split("/"))
     return (renamed, READABLE_VICTIM) if still_reaches(renamed) else (text, victim)
+
+
+def client_id_candidates(attacker: str, levels: Iterable[str]) -> list[str]:
+    """The client ids worth trying when a rule substitutes the client's own client id.
+
+    A client id changes such a rule only through which literal levels it equals, so the
+    attacker's own name, every literal level of the rules and templates (``levels``), and
+    one name equal to none of them cover every case - exactly, however many levels of a
+    rule take the (one) client id.
+    """
+    named = sorted({v for v in levels if v and not {"\0", "+", "#"} & set(v)})
+    fresh = next(f"device-{n}" for n in range(len(named) + 2) if f"device-{n}" not in named)
+    return list(dict.fromkeys([attacker, READABLE_VICTIM, *named, fresh]))
+
+
+def template_levels(templates: Iterable[Pattern]) -> set[str]:
+    """The literal levels of ``templates`` (a level holding a wildcard or slot is left out)."""
+    levels: set[str] = set()
+    for template in templates:
+        text = "".join(t if isinstance(t, str) else "\0" for t in template.tokens)
+        levels |= set(text.split("/"))
+    return levels

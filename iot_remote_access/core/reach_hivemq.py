@@ -41,13 +41,14 @@ from iot_remote_access.core.reach import (
     Reach,
     ReachReport,
     Severity,
+    client_id_candidates,
     model_templates,
     owned_machine,
     readable,
+    template_levels,
     victim_of,
 )
 from iot_remote_access.core.reach_automata import (
-    READABLE_NAME,
     SLOT,
     Machine,
     Pattern,
@@ -110,15 +111,22 @@ def _split_placeholder(topic: str) -> list[tuple[Token, ...]]:
 
 
 def _client_ids(
-    permissions: tuple[HivemqPermission, ...], attacker: str, *, bound: bool
+    permissions: tuple[HivemqPermission, ...],
+    templates: tuple[Pattern, ...],
+    attacker: str,
+    *,
+    bound: bool,
 ) -> list[str]:
-    """As for mosquitto's ``%c``: the own name, the literal levels, and one fresh name."""
+    """As for mosquitto's ``%c`` (:func:`client_id_candidates`); only the own when bound."""
     if bound or not any(CLIENT_ID_PLACEHOLDER in p.topic for p in permissions):
         return [attacker]
-    literals = {level for p in permissions for level in p.topic.split("/")}
-    named = sorted(v for v in literals if v and not {"$", "{", "+", "#"} & set(v))
-    fresh = next(f"device-{n}" for n in range(len(named) + 2) if f"device-{n}" not in named)
-    return list(dict.fromkeys([attacker, READABLE_NAME, *named, fresh]))
+    levels = {
+        level
+        for p in permissions
+        for level in p.topic.split("/")
+        if CLIENT_ID_PLACEHOLDER not in level
+    }
+    return client_id_candidates(attacker, levels | template_levels(templates))
 
 
 def analyze_role(
@@ -133,12 +141,13 @@ def analyze_role(
     owned_templates = templates or realm_templates(permissions)
     owned = owned_machine(owned_templates, attacker)
     chars = alphabet(owned_templates, extra=attacker + "".join(p.topic for p in permissions))
+    client_ids = _client_ids(permissions, owned_templates, attacker, bound=client_id_bound)
     findings: list[Reach] = []
     for operation, activity in (
         (Operation.PUBLISH, Activity.PUBLISH),
         (Operation.SUBSCRIBE, Activity.SUBSCRIBE),
     ):
-        for client_id in _client_ids(permissions, attacker, bound=client_id_bound):
+        for client_id in client_ids:
             machines = [_granted(permissions, activity, client_id, attacker), owned]
             topic = shortest_accepted(machines, all, chars + tuple(client_id), required=(0, 1))
             if topic is None:

@@ -31,14 +31,15 @@ from iot_remote_access.core.reach import (
     Reach,
     ReachReport,
     Severity,
+    client_id_candidates,
     model_templates,
     owned_machine,
     readable,
+    template_levels,
     victim_of,
 )
 from iot_remote_access.core.reach_automata import (
     NOTHING,
-    READABLE_NAME,
     SLOT,
     Machine,
     Pattern,
@@ -146,22 +147,11 @@ def _allowed(rules: list[AclRule], access: str, attacker: str, client_id: str) -
 
 
 def _client_ids(rules: list[AclRule], templates: tuple[Pattern, ...], attacker: str) -> list[str]:
-    """The client ids worth trying: one per way a client id can matter.
-
-    A client id changes a ``%c`` rule only through which literal levels it equals, so
-    the attacker's own name, every literal level of the rules and templates, and one
-    name equal to none of them cover every case - exactly, however many ``%c`` levels
-    a rule has (they all take the same value).
-    """
+    """The client ids worth trying (:func:`client_id_candidates`); only the own with no ``%c``."""
     if not any(_uses_client_id(r) for r in rules):
         return [attacker]
-    literals = {level for r in rules for level in r.topic.split("/")}
-    for template in templates:
-        text = "".join(t if isinstance(t, str) else "\0" for t in template.tokens)
-        literals |= set(text.split("/"))
-    named = sorted(v for v in literals if v and not {"\0", "+", "#", "%"} & set(v))
-    fresh = next(f"device-{n}" for n in range(len(named) + 2) if f"device-{n}" not in named)
-    return list(dict.fromkeys([attacker, READABLE_NAME, *named, fresh]))
+    levels = {level for r in rules for level in r.topic.split("/") if "%" not in level}
+    return client_id_candidates(attacker, levels | template_levels(templates))
 
 
 def acl_templates(rules: list[AclRule]) -> tuple[Pattern, ...]:
