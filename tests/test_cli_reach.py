@@ -94,3 +94,29 @@ def test_bad_input_is_one_line_and_exit_2(
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert expected in result.stderr
+
+
+def test_a_hivemq_realm_is_read_and_its_client_id_placeholder_reported(tmp_path: Path) -> None:
+    """The realm file as the GKE rendering writes it: ``${mqtt-clientid}`` is the client's."""
+    from iot_remote_access.core.hivemq_permissions import (
+        RealmRole,
+        device_permissions,
+        render_file_realm,
+    )
+    from iot_remote_access.core.topics import DeviceAccess
+
+    realm = render_file_realm([RealmRole("fleet-ca", device_permissions(DeviceAccess()))])
+    (tmp_path / "devices-realm.xml").write_text(realm)
+    result = _run("devices-realm.xml", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "devices-realm.xml:fleet-ca: HIGH can publish 'dt/device-b/telemetry'" in result.stdout
+    assert "connected as client id 'device-b'" in result.stdout
+
+
+def test_a_realm_with_an_entity_declaration_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "realm.xml").write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY a "aaaa">]>\n<ese-file-realm/>\n'
+    )
+    result = _run("realm.xml", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "realm.xml: a DOCTYPE or ENTITY declaration" in result.stderr

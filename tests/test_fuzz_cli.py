@@ -130,6 +130,18 @@ def test_hostile_template_to_lint_is_exit_2_not_a_crash(hostile: HostileFile, su
             assert result.code in (0, 1) and "Traceback" not in result.stderr
 
 
+@fuzz_settings
+@given(hostile=hostile_file(), suffix=st.sampled_from([".json", ".yaml", ".acl", ".xml", ""]))
+def test_hostile_document_to_reach_is_exit_2_not_a_crash(hostile: HostileFile, suffix: str) -> None:
+    for folder in _folder():
+        path = _write(folder, hostile, suffix)
+        result = run_bounded("reach", str(path))
+        if hostile.refused or result.code == 2:
+            assert_refused(result, path.name)
+        else:  # random text can be a policy or an ACL: never a crash
+            assert result.code in (0, 1) and "Traceback" not in result.stderr
+
+
 # -- certs plan --inventory ------------------------------------------------------------
 
 

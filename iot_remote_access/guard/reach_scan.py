@@ -17,6 +17,7 @@ from iot_remote_access.core.cfn_intrinsics import is_unresolved, list_items, str
 from iot_remote_access.core.reach import ReachReport
 from iot_remote_access.core.reach_automata import ReachLimitError
 from iot_remote_access.core.reach_aws import analyze_policy
+from iot_remote_access.core.reach_hivemq import RealmError, analyze_realm
 from iot_remote_access.core.reach_mosquitto import AclSyntaxError, analyze_acl
 from iot_remote_access.guard.sources import GuardInputError, read_policies
 
@@ -26,8 +27,12 @@ _ACL_KEYWORDS = ("user", "topic", "pattern")
 def reach_paths(paths: list[Path], *, attacker: str) -> Iterator[ReachReport]:
     """One report per policy document (or ACL) found under ``paths``."""
     for path in paths:
-        if path.is_file() and _looks_like_acl(path):
+        kind = _broker_document(path) if path.is_file() else None
+        if kind == "acl":
             yield _acl_report(path, attacker)
+            continue
+        if kind == "realm":
+            yield from _realm_reports(path, attacker)
             continue
         for source in read_policies([path]):
             label = f"{source.file}:{source.name}"
@@ -42,17 +47,28 @@ def reach_paths(paths: list[Path], *, attacker: str) -> Iterator[ReachReport]:
             yield report
 
 
-def _looks_like_acl(path: Path) -> bool:
-    """An ACL starts (after comments) with a user/topic/pattern line; JSON and YAML never do."""
+def _broker_document(path: Path) -> str | None:
+    """ "acl" (first line user/topic/pattern), "realm" (an ESE file realm), else None."""
     try:
         text = read_text(path, what="file")
     except BoundedInputError:
-        return False
+        return None
+    head = text.lstrip()[:200]
+    if head.startswith("<?xml") or head.startswith("<ese-file-realm"):
+        return "realm" if "<ese-file-realm" in text[:4096] else None
     for line in text.splitlines():
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
-            return stripped.split(" ", 1)[0] in _ACL_KEYWORDS
-    return False
+            return "acl" if stripped.split(" ", 1)[0] in _ACL_KEYWORDS else None
+    return None
+
+
+def _realm_reports(path: Path, attacker: str) -> list[ReachReport]:
+    try:
+        text = read_text(path, what="realm")
+        return analyze_realm(text, source=str(path), attacker=attacker)
+    except (BoundedInputError, RealmError, ReachLimitError) as error:
+        raise GuardInputError(path, str(error)) from None
 
 
 def _acl_report(path: Path, attacker: str) -> ReachReport:
