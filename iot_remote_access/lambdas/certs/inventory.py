@@ -26,6 +26,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from iot_remote_access.core.aws_schema import EXPIRY_INDEX, REVOKE_INDEX, SLOT_INDEX
+from iot_remote_access.core.inventory_item import iso, parse_time, slot_key, to_record
 from iot_remote_access.core.rotation_plan import InventoryRecord, RotationState
 
 LEDGER_PREFIX = "#stagger#"
@@ -37,36 +38,9 @@ class StateConflict(Exception):
     """The item was not in the state a transition expects (someone else moved it)."""
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def slot_key(hour: datetime) -> str:
-    return hour.astimezone(UTC).strftime("%Y-%m-%dT%H")
-
-
 def _conditional(error: ClientError) -> bool:
     code: object = error.response.get("Error", {}).get("Code")
     return code == "ConditionalCheckFailedException"
-
-
-def to_record(item: Item) -> InventoryRecord:
-    not_after = parse_time(item["notAfter"])
-    assert not_after is not None
-    return InventoryRecord(
-        thing=item["thing"],
-        certificate_id=item["certificateId"],
-        not_after=not_after,
-        status=item.get("status", "ACTIVE"),
-        rotation_state=RotationState(item.get("rotationState", RotationState.IDLE)),
-        attempts=int(item.get("attempts", 0)),
-        last_attempt_at=parse_time(item.get("lastAttemptAt")),
-        last_rotation_at=parse_time(item.get("lastRotationAt")),
-    )
 
 
 class Inventory:

@@ -34,6 +34,7 @@ from iot_remote_access.core.aws_schema import PASSTHROUGH_TEMPLATE_ARN
 from iot_remote_access.core.csr import certificate_facts
 from iot_remote_access.core.csr_policy import CsrRefusal, Verdict, rotation_verdict, screen_csr
 from iot_remote_access.core.ledger_records import CERT_ISSUE, CERT_REVOKE, CERT_ROTATE
+from iot_remote_access.core.rotation_messages import issued_body
 from iot_remote_access.core.rotation_plan import RotationState
 from iot_remote_access.core.stagger import StaggerError, assign_offset, cohort_of
 from iot_remote_access.core.topics import render_topic, thing_from_topic
@@ -283,13 +284,7 @@ class Rotation:
         )
 
     def _issued_body(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "status": "issued",
-            "certificateId": item["pendingCertificateId"],
-            "certificatePem": item["pendingCertificatePem"],
-            "notAfter": item["pendingNotAfter"],
-            "confirmTopic": render_topic(self.config.topics.rotation_confirm, item["thing"]),
-        }
+        return issued_body(self.config.topics, item)
 
     def _register(self, thing: str, pem: str) -> str:
         iot = self.clients.iot

@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from iot_remote_access.core.csr import ALLOWED_KEYS
+from iot_remote_access.core.rotation_messages import rotate_command
 from iot_remote_access.core.rotation_plan import (
     HOUR,
     RotationState,
@@ -212,15 +212,12 @@ class Sweep:
         except StateConflict:
             return  # already started, or no longer scheduled
         topics = self.config.topics
-        command = {
-            "type": "rotate-certificate",
-            "attempt": int(record.get("attempts", 1)),
-            "csrTopic": render_topic(topics.rotation_csr, item.thing),
-            "certificateTopic": render_topic(topics.rotation_certificate, item.thing),
-            "confirmTopic": render_topic(topics.rotation_confirm, item.thing),
-            "keyTypes": ALLOWED_KEYS,
-            "currentNotAfter": record.get("notAfter"),
-        }
+        command = rotate_command(
+            topics,
+            item.thing,
+            attempt=int(record.get("attempts", 1)),
+            current_not_after=record.get("notAfter"),
+        )
         try:
             self.rotation.clients.iot_data.publish(
                 topic=render_topic(topics.commands, item.thing),

@@ -1,0 +1,118 @@
+"""``python -m iot_remote_access.pubsub.rotation serve|plan|dispatch``: the containers' entry point.
+
+``serve``: the rotation service (Deployment). ``plan``: the daily plan (CronJob).
+``dispatch``: this hour's rotate commands (CronJob). Settings: ``ROTATION_*``
+(``rotation_settings.py``); a bad one exits 2 with one line per problem.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from iot_remote_access.core.certificate_issuer import CertificateIssuer
+from iot_remote_access.pubsub.rotation_settings import GcpRotationSettings, RotationSettingsError
+
+MODES = ("serve", "plan", "dispatch")
+
+
+class IssuerLoadError(RuntimeError):
+    """``ROTATION_ISSUER`` names nothing that gives an issuer."""
+
+
+def load_issuer(spec: str) -> CertificateIssuer:
+    """The issuer ``ROTATION_ISSUER`` names: ``ca-service`` or ``module[:callable]``."""
+    if spec == "ca-service":
+        raise IssuerLoadError(
+            "ROTATION_ISSUER: 'ca-service' needs the CA Service issuer, which this build "
+            "does not have yet; allowed: module[:callable] returning a CertificateIssuer"
+        )
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise IssuerLoadError(
+            f"ROTATION_ISSUER: {spec[:80]!r} cannot be imported ({error})"
+        ) from None
+    factory = getattr(module, attribute or "from_environment", None)
+    if not callable(factory):
+        raise IssuerLoadError(
+            f"ROTATION_ISSUER: {spec[:80]!r} has no callable {attribute or 'from_environment'!r}"
+        )
+    issuer: CertificateIssuer = factory()
+    return issuer
+
+
+def build(settings: GcpRotationSettings) -> tuple[Any, Any, Any]:
+    """The protocol, the Pub/Sub publisher and subscriber (real Google clients)."""
+    from google.cloud import firestore, pubsub_v1
+
+    from iot_remote_access.pubsub.rotation_inventory import FirestoreInventory
+    from iot_remote_access.pubsub.rotation_protocol import RotationProtocol
+    from iot_remote_access.pubsub.rotation_service import PubsubReplies
+
+    client = firestore.Client(project=settings.project, database=settings.firestore_database)
+    inventory = FirestoreInventory(
+        client, settings.inventory_collection, settings.ledger_collection
+    )
+    publisher = pubsub_v1.PublisherClient()
+    protocol = RotationProtocol(
+        inventory=inventory,
+        issuer=load_issuer(settings.issuer),
+        replies=PubsubReplies(publisher, settings.topic_path(settings.certificate_topic)),
+        topics=settings.topics(),
+        stagger=settings.stagger_policy(),
+        issuing_lease=settings.issuing_lease_seconds,
+        retry_seconds=settings.retry_seconds,
+    )
+    return protocol, publisher, pubsub_v1.SubscriberClient()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in MODES:
+        shown = " ".join(args)[:60]
+        print(f"error: mode: {shown!r}; allowed: one of {', '.join(MODES)}", file=sys.stderr)
+        return 2
+    try:
+        settings = GcpRotationSettings.from_environment()
+        from iot_remote_access.bridge.logs import configure
+
+        configure(settings.log_level)
+        protocol, publisher, subscriber = build(settings)
+    except (RotationSettingsError, IssuerLoadError) as error:
+        for line in str(error).splitlines():
+            print(f"error: invalid rotation settings: {line}", file=sys.stderr)
+        return 2
+    if args[0] == "serve":
+        from iot_remote_access.pubsub.rotation_service import RotationService
+
+        return RotationService(
+            protocol,
+            subscriber,
+            csr_subscription=settings.subscription_path(settings.csr_subscription),
+            confirm_subscription=settings.subscription_path(settings.confirm_subscription),
+            max_inflight=settings.max_inflight,
+            http=(settings.http_host, settings.http_port),
+        ).run()
+    from iot_remote_access.pubsub.rotation_planner import GcpRotationPlanner
+
+    planner = GcpRotationPlanner(
+        inventory=protocol.inventory,
+        protocol=protocol,
+        publisher=publisher,
+        commands_topic=settings.topic_path(settings.commands_topic),
+        settings=settings.rotation_settings(),
+        topics=settings.topics(),
+    )
+    now = datetime.now(UTC)
+    report = planner.plan(now) if args[0] == "plan" else planner.dispatch(now)
+    print(json.dumps(report.to_json(), sort_keys=True))
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
