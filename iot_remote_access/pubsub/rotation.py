@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = GcpRotationSettings.from_environment()
-        from iot_remote_access.bridge.logs import configure
+        from iot_remote_access.pubsub.probe_server import json_logs
 
-        configure(settings.log_level)
+        json_logs(settings.log_level)
         protocol, publisher, subscriber = build(settings)
     except (RotationSettingsError, IssuerLoadError) as error:
         for line in str(error).splitlines():

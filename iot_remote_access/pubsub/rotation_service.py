@@ -25,9 +25,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
-
-from iot_remote_access.bridge.health import HealthServer
+from iot_remote_access.pubsub.probe_server import ProbeServer
 from iot_remote_access.pubsub.rotation_protocol import Decision, RotationProtocol
 
 log = logging.getLogger("iot_remote_access.pubsub.rotation")
@@ -74,13 +72,9 @@ class RotationService:
         self._subscriber = subscriber
         self._flow = FlowControl(max_messages=max_inflight)
         self._stop = threading.Event()
-        self.registry = CollectorRegistry()
-        self.handled = Counter(
-            "rotation_messages",
-            "Rotation messages handled, by kind and outcome.",
-            ["kind", "outcome"],
-            registry=self.registry,
-        )
+        #: Messages handled, by "kind/outcome" (shown in /readyz).
+        self.handled: dict[str, int] = {}
+        self._count_lock = threading.Lock()
         self._streams = {
             "csr": _Stream(csr_subscription, self._handler("csr", protocol.on_csr)),
             "confirm": _Stream(confirm_subscription, self._handler("confirm", protocol.on_confirm)),
@@ -89,9 +83,7 @@ class RotationService:
             threading.Thread(target=self._run, args=(s,), name=f"rotation-{k}", daemon=True)
             for k, s in self._streams.items()
         ]
-        self.http = HealthServer(
-            http[0], http[1], registry=self.registry, live=self.live, ready=self.ready
-        )
+        self.http = ProbeServer(http[0], http[1], {"/healthz": self.live, "/readyz": self.ready})
 
     # -- probes -------------------------------------------------------------------------
 
@@ -101,7 +93,9 @@ class RotationService:
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         checks = {f"{k}Streaming": s.streaming for k, s in self._streams.items()}
-        return all(checks.values()) and not self._stop.is_set(), checks
+        ok = all(checks.values()) and not self._stop.is_set()
+        with self._count_lock:
+            return ok, {**checks, "handled": dict(self.handled)}
 
     # -- messages -------------------------------------------------------------------------
 
@@ -115,7 +109,9 @@ class RotationService:
                     extra={"kind": kind, "error": type(error).__name__},
                 )
                 decision = Decision("error", 503, self.protocol.retry_seconds)
-            self.handled.labels(kind=kind, outcome=decision.outcome).inc()
+            with self._count_lock:
+                key = f"{kind}/{decision.outcome}"
+                self.handled[key] = self.handled.get(key, 0) + 1
             if decision.retry_after is None:
                 message.ack()
                 return

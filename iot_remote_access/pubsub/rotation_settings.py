@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from typing import Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from iot_remote_access.core.gcp_rules import validate_project_id
+from iot_remote_access.core.gcp_rules import GcpRuleError, validate_project_id, validate_pubsub_id
 from iot_remote_access.core.rotation_plan import (
     DEFAULT_ATTEMPT_TIMEOUT_HOURS,
     DEFAULT_BACKOFF_HOURS,
@@ -34,8 +35,6 @@ from iot_remote_access.core.rotation_plan import (
 )
 from iot_remote_access.core.stagger import DEFAULT_BASE_DAYS, DEFAULT_WINDOW_DAYS, StaggerPolicy
 from iot_remote_access.core.topics import TopicModel
-from iot_remote_access.settings.base import core_check
-from iot_remote_access.settings.gcp import DEFAULT_COMMANDS_TOPIC_ID, validate_resource_id
 
 ENV_PREFIX = "ROTATION_"
 #: CA Service CreateCertificate requests per second per CA, Enterprise tier (docs:
@@ -43,6 +42,8 @@ ENV_PREFIX = "ROTATION_"
 CA_SERVICE_ENTERPRISE_CREATE_QPS = 7
 #: Share of an hour of the CA's quota the planned rotations may use.
 QUOTA_SHARE = 0.5
+#: The commands topic ``gcp deploy`` creates by default (settings.gcp's default too).
+DEFAULT_COMMANDS_TOPIC_ID = "iot-commands"
 DEFAULT_CSR_TOPIC_ID = "iot-rotation-csr"
 DEFAULT_CSR_SUBSCRIPTION_ID = "iot-rotation-csr-service"
 DEFAULT_CONFIRM_TOPIC_ID = "iot-rotation-confirm"
@@ -91,14 +92,14 @@ class GcpRotationSettings(BaseSettings):
     @field_validator("project")
     @classmethod
     def _project(cls, value: str) -> str:
-        return core_check(validate_project_id, value)
+        return _checked(validate_project_id, value)
 
     @field_validator(
         "csr_subscription", "confirm_subscription", "certificate_topic", "commands_topic"
     )
     @classmethod
     def _pubsub_id(cls, value: str) -> str:
-        return validate_resource_id(value)
+        return _checked(validate_pubsub_id, value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -158,6 +159,14 @@ class GcpRotationSettings(BaseSettings):
             return cls()  # type: ignore[call-arg]  # required values come from the environment
         except ValidationError as error:
             raise RotationSettingsError(_describe(error)) from None
+
+
+def _checked(check: Callable[..., str], value: str) -> str:
+    """A core rule inside a validator: its problem without the core's field name."""
+    try:
+        return check(value, field_name="")
+    except GcpRuleError as error:
+        raise ValueError(error.problem) from None
 
 
 def _describe(error: ValidationError) -> str:

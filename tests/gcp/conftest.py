@@ -23,7 +23,7 @@ from iot_remote_access.pubsub.plan import plan
 from iot_remote_access.settings import FleetSettings
 from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
 from tests.support.pki import TestCa
-from tests.support.processes import MosquittoBroker, PubsubEmulator
+from tests.support.processes import FirestoreEmulator, MosquittoBroker, PubsubEmulator
 
 _projects = itertools.count()
 
@@ -49,6 +49,23 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubsubEmulato
             os.environ.pop("PUBSUB_EMULATOR_HOST", None)
         else:
             os.environ["PUBSUB_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmulator]:
+    """The Google Cloud CLI's Firestore emulator; FIRESTORE_EMULATOR_HOST points at it."""
+    emu = FirestoreEmulator(tmp_path_factory.mktemp("firestore-emulator"))
+    emu.start()  # raises (the test errors) if it cannot start: nothing is skipped
+    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    os.environ["FIRESTORE_EMULATOR_HOST"] = emu.host
+    try:
+        yield emu
+    finally:
+        emu.stop()
+        if previous is None:
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        else:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = previous
 
 
 @pytest.fixture(scope="session")

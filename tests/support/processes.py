@@ -1,4 +1,5 @@
-"""Start and stop the real services the GCP tests use: mosquitto and the Pub/Sub emulator.
+"""Start and stop the real services the GCP tests use: mosquitto, the Pub/Sub and Firestore
+emulators.
 
 Each runs in a process group of its own, so stopping it also ends the children
 that a wrapper starts (``gcloud`` runs the emulator in a child Java process);
@@ -191,6 +192,37 @@ class PubsubEmulator:
     def restart(self) -> None:
         self.stop(sig=signal.SIGKILL)
         self.start()
+
+
+class FirestoreEmulator(PubsubEmulator):
+    """The Firestore emulator of the Google Cloud CLI (Java) on a free loopback port.
+
+    In memory like the Pub/Sub emulator: a restart starts empty. Clients find it
+    through ``FIRESTORE_EMULATOR_HOST``; each test uses a project of its own.
+    """
+
+    def start(self, *, timeout: float = 90) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if shutil.which(GCLOUD) is None:
+            raise RuntimeError(
+                "gcloud not found: the rotation tests need the Google Cloud CLI with its "
+                "cloud-firestore-emulator component and Java (no test is skipped without them)"
+            )
+        command = [GCLOUD, "beta", "emulators", "firestore", "start"]
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*command, f"--host-port={self.host}", "--quiet"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for_port(
+            self.port,
+            timeout=timeout,
+            process=self.process,
+            log=self.log_file,
+            what="the Firestore emulator",
+        )
 
 
 class BridgeProcess:

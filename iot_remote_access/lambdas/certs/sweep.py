@@ -23,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from iot_remote_access.core.inventory_item import slot_key
 from iot_remote_access.core.rotation_messages import rotate_command
 from iot_remote_access.core.rotation_plan import (
     HOUR,
@@ -33,7 +34,7 @@ from iot_remote_access.core.rotation_plan import (
 )
 from iot_remote_access.core.topics import render_topic
 from iot_remote_access.lambdas.certs.config import RotationConfig
-from iot_remote_access.lambdas.certs.inventory import Inventory, StateConflict, slot_key
+from iot_remote_access.lambdas.certs.inventory import Inventory, StateConflict
 from iot_remote_access.lambdas.certs.issuance import Outcome, RetryableError, Rotation
 
 ITEMS_PER_MESSAGE = 25
