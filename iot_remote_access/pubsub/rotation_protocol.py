@@ -43,7 +43,7 @@ from iot_remote_access.core.csr_policy import CsrRefusal, Verdict, rotation_verd
 from iot_remote_access.core.inventory_item import iso
 from iot_remote_access.core.rotation_messages import issued_body, rejected_body
 from iot_remote_access.core.rotation_plan import RotationState
-from iot_remote_access.core.stagger import StaggerError, StaggerPolicy, assign_offset, cohort_of
+from iot_remote_access.core.stagger import StaggerError, StaggerPolicy, cohort_of
 from iot_remote_access.core.topics import TopicModel, TopicModelError, validate_thing_name
 from iot_remote_access.pubsub.rotation_inventory import (
     ATTEMPT_FIELDS,
@@ -196,7 +196,7 @@ class RotationProtocol:
         cohort = cohort_of(now)
         if item.get("staggerCohort") == cohort and "staggerOffset" in item:
             return int(item["staggerOffset"])
-        offset = assign_offset(self.stagger, FirestoreLedger(self.inventory), cohort, thing)
+        offset = FirestoreLedger(self.inventory).place(self.stagger, cohort, thing)
         self.inventory.transition(
             thing,
             [RotationState.ISSUING],
