@@ -251,7 +251,17 @@ aws_options = [
 def _with_aws_options(function: Any) -> Any:
     for option in reversed(aws_options):
         function = option(function)
-    return function
+    from iot_remote_access.cli.certs_gcp import with_gcp_options
+
+    cloud = click.option(
+        "--cloud",
+        type=click.Choice(["aws", "gcp"]),
+        default="aws",
+        show_default=True,
+        help="Where the inventory lives: aws (DynamoDB, --table) or gcp (Firestore, "
+        "the project of --settings; cli/certs_gcp.py).",
+    )
+    return cloud(with_gcp_options(function))
 
 
 @certs.command("plan")
@@ -299,6 +309,8 @@ def plan_command(
     hourly_budget: int | None,
     hours: int,
     output_format: str,
+    cloud: str,
+    **gcp: Any,
 ) -> None:
     """The coming rotation schedule, computed from the inventory (read-only).
 
@@ -313,9 +325,13 @@ def plan_command(
         click.echo(f"note: {note}", err=True)
     if not 1 <= hours <= MAX_HOURS:
         raise InputError(f"--hours: {excerpt(hours)}; allowed: 1..{MAX_HOURS}")
-    if (table_name is None) == (inventory_file is None):
+    if cloud == "gcp" and inventory_file is None:
+        from iot_remote_access.cli import certs_gcp
+
+        records = certs_gcp.due_records(settings_file, gcp, now, settings)
+    elif (table_name is None) == (inventory_file is None):
         raise InputError("--table or --inventory: give exactly one source of the inventory")
-    if inventory_file is not None:
+    elif inventory_file is not None:
         records = list(_records_from_file(inventory_file))
     else:
         assert table_name is not None
@@ -557,18 +573,32 @@ def inventory() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="File to write. Default: stdout.",
 )
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="--cloud gcp: the settings file whose gcp.projectId holds the inventory.",
+)
 def export_command(
     table_name: str | None,
     region: str | None,
     profile: str | None,
     output_format: str,
     output: Path | None,
+    cloud: str,
+    settings_file: Path | None,
+    **gcp: Any,
 ) -> None:
     """Write every device with its certificate and rotation state (read-only scan)."""
-    if not table_name:
+    if cloud == "gcp":
+        from iot_remote_access.cli import certs_gcp
+
+        rows = [_export_row(item) for item in certs_gcp.devices(settings_file, gcp)]
+    elif not table_name:
         raise InputError("--table: required; allowed: the inventory table's name")
-    source = _inventory(table_name, region, profile)
-    rows = _aws_errors(lambda: [_export_row(item) for item in source.scan_devices()])
+    else:
+        source = _inventory(table_name, region, profile)
+        rows = _aws_errors(lambda: [_export_row(item) for item in source.scan_devices()])
     rows.sort(key=lambda row: row["thing"])
     if output_format == "json":
         text = json.dumps(rows, indent=2) + "\n"
