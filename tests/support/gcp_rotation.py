@@ -75,3 +75,84 @@ class Fleet:
         if state is not None:
             self.inventory.transition(thing, None, {"rotationState": state.value})
         return issued.name
+
+
+# -- end to end: the rotation bridge, the Pub/Sub topology, a provisioned device ------------
+
+#: The rotation bridge's certificate CN (a '.': no thing name can carry its rights).
+ROTATION_BRIDGE_IDENTITY = "rotation-bridge.iot-remote-access"
+ROTATION_PUBSUB = {
+    "csr": "iot-rotation-csr",
+    "confirm": "iot-rotation-confirm",
+    "certificates": "iot-rotation-certificates",
+}
+
+
+def rotation_bridge_acl() -> str:
+    """What the rotation bridge may do on mosquitto: read every CSR and confirmation
+    (its shared subscriptions), write every certificate topic."""
+    return (
+        f"\nuser {ROTATION_BRIDGE_IDENTITY}\ntopic read rot/+/csr\ntopic read rot/+/confirm\n"
+        "topic write rot/+/certificate\n"
+    )
+
+
+def rotation_bridge_overrides() -> dict[str, str]:
+    """The bridge, pointed at the rotation topics (BRIDGE_* names, lower case without prefix):
+    CSRs up as its 'telemetry', certificates down as its 'commands', confirmations up as
+    its 'responses'. The bridge's code, unchanged."""
+    return {
+        "mqtt_client_id": "rotation-bridge-0",
+        "share_group": "rotation-bridge",
+        "telemetry_topic": "rot/{thing}/csr",
+        "commands_topic": "rot/{thing}/certificate",
+        "responses_topic": "rot/{thing}/confirm",
+        "pubsub_telemetry_topic": ROTATION_PUBSUB["csr"],
+        "pubsub_telemetry_dead_letter_topic": ROTATION_PUBSUB["csr"] + "-dead-letter",
+        "pubsub_commands_subscription": ROTATION_PUBSUB["certificates"] + "-bridge",
+        "pubsub_commands_dead_letter_topic": ROTATION_PUBSUB["certificates"] + "-dead-letter",
+        "pubsub_responses_topic": ROTATION_PUBSUB["confirm"],
+    }
+
+
+def create_rotation_topology(project: str, *, ack_deadline: int = 10) -> None:
+    """The rotation topics and subscriptions on the Pub/Sub emulator (what the service and the
+    rotation bridge read and write)."""
+    from google.cloud import pubsub_v1
+
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    for topic in ROTATION_PUBSUB.values():
+        for name in (topic, topic + "-dead-letter"):
+            publisher.create_topic(name=f"projects/{project}/topics/{name}")
+    for subscription, topic in (
+        ("iot-rotation-csr-service", ROTATION_PUBSUB["csr"]),
+        ("iot-rotation-confirm-service", ROTATION_PUBSUB["confirm"]),
+        ("iot-rotation-certificates-bridge", ROTATION_PUBSUB["certificates"]),
+    ):
+        subscriber.create_subscription(
+            name=f"projects/{project}/subscriptions/{subscription}",
+            topic=f"projects/{project}/topics/{topic}",
+            ack_deadline_seconds=ack_deadline,
+        )
+
+
+def issued_device_store(directory: Path, fleet: Fleet, thing: str, days: int = 40) -> Any:
+    """A device store whose current pair came from the fleet's issuer, enrolled in the
+    inventory with that certificate (so that its revocation after a rotation shows)."""
+    from iot_remote_access.device.keystore import FileKeyStore
+    from iot_remote_access.device.rotation_state import CredentialStore
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    issued = fleet.issuer.issue(thing, make_csr(thing, key=key), timedelta(days=days), thing)
+    keys = FileKeyStore(directory / "keys")
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    keys.import_key("factory", key_pem)
+    store = CredentialStore(directory, keys)
+    store.provision((issued.pem.strip() + "\n").encode())
+    fleet.inventory.enroll(
+        thing, certificate_id=issued.name, not_after=issued.not_after,
+        serial=issued.serial_hex, now=datetime.now(UTC),
+    )  # fmt: skip
+    return store, issued.name
