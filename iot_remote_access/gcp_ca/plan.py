@@ -24,6 +24,7 @@ from iot_remote_access.gcp_ca.desired import CaServiceState
 POOL_FIELDS = ("issuance_policy", "publishing_options", "labels")
 IMMUTABLE_POOL_FIELDS = ("tier",)
 IMMUTABLE_CA_FIELDS = ("type_", "key_spec", "lifetime", "config")
+_SHOWN = 120
 
 
 class Action(StrEnum):
@@ -47,11 +48,22 @@ class Difference:
     desired: Any
 
     def __str__(self) -> str:
-        def shown(value: Any) -> str:
-            text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-            return text if len(text) <= 160 else text[:157] + "..."
+        live, desired = (
+            json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
+            for v in (self.live, self.desired)
+        )
+        # A policy is one long value: show both from just before where they part.
+        first = next(
+            (i for i, (a, b) in enumerate(zip(live, desired, strict=False)) if a != b),
+            min(len(live), len(desired)),
+        )
+        start = max(0, first - 40)
 
-        return f"{self.field}: {shown(self.live)} -> {shown(self.desired)}"
+        def cut(text: str) -> str:
+            part = text[start : start + _SHOWN]
+            return ("..." if start else "") + part + ("..." if len(text) > start + _SHOWN else "")
+
+        return f"{self.field}: {cut(live)} -> {cut(desired)}"
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,7 @@ class CaPlan:
 
 def _as_dict(message: Any, field: str) -> Any:
     raw = json_format.MessageToDict(type(message).pb(message), preserving_proto_field_name=True)
-    return raw.get(field.rstrip("_") if field.endswith("_") else field)
+    return raw.get(field.rstrip("_"))  # proto-plus's ``type_`` is the proto's ``type``
 
 
 def _differences(live: Any, desired: Any, fields: tuple[str, ...]) -> tuple[Difference, ...]:
