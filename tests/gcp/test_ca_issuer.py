@@ -27,12 +27,9 @@ from iot_remote_access.core.certificate_issuer import (
 )
 from iot_remote_access.core.stagger import MemoryLedger, StaggerPolicy, issuance_placement
 from iot_remote_access.gcp_ca.clients import make_client
-from iot_remote_access.gcp_ca.deploy import deploy
-from iot_remote_access.gcp_ca.desired import desired_state
 from iot_remote_access.gcp_ca.issuer import CaServiceIssuer
-from iot_remote_access.gcp_ca.plan import plan
 from iot_remote_access.settings import FleetSettings
-from tests.support.ca_service_standin import CaServiceStandIn
+from tests.support.ca_service_standin import CaServiceStandIn, ready_issuer
 
 PROJECT = "my-fleet-project"
 POOL = f"projects/{PROJECT}/locations/europe-west1/caPools/iot-devices"
@@ -53,11 +50,8 @@ def fleet(**certificates: Any) -> FleetSettings:
 
 
 def deployed(standin: CaServiceStandIn, settings: FleetSettings) -> CaServiceIssuer:
-    assert settings.gcp is not None
-    client = make_client(standin.host)
-    state = desired_state(PROJECT, settings.gcp, settings.stagger_policy())
-    deploy(plan(state, client), client)
-    return CaServiceIssuer.from_settings(settings, PROJECT, standin.host)
+    issuer: CaServiceIssuer = ready_issuer(standin, settings, PROJECT)
+    return issuer
 
 
 @pytest.fixture

@@ -657,3 +657,18 @@ def _timestamp(moment: dt.datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(moment)
     return stamp
+
+
+def ready_issuer(standin: CaServiceStandIn, settings: Any, project: str) -> Any:
+    """Deploy ``settings``' pool and CA on ``standin`` with the real plan/deploy, and return
+    the ``CaServiceIssuer`` for them (what a rotation service test starts from)."""
+    from iot_remote_access.gcp_ca.clients import make_client
+    from iot_remote_access.gcp_ca.deploy import deploy
+    from iot_remote_access.gcp_ca.desired import desired_state
+    from iot_remote_access.gcp_ca.issuer import CaServiceIssuer
+    from iot_remote_access.gcp_ca.plan import plan
+
+    client = make_client(standin.host)
+    state = desired_state(project, settings.gcp, settings.stagger_policy())
+    deploy(plan(state, client), client)
+    return CaServiceIssuer.from_settings(settings, project, standin.host)
