@@ -72,11 +72,22 @@ def plan_ca(topology: CaTopology, call: Callable[..., Any], console: Console) ->
 
 def deploy_ca(topology: CaTopology, call: Callable[..., Any], console: Console) -> None:
     """Apply the plan; a blocked plan exits 2 before any change, a refusal exits 1."""
+    from rich.progress import Progress
+
     from iot_remote_access.gcp_ca.deploy import CaDeployBlocked, CaDeployFailed, deploy
 
     result = call(topology.plan, _SERVICE)
+    err = Console(stderr=True)
     try:
-        applied = call(lambda: deploy(result, topology.client()), _SERVICE)
+        # Creating a CA makes its key and certificate: minutes on the real service.
+        with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task("ca service", total=len(result.pending))
+
+            def step(change: Any) -> None:
+                bar.update(task, description=f"{change.action} {change.kind} {change.name}")
+                bar.advance(task)
+
+            applied = call(lambda: deploy(result, topology.client(), progress=step), _SERVICE)
     except CaDeployBlocked as error:
         raise InputError(f"nothing deployed to CA Service: {error}") from None
     except CaDeployFailed as error:

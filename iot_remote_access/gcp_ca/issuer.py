@@ -63,8 +63,14 @@ def certificate_id(thing: str, request_id: str) -> str:
     The thing name (made safe, shortened) keeps ids readable in the console; the hash
     of ``request_id`` makes them unique and the same for every retry.
     """
-    digest = hashlib.sha256(request_id.encode("utf-8")).hexdigest()[:32]
+    digest = hashlib.sha256(_key(thing, request_id).encode("utf-8")).hexdigest()[:32]
     return f"{_UNSAFE_ID.sub('-', thing)[:30]}-{digest}"
+
+
+def _key(thing: str, request_id: str) -> str:
+    # The thing is part of every id: two things can never share one, even when the
+    # caller reuses a request id or their names differ only in characters made safe.
+    return f"{thing}\n{request_id}"
 
 
 class CaServiceIssuer:
@@ -121,7 +127,7 @@ class CaServiceIssuer:
                     parent=self.pool,
                     certificate_id=certificate_id_,
                     certificate=certificate,
-                    request_id=str(uuid.uuid5(_NAMESPACE, request_id)),
+                    request_id=str(uuid.uuid5(_NAMESPACE, _key(thing, request_id))),
                 ),
                 timeout=CALL_TIMEOUT_SECONDS,
             )
@@ -198,9 +204,13 @@ def _verified_public_key(csr_pem: str, thing: str) -> bytes:
         screen_csr(csr_pem, thing)
     except CsrRefusal as refusal:
         raise IssuerRefused(refusal.reason) from refusal
-    csr = x509.load_pem_x509_csr(csr_pem.encode())
-    # Config-based issuance: CA Service never sees the CSR, so proof of possession is ours.
-    if not csr.is_signature_valid:
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+        # Config-based issuance: CA Service never sees the CSR, so proof of possession is ours.
+        verified = csr.is_signature_valid
+    except ValueError:  # the shared reader is lighter than a full X.509 parser
+        raise IssuerRefused("csr: does not parse as PKCS#10; allowed: one PEM CSR") from None
+    if not verified:
         raise IssuerRefused(
             "csr: its signature does not verify; allowed: a CSR signed with its own key"
         )

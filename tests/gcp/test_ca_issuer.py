@@ -195,6 +195,39 @@ def test_a_csr_whose_signature_does_not_verify_is_refused(
     assert issued_count(ca_service) == 0
 
 
+def test_rsa_keys_within_the_pools_bounds_are_issued_others_refused_by_the_pool(
+    issuer: CaServiceIssuer, ca_service: CaServiceStandIn
+) -> None:
+    got = issuer.issue(
+        "sensor-1", csr(key=rsa.generate_private_key(65537, 2048))[0], timedelta(days=365), "r1"
+    )
+    assert leaf(got.pem).public_key().key_size == 2048
+    # A P-521 key: not among the pool's allowed key types (the issuer's rules refuse it too).
+    p521 = ec.generate_private_key(ec.SECP521R1()).public_key()
+    config = ca.CertificateConfig(
+        subject_config=ca.CertificateConfig.SubjectConfig(subject=ca.Subject(common_name="x")),
+        public_key=ca.PublicKey(
+            key=p521.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            format_=ca.PublicKey.KeyFormat.PEM,
+        ),
+    )
+    with pytest.raises(gexc.InvalidArgument, match="key's type is not allowed"):
+        make_client(ca_service.host).create_certificate(
+            parent=POOL,
+            certificate_id="p521",
+            certificate=ca.Certificate(config=config, lifetime=timedelta(days=30)),
+        )
+    with pytest.raises(IssuerRefused, match=r"EC key on curve 1\.3\.132\.0\.35; allowed: RSA"):
+        issuer.issue(
+            "sensor-1",
+            csr(key=ec.generate_private_key(ec.SECP521R1()))[0],
+            timedelta(days=365),
+            "r2",
+        )
+
+
 def test_a_thing_name_longer_than_a_common_name_is_refused(issuer: CaServiceIssuer) -> None:
     with pytest.raises(IssuerRefused, match=r"thing: .* allowed: 1\.\.64"):
         issuer.issue("t" * 65, csr()[0], timedelta(days=365), "r1")
