@@ -259,6 +259,22 @@ def test_lifetimes_come_from_the_stagger_and_meet_its_bound(
     assert issuer.maximum_lifetime == timedelta(days=longest)
 
 
+def test_a_retried_issuance_reuses_its_recorded_place() -> None:
+    """The AWS signer's rule, now shared: the place recorded for today's cohort is reused
+    (no second claim); a retry on another day claims anew."""
+    policy, ledger = StaggerPolicy(), MemoryLedger()
+    now = datetime(2026, 12, 2, 10, tzinfo=UTC)
+    first = issuance_placement(policy, ledger, "sensor-1", now)
+    retry = issuance_placement(policy, ledger, "sensor-1", now, (first.cohort, first.offset))
+    assert first.fresh and not retry.fresh
+    assert retry.lifetime == first.lifetime == timedelta(days=365 + first.offset)
+    assert ledger.joined(first.cohort) == 1 and sum(ledger.loads(first.cohort)) == 1
+    later = issuance_placement(
+        policy, ledger, "sensor-1", now + timedelta(days=1), (first.cohort, first.offset)
+    )
+    assert later.fresh and later.cohort == "2026-12-03"
+
+
 def test_a_lifetime_above_the_pool_maximum_is_refused_not_cut(
     issuer: CaServiceIssuer, ca_service: CaServiceStandIn
 ) -> None:
