@@ -76,6 +76,27 @@ def leaf(pem: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem.encode())
 
 
+def direct_config(
+    common_name: str, key: Any = None, sans: tuple[str, ...] = (), **x509: Any
+) -> ca.CertificateConfig:
+    """A config-based request as anyone with create rights could send it, bypassing the
+    issuer (to see what the pool's own policy does)."""
+    public = (key or ec.generate_private_key(ec.SECP256R1())).public_key()
+    return ca.CertificateConfig(
+        subject_config=ca.CertificateConfig.SubjectConfig(
+            subject=ca.Subject(common_name=common_name),
+            subject_alt_name=ca.SubjectAltNames(dns_names=list(sans)),
+        ),
+        x509_config=ca.X509Parameters(**x509),
+        public_key=ca.PublicKey(
+            key=public.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            format_=ca.PublicKey.KeyFormat.PEM,
+        ),
+    )
+
+
 def issued_count(standin: CaServiceStandIn) -> int:
     return sum(name == "CreateCertificate" for name in standin.methods_called())
 
@@ -121,25 +142,14 @@ def test_the_pool_itself_drops_sans_and_overrides_ca_and_server_usages(
 ) -> None:
     """A request that bypassed the issuer still gets a device certificate only: the
     issuance policy ``gcp deploy`` sets discards SANs and overwrites the key usages."""
-    key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    greedy = ca.CertificateConfig(
-        subject_config=ca.CertificateConfig.SubjectConfig(
-            subject=ca.Subject(common_name="sensor-2"),
-            subject_alt_name=ca.SubjectAltNames(dns_names=["broker.example.com"]),
+    greedy = direct_config(
+        "sensor-2",
+        sans=("broker.example.com",),
+        key_usage=ca.KeyUsage(
+            base_key_usage=ca.KeyUsage.KeyUsageOptions(cert_sign=True),
+            extended_key_usage=ca.KeyUsage.ExtendedKeyUsageOptions(server_auth=True),
         ),
-        x509_config=ca.X509Parameters(
-            key_usage=ca.KeyUsage(
-                base_key_usage=ca.KeyUsage.KeyUsageOptions(cert_sign=True),
-                extended_key_usage=ca.KeyUsage.ExtendedKeyUsageOptions(server_auth=True),
-            ),
-            ca_options=ca.X509Parameters.CaOptions(is_ca=True),
-        ),
-        public_key=ca.PublicKey(
-            key=key.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-            format_=ca.PublicKey.KeyFormat.PEM,
-        ),
+        ca_options=ca.X509Parameters.CaOptions(is_ca=True),
     )
     got = make_client(ca_service.host).create_certificate(
         parent=POOL,
@@ -161,6 +171,21 @@ def test_the_pool_itself_drops_sans_and_overrides_ca_and_server_usages(
             certificate_id="csr-1",
             certificate=ca.Certificate(pem_csr=csr()[0], lifetime=timedelta(days=30)),
         )
+
+
+def test_the_pool_cuts_a_longer_lifetime_to_its_maximum(
+    issuer: CaServiceIssuer, ca_service: CaServiceStandIn
+) -> None:
+    """What the issuer never lets happen (it refuses first): CA Service's own cut."""
+    config = direct_config("s")
+    got = make_client(ca_service.host).create_certificate(
+        parent=POOL,
+        certificate_id="long-1",
+        certificate=ca.Certificate(config=config, lifetime=timedelta(days=1000)),
+    )
+    assert got.lifetime == timedelta(days=454)
+    certificate = leaf(got.pem_certificate)
+    assert certificate.not_valid_after_utc - certificate.not_valid_before_utc == timedelta(days=454)
 
 
 @pytest.mark.parametrize(
@@ -203,16 +228,7 @@ def test_rsa_keys_within_the_pools_bounds_are_issued_others_refused_by_the_pool(
     )
     assert leaf(got.pem).public_key().key_size == 2048
     # A P-521 key: not among the pool's allowed key types (the issuer's rules refuse it too).
-    p521 = ec.generate_private_key(ec.SECP521R1()).public_key()
-    config = ca.CertificateConfig(
-        subject_config=ca.CertificateConfig.SubjectConfig(subject=ca.Subject(common_name="x")),
-        public_key=ca.PublicKey(
-            key=p521.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-            format_=ca.PublicKey.KeyFormat.PEM,
-        ),
-    )
+    config = direct_config("x", key=ec.generate_private_key(ec.SECP521R1()))
     with pytest.raises(gexc.InvalidArgument, match="key's type is not allowed"):
         make_client(ca_service.host).create_certificate(
             parent=POOL,
