@@ -46,6 +46,24 @@ def validate_location(value: object, *, field_name: str) -> str:
     return value
 
 
+#: The role the issuer's identity needs on the pool: ``privateca.certificates.create``
+#: (issue), ``.get`` (read back a retried issuance) and ``.update`` (revoke).
+ISSUER_ROLE = "roles/privateca.certificateManager"
+MEMBER_RULE = (
+    "'serviceAccount:EMAIL', 'group:EMAIL', 'user:EMAIL', 'principal:...', 'principalSet:...'"
+)
+_MEMBER_RE = re.compile(r"\A(serviceAccount|group|user|principal|principalSet):\S{1,300}\Z")
+
+
+def validate_iam_member(value: object, *, field_name: str) -> str:
+    """One IAM member (never everyone), or raise naming the field."""
+    if not isinstance(value, str) or not _MEMBER_RE.match(value):
+        raise GcpRuleError(
+            field_name, f"{str(value)[:80]!r} is not an IAM member; allowed: {MEMBER_RULE}"
+        )
+    return value
+
+
 def pool_name(project: str, location: str, pool: str) -> str:
     """The CA pool's resource name."""
     return f"projects/{project}/locations/{location}/caPools/{pool}"

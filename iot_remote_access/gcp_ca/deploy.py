@@ -8,7 +8,9 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.protobuf import field_mask_pb2
 
+from iot_remote_access.core.gcp_ca_rules import ISSUER_ROLE
 from iot_remote_access.gcp_ca.plan import Action, CaPlan, Change, Kind
+from iot_remote_access.pubsub.iam_requests import set_policy_request
 
 #: Creating a CA makes its key and certificate: minutes on the real service.
 OPERATION_TIMEOUT_SECONDS = 600
@@ -50,6 +52,14 @@ def deploy(
 
 def _apply(result: CaPlan, change: Change, client: Any) -> None:
     state = result.state
+    if change.kind == Kind.IAM:
+        # Read again for the etag: a concurrent change then fails the write, never lost.
+        live = client.get_iam_policy(request={"resource": state.pool_name})
+        wanted = {ISSUER_ROLE: set(state.issuer_members)}
+        request = set_policy_request(state.pool_name, live, wanted)
+        if request is not None:
+            client.set_iam_policy(request=request)
+        return
     if change.kind == Kind.POOL and change.action == Action.CREATE:
         operation = client.create_ca_pool(
             parent=state.parent, ca_pool_id=state.pool_id, ca_pool=state.pool

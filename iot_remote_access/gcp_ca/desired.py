@@ -40,6 +40,8 @@ class CaServiceState:
     pool: ca.CaPool
     authority_id: str
     authority: ca.CertificateAuthority
+    #: Granted ``ISSUER_ROLE`` on the pool (added to whatever else its policy holds).
+    issuer_members: tuple[str, ...] = ()
 
     @property
     def parent(self) -> str:
@@ -135,4 +137,5 @@ def desired_state(project: str, settings: GcpSettings, stagger: StaggerPolicy) -
         pool=pool,
         authority_id=authority.ca_id,
         authority=root,
+        issuer_members=authority.issuer_members,
     )

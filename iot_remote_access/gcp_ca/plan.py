@@ -17,9 +17,12 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud.security.privateca_v1 import types as ca
+from google.iam.v1 import policy_pb2
 from google.protobuf import json_format
 
+from iot_remote_access.core.gcp_ca_rules import ISSUER_ROLE
 from iot_remote_access.gcp_ca.desired import CaServiceState
+from iot_remote_access.pubsub.iam_requests import missing_members
 
 POOL_FIELDS = ("issuance_policy", "publishing_options", "labels")
 IMMUTABLE_POOL_FIELDS = ("tier",)
@@ -37,6 +40,7 @@ class Action(StrEnum):
 class Kind(StrEnum):
     POOL = "ca pool"
     AUTHORITY = "certificate authority"
+    IAM = "iam policy"
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,26 @@ def _get(method: Any, name: str) -> Any:
 
 def plan(state: CaServiceState, client: Any) -> CaPlan:
     """``client``: a ``CertificateAuthorityServiceClient`` (or anything with its methods)."""
-    return CaPlan(state, (_pool_change(state, client), _authority_change(state, client)))
+    pool = _pool_change(state, client)
+    changes = [pool, _authority_change(state, client)]
+    if state.issuer_members:
+        changes.append(_iam_change(state, client, pool.action == Action.CREATE))
+    return CaPlan(state, tuple(changes))
+
+
+def _iam_change(state: CaServiceState, client: Any, pool_is_new: bool) -> Change:
+    """The issuer's role on the pool; deploy reads the policy again (its etag) to write it."""
+    name = f"{state.pool_name} {ISSUER_ROLE}"
+    wanted = {ISSUER_ROLE: set(state.issuer_members)}
+    live = policy_pb2.Policy()
+    if not pool_is_new:
+        live = client.get_iam_policy(request={"resource": state.pool_name})
+    missing = missing_members(live, wanted).get(ISSUER_ROLE, set())
+    if not missing:
+        return Change(Kind.IAM, name, Action.UNCHANGED)
+    have = sorted(set(state.issuer_members) - missing)
+    difference = Difference("members", have, sorted(state.issuer_members))
+    return Change(Kind.IAM, name, Action.UPDATE, (difference,))
 
 
 def _pool_change(state: CaServiceState, client: Any) -> Change:

@@ -11,7 +11,11 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from iot_remote_access.core.gcp_ca_rules import validate_location, validate_resource_id
+from iot_remote_access.core.gcp_ca_rules import (
+    validate_iam_member,
+    validate_location,
+    validate_resource_id,
+)
 from iot_remote_access.core.stagger import MAX_VALIDITY_DAYS
 from iot_remote_access.settings.base import SettingsSection, core_check
 
@@ -51,19 +55,24 @@ class GcpCertificateAuthoritySettings(SettingsSection):
     ca_organization: str = Field(default="iot-remote-access", min_length=1, max_length=64)
     ca_lifetime_days: int = Field(default=3650, ge=365, le=MAX_CA_LIFETIME_DAYS)
     key_algorithm: str = "EC_P256_SHA256"
+    #: IAM members granted ``roles/privateca.certificateManager`` on the pool: create and
+    #: revoke certificates (the rotation service's service account). Default: none.
+    issuer_members: tuple[str, ...] = ()
     #: The pool's maximum certificate lifetime. Default: the longest staggered validity.
     maximum_certificate_lifetime_days: int | None = Field(default=None, ge=1, le=MAX_VALIDITY_DAYS)
 
-    @model_validator(mode="before")
+    @field_validator("tier", mode="before")
     @classmethod
-    def _tier_first(cls, data: object) -> object:
+    def _tier_first(cls, value: object) -> object:
         # A clear word on DevOps before pydantic's generic "Input should be 'ENTERPRISE'".
-        if isinstance(data, dict) and data.get("tier") == "DEVOPS":
+        # (A field validator: a model-level "before" validator would validate JSON lists
+        # as Python values, and strict mode refuses a list for a tuple there.)
+        if value == "DEVOPS":
             raise ValueError(
-                "tier: 'DEVOPS' is not allowed (that tier keeps no certificates and cannot "
+                "'DEVOPS' is not allowed (that tier keeps no certificates and cannot "
                 "revoke one, which every rotation ends with); allowed: 'ENTERPRISE'"
             )
-        return data
+        return value
 
     @field_validator("location")
     @classmethod
@@ -74,6 +83,13 @@ class GcpCertificateAuthoritySettings(SettingsSection):
     @classmethod
     def _ids(cls, value: str) -> str:
         return core_check(validate_resource_id, value)
+
+    @field_validator("issuer_members")
+    @classmethod
+    def _members(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for member in value:
+            core_check(validate_iam_member, member)
+        return value
 
     @field_validator("key_algorithm")
     @classmethod

@@ -31,7 +31,9 @@ from tests.support.processes import PubsubEmulator
 PROJECT = "my-fleet-project"
 POOL = f"projects/{PROJECT}/locations/europe-west1/caPools/iot-devices"
 CA = f"{POOL}/certificateAuthorities/iot-devices-root-1"
-WRITES = ("Create", "Update", "Enable")
+WRITES = ("Create", "Update", "Enable", "Set")
+ROTATION = f"serviceAccount:iot-rotation@{PROJECT}.iam.gserviceaccount.com"
+ROLE = "roles/privateca.certificateManager"
 
 
 def raw_settings(project: str = PROJECT, **authority: Any) -> dict[str, Any]:
@@ -41,7 +43,11 @@ def raw_settings(project: str = PROJECT, **authority: Any) -> dict[str, Any]:
             "projectNumber": "123456789012",
             "labels": {"team": "fleet"},
             "bridge": {"serviceAccount": f"iot-bridge@{PROJECT}.iam.gserviceaccount.com"},
-            "certificateAuthority": {"location": "europe-west1", **authority},
+            "certificateAuthority": {
+                "location": "europe-west1",
+                "issuerMembers": [ROTATION],
+                **authority,
+            },
         }
     }
 
@@ -64,6 +70,7 @@ def test_deploy_creates_the_pool_and_an_enabled_ca_then_changes_nothing(
     assert [(c.kind, c.action) for c in first.changes] == [
         (Kind.POOL, Action.CREATE),
         (Kind.AUTHORITY, Action.CREATE),
+        (Kind.IAM, Action.UPDATE),
     ]
     deploy(first, client)
     assert ca_service.methods_called() == [
@@ -72,7 +79,12 @@ def test_deploy_creates_the_pool_and_an_enabled_ca_then_changes_nothing(
         "CreateCaPool",
         "CreateCertificateAuthority",
         "EnableCertificateAuthority",
+        "GetIamPolicy",
+        "SetIamPolicy",
     ]
+    granted = ca_service.requests[-1][1]
+    assert granted.resource == POOL
+    assert [(b.role, list(b.members)) for b in granted.policy.bindings] == [(ROLE, [ROTATION])]
     pool_request = ca_service.requests[2][1]
     assert (pool_request.parent, pool_request.ca_pool_id) == (
         f"projects/{PROJECT}/locations/europe-west1",
@@ -115,13 +127,30 @@ def test_deploy_creates_the_pool_and_an_enabled_ca_then_changes_nothing(
     assert ca_service.authorities[CA].state == ca.CertificateAuthority.State.ENABLED
 
     again = plan(state_of(), client)
-    assert [c.action for c in again.changes] == [Action.UNCHANGED, Action.UNCHANGED]
+    assert [c.action for c in again.changes] == [Action.UNCHANGED] * 3
     assert deploy(again, client) == []
     assert writes(ca_service) == [
         "CreateCaPool",
         "CreateCertificateAuthority",
         "EnableCertificateAuthority",
+        "SetIamPolicy",
     ]
+
+
+def test_the_issuer_role_is_added_to_the_pools_policy_keeping_other_bindings(
+    ca_service: CaServiceStandIn,
+) -> None:
+    client = make_client(ca_service.host)
+    deploy(plan(state_of(issuerMembers=[]), client), client)
+    live = client.get_iam_policy(request={"resource": POOL})
+    live.bindings.add(role="roles/privateca.auditor", members=["group:sec@example.com"])
+    client.set_iam_policy(request={"resource": POOL, "policy": live})
+    result = plan(state_of(), client)
+    assert [c.kind for c in result.pending] == [Kind.IAM]
+    assert str(result.pending[0].differences[0]) == f'members: [] -> ["{ROTATION}"]'
+    deploy(result, client)
+    bindings = {b.role: list(b.members) for b in ca_service.iam_policies[POOL].bindings}
+    assert bindings == {"roles/privateca.auditor": ["group:sec@example.com"], ROLE: [ROTATION]}
 
 
 def test_a_changed_issuance_policy_is_updated_in_place(ca_service: CaServiceStandIn) -> None:
@@ -144,7 +173,11 @@ def test_an_immutable_ca_change_blocks_the_deploy(ca_service: CaServiceStandIn) 
     deploy(plan(state_of(), client), client)
     before = len(writes(ca_service))
     blocked = plan(state_of(keyAlgorithm="EC_P384_SHA384"), client)
-    assert [c.action for c in blocked.changes] == [Action.UNCHANGED, Action.BLOCKED]
+    assert [c.action for c in blocked.changes] == [
+        Action.UNCHANGED,
+        Action.BLOCKED,
+        Action.UNCHANGED,
+    ]
     assert blocked.changes[1].fields == ("key_spec",)
     with pytest.raises(CaDeployBlocked, match="set a new caId"):
         deploy(blocked, client)
@@ -184,7 +217,7 @@ def test_a_staged_ca_is_enabled(ca_service: CaServiceStandIn) -> None:
         ),
         (
             {"tier": "DEVOPS"},
-            "tier: 'DEVOPS' is not allowed (that tier keeps no certificates and cannot revoke "
+            ".gcp.certificateAuthority.tier: 'DEVOPS' is not allowed (that tier keeps no certificates and cannot revoke "
             "one, which every rotation ends with); allowed: 'ENTERPRISE'",
         ),
         (
@@ -204,11 +237,26 @@ def test_a_staged_ca_is_enabled(ca_service: CaServiceStandIn) -> None:
             "maximum lifetime 454; allowed: more than 454",
         ),
         (
+            {"issuerMembers": ["allUsers"]},
+            ".gcp.certificateAuthority.issuerMembers: 'allUsers' is not an IAM member; "
+            "allowed: 'serviceAccount:EMAIL'",
+        ),
+        (
             {"caLifetimeDays": 20000},
             ".gcp.certificateAuthority.caLifetimeDays: 20000",
         ),
     ],
-    ids=["location", "pool", "ca-id", "devops", "key", "max-lifetime", "ca-lifetime", "30y"],
+    ids=[
+        "location",
+        "pool",
+        "ca-id",
+        "devops",
+        "key",
+        "max-lifetime",
+        "ca-lifetime",
+        "30y",
+        "member",
+    ],
 )
 def test_settings_errors_name_the_field_the_value_and_what_is_allowed(
     tmp_path: Path, authority: dict[str, Any], message: str
@@ -252,7 +300,8 @@ def test_gcp_plan_and_deploy_console_script_with_the_emulator_and_the_standin(
         f"+ create certificate authority {pool}/certificateAuthorities/iot-devices-root-1 "
         "(created STAGED, then enabled)" in planned.stdout
     )
-    assert "ca service: 2 to change, 0 unchanged" in planned.stdout
+    assert "ca service: 3 to change, 0 unchanged" in planned.stdout
+    assert f"~ update iam policy {pool} {ROLE}" in planned.stdout
 
     ca_service.deny = "CreateCertificateAuthority"  # a refused call: one line, exit 1
     refused = run(["gcp", "deploy", *ca_args], env)
@@ -266,14 +315,15 @@ def test_gcp_plan_and_deploy_console_script_with_the_emulator_and_the_standin(
 
     deployed = run(["gcp", "deploy", *ca_args], env)  # converges: only the CA is missing
     assert deployed.returncode == 0, deployed.stderr
-    assert "ca service: 1 created, 0 updated, 1 unchanged" in deployed.stdout
+    assert "ca service: 1 created, 1 updated, 1 unchanged" in deployed.stdout
     second = run(["gcp", "deploy", *ca_args], env)
     assert second.returncode == 0, second.stderr
-    assert "ca service: 0 created, 0 updated, 2 unchanged" in second.stdout
+    assert "ca service: 0 created, 0 updated, 3 unchanged" in second.stdout
     assert [m for m in ca_service.methods_called() if m.startswith(WRITES)] == [
         "CreateCaPool",
         "CreateCertificateAuthority",  # denied
         "CreateCertificateAuthority",
         "EnableCertificateAuthority",
+        "SetIamPolicy",
     ]
     assert ca_service.methods_called().count("GetCaPool") == 4  # one read per run, no more

@@ -29,8 +29,9 @@ What it does like the service (docs of CaPool.IssuancePolicy, CreateCertificateR
   figure);
 - RevokeCertificate records the reason and time; an unknown name is NOT_FOUND.
 
+IAM: Get/SetIamPolicy on a pool, with etags (ABORTED on a stale one).
 What it does not: CEL expressions (UNIMPLEMENTED if a policy sets one), certificate
-templates, subordinate CAs, Cloud KMS keys, publishing CRLs or CA certificates, IAM,
+templates, subordinate CAs, Cloud KMS keys, publishing CRLs or CA certificates, IAM checks,
 list methods, the per-location quota. Where the docs name no status code (a disallowed
 issuance mode, revoking a revoked certificate) the stand-in answers FAILED_PRECONDITION.
 The docs call ``maximum_lifetime`` "the maximum lifetime allowed" without saying whether
@@ -56,6 +57,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from google.cloud.security.privateca_v1 import types as ca
+from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
 
@@ -88,6 +90,7 @@ class CaServiceStandIn:
         self.pools: dict[str, ca.CaPool] = {}
         self.authorities: dict[str, Resource] = {}
         self.certificates: dict[str, ca.Certificate] = {}
+        self.iam_policies: dict[str, policy_pb2.Policy] = {}
         self.requests: list[tuple[str, Any]] = []
         #: CreateCertificate calls one CA takes per second before RESOURCE_EXHAUSTED.
         self.create_certificate_qps = create_certificate_qps
@@ -153,8 +156,21 @@ class CaServiceStandIn:
                 ca.Certificate,
             ),
         }
+        iam = {
+            "GetIamPolicy": (self.get_iam_policy, _Raw(iam_policy_pb2.GetIamPolicyRequest)),
+            "SetIamPolicy": (self.set_iam_policy, _Raw(iam_policy_pb2.SetIamPolicyRequest)),
+        }
+        routes = {
+            f"/google.iam.v1.IAMPolicy/{name}": grpc.unary_unary_rpc_method_handler(
+                self._answer(name, method),
+                request_deserializer=request.deserialize,
+                response_serializer=_Raw(policy_pb2.Policy).serialize,
+            )
+            for name, (method, request) in iam.items()
+        }
         return _Routes(
-            {
+            routes
+            | {
                 f"{_SERVICE}/{name}": grpc.unary_unary_rpc_method_handler(
                     self._answer(name, method),
                     request_deserializer=request.deserialize,
@@ -222,6 +238,23 @@ class CaServiceStandIn:
             setattr(pool, path, getattr(request.ca_pool, path))
         self.pools[name] = pool
         return self._done(pool)
+
+    # -- IAM on CA pools (the only CA Service resource this library grants on) --------
+
+    def get_iam_policy(self, request: Any) -> policy_pb2.Policy:
+        self._found(self.pools, request.resource, "CA pool")
+        return self.iam_policies.get(request.resource, policy_pb2.Policy(etag=b"\x00"))
+
+    def set_iam_policy(self, request: Any) -> policy_pb2.Policy:
+        self._found(self.pools, request.resource, "CA pool")
+        current = self.get_iam_policy(request)
+        if request.policy.etag != current.etag:
+            raise Refused(grpc.StatusCode.ABORTED, "etag mismatch: the policy changed meanwhile")
+        stored = policy_pb2.Policy()
+        stored.CopyFrom(request.policy)
+        stored.etag = bytes([current.etag[0] + 1])
+        self.iam_policies[request.resource] = stored
+        return stored
 
     # -- certificate authorities ------------------------------------------------------
 
