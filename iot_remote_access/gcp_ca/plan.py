@@ -28,6 +28,9 @@ POOL_FIELDS = ("issuance_policy", "publishing_options", "labels")
 IMMUTABLE_POOL_FIELDS = ("tier",)
 IMMUTABLE_CA_FIELDS = ("type_", "key_spec", "lifetime", "config")
 _SHOWN = 120
+#: Each call waits at most this long (the SDK sets no deadline of its own): a service
+#: that stops answering fails the plan in bounded time.
+CALL_TIMEOUT_SECONDS = 60.0
 
 
 class Action(StrEnum):
@@ -109,7 +112,7 @@ def _differences(live: Any, desired: Any, fields: tuple[str, ...]) -> tuple[Diff
 
 def _get(method: Any, name: str) -> Any:
     try:
-        return method(name=name)
+        return method(name=name, timeout=CALL_TIMEOUT_SECONDS)
     except gexc.NotFound:
         return None
 
@@ -129,7 +132,9 @@ def _iam_change(state: CaServiceState, client: Any, pool_is_new: bool) -> Change
     wanted = {ISSUER_ROLE: set(state.issuer_members)}
     live = policy_pb2.Policy()
     if not pool_is_new:
-        live = client.get_iam_policy(request={"resource": state.pool_name})
+        live = client.get_iam_policy(
+            request={"resource": state.pool_name}, timeout=CALL_TIMEOUT_SECONDS
+        )
     missing = missing_members(live, wanted).get(ISSUER_ROLE, set())
     if not missing:
         return Change(Kind.IAM, name, Action.UNCHANGED)
