@@ -14,16 +14,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from iot_remote_access.cli.certs_settings import plan_settings
+from iot_remote_access.cli.certs_simulate import simulate_command
 from iot_remote_access.cli.errors import InputError, OperationError
 from iot_remote_access.core.bounded_input import BoundedInputError, excerpt, parse_json, read_text
 from iot_remote_access.core.rotation_plan import (
@@ -32,16 +26,8 @@ from iot_remote_access.core.rotation_plan import (
     RotationState,
     plan_rotations,
 )
-from iot_remote_access.core.stagger import (
-    MAX_VALIDITY_DAYS,
-    MAX_WINDOW_DAYS,
-    SimulationResult,
-    StaggerPolicy,
-    simulate,
-)
 from iot_remote_access.core.topics import THING_NAME_RULE
 
-MAX_SIMULATED_DEVICES = 10_000_000
 EXPORT_FIELDS = (
     "thing",
     "certificateId",
@@ -60,179 +46,12 @@ def _console() -> Console:
     return Console(soft_wrap=True, highlight=False)
 
 
-# -- certs simulate ----------------------------------------------------------------
-
-
 @click.group("certs")
 def certs() -> None:
     """Staggered certificate validity and rotation planning."""
 
 
-@certs.command("simulate")
-@click.option("--devices", type=int, required=True, help="Certificates issued on one day.")
-@click.option(
-    "--same-day",
-    is_flag=True,
-    default=True,
-    help="All issued on the same day (the case that storms).",
-)
-@click.option("--window-days", type=int, default=90, show_default=True, help="Stagger window.")
-@click.option("--base-days", type=int, default=365, show_default=True, help="Base validity.")
-@click.option(
-    "--plot",
-    "plot_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Draw both histograms into a PNG (needs the 'plot' extra).",
-)
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
-def simulate_command(
-    devices: int,
-    same_day: bool,
-    window_days: int,
-    base_days: int,
-    plot_file: Path | None,
-    output_format: str,
-) -> None:
-    """Expiry histogram of one day's batch without and with staggering."""
-    if not 1 <= devices <= MAX_SIMULATED_DEVICES:
-        raise InputError(f"--devices: {devices}; allowed: 1..{MAX_SIMULATED_DEVICES}")
-    if not 1 <= window_days <= MAX_WINDOW_DAYS:
-        raise InputError(f"--window-days: {window_days}; allowed: 1..{MAX_WINDOW_DAYS}")
-    if not base_days >= 1 or base_days + window_days - 1 > MAX_VALIDITY_DAYS:
-        raise InputError(
-            f"--base-days: {base_days}; allowed: 1..{MAX_VALIDITY_DAYS - window_days + 1} "
-            f"with a {window_days}-day window"
-        )
-    result = _simulate_with_progress(devices, StaggerPolicy(base_days, window_days))
-    if plot_file is not None:
-        _plot(result, plot_file)
-    if output_format == "json":
-        click.echo(json.dumps(_simulation_json(result), indent=2))
-        return
-    _simulation_table(result)
-
-
-def _simulate_with_progress(devices: int, policy: StaggerPolicy) -> SimulationResult:
-    """``simulate`` with a progress bar on stderr when it is a terminal (none in CI logs)."""
-    err = Console(stderr=True)
-    with Progress(
-        TextColumn("simulating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task("simulating", total=devices)
-        return simulate(devices, policy, progress=lambda done: bar.update(task, completed=done))
-
-
-def _rows(result: SimulationResult) -> list[tuple[str, dict[int, int]]]:
-    return [
-        ("no stagger", result.unstaggered),
-        ("plain hash", result.hashed),
-        ("staggered", result.staggered),
-    ]
-
-
-def _simulation_json(result: SimulationResult) -> dict[str, Any]:
-    return {
-        "devices": result.devices,
-        "baseDays": result.policy.base_days,
-        "windowDays": result.policy.window_days,
-        "idealPeak": round(result.ideal, 3),
-        "peakBound": result.bound,
-        "schemes": {
-            name: {
-                "peak": max(days.values()),
-                "peakToIdeal": round(max(days.values()) / result.ideal, 3),
-                "withinBound": max(days.values()) <= result.bound,
-                "perValidityDay": {str(d): n for d, n in days.items()},
-            }
-            for name, days in _rows(result)
-        },
-    }
-
-
-def _simulation_table(result: SimulationResult) -> None:
-    console = _console()
-    table = Table(
-        title=f"{result.devices} certificates issued on one day: "
-        f"ideal {result.ideal:.1f} per day, bound {result.bound}"
-    )
-    for column in ("scheme", "days used", "busiest day", "ideal", "peak/ideal", "bound"):
-        table.add_column(column, justify="left" if column == "scheme" else "right")
-    for name, days in _rows(result):
-        peak = max(days.values())
-        table.add_row(
-            name,
-            str(len(days)),
-            str(peak),
-            f"{result.ideal:.1f}",
-            f"{peak / result.ideal:.2f}",
-            "ok" if peak <= result.bound else "exceeded",
-        )
-    console.print(table)
-    for name, days in (
-        ("without staggering", result.unstaggered),
-        ("with staggering", result.staggered),
-    ):
-        console.print(
-            f"\nexpiry histogram {name} "
-            f"(certificates per week after day {result.policy.base_days}):"
-        )
-        weekly: dict[int, int] = {}
-        for day, count in days.items():
-            week = (day - result.policy.base_days) // 7
-            weekly[week] = weekly.get(week, 0) + count
-        top = max(weekly.values())
-        for week in range((result.policy.window_days + 6) // 7):
-            count = weekly.get(week, 0)
-            bar = "#" * round(40 * count / top)
-            console.print(f"  week {week + 1:>2} {count:>8}  {bar}")
-
-
-def _plot(result: SimulationResult, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InputError(
-            "--plot: matplotlib is not installed; "
-            "install it with: pip install 'iot-remote-access[plot]'"
-        ) from None
-    policy = result.policy
-    days = list(range(policy.base_days - 2, policy.base_days + policy.window_days + 2))
-    figure, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    for axis, (title, counts) in zip(
-        axes,
-        (("without staggering", result.unstaggered), ("with staggering", result.staggered)),
-        strict=True,
-    ):
-        axis.bar(days, [counts.get(d, 0) for d in days], width=1.0)
-        axis.axhline(
-            result.ideal, linestyle="--", color="grey", label=f"ideal {result.ideal:.1f}/day"
-        )
-        axis.set_title(f"{result.devices} certificates issued on one day, {title}")
-        axis.set_ylabel("certificates expiring")
-        axis.legend()
-    axes[1].set_xlabel("validity (days after issuance)")
-    figure.tight_layout()
-    try:
-        figure.savefig(path, dpi=100)
-    except OSError as error:
-        raise InputError(f"--plot: cannot write {path} ({error.strerror})") from None
-    finally:
-        plt.close(figure)
+certs.add_command(simulate_command)
 
 
 # -- certs plan --------------------------------------------------------------------

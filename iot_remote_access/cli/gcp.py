@@ -20,6 +20,7 @@ from iot_remote_access.cli.gcp_access import (
     print_monitoring_applied,
     print_monitoring_plan,
 )
+from iot_remote_access.cli.gcp_ca import CaTopology, deploy_ca, plan_ca
 from iot_remote_access.core.gcp_rules import validate_project_id
 from iot_remote_access.settings import FleetSettings, SettingsError
 from iot_remote_access.settings.gcp import GcpSettings
@@ -51,29 +52,49 @@ monitoring_endpoint_option = click.option(
     help="HOST:PORT for Cloud Logging and Cloud Monitoring (with gcp.accessProxy). Default: "
     "Google's; a loopback address is reached without TLS (a local stand-in)",
 )
+ca_endpoint_option = click.option(
+    "--ca-endpoint",
+    default=None,
+    envvar="IOT_REMOTE_ACCESS_GCP_CA_ENDPOINT",
+    help="HOST:PORT for Certificate Authority Service (with gcp.certificateAuthority). "
+    "Default: Google's; a loopback address is reached without TLS (a local stand-in)",
+)
 
 
 @gcp.command("plan")
 @settings_option
 @project_option
 @monitoring_endpoint_option
-def plan_command(settings_file: Path, project: str | None, monitoring_endpoint: str | None) -> None:
+@ca_endpoint_option
+def plan_command(
+    settings_file: Path,
+    project: str | None,
+    monitoring_endpoint: str | None,
+    ca_endpoint: str | None,
+) -> None:
     """Show, resource by resource, what deploy would create or change."""
     desired, publisher, subscriber = _prepare(settings_file, project)
     access = _access_monitoring(settings_file, project, monitoring_endpoint)
+    authority = _ca_topology(settings_file, project, ca_endpoint)
     result = _call(lambda: _plan(desired, publisher, subscriber))
     console = Console(soft_wrap=True)
     _print_plan(result, console)
     if access is not None:
         print_monitoring_plan(_call(access.plan, "Google Cloud"), console)
+    if authority is not None:
+        plan_ca(authority, _call, console)
 
 
 @gcp.command("deploy")
 @settings_option
 @project_option
 @monitoring_endpoint_option
+@ca_endpoint_option
 def deploy_command(
-    settings_file: Path, project: str | None, monitoring_endpoint: str | None
+    settings_file: Path,
+    project: str | None,
+    monitoring_endpoint: str | None,
+    ca_endpoint: str | None,
 ) -> None:
     """Create or update the topology; a second run changes nothing."""
     from rich.progress import Progress
@@ -82,6 +103,7 @@ def deploy_command(
 
     desired, publisher, subscriber = _prepare(settings_file, project)
     access = _access_monitoring(settings_file, project, monitoring_endpoint)
+    authority = _ca_topology(settings_file, project, ca_endpoint)
     result = _call(lambda: _plan(desired, publisher, subscriber))
     console = Console(soft_wrap=True)
     err = Console(stderr=True)
@@ -120,6 +142,8 @@ def deploy_command(
         except MonitoringDeployFailed as error:
             raise OperationError(f"Google Cloud refused to {error}") from None
         print_monitoring_applied(monitoring_plan, applied_monitoring, console)
+    if authority is not None:
+        deploy_ca(authority, _call, console)
 
 
 @gcp.command("device-config")
@@ -167,6 +191,14 @@ def _access_monitoring(
             f"gcp.accessProxy needs the 'gcp' extra: pip install 'iot-remote-access[gcp]' "
             f"({error.name} is missing)"
         ) from None
+
+
+def _ca_topology(settings_file: Path, project: str | None, endpoint: str | None) -> Any:
+    """With ``gcp.certificateAuthority``: the CA pool and root CA (else None)."""
+    settings = FleetSettings.from_file(settings_file)  # already validated by _prepare
+    if settings.gcp is None or settings.gcp.certificate_authority is None:
+        return None
+    return CaTopology.prepare(_project(settings_file, settings.gcp, project), settings, endpoint)
 
 
 def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:

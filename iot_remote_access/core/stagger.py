@@ -283,6 +283,44 @@ def assign_offset(policy: StaggerPolicy, ledger: CohortLedger, cohort: str, thin
     return place(policy, ledger, cohort, thing, ledger.join(cohort))
 
 
+@dataclass(frozen=True)
+class Placement:
+    """The staggered validity of one issuance (what every cloud's signer asks its CA for)."""
+
+    cohort: str
+    offset: int
+    validity_days: int
+    #: Claimed by this call: the caller records (cohort, offset) before issuing, so
+    #: that a retry of the same issuance reuses it instead of claiming a second day.
+    fresh: bool
+
+    @property
+    def lifetime(self) -> timedelta:
+        return timedelta(days=self.validity_days)
+
+
+def issuance_placement(
+    policy: StaggerPolicy,
+    ledger: CohortLedger,
+    thing: str,
+    now: datetime,
+    recorded: tuple[object, object] | None = None,
+) -> Placement:
+    """The validity for ``thing`` issued at ``now``: the AWS signer's and the GCP rotation
+    service's one code path.
+
+    :param recorded: the (cohort, offset) the inventory holds from an earlier attempt of
+        this issuance; reused when its cohort is today's (never a second claim), else a
+        new place is claimed with :func:`assign_offset`.
+    """
+    cohort = cohort_of(now)
+    if recorded is not None and recorded[0] == cohort and recorded[1] is not None:
+        offset = int(str(recorded[1]))
+        return Placement(cohort, offset, policy.validity_days(offset), fresh=False)
+    offset = assign_offset(policy, ledger, cohort, thing)
+    return Placement(cohort, offset, policy.validity_days(offset), fresh=True)
+
+
 def expiry_histogram(days: list[date]) -> dict[date, int]:
     """Certificates per expiry day, in day order."""
     counts: dict[date, int] = {}

@@ -19,6 +19,7 @@ from pydantic import field_validator, model_validator
 
 from iot_remote_access.core.aws_policy import check_policy_size
 from iot_remote_access.core.bounded_input import BoundedInputError
+from iot_remote_access.core.stagger import StaggerPolicy
 from iot_remote_access.core.topics import (
     DEFAULT_COMMAND_RESPONSES_TOPIC,
     DEFAULT_COMMANDS_TOPIC,
@@ -147,6 +148,35 @@ class FleetSettings(SettingsSection):
         except TopicModelError as error:
             raise ValueError(str(error)) from None
         return self
+
+    @model_validator(mode="after")
+    def _gcp_ca_fits_stagger(self) -> Self:
+        """CA Service's pool maximum never cuts a staggered validity short (that would pile
+        the cut certificates onto one expiry day)."""
+        authority = None if self.gcp is None else self.gcp.certificate_authority
+        if authority is None:
+            return self
+        policy = self.stagger_policy()
+        longest = policy.base_days + policy.window_days - 1
+        maximum = authority.certificate_lifetime_days(longest)
+        if maximum < longest:
+            raise ValueError(
+                f"gcp.certificateAuthority.maximumCertificateLifetimeDays: {maximum} is below "
+                f"the longest staggered validity {longest} (certificates.baseValidityDays + "
+                f"staggerWindowDays - 1); allowed: at least {longest}"
+            )
+        if authority.ca_lifetime_days <= maximum:
+            raise ValueError(
+                f"gcp.certificateAuthority.caLifetimeDays: {authority.ca_lifetime_days} is not "
+                f"above the certificates' maximum lifetime {maximum}; allowed: more than {maximum}"
+            )
+        return self
+
+    def stagger_policy(self) -> StaggerPolicy:
+        """The staggered validity of every cloud: ``certificates`` or its defaults."""
+        if self.certificates is None:
+            return StaggerPolicy()
+        return self.certificates.stagger_policy()
 
     @model_validator(mode="after")
     def _gcp_for_hivemq(self) -> Self:

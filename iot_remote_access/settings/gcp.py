@@ -33,6 +33,7 @@ from iot_remote_access.core.mosquitto_acl import DEFAULT_BRIDGE_IDENTITY, valida
 from iot_remote_access.core.shared_subscription import DEFAULT_SHARE_GROUP, validate_share_group
 from iot_remote_access.settings.base import SettingsSection, core_check
 from iot_remote_access.settings.gcp_access import GcpAccessProxySettings
+from iot_remote_access.settings.gcp_ca import GcpCertificateAuthoritySettings
 
 DEFAULT_TELEMETRY_TOPIC_ID = "iot-telemetry"
 DEFAULT_COMMANDS_TOPIC_ID = "iot-commands"
@@ -300,6 +301,9 @@ class GcpSettings(SettingsSection):
     #: Interactive device access through Teleport on GKE (``gcp manifests`` renders it,
     #: ``gcp plan|deploy`` its log-based metrics and alert policies). Default: none.
     access_proxy: GcpAccessProxySettings | None = None
+    #: Device certificates from Certificate Authority Service (``gcp plan|deploy`` render
+    #: the CA pool and CA; the rotation service issues from them). Default: none.
+    certificate_authority: GcpCertificateAuthoritySettings | None = None
 
     @field_validator("project_id")
     @classmethod

@@ -22,6 +22,7 @@ from iot_remote_access.pubsub.deploy import deploy
 from iot_remote_access.pubsub.plan import plan
 from iot_remote_access.settings import FleetSettings
 from iot_remote_access.stacks.gcp_pubsub_stack import GcpPubsubStack
+from tests.support.ca_service_standin import CaServiceStandIn
 from tests.support.pki import TestCa
 from tests.support.processes import FirestoreEmulator, MosquittoBroker, PubsubEmulator
 
@@ -147,3 +148,15 @@ def bridge_settings(
     for key, value in bridge_environment(project, broker, ca, acl.bridge_identity).items():
         monkeypatch.setenv(key, value)
     return BridgeSettings.from_environment()
+
+
+@pytest.fixture
+def ca_service() -> Iterator[CaServiceStandIn]:
+    """The CA Service STAND-IN (tests/support/ca_service_standin.py), started on a loopback
+    port: ``ca_service.host`` for ``make_client``/``--ca-endpoint``, ``.requests`` to assert."""
+    server = CaServiceStandIn()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -36,7 +36,7 @@ from iot_remote_access.core.csr_policy import CsrRefusal, Verdict, rotation_verd
 from iot_remote_access.core.ledger_records import CERT_ISSUE, CERT_REVOKE, CERT_ROTATE
 from iot_remote_access.core.rotation_messages import issued_body
 from iot_remote_access.core.rotation_plan import RotationState
-from iot_remote_access.core.stagger import StaggerError, assign_offset, cohort_of
+from iot_remote_access.core.stagger import StaggerError, issuance_placement
 from iot_remote_access.core.topics import render_topic, thing_from_topic
 from iot_remote_access.lambdas.certs.config import RotationConfig
 from iot_remote_access.lambdas.certs.inventory import DynamoLedger, Inventory, StateConflict
@@ -216,21 +216,24 @@ class Rotation:
     def _issue(
         self, thing: str, item: dict[str, Any], csr_pem: str, fingerprint: str, now: datetime
     ) -> Outcome:
-        stagger = self.config.stagger
-        cohort = cohort_of(now)
         try:
-            if item.get("staggerCohort") == cohort:
-                offset = int(item["staggerOffset"])  # a retry: never claim a second place
-            else:
-                offset = assign_offset(stagger, DynamoLedger(self.inventory), cohort, thing)
-                self.inventory.remember_stagger(thing, cohort, offset)
+            # A retry reuses the place recorded for today's cohort: never a second claim.
+            placement = issuance_placement(
+                self.config.stagger,
+                DynamoLedger(self.inventory),
+                thing,
+                now,
+                (item.get("staggerCohort"), item.get("staggerOffset")),
+            )
+            if placement.fresh:
+                self.inventory.remember_stagger(thing, placement.cohort, placement.offset)
             certificate_arn = self.clients.pca.issue_certificate(
                 CertificateAuthorityArn=self.config.ca_arn,
                 Csr=csr_pem.encode(),
                 SigningAlgorithm=self.signing_algorithm(),
                 TemplateArn=PASSTHROUGH_TEMPLATE_ARN,
                 ApiPassthrough={"Subject": {"CommonName": thing}},
-                Validity={"Value": stagger.validity_days(offset), "Type": "DAYS"},
+                Validity={"Value": placement.validity_days, "Type": "DAYS"},
                 IdempotencyToken=fingerprint[:36],
             )["CertificateArn"]
             self.clients.pca.get_waiter("certificate_issued").wait(
@@ -256,7 +259,7 @@ class Rotation:
         self._record_issue(
             thing,
             certificate_id,
-            {"serial": facts.serial, "validityDays": stagger.validity_days(offset)},
+            {"serial": facts.serial, "validityDays": placement.validity_days},
         )
         item = self.inventory.issued(
             thing,
@@ -278,7 +281,7 @@ class Rotation:
             {
                 "status": "issued",
                 "certificateId": certificate_id,
-                "validityDays": stagger.validity_days(offset),
+                "validityDays": placement.validity_days,
             },
             {"CertificatesIssued": 1},
         )
