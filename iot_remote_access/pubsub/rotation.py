@@ -17,6 +17,8 @@ from iot_remote_access.core.certificate_issuer import CertificateIssuer
 from iot_remote_access.pubsub.rotation_settings import GcpRotationSettings, RotationSettingsError
 
 MODES = ("serve", "plan", "dispatch")
+#: The module ``ROTATION_ISSUER=ca-service`` loads (``from_environment()``).
+CA_SERVICE_ISSUER = "iot_remote_access.gcp_ca.rotation_issuer"
 
 
 class IssuerLoadError(RuntimeError):
@@ -26,10 +28,8 @@ class IssuerLoadError(RuntimeError):
 def load_issuer(spec: str) -> CertificateIssuer:
     """The issuer ``ROTATION_ISSUER`` names: ``ca-service`` or ``module[:callable]``."""
     if spec == "ca-service":
-        raise IssuerLoadError(
-            "ROTATION_ISSUER: 'ca-service' needs the CA Service issuer, which this build "
-            "does not have yet; allowed: module[:callable] returning a CertificateIssuer"
-        )
+        # Loaded by name like any other issuer: this package stays below gcp_ca.
+        spec = CA_SERVICE_ISSUER
     module_name, _, attribute = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -42,7 +42,10 @@ def load_issuer(spec: str) -> CertificateIssuer:
         raise IssuerLoadError(
             f"ROTATION_ISSUER: {spec[:80]!r} has no callable {attribute or 'from_environment'!r}"
         )
-    issuer: CertificateIssuer = factory()
+    try:
+        issuer: CertificateIssuer = factory()
+    except ValueError as error:
+        raise IssuerLoadError(f"ROTATION_ISSUER {spec[:80]!r}: {error}") from None
     return issuer
 
 
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             csr_subscription=settings.subscription_path(settings.csr_subscription),
             confirm_subscription=settings.subscription_path(settings.confirm_subscription),
             max_inflight=settings.max_inflight,
+            lease_extension_seconds=settings.lease_extension_seconds,
             http=(settings.http_host, settings.http_port),
         ).run()
     from iot_remote_access.pubsub.rotation_planner import GcpRotationPlanner

@@ -64,13 +64,20 @@ class RotationService:
         csr_subscription: str,
         confirm_subscription: str,
         max_inflight: int = 10,
+        lease_extension_seconds: int = 10,
         http: tuple[str, int] = ("127.0.0.1", 0),
     ) -> None:
         from google.cloud.pubsub_v1.types import FlowControl
 
         self.protocol = protocol
         self._subscriber = subscriber
-        self._flow = FlowControl(max_messages=max_inflight)
+        # Short lease extensions: a message held by a replica that died is redelivered
+        # (to another) within about this many seconds, not the client's default minute.
+        self._flow = FlowControl(
+            max_messages=max_inflight,
+            min_duration_per_lease_extension=lease_extension_seconds,
+            max_duration_per_lease_extension=lease_extension_seconds,
+        )
         self._stop = threading.Event()
         #: Messages handled, by "kind/outcome" (shown in /readyz).
         self.handled: dict[str, int] = {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable
 from typing import Literal, Self
 
@@ -52,6 +53,11 @@ DEFAULT_CERTIFICATE_TOPIC_ID = "iot-rotation-certificates"
 DEFAULT_CERTIFICATE_SUBSCRIPTION_ID = "iot-rotation-certificates-bridge"
 
 
+_POOL_RE = re.compile(
+    r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]{1,63}/caPools/[a-zA-Z0-9_-]{1,63}"
+)
+
+
 class RotationSettingsError(ValueError):
     """Unusable settings; one line per problem, each naming its environment variable."""
 
@@ -62,9 +68,15 @@ class GcpRotationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     project: str
-    #: ``ca-service`` (Certificate Authority Service), or ``module`` / ``module:callable``
-    #: returning a ``core.certificate_issuer.CertificateIssuer`` (another CA, tests).
+    #: ``ca-service`` (Certificate Authority Service, ``gcp_ca/rotation_issuer.py``), or
+    #: ``module`` / ``module:callable`` returning a ``core.certificate_issuer.CertificateIssuer``.
     issuer: str = "ca-service"
+    #: The CA Service issuer's pool, ``projects/P/locations/L/caPools/POOL``.
+    ca_pool: str = ""
+    #: The pool's maximum certificate lifetime (the issuer refuses longer requests).
+    ca_maximum_lifetime_days: int = Field(default=454, ge=1, le=3650)
+    #: Empty: Google's endpoint. A loopback ``HOST:PORT``: a local stand-in (tests).
+    ca_endpoint: str = ""
     firestore_database: str = "(default)"
     inventory_collection: str = "iot-device-inventory"
     ledger_collection: str = "iot-stagger-ledger"
@@ -85,6 +97,8 @@ class GcpRotationSettings(BaseSettings):
     issuing_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     retry_seconds: float = Field(default=30.0, ge=1, le=600)
     max_inflight: int = Field(default=10, ge=1, le=1000)
+    #: Seconds per lease extension: a dead replica's messages come back this soon.
+    lease_extension_seconds: int = Field(default=10, ge=10, le=600)
     http_host: str = "0.0.0.0"  # noqa: S104  # probes come from outside the pod
     http_port: int = Field(default=8080, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -101,8 +115,19 @@ class GcpRotationSettings(BaseSettings):
     def _pubsub_id(cls, value: str) -> str:
         return _checked(validate_pubsub_id, value)
 
+    @field_validator("ca_pool")
+    @classmethod
+    def _pool(cls, value: str) -> str:
+        if value and not _POOL_RE.fullmatch(value):
+            raise ValueError(
+                f"{value[:80]!r} is not a CA pool; allowed: projects/P/locations/L/caPools/POOL"
+            )
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.issuer == "ca-service" and not self.ca_pool:
+            raise ValueError("ROTATION_CA_POOL: not set; required with ROTATION_ISSUER ca-service")
         if self.hourly_budget > self.budget_ceiling:
             raise ValueError(
                 f"ROTATION_HOURLY_BUDGET {self.hourly_budget} is above "

@@ -52,11 +52,13 @@ class RecordedReplies:
 class Fleet:
     """An inventory on the Firestore emulator (a project of its own) and the test issuer."""
 
-    def __init__(self, tmp: Path, ca: TestCa, project: str | None = None) -> None:
+    def __init__(
+        self, tmp: Path, ca: TestCa, project: str | None = None, issuer: Any = None
+    ) -> None:
         self.project = project or fresh_project()
         self.client = firestore.Client(project=self.project)
         self.inventory = FirestoreInventory(self.client)
-        self.issuer = LocalTestIssuer.create(tmp / "issuer", ca._key, ca._cert)
+        self.issuer = issuer or LocalTestIssuer.create(tmp / "issuer", ca._key, ca._cert)
         self.replies = RecordedReplies()
 
     def protocol(self, **kwargs: Any) -> RotationProtocol:
@@ -155,4 +157,4 @@ def issued_device_store(directory: Path, fleet: Fleet, thing: str, days: int = 4
         thing, certificate_id=issued.name, not_after=issued.not_after,
         serial=issued.serial_hex, now=datetime.now(UTC),
     )  # fmt: skip
-    return store, issued.name
+    return store, issued

@@ -34,8 +34,6 @@ from iot_remote_access.core.certificate_issuer import (
 )
 
 DIRECTORY_VARIABLE = "LOCAL_TEST_ISSUER_DIR"
-#: Set to 1, the process ends right after the first issuance (a service dying mid-rotation).
-EXIT_AFTER_ISSUE_VARIABLE = "LOCAL_TEST_ISSUER_EXIT_AFTER_ISSUE"
 POOL = "projects/local-test/locations/test/caPools/devices"
 
 
@@ -119,8 +117,6 @@ class LocalTestIssuer:
         temporary = record.with_suffix(".tmp")
         temporary.write_text(json.dumps(fields))
         temporary.replace(record)
-        if os.environ.get(EXIT_AFTER_ISSUE_VARIABLE) == "1":  # a crash the test asked for
-            os._exit(70)
         return _issued(fields)
 
     def revoke(self, name: str) -> None:
