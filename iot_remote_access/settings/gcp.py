@@ -34,6 +34,7 @@ from iot_remote_access.core.shared_subscription import DEFAULT_SHARE_GROUP, vali
 from iot_remote_access.settings.base import SettingsSection, core_check
 from iot_remote_access.settings.gcp_access import GcpAccessProxySettings
 from iot_remote_access.settings.gcp_ca import GcpCertificateAuthoritySettings
+from iot_remote_access.settings.gcp_rotation import GcpRotationServiceSettings
 
 DEFAULT_TELEMETRY_TOPIC_ID = "iot-telemetry"
 DEFAULT_COMMANDS_TOPIC_ID = "iot-commands"
@@ -304,6 +305,9 @@ class GcpSettings(SettingsSection):
     #: Device certificates from Certificate Authority Service (``gcp plan|deploy`` render
     #: the CA pool and CA; the rotation service issues from them). Default: none.
     certificate_authority: GcpCertificateAuthoritySettings | None = None
+    #: The certificate rotation service and planner on GKE (``gcp manifests``; needs
+    #: ``certificateAuthority``). Default: none.
+    rotation_service: GcpRotationServiceSettings | None = None
 
     @field_validator("project_id")
     @classmethod

@@ -28,6 +28,7 @@ from iot_remote_access.constructs.gcp.labels import (
     PART_OF,
 )
 from iot_remote_access.constructs.gcp.network_policies import NetworkPolicies
+from iot_remote_access.constructs.gcp.rotation_service import RotationService
 from iot_remote_access.constructs.gcp.teleport_cluster import TELEPORT_CHART, TeleportCluster
 from iot_remote_access.core.kubernetes_names import ManifestValueError
 from iot_remote_access.settings import FleetSettings
@@ -58,7 +59,8 @@ class HivemqChart(cdk8s.Chart):
 
     Attributes: ``hivemq`` (:class:`HivemqPlatform`, with ``values``),
     ``bridge`` (:class:`BridgeDeployment` or ``None`` with the Pub/Sub
-    extension), ``network_policies``, ``namespace_object`` (``None`` when
+    extension), ``rotation`` (:class:`RotationService` with ``gcp.rotationService``,
+    else ``None``), ``network_policies``, ``namespace_object`` (``None`` when
     ``createNamespace`` is off).
     """
 
@@ -121,6 +123,11 @@ class HivemqChart(cdk8s.Chart):
                 broker_port=BRIDGE_LISTENER_PORT,
                 thing_name_pattern=settings.thing_name_pattern,
                 command_responses=access.command_responses,
+            )
+        self.rotation: RotationService | None = None
+        if gcp.rotation_service is not None:
+            self.rotation = RotationService(
+                self, "Rotation", namespace=namespace, gcp=gcp, certificates=settings.certificates
             )
         self.network_policies = NetworkPolicies(
             self,

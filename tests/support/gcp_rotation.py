@@ -158,3 +158,27 @@ def issued_device_store(directory: Path, fleet: Fleet, thing: str, days: int = 4
         serial=issued.serial_hex, now=datetime.now(UTC),
     )  # fmt: skip
     return store, issued
+
+
+def rotation_settings_file(directory: Path, project: str | None = None) -> Path:
+    """examples/gcp-settings.yaml with the rotation service, its CA pool and a certificates
+    section switched on (``project``: this test's own)."""
+    import yaml
+
+    from tests.support.hivemq import EXAMPLE_SETTINGS
+
+    document = yaml.safe_load(EXAMPLE_SETTINGS.read_text(encoding="utf-8"))
+    gcp = document["iot-remote-access"]["gcp"]
+    project = project or gcp["projectId"]
+    gcp["projectId"] = project
+    account = f"iot-rotation@{project}.iam.gserviceaccount.com"
+    gcp["certificateAuthority"] = {
+        "location": "europe-west1",
+        "issuerMembers": [f"serviceAccount:{account}"],
+    }
+    gcp["rotationService"] = {"serviceAccount": account, "image": gcp["bridge"]["image"]}
+    document["iot-remote-access"]["certificates"] = {"hourlyRotationBudget": 400}
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "settings.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path

@@ -49,6 +49,7 @@ from iot_remote_access.constructs.gcp.labels import (
     PART_OF,
     WORKLOAD_IDENTITY_ANNOTATION,
 )
+from iot_remote_access.constructs.gcp.pod_security import container_security, pod_security
 from iot_remote_access.core.gcp_rules import validate_project_id, validate_service_account
 from iot_remote_access.core.kubernetes_names import (
     ManifestValueError,
@@ -248,16 +249,7 @@ class BridgeDeployment(Construct):
             env=self._env_vars(),
             ports=[k8s.ContainerPort(name=_HTTP, container_port=s.http_port)],
             resources=self._resources(),
-            security_context=k8s.SecurityContext(
-                run_as_non_root=True,
-                run_as_user=s.run_as_user,
-                run_as_group=s.run_as_user,
-                allow_privilege_escalation=False,
-                privileged=False,
-                read_only_root_filesystem=True,
-                capabilities=k8s.Capabilities(drop=["ALL"]),
-                seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-            ),
+            security_context=container_security(s.run_as_user),
             volume_mounts=self._volume_mounts(),
             startup_probe=startup,
             liveness_probe=liveness,
@@ -273,13 +265,7 @@ class BridgeDeployment(Construct):
             automount_service_account_token=False,
             # SIGTERM starts the drain; SIGKILL comes only after it had its time.
             termination_grace_period_seconds=s.drain_timeout_seconds + GRACE_MARGIN_SECONDS,
-            security_context=k8s.PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=s.run_as_user,
-                run_as_group=s.run_as_user,
-                fs_group=s.run_as_user,
-                seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-            ),
+            security_context=pod_security(s.run_as_user),
             containers=[self._container()],
             volumes=self._volumes(),
             topology_spread_constraints=[
