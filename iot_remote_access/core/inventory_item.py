@@ -41,3 +41,22 @@ def to_record(item: Mapping[str, Any]) -> InventoryRecord:
         last_attempt_at=parse_time(item.get("lastAttemptAt")),
         last_rotation_at=parse_time(item.get("lastRotationAt")),
     )
+
+
+def enrolled_item(
+    thing: str, *, certificate_id: str, not_after: datetime, serial: str | None, now: datetime
+) -> dict[str, Any]:
+    """A new device's item: its current certificate, nothing under way."""
+    item: dict[str, Any] = {
+        "thing": thing,
+        "certificateId": certificate_id,
+        "notAfter": iso(not_after),
+        "expiryDay": not_after.astimezone(UTC).date().isoformat(),
+        "status": "ACTIVE",
+        "rotationState": RotationState.IDLE.value,
+        "attempts": 0,
+        "enrolledAt": iso(now),
+    }
+    if serial:
+        item["serial"] = serial
+    return item

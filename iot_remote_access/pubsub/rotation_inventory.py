@@ -24,13 +24,13 @@ the tests run against the real one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from iot_remote_access.core.inventory_item import iso, slot_key, to_record
+from iot_remote_access.core.inventory_item import enrolled_item, slot_key, to_record
 from iot_remote_access.core.rotation_plan import InventoryRecord, RotationState
 from iot_remote_access.core.stagger import StaggerPolicy
 
@@ -116,18 +116,9 @@ class FirestoreInventory:
         now: datetime,
     ) -> None:
         """Add a device with its current certificate (provisioning writes this)."""
-        item: Item = {
-            "thing": thing,
-            "certificateId": certificate_id,
-            "notAfter": iso(not_after),
-            "expiryDay": not_after.astimezone(UTC).date().isoformat(),
-            "status": "ACTIVE",
-            "rotationState": RotationState.IDLE.value,
-            "attempts": 0,
-            "enrolledAt": iso(now),
-        }
-        if serial:
-            item["serial"] = serial
+        item = enrolled_item(
+            thing, certificate_id=certificate_id, not_after=not_after, serial=serial, now=now
+        )
         self.collection.document(thing).set(item)
 
     def transition(

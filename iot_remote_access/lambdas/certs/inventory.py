@@ -18,7 +18,7 @@ names (``#`` is not allowed in one): ``#stagger#YYYY-MM-DD`` per cohort.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +26,13 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from iot_remote_access.core.aws_schema import EXPIRY_INDEX, REVOKE_INDEX, SLOT_INDEX
-from iot_remote_access.core.inventory_item import iso, parse_time, slot_key, to_record
+from iot_remote_access.core.inventory_item import (
+    enrolled_item,
+    iso,
+    parse_time,
+    slot_key,
+    to_record,
+)
 from iot_remote_access.core.rotation_plan import InventoryRecord, RotationState
 
 LEDGER_PREFIX = "#stagger#"
@@ -129,18 +135,9 @@ class Inventory:
     ) -> None:
         """Add a device with its current certificate (provisioning writes this)."""
         self._count("PutItem")
-        item: Item = {
-            "thing": thing,
-            "certificateId": certificate_id,
-            "notAfter": iso(not_after),
-            "expiryDay": not_after.astimezone(UTC).date().isoformat(),
-            "status": "ACTIVE",
-            "rotationState": RotationState.IDLE.value,
-            "attempts": 0,
-            "enrolledAt": iso(now),
-        }
-        if serial:
-            item["serial"] = serial
+        item = enrolled_item(
+            thing, certificate_id=certificate_id, not_after=not_after, serial=serial, now=now
+        )
         self.table.put_item(Item=item)
 
     def schedule(self, thing: str, hour: datetime, *, expected: Sequence[RotationState]) -> Item:
