@@ -32,7 +32,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from iot_remote_access.core.inventory_item import enrolled_item, slot_key, to_record
 from iot_remote_access.core.rotation_plan import InventoryRecord, RotationState
-from iot_remote_access.core.stagger import StaggerPolicy
+from iot_remote_access.core.stagger import StaggerError, StaggerPolicy
 
 Item = dict[str, Any]
 #: Changes of one transition: field -> value, or :data:`DELETE` to remove the field.
@@ -170,7 +170,12 @@ def choose_day(policy: StaggerPolicy, loads: list[int], rank: int, thing: str) -
     days hold ``loads`` (read in the same transaction, so never stale): the first day of
     ``thing``'s probe order under the cap of its rank."""
     cap = policy.cap(rank)
-    return next(offset for offset in policy.probe(thing) if loads[offset] < cap)
+    for offset in policy.probe(thing):
+        if loads[offset] < cap:
+            return offset
+    # Impossible with counts written only here (window * cap >= rank > placed); a ledger
+    # edited by hand could get here: the issuance is retried, never placed over the cap.
+    raise StaggerError(f"cohort: no expiry day under {cap} for {thing!r} (rank {rank})")
 
 
 class FirestoreLedger:
