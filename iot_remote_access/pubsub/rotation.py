@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from google.auth.exceptions import GoogleAuthError
+
 from iot_remote_access.core.certificate_issuer import CertificateIssuer
 from iot_remote_access.pubsub.rotation_settings import GcpRotationSettings, RotationSettingsError
 
@@ -57,6 +59,7 @@ def build(settings: GcpRotationSettings) -> tuple[Any, Any, Any]:
     from iot_remote_access.pubsub.rotation_protocol import RotationProtocol
     from iot_remote_access.pubsub.rotation_service import PubsubReplies
 
+    issuer = load_issuer(settings.issuer)  # before any client: a bad name is a settings error
     client = firestore.Client(project=settings.project, database=settings.firestore_database)
     inventory = FirestoreInventory(
         client, settings.inventory_collection, settings.ledger_collection
@@ -64,7 +67,7 @@ def build(settings: GcpRotationSettings) -> tuple[Any, Any, Any]:
     publisher = pubsub_v1.PublisherClient()
     protocol = RotationProtocol(
         inventory=inventory,
-        issuer=load_issuer(settings.issuer),
+        issuer=issuer,
         replies=PubsubReplies(publisher, settings.topic_path(settings.certificate_topic)),
         topics=settings.topics(),
         stagger=settings.stagger_policy(),
@@ -90,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(error).splitlines():
             print(f"error: invalid rotation settings: {line}", file=sys.stderr)
         return 2
+    except GoogleAuthError as error:
+        print(f"error: no Google Cloud credentials ({str(error)[:200]})", file=sys.stderr)
+        return 1
     if args[0] == "serve":
         from iot_remote_access.pubsub.rotation_service import RotationService
 
