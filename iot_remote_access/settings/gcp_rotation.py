@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from iot_remote_access.core.gcp_rules import validate_service_account
+from iot_remote_access.core.gcp_rules import validate_pubsub_id, validate_service_account
 from iot_remote_access.core.kubernetes_names import validate_image, validate_quantity
 from iot_remote_access.settings.base import SettingsSection, core_check
 
@@ -41,6 +41,27 @@ class GcpRotationServiceSettings(SettingsSection):
     )
     #: Minute of the hour the hourly dispatch runs.
     dispatch_minute: int = Field(default=5, ge=0, le=59)
+    #: Pub/Sub names (``gcp deploy`` creates them, each topic with a dead-letter topic):
+    #: CSRs and confirmations the rotation bridge publishes, the service's subscriptions
+    #: to them, certificates the service publishes and the rotation bridge's subscription.
+    csr_topic: str = "iot-rotation-csr"
+    csr_subscription: str = "iot-rotation-csr-service"
+    confirm_topic: str = "iot-rotation-confirm"
+    confirm_subscription: str = "iot-rotation-confirm-service"
+    certificate_topic: str = "iot-rotation-certificates"
+    certificate_subscription: str = "iot-rotation-certificates-bridge"
+
+    @field_validator(
+        "csr_topic",
+        "csr_subscription",
+        "confirm_topic",
+        "confirm_subscription",
+        "certificate_topic",
+        "certificate_subscription",
+    )
+    @classmethod
+    def _pubsub_id(cls, value: str) -> str:
+        return core_check(validate_pubsub_id, value)
 
     @field_validator("service_account")
     @classmethod

@@ -90,6 +90,9 @@ class GcpPubsubStack(Construct):
         self.responses_subscription: PubsubSubscription | None = None
         if commands:
             self._responses(project, settings, delivery, bridge)
+        self.rotation: dict[str, DeadLetteredTopic | PubsubSubscription] = {}
+        if settings.rotation_service is not None:
+            self._rotation(project, settings, delivery, bridge)
 
     def _responses(
         self, project: str, settings: GcpSettings, delivery: dict[str, object], bridge: str
@@ -118,6 +121,59 @@ class GcpPubsubStack(Construct):
         for member in pubsub.command_service_members:
             self.commands.topic.grant_publish(member)
             self.responses_subscription.grant_consume(member)
+
+    def _rotation(
+        self, project: str, settings: GcpSettings, delivery: dict[str, object], bridge: str
+    ) -> None:
+        """Certificate rotation (docs/gcp-rotation.md): the rotation bridge (the bridge's
+        service account) publishes CSRs and confirmations and consumes certificates; the
+        rotation service consumes the first two, publishes certificates and rotate commands.
+        A CSR held back while CA Service throttles is redelivered many times: its
+        subscriptions allow the most delivery attempts before dead-lettering."""
+        rotation = settings.rotation_service
+        assert rotation is not None
+        service = f"serviceAccount:{rotation.service_account}"
+        retention = delivery["message_retention"]
+        patient = {**delivery, "max_delivery_attempts": 100}
+        topics = {
+            "Csr": rotation.csr_topic,
+            "Confirm": rotation.confirm_topic,
+            "Certificates": rotation.certificate_topic,
+        }
+        made = {
+            name: DeadLetteredTopic(
+                self,
+                f"Rotation{name}",
+                project=project,
+                topic_id=topic_id,
+                labels=settings.labels,
+                message_retention=retention,  # type: ignore[arg-type]
+            )
+            for name, topic_id in topics.items()
+        }
+        subscriptions = {
+            "Csr": (rotation.csr_subscription, service),
+            "Confirm": (rotation.confirm_subscription, service),
+            "Certificates": (rotation.certificate_subscription, bridge),
+        }
+        for name, (subscription_id, consumer) in subscriptions.items():
+            subscription = PubsubSubscription(
+                self,
+                f"Rotation{name}Subscription",
+                topic=made[name].topic,
+                subscription_id=subscription_id,
+                message_ordering=name == "Certificates",  # a thing's answers in order
+                dead_letter_topic=made[name].dead_letter,
+                **patient,  # type: ignore[arg-type]
+            )
+            subscription.grant_consume(consumer)
+            self.rotation[f"{name}Subscription"] = subscription
+            self.rotation[name] = made[name]
+        for name, publisher in (("Csr", bridge), ("Confirm", bridge), ("Certificates", service)):
+            made[name].topic.grant_publish(publisher)
+        for dead in made.values():
+            dead.dead_letter.grant_publish(bridge)
+        self.commands.topic.grant_publish(service)  # the planner's rotate commands
 
     def desired_state(self) -> DesiredState:
         return DesiredState.of(self)

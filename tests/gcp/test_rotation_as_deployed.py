@@ -24,7 +24,7 @@ from tests.support.ca_service_standin import CaServiceStandIn, ready_issuer
 from tests.support.gcp_clients import wait_for
 from tests.support.gcp_rotation import (
     Fleet,
-    create_rotation_topology,
+    deploy_rotation_topology,
     fresh_project,
     make_csr,
     rotation_settings_file,
@@ -72,7 +72,7 @@ def deployed(
     firestore_emulator: FirestoreEmulator,
 ) -> Deployed:
     made = Deployed(tmp_path / "rendered", ca_service, ca)
-    create_rotation_topology(made.project)
+    deploy_rotation_topology(made.project)
     return made
 
 

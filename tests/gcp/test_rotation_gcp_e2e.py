@@ -37,13 +37,13 @@ from iot_remote_access.device.rotation import Broker, RotationDevice
 from iot_remote_access.device.rotation_state import Phase
 from iot_remote_access.pubsub.rotation_planner import GcpRotationPlanner
 from iot_remote_access.settings import FleetSettings
-from tests.gcp.conftest import bridge_environment, deploy_topology
+from tests.gcp.conftest import bridge_environment
 from tests.support.ca_service_standin import CaServiceStandIn, ready_issuer
 from tests.support.gcp_clients import wait_for
 from tests.support.gcp_rotation import (
     ROTATION_BRIDGE_IDENTITY,
     Fleet,
-    create_rotation_topology,
+    deploy_rotation_topology,
     fresh_project,
     issued_device_store,
     rotation_bridge_acl,
@@ -156,8 +156,7 @@ def world(
     store, enrolled = issued_device_store(tmp_path / "device", fleet, THING)
     bundle = tmp_path / "trusted-cas.pem"  # the broker's trust: the test CA and CA Service's
     bundle.write_text(ca.ca_file.read_text() + "".join(enrolled.chain_pem))
-    deploy_topology(fleet.project)  # the real `gcp deploy` topology (commands topic, ...)
-    create_rotation_topology(fleet.project)
+    deploy_rotation_topology(fleet.project)  # the real `gcp deploy` code, rotation included
     acl = MosquittoAcl(DeviceAccess(rotation=True)).render() + rotation_bridge_acl()
     broker = MosquittoBroker(tmp_path / "broker", ca, acl)
     broker.config_file.write_text(

@@ -117,25 +117,21 @@ def rotation_bridge_overrides() -> dict[str, str]:
     }
 
 
-def create_rotation_topology(project: str, *, ack_deadline: int = 10) -> None:
-    """The rotation topics and subscriptions on the Pub/Sub emulator (what the service and the
-    rotation bridge read and write)."""
-    from google.cloud import pubsub_v1
+def deploy_rotation_topology(project: str) -> None:
+    """The Pub/Sub topology with the rotation topics, by the real ``gcp deploy`` code
+    (plan, then deploy) on the emulator: what the service and the rotation bridge use."""
+    from tests.gcp.conftest import GCP_SETTINGS, deploy_topology
 
-    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    for topic in ROTATION_PUBSUB.values():
-        for name in (topic, topic + "-dead-letter"):
-            publisher.create_topic(name=f"projects/{project}/topics/{name}")
-    for subscription, topic in (
-        ("iot-rotation-csr-service", ROTATION_PUBSUB["csr"]),
-        ("iot-rotation-confirm-service", ROTATION_PUBSUB["confirm"]),
-        ("iot-rotation-certificates-bridge", ROTATION_PUBSUB["certificates"]),
-    ):
-        subscriber.create_subscription(
-            name=f"projects/{project}/subscriptions/{subscription}",
-            topic=f"projects/{project}/topics/{topic}",
-            ack_deadline_seconds=ack_deadline,
-        )
+    account = f"iot-rotation@{project}.iam.gserviceaccount.com"
+    image = "europe-west1-docker.pkg.dev/p/iot/pubsub-bridge:0.1.0"
+    deploy_topology(
+        project,
+        {
+            **GCP_SETTINGS,
+            "certificateAuthority": {"location": "europe-west1"},
+            "rotationService": {"serviceAccount": account, "image": image},
+        },
+    )
 
 
 def issued_device_store(directory: Path, fleet: Fleet, thing: str, days: int = 40) -> Any:
