@@ -138,7 +138,9 @@ class RotationProtocol:
         fingerprint = None if item is None else item.get("csrSha256")
         if state == RotationState.ISSUING and fingerprint == csr.fingerprint:
             assert item is not None
-            started = datetime.fromisoformat(item["issuingAt"])
+            # No start time on record (written by hand): treat the lease as run out.
+            issuing_at = item.get("issuingAt")
+            started = datetime.fromisoformat(issuing_at) if issuing_at else now - self.issuing_lease
             if started + self.issuing_lease > now:  # another delivery is issuing it now
                 left = (started + self.issuing_lease - now).total_seconds()
                 return Decision("being-issued", 200, max(1.0, left))
