@@ -17,6 +17,22 @@ from iot_remote_access.core.topics import TopicModel, render_topic
 ROTATE_COMMAND_TYPE = "rotate-certificate"
 
 
+def rotation_bridge_topics(topics: TopicModel) -> TopicModel:
+    """The topic model the *rotation bridge* runs with on GCP: the bridge's code, unchanged,
+    with its three paths on the rotation topics (CSRs up as its telemetry, certificates
+    down as its commands, confirmations up as its responses). The rotation fields take the
+    others' templates only because a model's templates must all differ; it never uses them.
+    """
+    return TopicModel(
+        telemetry=topics.rotation_csr,
+        commands=topics.rotation_certificate,
+        responses=topics.rotation_confirm,
+        rotation_csr=topics.telemetry,
+        rotation_certificate=topics.commands,
+        rotation_confirm=topics.responses,
+    )
+
+
 def rotate_command(
     topics: TopicModel, thing: str, *, attempt: int, current_not_after: object
 ) -> dict[str, Any]:

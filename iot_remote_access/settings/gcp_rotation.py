@@ -13,7 +13,16 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from iot_remote_access.core.gcp_rules import validate_pubsub_id, validate_service_account
-from iot_remote_access.core.kubernetes_names import validate_image, validate_quantity
+from iot_remote_access.core.hivemq_permissions import (
+    validate_bridge_identity as validate_hivemq_bridge_identity,
+)
+from iot_remote_access.core.kubernetes_names import (
+    validate_dns_subdomain,
+    validate_image,
+    validate_quantity,
+)
+from iot_remote_access.core.mosquitto_acl import validate_bridge_identity
+from iot_remote_access.core.shared_subscription import validate_share_group
 from iot_remote_access.settings.base import SettingsSection, core_check
 
 
@@ -50,6 +59,30 @@ class GcpRotationServiceSettings(SettingsSection):
     confirm_subscription: str = "iot-rotation-confirm-service"
     certificate_topic: str = "iot-rotation-certificates"
     certificate_subscription: str = "iot-rotation-certificates-bridge"
+    #: The rotation bridge (the bridge's image and code on the rotation topics): the CN of
+    #: its client certificate (never a valid thing name), the Secret holding that
+    #: certificate (``tls.crt``, ``tls.key``, ``ca.crt``), its share group and replicas.
+    #: It runs as ``gcp.bridge.serviceAccount``.
+    bridge_identity: str = "rotation-bridge.iot-remote-access"
+    bridge_client_certificate_secret: str = "rotation-bridge-tls"  # noqa: S105 - a name
+    bridge_share_group: str = "rotation-bridge"
+    bridge_replicas: int = Field(default=2, ge=2, le=20)
+
+    @field_validator("bridge_identity")
+    @classmethod
+    def _identity(cls, value: str) -> str:
+        core_check(validate_bridge_identity, value)
+        return core_check(validate_hivemq_bridge_identity, value)
+
+    @field_validator("bridge_share_group")
+    @classmethod
+    def _share_group(cls, value: str) -> str:
+        return core_check(validate_share_group, value)
+
+    @field_validator("bridge_client_certificate_secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        return core_check(validate_dns_subdomain, value)
 
     @field_validator(
         "csr_topic",

@@ -23,6 +23,7 @@ from iot_remote_access.constructs.gcp.bridge_deployment import BridgeDeployment
 from iot_remote_access.constructs.gcp.hivemq_platform import HivemqPlatform
 from iot_remote_access.constructs.gcp.labels import (
     BRIDGE_LISTENER_PORT,
+    COMPONENT_LABEL,
     DEVICE_LISTENER_PORT,
     HIVEMQ_METRICS_PORT,
     PART_OF,
@@ -31,7 +32,10 @@ from iot_remote_access.constructs.gcp.network_policies import NetworkPolicies
 from iot_remote_access.constructs.gcp.rotation_service import RotationService
 from iot_remote_access.constructs.gcp.teleport_cluster import TELEPORT_CHART, TeleportCluster
 from iot_remote_access.core.kubernetes_names import ManifestValueError
+from iot_remote_access.core.rotation_messages import rotation_bridge_topics
+from iot_remote_access.core.topics import TopicModel
 from iot_remote_access.settings import FleetSettings
+from iot_remote_access.settings.gcp import GcpSettings
 
 MANIFESTS_DIR = "manifests"
 VALUES_FILE = "hivemq-values.yaml"
@@ -48,6 +52,7 @@ cat > "$here/helm-output.yaml"
 exec kubectl kustomize "$here"
 """
 HIVEMQ_CHART = "hivemq/hivemq-platform"
+ROTATION_BRIDGE_POD_LABELS = {COMPONENT_LABEL: "rotation-bridge"}
 #: The chart version the values are written for and validated against.
 HIVEMQ_CHART_VERSION = "0.2.72"
 
@@ -125,10 +130,13 @@ class HivemqChart(cdk8s.Chart):
                 command_responses=access.command_responses,
             )
         self.rotation: RotationService | None = None
+        self.rotation_bridge: BridgeDeployment | None = None
         if gcp.rotation_service is not None:
             self.rotation = RotationService(
                 self, "Rotation", namespace=namespace, gcp=gcp, certificates=settings.certificates
             )
+            if self.bridge is not None:
+                self.rotation_bridge = self._rotation_bridge(gcp, access.topics, settings)
         self.network_policies = NetworkPolicies(
             self,
             "NetworkPolicies",
@@ -141,6 +149,46 @@ class HivemqChart(cdk8s.Chart):
             bridge_http_port=gcp.bridge.http_port if self.bridge else None,
             monitoring_namespace=hivemq.monitoring_namespace,
             operator_namespace=hivemq.operator_namespace,
+            rotation_bridge_pod_labels=(
+                self.rotation_bridge.pod_labels if self.rotation_bridge else None
+            ),
+        )
+
+    def _rotation_bridge(
+        self, gcp: GcpSettings, topics: TopicModel, settings: FleetSettings
+    ) -> BridgeDeployment:
+        """The bridge once more, on the rotation topics and names (docs/gcp-rotation.md)."""
+        rotation = gcp.rotation_service
+        assert rotation is not None and self.hivemq.bridge_service_name is not None
+        pubsub = gcp.pubsub.model_copy(
+            update={
+                "telemetry_topic": rotation.csr_topic,
+                "commands_topic": rotation.certificate_topic,
+                "bridge_subscription": rotation.certificate_subscription,
+                "responses_topic": rotation.confirm_topic,
+            }
+        )
+        bridge = gcp.bridge.model_copy(
+            update={
+                "identity": rotation.bridge_identity,
+                "share_group": rotation.bridge_share_group,
+                "client_certificate_secret": rotation.bridge_client_certificate_secret,
+                "replicas": rotation.bridge_replicas,
+                "max_replicas": max(rotation.bridge_replicas, gcp.bridge.max_replicas),
+            }
+        )
+        return BridgeDeployment(
+            self,
+            "RotationBridge",
+            namespace=self.hivemq.namespace,
+            gcp=gcp.model_copy(update={"pubsub": pubsub, "bridge": bridge}),
+            topics=rotation_bridge_topics(topics),
+            broker_host=self.hivemq.bridge_service_name,
+            broker_port=BRIDGE_LISTENER_PORT,
+            name="rotation-bridge",
+            thing_name_pattern=settings.thing_name_pattern,
+            command_responses=True,
+            pod_labels=ROTATION_BRIDGE_POD_LABELS,
         )
 
 

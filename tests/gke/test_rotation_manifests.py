@@ -13,9 +13,15 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from iot_remote_access.core.hivemq_permissions import allows, parse_file_realm
+from iot_remote_access.core.topics import Access
 from iot_remote_access.pubsub.rotation_settings import ENV_PREFIX, GcpRotationSettings
 from iot_remote_access.settings import FleetSettings
-from tests.support.gcp_rotation import rotation_settings_file
+from tests.support.gcp_rotation import (
+    ROTATION_BRIDGE_IDENTITY,
+    rotation_bridge_overrides,
+    rotation_settings_file,
+)
 from tests.support.hivemq import Synthesized
 
 ROTATION_OBJECTS = [
@@ -130,3 +136,49 @@ def test_without_a_ca_pool_the_service_is_refused_in_one_line(tmp_path: Path) ->
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"error: {path}: gcp.certificateAuthority: missing;")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_rotation_bridge_is_the_bridge_on_the_rotation_topics(rendered: Synthesized) -> None:
+    """The second bridge: its own pods, its own identity in the broker's bridge realm with
+    exactly the rotation topics, the listener reachable from its pods, and the same
+    variables the end-to-end test runs the bridge with."""
+    hivemq = rendered.settings.hivemq
+    assert hivemq is not None
+    names = ("StatefulSet", "Service", "ServiceAccount", "HorizontalPodAutoscaler")
+    for kind in (*names, "PodDisruptionBudget"):
+        obj = rendered.get(kind, "rotation-bridge")
+        kubernetes_validate.validate(obj, hivemq.kubernetes_version, strict=True)
+    pod = rendered.get("StatefulSet", "rotation-bridge")["spec"]["template"]
+    bridge_pod = rendered.get("StatefulSet", "pubsub-bridge")["spec"]["template"]
+    assert pod["metadata"]["labels"] != bridge_pod["metadata"]["labels"]
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    expected = rotation_bridge_overrides()
+    for key in ("mqtt_client_id",):
+        expected.pop(key)  # the pod name here (downward API)
+    assert {k: env[f"BRIDGE_{k.upper()}"] for k in expected} == expected
+    policy = rendered.get("NetworkPolicy", "hivemq-allow-rotation-bridge")["spec"]
+    (rule,) = policy["ingress"]
+    assert (
+        rule["from"][0]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    )
+    # HiveMQ: the rotation bridge's identity may do its three things and nothing of the
+    # bridge's; the bridge nothing of the rotation bridge's.
+    ese = next(e for e in rendered.values["extensions"] if e["name"].endswith("security-extension"))
+    realm = rendered.get("ConfigMap", ese["configMapName"])["data"]["bridge-realm.xml"]
+    roles, users = parse_file_realm(realm)
+    by_user = {u.name: {r.role_id: r for r in roles}[u.roles[0]] for u in users}
+    rotation = by_user[ROTATION_BRIDGE_IDENTITY].permissions
+    bridge = by_user["bridge.iot-remote-access"].permissions
+    assert allows(
+        rotation, "rotation-bridge-0", Access.SUBSCRIBE, "$share/rotation-bridge/rot/+/csr"
+    )
+    assert allows(
+        rotation, "rotation-bridge-0", Access.SUBSCRIBE, "$share/rotation-bridge/rot/+/confirm"
+    )
+    assert allows(rotation, "rotation-bridge-0", Access.PUBLISH, "rot/gw-1/certificate")
+    assert not allows(
+        rotation, "rotation-bridge-0", Access.SUBSCRIBE, "$share/rotation-bridge/dt/+/telemetry"
+    )
+    assert not allows(rotation, "rotation-bridge-0", Access.PUBLISH, "cmd/gw-1/commands")
+    assert not allows(bridge, "pubsub-bridge-0", Access.PUBLISH, "rot/gw-1/certificate")

@@ -79,6 +79,8 @@ class BridgeDeployment(Construct):
     :param thing_name_pattern: Default: AWS IoT's thing-name rule.
     :param command_responses: remote commands on: the bridge relays devices' responses
         to Pub/Sub. Default: off.
+    :param pod_labels: the pods' labels (a second bridge, the rotation bridge, needs its
+        own). Default: ``BRIDGE_POD_LABELS``.
 
     Attributes: ``service_account``, ``stateful_set``, ``service``,
     ``autoscaler``, ``disruption_budget``, ``pod_labels``, ``environment``
@@ -98,6 +100,7 @@ class BridgeDeployment(Construct):
         name: str = "pubsub-bridge",
         thing_name_pattern: str = THING_NAME_RULE,
         command_responses: bool = False,
+        pod_labels: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.gcp = gcp
@@ -106,7 +109,7 @@ class BridgeDeployment(Construct):
         self.name = name
         self.namespace = namespace
         self._validate()
-        self.pod_labels = dict(BRIDGE_POD_LABELS)
+        self.pod_labels = dict(pod_labels or BRIDGE_POD_LABELS)
         self.environment = self._environment(topics, broker_host, broker_port, thing_name_pattern)
         self.service_account = self._service_account()
         self.service = self._service()

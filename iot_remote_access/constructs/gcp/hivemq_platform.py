@@ -51,6 +51,7 @@ from iot_remote_access.core.kubernetes_names import (
     validate_dns_subdomain,
     validate_image_tag,
 )
+from iot_remote_access.core.rotation_messages import rotation_bridge_topics
 from iot_remote_access.core.topics import THING_NAME_RULE, DeviceAccess
 from iot_remote_access.settings.gcp import GcpSettings
 from iot_remote_access.settings.hivemq import HivemqSettings
@@ -164,10 +165,17 @@ class HivemqPlatform(Construct):
                 shared_group=bridge.share_group,
                 command_responses=access.command_responses,
             )
-            files[BRIDGE_REALM_FILE] = render_file_realm(
-                [RealmRole("bridge", role)],
-                [RealmUser(bridge.identity, ("bridge",))],
-            )
+            roles, users = [RealmRole("bridge", role)], [RealmUser(bridge.identity, ("bridge",))]
+            rotation = self.gcp.rotation_service
+            if rotation is not None:  # the rotation bridge: the bridge's role on rot/ topics
+                rotation_role = bridge_permissions(
+                    rotation_bridge_topics(access.topics),
+                    shared_group=rotation.bridge_share_group,
+                    command_responses=True,
+                )
+                roles.append(RealmRole("rotation-bridge", rotation_role))
+                users.append(RealmUser(rotation.bridge_identity, ("rotation-bridge",)))
+            files[BRIDGE_REALM_FILE] = render_file_realm(roles, users)
         files[ESE_CONFIG_FILE] = render_ese_config(tuple(pipelines))
         return files
 

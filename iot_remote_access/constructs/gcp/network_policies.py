@@ -33,6 +33,8 @@ class NetworkPolicies(Construct):
     :param bridge_http_port: the bridge's health/metrics port (with the bridge).
     :param monitoring_namespace: may scrape metrics. Default: none.
     :param operator_namespace: may reach the broker pods. Default: none.
+    :param rotation_bridge_pod_labels: labels of the rotation bridge's pods, which reach
+        the bridge listener too (with the bridge). Default: no rotation bridge.
 
     Attribute ``policies``: name -> KubeNetworkPolicy.
     """
@@ -51,6 +53,7 @@ class NetworkPolicies(Construct):
         bridge_http_port: int | None = None,
         monitoring_namespace: str | None = None,
         operator_namespace: str | None = None,
+        rotation_bridge_pod_labels: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         validate_dns_label(namespace, field_name="hivemq.namespace")
@@ -76,20 +79,24 @@ class NetworkPolicies(Construct):
             [k8s.NetworkPolicyIngressRule(from_=[k8s.NetworkPolicyPeer(pod_selector=hivemq)])],
         )
         if bridge_pod_labels is not None and bridge_listener_port is not None:
-            self._policy(
-                "hivemq-allow-bridge",
-                hivemq,
-                [
-                    k8s.NetworkPolicyIngressRule(
-                        from_=[
-                            k8s.NetworkPolicyPeer(
-                                pod_selector=k8s.LabelSelector(match_labels=bridge_pod_labels)
-                            )
-                        ],
-                        ports=[_tcp(bridge_listener_port)],
-                    )
-                ],
-            )
+            bridges = {"hivemq-allow-bridge": bridge_pod_labels}
+            if rotation_bridge_pod_labels is not None:
+                bridges["hivemq-allow-rotation-bridge"] = rotation_bridge_pod_labels
+            for name, labels in bridges.items():
+                self._policy(
+                    name,
+                    hivemq,
+                    [
+                        k8s.NetworkPolicyIngressRule(
+                            from_=[
+                                k8s.NetworkPolicyPeer(
+                                    pod_selector=k8s.LabelSelector(match_labels=labels)
+                                )
+                            ],
+                            ports=[_tcp(bridge_listener_port)],
+                        )
+                    ],
+                )
         if operator_namespace is not None:
             self._policy(
                 "hivemq-allow-operator",
