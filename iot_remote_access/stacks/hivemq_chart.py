@@ -129,14 +129,7 @@ class HivemqChart(cdk8s.Chart):
                 thing_name_pattern=settings.thing_name_pattern,
                 command_responses=access.command_responses,
             )
-        self.rotation: RotationService | None = None
-        self.rotation_bridge: BridgeDeployment | None = None
-        if gcp.rotation_service is not None:
-            self.rotation = RotationService(
-                self, "Rotation", namespace=namespace, gcp=gcp, certificates=settings.certificates
-            )
-            if self.bridge is not None:
-                self.rotation_bridge = self._rotation_bridge(gcp, access.topics, settings)
+        self.rotation, self.rotation_bridge = self._rotation(gcp, access.topics, settings)
         self.network_policies = NetworkPolicies(
             self,
             "NetworkPolicies",
@@ -153,6 +146,23 @@ class HivemqChart(cdk8s.Chart):
                 self.rotation_bridge.pod_labels if self.rotation_bridge else None
             ),
         )
+
+    def _rotation(
+        self, gcp: GcpSettings, topics: TopicModel, settings: FleetSettings
+    ) -> tuple[RotationService | None, BridgeDeployment | None]:
+        """With ``gcp.rotationService``: the service and its CronJobs, and (with the bridge)
+        the rotation bridge."""
+        if gcp.rotation_service is None:
+            return None, None
+        service = RotationService(
+            self,
+            "Rotation",
+            namespace=self.hivemq.namespace,
+            gcp=gcp,
+            certificates=settings.certificates,
+        )
+        bridge = self._rotation_bridge(gcp, topics, settings) if self.bridge else None
+        return service, bridge
 
     def _rotation_bridge(
         self, gcp: GcpSettings, topics: TopicModel, settings: FleetSettings

@@ -82,21 +82,7 @@ class NetworkPolicies(Construct):
             bridges = {"hivemq-allow-bridge": bridge_pod_labels}
             if rotation_bridge_pod_labels is not None:
                 bridges["hivemq-allow-rotation-bridge"] = rotation_bridge_pod_labels
-            for name, labels in bridges.items():
-                self._policy(
-                    name,
-                    hivemq,
-                    [
-                        k8s.NetworkPolicyIngressRule(
-                            from_=[
-                                k8s.NetworkPolicyPeer(
-                                    pod_selector=k8s.LabelSelector(match_labels=labels)
-                                )
-                            ],
-                            ports=[_tcp(bridge_listener_port)],
-                        )
-                    ],
-                )
+            self._bridge_policies(hivemq, bridge_listener_port, bridges)
         if operator_namespace is not None:
             self._policy(
                 "hivemq-allow-operator",
@@ -120,6 +106,16 @@ class NetworkPolicies(Construct):
                         )
                     ],
                 )
+
+    def _bridge_policies(
+        self, hivemq: k8s.LabelSelector, port: int, bridges: dict[str, dict[str, str]]
+    ) -> None:
+        """Each bridge's pods (policy name -> pod labels) may reach the bridge listener."""
+        for name, labels in bridges.items():
+            peer = k8s.NetworkPolicyPeer(pod_selector=k8s.LabelSelector(match_labels=labels))
+            self._policy(
+                name, hivemq, [k8s.NetworkPolicyIngressRule(from_=[peer], ports=[_tcp(port)])]
+            )
 
     def _policy(
         self, name: str, selector: k8s.LabelSelector, rules: list[k8s.NetworkPolicyIngressRule]
