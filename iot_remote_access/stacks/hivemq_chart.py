@@ -55,6 +55,7 @@ class HivemqChart(cdk8s.Chart):
     """Namespace, broker extension config, bridge and NetworkPolicies for one fleet.
 
     :param settings: the fleet settings; their ``hivemq`` and ``gcp`` sections are required.
+    :param things: with ``deviceBinding: certificate``, the things the devices realm lists.
 
     Attributes: ``hivemq`` (:class:`HivemqPlatform`, with ``values``),
     ``bridge`` (:class:`BridgeDeployment` or ``None`` with the Pub/Sub
@@ -62,7 +63,14 @@ class HivemqChart(cdk8s.Chart):
     ``createNamespace`` is off).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: FleetSettings) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: FleetSettings,
+        things: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(scope, construct_id, disable_resource_name_hashes=True)
         hivemq = settings.hivemq
         if hivemq is None:
@@ -107,6 +115,7 @@ class HivemqChart(cdk8s.Chart):
             gcp=gcp,
             access=access,
             thing_name_pattern=settings.thing_name_pattern,
+            things=things,
         )
         self.bridge: BridgeDeployment | None = None
         if hivemq.integration == "bridge":
@@ -137,15 +146,19 @@ class HivemqChart(cdk8s.Chart):
         )
 
 
-def synthesize(settings: FleetSettings, out_dir: Path) -> list[Path]:
+def synthesize(
+    settings: FleetSettings, out_dir: Path, *, things: tuple[str, ...] = ()
+) -> list[Path]:
     """Write ``manifests/`` and ``hivemq-values.yaml`` under ``out_dir``; return the files written.
+
+    ``things``: the devices realm's things (``deviceBinding: certificate``); none by default.
 
     Raises ValueError (naming field, value and what is allowed) before writing
     anything when a value cannot be used.
     """
     manifests = out_dir / MANIFESTS_DIR
     app = cdk8s.App(outdir=str(manifests), yaml_output_type=cdk8s.YamlOutputType.FILE_PER_RESOURCE)
-    chart = HivemqChart(app, "hivemq", settings=settings)
+    chart = HivemqChart(app, "hivemq", settings=settings, things=things)
     values = chart.hivemq.values
     teleport = _teleport(app, settings)
     # Every value was checked while the chart was built: only now is anything removed or
