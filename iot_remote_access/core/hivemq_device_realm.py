@@ -99,7 +99,8 @@ def devices_realm(
     if binding == "clientId":
         role = device_permissions(access)
         return render_file_realm(RealmRole(name, role) for name in fleet_ca_names)
-    things = tuple(things)
+    # Sorted: the same fleet renders the same realm (and checksum) whatever the list's order.
+    things = tuple(sorted(set(things)))
     if len(things) > MAX_REALM_THINGS:
         raise DeviceRealmError(
             f"things: {len(things)}; allowed: at most {MAX_REALM_THINGS} per devices realm"
