@@ -1,7 +1,9 @@
 """Render the device topic model as HiveMQ topic permissions (Enterprise Security Extension).
 
-One role for every device, written once with the ESE placeholder for the MQTT
-client identifier, so each device reaches only its own topics; one role for
+The device role, written once with the ESE placeholder for the MQTT client
+identifier (``deviceBinding: clientId``: the client chooses it, see
+:data:`CLIENT_ID_PLACEHOLDER`), or written per thing with its name literal
+(:func:`per_device_realm`, the default certificate binding); one role for
 the Pub/Sub bridge, which reads every device's telemetry through a shared
 subscription and publishes commands. The same :class:`DeviceAccess` feeds the
 AWS IoT policy and the mosquitto ACL, and :func:`granted_topics` answers, for
@@ -37,9 +39,10 @@ from iot_remote_access.core.topics import (
 #: Extension", https://hivemq.atlassian.net/wiki/spaces/KB/pages/3542646931, 2025:
 #: client id SENSOR_UNIT_001 resolves ".../${mqtt-clientid}/..." to
 #: ".../SENSOR_UNIT_001/..."). The client chooses its client id in CONNECT and
-#: nothing in the ESE pipeline rendered for the role-key devices pipeline ties it
-#: to the certificate, so a device with a valid fleet certificate that connects
-#: with client id ``device-b`` gets device-b's topics. No placeholder for the
+#: nothing in the ESE pipeline rendered for the role-key devices pipeline
+#: (``deviceBinding: clientId``) ties it to the certificate, so a device with a
+#: valid fleet certificate that connects with client id ``device-b`` gets
+#: device-b's topics. No placeholder for the
 #: certificate-derived ``authorization-key`` is confirmed by the ESE docs we could
 #: read; :func:`per_device_realm` binds by certificate instead (docs/topics-v2.md,
 #: "HiveMQ: the client-id hole").
