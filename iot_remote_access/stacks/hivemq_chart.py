@@ -89,7 +89,6 @@ class HivemqChart(cdk8s.Chart):
             # Remote commands on: devices answer on their responses topic, the bridge relays.
             command_responses=settings.commands.enabled,
         )
-
         self.namespace_object: k8s.KubeNamespace | None = None
         if hivemq.create_namespace:
             self.namespace_object = k8s.KubeNamespace(
