@@ -32,10 +32,10 @@ from iot_remote_access.core.hivemq_device_realm import (
 )
 from iot_remote_access.core.topics import TopicModelError
 from iot_remote_access.settings import FleetSettings, SettingsError
+from iot_remote_access.settings.hivemq import HIVEMQ_CHART, HIVEMQ_CHART_VERSION
 
 #: A thing name is at most 128 characters: 1,000 of them, with comments, fit easily.
 MAX_THINGS_BYTES = 1024 * 1024
-HIVEMQ_CHART = "hivemq/hivemq-platform"
 
 
 @click.command("device-realm")
@@ -91,7 +91,8 @@ def device_realm(settings_file: Path, things_file: Path, output_format: str) -> 
     click.echo(yaml.safe_dump(_config_map(settings, files, checksum), sort_keys=False), nl=False)
     click.echo(
         f"note: {len(things)} things; after kubectl apply, roll the broker so ESE reads the "
-        f"realm: helm upgrade {hivemq.release_name} {HIVEMQ_CHART} -n {hivemq.namespace} "
+        f"realm: helm upgrade {hivemq.release_name} {HIVEMQ_CHART} --version "
+        f"{HIVEMQ_CHART_VERSION} -n {hivemq.namespace} "
         f"--reuse-values --set-string 'nodes.annotations.{_escaped(REALM_CHECKSUM_ANNOTATION)}"
         f"={checksum}' (docs/gcp.md, Device realm)",
         err=True,

@@ -31,6 +31,9 @@ from iot_remote_access.core.kubernetes_names import (
 )
 from iot_remote_access.settings.base import SettingsSection, core_check
 
+HIVEMQ_CHART = "hivemq/hivemq-platform"
+#: The chart version the Helm values are written for and validated against.
+HIVEMQ_CHART_VERSION = "0.2.72"
 #: Default HiveMQ image tag: the one the hivemq-platform chart 0.2.72 ships.
 DEFAULT_HIVEMQ_TAG = "4.54.0"
 DEFAULT_KUBERNETES_VERSION = "1.33"

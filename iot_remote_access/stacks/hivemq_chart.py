@@ -31,6 +31,8 @@ from iot_remote_access.constructs.gcp.network_policies import NetworkPolicies
 from iot_remote_access.constructs.gcp.teleport_cluster import TELEPORT_CHART, TeleportCluster
 from iot_remote_access.core.kubernetes_names import ManifestValueError
 from iot_remote_access.settings import FleetSettings
+from iot_remote_access.settings.hivemq import HIVEMQ_CHART as HIVEMQ_CHART
+from iot_remote_access.settings.hivemq import HIVEMQ_CHART_VERSION as HIVEMQ_CHART_VERSION
 
 MANIFESTS_DIR = "manifests"
 VALUES_FILE = "hivemq-values.yaml"
@@ -46,9 +48,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 cat > "$here/helm-output.yaml"
 exec kubectl kustomize "$here"
 """
-HIVEMQ_CHART = "hivemq/hivemq-platform"
-#: The chart version the values are written for and validated against.
-HIVEMQ_CHART_VERSION = "0.2.72"
 
 
 class HivemqChart(cdk8s.Chart):
