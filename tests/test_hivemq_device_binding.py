@@ -3,6 +3,7 @@ device-realm`` as an operator runs it (the console script in a subprocess)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from iot_remote_access.core.hivemq_device_realm import (
     parse_things,
 )
 from iot_remote_access.core.hivemq_permissions import CLIENT_ID_PLACEHOLDER, parse_file_realm
+from iot_remote_access.core.reach_hivemq import RealmError, analyze_ese_files
 from iot_remote_access.core.topics import (
     THING_NAME_RULE,
     Access,
@@ -211,3 +213,36 @@ def _reach(path: Path) -> Run:
         timeout=120,
         check=False,
     )
+
+
+# -- reach reads the ESE files as the pipelines do ------------------------------------------
+
+
+def test_a_per_device_realm_behind_a_role_key_pipeline_is_reported() -> None:
+    """Not a vacuous pass: the realm alone is clean, but a pipeline that selects roles by
+    the issuer's CN would let any certificate hold every thing's role."""
+    files = ese_files(
+        DeviceAccess(), binding="certificate", fleet_ca_names=(), bridge=None, things=FLEET
+    )
+    assert all(not r.lateral for r in analyze_ese_files(files))
+    role_key = dict(files)
+    role_key["config.xml"] = (
+        files["config.xml"]
+        .replace("<use-authorization-key>true", "<use-authorization-key>false")
+        .replace("<use-authorization-role-key>false", "<use-authorization-role-key>true")
+    )
+    reports = analyze_ese_files(role_key, attacker="device-a")
+    # device-a holding its own role is fine; holding device-b's or gw:eu_7's is not.
+    lateral = {r.source for r in reports if r.lateral}
+    assert lateral == {"ese:devices:device-b", "ese:devices:gw:eu_7"}
+
+
+def test_ese_files_without_the_realm_a_pipeline_names_are_refused() -> None:
+    files = ese_files(DeviceAccess(), binding="certificate", fleet_ca_names=(), bridge=None)
+    del files["devices-realm.xml"]
+    with pytest.raises(
+        RealmError, match=re.escape("pipeline 'devices': realm file 'devices-realm.xml'")
+    ):
+        analyze_ese_files(files)
+    with pytest.raises(RealmError, match=re.escape("no config.xml")):
+        analyze_ese_files({"devices-realm.xml": "<ese-file-realm/>"})

@@ -151,14 +151,17 @@ def test_the_client_id_binding_renders_todays_role_and_pipeline(client_id: Synth
         )
 
 
-def _reach_realm(synthesized: Synthesized, folder: Path) -> subprocess.CompletedProcess[str]:
-    """`reach` on the devices realm file as the ESE ConfigMap of the manifests holds it."""
-    folder.mkdir()
-    realm = folder / "devices-realm.xml"
-    realm.write_text(_files(synthesized)["devices-realm.xml"], encoding="utf-8")
+def _reach_config_map(synthesized: Synthesized) -> subprocess.CompletedProcess[str]:
+    """`reach` on the ESE ConfigMap file exactly as `gcp manifests` wrote it: config.xml's
+    pipelines say how each realm is read (by subject CN or by issuer CN)."""
+    (path,) = [
+        p
+        for p in (synthesized.out_dir / "manifests").glob("*.yaml")
+        if f"name: {ESE_CONFIG_MAP}" in p.read_text(encoding="utf-8")
+    ]
     return subprocess.run(
-        [CLI, "reach", realm.name],
-        cwd=folder,
+        [CLI, "reach", path.name],
+        cwd=path.parent,
         capture_output=True,
         text=True,
         timeout=120,
@@ -166,17 +169,18 @@ def _reach_realm(synthesized: Synthesized, folder: Path) -> subprocess.Completed
     )
 
 
-def test_reach_proves_the_listed_realm_and_reports_the_client_id_one(
-    listed: Synthesized, client_id: Synthesized, tmp_path: Path
+def test_reach_proves_the_listed_manifests_and_reports_the_client_id_ones(
+    listed: Synthesized, client_id: Synthesized
 ) -> None:
-    bound = _reach_realm(listed, tmp_path / "bound")
-    assert bound.returncode == 0, bound.stdout
+    bound = _reach_config_map(listed)
+    assert bound.returncode == 0, bound.stdout + bound.stderr
     for thing in THINGS:
-        assert f"devices-realm.xml:{thing}" in bound.stdout
-    hole = _reach_realm(client_id, tmp_path / "hole")
-    assert hole.returncode == 1, hole.stdout
-    assert "devices-realm.xml:Fleet Device CA 1: HIGH can publish" in hole.stdout
-    assert "connected as client id" in hole.stdout
+        assert f":devices:{thing}: no device reaches another's topics" in bound.stdout
+    assert ":bridge:bridge: no device reaches another's topics" in bound.stdout
+    hole = _reach_config_map(client_id)
+    assert hole.returncode == 1, hole.stdout + hole.stderr
+    assert ":devices:Fleet Device CA 1: HIGH can publish 'dt/device-b/telemetry'" in hole.stdout
+    assert "connected as client id 'device-b'" in hole.stdout
 
 
 @pytest.mark.parametrize(
