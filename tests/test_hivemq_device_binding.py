@@ -20,8 +20,15 @@ from iot_remote_access.core.hivemq_device_realm import (
     ese_files,
     parse_things,
 )
-from iot_remote_access.core.hivemq_permissions import CLIENT_ID_PLACEHOLDER, parse_file_realm
-from iot_remote_access.core.reach_hivemq import RealmError, analyze_ese_files
+from iot_remote_access.core.hivemq_permissions import (
+    CLIENT_ID_PLACEHOLDER,
+    RealmRole,
+    RealmUser,
+    parse_file_realm,
+    render_file_realm,
+    thing_permissions,
+)
+from iot_remote_access.core.reach_hivemq import RealmError, analyze_ese_files, analyze_realm
 from iot_remote_access.core.topics import (
     THING_NAME_RULE,
     Access,
@@ -246,3 +253,19 @@ def test_ese_files_without_the_realm_a_pipeline_names_are_refused() -> None:
         analyze_ese_files(files)
     with pytest.raises(RealmError, match=re.escape("no config.xml")):
         analyze_ese_files({"devices-realm.xml": "<ese-file-realm/>"})
+
+
+def test_the_analysis_is_bounded_by_roles_times_holders_not_only_users() -> None:
+    """One device user holding 1,001 roles is 1,001 analyses: refused, not run for minutes."""
+    roles = [RealmRole(f"r{n}", thing_permissions(DeviceAccess(), "device-a")) for n in range(1001)]
+    realm = render_file_realm(roles, [RealmUser("device-a", tuple(r.role_id for r in roles))])
+    with pytest.raises(RealmError, match="1001 role analyses"):
+        analyze_realm(realm)
+    files = ese_files(
+        DeviceAccess(), binding="certificate", fleet_ca_names=(), bridge=None, things=FLEET
+    )
+    pipeline = files["config.xml"].split("<pipelines>")[1].split("</pipelines>")[0]
+    many = dict(files)
+    many["config.xml"] = files["config.xml"].replace(pipeline, pipeline * 9)
+    with pytest.raises(RealmError, match="9 listener pipelines; allowed: at most 8"):
+        analyze_ese_files(many)
