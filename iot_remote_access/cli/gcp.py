@@ -20,6 +20,8 @@ from iot_remote_access.cli.gcp_access import (
     print_monitoring_applied,
     print_monitoring_plan,
 )
+from iot_remote_access.cli.gcp_ledger import SERVICE as STORAGE
+from iot_remote_access.cli.gcp_ledger import LedgerAnchors
 from iot_remote_access.core.gcp_rules import validate_project_id
 from iot_remote_access.settings import FleetSettings, SettingsError
 from iot_remote_access.settings.gcp import GcpSettings
@@ -61,11 +63,14 @@ def plan_command(settings_file: Path, project: str | None, monitoring_endpoint: 
     """Show, resource by resource, what deploy would create or change."""
     desired, publisher, subscriber = _prepare(settings_file, project)
     access = _access_monitoring(settings_file, project, monitoring_endpoint)
+    anchors = _ledger_anchors(settings_file, project)
     result = _call(lambda: _plan(desired, publisher, subscriber))
     console = Console(soft_wrap=True)
     _print_plan(result, console)
     if access is not None:
         print_monitoring_plan(_call(access.plan, "Google Cloud"), console)
+    if anchors is not None:
+        anchors.print_plan(_call(anchors.plan, STORAGE), console)
 
 
 @gcp.command("deploy")
@@ -82,7 +87,10 @@ def deploy_command(
 
     desired, publisher, subscriber = _prepare(settings_file, project)
     access = _access_monitoring(settings_file, project, monitoring_endpoint)
+    anchors = _ledger_anchors(settings_file, project)
     result = _call(lambda: _plan(desired, publisher, subscriber))
+    if anchors is not None:
+        anchors.refuse_blocked(_call(anchors.plan, STORAGE))
     console = Console(soft_wrap=True)
     err = Console(stderr=True)
     try:
@@ -120,6 +128,8 @@ def deploy_command(
         except MonitoringDeployFailed as error:
             raise OperationError(f"Google Cloud refused to {error}") from None
         print_monitoring_applied(monitoring_plan, applied_monitoring, console)
+    if anchors is not None:
+        anchors.print_applied(_call(anchors.deploy, STORAGE), console)
 
 
 @gcp.command("device-config")
@@ -167,6 +177,16 @@ def _access_monitoring(
             f"gcp.accessProxy needs the 'gcp' extra: pip install 'iot-remote-access[gcp]' "
             f"({error.name} is missing)"
         ) from None
+
+
+def _ledger_anchors(settings_file: Path, project: str | None) -> LedgerAnchors | None:
+    """With ``ledger.gcp``: the access ledger's anchor bucket (``cli/gcp_ledger.py``)."""
+    settings = FleetSettings.from_file(settings_file)  # already validated by _prepare
+    spec = LedgerAnchors.spec_of(settings)
+    if spec is None or settings.gcp is None:
+        return None
+    chosen = _project(settings_file, settings.gcp, project)
+    return _call(lambda: LedgerAnchors.connect(spec, chosen), STORAGE)  # type: ignore[no-any-return]
 
 
 def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
