@@ -73,12 +73,18 @@ class SessionWriter:
 
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> WriterStats:
         """Pull and write until ``stop`` is set (or, ``until_idle``, a pull returns nothing);
-        anchors on the way and once at the end."""
+        anchors every ``anchor_every`` and once at the end."""
+        self._last_anchor = self.clock()
         while not stop.is_set():
-            received = self.subscriber.pull(
-                request={"subscription": self.subscription, "max_messages": MAX_MESSAGES},
-                timeout=30,
-            ).received_messages
+            request: dict[str, Any] = {
+                "subscription": self.subscription,
+                "max_messages": MAX_MESSAGES,
+            }
+            if until_idle:
+                # A job drains what is there: an empty answer at once ends it (a service
+                # waits for messages instead).
+                request["return_immediately"] = True
+            received = self.subscriber.pull(request=request, timeout=30).received_messages
             if received:
                 self.write_batch(received)
             elif until_idle:
@@ -152,7 +158,8 @@ class SessionWriter:
         logger.warning("not a Teleport log entry%s: %s", where, str(error)[:300])
 
     def _anchor_due(self) -> bool:
-        return self._last_anchor is None or self.clock() - self._last_anchor >= self.anchor_every
+        last = self._last_anchor
+        return last is None or self.clock() - last >= self.anchor_every
 
     def anchor(self) -> None:
         """Anchor the chain's head in the bucket (skipped, and logged, if the tail is broken)."""
