@@ -134,8 +134,10 @@ def azure_alerts(settings_file: Path, listen: str, container_url: str | None) ->
     IOT_REMOTE_ACCESS_WEBHOOK_TOKEN (never an argument: it would show in ps)."""
     ledger = _ledger(settings_file, "azure")
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"--listen: {listen[:60]!r} is not allowed; allowed: HOST:PORT")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise InputError(
+            f"--listen: {listen[:60]!r} is not allowed; allowed: HOST:PORT (port 0: any free one)"
+        )
     token = os.environ.get(TOKEN_VARIABLE, "")
     if len(token) < 16:
         raise InputError(f"{TOKEN_VARIABLE}: missing or shorter than 16 characters")
