@@ -86,7 +86,8 @@ class SessionWriter:
                 request["return_immediately"] = True
             received = self.subscriber.pull(request=request, timeout=30).received_messages
             if received:
-                self.write_batch(received)
+                if not self.write_batch(received) and (until_idle or stop.wait(5)):
+                    break  # the ledger is down: a job ends (failed); a service retries in 5 s
             elif until_idle:
                 break
             if self._anchor_due():
@@ -94,7 +95,8 @@ class SessionWriter:
         self.anchor()
         return self.stats
 
-    def write_batch(self, received: list[Any]) -> None:
+    def write_batch(self, received: list[Any]) -> bool:
+        """Write one pulled batch; False if the ledger failed (the rest is handed back)."""
         entries = sorted(
             ((self._entry(m.message), m.ack_id) for m in received),
             key=lambda pair: str(pair[0].get("timestamp", "")) if pair[0] else "",
@@ -108,10 +110,20 @@ class SessionWriter:
         except LedgerUnavailable as error:
             self.stats.failures.append(str(error)[:300])
             logger.error("session not recorded; left for redelivery: %s", str(error)[:300])
+            # Handed back at once (deadline 0) rather than after the ack deadline.
+            rest = [ack_id for _, ack_id in entries[len(done) :]]
+            self.subscriber.modify_ack_deadline(
+                request={
+                    "subscription": self.subscription,
+                    "ack_ids": rest,
+                    "ack_deadline_seconds": 0,
+                }
+            )
         if done:
             self.subscriber.acknowledge(
                 request={"subscription": self.subscription, "ack_ids": done}
             )
+        return len(done) == len(entries)
 
     def _entry(self, message: Any) -> dict[str, Any] | None:
         data = bytes(message.data)
@@ -169,6 +181,10 @@ class SessionWriter:
         except TailBroken as error:
             self.stats.failures.append(f"tail broken: {error}")
             logger.error("ledger tail does not hold; not anchored: %s", error)
+            return
+        except Exception as error:  # any SDK error: the next run anchors instead
+            self.stats.failures.append(f"could not anchor: {type(error).__name__}")
+            logger.error("ledger not anchored: %s", type(error).__name__)
             return
         self._last_anchor = now
         if result.get("anchored") is not None:
