@@ -199,3 +199,30 @@ def test_sessions_from_the_audit_sink_are_chained_anchored_and_verified_and_tamp
     assert broken.stderr.strip() == (
         "error: chain broken at record 1: digest does not match the record's content (edited)"
     )
+
+
+def test_the_evidence_pack_reads_the_writers_records_as_session_rows() -> None:
+    from iot_remote_access.core.evidence_fold import Fold
+    from iot_remote_access.core.evidence_model import Period
+    from iot_remote_access.core.ledger import next_record
+
+    mapper, head, rows = SessionMapper(), None, []
+    fold = Fold(Period(T0, T0 + timedelta(days=1)), rows.append, rows.append, lambda _: None)
+    for number, entry in enumerate(_session_entries()):
+        data = mapper.record_of(entry)
+        if data is not None:
+            head = next_record(head, data, T0 + timedelta(minutes=90, seconds=number))
+            fold.add(head.seq, head.time, head.data)
+    fold.finish_open()
+    shown = [
+        (r["operator"], r["purpose"], r["thing"], r["openedAt"], r["minutes"], r["outcome"],
+         r["endedBy"])
+        for r in rows
+    ]  # fmt: skip
+    assert shown == [
+        ("alice@example.com", "INC-4711 sensor drift", DEVICE, "2026-11-30T08:05:00Z", 12,
+         "closed: ended by the operator", "alice@example.com"),
+        ("alice@example.com", "INC-4711 sensor drift", DEVICE, "2026-11-30T08:30:00Z", 30,
+         "closed: access request expired (certificate disconnected)", "timeout"),
+        ("(unknown)", "", "", "2026-11-30T09:01:00Z", 0, "refused", ""),  # no user: no request
+    ]  # fmt: skip
