@@ -135,3 +135,48 @@ def test_alert_events_are_chained_anchored_verified_and_a_deleted_record_is_caug
                             text=True, timeout=120)  # fmt: skip
     assert broken.returncode == 1
     assert broken.stderr.startswith("error: chain broken at record 1: record(s) 1 missing")
+
+
+class _FailingOnce:
+    """The Blob container (``AzureBlobAnchors`` over the stand-in) whose first write fails,
+    as a throttled or unreachable storage account does."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink, self.failures = sink, 1
+
+    def put(self, key: str, body: bytes) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("storage unreachable")
+        self.sink.put(key, body)
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        return self.sink.keys(prefix)  # type: ignore[no-any-return]
+
+    def get(self, key: str) -> bytes:
+        return self.sink.get(key)  # type: ignore[no-any-return]
+
+
+def test_an_alert_the_store_cannot_take_is_503_and_recorded_when_the_action_group_retries() -> None:
+    from datetime import timedelta
+
+    from azure.storage.blob import ContainerClient
+
+    from iot_remote_access.lambdas.anchor_sinks.azure_alerts import AlertWriter
+    from iot_remote_access.lambdas.anchor_sinks.object_chain import ObjectChain
+    from iot_remote_access.lambdas.anchor_sinks.sinks import AzureBlobAnchors
+
+    with BlobStandIn() as blobs:
+        container = ContainerClient.from_container_url(blobs.container_url(ACCOUNT, CONTAINER))
+        chain = ObjectChain(_FailingOnce(AzureBlobAnchors(container)))
+        writer = AlertWriter(chain, TOKEN, anchor_every=timedelta(hours=1))
+        body = json.dumps(stream_alert("sensor-7", condition="Fired", streams=4)).encode()
+        path = f"/alerts?token={TOKEN}"
+        assert writer.handle(path, body) == (
+            503,
+            {"field": "ledger", "message": "could not be written; retry"},
+        )
+        assert writer.handle(path, body) == (200, {"recorded": True, "seq": 0})
+        assert list(blobs.blobs) == [
+            (ACCOUNT, CONTAINER, "records/access/000000/000000000000.json")
+        ]

@@ -141,6 +141,8 @@ def serve(writer: AlertWriter, host: str, port: int, stop: threading.Event) -> T
     """Start the webhook server in a thread (and the anchoring loop); returns the server."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 30  # a client that stops sending does not hold a thread for ever
+
         def do_POST(self) -> None:
             length = self.headers.get("Content-Length", "")
             if not length.isdigit() or int(length) > MAX_BODY:
