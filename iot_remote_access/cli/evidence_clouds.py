@@ -111,7 +111,7 @@ def _subscriber() -> Any:
     return pubsub_v1.SubscriberClient()
 
 
-def _gcs_sink(bucket: str, project: str) -> Any:
+def _gcs_sink(bucket: str, project: str | None) -> Any:
     import google.cloud.storage as storage
 
     from iot_remote_access.lambdas.anchor_sinks.sinks import GcsAnchors
@@ -214,7 +214,7 @@ def export_objects_command(
         raise InputError(f"--out: {str(out)[:80]!r} holds an export; allowed: a new folder")
     out.mkdir(parents=True, exist_ok=True)
     sink = (
-        _gcs_sink(gcs_bucket, gcs_project or "-")
+        _gcs_sink(gcs_bucket, gcs_project)
         if gcs_bucket is not None
         else _azure_sink(str(azure_container_url))
     )

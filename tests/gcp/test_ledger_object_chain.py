@@ -82,6 +82,8 @@ def test_the_head_and_the_lines_are_found_across_blocks(
     writer = _chain(client)
     for number in range(7):
         writer.append(_event(number))
+    # An object that is not a record, under the records' prefix: never read as one.
+    GcsAnchors(client.bucket(BUCKET)).put("records/access/000001/README.json", b"not a record")
     blocks = sorted({name.split("/")[2] for (_, name) in standin.objects})
     assert blocks == ["000000", "000001", "000002"]
     fresh = _chain(client)

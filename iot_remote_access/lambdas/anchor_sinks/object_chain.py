@@ -22,6 +22,7 @@ the head it wrote last, so an append is one create (a lost race adds one listing
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from iot_remote_access.lambdas.ledger.store import MAX_ATTEMPTS, LedgerUnavailab
 
 RECORDS = "records"
 BLOCK = 10_000
+_NAME = re.compile(r"\d{12}\.json")
 
 
 def record_name(ledger_id: str, seq: int) -> str:
@@ -63,8 +65,9 @@ class ObjectChain:
         self._head: Record | None = None
 
     def _names(self, block: int) -> list[str]:
+        """The record names of ``block``, in order; anything else there is not a record."""
         prefix = f"{RECORDS}/{self.ledger_id}/{block:06d}/"
-        return sorted(name for name in self.sink.keys(prefix) if name.endswith(".json"))
+        return sorted(n for n in self.sink.keys(prefix) if _NAME.fullmatch(n[len(prefix) :]))
 
     def head(self) -> Record | None:
         """The last record, found from the last one this writer knows (or record 0)."""
@@ -87,7 +90,7 @@ class ObjectChain:
         block = from_seq // BLOCK
         while names := self._names(block):
             for name in names:
-                if int(name.rsplit("/", 1)[1].removesuffix(".json")) >= from_seq:
+                if int(name[-17:-5]) >= from_seq:
                     yield self.sink.get(name).rstrip(b"\n")
             block += 1
 
