@@ -168,3 +168,31 @@ def test_the_deployed_handler_reads_the_ledger_and_own_closers_from_its_environm
     finally:
         handler_module._app.cache_clear()
     assert [(r["tunnelId"], r["closedBy"]) for r in _records(ledger)] == [(first, OPERATOR_ARN)]
+
+
+def test_the_evidence_pack_ends_the_brokers_session_at_the_operators_close(
+    aws: tuple[Harness, LedgerAws],
+) -> None:
+    from iot_remote_access.core.evidence_fold import Fold
+    from iot_remote_access.core.evidence_model import Period
+
+    harness, ledger = aws
+    _connect(harness, ledger.dynamodb)
+    tunnel = _open(harness, T0)
+    broker = LedgerWriter(ledger.dynamodb, LEDGER_TABLE)
+    broker.append(  # what the tunnel broker appends when it opens the tunnel
+        {"event": "tunnel.open", "decision": "allowed", "requester": "ana", "thing": THING,
+         "service": "SSH", "minutes": 60, "reason": "INC-7 firmware", "tunnelId": tunnel,
+         "at": T0.strftime("%Y-%m-%dT%H:%M:%S.000000Z")}
+    )  # fmt: skip
+    harness.invoke(ev.close_tunnel(T0 + timedelta(minutes=25), tunnel))
+    rows: list[dict[str, Any]] = []
+    fold = Fold(Period(T0, T0 + timedelta(days=1)), rows.append, rows.append, lambda _: None)
+    for line in LedgerStore(ledger.dynamodb, LEDGER_TABLE).lines():
+        record = parse_record(line)
+        fold.add(record.seq, record.time, record.data)
+    assert [
+        (r["operator"], r["purpose"], r["minutes"], r["outcome"], r["endedBy"]) for r in rows
+    ] == [
+        ("ana", "INC-7 firmware", 25, "closed: closed by an operator (CloseTunnel)", OPERATOR_ARN)
+    ]
