@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,7 +85,11 @@ class SessionWriter:
                 # A job drains what is there: an empty answer at once ends it (a service
                 # waits for messages instead).
                 request["return_immediately"] = True
-            received = self.subscriber.pull(request=request, timeout=30).received_messages
+            with warnings.catch_warnings():
+                # return_immediately is deprecated for services (they should wait); a
+                # draining job is exactly its use.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                received = self.subscriber.pull(request=request, timeout=30).received_messages
             if received:
                 if not self.write_batch(received) and (until_idle or stop.wait(5)):
                     break  # the ledger is down: a job ends (failed); a service retries in 5 s
