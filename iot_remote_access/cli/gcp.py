@@ -20,7 +20,7 @@ from iot_remote_access.cli.gcp_access import (
     print_monitoring_applied,
     print_monitoring_plan,
 )
-from iot_remote_access.cli.gcp_ledger import SERVICE as STORAGE
+from iot_remote_access.cli.gcp_ledger import SERVICE as LEDGER_SERVICE
 from iot_remote_access.cli.gcp_ledger import LedgerAnchors
 from iot_remote_access.core.gcp_rules import validate_project_id
 from iot_remote_access.settings import FleetSettings, SettingsError
@@ -70,7 +70,7 @@ def plan_command(settings_file: Path, project: str | None, monitoring_endpoint: 
     if access is not None:
         print_monitoring_plan(_call(access.plan, "Google Cloud"), console)
     if anchors is not None:
-        anchors.print_plan(_call(anchors.plan, STORAGE), console)
+        anchors.print_plan(_call(anchors.plan, LEDGER_SERVICE), console)
 
 
 @gcp.command("deploy")
@@ -90,7 +90,7 @@ def deploy_command(
     anchors = _ledger_anchors(settings_file, project)
     result = _call(lambda: _plan(desired, publisher, subscriber))
     if anchors is not None:
-        anchors.refuse_blocked(_call(anchors.plan, STORAGE))
+        anchors.refuse_blocked(_call(anchors.plan, LEDGER_SERVICE))
     console = Console(soft_wrap=True)
     err = Console(stderr=True)
     try:
@@ -129,7 +129,7 @@ def deploy_command(
             raise OperationError(f"Google Cloud refused to {error}") from None
         print_monitoring_applied(monitoring_plan, applied_monitoring, console)
     if anchors is not None:
-        anchors.print_applied(_call(anchors.deploy, STORAGE), console)
+        anchors.print_applied(_call(anchors.deploy, LEDGER_SERVICE), console)
 
 
 @gcp.command("device-config")
@@ -186,7 +186,7 @@ def _ledger_anchors(settings_file: Path, project: str | None) -> LedgerAnchors |
     if spec is None or settings.gcp is None:
         return None
     chosen = _project(settings_file, settings.gcp, project)
-    return _call(lambda: LedgerAnchors.connect(spec, chosen), STORAGE)  # type: ignore[no-any-return]
+    return _call(lambda: LedgerAnchors.connect(settings, spec, chosen), LEDGER_SERVICE)  # type: ignore[no-any-return]
 
 
 def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:

@@ -128,3 +128,70 @@ def test_gcp_plan_and_deploy_create_and_lock_the_anchor_bucket_once(
         ]
         assert len(gcs.writes()) == 2
         assert "Traceback" not in planned.stderr + deployed.stderr + again.stderr
+
+
+def test_with_the_teleport_audit_sink_on_pubsub_deploy_adds_the_session_writers_subscription(
+    emulator: PubsubEmulator, tmp_path: Path
+) -> None:
+    """The subscription `evidence record gcp-sessions` reads: on the sink's topic, never
+    expiring, 60 s per batch. Cloud Logging/Monitoring: their gRPC STAND-IN
+    (tests/support/gcp_monitoring_standin.py), as in test_teleport_monitoring_deploy."""
+    from google.cloud import pubsub_v1
+
+    from tests.gcp.test_teleport_monitoring_deploy import TELEPORT_SA
+    from tests.support.gcp_monitoring_standin import MonitoringStandIn
+    from tests.support.teleport import access_raw
+
+    project = f"ledger-sub-{os.getpid()}-{os.urandom(3).hex()}"
+    topic = f"projects/{project}/topics/siem"
+    pubsub_v1.PublisherClient().create_topic(name=topic)  # the sink's destination, yours
+    raw = access_raw(auditSinkDestination=f"pubsub.googleapis.com/{topic}")
+    raw["gcp"]["projectId"] = project
+    raw["ledger"] = {"gcp": {"bucket": BUCKET}}
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"iot-remote-access": raw}))
+    monitoring = MonitoringStandIn()
+    monitoring.service_accounts.add(TELEPORT_SA)
+    monitoring.start()
+    try:
+        with GcsStandIn() as gcs:
+            env = {
+                **os.environ,
+                "STORAGE_EMULATOR_HOST": gcs.endpoint,
+                "IOT_REMOTE_ACCESS_GCP_MONITORING_ENDPOINT": monitoring.host,
+                "CLOUDSDK_CONFIG": str(tmp_path / "gcloud-config"),
+                "NO_GCE_CHECK": "true",
+            }
+            name = f"projects/{project}/subscriptions/iot-remote-access-ledger-sessions"
+            planned = _run("plan", settings, env)
+            assert planned.returncode == 0, planned.stderr[-3000:]
+            lines = planned.stdout.splitlines()
+            at = lines.index(f"+ create ledger subscription {name}")
+            assert lines[at + 1] == f"    topic: None -> '{topic}'"
+
+            deployed = _run("deploy", settings, env)
+            assert deployed.returncode == 0, deployed.stderr[-3000:]
+            assert f"+ create ledger subscription {name} (topic {topic})" in deployed.stdout
+            live = pubsub_v1.SubscriberClient().get_subscription(request={"subscription": name})
+            assert (live.topic, live.ack_deadline_seconds) == (topic, 60)
+            assert "ttl" not in live.expiration_policy  # never expires
+
+            again = _run("deploy", settings, env)
+            assert again.returncode == 0, again.stderr[-3000:]
+            assert f"= unchanged ledger subscription {name} (topic {topic})" in again.stdout
+
+            # Someone shortened the ack deadline: plan shows it, deploy restores it.
+            pubsub_v1.SubscriberClient().update_subscription(
+                request={
+                    "subscription": {"name": name, "ack_deadline_seconds": 10},
+                    "update_mask": {"paths": ["ack_deadline_seconds"]},
+                }
+            )
+            drifted = _run("plan", settings, env)
+            assert f"~ update ledger subscription {name}" in drifted.stdout
+            assert "    ackDeadlineSeconds: 10 -> 60" in drifted.stdout
+            assert _run("deploy", settings, env).returncode == 0
+            live = pubsub_v1.SubscriberClient().get_subscription(request={"subscription": name})
+            assert live.ack_deadline_seconds == 60
+    finally:
+        monitoring.stop()
