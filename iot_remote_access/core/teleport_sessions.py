@@ -36,6 +36,7 @@ MAX_REQUESTS = 10_000
 #: A session that stops within this of its request's expiry was ended by the expiry.
 EXPIRY_SLACK = timedelta(seconds=60)
 SERVICE = "ssh"
+MAX_PARTICIPANTS = 10
 ENDED_BY_EXPIRY = "access request expired (certificate disconnected)"
 ENDED_BY_OPERATOR = "ended by the operator"
 
@@ -149,7 +150,8 @@ class SessionMapper:
             seconds=max(0, int((stopped - started).total_seconds())),
             closeReason=ENDED_BY_EXPIRY if expired else ENDED_BY_OPERATOR,
             closedBy="timeout" if expired else record["principal"],
-            participants=[_text(p) for p in participants[:20]]
+            # Bounded so that a record always fits the ledger's 16 KiB.
+            participants=[_text(p)[:200] for p in participants[:MAX_PARTICIPANTS]]
             if isinstance(participants, list)
             else [],
             logEntry=log_id,

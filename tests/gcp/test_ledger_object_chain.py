@@ -174,3 +174,38 @@ def test_export_objects_needs_exactly_one_store(args: list[str], tmp_path: Path)
         2,
         "error: --gcs-bucket / --azure-container-url: allowed: exactly one of them",
     )
+
+
+def test_hostile_audit_messages_are_refused_or_recorded_shortened_never_lost(
+    emulator: PubsubEmulator, gcs: tuple[GcsStandIn, Any]
+) -> None:
+    """Too deep to parse: counted unusable, acknowledged. Texts of control characters that
+    would spell a record over 16 KiB: the session is recorded anyway, its texts cut short."""
+    _, client = gcs
+    deploy(client, AnchorBucket(name=BUCKET, location="EU"), project=PROJECT)
+    project = f"ledger-hostile-{os.getpid()}-{os.urandom(2).hex()}"
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    topic = publisher.create_topic(name=f"projects/{project}/topics/audit").name
+    subscription = f"projects/{project}/subscriptions/ledger"
+    subscriber.create_subscription(request={"name": subscription, "topic": topic})
+    noise = "\x01" * 600
+    request = te.access_request_create(te.T0, reason=noise, minutes=30)
+    request.update(user=noise, id=noise)
+    start = te.session_start(noise, "\x01" * 200, te.T0 + timedelta(minutes=1), user=noise)
+    start["login"] = noise
+    normal = te.session_start("sensor-2", "sid-000000000002", te.T0 + timedelta(minutes=2))
+    bodies = [b"[" * 30_000 + b"]" * 30_000]
+    bodies += [
+        json.dumps({**te.entry(p), "insertId": noise + str(n)}).encode()
+        for n, p in enumerate((request, start))
+    ]
+    bodies.append(json.dumps({**te.entry(normal), "insertId": "e-2"}).encode())
+    for body in bodies:
+        publisher.publish(topic, body).result(timeout=30)
+
+    writer = SessionWriter(subscriber, subscription, _chain(client), anchor_every=timedelta(1))
+    stats = writer.run(threading.Event(), until_idle=True)
+    assert (stats.appended, stats.skipped, stats.unusable, stats.failures) == (2, 1, 1, [])
+    shortened, recorded = [parse_record(line).data for line in _chain(client).lines()]
+    assert shortened["truncated"] is True and len(shortened["principal"]) == 100
+    assert "participants" not in shortened and recorded["device"] == "sensor-2"

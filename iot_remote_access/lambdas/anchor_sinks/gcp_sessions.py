@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from iot_remote_access.core.ledger import LedgerError
 from iot_remote_access.core.teleport_sessions import SessionMapper, UnusableEntry
 from iot_remote_access.lambdas.anchor_sinks.object_chain import ObjectChain
 from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken, anchor_chain
@@ -138,7 +139,7 @@ class SessionWriter:
             entry = json.loads(data)
             if not isinstance(entry, dict):
                 raise UnusableEntry("message is not a JSON object (a LogEntry)")
-        except (ValueError, UnusableEntry) as error:
+        except (ValueError, RecursionError, UnusableEntry) as error:
             self._unusable(message, error)
             return None
         return entry
@@ -153,10 +154,18 @@ class SessionWriter:
         except UnusableEntry as error:
             self._unusable(None, error)
             return
+        except RecursionError:  # a payload nested deeper than any Teleport event
+            self._unusable(None, UnusableEntry("jsonPayload: nested too deeply"))
+            return
         if record is None:
             self.stats.skipped += 1
         else:
-            stored = self.chain.append(record)
+            try:
+                stored = self.chain.append(record)
+            except LedgerError:
+                # Over the ledger's 16 KiB (text of escaped control characters): the
+                # session is still recorded, its texts cut short and marked so.
+                stored = self.chain.append(_shortened(record))
             self.stats.appended += 1
             logger.info(
                 "session recorded: %s %s seq %d",
@@ -194,3 +203,10 @@ class SessionWriter:
         self._last_anchor = now
         if result.get("anchored") is not None:
             self.stats.anchors += 1
+
+
+def _shortened(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with every text cut to 100 characters and no participant list."""
+    kept = {k: v[:100] if isinstance(v, str) else v for k, v in record.items()}
+    kept.pop("participants", None)
+    return {**kept, "truncated": True}
