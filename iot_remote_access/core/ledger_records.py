@@ -160,3 +160,21 @@ def proxy_session_record(
 
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+#: Text kept per value by ``shortened``: even as escaped control characters (6 bytes each)
+#: a record of a few dozen such values stays far below the ledger's 16 KiB.
+SHORT_TEXT = 100
+
+
+def shortened(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` with every text cut to SHORT_TEXT characters and lists and objects
+    dropped, marked ``truncated``: for a record whose canonical spelling is over the
+    ledger's size limit (texts of escaped control characters), so the event is still
+    recorded rather than lost."""
+    kept = {
+        key[:SHORT_TEXT]: value[:SHORT_TEXT] if isinstance(value, str) else value
+        for key, value in record.items()
+        if not isinstance(value, list | dict)
+    }
+    return {**kept, "truncated": True}

@@ -180,3 +180,34 @@ def test_an_alert_the_store_cannot_take_is_503_and_recorded_when_the_action_grou
         assert list(blobs.blobs) == [
             (ACCOUNT, CONTAINER, "records/access/000000/000000000000.json")
         ]
+
+
+def test_an_alert_whose_texts_would_spell_a_record_over_16_kib_is_recorded_cut_short() -> None:
+    from datetime import timedelta
+
+    from azure.storage.blob import ContainerClient
+
+    from iot_remote_access.lambdas.anchor_sinks.azure_alerts import AlertWriter
+    from iot_remote_access.lambdas.anchor_sinks.object_chain import ObjectChain
+    from iot_remote_access.lambdas.anchor_sinks.sinks import AzureBlobAnchors
+
+    noise = "\x01" * 600  # 6 bytes each in canonical JSON
+    alert = stream_alert(noise, condition="Fired", streams=4, alert=noise)
+    essentials = alert["data"]["essentials"]
+    essentials.update(alertRule=noise, description=noise, severity=noise, firedDateTime=noise)
+    essentials["alertTargetIDs"] = [noise]
+    with BlobStandIn() as blobs:
+        container = ContainerClient.from_container_url(blobs.container_url(ACCOUNT, CONTAINER))
+        chain = ObjectChain(AzureBlobAnchors(container))
+        writer = AlertWriter(chain, TOKEN, anchor_every=timedelta(hours=1))
+        body = json.dumps(alert).encode()
+        assert len(body) < 64 * 1024
+        assert writer.handle(f"/alerts?token={TOKEN}", body) == (200, {"recorded": True, "seq": 0})
+        (line,) = chain.lines()
+        record = parse_record(line).data
+        assert record["truncated"] is True and record["alertRule"] == "\x01" * 100
+        assert (record["event"], record["decision"], record["streams"]) == (
+            "azure.stream.alert",
+            "fired",
+            4,
+        )

@@ -28,8 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from iot_remote_access.core.ledger import shown
-from iot_remote_access.core.ledger_records import stream_alert_record
+from iot_remote_access.core.ledger import LedgerError, Record, shown
+from iot_remote_access.core.ledger_records import shortened, stream_alert_record
 from iot_remote_access.lambdas.anchor_sinks.object_chain import ObjectChain
 from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken, anchor_chain
 from iot_remote_access.lambdas.ledger.store import LedgerUnavailable
@@ -81,7 +81,7 @@ class AlertWriter:
             if key in self._seen:
                 return 200, {"recorded": True, "seq": self._seen[key], "duplicate": True}
             try:
-                stored = self.chain.append(record)
+                stored = _append(self.chain, record)
             except LedgerUnavailable as error:
                 logger.error("alert not recorded; the action group retries: %s", str(error)[:300])
                 return 503, {"field": "ledger", "message": "could not be written; retry"}
@@ -104,6 +104,13 @@ class AlertWriter:
                 logger.error("ledger tail does not hold; not anchored: %s", error)
                 return
         self._last_anchor = now
+
+
+def _append(chain: ObjectChain, record: dict[str, Any]) -> Record:
+    try:
+        return chain.append(record)
+    except LedgerError:  # over 16 KiB (escaped control characters): recorded cut short
+        return chain.append(shortened(record))
 
 
 class _Refused(Exception):

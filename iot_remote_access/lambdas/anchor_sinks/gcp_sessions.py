@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from iot_remote_access.core.ledger import LedgerError
+from iot_remote_access.core.ledger_records import shortened
 from iot_remote_access.core.teleport_sessions import SessionMapper, UnusableEntry
 from iot_remote_access.lambdas.anchor_sinks.object_chain import ObjectChain
 from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken, anchor_chain
@@ -165,7 +166,7 @@ class SessionWriter:
             except LedgerError:
                 # Over the ledger's 16 KiB (text of escaped control characters): the
                 # session is still recorded, its texts cut short and marked so.
-                stored = self.chain.append(_shortened(record))
+                stored = self.chain.append(shortened(record))
             self.stats.appended += 1
             logger.info(
                 "session recorded: %s %s seq %d",
@@ -203,10 +204,3 @@ class SessionWriter:
         self._last_anchor = now
         if result.get("anchored") is not None:
             self.stats.anchors += 1
-
-
-def _shortened(record: dict[str, Any]) -> dict[str, Any]:
-    """``record`` with every text cut to 100 characters and no participant list."""
-    kept = {k: v[:100] if isinstance(v, str) else v for k, v in record.items()}
-    kept.pop("participants", None)
-    return {**kept, "truncated": True}
