@@ -2,7 +2,7 @@
 
 Three calls, all ``api-version=2021-04-12`` and a Microsoft Entra token for
 ``https://iothubs.azure.net/.default`` (role "IoT Hub Twin Contributor", or "IoT Hub
-Registry Reader" for the read-only ``certs plan`` and ``inventory export``):
+Data Reader" for the read-only ``certs plan`` and ``inventory export``):
 
 - ``POST /devices/query`` with ``{"query": "SELECT * FROM devices WHERE ..."}``: twins,
   a page at a time (``x-ms-max-item-count``, at most 100 twins per page as IoT Hub

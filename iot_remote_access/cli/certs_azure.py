@@ -4,7 +4,7 @@ The hub comes from the settings file (``azure.iotHub.name``, so
 ``https://<name>.azure-devices.net``); ``IOT_REMOTE_ACCESS_IOTHUB_ENDPOINT`` replaces that
 address (a private endpoint's name; a stand-in in tests) and ``REQUESTS_CA_BUNDLE`` the TLS
 trust, as for ``command --cloud azure``. The credential is azure-identity's
-``DefaultAzureCredential``; reading twins needs the hub's "IoT Hub Registry Reader" role.
+``DefaultAzureCredential``; reading twins needs the hub's "IoT Hub Data Reader" role.
 The rotation settings (lead time, hourly budget) are the same ``certificates`` section the
 AWS stack reads (``cli/certs_settings.py``). Both commands only read.
 """
