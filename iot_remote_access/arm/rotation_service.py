@@ -39,6 +39,7 @@ from iot_remote_access.arm.twin_inventory import (
     TwinInventory,
     certificate_tags,
     parse_stamp,
+    record_of,
     stamp,
 )
 from iot_remote_access.core.certificate_issuer import (
@@ -122,22 +123,21 @@ class AzureRotationService:
         return plan_rotations(self.inventory.due(now + self.settings.lead), now, self.settings)
 
     def run_once(self) -> PassReport:
+        """One pass: confirm, time out, start this hour's slots. One query reads the fleet's
+        due twins (tags and reported properties both), so confirming costs no extra read."""
         now = self.clock()
-        # Planned from the start of this hour, so this hour's slots are the first.
-        plan = self.plan(floor_hour(now))
+        start_of_hour = floor_hour(now)  # so this hour's slots are the plan's first
+        twins = list(self.inventory.due_twins(start_of_hour + self.settings.lead))
+        plan = plan_rotations(map(record_of, twins), start_of_hour, self.settings)
         report = PassReport(plan, [], [], {}, {}, [])
+        report.confirmed = [t.device_id for t in twins if self._confirm_twin(t)]
         for thing in plan.timed_out:
-            self._fail(thing, "timed out: no confirmation within attemptTimeoutHours")
-        for thing in self._awaiting_confirmation(now):
-            if self.confirm(thing):
-                report.confirmed.append(thing)
+            if thing not in report.confirmed:
+                self._fail(thing, "timed out: no confirmation within attemptTimeoutHours")
         for slot in plan.starting_before(now + timedelta(seconds=1)):
-            self._start(slot.thing, report)
+            if slot.thing not in report.confirmed:
+                self._start(slot.thing, report)
         return report
-
-    def _awaiting_confirmation(self, now: datetime) -> list[str]:
-        due = self.inventory.due(now + self.settings.lead)
-        return [r.thing for r in due if r.rotation_state is RotationState.ISSUED]
 
     def _start(self, thing: str, report: PassReport) -> None:
         try:
@@ -239,17 +239,21 @@ class AzureRotationService:
     def confirm(self, thing: str) -> bool:
         """If the device reports its new serial, make it the working certificate and revoke
         the old one; True when it did."""
-        twin = self.inventory.get(thing)
+        return self._confirm_twin(self.inventory.get(thing))
+
+    def _confirm_twin(self, twin: Twin) -> bool:
         tags = certificate_tags(twin)
         pending = tags.get("pending")
         reported = twin.reported.get(REPORTED)
+        # FAILED too: a confirmation that arrives after the attempt timed out still counts.
         if (
-            tags.get("state") != RotationState.ISSUED.value
+            tags.get("state") not in (RotationState.ISSUED.value, RotationState.FAILED.value)
             or not isinstance(pending, dict)
             or not isinstance(reported, dict)
             or reported.get("serial") != pending.get("serial")
         ):
             return False
+        thing = twin.device_id
         old = tags.get("serial")
         not_after = parse_stamp(pending["notAfter"], f"{thing}: pending.notAfter")
         self.inventory.update(

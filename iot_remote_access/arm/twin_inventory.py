@@ -104,8 +104,11 @@ class TwinInventory:
         self.client = client
 
     def due(self, due_before: datetime) -> Iterator[InventoryRecord]:
-        for twin in self.client.query(due_query(due_before)):
+        for twin in self.due_twins(due_before):
             yield record_of(twin)
+
+    def due_twins(self, due_before: datetime) -> Iterator[Twin]:
+        return self.client.query(due_query(due_before))
 
     def all(self) -> Iterator[Twin]:
         return self.client.query(ALL_QUERY)

@@ -90,6 +90,8 @@ class Dps:
             response = connection.getresponse()
             data = response.read(MAX_ANSWER_BYTES + 1)
             retry_after = response.getheader("retry-after")
+        except ssl.SSLError as error:
+            raise DpsError(f"DPS refused the TLS handshake ({type(error).__name__})") from None
         except (OSError, http.client.HTTPException) as error:
             raise DpsError(f"DPS unreachable: {type(error).__name__}") from None
         finally:

@@ -187,9 +187,15 @@ def test_a_certificate_dps_refuses_leaves_the_device_on_its_old_pair(world: Worl
             "installCertificate", {"status": "issued", "certificatePem": pem}
         )
         assert (status, answer) == (200, {"status": "accepted"})
-        _wait(lambda: device.progress.phase is Phase.IDLE and device.progress.pending is None, 30)
-        assert device.progress.current == "factory"
-        assert device.client is not None and device.client.is_connected()
+        _wait(
+            lambda: (
+                device.progress.pending is None
+                and device.client is not None
+                and device.client.is_connected()
+            ),
+            30,
+        )
+        assert device.progress.phase is Phase.IDLE and device.progress.current == "factory"
         # DPS refused the foreign certificate in the handshake: no registration with it.
         assert {r.presented_cn for r in world.dps.requests} == {THING}
         assert len({r.presented_serial for r in world.dps.requests}) == 1

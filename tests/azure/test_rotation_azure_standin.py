@@ -143,8 +143,7 @@ def test_a_rotation_is_requested_issued_installed_confirmed_and_the_old_one_revo
 
     calls = requests(hub)
     assert [(m, p) for m, p, _ in calls] == [
-        ("POST", "/devices/query"),  # the plan
-        ("POST", "/devices/query"),  # rotations awaiting confirmation
+        ("POST", "/devices/query"),  # the due twins: the plan and any confirmations
         ("GET", f"/twins/{THING}"),
         ("PATCH", f"/twins/{THING}"),  # REQUESTED
         ("POST", f"/twins/{THING}/methods"),  # requestCsr
@@ -162,17 +161,17 @@ def test_a_rotation_is_requested_issued_installed_confirmed_and_the_old_one_revo
         "lastAttemptAt": stamp(clock.now),
         "lastError": None,
     }
-    assert calls[4][2] == {
+    assert calls[3][2] == {
         "methodName": "requestCsr",
         "payload": {"thing": THING},
         "responseTimeoutInSeconds": 60,
         "connectTimeoutInSeconds": 0,
     }
-    assert calls[7][2] == {
+    assert calls[6][2] == {
         "query": f"SELECT * FROM devices WHERE tags.certificate.placedCohort = '{cohort}'"
     }
-    assert calls[9][2]["methodName"] == "installCertificate"
-    assert calls[9][2]["payload"]["status"] == "issued"
+    assert calls[8][2]["methodName"] == "installCertificate"
+    assert calls[8][2]["payload"]["status"] == "issued"
 
     hub.requests.clear()
     clock.now += timedelta(minutes=10)
@@ -183,10 +182,34 @@ def test_a_rotation_is_requested_issued_installed_confirmed_and_the_old_one_revo
     assert tags["state"] == "IDLE" and tags["attempts"] == 0 and "pending" not in tags
     assert tags["notAfter"] == stamp(leaf.not_valid_after_utc)
     assert rotation.issuer.revoked == {"aa"}  # type: ignore[attr-defined]
-    assert [(r.method, r.path) for r in hub.requests][-2:] == [
-        ("GET", f"/twins/{THING}"),
+    # Confirmed from the twins the query returned: one query, one conditional write.
+    assert [(r.method, r.path) for r in hub.requests] == [
+        ("POST", "/devices/query"),
         ("PATCH", f"/twins/{THING}"),
     ]
+    assert hub.requests[1].headers["If-Match"]
+
+
+def test_a_confirmation_after_the_attempt_timed_out_still_makes_the_new_one_current(
+    hub: IotHubServiceStandIn, group_ca: GroupCa
+) -> None:
+    hub.register(THING, certificate_tags(NOW + timedelta(days=20), serial="aa"))
+    DeviceStandIn(hub, THING, group_ca.certificate)
+    reported = hub.twins[THING]["properties"]["reported"]
+    clock = Clock(NOW + timedelta(hours=1))
+    rotation = service(hub, group_ca, clock=clock)
+    rotation.run_once()
+    serial = reported.pop("certificateRotation")["serial"]  # the report is late ...
+    clock.now += timedelta(hours=25)  # ... past attemptTimeoutHours (24), and the device
+    del hub._connected[THING]  # is offline when the retry comes
+    report = rotation.run_once()
+    assert report.plan.timed_out == (THING,) and "404103" in report.failed[THING]
+    assert hub.twins[THING]["tags"]["certificate"]["state"] == "FAILED"
+    hub.report(THING, {"certificateRotation": {"serial": serial}})
+    clock.now += timedelta(minutes=5)
+    assert rotation.run_once().confirmed == [THING]
+    tags = hub.twins[THING]["tags"]["certificate"]
+    assert (tags["serial"], tags["state"]) == (serial, "IDLE")
 
 
 @pytest.mark.parametrize("case", HOSTILE)
