@@ -1,5 +1,5 @@
-"""`certs plan --cloud azure` and `inventory export --cloud azure`: the installed console
-script in a subprocess, reading twin tags from the IoT Hub service STAND-IN.
+"""`certs plan --cloud azure`, `inventory export --cloud azure` and `azure rotate`: the
+installed console script in a subprocess, against the IoT Hub service STAND-IN.
 
 The real DefaultAzureCredential gets its token from the ARM stand-in's managed-identity
 endpoint; the hub address comes from IOT_REMOTE_ACCESS_IOTHUB_ENDPOINT, as in production
@@ -23,7 +23,7 @@ import yaml
 from iot_remote_access.arm.twin_inventory import stamp
 from tests.azure.test_azure_cli_standin import COMMAND, EXAMPLE, azure_env
 from tests.support.azure_arm_standin import ArmStandIn
-from tests.support.azure_rotation import certificate_tags
+from tests.support.azure_rotation import DeviceStandIn, certificate_tags, make_group_ca
 from tests.support.iot_hub_service_standin import IotHubServiceStandIn
 from tests.support.pki import TestCa
 
@@ -132,3 +132,49 @@ def test_a_twin_with_a_bad_date_or_no_azure_section_is_one_line_exit_2(
     )
     assert result.returncode == 2
     assert "has no azure section" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_azure_rotate_runs_a_pass_and_the_next_pass_confirms(
+    env: tuple[IotHubServiceStandIn, dict[str, str]], tmp_path: Path
+) -> None:
+    hub, variables = env
+    ca = make_group_ca(tmp_path / "group")
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["azure"]["caCertificate"]["file"] = str(ca.cert_file)
+    document["certificates"] = {"hourlyRotationBudget": 2}
+    settings = tmp_path / "rotate.yaml"
+    settings.write_text(yaml.safe_dump(document))
+    now = datetime.now(UTC)
+    hub.register("sensor-1", certificate_tags(now + timedelta(days=20), serial="aa"))
+    device = DeviceStandIn(hub, "sensor-1", ca.certificate)
+    command = ("azure", "rotate", "--settings", str(settings), "--ca-key-file", str(ca.key_file))
+
+    first = run(*command, env=variables)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["issued"] == ["sensor-1"]
+    [leaf] = device.installed  # checked by the device module's check_issued
+    assert leaf.not_valid_after_utc - now > timedelta(days=364)  # 365 + its stagger offset
+
+    second = run(*command, env=variables)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["confirmed"] == ["sensor-1"]
+    assert hub.twins["sensor-1"]["tags"]["certificate"]["serial"] == f"{leaf.serial_number:x}"
+
+
+def test_azure_rotate_refuses_missing_input_in_one_line(
+    env: tuple[IotHubServiceStandIn, dict[str, str]], settings: Path
+) -> None:
+    _, variables = env
+    no_key = run("azure", "rotate", "--settings", str(settings), env=variables)
+    assert no_key.returncode == 2
+    assert no_key.stderr.strip() == (
+        "error: --ca-key-file or --ca-key-secret: give exactly one; allowed: either"
+    )
+    document = yaml.safe_load(settings.read_text())
+    del document["certificates"]
+    settings.write_text(yaml.safe_dump(document))
+    result = run(
+        "azure", "rotate", "--settings", str(settings), "--ca-key-file", "x", env=variables
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "has no certificates" in result.stderr
