@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +35,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from iot_remote_access.arm.proof_of_possession import CaKey, pem
 from iot_remote_access.core.certificate_issuer import IssuedCertificate, IssuerRefused
 
+#: Issuances remembered for idempotent retries (a day's hourly budget, and more).
+REMEMBERED = 50_000
 #: Backdating of notBefore for devices whose clocks lag.
 BACKDATE = timedelta(minutes=5)
 _KEY_USAGE = x509.KeyUsage(
@@ -70,7 +73,9 @@ class EnrollmentGroupCaIssuer:
         self._key = ca_key
         self._chain = (pem(ca_certificate), *(pem(c) for c in chain))
         self._clock = clock
-        self._issued: dict[str, IssuedCertificate] = {}
+        # Recent issuances by request id (a retry within this process gets the same one);
+        # across processes the inventory's stored certificate does that job.
+        self._issued: OrderedDict[str, IssuedCertificate] = OrderedDict()
         self._lock = threading.Lock()
         self.revoked: set[str] = set()
 
@@ -83,6 +88,8 @@ class EnrollmentGroupCaIssuer:
                 return earlier
             issued = self._sign(thing, csr_pem, lifetime, request_id)
             self._issued[request_id] = issued
+            if len(self._issued) > REMEMBERED:
+                self._issued.popitem(last=False)
             return issued
 
     def revoke(self, name: str) -> None:

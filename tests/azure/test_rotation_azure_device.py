@@ -201,3 +201,35 @@ def test_a_certificate_dps_refuses_leaves_the_device_on_its_old_pair(world: Worl
         assert len({r.presented_serial for r in world.dps.requests}) == 1
     finally:
         device.stop()
+
+
+def test_unknown_methods_and_garbage_certificates_change_nothing(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = provisioned_store(world.tmp / "device", world.ca, THING)
+    device = AzureRotationDevice(
+        thing=THING,
+        store=store,
+        broker=Broker("set-by-dps", world.broker.port, server_ca_file=world.ca.ca_file),
+        expected_cas=(x509.load_pem_x509_certificate(world.ca.ca_file.read_bytes()),),
+        dps=Dps(SCOPE, host="127.0.0.1", port=world.dps.port, server_ca_file=world.ca.ca_file),
+        connect_timeout=5.0,
+    )
+    device.start()
+    try:
+        _wait(lambda: device.client is not None and device.client.is_connected())
+        assert world.bridge.call("reboot", {}) == (404, {"error": "no method 'reboot'"})
+        # A certificate nobody asked for (no rotation under way) is ignored ...
+        garbage = {"status": "issued", "certificatePem": "-----BEGIN CERTIFICATE-----\nAAAA"}
+        assert world.bridge.call("installCertificate", garbage) == (200, {"status": "accepted"})
+        # ... and so is one that does not parse while a rotation waits for its certificate.
+        status, answer = world.bridge.call("requestCsr", {})
+        assert status == 200 and "BEGIN CERTIFICATE REQUEST" in answer["csr"]
+        world.bridge.call("installCertificate", garbage)
+        _wait(lambda: "does not parse as PEM X.509" in caplog.text)
+        progress = device.progress
+        assert progress.current == "factory" and progress.phase is Phase.SENT
+        # The CSR is asked for again (a service retry): the same CSR, the same key.
+        assert world.bridge.call("requestCsr", {}) == (200, answer)
+    finally:
+        device.stop()
