@@ -16,6 +16,8 @@ signer and confirmer do between them:
 4. the device re-provisions through DPS with the new certificate, connects to the hub
    with it and reports ``certificateRotation.serial``; the next pass sees that reported
    serial, makes the new certificate the working one in the inventory and revokes the old.
+   Until then each pass sends the stored certificate again (direct methods are not queued
+   for a device that was offline or restarting).
 
 A device that never confirms keeps its old certificate (still valid in the hub) and is
 retried; nothing here removes a working certificate. Every step is a conditional twin
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,6 +85,8 @@ class PassReport:
     refused: dict[str, str]
     failed: dict[str, str]
     confirmed: list[str]
+    #: Issued certificates sent again (not confirmed yet).
+    resent: list[str] = field(default_factory=list)
 
 
 def seeded_ledger(policy: StaggerPolicy, inventory: TwinInventory, cohort: str) -> MemoryLedger:
@@ -134,6 +138,9 @@ class AzureRotationService:
         for thing in plan.timed_out:
             if thing not in report.confirmed:
                 self._fail(thing, "timed out: no confirmation within attemptTimeoutHours")
+        for twin in twins:
+            if twin.device_id not in report.confirmed and twin.device_id not in plan.timed_out:
+                self._resend(twin, report)
         for slot in plan.starting_before(now + timedelta(seconds=1)):
             if slot.thing not in report.confirmed:
                 self._start(slot.thing, report)
@@ -156,6 +163,11 @@ class AzureRotationService:
         except (HubServiceError, DirectMethodError) as error:
             report.failed[thing] = str(error)[:200]
             self._fail(thing, str(error))
+            return
+        if answer.status != 200:  # the device's own answer: it could not make a CSR
+            reason = f"{REQUEST_CSR}: the device answered {answer.status}"
+            report.failed[thing] = reason
+            self._fail(thing, reason)
             return
         report.requested.append(thing)
         csr = answer.payload.get("csr") if isinstance(answer.payload, dict) else None
@@ -228,11 +240,25 @@ class AzureRotationService:
 
     def _send(self, thing: str, message: dict[str, Any]) -> None:
         try:
-            self.methods.invoke(thing, INSTALL_CERTIFICATE, message, response_timeout=30)
+            answer = self.methods.invoke(thing, INSTALL_CERTIFICATE, message, response_timeout=30)
         except DirectMethodError as error:
-            # Not fatal: the certificate is stored (ISSUED); the device asks again with the
-            # same CSR, or the attempt times out and is retried.
+            # Not fatal: the certificate is stored (ISSUED) and sent again by the next pass;
+            # an attempt that never confirms times out and is retried.
             logger.warning("%s: certificate not delivered: %s", thing, error)
+            return
+        if answer.status != 200:
+            logger.warning("%s: the device answered %s to the certificate", thing, answer.status)
+
+    def _resend(self, twin: Twin, report: PassReport) -> None:
+        """An issued certificate not confirmed yet is sent again: a direct method is not
+        queued for a device that was offline or restarting (a device that has it already,
+        or is no longer waiting for it, ignores it)."""
+        tags = certificate_tags(twin)
+        pending = tags.get("pending")
+        if tags.get("state") != RotationState.ISSUED.value or not isinstance(pending, dict):
+            return
+        self._send(twin.device_id, _issued_message(str(pending.get("certificatePem"))))
+        report.resent.append(twin.device_id)
 
     # -- confirmation -------------------------------------------------------------------------
 

@@ -128,6 +128,7 @@ def _report_json(report: Any) -> dict[str, Any]:
         "refused": report.refused,
         "failed": report.failed,
         "confirmed": report.confirmed,
+        "resent": report.resent,
         "timedOut": list(plan.timed_out),
         "pending": plan.pending,
         "inFlight": plan.in_flight,

@@ -311,3 +311,15 @@ def test_a_restarted_service_counts_the_placements_already_made_today(
     offsets = Counter(i % 90 for i in range(180))
     offsets.update(rotation.place(f"new-{i}")[1] for i in range(90))
     assert max(offsets.values()) == 3  # ceil(270 / 90): the new ones filled every day once
+
+
+def test_a_device_that_cannot_make_a_csr_is_marked_failed(
+    hub: IotHubServiceStandIn, group_ca: GroupCa
+) -> None:
+    hub.register(THING, certificate_tags(NOW + timedelta(days=20)))
+    hub.answer_methods(THING, lambda method, payload: (500, {"error": "key store full"}))
+    report = service(hub, group_ca, clock=Clock(NOW + timedelta(hours=1))).run_once()
+    assert report.failed == {THING: "requestCsr: the device answered 500"}
+    assert report.requested == [] and report.issued == []
+    tags = hub.twins[THING]["tags"]["certificate"]
+    assert (tags["state"], tags["lastError"]) == ("FAILED", "requestCsr: the device answered 500")

@@ -153,8 +153,11 @@ class DpsStandIn:
 class HubMqttStandIn:
     """IoT Hub's device side for one device: direct methods and reported properties."""
 
-    def __init__(self, hub: IotHubServiceStandIn, thing: str, port: int, ca: TestCa) -> None:
+    def __init__(
+        self, hub: IotHubServiceStandIn, thing: str, port: int, ca: TestCa, *, timeout: float = 30
+    ) -> None:
         self.hub = hub
+        self.timeout = timeout
         self.thing = thing
         self._answers: dict[str, queue.Queue[tuple[int, Any]]] = {}
         self._rid = 0
@@ -180,9 +183,9 @@ class HubMqttStandIn:
         topic = f"$iothub/methods/POST/{method}/?$rid={rid}"
         self.client.publish(topic, json.dumps(payload), qos=1)
         try:
-            return self._answers[rid].get(timeout=30)
+            return self._answers[rid].get(timeout=self.timeout)
         except queue.Empty:
-            return 504, {"errorCode": 504101, "message": "stand-in: device did not answer"}
+            raise TimeoutError(f"{method}: no answer in {self.timeout} s") from None
 
     def _method_answer(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         found = re.fullmatch(r"\$iothub/methods/res/(\d+)/\?\$rid=(.+)", message.topic)

@@ -231,7 +231,10 @@ class IotHubServiceStandIn:
 
     def _call(self, connected: _Connected, body: dict[str, Any]) -> tuple[int, Any]:
         if connected.methods is not None:
-            status, payload = connected.methods(body["methodName"], body.get("payload"))
+            try:
+                status, payload = connected.methods(body["methodName"], body.get("payload"))
+            except TimeoutError:
+                return 504, {"errorCode": 504101, "message": "stand-in: device did not answer"}
             return 200, {"status": status, "payload": payload}
         if connected.scripted is not None:
             status, payload = connected.scripted(body["payload"])
