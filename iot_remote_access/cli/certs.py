@@ -333,6 +333,8 @@ def plan_command(
         click.echo(f"note: {note}", err=True)
     if not 1 <= hours <= MAX_HOURS:
         raise InputError(f"--hours: {excerpt(hours)}; allowed: 1..{MAX_HOURS}")
+    if cloud != "aws" and table_name is not None:
+        raise InputError(f"--table: the AWS inventory table; allowed with --cloud {cloud}: none")
     if cloud != "aws" and inventory_file is None:
         records = _cloud(cloud).records(settings_file, now, settings.lead_days)
     elif (table_name is None) == (inventory_file is None):
@@ -596,6 +598,8 @@ def export_command(
     output: Path | None,
 ) -> None:
     """Write every device with its certificate and rotation state (read-only scan)."""
+    if cloud != "aws" and table_name is not None:
+        raise InputError(f"--table: the AWS inventory table; allowed with --cloud {cloud}: none")
     if cloud != "aws":
         rows = _cloud(cloud).export_rows(settings_file, EXPORT_FIELDS)
     elif not table_name:

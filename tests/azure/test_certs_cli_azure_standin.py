@@ -178,3 +178,18 @@ def test_azure_rotate_refuses_missing_input_in_one_line(
     )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "has no certificates" in result.stderr
+
+
+def test_the_aws_table_option_is_refused_with_azure(
+    env: tuple[IotHubServiceStandIn, dict[str, str]], settings: Path
+) -> None:
+    hub, variables = env
+    for command in (("certs", "plan"), ("inventory", "export")):
+        result = run(
+            *command, "--cloud", "azure", "--settings", str(settings), "--table", "t", env=variables
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            "error: --table: the AWS inventory table; allowed with --cloud azure: none"
+        )
+    assert hub.requests == []
