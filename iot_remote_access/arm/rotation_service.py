@@ -171,7 +171,12 @@ class AzureRotationService:
             return
         report.requested.append(thing)
         csr = answer.payload.get("csr") if isinstance(answer.payload, dict) else None
-        message = self.on_csr(thing, csr)
+        try:
+            message = self.on_csr(thing, csr)
+        except HubServiceError as error:  # a twin write failed: this device, not the pass
+            report.failed[thing] = str(error)[:200]
+            self._fail(thing, str(error))
+            return
         if message["status"] == "issued":
             report.issued.append(thing)
         else:

@@ -323,3 +323,24 @@ def test_a_device_that_cannot_make_a_csr_is_marked_failed(
     assert report.requested == [] and report.issued == []
     tags = hub.twins[THING]["tags"]["certificate"]
     assert (tags["state"], tags["lastError"]) == ("FAILED", "requestCsr: the device answered 500")
+
+
+def test_a_refused_twin_write_fails_that_device_and_the_pass_goes_on(
+    hub: IotHubServiceStandIn, group_ca: GroupCa
+) -> None:
+    for thing in ("sensor-1", "sensor-2"):
+        hub.register(thing, certificate_tags(NOW + timedelta(days=20)))
+        DeviceStandIn(hub, thing, group_ca.certificate)
+
+    def refuse(device_id: str, body: Any) -> tuple[int, Any] | None:
+        issuing = body["tags"]["certificate"].get("state") == "ISSUING"
+        if device_id == "sensor-1" and issuing:
+            return 400, {"errorCode": 400004, "message": "tags too large"}
+        return None
+
+    hub.refuse_patch = refuse
+    report = service(hub, group_ca, clock=Clock(NOW + timedelta(hours=1))).run_once()
+    assert "400 400004" in report.failed["sensor-1"]
+    assert report.issued == ["sensor-2"]
+    assert hub.twins["sensor-1"]["tags"]["certificate"]["state"] == "FAILED"
+    assert "pending" not in hub.twins["sensor-1"]["tags"]["certificate"]  # nothing issued

@@ -80,6 +80,9 @@ class IotHubServiceStandIn:
         self.requests: list[Recorded] = []
         self.registered: set[str] = set()
         self.twins: dict[str, dict[str, Any]] = {}
+        #: Test control: ``refuse_patch(device_id, body)`` -> (status, error body) refuses a
+        #: twin write the way the hub refuses one (e.g. 400 400004 for tags over the limit).
+        self.refuse_patch: Callable[[str, Any], tuple[int, Any] | None] = lambda _d, _b: None
         self._connected: dict[str, _Connected] = {}
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
@@ -343,6 +346,9 @@ def _twin_answer(
     if twin is None:
         return 404, {"errorCode": 404001, "message": "stand-in: device not found"}, {}
     if method == "PATCH":
+        refused = standin.refuse_patch(twin["deviceId"], body)
+        if refused is not None:
+            return refused[0], refused[1], {}
         match = handler.headers.get("If-Match")
         if match not in ("*", twin["etag"]):
             return 412, {"errorCode": 412002, "message": "stand-in: etag mismatch"}, {}
