@@ -344,3 +344,34 @@ def test_a_refused_twin_write_fails_that_device_and_the_pass_goes_on(
     assert report.issued == ["sensor-2"]
     assert hub.twins["sensor-1"]["tags"]["certificate"]["state"] == "FAILED"
     assert "pending" not in hub.twins["sensor-1"]["tags"]["certificate"]  # nothing issued
+
+
+def test_the_group_ca_key_can_come_from_key_vault(
+    hub: IotHubServiceStandIn, group_ca: GroupCa, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from iot_remote_access.arm.key_vault import read_ca_key_secret
+    from tests.support.azure_arm_standin import ArmStandIn
+    from tests.support.azure_helpers import FakeCredential
+
+    caplog.set_level(logging.DEBUG)
+    key_pem = group_ca.key_file.read_text()
+    with ArmStandIn(tmp_path) as vault:
+        secret_id = vault.add_secret("group-ca-key", key_pem)
+        ca_key = read_ca_key_secret(
+            secret_id,
+            credential=FakeCredential(),  # the ARM stand-in's token
+            certificate=group_ca.certificate,
+            connection_verify=str(vault.ca_bundle),
+            verify_challenge_resource=False,  # the stand-in is not *.vault.azure.net
+        )
+    hub.register(THING, certificate_tags(NOW + timedelta(days=20)))
+    device = DeviceStandIn(hub, THING, group_ca.certificate)
+    rotation = service(hub, group_ca, clock=Clock(NOW + timedelta(hours=1)))
+    rotation.issuer = EnrollmentGroupCaIssuer(group_ca.certificate, ca_key)
+    assert rotation.run_once().issued == [THING]
+    [leaf] = device.installed
+    assert leaf.issuer == group_ca.certificate.subject
+    body = "".join(key_pem.splitlines()[1:-1])
+    assert body[:40] not in caplog.text and "PRIVATE KEY" not in caplog.text
