@@ -157,7 +157,7 @@ def deployment_issuers(settings_file: Path) -> tuple[StaggerPolicy, tuple[CloudI
         cap = authority.certificate_lifetime_days(longest)
         issuers.append(CloudIssuer("gcp", f"CA Service pool {authority.pool!r}", cap))
     azure = settings.azure
-    if azure is not None and azure.ca_certificate is not None and settings.certificates:
+    if azure and azure.ca_certificate is not None and settings.certificates is not None:
         issuers.append(CloudIssuer("azure", "the DPS enrollment group's CA"))
     if not issuers:
         raise InputError(
