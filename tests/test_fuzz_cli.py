@@ -93,6 +93,9 @@ SETTINGS_COMMANDS: dict[str, tuple[dict[str, Any], list[str]]] = {
         AZURE_BASE,
         ["azure", "deploy", "--subscription", SUBSCRIPTION, "--resource-group", "rg"],
     ),
+    # Both need a certificates section, which the base lacks: refused before any network call.
+    "azure rotate": (AZURE_BASE, ["azure", "rotate", "--ca-key-file", "group-ca.key"]),
+    "certs plan --cloud azure": (AZURE_BASE, ["certs", "plan", "--cloud", "azure"]),
 }
 
 

@@ -83,6 +83,10 @@ def load_command(name: str) -> click.Command:
 
         command.add_command(manifests)  # type: ignore[attr-defined]
         command.add_command(device_realm)  # type: ignore[attr-defined]
+    if name == "azure" and "rotate" not in getattr(command, "commands", {}):
+        from iot_remote_access.cli.azure_rotate import rotate
+
+        command.add_command(rotate)  # type: ignore[attr-defined]
     return command
 
 

@@ -73,7 +73,26 @@ def _with_aws_options(function: Any) -> Any:
     return function
 
 
+#: Clouds other than AWS: the module that reads their inventory, with
+#: ``records(settings_file, now, lead_days)`` and ``export_rows(settings_file, fields)``.
+OTHER_CLOUDS = {"azure": "iot_remote_access.cli.certs_azure"}
+cloud_option = click.option(
+    "--cloud",
+    type=click.Choice(["aws", *OTHER_CLOUDS]),
+    default="aws",
+    show_default=True,
+    help="Where the inventory is (other clouds: from --settings FILE).",
+)
+
+
+def _cloud(cloud: str) -> Any:
+    import importlib
+
+    return importlib.import_module(OTHER_CLOUDS[cloud])
+
+
 @certs.command("plan")
+@cloud_option
 @_with_aws_options
 @click.option(
     "--inventory",
@@ -108,6 +127,7 @@ def _with_aws_options(function: Any) -> Any:
     show_default=True,
 )
 def plan_command(
+    cloud: str,
     table_name: str | None,
     region: str | None,
     profile: str | None,
@@ -132,9 +152,13 @@ def plan_command(
         click.echo(f"note: {note}", err=True)
     if not 1 <= hours <= MAX_HOURS:
         raise InputError(f"--hours: {excerpt(hours)}; allowed: 1..{MAX_HOURS}")
-    if (table_name is None) == (inventory_file is None):
+    if cloud != "aws" and table_name is not None:
+        raise InputError(f"--table: the AWS inventory table; allowed with --cloud {cloud}: none")
+    if cloud != "aws" and inventory_file is None:
+        records = _cloud(cloud).records(settings_file, now, settings.lead_days)
+    elif (table_name is None) == (inventory_file is None):
         raise InputError("--table or --inventory: give exactly one source of the inventory")
-    if inventory_file is not None:
+    elif inventory_file is not None:
         records = list(_records_from_file(inventory_file))
     else:
         assert table_name is not None
@@ -363,7 +387,14 @@ def inventory() -> None:
 
 
 @inventory.command("export")
+@cloud_option
 @_with_aws_options
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The settings file naming the hub (--cloud azure).",
+)
 @click.option(
     "--format",
     "output_format",
@@ -377,17 +408,24 @@ def inventory() -> None:
     help="File to write. Default: stdout.",
 )
 def export_command(
+    cloud: str,
     table_name: str | None,
     region: str | None,
     profile: str | None,
+    settings_file: Path | None,
     output_format: str,
     output: Path | None,
 ) -> None:
     """Write every device with its certificate and rotation state (read-only scan)."""
-    if not table_name:
+    if cloud != "aws" and table_name is not None:
+        raise InputError(f"--table: the AWS inventory table; allowed with --cloud {cloud}: none")
+    if cloud != "aws":
+        rows = _cloud(cloud).export_rows(settings_file, EXPORT_FIELDS)
+    elif not table_name:
         raise InputError("--table: required; allowed: the inventory table's name")
-    source = _inventory(table_name, region, profile)
-    rows = _aws_errors(lambda: [_export_row(item) for item in source.scan_devices()])
+    else:
+        source = _inventory(table_name, region, profile)
+        rows = _aws_errors(lambda: [_export_row(item) for item in source.scan_devices()])
     rows.sort(key=lambda row: row["thing"])
     if output_format == "json":
         text = json.dumps(rows, indent=2) + "\n"
