@@ -25,6 +25,12 @@ write, so a service restarted mid-rotation resumes from the tags: an ISSUED devi
 the same stored certificate again (``Verdict.DUPLICATE``), never a second one.
 One service instance per hub: the stagger counts of the day are read from the twins at
 start and then kept in memory (``seeded_ledger``).
+
+With an access ledger (``ledger``: the chain in the locked anchor container), every
+certificate decision is recorded before it takes effect, as on AWS: ``cert.issue``
+before the certificate is stored or sent (unrecorded, it is revoked and the attempt
+fails), ``cert.rotate`` before the inventory switches to it, ``cert.revoke`` before the
+old one is revoked. A ledger that is down delays a rotation; it never loses a record.
 """
 
 from __future__ import annotations
@@ -55,6 +61,14 @@ from iot_remote_access.core.csr_policy import (
     Verdict,
     rotation_verdict,
     screen_csr,
+)
+from iot_remote_access.core.ledger import LedgerUnavailable
+from iot_remote_access.core.ledger_records import (
+    CERT_ISSUE,
+    CERT_REVOKE,
+    CERT_ROTATE,
+    LedgerAppender,
+    certificate_record,
 )
 from iot_remote_access.core.rotation_plan import (
     RotationPlan,
@@ -112,8 +126,10 @@ class AzureRotationService:
         policy: StaggerPolicy,
         settings: RotationSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ledger: LedgerAppender | None = None,
     ) -> None:
         self.inventory = inventory
+        self.ledger = ledger
         self.methods = methods
         self.issuer = issuer
         self.policy = policy
@@ -198,6 +214,9 @@ class AzureRotationService:
         except IssuerThrottled:
             self._fail(thing, "the CA throttled; retried after the backoff")
             return {"status": "rejected", "reason": "throttled"}
+        except LedgerUnavailable:
+            self._fail(thing, "the access ledger is unavailable; retried after the backoff")
+            return {"status": "rejected", "reason": "ledger unavailable"}
         self._send(thing, message)
         return message
 
@@ -230,6 +249,20 @@ class AzureRotationService:
             request_id=f"{thing}:{csr.fingerprint}",
         )
         chain = "".join((issued.pem, *issued.chain_pem))
+        try:
+            self._record(
+                certificate_record(
+                    CERT_ISSUE,
+                    thing,
+                    issued.serial_hex,
+                    issued.serial_hex,
+                    notAfter=stamp(issued.not_after),
+                    issuer="azure-enrollment-group-ca",
+                )
+            )
+        except LedgerUnavailable:
+            self.issuer.revoke(issued.serial_hex)  # never sent: no unrecorded certificate lives
+            raise
         self.inventory.update(
             twin,
             state=RotationState.ISSUED.value,
@@ -287,6 +320,18 @@ class AzureRotationService:
         thing = twin.device_id
         old = tags.get("serial")
         not_after = parse_stamp(pending["notAfter"], f"{thing}: pending.notAfter")
+        try:
+            self._record(
+                certificate_record(
+                    CERT_ROTATE, thing, pending["serial"], pending["serial"], previousSerial=old
+                )
+            )
+            if isinstance(old, str) and old:
+                self._record(certificate_record(CERT_REVOKE, thing, old, old, reason="rotated"))
+        except LedgerUnavailable as error:
+            # Nothing changed yet: the next pass confirms it again and records it then.
+            logger.warning("%s: confirmation not recorded (%s); retried next pass", thing, error)
+            return False
         self.inventory.update(
             twin,
             serial=pending["serial"],
@@ -304,6 +349,10 @@ class AzureRotationService:
         return True
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _record(self, data: dict[str, Any]) -> None:
+        if self.ledger is not None:
+            self.ledger.append(data)
 
     def place(self, thing: str) -> tuple[str, int]:
         """The stagger cohort (today, UTC) and offset of a certificate issued now for ``thing``.

@@ -36,12 +36,27 @@ ENDPOINT_VARIABLE = "IOT_REMOTE_ACCESS_IOTHUB_ENDPOINT"
 )
 @click.option("--ca-key-file", type=click.Path(path_type=Path), help="the fleet CA's key (PEM)")
 @click.option("--ca-key-secret", help="instead: the Key Vault secret holding the CA key")
-def rotate(settings_file: Path, ca_key_file: Path | None, ca_key_secret: str | None) -> None:
-    """One pass of certificate rotation on Azure: confirm, time out, start due rotations."""
+@click.option(
+    "--ledger-container-url",
+    default=None,
+    help="the access ledger's anchor container (with ledger.azure). Default: "
+    "https://<ledger.azure.storageAccount>.blob.core.windows.net/<ledger.azure.container>",
+)
+def rotate(
+    settings_file: Path,
+    ca_key_file: Path | None,
+    ca_key_secret: str | None,
+    ledger_container_url: str | None,
+) -> None:
+    """One pass of certificate rotation on Azure: confirm, time out, start due rotations.
+
+    With a ledger section naming ``azure``, every issue, rotation and revocation is
+    recorded in the access ledger before it takes effect."""
     settings = _settings(settings_file)
     if (ca_key_file is None) == (ca_key_secret is None):
         raise InputError("--ca-key-file or --ca-key-secret: give exactly one; allowed: either")
     service = _service(settings, settings_file, ca_key_file, ca_key_secret)
+    service.ledger = _ledger_chain(settings, ledger_container_url)
     from iot_remote_access.arm.errors import AzureSignInRequired
     from iot_remote_access.arm.hub_service import HubServiceError
 
@@ -51,6 +66,8 @@ def rotate(settings_file: Path, ca_key_file: Path | None, ca_key_secret: str | N
         raise OperationError(str(error)) from None
     except HubServiceError as error:
         raise OperationError(f"rotation pass stopped: {error}") from None
+    if service.ledger is not None:
+        _anchor(service.ledger)
     click.echo(json.dumps(_report_json(report), indent=2))
 
 
@@ -117,6 +134,44 @@ def _service(
         policy=settings.certificates.stagger_policy(),
         settings=settings.certificates.rotation_settings(),
     )
+
+
+def _ledger_chain(settings: FleetSettings, container_url: str | None) -> Any:
+    """The access ledger's chain in the anchor container, or None without ``ledger.azure``."""
+    ledger = settings.ledger
+    if not ledger.enabled or ledger.azure is None:
+        if container_url is not None:
+            raise InputError(
+                "--ledger-container-url: given, but the settings have no ledger.azure; "
+                "allowed: only with a ledger section naming azure"
+            )
+        return None
+    from iot_remote_access.cli.evidence_clouds import azure_container_sink
+    from iot_remote_access.lambdas.anchor_sinks.object_chain import ObjectChain
+
+    url = container_url or (
+        f"https://{ledger.azure.storage_account}.blob.core.windows.net/{ledger.azure.container}"
+    )
+    return ObjectChain(azure_container_sink(url), ledger.ledger_id)
+
+
+def _anchor(chain: Any) -> None:
+    """Anchor the chain's head after the pass (hourly, as the other writers do)."""
+    from datetime import UTC, datetime
+
+    from azure.core.exceptions import AzureError
+
+    from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken, anchor_chain
+    from iot_remote_access.lambdas.ledger.store import LedgerUnavailable
+
+    try:
+        anchor_chain(chain.lines, chain.sink, chain.ledger_id, now=datetime.now(UTC))
+    except TailBroken as error:
+        raise OperationError(f"ledger: the chain does not hold, not anchored: {error}") from None
+    except (LedgerUnavailable, AzureError) as error:
+        raise OperationError(
+            f"ledger: the anchor could not be written: {str(error)[:200]}"
+        ) from None
 
 
 def _report_json(report: Any) -> dict[str, Any]:

@@ -148,7 +148,7 @@ def azure_alerts(settings_file: Path, listen: str, container_url: str | None) ->
     url = container_url or (
         f"https://{ledger.azure.storage_account}.blob.core.windows.net/{ledger.azure.container}"
     )
-    chain = ObjectChain(_azure_sink(url), ledger.ledger_id)
+    chain = ObjectChain(azure_container_sink(url), ledger.ledger_id)
     writer = AlertWriter(
         chain, token, anchor_every=timedelta(minutes=ledger.anchor_interval_minutes)
     )
@@ -163,7 +163,7 @@ def azure_alerts(settings_file: Path, listen: str, container_url: str | None) ->
     writer.anchor_if_due(force=True)
 
 
-def _azure_sink(url: str) -> Any:
+def azure_container_sink(url: str) -> Any:
     from azure.storage.blob import ContainerClient
 
     from iot_remote_access.lambdas.anchor_sinks.sinks import AzureBlobAnchors
@@ -216,7 +216,7 @@ def export_objects_command(
     sink = (
         _gcs_sink(gcs_bucket, gcs_project)
         if gcs_bucket is not None
-        else _azure_sink(str(azure_container_url))
+        else azure_container_sink(str(azure_container_url))
     )
     try:
         records, anchors = export_objects(out, sink, ledger_id)

@@ -26,7 +26,7 @@ Kinds (``data.event``) and their ``decision`` values:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from iot_remote_access.core.ledger import MAX_DEPTH, MAX_SAFE_INTEGER, shown
 
@@ -178,3 +178,32 @@ def shortened(record: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(value, list | dict)
     }
     return {**kept, "truncated": True}
+
+
+class LedgerAppender(Protocol):
+    """Where a service appends its decisions (``ObjectChain`` on GCP and Azure)."""
+
+    def append(self, data: Mapping[str, Any]) -> object:
+        """Append one record; raise :class:`~iot_remote_access.core.ledger.LedgerUnavailable`."""
+        ...
+
+
+def certificate_record(
+    event: str, thing: str, certificate_id: str, serial: str | None, **facts: object
+) -> dict[str, Any]:
+    """A ``cert.*`` record as the AWS rotation writes it, for the GCP and Azure services.
+
+    ``certificate_id``: the issuer's name for it (CA Service: the resource name; Azure:
+    the serial). Never a key or a PEM.
+    """
+    decision = {CERT_ISSUE: "issued", CERT_ROTATE: "rotated", CERT_REVOKE: "revoked"}[event]
+    return recordable(
+        {
+            "event": event,
+            "decision": decision,
+            "thing": thing,
+            "certificateId": certificate_id,
+            "serial": serial,
+            **facts,
+        }
+    )

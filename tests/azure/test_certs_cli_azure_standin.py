@@ -21,9 +21,11 @@ import pytest
 import yaml
 
 from iot_remote_access.arm.twin_inventory import stamp
+from iot_remote_access.core.ledger import parse_record
 from tests.azure.test_azure_cli_standin import COMMAND, EXAMPLE, azure_env
 from tests.support.azure_arm_standin import ArmStandIn
 from tests.support.azure_rotation import DeviceStandIn, certificate_tags, make_group_ca
+from tests.support.azure_storage_standin import BlobStandIn
 from tests.support.iot_hub_service_standin import IotHubServiceStandIn
 from tests.support.pki import TestCa
 
@@ -134,20 +136,29 @@ def test_a_twin_with_a_bad_date_or_no_azure_section_is_one_line_exit_2(
     assert "has no azure section" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.fixture
+def blobs() -> Iterator[BlobStandIn]:
+    with BlobStandIn() as standin:
+        yield standin
+
+
 def test_azure_rotate_runs_a_pass_and_the_next_pass_confirms(
-    env: tuple[IotHubServiceStandIn, dict[str, str]], tmp_path: Path
+    env: tuple[IotHubServiceStandIn, dict[str, str]], tmp_path: Path, blobs: BlobStandIn
 ) -> None:
     hub, variables = env
     ca = make_group_ca(tmp_path / "group")
     document = yaml.safe_load(EXAMPLE.read_text())
     document["azure"]["caCertificate"]["file"] = str(ca.cert_file)
     document["certificates"] = {"hourlyRotationBudget": 2}
+    document["ledger"] = {"azure": {"storageAccount": "fleetanchors"}}
     settings = tmp_path / "rotate.yaml"
     settings.write_text(yaml.safe_dump(document))
     now = datetime.now(UTC)
     hub.register("sensor-1", certificate_tags(now + timedelta(days=20), serial="aa"))
     device = DeviceStandIn(hub, "sensor-1", ca.certificate)
-    command = ("azure", "rotate", "--settings", str(settings), "--ca-key-file", str(ca.key_file))
+    container = blobs.container_url("fleetanchors", "ledger-anchors")
+    command = ("azure", "rotate", "--settings", str(settings), "--ca-key-file", str(ca.key_file),
+               "--ledger-container-url", container)  # fmt: skip
 
     first = run(*command, env=variables)
     assert first.returncode == 0, first.stderr
@@ -159,6 +170,20 @@ def test_azure_rotate_runs_a_pass_and_the_next_pass_confirms(
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["confirmed"] == ["sensor-1"]
     assert hub.twins["sensor-1"]["tags"]["certificate"]["serial"] == f"{leaf.serial_number:x}"
+
+    # Each decision is in the access ledger, anchored after each pass; the chain holds.
+    export = run("evidence", "export-objects", "--azure-container-url", container,
+                 "--out", str(tmp_path / "x"), env=variables)  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    chain = (tmp_path / "x" / "chain.jsonl").read_bytes().splitlines()
+    assert [parse_record(line).data["event"] for line in chain] == [
+        "cert.issue",
+        "cert.rotate",
+        "cert.revoke",
+    ]
+    verified = run("evidence", "verify", str(tmp_path / "x" / "chain.jsonl"), "--anchors",
+                   str(tmp_path / "x" / "anchors.jsonl"), env=variables)  # fmt: skip
+    assert verified.stdout.strip() == "holds: 3 record(s), seq 0..2, 2 anchor(s) checked"
 
 
 def test_azure_rotate_refuses_missing_input_in_one_line(
