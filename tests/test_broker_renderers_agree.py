@@ -12,11 +12,13 @@ import re
 import pytest
 
 from iot_remote_access.core.aws_policy import device_policy_document, plain_arn
+from iot_remote_access.core.hivemq_device_realm import devices_realm
 from iot_remote_access.core.hivemq_permissions import (
     bridge_permissions,
     device_access_topics,
     device_permissions,
     granted_topics,
+    parse_file_realm,
 )
 from iot_remote_access.core.mosquitto_acl import MosquittoAcl
 from iot_remote_access.core.policy_check import THING_NAME_VARIABLE
@@ -153,3 +155,24 @@ def test_every_topic_kind_renders_the_same_on_every_broker_and_aws(thing: str) -
             assert any(_iam(r, f"topicfilter/{topic}") for r in resources["iot:Subscribe"]), topic
             assert any(_iam(r, f"topic/{topic}") for r in resources["iot:Receive"]), topic
     assert analyze_policy(document).lateral == ()
+
+
+@pytest.mark.parametrize("topics", MODELS)
+@pytest.mark.parametrize("rotation", [False, True])
+@pytest.mark.parametrize("command_responses", [False, True])
+def test_the_certificate_bound_realm_grants_each_thing_what_mosquitto_grants(
+    topics: TopicModel, rotation: bool, command_responses: bool
+) -> None:
+    """deviceBinding certificate: the realm as gcp device-realm renders it, read back; each
+    user's role grants its thing the model's topics, whatever client id it sends."""
+    access = DeviceAccess(topics=topics, rotation=rotation, command_responses=command_responses)
+    realm = devices_realm(access, binding="certificate", fleet_ca_names=(), things=THINGS)
+    roles, users = parse_file_realm(realm)
+    by_id = {role.role_id: role.permissions for role in roles}
+    assert sorted(user.name for user in users) == sorted(THINGS)
+    for user in users:
+        (role_id,) = user.roles
+        expected = _mosquitto(MosquittoAcl(access=access), user.name)
+        assert expected == device_access_topics(access, user.name)
+        for client_id in (user.name, "another-client-id"):
+            assert granted_topics(by_id[role_id], client_id) == expected

@@ -84,6 +84,7 @@ SETTINGS_COMMANDS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "gcp plan": (GCP_BASE, ["gcp", "plan", "--project", "my-fleet-project"]),
     "gcp deploy": (GCP_BASE, ["gcp", "deploy", "--project", "my-fleet-project"]),
     "gcp manifests": (GCP_BASE, ["gcp", "manifests"]),
+    "gcp device-realm": (GCP_BASE, ["gcp", "device-realm", "--things", "-"]),
     "azure plan": (
         AZURE_BASE,
         ["azure", "plan", "--subscription", SUBSCRIPTION, "--resource-group", "rg"],
@@ -92,6 +93,9 @@ SETTINGS_COMMANDS: dict[str, tuple[dict[str, Any], list[str]]] = {
         AZURE_BASE,
         ["azure", "deploy", "--subscription", SUBSCRIPTION, "--resource-group", "rg"],
     ),
+    # Both need a certificates section, which the base lacks: refused before any network call.
+    "azure rotate": (AZURE_BASE, ["azure", "rotate", "--ca-key-file", "group-ca.key"]),
+    "certs plan --cloud azure": (AZURE_BASE, ["certs", "plan", "--cloud", "azure"]),
 }
 
 
@@ -113,6 +117,24 @@ def test_hostile_settings_file_is_refused_in_one_line(command: str) -> None:
             assert not out.exists(), "gcp manifests wrote files for refused settings"
 
     check()
+
+
+@fuzz_settings
+@given(hostile=hostile_file())
+def test_hostile_thing_list_to_device_realm_is_exit_2_or_a_realm(hostile: HostileFile) -> None:
+    """Random bytes as ``--things``: refused in one line naming the file, or (names and
+    comments by chance) a realm; never a crash."""
+    for folder in _folder():
+        settings = folder / "settings.yaml"
+        settings.write_text(yaml.safe_dump(GCP_BASE))
+        things = _write(folder, hostile, ".txt")
+        result = run_bounded(
+            "gcp", "device-realm", "--settings", str(settings), "--things", str(things)
+        )
+        if hostile.refused or result.code == 2:
+            assert_refused(result, things.name)
+        else:
+            assert result.code == 0 and "kind: ConfigMap" in result.stdout, result.stderr
 
 
 # -- lint ----------------------------------------------------------------------------

@@ -28,6 +28,9 @@ ALLOWED: dict[str, set[str]] = {
     "pubsub": {"core", "constructs"},  # the Pub/Sub engine drives the constructs' state
     # Cloud Logging/Monitoring engine: Teleport's alarms, desired state from the settings.
     "gcp_monitoring": {"core", "settings"},
+    # Certificate Authority Service engine: the pool and CA, and the issuer; it reuses the
+    # Pub/Sub engine's IAM requests and the monitoring engine's loopback rule.
+    "gcp_ca": {"core", "settings", "pubsub", "gcp_monitoring"},
     "stacks": {"core", "settings", "arm", "constructs", "guard"},
 }
 ROOMS = {*ALLOWED, "cli"}

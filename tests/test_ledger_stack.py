@@ -29,6 +29,7 @@ WRITERS = (
     "command_responses",
     "command_sweep",
     "command_fanout",
+    "tunnel_metrics",  # operators' CloseTunnel calls
 )
 
 
@@ -89,6 +90,12 @@ def test_reference_stack_with_a_ledger_is_nag_and_cfn_lint_clean_and_wires_every
         assert statement["Condition"] == {
             "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["access"]}
         }
+    # The sweeper's and the broker's closes are theirs to record, told apart by role.
+    own = functions["tunnel_metrics"]["Environment"]["Variables"]["LEDGER_OWN_CLOSERS"]
+    roles = [part["Fn::GetAtt"] for part in own["Fn::Join"][1] if isinstance(part, dict)]
+    assert [
+        functions[p]["Role"]["Fn::GetAtt"] for p in ("tunnel_broker", "tunnel_sweeper")
+    ] == roles
     outputs = template.to_json()["Outputs"]
     assert {"LedgerTable", "LedgerAnchorBucket"} <= set(outputs)
 

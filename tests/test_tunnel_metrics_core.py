@@ -57,7 +57,11 @@ def test_open_event_parses_thing_tunnel_time_and_lifetime() -> None:
 def test_close_and_scheduled_events_parse() -> None:
     close = ev.close_tunnel(T0, "tun-1")
     assert parse_event(close) == TunnelClosed(
-        event_id=close["detail"]["eventID"], tunnel_id="tun-1", closed_at=T0
+        event_id=close["detail"]["eventID"],
+        tunnel_id="tun-1",
+        closed_at=T0,
+        closed_by=f"arn:aws:sts::{ev.ACCOUNT}:assumed-role/FieldEngineer/field-engineer",
+        closer_role=ev.role_arn("FieldEngineer"),
     )
     scheduled: dict[str, Any] = ev.scheduled(T0)
     assert parse_event(scheduled) == SweepRequested(event_id=scheduled["id"], at=T0)

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from iot_remote_access.arm.hub_service import SCOPE as SCOPE  # re-exported: cli/command_azure
+from iot_remote_access.arm.hub_service import hub_error, hub_pipeline
+
 API_VERSION = "2021-04-12"
-SCOPE = "https://iothubs.azure.net/.default"
 MIN_RESPONSE_TIMEOUT = 5
 MAX_RESPONSE_TIMEOUT = 300
 MAX_CONNECT_TIMEOUT = 300
@@ -77,20 +79,9 @@ class DirectMethodClient:
     def __init__(
         self, endpoint: str, credential: Any, *, connection_verify: str | bool = True
     ) -> None:
-        from azure.core import PipelineClient
-        from azure.core.pipeline import policies
-
         self.endpoint = endpoint.rstrip("/")
-        self._client: Any = PipelineClient(
-            base_url=self.endpoint,
-            policies=[
-                policies.HeadersPolicy({"Content-Type": "application/json"}),
-                policies.UserAgentPolicy("iot-remote-access"),
-                policies.RetryPolicy(retry_total=0),
-                policies.BearerTokenCredentialPolicy(credential, SCOPE),
-                policies.NetworkTraceLoggingPolicy(),
-            ],
-        )
+        # No retries: a direct method is not idempotent.
+        self._client: Any = hub_pipeline(self.endpoint, credential, retry_total=0)
         self._verify = connection_verify
 
     def invoke(
@@ -149,7 +140,7 @@ def _result(response: Any) -> MethodResult:
     status = int(response.status_code)
     text = response.text()[: 2 * MAX_PAYLOAD_BYTES]
     if status != 200:
-        code, message = _error(text)
+        code, message = hub_error(text)
         raise DirectMethodError(status, code, message)
     try:
         document = json.loads(text)
@@ -158,17 +149,3 @@ def _result(response: Any) -> MethodResult:
     if not isinstance(document, dict) or not isinstance(document.get("status"), int):
         raise DirectMethodError(status, "MalformedAnswer", "no status in the hub's answer")
     return MethodResult(document["status"], document.get("payload"))
-
-
-def _error(text: str) -> tuple[str, str]:
-    """IoT Hub's error body: ``{"errorCode": 404103, "message": "..."}`` (the message may
-    itself be JSON with ``errorCode``/``Message``)."""
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return "", text[:200]
-    if not isinstance(document, dict):
-        return "", text[:200]
-    code = str(document.get("errorCode") or document.get("ErrorCode") or "")
-    message = str(document.get("message") or document.get("Message") or "")
-    return code, message[:200]

@@ -52,6 +52,10 @@ class CaKey:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
+    def sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
+        """``builder`` signed with this key (SHA-256; Ed25519/Ed448 sign without a hash)."""
+        return builder.sign(self._key, _hash_for(self._key))
+
     def sign_verification_certificate(self, ca: x509.Certificate, verification_code: str) -> str:
         """PEM of a one-day certificate with CN ``verification_code``, issued by ``ca``."""
         if not verification_code or len(verification_code) > 64:
@@ -75,13 +79,14 @@ class CaKey:
                 critical=False,
             )
         )
-        algorithm = (
-            None
-            if isinstance(self._key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
-            else hashes.SHA256()
-        )
-        certificate = builder.sign(self._key, algorithm)
+        certificate = self.sign(builder)
         return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _hash_for(key: CaPrivateKey) -> hashes.SHA256 | None:
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        return None
+    return hashes.SHA256()
 
 
 def load_ca_certificate(path: Path, *, field: str) -> x509.Certificate:

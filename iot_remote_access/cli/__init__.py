@@ -78,9 +78,15 @@ def load_command(name: str) -> click.Command:
     module = importlib.import_module(f"iot_remote_access.cli.{module_name}")
     command: click.Command = getattr(module, attribute)
     if name == "gcp" and "manifests" not in getattr(command, "commands", {}):
+        from iot_remote_access.cli.gcp_device_realm import device_realm
         from iot_remote_access.cli.gcp_manifests import manifests
 
         command.add_command(manifests)  # type: ignore[attr-defined]
+        command.add_command(device_realm)  # type: ignore[attr-defined]
+    if name == "azure" and "rotate" not in getattr(command, "commands", {}):
+        from iot_remote_access.cli.azure_rotate import rotate
+
+        command.add_command(rotate)  # type: ignore[attr-defined]
     return command
 
 

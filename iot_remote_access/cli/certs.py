@@ -70,20 +70,32 @@ aws_options = [
 def _with_aws_options(function: Any) -> Any:
     for option in reversed(aws_options):
         function = option(function)
-    from iot_remote_access.cli.certs_gcp import with_gcp_options
+    return function
 
-    cloud = click.option(
-        "--cloud",
-        type=click.Choice(["aws", "gcp"]),
-        default="aws",
-        show_default=True,
-        help="Where the inventory lives: aws (DynamoDB, --table) or gcp (Firestore, "
-        "the project of --settings; cli/certs_gcp.py).",
-    )
-    return cloud(with_gcp_options(function))
+
+#: Clouds other than AWS: the module that reads their inventory, with
+#: ``records(settings_file, now, lead_days)`` and ``export_rows(settings_file, fields)``.
+OTHER_CLOUDS = {
+    "azure": "iot_remote_access.cli.certs_azure",
+    "gcp": "iot_remote_access.cli.certs_gcp",
+}
+cloud_option = click.option(
+    "--cloud",
+    type=click.Choice(["aws", *OTHER_CLOUDS]),
+    default="aws",
+    show_default=True,
+    help="Where the inventory is (other clouds: from --settings FILE).",
+)
+
+
+def _cloud(cloud: str) -> Any:
+    import importlib
+
+    return importlib.import_module(OTHER_CLOUDS[cloud])
 
 
 @certs.command("plan")
+@cloud_option
 @_with_aws_options
 @click.option(
     "--inventory",
@@ -118,6 +130,7 @@ def _with_aws_options(function: Any) -> Any:
     show_default=True,
 )
 def plan_command(
+    cloud: str,
     table_name: str | None,
     region: str | None,
     profile: str | None,
@@ -128,8 +141,6 @@ def plan_command(
     hourly_budget: int | None,
     hours: int,
     output_format: str,
-    cloud: str,
-    **gcp: Any,
 ) -> None:
     """The coming rotation schedule, computed from the inventory (read-only).
 
@@ -144,10 +155,10 @@ def plan_command(
         click.echo(f"note: {note}", err=True)
     if not 1 <= hours <= MAX_HOURS:
         raise InputError(f"--hours: {excerpt(hours)}; allowed: 1..{MAX_HOURS}")
-    if cloud == "gcp" and inventory_file is None:
-        from iot_remote_access.cli import certs_gcp
-
-        records = certs_gcp.due_records(settings_file, gcp, now, settings)
+    if cloud != "aws" and table_name is not None:
+        raise InputError(f"--table: the AWS inventory table; allowed with --cloud {cloud}: none")
+    if cloud != "aws" and inventory_file is None:
+        records = _cloud(cloud).records(settings_file, now, settings.lead_days)
     elif (table_name is None) == (inventory_file is None):
         raise InputError("--table or --inventory: give exactly one source of the inventory")
     elif inventory_file is not None:
@@ -379,7 +390,14 @@ def inventory() -> None:
 
 
 @inventory.command("export")
+@cloud_option
 @_with_aws_options
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The settings file naming the hub (--cloud azure).",
+)
 @click.option(
     "--format",
     "output_format",
@@ -392,27 +410,20 @@ def inventory() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="File to write. Default: stdout.",
 )
-@click.option(
-    "--settings",
-    "settings_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="--cloud gcp: the settings file whose gcp.projectId holds the inventory.",
-)
 def export_command(
+    cloud: str,
     table_name: str | None,
     region: str | None,
     profile: str | None,
+    settings_file: Path | None,
     output_format: str,
     output: Path | None,
-    cloud: str,
-    settings_file: Path | None,
-    **gcp: Any,
 ) -> None:
     """Write every device with its certificate and rotation state (read-only scan)."""
-    if cloud == "gcp":
-        from iot_remote_access.cli import certs_gcp
-
-        rows = [_export_row(item) for item in certs_gcp.devices(settings_file, gcp)]
+    if cloud != "aws" and table_name is not None:
+        raise InputError(f"--table: the AWS inventory table; allowed with --cloud {cloud}: none")
+    if cloud != "aws":
+        rows = _cloud(cloud).export_rows(settings_file, EXPORT_FIELDS)
     elif not table_name:
         raise InputError("--table: required; allowed: the inventory table's name")
     else:

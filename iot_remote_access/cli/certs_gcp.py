@@ -1,126 +1,112 @@
-"""``certs plan --cloud gcp`` and ``inventory export --cloud gcp``: the Firestore inventory.
+"""``certs plan`` and ``inventory export`` with ``--cloud gcp``: the inventory in Firestore.
 
-The same settings file as ``gcp plan|deploy`` (``--settings``): the project is its
-``gcp.projectId`` unless ``--project`` is given; the rotation settings are its
-``certificates`` section, as for AWS. The plan reads exactly what the daily GCP
-planner reads (one query per day of the due window, ``rotation_planner.due_window``),
+The same settings file as ``gcp plan|deploy|manifests`` (``--settings``): the project is
+its ``gcp.projectId``, the collection ``gcp.rotationService.inventoryCollection``
+(default ``iot-device-inventory``); the rotation settings are its ``certificates``
+section, as for AWS (``cli/certs_settings.py``). The plan reads exactly what the daily
+GCP planner reads (one query per day of its due window, ``rotation_planner.due_window``),
 so it shows the slots the CronJob will write. Read-only; honours
-``FIRESTORE_EMULATOR_HOST`` (the tests' emulator).
+``FIRESTORE_EMULATOR_HOST`` (the tests' emulator) and Google's default credentials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from iot_remote_access.cli.errors import InputError, OperationError
-from iot_remote_access.core.bounded_input import excerpt
-from iot_remote_access.core.gcp_rules import GcpRuleError, validate_project_id
-from iot_remote_access.core.rotation_plan import InventoryRecord, RotationSettings
+from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
+from iot_remote_access.core.rotation_plan import InventoryRecord
+from iot_remote_access.settings import SettingsError
 
 T = TypeVar("T")
 DEFAULT_COLLECTION = "iot-device-inventory"
 
-gcp_options = [
-    click.option(
-        "--project",
-        "gcp_project",
-        help="--cloud gcp: the Google Cloud project. Default: --settings' gcp.projectId.",
-    ),
-    click.option(
-        "--collection",
-        "gcp_collection",
-        default=DEFAULT_COLLECTION,
-        show_default=True,
-        help="--cloud gcp: the Firestore collection of the inventory.",
-    ),
-]
 
+def _settings(settings_file: Path | None) -> Any:
+    if settings_file is None:
+        raise InputError("--settings: required with --cloud gcp; allowed: the GCP settings file")
+    from iot_remote_access.settings.fleet import FleetSettings
 
-def with_gcp_options(function: Any) -> Any:
-    for option in reversed(gcp_options):
-        function = option(function)
-    return function
-
-
-def _project(settings_file: Path | None, given: str | None) -> str:
-    if given is None and settings_file is not None:
-        from iot_remote_access.settings import SettingsError
-        from iot_remote_access.settings.fleet import FleetSettings
-
-        try:
-            fleet = FleetSettings.from_file(settings_file)
-        except (SettingsError, ValueError) as error:
-            raise InputError(f"--settings: {error}") from None
-        given = fleet.gcp.project_id if fleet.gcp is not None else None
-    if given is None:
-        raise InputError(
-            "--project: not given and --settings has no gcp.projectId; "
-            "allowed: a Google Cloud project id"
-        )
     try:
-        return validate_project_id(given, field_name="--project")
-    except GcpRuleError as error:
-        raise InputError(str(error)) from None
+        settings = FleetSettings.from_file(settings_file)
+    except SettingsError as error:
+        raise settings_input_error(error) from None
+    if settings.gcp is None or settings.gcp.project_id is None:
+        raise InputError(
+            f"--settings: {settings_file} has no gcp.projectId; allowed: a settings file "
+            "with the gcp section (docs/gcp.md)"
+        )
+    return settings
 
 
-def _inventory(settings_file: Path | None, options: Mapping[str, Any]) -> Any:
+def _inventory(settings: Any) -> Any:
     from google.cloud import firestore
 
     from iot_remote_access.pubsub.rotation_inventory import FirestoreInventory
 
-    collection = str(options.get("gcp_collection") or DEFAULT_COLLECTION)
-    if not collection.replace("-", "").replace("_", "").isalnum() or len(collection) > 100:
-        raise InputError(
-            f"--collection: {excerpt(collection)}; allowed: letters, digits, '-' and '_', "
-            "at most 100"
-        )
-    project = _project(settings_file, options.get("gcp_project"))
-    return FirestoreInventory(firestore.Client(project=project), collection)
+    rotation = settings.gcp.rotation_service
+    collection = rotation.inventory_collection if rotation else DEFAULT_COLLECTION
+    database = rotation.firestore_database if rotation else "(default)"
+    client = firestore.Client(project=settings.gcp.project_id, database=database)
+    return FirestoreInventory(client, collection)
 
 
-def _firestore(function: Callable[[], T]) -> T:
+def _firestore(read: Callable[[], T]) -> T:
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exceptions
 
     try:
-        return function()
+        return read()
     except gexc.GoogleAPICallError as error:
         raise OperationError(
             f"Firestore refused the request: {type(error).__name__}: {str(error)[:200]}"
         ) from None
     except auth_exceptions.GoogleAuthError as error:
-        raise OperationError(f"no Google credentials: {str(error)[:200]}") from None
+        raise OperationError(f"no Google Cloud credentials: {str(error)[:200]}") from None
 
 
-def due_records(
-    settings_file: Path | None, options: Mapping[str, Any], now: datetime, plan: RotationSettings
-) -> list[InventoryRecord]:
-    """The records the GCP daily planner plans from (its due window, one query per day)."""
-    from iot_remote_access.pubsub.rotation_planner import due_window
+def _budget_note(settings: Any) -> None:
+    """The hourly budget against CA Service's quota, as the rotation service checks it."""
     from iot_remote_access.pubsub.rotation_settings import (
         CA_SERVICE_ENTERPRISE_CREATE_QPS,
         QUOTA_SHARE,
     )
 
+    budget = settings.certificates.hourly_rotation_budget if settings.certificates else 500
     ceiling = int(CA_SERVICE_ENTERPRISE_CREATE_QPS * 3600 * QUOTA_SHARE)
-    if plan.hourly_budget > ceiling:
+    if budget > ceiling:
         click.echo(
-            f"note: hourlyRotationBudget {plan.hourly_budget} is above {ceiling}, half an hour "
-            f"of CA Service's {CA_SERVICE_ENTERPRISE_CREATE_QPS} CreateCertificate/s per CA "
-            "(Enterprise tier); the rotation service refuses it unless ROTATION_CA_CREATE_QPS "
-            "is raised",
+            f"note: hourlyRotationBudget {budget} is above {ceiling}, half an hour of CA "
+            f"Service's {CA_SERVICE_ENTERPRISE_CREATE_QPS} CreateCertificate/s per CA "
+            "(Enterprise tier); the rotation service refuses it",
             err=True,
         )
-    inventory = _inventory(settings_file, options)
-    return _firestore(lambda: list(inventory.expiring_on(due_window(now, plan.lead_days))))
 
 
-def devices(settings_file: Path | None, options: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every device document, for ``inventory export``."""
-    inventory = _inventory(settings_file, options)
-    return _firestore(lambda: list(inventory.scan_devices()))
+def records(settings_file: Path | None, now: datetime, lead_days: int) -> list[InventoryRecord]:
+    """The records the GCP daily planner plans from (its due window, one query per day)."""
+    from iot_remote_access.pubsub.rotation_planner import due_window
+
+    settings = _settings(settings_file)
+    _budget_note(settings)
+    inventory = _inventory(settings)
+    return _firestore(lambda: list(inventory.expiring_on(due_window(now, lead_days))))
+
+
+def export_rows(settings_file: Path | None, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every device document as an ``inventory export`` row (``fields``)."""
+    inventory = _inventory(_settings(settings_file))
+
+    def read() -> list[dict[str, Any]]:
+        rows = []
+        for item in inventory.scan_devices():
+            row = {field: item.get(field, "") for field in fields}
+            row["attempts"] = int(item.get("attempts", 0))
+            rows.append(row)
+        return rows
+
+    return _firestore(read)

@@ -156,7 +156,8 @@ def deployment_issuers(settings_file: Path) -> tuple[StaggerPolicy, tuple[CloudI
         longest = policy.base_days + policy.window_days - 1
         cap = authority.certificate_lifetime_days(longest)
         issuers.append(CloudIssuer("gcp", f"CA Service pool {authority.pool!r}", cap))
-    if settings.azure is not None and settings.certificates is not None:
+    azure = settings.azure
+    if azure and azure.ca_certificate is not None and settings.certificates is not None:
         issuers.append(CloudIssuer("azure", "the DPS enrollment group's CA"))
     if not issuers:
         raise InputError(

@@ -179,11 +179,14 @@ def _name(path: Path | str) -> str:
 
 def _add_pack_commands() -> None:
     # In modules of their own (evidence_pack*.py); registered here so `evidence` lists them.
+    from iot_remote_access.cli.evidence_clouds import export_objects_command, record
     from iot_remote_access.cli.evidence_pack import pack_command
     from iot_remote_access.cli.evidence_pack_incident import incident
 
     evidence.add_command(pack_command)
     evidence.add_command(incident)
+    evidence.add_command(record)
+    evidence.add_command(export_objects_command)
 
 
 _add_pack_commands()

@@ -20,7 +20,9 @@ from iot_remote_access.cli.gcp_access import (
     print_monitoring_applied,
     print_monitoring_plan,
 )
-from iot_remote_access.cli.gcp_ca import CaTopology, deploy_ca, plan_ca
+from iot_remote_access.cli.gcp_ca import CaTopology, ca_plan_or_refuse, deploy_ca, plan_ca
+from iot_remote_access.cli.gcp_ledger import SERVICE as LEDGER_SERVICE
+from iot_remote_access.cli.gcp_ledger import LedgerAnchors
 from iot_remote_access.core.gcp_rules import validate_project_id
 from iot_remote_access.settings import FleetSettings, SettingsError
 from iot_remote_access.settings.gcp import GcpSettings
@@ -76,6 +78,7 @@ def plan_command(
     desired, publisher, subscriber = _prepare(settings_file, project)
     access = _access_monitoring(settings_file, project, monitoring_endpoint)
     authority = _ca_topology(settings_file, project, ca_endpoint)
+    anchors = _ledger_anchors(settings_file, project)
     result = _call(lambda: _plan(desired, publisher, subscriber))
     console = Console(soft_wrap=True)
     _print_plan(result, console)
@@ -83,6 +86,8 @@ def plan_command(
         print_monitoring_plan(_call(access.plan, "Google Cloud"), console)
     if authority is not None:
         plan_ca(authority, _call, console)
+    if anchors is not None:
+        anchors.print_plan(_call(anchors.plan, LEDGER_SERVICE), console)
 
 
 @gcp.command("deploy")
@@ -104,7 +109,12 @@ def deploy_command(
     desired, publisher, subscriber = _prepare(settings_file, project)
     access = _access_monitoring(settings_file, project, monitoring_endpoint)
     authority = _ca_topology(settings_file, project, ca_endpoint)
+    anchors = _ledger_anchors(settings_file, project)
     result = _call(lambda: _plan(desired, publisher, subscriber))
+    # Every blocked plan refuses before any change: nothing is half-deployed.
+    ca_plan = None if authority is None else ca_plan_or_refuse(authority, _call)
+    if anchors is not None:
+        anchors.refuse_blocked(_call(anchors.plan, LEDGER_SERVICE))
     console = Console(soft_wrap=True)
     err = Console(stderr=True)
     try:
@@ -143,7 +153,9 @@ def deploy_command(
             raise OperationError(f"Google Cloud refused to {error}") from None
         print_monitoring_applied(monitoring_plan, applied_monitoring, console)
     if authority is not None:
-        deploy_ca(authority, _call, console)
+        deploy_ca(authority, ca_plan, _call, console)
+    if anchors is not None:
+        anchors.print_applied(_call(anchors.deploy, LEDGER_SERVICE), console)
 
 
 @gcp.command("device-config")
@@ -199,6 +211,16 @@ def _ca_topology(settings_file: Path, project: str | None, endpoint: str | None)
     if settings.gcp is None or settings.gcp.certificate_authority is None:
         return None
     return CaTopology.prepare(_project(settings_file, settings.gcp, project), settings, endpoint)
+
+
+def _ledger_anchors(settings_file: Path, project: str | None) -> LedgerAnchors | None:
+    """With ``ledger.gcp``: the access ledger's anchor bucket (``cli/gcp_ledger.py``)."""
+    settings = FleetSettings.from_file(settings_file)  # already validated by _prepare
+    spec = LedgerAnchors.spec_of(settings)
+    if spec is None or settings.gcp is None:
+        return None
+    chosen = _project(settings_file, settings.gcp, project)
+    return _call(lambda: LedgerAnchors.connect(settings, spec, chosen), LEDGER_SERVICE)  # type: ignore[no-any-return]
 
 
 def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:

@@ -70,13 +70,23 @@ def plan_ca(topology: CaTopology, call: Callable[..., Any], console: Console) ->
     console.print(summary, highlight=False)
 
 
-def deploy_ca(topology: CaTopology, call: Callable[..., Any], console: Console) -> None:
-    """Apply the plan; a blocked plan exits 2 before any change, a refusal exits 1."""
+def ca_plan_or_refuse(topology: CaTopology, call: Callable[..., Any]) -> Any:
+    """The pool and CA plan; exit 2 if it is blocked, before ``gcp deploy`` changes anything."""
+    result = call(topology.plan, _SERVICE)
+    if result.blocked:
+        names = ", ".join(f"{c.kind} {c.name} ({c.note})" for c in result.blocked)
+        raise InputError(f"nothing deployed to CA Service: {names}")
+    return result
+
+
+def deploy_ca(
+    topology: CaTopology, result: Any, call: Callable[..., Any], console: Console
+) -> None:
+    """Apply ``result`` (from :func:`ca_plan_or_refuse`); a refusal exits 1."""
     from rich.progress import Progress
 
     from iot_remote_access.gcp_ca.deploy import CaDeployBlocked, CaDeployFailed, deploy
 
-    result = call(topology.plan, _SERVICE)
     err = Console(stderr=True)
     try:
         # Creating a CA makes its key and certificate: minutes on the real service.

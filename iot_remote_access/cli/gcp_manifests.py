@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
+from iot_remote_access.cli.gcp_device_realm import read_things
 from iot_remote_access.cli.node_runtime import require_node
 from iot_remote_access.settings import FleetSettings, SettingsError
 
@@ -26,7 +27,15 @@ from iot_remote_access.settings import FleetSettings, SettingsError
     type=click.Path(path_type=Path, file_okay=False),
     help="directory for manifests/ and hivemq-values.yaml (files of ours there are replaced)",
 )
-def manifests(settings_file: Path, out_dir: Path) -> None:
+@click.option(
+    "--things",
+    "things_file",
+    default=None,
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="thing names for the devices realm (deviceBinding: certificate), as for "
+    "gcp device-realm. Default: none, an empty realm: no device gets any topic",
+)
+def manifests(settings_file: Path, out_dir: Path, things_file: Path | None) -> None:
     """Write Kubernetes manifests (manifests/) and HiveMQ Helm values (hivemq-values.yaml)
     for HiveMQ on GKE with the Pub/Sub bridge, from the same settings file as gcp plan|deploy.
     Exit 0 written, 2 bad settings (nothing written)."""
@@ -40,6 +49,14 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
             "(see examples/gcp-settings.yaml)"
         )
     _check_bridge_variables(settings_file, settings)
+    things: tuple[str, ...] = ()
+    if things_file is not None:
+        if settings.hivemq.device_binding != "certificate":
+            raise InputError(
+                f"--things: hivemq.deviceBinding is {settings.hivemq.device_binding!r}, which "
+                "lists no devices; allowed: --things with deviceBinding 'certificate'"
+            )
+        things = read_things(things_file)
     # cdk8s starts a Node.js process: loaded only when the command runs.
     require_node("gcp manifests")
     try:
@@ -51,7 +68,7 @@ def manifests(settings_file: Path, out_dir: Path) -> None:
         ) from None
 
     try:
-        written = synthesize(settings, out_dir)
+        written = synthesize(settings, out_dir, things=things)
     except ValueError as error:
         raise InputError(f"{settings_file}: {error}") from None
     except OSError as error:

@@ -25,3 +25,8 @@ TUNNEL_STATE_TTL_ATTRIBUTE = "expiration"
 OPEN_INDEX = "OpenTunnels"
 OPEN_INDEX_KEY = "openIndex"
 OPEN_INDEX_SORT = "expiresAt"
+
+#: The tunnel-metrics function's variable naming the IAM roles (comma-separated ARNs) whose
+#: CloseTunnel calls are the library's own (broker, sweeper): their closes are recorded in
+#: the access ledger by those functions, so the metrics function records only operators'.
+LEDGER_OWN_CLOSERS_VARIABLE = "LEDGER_OWN_CLOSERS"

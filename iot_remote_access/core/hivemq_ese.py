@@ -5,19 +5,17 @@ One listener pipeline per MQTT listener:
 - **devices** (the public mTLS listener): the TLS handshake already proved the
   client holds a key certified by the fleet CA (client authentication
   REQUIRED). The X.509 preprocessor takes the certificate's subject CN as the
-  client's identity (``authentication-key``, shown in the access log) and the
-  issuer's CN as the role key; the ``devices`` realm holds one role per fleet
-  CA name, each with exactly the device permissions, so only certificates
-  issued by a named fleet CA get any permission at all.
+  client's identity (``authentication-key``, shown in the access log). With
+  ``by_user=True`` (``deviceBinding: certificate``, the default) the subject CN
+  is also the ``authorization-key``, which selects a user of the ``devices``
+  realm: one user per thing, its topics written literally
+  (``hivemq_permissions.per_device_realm``). Otherwise (``deviceBinding:
+  clientId``) the issuer's CN is the role key and the realm holds one role per
+  fleet CA name on ``${mqtt-clientid}``, which the client chooses, so a fleet
+  certificate can act as any device by naming its client id (docs/topics-v2.md).
 - **bridge** (a cluster-internal mTLS listener): the subject CN is the
   authorization key; the ``bridge`` realm has a single user, the bridge's
   certificate name, so only that certificate gets the bridge's permissions.
-
-Known hole of the role-key devices pipeline: the device role's permissions use
-``${mqtt-clientid}``, which the client chooses, so a fleet certificate can act as
-any device by naming its client id. A devices pipeline with ``by_user=True`` and
-a realm from ``hivemq_permissions.per_device_realm`` (one user per certificate CN,
-literal topics) closes it; see docs/topics-v2.md.
 
 Authentication needs no password store: TLS with a REQUIRED client
 certificate has authenticated the client before ESE runs, so the pipelines

@@ -1,7 +1,9 @@
 """Render the device topic model as HiveMQ topic permissions (Enterprise Security Extension).
 
-One role for every device, written once with the ESE placeholder for the MQTT
-client identifier, so each device reaches only its own topics; one role for
+The device role, written once with the ESE placeholder for the MQTT client
+identifier (``deviceBinding: clientId``: the client chooses it, see
+:data:`CLIENT_ID_PLACEHOLDER`), or written per thing with its name literal
+(:func:`per_device_realm`, the default certificate binding); one role for
 the Pub/Sub bridge, which reads every device's telemetry through a shared
 subscription and publishes commands. The same :class:`DeviceAccess` feeds the
 AWS IoT policy and the mosquitto ACL, and :func:`granted_topics` answers, for
@@ -37,9 +39,10 @@ from iot_remote_access.core.topics import (
 #: Extension", https://hivemq.atlassian.net/wiki/spaces/KB/pages/3542646931, 2025:
 #: client id SENSOR_UNIT_001 resolves ".../${mqtt-clientid}/..." to
 #: ".../SENSOR_UNIT_001/..."). The client chooses its client id in CONNECT and
-#: nothing in the ESE pipeline rendered for the role-key devices pipeline ties it
-#: to the certificate, so a device with a valid fleet certificate that connects
-#: with client id ``device-b`` gets device-b's topics. No placeholder for the
+#: nothing in the ESE pipeline rendered for the role-key devices pipeline
+#: (``deviceBinding: clientId``) ties it to the certificate, so a device with a
+#: valid fleet certificate that connects with client id ``device-b`` gets
+#: device-b's topics. No placeholder for the
 #: certificate-derived ``authorization-key`` is confirmed by the ESE docs we could
 #: read; :func:`per_device_realm` binds by certificate instead (docs/topics-v2.md,
 #: "HiveMQ: the client-id hole").
@@ -349,8 +352,14 @@ class RealmUser:
     roles: tuple[str, ...]
 
 
-def render_file_realm(roles: Iterable[RealmRole], users: Iterable[RealmUser] = ()) -> str:
-    """An ESE file-realm document (``<ese-file-realm>``) with MQTT users, roles and permissions."""
+def render_file_realm(
+    roles: Iterable[RealmRole], users: Iterable[RealmUser] = (), *, indent: bool = True
+) -> str:
+    """An ESE file-realm document (``<ese-file-realm>``) with MQTT users, roles and permissions.
+
+    ``indent=False``: one element a line, no indentation (a per-device realm with a
+    thousand users stays about half the size, within a ConfigMap's 1 MiB).
+    """
     root = ET.Element("ese-file-realm")
     mqtt = ET.SubElement(root, "mqtt")
     users = tuple(users)
@@ -371,7 +380,7 @@ def render_file_realm(roles: Iterable[RealmRole], users: Iterable[RealmUser] = (
         permissions_el = ET.SubElement(role_el, "permissions")
         for permission in role.permissions:
             permissions_el.append(_permission_element(permission))
-    return _to_xml(root)
+    return _to_xml(root, indent=indent)
 
 
 def _permission_element(permission: HivemqPermission) -> ET.Element:
@@ -411,7 +420,7 @@ def parse_file_realm(document: str) -> tuple[tuple[RealmRole, ...], tuple[RealmU
     return tuple(roles), tuple(users)
 
 
-def _to_xml(root: ET.Element) -> str:
-    ET.indent(root, space="    ")
+def _to_xml(root: ET.Element, *, indent: bool = True) -> str:
+    ET.indent(root, space="    " if indent else "")
     body = ET.tostring(root, encoding="unicode")
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'

@@ -60,6 +60,13 @@ _RECORD_KEYS = frozenset({"data", "hash", "prev", "seq", "time"})
 _ANCHOR_KEYS = frozenset({"head", "seq", "time"})
 
 
+class LedgerUnavailable(Exception):
+    """The decision could not be recorded (store error, lost every race, corrupt head).
+
+    Callers fail closed: a decision that cannot be recorded is not carried out.
+    """
+
+
 class LedgerError(ValueError):
     """A value the ledger refuses; ``problem`` is the message without the field name."""
 

@@ -16,16 +16,17 @@ Kinds (``data.event``) and their ``decision`` values:
   thing, the certificate id and, where known, its serial; never a key or a PEM.
 - ``azure.stream.alert`` (Azure Device Streams): one alert event of the stream alert
   (``StreamAlert``), with the hub, the device, the alert rule and its state.
-- ``gcp.proxy.session`` (GCP access proxy, *not built yet*): one session of an operator
-  through the proxy, defined now so the evidence pack and the verifier need no change
-  when it lands: ``decision`` ``opened`` | ``refused`` | ``closed``, ``sessionId``,
-  ``principal`` (the IAM principal), ``device``, ``service``, ``reason``, ``minutes``.
+- ``gcp.proxy.session`` (GCP access proxy: Teleport's session events, mapped by
+  ``core.teleport_sessions``): one session of an operator through the proxy:
+  ``decision`` ``opened`` | ``refused`` | ``closed``, ``sessionId``, ``principal`` (the
+  Teleport user), ``device``, ``service``, ``reason`` and ``minutes`` (of the access
+  request), and on ``closed`` ``openedAt``, ``at``, ``seconds``, ``closeReason``, ``closedBy``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from iot_remote_access.core.ledger import MAX_DEPTH, MAX_SAFE_INTEGER, shown
 
@@ -89,11 +90,34 @@ def _text(text: str) -> str:
 def stream_alert_record(event: Mapping[str, Any]) -> dict[str, Any]:
     """An Azure Monitor alert event (common alert schema) of a Device Streams alert as a
     ``azure.stream.alert`` record: which rule fired or resolved, on which hub, when."""
-    essentials = _mapping(_mapping(event.get("data")).get("essentials"))
+    data = _mapping(event.get("data"))
+    essentials = _mapping(data.get("essentials"))
     targets = essentials.get("alertTargetIDs")
+    # Log search alerts (V2) carry each firing dimension set in alertContext.condition.allOf:
+    # StreamAlert splits by deviceId, so that names the device and its count of streams.
+    conditions = _mapping(_mapping(data.get("alertContext")).get("condition")).get("allOf")
+    first = _mapping(conditions[0]) if isinstance(conditions, list) and conditions else {}
+    dimensions = first.get("dimensions")
+    device = next(
+        (
+            _mapping(d).get("value")
+            for d in (dimensions if isinstance(dimensions, list) else [])
+            if _mapping(d).get("name") == "deviceId"
+        ),
+        None,
+    )
+    value = first.get("metricValue")
+    # A count; NaN, infinities and booleans are not one (abs() < 2**53 is False for NaN).
+    streams = (
+        int(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 2**53
+        else None
+    )
     return recordable(
         {
             "event": AZURE_STREAM_ALERT,
+            "device": device,
+            "streams": streams,
             "decision": str(essentials.get("monitorCondition") or "unknown").lower(),
             "alertRule": essentials.get("alertRule"),
             "alertId": essentials.get("alertId"),
@@ -116,7 +140,7 @@ def proxy_session_record(
     reason: str | None = None,
     minutes: int | None = None,
 ) -> dict[str, Any]:
-    """A ``gcp.proxy.session`` record (the GCP access proxy is not built yet)."""
+    """A ``gcp.proxy.session`` record (``core.teleport_sessions`` adds the times)."""
     if decision not in PROXY_DECISIONS:
         raise ValueError(
             f"decision: {shown(decision)} is not allowed; allowed: {', '.join(PROXY_DECISIONS)}"
@@ -136,3 +160,50 @@ def proxy_session_record(
 
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+#: Text kept per value by ``shortened``: even as escaped control characters (6 bytes each)
+#: a record of a few dozen such values stays far below the ledger's 16 KiB.
+SHORT_TEXT = 100
+
+
+def shortened(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` with every text cut to SHORT_TEXT characters and lists and objects
+    dropped, marked ``truncated``: for a record whose canonical spelling is over the
+    ledger's size limit (texts of escaped control characters), so the event is still
+    recorded rather than lost."""
+    kept = {
+        key[:SHORT_TEXT]: value[:SHORT_TEXT] if isinstance(value, str) else value
+        for key, value in record.items()
+        if not isinstance(value, list | dict)
+    }
+    return {**kept, "truncated": True}
+
+
+class LedgerAppender(Protocol):
+    """Where a service appends its decisions (``ObjectChain`` on GCP and Azure)."""
+
+    def append(self, data: Mapping[str, Any]) -> object:
+        """Append one record; raise :class:`~iot_remote_access.core.ledger.LedgerUnavailable`."""
+        ...
+
+
+def certificate_record(
+    event: str, thing: str, certificate_id: str, serial: str | None, **facts: object
+) -> dict[str, Any]:
+    """A ``cert.*`` record as the AWS rotation writes it, for the GCP and Azure services.
+
+    ``certificate_id``: the issuer's name for it (CA Service: the resource name; Azure:
+    the serial). Never a key or a PEM.
+    """
+    decision = {CERT_ISSUE: "issued", CERT_ROTATE: "rotated", CERT_REVOKE: "revoked"}[event]
+    return recordable(
+        {
+            "event": event,
+            "decision": decision,
+            "thing": thing,
+            "certificateId": certificate_id,
+            "serial": serial,
+            **facts,
+        }
+    )

@@ -25,8 +25,11 @@ Standard library only.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from functools import partial
 
+from iot_remote_access.core.hivemq_ese import ESE_CONFIG_FILE
 from iot_remote_access.core.hivemq_permissions import (
     CLIENT_ID_PLACEHOLDER,
     THING_NAME_RE,
@@ -65,6 +68,8 @@ MAX_REALM_CHARS = 4 * 1024 * 1024
 #: Each device user is analysed on its own (about 0.1 s each), so a realm with more
 #: users is refused rather than analysed for minutes; split it per fleet CA.
 MAX_REALM_DEVICE_USERS = 1000
+#: Listener pipelines read from one ESE config.xml (the library renders two).
+MAX_ESE_PIPELINES = 8
 
 
 class RealmError(ValueError):
@@ -188,12 +193,16 @@ def analyze_realm(
     source: str = "realm",
     attacker: str = DEFAULT_ATTACKER,
     client_id_bound: bool = False,
+    by_user: bool = True,
+    budget: int = MAX_REALM_DEVICE_USERS,
 ) -> list[ReachReport]:
-    """One report per role of an ESE file realm."""
-    if len(document) > MAX_REALM_CHARS:
-        raise RealmError(f"larger than {MAX_REALM_CHARS} characters")
-    if "<!DOCTYPE" in document or "<!ENTITY" in document:
-        raise RealmError("a DOCTYPE or ENTITY declaration; allowed: a plain ESE file realm")
+    """One report per role of an ESE file realm.
+
+    ``by_user=False``: the pipeline selects roles by the issuer's CN (role key), so
+    users do not matter: every role is analysed as held by any device. ``budget``: the
+    most role analyses (one per role and device user holding it) before refusing.
+    """
+    _check_xml(document, "an ESE file realm")
     try:
         roles, users = parse_file_realm(document)
     except (SyntaxError, ValueError) as error:
@@ -208,14 +217,26 @@ def analyze_realm(
     for user in users:
         for role_id in user.roles:
             holders.setdefault(role_id, []).append(user.name)
+    planned = {
+        role.role_id: None
+        if not (users and by_user)
+        else [name for name in holders.get(role.role_id, []) if THING_NAME_RE.match(name)]
+        for role in roles
+    }
+    analyses = sum(1 if devices is None else len(devices) for devices in planned.values())
+    if analyses > budget:
+        # A user may hold many roles and a realm may hold many roles: bound the work itself.
+        raise RealmError(
+            f"{analyses} role analyses (roles x device users holding them); allowed: at "
+            f"most {budget} per document analysed (about 0.1 s each)"
+        )
     reports = []
     for role in roles:
         label = f"{source}:{role.role_id}"
-        names = holders.get(role.role_id) if users else None
-        if names is None:
+        devices = planned[role.role_id]
+        if devices is None:
             reports.append(_role_report(role.permissions, label, attacker, client_id_bound))
             continue
-        devices = [name for name in names if THING_NAME_RE.match(name)]
         if not devices:
             note = "held only by users no device certificate can name (not thing names)"
             reports.append(ReachReport(label, (), (note,)))
@@ -229,3 +250,62 @@ def _role_report(
     permissions: tuple[HivemqPermission, ...], label: str, attacker: str, bound: bool
 ) -> ReachReport:
     return analyze_role(permissions, source=label, attacker=attacker, client_id_bound=bound)
+
+
+def _check_xml(document: str, what: str) -> None:
+    if len(document) > MAX_REALM_CHARS:
+        raise RealmError(f"larger than {MAX_REALM_CHARS} characters")
+    if "<!DOCTYPE" in document or "<!ENTITY" in document:
+        raise RealmError(f"a DOCTYPE or ENTITY declaration; allowed: {what}")
+
+
+def analyze_ese_files(
+    files: Mapping[str, object], *, source: str = "ese", attacker: str = DEFAULT_ATTACKER
+) -> list[ReachReport]:
+    """The ESE ConfigMap's files (``config.xml`` and its realms) as the broker reads them.
+
+    Each listener pipeline's realm is analysed the way that pipeline selects
+    permissions: by the subject CN (``use-authorization-key``: realm users) or by the
+    issuer's CN (role key: any device holds every role). A pipeline whose realm file is
+    not among ``files`` is an error: the broker could not start with it.
+    """
+    config = files.get(ESE_CONFIG_FILE)
+    if not isinstance(config, str):
+        raise RealmError(f"no {ESE_CONFIG_FILE}; allowed: the ESE ConfigMap (gcp manifests)")
+    _check_xml(config, "the ESE config.xml")
+    try:
+        root = ET.fromstring(config)  # noqa: S314 - size and DOCTYPE/ENTITY checked above
+    except ET.ParseError as error:
+        raise RealmError(f"{ESE_CONFIG_FILE} is not XML: {str(error)[:120]}") from None
+    paths = {
+        realm.findtext("name", ""): realm.findtext("configuration/file-path", "")
+        for realm in root.iterfind("realms/file-realm")
+    }
+    reports: list[ReachReport] = []
+    pipelines = root.findall("pipelines/listener-pipeline")
+    if len(pipelines) > MAX_ESE_PIPELINES:
+        raise RealmError(
+            f"{len(pipelines)} listener pipelines; allowed: at most {MAX_ESE_PIPELINES}"
+        )
+    for pipeline in pipelines:
+        listener = pipeline.get("listener", "")
+        manager = pipeline.find("file-authorization-manager")
+        if manager is None:
+            raise RealmError(f"pipeline {listener!r}: no file-authorization-manager")
+        file_name = paths.get(manager.findtext("realm", ""), "").rpartition("/")[2]
+        document = files.get(file_name)
+        if not isinstance(document, str):
+            raise RealmError(f"pipeline {listener!r}: realm file {file_name!r} not in the files")
+        by_user = manager.findtext("use-authorization-key") == "true"
+        # One budget for the whole ConfigMap: several pipelines cannot multiply the work.
+        budget = MAX_REALM_DEVICE_USERS - sum(1 for r in reports if not r.notes)
+        reports.extend(
+            analyze_realm(
+                document,
+                source=f"{source}:{listener}",
+                attacker=attacker,
+                by_user=by_user,
+                budget=budget,
+            )
+        )
+    return reports

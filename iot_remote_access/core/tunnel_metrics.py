@@ -151,6 +151,11 @@ class TunnelClosed:
     event_id: str
     tunnel_id: str
     closed_at: datetime
+    #: Who called CloseTunnel (CloudTrail ``userIdentity.arn``), and the role behind that
+    #: session (``sessionContext.sessionIssuer.arn``): the ledger records the first and
+    #: tells the library's own closers (sweeper, broker) from operators by the second.
+    closed_by: str | None = None
+    closer_role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,10 @@ def parse_event(event: object) -> TunnelEvent:
 
     if safe_name == CLOSE_TUNNEL:
         tunnel_id = _tunnel_id(request.get("tunnelId"), "detail.requestParameters.tunnelId", fail)
-        return TunnelClosed(event_id=event_id, tunnel_id=tunnel_id, closed_at=at)
+        caller, role = _caller(detail.get("userIdentity"))
+        return TunnelClosed(
+            event_id=event_id, tunnel_id=tunnel_id, closed_at=at, closed_by=caller, closer_role=role
+        )
 
     response = detail.get("responseElements")
     response = response if isinstance(response, Mapping) else {}
@@ -268,6 +276,24 @@ def _text(mapping: Mapping[str, Any], key: str, *, where: str) -> str:
     if value is None:
         raise UnusableEvent(f"{where}.{key} is missing or not an id")
     return value
+
+
+_ARN_RE = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:[\w+=,.@/:-]{1,400}")
+
+
+def _caller(identity: object) -> tuple[str | None, str | None]:
+    """CloudTrail's caller ARN and its session's issuing role ARN (None if absent or not an
+    ARN: an event is never refused for who made it, it is recorded as unknown)."""
+    if not isinstance(identity, Mapping):
+        return None, None
+    context = identity.get("sessionContext")
+    issuer = context.get("sessionIssuer") if isinstance(context, Mapping) else None
+    role = issuer.get("arn") if isinstance(issuer, Mapping) else None
+    caller = identity.get("arn")
+    return (
+        caller if isinstance(caller, str) and _ARN_RE.fullmatch(caller) else None,
+        role if isinstance(role, str) and _ARN_RE.fullmatch(role) else None,
+    )
 
 
 def _safe_id(value: object) -> str | None:

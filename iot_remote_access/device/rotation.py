@@ -422,7 +422,7 @@ class RotationDevice:
 
         def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
             if not reason.is_failure:
-                mid = c.subscribe([(self.certificate_topic, 1), (self.commands_topic, 1)])[1]
+                mid = c.subscribe(self._subscriptions())[1]
                 if mid is not None:
                     ours.add(mid)
             if user_on_connect is not None:
@@ -438,9 +438,18 @@ class RotationDevice:
 
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
+        self._add_callbacks(client)
+        return ready
+
+    # Transport hooks: what a connection subscribes to and who handles what arrives
+    # (device/rotation_azure.py replaces them with IoT Hub's topics).
+
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        return [(self.certificate_topic, 1), (self.commands_topic, 1)]
+
+    def _add_callbacks(self, client: mqtt.Client) -> None:
         client.message_callback_add(self.certificate_topic, self._certificate_message)
         client.message_callback_add(self._commands_filter, self._command_message)
-        return ready
 
     def _certificate_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         self._events.put(("certificate", bytes(message.payload)))

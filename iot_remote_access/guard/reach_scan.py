@@ -17,8 +17,9 @@ from iot_remote_access.core.cfn_intrinsics import is_unresolved, list_items, str
 from iot_remote_access.core.reach import ReachReport
 from iot_remote_access.core.reach_automata import ReachLimitError
 from iot_remote_access.core.reach_aws import analyze_policy
-from iot_remote_access.core.reach_hivemq import RealmError, analyze_realm
+from iot_remote_access.core.reach_hivemq import RealmError, analyze_ese_files, analyze_realm
 from iot_remote_access.core.reach_mosquitto import AclSyntaxError, analyze_acl
+from iot_remote_access.guard.documents import read_document
 from iot_remote_access.guard.sources import GuardInputError, read_policies
 
 _ACL_KEYWORDS = ("user", "topic", "pattern")
@@ -34,6 +35,9 @@ def reach_paths(paths: list[Path], *, attacker: str) -> Iterator[ReachReport]:
         if kind == "realm":
             yield from _realm_reports(path, attacker)
             continue
+        if kind == "ese":
+            yield from _ese_reports(path, attacker)
+            continue
         for source in read_policies([path]):
             label = f"{source.file}:{source.name}"
             document = plain_document(source.document)
@@ -48,12 +52,15 @@ def reach_paths(paths: list[Path], *, attacker: str) -> Iterator[ReachReport]:
 
 
 def _broker_document(path: Path) -> str | None:
-    """ "acl" (first line user/topic/pattern), "realm" (an ESE file realm), else None."""
+    """ "acl" (first line user/topic/pattern), "realm" (an ESE file realm), "ese" (the ESE
+    ConfigMap: config.xml and its realms), else None."""
     try:
         text = read_text(path, what="file")
     except BoundedInputError:
         return None
     head = text.lstrip()[:200]
+    if "kind: ConfigMap" in text[:4096] and "config.xml" in text:
+        return "ese"  # the HiveMQ ESE ConfigMap (gcp manifests, gcp device-realm)
     if head.startswith("<?xml") or head.startswith("<ese-file-realm"):
         return "realm" if "<ese-file-realm" in text[:4096] else None
     for line in text.splitlines():
@@ -67,6 +74,18 @@ def _realm_reports(path: Path, attacker: str) -> list[ReachReport]:
     try:
         text = read_text(path, what="realm")
         return analyze_realm(text, source=str(path), attacker=attacker)
+    except (BoundedInputError, RealmError, ReachLimitError) as error:
+        raise GuardInputError(path, str(error)) from None
+
+
+def _ese_reports(path: Path, attacker: str) -> list[ReachReport]:
+    """Each listener pipeline's realm, analysed as that pipeline selects permissions."""
+    try:
+        _, config_map = read_document(path)
+        files = config_map.get("data") if isinstance(config_map, Mapping) else None
+        if not isinstance(files, Mapping):
+            raise RealmError("a ConfigMap without data; allowed: the ESE ConfigMap")
+        return analyze_ese_files(files, source=str(path), attacker=attacker)
     except (BoundedInputError, RealmError, ReachLimitError) as error:
         raise GuardInputError(path, str(error)) from None
 

@@ -18,6 +18,7 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from iot_remote_access.core.bounded_input import excerpt
 from iot_remote_access.core.gcp_rules import validate_service_account
 from iot_remote_access.core.hivemq_permissions import validate_identity
 from iot_remote_access.core.kubernetes_names import (
@@ -30,6 +31,9 @@ from iot_remote_access.core.kubernetes_names import (
 )
 from iot_remote_access.settings.base import SettingsSection, core_check
 
+HIVEMQ_CHART = "hivemq/hivemq-platform"
+#: The chart version the Helm values are written for and validated against.
+HIVEMQ_CHART_VERSION = "0.2.72"
 #: Default HiveMQ image tag: the one the hivemq-platform chart 0.2.72 ships.
 DEFAULT_HIVEMQ_TAG = "4.54.0"
 DEFAULT_KUBERNETES_VERSION = "1.33"
@@ -46,6 +50,9 @@ DEFAULT_CIPHER_SUITES = (
     "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
     "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
 )
+#: How device permissions are bound (see ``HivemqSettings.device_binding``).
+DeviceBinding = Literal["certificate", "clientId"]
+DEVICE_BINDINGS: tuple[DeviceBinding, ...] = ("certificate", "clientId")
 _CBC_OR_WEAK = ("_CBC_", "_RC4_", "_3DES_", "_NULL_", "_EXPORT_", "_anon_", "TLS_RSA_")
 
 
@@ -216,6 +223,13 @@ class HivemqSettings(SettingsSection):
     integration: Literal["bridge", "extension"] = "bridge"
     #: Grant devices the certificate-rotation topics (when the rotation job runs on GCP).
     rotation_topics: bool = False
+    #: What ties a device to its topics. ``certificate``: the devices realm has one user per
+    #: thing, found by the certificate's subject CN, with the thing named literally in its
+    #: permissions (the realm lists every device: ``gcp device-realm``). ``clientId``: one role
+    #: for every certificate of a fleet CA, on ``${mqtt-clientid}``, which the client chooses,
+    #: so any fleet certificate can act as any device (docs/topics-v2.md, "HiveMQ: the
+    #: client-id hole"); kept for fleets that cannot list their devices yet.
+    device_binding: DeviceBinding = "certificate"
     tls: HivemqTlsSettings
     nodes: HivemqNodeSettings = Field(default_factory=HivemqNodeSettings)
     listener: HivemqListenerSettings = Field(default_factory=HivemqListenerSettings)
@@ -239,6 +253,18 @@ class HivemqSettings(SettingsSection):
                 if key in data:
                     raise ValueError(f"{key} moved to the gcp section; allowed: {new}")
         return data
+
+    @field_validator("device_binding", mode="before")
+    @classmethod
+    def _binding(cls, value: object) -> object:
+        if value not in DEVICE_BINDINGS:
+            raise ValueError(
+                f"{excerpt(value)} is not a device binding; allowed: 'certificate' (one realm "
+                "user per thing, found by the certificate's subject CN; the default) or "
+                "'clientId' (one role on ${mqtt-clientid}: any fleet certificate can act as "
+                "any device)"
+            )
+        return value
 
     @field_validator("namespace", "release_name", "monitoring_namespace", "operator_namespace")
     @classmethod

@@ -61,9 +61,11 @@ class LedgerSettings(SettingsSection):
     retention_days: int = DEFAULT_RETENTION_DAYS
     anchor_interval_minutes: int = DEFAULT_ANCHOR_MINUTES
     ledger_id: str = DEFAULT_LEDGER_ID
-    #: Anchors on Azure too (immutable blob storage). Default: none.
+    #: Anchors on Azure too (immutable blob storage), and the chain of the Azure writer
+    #: (``evidence record azure-alerts``). Default: none.
     azure: AzureAnchorSettings | None = None
-    #: Anchors on Google Cloud too (a locked-retention bucket). Default: none.
+    #: Anchors on Google Cloud too (a locked-retention bucket, rendered by ``gcp plan|deploy``),
+    #: and the chain of the Teleport session writer (``evidence record gcp-sessions``).
     gcp: GcsAnchorSettings | None = None
 
     @field_validator("retention_days", mode="before")

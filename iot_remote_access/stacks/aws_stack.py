@@ -18,6 +18,7 @@ from iot_remote_access.constructs.aws import (
     SecurityMonitoring,
     TunnelAlarms,
 )
+from iot_remote_access.core.aws_schema import LEDGER_OWN_CLOSERS_VARIABLE
 from iot_remote_access.guard.cdk_plugin import IotPolicyGuard
 from iot_remote_access.guard.nag import aws_solutions_plugins
 from iot_remote_access.settings import FleetSettings
@@ -72,6 +73,8 @@ class IotRemoteAccessStack(cdk.Stack):
         # Sees OpenTunnel/CloseTunnel only through a CloudTrail trail: audit_trail
         # (settings.tunneling), or the account's own where tunneling is off here.
         self.tunnel_alarms = self._tunnel_alarms() if self.settings.tunnel_alarms.enabled else None
+        if self.access_ledger is not None and self.tunnel_alarms is not None:
+            self._record_operator_closes(self.access_ledger, self.tunnel_alarms)
         if checks:
             cdk.Validations.of(self).add_plugins(*aws_solutions_plugins(self), IotPolicyGuard())
 
@@ -190,6 +193,16 @@ class IotRemoteAccessStack(cdk.Stack):
         cdk.CfnOutput(self, "LedgerTable", value=ledger.table.table_name)
         cdk.CfnOutput(self, "LedgerAnchorBucket", value=ledger.bucket.bucket_name)
         return ledger
+
+    def _record_operator_closes(self, ledger: AccessLedger, alarms: TunnelAlarms) -> None:
+        """The tunnel-metrics function appends CloseTunnel calls of operators; the
+        sweeper's and the broker's own closes are recorded by them (skipped by role)."""
+        ledger.connect(alarms.handler)
+        if self.secure_tunneling is not None:
+            own = [self.secure_tunneling.broker.role, self.secure_tunneling.sweeper.role]
+            alarms.function.add_environment(
+                LEDGER_OWN_CLOSERS_VARIABLE, cdk.Fn.join(",", [role.role_arn for role in own])
+            )
 
     def _tunnel_alarms(self) -> TunnelAlarms:
         tunnel = self.settings.tunnel_alarms

@@ -36,6 +36,8 @@ from iot_remote_access.core.rotation_messages import rotation_bridge_topics
 from iot_remote_access.core.topics import TopicModel
 from iot_remote_access.settings import FleetSettings
 from iot_remote_access.settings.gcp import GcpSettings
+from iot_remote_access.settings.hivemq import HIVEMQ_CHART as HIVEMQ_CHART
+from iot_remote_access.settings.hivemq import HIVEMQ_CHART_VERSION as HIVEMQ_CHART_VERSION
 
 MANIFESTS_DIR = "manifests"
 VALUES_FILE = "hivemq-values.yaml"
@@ -51,16 +53,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 cat > "$here/helm-output.yaml"
 exec kubectl kustomize "$here"
 """
-HIVEMQ_CHART = "hivemq/hivemq-platform"
 ROTATION_BRIDGE_POD_LABELS = {COMPONENT_LABEL: "rotation-bridge"}
-#: The chart version the values are written for and validated against.
-HIVEMQ_CHART_VERSION = "0.2.72"
 
 
 class HivemqChart(cdk8s.Chart):
     """Namespace, broker extension config, bridge and NetworkPolicies for one fleet.
 
     :param settings: the fleet settings; their ``hivemq`` and ``gcp`` sections are required.
+    :param things: with ``deviceBinding: certificate``, the things the devices realm lists.
 
     Attributes: ``hivemq`` (:class:`HivemqPlatform`, with ``values``),
     ``bridge`` (:class:`BridgeDeployment` or ``None`` with the Pub/Sub
@@ -69,7 +69,14 @@ class HivemqChart(cdk8s.Chart):
     ``createNamespace`` is off).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: FleetSettings) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: FleetSettings,
+        things: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(scope, construct_id, disable_resource_name_hashes=True)
         hivemq = settings.hivemq
         if hivemq is None:
@@ -88,7 +95,6 @@ class HivemqChart(cdk8s.Chart):
             # Remote commands on: devices answer on their responses topic, the bridge relays.
             command_responses=settings.commands.enabled,
         )
-
         self.namespace_object: k8s.KubeNamespace | None = None
         if hivemq.create_namespace:
             self.namespace_object = k8s.KubeNamespace(
@@ -114,6 +120,7 @@ class HivemqChart(cdk8s.Chart):
             gcp=gcp,
             access=access,
             thing_name_pattern=settings.thing_name_pattern,
+            things=things,
         )
         self.bridge: BridgeDeployment | None = None
         if hivemq.integration == "bridge":
@@ -202,15 +209,19 @@ class HivemqChart(cdk8s.Chart):
         )
 
 
-def synthesize(settings: FleetSettings, out_dir: Path) -> list[Path]:
+def synthesize(
+    settings: FleetSettings, out_dir: Path, *, things: tuple[str, ...] = ()
+) -> list[Path]:
     """Write ``manifests/`` and ``hivemq-values.yaml`` under ``out_dir``; return the files written.
+
+    ``things``: the devices realm's things (``deviceBinding: certificate``); none by default.
 
     Raises ValueError (naming field, value and what is allowed) before writing
     anything when a value cannot be used.
     """
     manifests = out_dir / MANIFESTS_DIR
     app = cdk8s.App(outdir=str(manifests), yaml_output_type=cdk8s.YamlOutputType.FILE_PER_RESOURCE)
-    chart = HivemqChart(app, "hivemq", settings=settings)
+    chart = HivemqChart(app, "hivemq", settings=settings, things=things)
     values = chart.hivemq.values
     teleport = _teleport(app, settings)
     # Every value was checked while the chart was built: only now is anything removed or

@@ -327,3 +327,14 @@ def test_gcp_plan_and_deploy_console_script_with_the_emulator_and_the_standin(
         "SetIamPolicy",
     ]
     assert ca_service.methods_called().count("GetCaPool") == 4  # one read per run, no more
+
+    # A blocked CA change refuses the whole deploy before Pub/Sub is touched either.
+    changed = raw_settings(project, keyAlgorithm="EC_P384_SHA384")
+    changed["gcp"]["labels"] = {"team": "fleet-2"}
+    path.write_text(yaml.safe_dump({"iot-remote-access": changed}))
+    blocked = run(["gcp", "deploy", *ca_args], env)
+    assert blocked.returncode == 2
+    assert blocked.stderr.startswith("error: nothing deployed to CA Service: ")
+    assert len(blocked.stderr.strip().splitlines()) == 1
+    replanned = run(["gcp", "plan", *ca_args], env)
+    assert "~ update" in replanned.stdout.split("ca service")[0]  # the label change still pending

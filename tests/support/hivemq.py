@@ -60,10 +60,12 @@ def extension_raw() -> dict[str, Any]:
 class Synthesized:
     """One synthesis: the manifests by (kind, name), the values, the files."""
 
-    def __init__(self, settings: FleetSettings, out_dir: Path) -> None:
+    def __init__(
+        self, settings: FleetSettings, out_dir: Path, *, things: tuple[str, ...] = ()
+    ) -> None:
         self.settings = settings
         self.out_dir = out_dir
-        self.files = synthesize(settings, out_dir)
+        self.files = synthesize(settings, out_dir, things=things)
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         for path in sorted((out_dir / MANIFESTS_DIR).glob("*.yaml")):
             for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):

@@ -63,23 +63,28 @@ def _envelope(detail: dict[str, Any], at: datetime) -> dict[str, Any]:
 
 
 def _record(
-    event_name: str, at: datetime, request: dict[str, Any], response: dict[str, Any] | None
+    event_name: str,
+    at: datetime,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    role: str = "FieldEngineer",
+    session: str = "field-engineer",
 ) -> dict[str, Any]:
     return {
         "eventVersion": "1.08",
         "userIdentity": {
             "type": "AssumedRole",
-            "principalId": "AROAEXAMPLEID:field-engineer",
-            "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/FieldEngineer/field-engineer",
+            "principalId": f"AROAEXAMPLEID:{session}",
+            "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}",
             "accountId": ACCOUNT,
             "accessKeyId": "ASIAEXAMPLEKEYID",
             "sessionContext": {
                 "sessionIssuer": {
                     "type": "Role",
                     "principalId": "AROAEXAMPLEID",
-                    "arn": f"arn:aws:iam::{ACCOUNT}:role/FieldEngineer",
+                    "arn": role_arn(role),
                     "accountId": ACCOUNT,
-                    "userName": "FieldEngineer",
+                    "userName": role,
                 },
                 "attributes": {
                     "creationDate": iso(at - timedelta(minutes=30)),
@@ -135,9 +140,17 @@ def open_tunnel(
     return _envelope(_record("OpenTunnel", at, request, response), at)
 
 
-def close_tunnel(at: datetime, tunnel_id: str) -> dict[str, Any]:
-    """A CloseTunnel event: only the tunnel id, no thing (that comes from state)."""
-    return _envelope(_record("CloseTunnel", at, {"tunnelId": tunnel_id, "delete": False}, None), at)
+def role_arn(role: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:role/{role}"
+
+
+def close_tunnel(
+    at: datetime, tunnel_id: str, *, role: str = "FieldEngineer", session: str = "field-engineer"
+) -> dict[str, Any]:
+    """A CloseTunnel event: only the tunnel id, no thing (that comes from state). ``role``/
+    ``session``: the caller (a Lambda function's session is named after the function)."""
+    request = {"tunnelId": tunnel_id, "delete": False}
+    return _envelope(_record("CloseTunnel", at, request, None, role, session), at)
 
 
 def tunnel_id_of(event: dict[str, Any]) -> str:

@@ -216,6 +216,8 @@ class TunnelAlarms(Construct):
             "Metrics",
             lambda_options=self._lambda_options,
             handler_package="tunnel_metrics",
+            # Appends operators' closes when AccessLedger.connect-ed (docs/ledger.md).
+            shared_packages=["ledger"],
             description="Derives tunnel metrics from Secure Tunneling CloudTrail events",
             environment={
                 "TABLE_NAME": self.table.table_name,

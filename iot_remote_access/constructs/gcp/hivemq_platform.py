@@ -10,6 +10,7 @@ Helm source. Why the chart's values rather than a hand-written
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from cdk8s_plus_33 import k8s
@@ -25,19 +26,14 @@ from iot_remote_access.constructs.gcp.labels import (
     PART_OF,
     WORKLOAD_IDENTITY_ANNOTATION,
 )
-from iot_remote_access.core.hivemq_ese import (
-    BRIDGE_REALM,
-    DEVICES_REALM,
-    ESE_CONFIG_FILE,
-    EsePipeline,
-    render_ese_config,
-)
-from iot_remote_access.core.hivemq_permissions import (
-    RealmRole,
-    RealmUser,
-    bridge_permissions,
-    device_permissions,
-    render_file_realm,
+from iot_remote_access.core.hivemq_device_realm import (
+    REALM_CHECKSUM_ANNOTATION,
+    BridgeIdentity,
+    DeviceRealmError,
+    ese_config_map_name,
+    ese_files,
+    realm_checksum,
+    rotation_bridge_identity,
 )
 from iot_remote_access.core.hivemq_pubsub import (
     PUBSUB_CONFIG_FILE,
@@ -51,15 +47,12 @@ from iot_remote_access.core.kubernetes_names import (
     validate_dns_subdomain,
     validate_image_tag,
 )
-from iot_remote_access.core.rotation_messages import rotation_bridge_topics
 from iot_remote_access.core.topics import THING_NAME_RULE, DeviceAccess
 from iot_remote_access.settings.gcp import GcpSettings
 from iot_remote_access.settings.hivemq import HivemqSettings
 
 ESE_EXTENSION_NAME = "hivemq-enterprise-security-extension"
 ALLOW_ALL_EXTENSION_NAME = "hivemq-allow-all-extension"
-DEVICES_REALM_FILE = "devices-realm.xml"
-BRIDGE_REALM_FILE = "bridge-realm.xml"
 #: The official image runs as uid 10000, gid 0 (HiveMQ's documented defaults).
 HIVEMQ_UID = 10000
 DATA_VOLUME = "hivemq-data"
@@ -75,6 +68,8 @@ class HivemqPlatform(Construct):
     :param access: the device topic model and switches (rotation) the permissions come from.
     :param thing_name_pattern: passed to a commands transformer (extension integration).
         Default: AWS IoT's thing-name rule.
+    :param things: with ``deviceBinding: certificate``, the things the devices realm lists
+        (one user each). Default: none, an empty realm in which no device gets anything.
 
     Attributes: ``values`` (the chart's values), ``ese_config_map``,
     ``pubsub_config_map`` and ``service_account`` (``None`` unless the Pub/Sub
@@ -92,6 +87,7 @@ class HivemqPlatform(Construct):
         gcp: GcpSettings,
         access: DeviceAccess,
         thing_name_pattern: str = THING_NAME_RULE,
+        things: Iterable[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         _validate(namespace, settings)
@@ -104,11 +100,17 @@ class HivemqPlatform(Construct):
         with_bridge = settings.integration == "bridge"
         self.bridge_service_name: str | None = f"{release}-mqtt-bridge" if with_bridge else None
 
+        files = self._ese_files(access, with_bridge, tuple(things))
+        #: SHA-256 of the devices realm, on the ConfigMap and the broker pods (see values).
+        self.realm_checksum = realm_checksum(files)
         self.ese_config_map = k8s.KubeConfigMap(
             self,
             "EseConfig",
-            metadata=self._meta(f"{release}-ese-config"),
-            data=self._ese_files(access, with_bridge),
+            metadata=self._meta(
+                ese_config_map_name(release),
+                annotations={REALM_CHECKSUM_ANNOTATION: self.realm_checksum},
+            ),
+            data=files,
         )
 
         self.service_account: k8s.KubeServiceAccount | None = None
@@ -146,38 +148,21 @@ class HivemqPlatform(Construct):
             name=name, namespace=self.namespace, labels=dict(PART_OF), annotations=annotations
         )
 
-    def _ese_files(self, access: DeviceAccess, with_bridge: bool) -> dict[str, str]:
-        settings = self.settings
-        device_role = device_permissions(access)
-        pipelines = [EsePipeline(DEVICE_LISTENER_NAME, DEVICES_REALM, DEVICES_REALM_FILE, False)]
-        files = {
-            DEVICES_REALM_FILE: render_file_realm(
-                RealmRole(ca_name, device_role) for ca_name in settings.tls.fleet_ca_common_names
+    def _ese_files(
+        self, access: DeviceAccess, with_bridge: bool, things: tuple[str, ...]
+    ) -> dict[str, str]:
+        bridge = self.gcp.bridge
+        try:
+            return ese_files(
+                access,
+                binding=self.settings.device_binding,
+                fleet_ca_names=self.settings.tls.fleet_ca_common_names,
+                bridge=BridgeIdentity(bridge.identity, bridge.share_group) if with_bridge else None,
+                things=things,
+                rotation_bridge=rotation_bridge_identity(self.gcp) if with_bridge else None,
             )
-        }
-        if with_bridge:
-            bridge = self.gcp.bridge
-            pipelines.append(
-                EsePipeline(BRIDGE_LISTENER_NAME, BRIDGE_REALM, BRIDGE_REALM_FILE, True)
-            )
-            role = bridge_permissions(
-                access.topics,
-                shared_group=bridge.share_group,
-                command_responses=access.command_responses,
-            )
-            roles, users = [RealmRole("bridge", role)], [RealmUser(bridge.identity, ("bridge",))]
-            rotation = self.gcp.rotation_service
-            if rotation is not None:  # the rotation bridge: the bridge's role on rot/ topics
-                rotation_role = bridge_permissions(
-                    rotation_bridge_topics(access.topics),
-                    shared_group=rotation.bridge_share_group,
-                    command_responses=True,
-                )
-                roles.append(RealmRole("rotation-bridge", rotation_role))
-                users.append(RealmUser(rotation.bridge_identity, ("rotation-bridge",)))
-            files[BRIDGE_REALM_FILE] = render_file_realm(roles, users)
-        files[ESE_CONFIG_FILE] = render_ese_config(tuple(pipelines))
-        return files
+        except DeviceRealmError as error:
+            raise ManifestValueError("hivemq.deviceBinding", str(error)) from None
 
     # -- Helm values --------------------------------------------------------------
 
@@ -278,6 +263,9 @@ class HivemqPlatform(Construct):
             "logLevel": "INFO",
             "resources": {"cpu": s.nodes.cpu, "memory": s.nodes.memory},
             "labels": {**self.pod_labels, **PART_OF},
+            # A new devices realm changes the pod template, so the operator rolls the pods
+            # and ESE reads the new file (docs/gcp.md, Device realm).
+            "annotations": {REALM_CHECKSUM_ANNOTATION: self.realm_checksum},
             "podSecurityContext": {
                 "enabled": True,
                 "runAsNonRoot": True,

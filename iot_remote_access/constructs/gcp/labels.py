@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+# The listener names ("devices", "bridge"; one ESE pipeline each) live with the ESE files.
+from iot_remote_access.core.hivemq_device_realm import (
+    BRIDGE_LISTENER_NAME as BRIDGE_LISTENER_NAME,
+)
+from iot_remote_access.core.hivemq_device_realm import (
+    DEVICE_LISTENER_NAME as DEVICE_LISTENER_NAME,
+)
+
 COMPONENT_LABEL = "iot-remote-access/component"
 PART_OF = {"app.kubernetes.io/part-of": "iot-remote-access"}
 HIVEMQ_POD_LABELS = {COMPONENT_LABEL: "hivemq"}
@@ -9,10 +17,8 @@ BRIDGE_POD_LABELS = {COMPONENT_LABEL: "pubsub-bridge"}
 
 #: The device listener (mTLS, public). Devices expect MQTT over TLS on 8883.
 DEVICE_LISTENER_PORT = 8883
-DEVICE_LISTENER_NAME = "devices"
 #: The bridge's listener (mTLS, reachable only from the bridge pods).
 BRIDGE_LISTENER_PORT = 8884
-BRIDGE_LISTENER_NAME = "bridge"
 #: The HiveMQ Prometheus extension.
 HIVEMQ_METRICS_PORT = 9399
 

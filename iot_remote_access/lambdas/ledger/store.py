@@ -28,6 +28,9 @@ from iot_remote_access.core.ledger import (
     next_record,
     parse_record,
 )
+from iot_remote_access.core.ledger import (
+    LedgerUnavailable as LedgerUnavailable,  # re-exported: its home before core
+)
 
 TABLE_VARIABLE = "LEDGER_TABLE"
 ID_VARIABLE = "LEDGER_ID"
@@ -41,13 +44,6 @@ WRITER_CONFIG = Config(
 )
 #: Lost races before giving up: each costs one Query and one PutItem (a few ms).
 MAX_ATTEMPTS = 8
-
-
-class LedgerUnavailable(Exception):
-    """The decision could not be recorded (store error, lost every race, corrupt head).
-
-    Callers fail closed: a decision that cannot be recorded is not carried out.
-    """
 
 
 def dynamodb_client() -> Any:

@@ -493,6 +493,15 @@ class DynamoDBTunnelStore:
             raise
         return self._tunnel(tunnel_id, response["Attributes"]), {}
 
+    def mark_close_recorded(self, tunnel_id: str, seq: int) -> None:
+        """Note on the tunnel that its close is access-ledger record ``seq``."""
+        self.client.update_item(
+            TableName=self.table_name,
+            Key={KEY: _s(f"tunnel#{tunnel_id}")},
+            UpdateExpression="SET ledgerSeq = :seq",
+            ExpressionAttributeValues={":seq": _n(seq)},
+        )
+
     def put_described_close(self, tunnel: KnownTunnel, event_id: str, closed_text: str) -> None:
         """Record a tunnel learned from DescribeTunnel, closed by ``event_id`` (one put)."""
         self.put_closed_tunnel(

@@ -30,11 +30,17 @@ from iot_remote_access.core.tunnel_metrics import (
     THING_DIMENSION,
     Outcome,
 )
+from iot_remote_access.lambdas.ledger.recording import Recorder
+from iot_remote_access.lambdas.ledger.store import LedgerUnavailable
 from iot_remote_access.lambdas.tunnel_metrics.aws_state import (
     DynamoDBTunnelStore,
     SecureTunnelingDirectory,
 )
 from iot_remote_access.lambdas.tunnel_metrics.ledger import TwoCallLedger
+from iot_remote_access.lambdas.tunnel_metrics.operator_closes import (
+    OperatorCloses,
+    own_closers_from_environment,
+)
 
 logger = Logger(json_serializer=json_for_logs)
 # CloudTrail's OpenTunnel events reach this function and botocore logs bodies at DEBUG:
@@ -56,16 +62,33 @@ class TunnelMetricsApp:
         dynamodb: Any,
         tunneling: Any,
         renewal_window: timedelta = DEFAULT_RENEWAL_WINDOW,
+        access_ledger: Recorder | None = None,
+        own_closers: frozenset[str] = frozenset(),
     ) -> None:
+        store = DynamoDBTunnelStore(dynamodb, table_name)
         self.ledger = TwoCallLedger(
-            DynamoDBTunnelStore(dynamodb, table_name),
+            store,
             SecureTunnelingDirectory(tunneling),
             renewal_window=renewal_window,
+            operator_closes=OperatorCloses(access_ledger or Recorder(None), store, own_closers),
         )
 
     def process(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        """Apply one event; returns its result (a redelivery: the first delivery's)."""
-        outcome, result = self.ledger.process(event)
+        """Apply one event; returns its result (a redelivery: the first delivery's).
+
+        Raises LedgerUnavailable when an operator's close could not be appended to the
+        access ledger: the invocation fails and Lambda delivers the event again.
+        """
+        try:
+            outcome, result = self.ledger.process(event)
+        except LedgerUnavailable as error:
+            metrics.add_metric(name="LedgerWriteFailures", unit="Count", value=1)
+            metrics.flush_metrics()
+            logger.error(
+                "tunnel close not recorded in the access ledger; the event will be retried",
+                extra={"ledger": {"recorded": False, "error": str(error)[:300]}},
+            )
+            raise
         _log(outcome)
         publish(outcome)
         return result
@@ -77,6 +100,8 @@ class TunnelMetricsApp:
             dynamodb=boto3.client("dynamodb", config=_CLIENT_CONFIG),
             tunneling=boto3.client("iotsecuretunneling", config=_CLIENT_CONFIG),
             renewal_window=timedelta(minutes=int(os.environ.get("RENEWAL_WINDOW_MINUTES", "15"))),
+            access_ledger=Recorder.from_environment(),
+            own_closers=own_closers_from_environment(),
         )
 
 

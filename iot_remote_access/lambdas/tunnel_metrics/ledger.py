@@ -53,6 +53,7 @@ from iot_remote_access.core.tunnel_metrics import (
     parse_event,
 )
 from iot_remote_access.lambdas.tunnel_metrics.aws_state import DynamoDBTunnelStore
+from iot_remote_access.lambdas.tunnel_metrics.operator_closes import OperatorCloses
 
 #: Things whose item this container has written: the one-call update is tried for
 #: them; for others the read comes first (a new thing's first open is 3 calls).
@@ -74,9 +75,12 @@ class TwoCallLedger(TunnelLedger):
         directory: TunnelDirectory,
         *,
         renewal_window: timedelta,
+        operator_closes: OperatorCloses | None = None,
     ) -> None:
         super().__init__(store, directory, renewal_window=renewal_window)
         self._known: set[str] = set()
+        #: Appends operators' closes to the access ledger (docs/ledger.md); None: not at all.
+        self.operator_closes = operator_closes
 
     def process(self, event: object) -> tuple[Outcome, dict[str, Any]]:
         """The outcome (what to log and publish) and the invocation's result."""
@@ -201,6 +205,10 @@ class TwoCallLedger(TunnelLedger):
             return outcome, outcome.summary()
         self.store.mark_thing_closed(tunnel.thing_name, tunnel.tunnel_id, closed.closed_at)
         outcome = self._closed(closed.event_id, text, tunnel, closed.closed_at, source)
+        if self.operator_closes is not None:
+            note = self.operator_closes.record(closed, tunnel)
+            if note is not None:
+                outcome = replace(outcome, log={**outcome.log, "ledger": note})
         return outcome, outcome.summary()
 
     @staticmethod
@@ -226,7 +234,11 @@ class TwoCallLedger(TunnelLedger):
         self, closed: TunnelClosed, old: dict[str, Any]
     ) -> tuple[Outcome, dict[str, Any]]:
         """The first close's result, rebuilt from what it recorded on the tunnel."""
-        log = {"event": CLOSE_TUNNEL, "eventId": closed.event_id, "tunnelId": closed.tunnel_id}
+        log: dict[str, Any] = {
+            "event": CLOSE_TUNNEL,
+            "eventId": closed.event_id,
+            "tunnelId": closed.tunnel_id,
+        }
         tunnel = DynamoDBTunnelStore._tunnel(closed.tunnel_id, old)
         first_text = old.get("closeTime", {}).get("S")
         first_event = old.get("closeEvent", {}).get("S")
@@ -235,4 +247,9 @@ class TwoCallLedger(TunnelLedger):
         first_at = datetime.fromisoformat(first_text.replace("Z", "+00:00"))
         source = old.get("closeFrom", {}).get("S", "state")
         first = self._closed(first_event, first_text, tunnel, first_at, source)
+        if self.operator_closes is not None:
+            # The first delivery's append failed (no ledgerSeq on the tunnel): append it now.
+            note = self.operator_closes.record_replay(closed, tunnel, old)
+            if note is not None:
+                log = {**log, "ledger": note}
         return Outcome("replayed", log=log), first.summary()
