@@ -95,23 +95,7 @@ class HivemqChart(cdk8s.Chart):
             # Remote commands on: devices answer on their responses topic, the bridge relays.
             command_responses=settings.commands.enabled,
         )
-        self.namespace_object: k8s.KubeNamespace | None = None
-        if hivemq.create_namespace:
-            self.namespace_object = k8s.KubeNamespace(
-                self,
-                "Namespace",
-                metadata=k8s.ObjectMeta(
-                    name=namespace,
-                    labels={
-                        **PART_OF,
-                        # The broker pods come from the operator's StatefulSet, which
-                        # meets "baseline"; the bridge meets "restricted".
-                        "pod-security.kubernetes.io/enforce": "baseline",
-                        "pod-security.kubernetes.io/warn": "restricted",
-                        "pod-security.kubernetes.io/audit": "restricted",
-                    },
-                ),
-            )
+        self.namespace_object = self._namespace(namespace) if hivemq.create_namespace else None
         self.hivemq = HivemqPlatform(
             self,
             "Hivemq",
@@ -151,6 +135,23 @@ class HivemqChart(cdk8s.Chart):
             operator_namespace=hivemq.operator_namespace,
             rotation_bridge_pod_labels=(
                 self.rotation_bridge.pod_labels if self.rotation_bridge else None
+            ),
+        )
+
+    def _namespace(self, namespace: str) -> k8s.KubeNamespace:
+        return k8s.KubeNamespace(
+            self,
+            "Namespace",
+            metadata=k8s.ObjectMeta(
+                name=namespace,
+                labels={
+                    **PART_OF,
+                    # The broker pods come from the operator's StatefulSet, which
+                    # meets "baseline"; the bridge meets "restricted".
+                    "pod-security.kubernetes.io/enforce": "baseline",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                },
             ),
         )
 
