@@ -70,8 +70,10 @@ def test_the_console_script_plots_one_row_per_cloud(tmp_path: Path) -> None:
     settings = three_clouds(tmp_path)
     target = tmp_path / "expiry.png"
     completed = subprocess.run(
-        [str(CONSOLE_SCRIPT), "certs", "simulate", "--devices", "2000"]
-        + ["--settings", str(settings), "--plot", str(target)],
+        [
+            *(str(CONSOLE_SCRIPT), "certs", "simulate", "--devices", "2000"),
+            *("--settings", str(settings), "--plot", str(target)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
