@@ -19,6 +19,7 @@ from rich.table import Table
 from iot_remote_access.cli.certs_settings import plan_settings
 from iot_remote_access.cli.certs_simulate import simulate_command
 from iot_remote_access.cli.errors import InputError, OperationError
+from iot_remote_access.cli.inventory_enroll import enroll_command
 from iot_remote_access.core.bounded_input import BoundedInputError, excerpt, parse_json, read_text
 from iot_remote_access.core.rotation_plan import (
     InventoryRecord,
@@ -387,6 +388,9 @@ def _records_from_table(
 @click.group("inventory")
 def inventory() -> None:
     """The device and certificate inventory (NIS2 Art. 21 asset inventory)."""
+
+
+inventory.add_command(enroll_command)
 
 
 @inventory.command("export")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 #: Default limits: generous for real settings, templates and inventories.
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -71,20 +71,25 @@ def one_line(message: str, limit: int = 600) -> str:
 def read_text(path: Path, *, max_bytes: int = MAX_FILE_BYTES, what: str = "file") -> str:
     """The file as text: at most ``max_bytes``, not binary, valid UTF-8 (a BOM is dropped)."""
     source = str(path)
-    chunks: list[bytes] = []
-    total = 0
     try:
         with path.open("rb") as handle:
-            # In chunks: read(max_bytes + 1) would allocate the whole limit up front.
-            while chunk := handle.read(_CHUNK_BYTES):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise BoundedInputError(
-                        source, f"larger than {max_bytes} bytes; allowed: a smaller file"
-                    )
-                chunks.append(chunk)
+            return read_stream(handle, source, max_bytes=max_bytes)
     except OSError as error:
         raise BoundedInputError(source, f"cannot read {what} ({error.strerror or error})") from None
+
+
+def read_stream(stream: BinaryIO, source: str, *, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """As :func:`read_text`, from an open binary stream (e.g. stdin, named ``source``)."""
+    chunks: list[bytes] = []
+    total = 0
+    # In chunks: read(max_bytes + 1) would allocate the whole limit up front.
+    while chunk := stream.read(_CHUNK_BYTES):
+        total += len(chunk)
+        if total > max_bytes:
+            raise BoundedInputError(
+                source, f"larger than {max_bytes} bytes; allowed: a smaller file"
+            )
+        chunks.append(chunk)
     data = b"".join(chunks)
     if b"\x00" in data:
         raise BoundedInputError(

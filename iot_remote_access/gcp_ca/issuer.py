@@ -148,6 +148,13 @@ class CaServiceIssuer:
         return _checked(issued, thing, public_key_pem)
 
     def revoke(self, name: str) -> None:
+        if not name.startswith(f"{self.pool}/certificates/"):
+            # An enrolled factory certificate (``x509-sha256:...``, pubsub/enrollment.py) or
+            # another pool's: nothing this pool could revoke, so no call is made.
+            raise IssuerRefused(
+                f"{name[:100]}: not a certificate of {self.pool}; nothing to revoke at CA "
+                "Service (a factory certificate's trust is the broker's truststore or CRL)"
+            )
         reason = ca.RevocationReason.SUPERSEDED
         try:
             self.client.revoke_certificate(

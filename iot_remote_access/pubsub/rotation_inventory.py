@@ -31,7 +31,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from iot_remote_access.core.inventory_item import enrolled_item, slot_key, to_record
-from iot_remote_access.core.rotation_plan import InventoryRecord, RotationState
+from iot_remote_access.core.rotation_plan import IN_FLIGHT, InventoryRecord, RotationState
 from iot_remote_access.core.stagger import StaggerError, StaggerPolicy
 
 Item = dict[str, Any]
@@ -55,8 +55,39 @@ ATTEMPT_FIELDS = (
 )
 
 
+#: Kept when an enrolment replaces a device's certificate: an old one awaiting revocation.
+REVOCATION_FIELDS = ("previousCertificateId", "previousSerial", "revokePending")
+
+
 class StateConflict(Exception):
     """The document was not in the state a transition expects (someone else moved it)."""
+
+
+class EnrollmentConflict(Exception):
+    """The thing is enrolled with another certificate (or mid-rotation): not overwritten."""
+
+
+def enrollment_outcome(item: Item | None, certificate_id: str, *, replace: bool) -> str:
+    """What enrolling ``certificate_id`` does to ``item`` (the document, None: absent):
+    ``enrolled``, ``unchanged`` (the same certificate) or ``replaced`` (``replace`` only,
+    never mid-rotation); :class:`EnrollmentConflict` otherwise."""
+    if item is None:
+        return "enrolled"
+    current = str(item.get("certificateId", ""))
+    if current == certificate_id:
+        return "unchanged"
+    if not replace:
+        raise EnrollmentConflict(
+            f"enrolled with another certificate ({current[:60]!r}); allowed: --replace "
+            "to make this one current"
+        )
+    state = item.get("rotationState", RotationState.IDLE.value)
+    if state in IN_FLIGHT:
+        raise EnrollmentConflict(
+            f"a rotation is in flight (rotationState {state}); allowed: --replace once it "
+            "ended (confirmed, failed or timed out)"
+        )
+    return "replaced"
 
 
 class FirestoreInventory:
@@ -120,6 +151,38 @@ class FirestoreInventory:
             thing, certificate_id=certificate_id, not_after=not_after, serial=serial, now=now
         )
         self.collection.document(thing).set(item)
+
+    def enroll_checked(
+        self,
+        thing: str,
+        *,
+        certificate_id: str,
+        not_after: datetime,
+        serial: str,
+        now: datetime,
+        replace: bool = False,
+    ) -> str:
+        """Enrol idempotently, in one transaction: :func:`enrollment_outcome` decides on
+        the document as read. A replaced device keeps an old certificate awaiting
+        revocation (its ``previousCertificateId``), so the planner still revokes it."""
+        reference = self.collection.document(thing)
+
+        @firestore.transactional
+        def apply(transaction: firestore.Transaction) -> str:
+            snapshot = reference.get(transaction=transaction)
+            item = snapshot.to_dict() if snapshot.exists else None
+            outcome = enrollment_outcome(item, certificate_id, replace=replace)
+            if outcome == "unchanged":
+                return outcome
+            values = enrolled_item(
+                thing, certificate_id=certificate_id, not_after=not_after, serial=serial, now=now
+            )
+            kept = {k: item[k] for k in REVOCATION_FIELDS if item is not None and k in item}
+            transaction.set(reference, {**values, **kept})
+            return outcome
+
+        outcome: str = apply(self.client.transaction())
+        return outcome
 
     def transition(
         self,

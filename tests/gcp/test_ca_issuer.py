@@ -353,3 +353,15 @@ def test_revoking_twice_is_not_an_error(
     ]
     with pytest.raises(IssuerRefused, match="NOT_FOUND"):
         issuer.revoke(f"{POOL}/certificates/unknown")
+
+
+def test_an_enrolled_factory_certificate_is_not_revoked_at_ca_service(
+    issuer: CaServiceIssuer, ca_service: CaServiceStandIn
+) -> None:
+    """What `inventory enroll` records for a certificate that did not come from the pool
+    (pubsub/enrollment.py): refused without a call, so the rotation records it not-revoked."""
+    before = len(ca_service.methods_called())
+    for name in ("x509-sha256:" + "ab" * 32, "projects/other/locations/l/caPools/p/certificates/c"):
+        with pytest.raises(IssuerRefused, match="nothing to revoke at CA Service"):
+            issuer.revoke(name)
+    assert len(ca_service.methods_called()) == before
