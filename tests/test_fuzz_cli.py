@@ -13,6 +13,7 @@ A few representative cases run the installed console script in a subprocess:
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,8 +26,10 @@ import yaml
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from iot_remote_access.core.topics import THING_NAME_RULE
 from iot_remote_access.settings import FleetSettings, SettingsError
 from tests.support.cli_runner import run_cli
+from tests.support.factory_certificates import factory_certificate
 from tests.support.hostile_cli import (
     CONTROL_AND_BIDI,
     HostileFile,
@@ -180,6 +183,38 @@ def test_hostile_inventory_is_refused_in_one_line(hostile: HostileFile, suffix: 
             assert_refused(result, path.name)
         else:  # a CSV without a header is an empty inventory: an empty plan
             assert result.code == 0 and "Traceback" not in result.stderr
+
+
+# -- inventory enroll --cloud gcp ----------------------------------------------------------
+
+
+@fuzz_settings
+@given(hostile=hostile_file())
+def test_hostile_certificate_file_to_inventory_enroll_is_refused(hostile: HostileFile) -> None:
+    """Every certificate is checked before Firestore is reached: no emulator, no credentials."""
+    for folder in _folder():
+        path = folder / "devices.pem"
+        path.write_bytes(hostile.data)
+        settings = str(EXAMPLES / "gcp-settings.yaml")
+        result = run_bounded(
+            "inventory", "enroll", "--cloud", "gcp", "--settings", settings, str(path)
+        )
+        assert_refused(result, path.name)  # no PEM certificate in any of them
+
+
+@fuzz_settings
+@given(names=st.lists(st.text(min_size=0, max_size=300), min_size=0, max_size=3))
+def test_hostile_subject_cn_to_inventory_enroll_is_refused(names: list[str]) -> None:
+    assume(len(names) != 1 or not re.fullmatch(THING_NAME_RULE, names[0]))
+    for folder in _folder():
+        path = folder / "device.pem"
+        path.write_text(factory_certificate(*names)[0])
+        settings = str(EXAMPLES / "gcp-settings.yaml")
+        result = run_bounded(
+            "inventory", "enroll", "--cloud", "gcp", "--settings", settings, str(path)
+        )
+        line = assert_refused(result, path.name)
+        assert "subject CN" in line or "subject:" in line, line
 
 
 inventory_row = st.fixed_dictionaries(
