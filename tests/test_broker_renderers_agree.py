@@ -2,7 +2,7 @@
 
 Both renderers start from one DeviceAccess; this proves they end at the same
 place for devices and for the bridge identity, for default and custom topic
-models, with rotation and command responses on and off.
+models, with rotation and command responses on and off, and for GCP's rotation bridge.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ import re
 import pytest
 
 from iot_remote_access.core.aws_policy import device_policy_document, plain_arn
-from iot_remote_access.core.hivemq_device_realm import devices_realm
+from iot_remote_access.core.hivemq_device_realm import (
+    BRIDGE_REALM_FILE,
+    BridgeIdentity,
+    devices_realm,
+    ese_files,
+)
 from iot_remote_access.core.hivemq_permissions import (
     bridge_permissions,
     device_access_topics,
@@ -176,3 +181,54 @@ def test_the_certificate_bound_realm_grants_each_thing_what_mosquitto_grants(
         assert expected == device_access_topics(access, user.name)
         for client_id in (user.name, "another-client-id"):
             assert granted_topics(by_id[role_id], client_id) == expected
+
+
+@pytest.mark.parametrize("topics", MODELS)
+@pytest.mark.parametrize("command_responses", [False, True])
+def test_the_rotation_bridge_gets_the_same_topics_from_both_brokers(
+    topics: TopicModel, command_responses: bool
+) -> None:
+    """GCP certificate rotation: the rotation bridge's role in HiveMQ's bridge realm (as
+    `gcp manifests` renders it, read back) and its mosquitto ACL user grant the same topics:
+    every CSR and confirmation (shared), every certificate topic; the bridge keeps its own."""
+    bridge = BridgeIdentity("bridge.iot-remote-access", "pubsub-bridge")
+    rotation = BridgeIdentity("rotation-bridge.iot-remote-access", "rotation-bridge")
+    access = DeviceAccess(topics=topics, rotation=True, command_responses=command_responses)
+    files = ese_files(
+        access, binding="clientId", fleet_ca_names=("fleet",), bridge=bridge,
+        rotation_bridge=rotation,
+    )  # fmt: skip
+    roles, users = parse_file_realm(files[BRIDGE_REALM_FILE])
+    by_role = {role.role_id: role.permissions for role in roles}
+    acl = MosquittoAcl(
+        access=access,
+        bridge_identity=bridge.identity,
+        share_group=bridge.share_group,
+        rotation_bridge_identity=rotation.identity,
+        rotation_share_group=rotation.share_group,
+    )
+    for user in users:
+        (role_id,) = user.roles
+        identity, group = (
+            (rotation.identity, rotation.share_group)
+            if role_id == "rotation-bridge"
+            else (bridge.identity, bridge.share_group)
+        )
+        assert user.name == identity
+        hivemq = granted_topics(by_role[role_id], identity)
+        # mosquitto checks a shared subscription against the plain filter (see above).
+        normalized = {(a, t.removeprefix(f"$share/{group}/")) for a, t in hivemq}
+        assert {(a, t) for a, t in _mosquitto(acl, identity)} == normalized
+    rotation_topics = granted_topics(by_role["rotation-bridge"], rotation.identity)
+    csr, certificate, confirm = (
+        t.replace("{thing}", "+")
+        for t in (topics.rotation_csr, topics.rotation_certificate, topics.rotation_confirm)
+    )
+    assert rotation_topics == {
+        (Access.SUBSCRIBE, f"$share/rotation-bridge/{csr}"),
+        (Access.SUBSCRIBE, f"$share/rotation-bridge/{confirm}"),
+        (Access.PUBLISH, certificate),
+    }
+    # Without it, that identity gets only the pattern rules (a device's topics, its name).
+    without = MosquittoAcl(access=access).grants(rotation.identity)
+    assert all(rotation.identity in grant.topic for grant in without)

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from iot_remote_access.core.rotation_messages import rotation_bridge_topics
 from iot_remote_access.core.shared_subscription import (
     DEFAULT_SHARE_GROUP,
     shared_subscription,
@@ -37,6 +38,7 @@ from iot_remote_access.core.topics import (
     THING_PLACEHOLDER,
     Access,
     DeviceAccess,
+    TopicModel,
     TopicModelError,
     validate_thing_name,
 )
@@ -48,6 +50,9 @@ BRIDGE_IDENTITY_RULE = (
     "[a-zA-Z0-9._:-]{1,128} with at least one character a thing name may not have"
 )
 _IDENTITY_RE = re.compile(r"\A[a-zA-Z0-9._:-]{1,128}\Z")
+#: The rotation bridge's (GCP certificate rotation) defaults, as ``gcp.rotationService``'s.
+DEFAULT_ROTATION_BRIDGE_IDENTITY = "rotation-bridge.iot-remote-access"
+DEFAULT_ROTATION_SHARE_GROUP = "rotation-bridge"
 
 
 class AclAccess(StrEnum):
@@ -97,21 +102,39 @@ def validate_bridge_identity(value: object, *, field_name: str = "bridge_identit
 
 @dataclass(frozen=True)
 class MosquittoAcl:
-    """The ACL of a fleet's broker: every device's own topics, and the bridge's.
+    """The ACL of a fleet's broker: every device's own topics, and the bridges'.
 
     Default: the default topic model, the bridge identity
     ``bridge.iot-remote-access`` and the share group ``pubsub-bridge``; set
     ``bridge_identity`` to None for a broker without the bridge.
+    ``rotation_bridge_identity`` (GCP certificate rotation; default None: none) adds the
+    rotation bridge, the bridge's code on the rotation topics
+    (``core.rotation_messages.rotation_bridge_topics``): it reads every CSR and every
+    confirmation (its shared subscriptions, ``rotation_share_group``) and writes every
+    certificate topic, nothing else - what HiveMQ's ``rotation-bridge`` role grants.
     """
 
     access: DeviceAccess = field(default_factory=DeviceAccess)
     bridge_identity: str | None = DEFAULT_BRIDGE_IDENTITY
     share_group: str = DEFAULT_SHARE_GROUP
+    rotation_bridge_identity: str | None = None
+    rotation_share_group: str = DEFAULT_ROTATION_SHARE_GROUP
 
     def __post_init__(self) -> None:
         validate_share_group(self.share_group)
+        validate_share_group(self.rotation_share_group, field_name="rotation_share_group")
         if self.bridge_identity is not None:
             validate_bridge_identity(self.bridge_identity)
+        if self.rotation_bridge_identity is not None:
+            validate_bridge_identity(
+                self.rotation_bridge_identity, field_name="rotation_bridge_identity"
+            )
+            if self.rotation_bridge_identity == self.bridge_identity:
+                raise TopicModelError(
+                    "rotation_bridge_identity",
+                    f"{self.rotation_bridge_identity!r} is the bridge's too; allowed: an "
+                    f"identity of its own, e.g. {DEFAULT_ROTATION_BRIDGE_IDENTITY!r}",
+                )
 
     # -- rules ---------------------------------------------------------------
 
@@ -123,32 +146,16 @@ class MosquittoAcl:
             )
             for grant in self.access.grants(include_aws_reserved=False)
         )
-        bridge = self.bridge_identity
-        if bridge is None:
-            return device
-        topics = self.access.topics
-        own = tuple(
-            AclRule(AclAccess.DENY, rule.topic.replace("%u", bridge), bridge) for rule in device
-        )
-        # Remote commands on: the bridge also reads every responses topic (shared).
-        responses = (
-            (
-                AclRule(
-                    AclAccess.READ, topic_filter(topics.responses, field_name="responses"), bridge
-                ),
+        bridge: tuple[AclRule, ...] = ()
+        if self.bridge_identity is not None:
+            bridge = _bridge_rules(
+                self.bridge_identity, self.access.topics, device, self.access.command_responses
             )
-            if self.access.command_responses
-            else ()
-        )
-        return (
-            *device,
-            *own,
-            # mosquitto checks reads on each message's topic, not on the `$share/...`
-            # filter, so the shared subscription needs read on the plain filter.
-            AclRule(AclAccess.READ, topic_filter(topics.telemetry), bridge),
-            AclRule(AclAccess.WRITE, topic_filter(topics.commands, field_name="commands"), bridge),
-            *responses,
-        )
+        rotation: tuple[AclRule, ...] = ()
+        if self.rotation_bridge_identity is not None:
+            topics = rotation_bridge_topics(self.access.topics)
+            rotation = _bridge_rules(self.rotation_bridge_identity, topics, device, True)
+        return (*device, *bridge, *rotation)
 
     def render(self) -> str:
         """The ``acl_file`` text."""
@@ -163,13 +170,19 @@ class MosquittoAcl:
         for rule in self.rules():
             if rule.user != user:
                 user = rule.user
-                lines += [
-                    "",
-                    f"# The MQTT <-> Pub/Sub bridge: subscribes {self.bridge_subscription}",
-                    f"user {user}",
-                ]
+                lines += ["", self._user_comment(user), f"user {user}"]
             lines.append(rule.line())
         return "\n".join(lines) + "\n"
+
+    def _user_comment(self, user: str | None) -> str:
+        if user == self.rotation_bridge_identity:
+            topics = rotation_bridge_topics(self.access.topics)
+            shared = " and ".join(
+                shared_subscription(template, self.rotation_share_group)
+                for template in (topics.telemetry, topics.responses)
+            )
+            return f"# The rotation bridge (CSRs and confirmations up): subscribes {shared}"
+        return f"# The MQTT <-> Pub/Sub bridge: subscribes {self.bridge_subscription}"
 
     @property
     def bridge_subscription(self) -> str:
@@ -211,6 +224,31 @@ class MosquittoAcl:
             for rule in rules
             if rule.user is None
         ] + [rule for rule in rules if rule.user == identity]
+
+
+def _bridge_rules(
+    identity: str, topics: TopicModel, device: tuple[AclRule, ...], responses: bool
+) -> tuple[AclRule, ...]:
+    """A bridge's rules on ``topics``: read every telemetry topic (and responses topic), write
+    every commands topic; denied its own pattern topics (pattern rules apply to every user)."""
+    own = tuple(
+        AclRule(AclAccess.DENY, rule.topic.replace("%u", identity), identity) for rule in device
+    )
+    # Remote commands on (the rotation bridge: its confirmations): read every responses
+    # topic (shared).
+    answers = (
+        (AclRule(AclAccess.READ, topic_filter(topics.responses, field_name="responses"), identity),)
+        if responses
+        else ()
+    )
+    return (
+        *own,
+        # mosquitto checks reads on each message's topic, not on the `$share/...`
+        # filter, so the shared subscription needs read on the plain filter.
+        AclRule(AclAccess.READ, topic_filter(topics.telemetry), identity),
+        AclRule(AclAccess.WRITE, topic_filter(topics.commands, field_name="commands"), identity),
+        *answers,
+    )
 
 
 def render_mosquitto_acl(

@@ -83,6 +83,33 @@ def test_grants_per_identity() -> None:
     }
 
 
+ROTATION_BRIDGE = "rotation-bridge.iot-remote-access"
+
+
+def test_the_rotation_bridge_user_gets_the_rotation_topics_only() -> None:
+    acl = MosquittoAcl(DeviceAccess(rotation=True), rotation_bridge_identity=ROTATION_BRIDGE)
+    assert acl.grants(ROTATION_BRIDGE) == {
+        AclGrant(Access.SUBSCRIBE, "rot/+/csr"),
+        AclGrant(Access.SUBSCRIBE, "rot/+/confirm"),
+        AclGrant(Access.PUBLISH, "rot/+/certificate"),
+    }
+    assert f"rot/{ROTATION_BRIDGE}/csr" in acl.denied(ROTATION_BRIDGE)
+    assert acl.grants(BRIDGE) == MosquittoAcl(DeviceAccess(rotation=True)).grants(BRIDGE)
+    text = acl.render()
+    section = text[text.index(f"user {ROTATION_BRIDGE}\n") :].splitlines()
+    assert section[-3:] == [
+        "topic read rot/+/csr",
+        "topic write rot/+/certificate",
+        "topic read rot/+/confirm",
+    ]
+    assert all(line.startswith("topic deny ") for line in section[1:-3])
+    assert "$share/rotation-bridge/rot/+/csr and $share/rotation-bridge/rot/+/confirm" in text
+    with pytest.raises(TopicModelError, match=r"rotation_bridge_identity: .* the bridge's too"):
+        MosquittoAcl(rotation_bridge_identity=BRIDGE)
+    with pytest.raises(TopicModelError, match="rotation_bridge_identity: 'rot-bridge' is also"):
+        MosquittoAcl(rotation_bridge_identity="rot-bridge")
+
+
 def test_shared_subscription_is_the_telemetry_filter_never_hash() -> None:
     assert topic_filter("dt/{thing}/telemetry") == "dt/+/telemetry"
     assert shared_subscription("a/b/{thing}/c", "grp_1") == "$share/grp_1/a/b/+/c"

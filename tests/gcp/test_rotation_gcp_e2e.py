@@ -46,7 +46,6 @@ from tests.support.gcp_rotation import (
     deploy_rotation_topology,
     fresh_project,
     issued_device_store,
-    rotation_bridge_acl,
     rotation_bridge_overrides,
 )
 from tests.support.mqtt_iot_data import mqtt5_client
@@ -157,7 +156,9 @@ def world(
     bundle = tmp_path / "trusted-cas.pem"  # the broker's trust: the test CA and CA Service's
     bundle.write_text(ca.ca_file.read_text() + "".join(enrolled.chain_pem))
     deploy_rotation_topology(fleet.project)  # the real `gcp deploy` code, rotation included
-    acl = MosquittoAcl(DeviceAccess(rotation=True)).render() + rotation_bridge_acl()
+    acl = MosquittoAcl(
+        DeviceAccess(rotation=True), rotation_bridge_identity=ROTATION_BRIDGE_IDENTITY
+    ).render()
     broker = MosquittoBroker(tmp_path / "broker", ca, acl)
     broker.config_file.write_text(
         broker.config_file.read_text().replace(f"cafile {ca.ca_file}", f"cafile {bundle}")

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.cloud import firestore
 
+from iot_remote_access.core.mosquitto_acl import DEFAULT_ROTATION_BRIDGE_IDENTITY
 from iot_remote_access.core.rotation_plan import RotationState
 from iot_remote_access.pubsub.rotation_inventory import FirestoreInventory
 from iot_remote_access.pubsub.rotation_protocol import RotationProtocol
@@ -82,21 +83,12 @@ class Fleet:
 # -- end to end: the rotation bridge, the Pub/Sub topology, a provisioned device ------------
 
 #: The rotation bridge's certificate CN (a '.': no thing name can carry its rights).
-ROTATION_BRIDGE_IDENTITY = "rotation-bridge.iot-remote-access"
+ROTATION_BRIDGE_IDENTITY = DEFAULT_ROTATION_BRIDGE_IDENTITY
 ROTATION_PUBSUB = {
     "csr": "iot-rotation-csr",
     "confirm": "iot-rotation-confirm",
     "certificates": "iot-rotation-certificates",
 }
-
-
-def rotation_bridge_acl() -> str:
-    """What the rotation bridge may do on mosquitto: read every CSR and confirmation
-    (its shared subscriptions), write every certificate topic."""
-    return (
-        f"\nuser {ROTATION_BRIDGE_IDENTITY}\ntopic read rot/+/csr\ntopic read rot/+/confirm\n"
-        "topic write rot/+/certificate\n"
-    )
 
 
 def rotation_bridge_overrides() -> dict[str, str]:
