@@ -151,9 +151,10 @@ class CaServiceIssuer:
         if not name.startswith(f"{self.pool}/certificates/"):
             # An enrolled factory certificate (``x509-sha256:...``, pubsub/enrollment.py) or
             # another pool's: nothing this pool could revoke, so no call is made.
+            # The reason first: the rotation's audit record keeps 120 characters of it.
             raise IssuerRefused(
-                f"{name[:100]}: not a certificate of {self.pool}; nothing to revoke at CA "
-                "Service (a factory certificate's trust is the broker's truststore or CRL)"
+                f"nothing to revoke at CA Service (not a certificate of {self.pool}; a "
+                f"factory certificate's trust is the broker's truststore or CRL): {name[:100]}"
             )
         reason = ca.RevocationReason.SUPERSEDED
         try:

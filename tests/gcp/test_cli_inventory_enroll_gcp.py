@@ -13,10 +13,13 @@ from cryptography.hazmat.primitives import hashes
 from google.cloud import firestore
 
 from iot_remote_access.pubsub.rotation_inventory import FirestoreInventory
+from iot_remote_access.settings import FleetSettings
 from tests.gcp.test_bridge_as_deployed import CLI
 from tests.gcp.test_cli_certs_gcp import _settings
+from tests.support.ca_service_standin import CaServiceStandIn, ready_issuer
 from tests.support.factory_certificates import factory_certificate
-from tests.support.gcp_rotation import fresh_project
+from tests.support.gcp_rotation import Fleet, fresh_project, make_csr
+from tests.support.pki import TestCa
 from tests.support.processes import FirestoreEmulator
 
 
@@ -197,3 +200,44 @@ def test_other_clouds_are_refused(
 ) -> None:
     result = run("inventory", "enroll", "--cloud", cloud, "x.pem", emulator=firestore_emulator)
     assert result.returncode == 2 and "--cloud" in result.stderr
+
+
+def test_an_enrolled_device_rotates_and_its_factory_certificate_is_not_revoked_at_ca_service(
+    firestore_emulator: FirestoreEmulator,
+    ca_service: CaServiceStandIn,
+    ca: TestCa,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Enrolled by the CLI, rotated by the real protocol and CaServiceIssuer (CA Service
+    stand-in): the new certificate is CA Service's, and the factory one is recorded as
+    not revoked without any RevokeCertificate call (nothing of the pool's to revoke)."""
+    project = fresh_project("enroll")
+    settings = FleetSettings.parse(
+        {
+            "gcp": {
+                "projectId": project,
+                "projectNumber": "123456789012",
+                "bridge": {"serviceAccount": f"iot-bridge@{project}.iam.gserviceaccount.com"},
+                "certificateAuthority": {"location": "europe-west1"},
+            }
+        }
+    )
+    path = write(tmp_path, "gw-f.pem", factory_certificate("gw-f")[0])
+    assert enroll(_settings(tmp_path, project), path, emulator=firestore_emulator).returncode == 0
+    fleet = Fleet(tmp_path, ca, project, issuer=ready_issuer(ca_service, settings, project))
+    enrolled = fleet.inventory.get("gw-f")
+    assert enrolled is not None and enrolled["certificateId"].startswith("x509-sha256:")
+    fleet.inventory.transition("gw-f", None, {"rotationState": "REQUESTED"})
+    protocol = fleet.protocol()
+    csr = json.dumps({"csr": make_csr("gw-f")}).encode()
+    assert protocol.on_csr(csr, {"thing": "gw-f"}).outcome == "issued"
+    with caplog.at_level("INFO", logger="iot_remote_access.audit"):
+        assert protocol.on_confirm(b"{}", {"thing": "gw-f"}).outcome == "confirmed"
+    item = fleet.inventory.get("gw-f")
+    assert item is not None and item["certificateId"].startswith(fleet.issuer.pool)
+    assert item["lastRevokedCertificateId"] == enrolled["certificateId"]
+    assert "revokePending" not in item and "previousCertificateId" not in item
+    (revoke,) = [r.audit for r in caplog.records if r.audit["event"] == "rotation.revoke"]  # type: ignore[attr-defined]
+    assert revoke["decision"].startswith("not-revoked: nothing to revoke at CA Service")
+    assert "RevokeCertificate" not in ca_service.methods_called()
