@@ -25,7 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "guard": {"core"},
     "bridge": {"core", "settings"},
     "constructs": {"core", "settings", "arm"},
-    "pubsub": {"core", "constructs"},  # the Pub/Sub engine drives the constructs' state
+    # The Pub/Sub engine drives the constructs' state; its rotation service appends to the
+    # access ledger's object chain (lambdas/anchor_sinks, shared with the anchor writers).
+    "pubsub": {"core", "constructs", "lambdas"},
     # Cloud Logging/Monitoring engine: Teleport's alarms, desired state from the settings.
     "gcp_monitoring": {"core", "settings"},
     # Certificate Authority Service engine: the pool and CA, and the issuer; it reuses the

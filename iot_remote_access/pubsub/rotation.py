@@ -73,8 +73,35 @@ def build(settings: GcpRotationSettings) -> tuple[Any, Any, Any]:
         stagger=settings.stagger_policy(),
         issuing_lease=settings.issuing_lease_seconds,
         retry_seconds=settings.retry_seconds,
+        ledger=access_ledger(settings),
     )
     return protocol, publisher, pubsub_v1.SubscriberClient()
+
+
+def access_ledger(settings: GcpRotationSettings) -> Any:
+    """The access ledger's chain in its anchor bucket, or None without one."""
+    if not settings.access_ledger_bucket:
+        return None
+    from google.cloud import storage
+
+    from iot_remote_access.lambdas.anchor_sinks.object_chain import ObjectChain
+    from iot_remote_access.lambdas.anchor_sinks.sinks import GcsAnchors
+
+    bucket = storage.Client(project=settings.project).bucket(settings.access_ledger_bucket)
+    return ObjectChain(GcsAnchors(bucket), settings.access_ledger_id)
+
+
+def anchor_access_ledger(chain: Any) -> str | None:
+    """Anchor the chain's head (the planner's runs: daily and hourly); a problem, or None."""
+    from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken, anchor_chain
+
+    try:
+        anchor_chain(chain.lines, chain.sink, chain.ledger_id, now=datetime.now(UTC))
+    except TailBroken as error:
+        return f"ledger: the chain does not hold, not anchored: {error}"
+    except Exception as error:  # the store: reported, the planner's own work stands
+        return f"ledger: the anchor could not be written: {str(error)[:200]}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     now = datetime.now(UTC)
     report = planner.plan(now) if args[0] == "plan" else planner.dispatch(now)
+    problem = None if protocol.ledger is None else anchor_access_ledger(protocol.ledger)
     print(json.dumps(report.to_json(), sort_keys=True))
-    return 1 if report.failed else 0
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if report.failed or problem else 0
 
 
 if __name__ == "__main__":

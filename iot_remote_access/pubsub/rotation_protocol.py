@@ -19,6 +19,14 @@ seconds. Invariants, whatever fails and wherever the process stops:
 
 Who sent a message is the ``thing`` attribute the bridge sets from the MQTT topic (the
 broker's ACL lets a device publish only on its own topics), never the payload.
+
+With an access ledger (``ledger``: the chain in the locked anchor bucket), each decision
+is recorded before it takes effect, as on AWS: ``cert.issue`` before the certificate is
+stored or sent (unrecorded: back to REQUESTED, retried; the retry's request id gets the
+same certificate from CA Service, so none is lost or doubled), ``cert.rotate`` before
+the inventory switches to the new certificate, ``cert.revoke`` after the CA revoked and
+before the inventory forgets the old one (unrecorded: ``revokePending`` stays, the
+planner revokes again, which CA Service answers as done, and records it then).
 """
 
 from __future__ import annotations
@@ -41,6 +49,14 @@ from iot_remote_access.core.certificate_issuer import (
 from iot_remote_access.core.csr import MAX_CSR_BYTES
 from iot_remote_access.core.csr_policy import CsrRefusal, Verdict, rotation_verdict, screen_csr
 from iot_remote_access.core.inventory_item import iso
+from iot_remote_access.core.ledger import LedgerUnavailable
+from iot_remote_access.core.ledger_records import (
+    CERT_ISSUE,
+    CERT_REVOKE,
+    CERT_ROTATE,
+    LedgerAppender,
+    certificate_record,
+)
 from iot_remote_access.core.rotation_messages import issued_body, rejected_body
 from iot_remote_access.core.rotation_plan import RotationState
 from iot_remote_access.core.stagger import StaggerError, StaggerPolicy, cohort_of
@@ -108,8 +124,10 @@ class RotationProtocol:
         issuing_lease: float = 60.0,
         retry_seconds: float = 30.0,
         clock: Callable[[], datetime] = _now,
+        ledger: LedgerAppender | None = None,
     ) -> None:
         self.inventory = inventory
+        self.ledger = ledger
         self.issuer = issuer
         self.replies = replies
         self.topics = topics or TopicModel()
@@ -182,6 +200,22 @@ class RotationProtocol:
             self._audit("rotation.csr", "retry", thing, 503, type(error).__name__)
             return Decision("issuer-failed", 503, self.retry_seconds)
         try:
+            self._record(
+                certificate_record(
+                    CERT_ISSUE,
+                    thing,
+                    issued.name,
+                    issued.serial_hex,
+                    notAfter=iso(issued.not_after),
+                    validityDays=(issued.not_after - now).days,
+                    cloud="gcp",
+                )
+            )
+        except LedgerUnavailable as error:
+            self._roll_back(thing)
+            self._audit("rotation.csr", "retry", thing, 503, f"ledger: {str(error)[:160]}")
+            return Decision("ledger-unavailable", 503, self.retry_seconds)
+        try:
             item = self.inventory.transition(
                 thing, [RotationState.ISSUING], _pending(issued, fingerprint)
             )
@@ -241,6 +275,20 @@ class RotationProtocol:
             raise CsrRefusal(409, f"thing: {thing!r} has no certificate awaiting confirmation")
         now = self._clock()
         try:
+            self._record(
+                certificate_record(
+                    CERT_ROTATE,
+                    thing,
+                    item["pendingCertificateId"],
+                    item.get("pendingSerial"),
+                    previousCertificateId=item.get("certificateId"),
+                    cloud="gcp",
+                )
+            )
+        except LedgerUnavailable as error:  # nothing changed: the redelivery records it
+            self._audit("rotation.confirm", "retry", thing, 503, f"ledger: {str(error)[:160]}")
+            return Decision("ledger-unavailable", 503, self.retry_seconds)
+        try:
             item = self.inventory.transition(thing, [RotationState.ISSUED], _confirmed(now))
         except StateConflict:
             return Decision("already-confirmed")
@@ -261,6 +309,20 @@ class RotationProtocol:
         except Exception as error:  # throttled or unreachable: the daily planner retries
             self._audit("rotation.revoke", "retry", thing, 503, type(error).__name__)
             return False
+        try:
+            self._record(
+                certificate_record(
+                    CERT_REVOKE,
+                    thing,
+                    previous,
+                    item.get("previousSerial") or None,
+                    reason="rotated" if decision == "revoked" else decision,
+                    cloud="gcp",
+                )
+            )
+        except LedgerUnavailable as error:  # revokePending stays: revoked and recorded later
+            self._audit("rotation.revoke", "retry", thing, 503, f"ledger: {str(error)[:160]}")
+            return False
 
         def done(current: Item) -> dict[str, Any]:
             if current.get("previousCertificateId") != previous:
@@ -276,7 +338,11 @@ class RotationProtocol:
         self._audit("rotation.revoke", decision, thing, 200, None, certificate=previous)
         return True
 
-    # -- refusals and audit ---------------------------------------------------------------
+    # -- refusals, audit and ledger -------------------------------------------------------
+
+    def _record(self, data: dict[str, Any]) -> None:
+        if self.ledger is not None:
+            self.ledger.append(data)
 
     def _refuse(self, event: str, thing: str, refusal: CsrRefusal) -> Decision:
         """Answer the device, remember the refusal on its document, write the audit record."""

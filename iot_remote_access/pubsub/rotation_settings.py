@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from iot_remote_access.core.gcp_rules import GcpRuleError, validate_project_id, validate_pubsub_id
+from iot_remote_access.core.ledger import DEFAULT_LEDGER_ID, ledger_id_problem
 from iot_remote_access.core.rotation_plan import (
     DEFAULT_ATTEMPT_TIMEOUT_HOURS,
     DEFAULT_BACKOFF_HOURS,
@@ -53,6 +54,7 @@ DEFAULT_CERTIFICATE_TOPIC_ID = "iot-rotation-certificates"
 DEFAULT_CERTIFICATE_SUBSCRIPTION_ID = "iot-rotation-certificates-bridge"
 
 
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]")
 _POOL_RE = re.compile(
     r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]{1,63}/caPools/[a-zA-Z0-9_-]{1,63}"
 )
@@ -102,6 +104,28 @@ class GcpRotationSettings(BaseSettings):
     http_host: str = "0.0.0.0"  # noqa: S104  # probes come from outside the pod
     http_port: int = Field(default=8080, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: The access ledger's anchor bucket (``ledger.gcp.bucket``): the chain of certificate
+    #: decisions is kept there, one write-once object per record. Empty: no ledger.
+    access_ledger_bucket: str = ""
+    access_ledger_id: str = DEFAULT_LEDGER_ID
+
+    @field_validator("access_ledger_bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if value and not _BUCKET_RE.fullmatch(value):
+            raise ValueError(
+                f"{value[:80]!r} is not a Cloud Storage bucket name; allowed: 3-63 of a-z, "
+                "0-9, '-', '_', '.', starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("access_ledger_id")
+    @classmethod
+    def _ledger_id(cls, value: str) -> str:
+        problem = ledger_id_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("project")
     @classmethod

@@ -168,6 +168,7 @@ class HivemqChart(cdk8s.Chart):
             namespace=self.hivemq.namespace,
             gcp=gcp,
             certificates=settings.certificates,
+            ledger=settings.ledger,
         )
         bridge = self._rotation_bridge(gcp, topics, settings) if self.bridge else None
         return service, bridge

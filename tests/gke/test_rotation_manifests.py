@@ -7,6 +7,7 @@ environment in tests/gcp/test_rotation_as_deployed.py.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,32 @@ def test_the_rotation_bridge_is_the_bridge_on_the_rotation_topics(rendered: Synt
     )
     assert not allows(rotation, "rotation-bridge-0", Access.PUBLISH, "cmd/gw-1/commands")
     assert not allows(bridge, "pubsub-bridge-0", Access.PUBLISH, "rot/gw-1/certificate")
+
+
+def test_with_the_ledger_on_google_cloud_every_rotation_pod_records_to_its_bucket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    path = rotation_settings_file(tmp_path)
+    document = yaml.safe_load(path.read_text())
+    root = document.get("iot-remote-access", document)
+    root["ledger"] = {"ledgerId": "fleet-a", "gcp": {"bucket": "fleet-ledger-anchors"}}
+    path.write_text(yaml.safe_dump(document))
+    rendered = Synthesized(FleetSettings.from_file(path), tmp_path / "out")
+    for kind, name in ROTATION_OBJECTS[:3]:
+        (container,) = _pod(rendered.get(kind, name))["containers"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["ROTATION_ACCESS_LEDGER_BUCKET"] == "fleet-ledger-anchors"
+        assert env["ROTATION_ACCESS_LEDGER_ID"] == "fleet-a"
+        # The service reads exactly these values back (the pod's own environment).
+        for variable in list(os.environ):
+            if variable.startswith(ENV_PREFIX):
+                monkeypatch.delenv(variable)
+        for variable, value in env.items():
+            monkeypatch.setenv(variable, value)
+        settings = GcpRotationSettings.from_environment()
+        assert (settings.access_ledger_bucket, settings.access_ledger_id) == (
+            "fleet-ledger-anchors",
+            "fleet-a",
+        )

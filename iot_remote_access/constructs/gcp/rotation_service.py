@@ -37,6 +37,7 @@ from iot_remote_access.core.gcp_ca_rules import CREATE_CERTIFICATE_QPS, pool_nam
 from iot_remote_access.core.kubernetes_names import ManifestValueError, validate_dns_label
 from iot_remote_access.settings.certificates import CertificateSettings
 from iot_remote_access.settings.gcp import GcpSettings
+from iot_remote_access.settings.ledger import LedgerSettings
 
 ROTATION_COMMAND = ("python", "-m", "iot_remote_access.pubsub.rotation")
 SERVICE_LABELS = {COMPONENT_LABEL: "rotation-service"}
@@ -51,6 +52,8 @@ class RotationService(Construct):
     :param gcp: the ``gcp`` settings; ``rotationService`` and ``certificateAuthority``
         are required.
     :param certificates: the rotation rules. Default: the ``certificates`` defaults.
+    :param ledger: the access ledger; with ``ledger.gcp`` the service records every
+        certificate decision in its anchor bucket, and the CronJobs anchor the chain.
 
     Attributes: ``service_account``, ``deployment``, ``plan_job``, ``dispatch_job``,
     ``disruption_budget``, ``environment`` (name -> value).
@@ -64,6 +67,7 @@ class RotationService(Construct):
         namespace: str,
         gcp: GcpSettings,
         certificates: CertificateSettings | None = None,
+        ledger: LedgerSettings | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         validate_dns_label(namespace, field_name="hivemq.namespace")
@@ -77,7 +81,7 @@ class RotationService(Construct):
         self.settings = gcp.rotation_service
         self.namespace = namespace
         self.certificates = certificates or CertificateSettings()
-        self.environment = self._environment(gcp)
+        self.environment = self._environment(gcp) | _ledger_environment(ledger)
         self.service_account = k8s.KubeServiceAccount(
             self,
             "ServiceAccount",
@@ -234,3 +238,13 @@ class RotationService(Construct):
                 ),
             ),
         )
+
+
+def _ledger_environment(ledger: LedgerSettings | None) -> dict[str, str]:
+    """The access ledger's bucket and id, when the settings keep the ledger on Google Cloud."""
+    if ledger is None or not ledger.enabled or ledger.gcp is None:
+        return {}
+    return {
+        "ROTATION_ACCESS_LEDGER_BUCKET": ledger.gcp.bucket,
+        "ROTATION_ACCESS_LEDGER_ID": ledger.ledger_id,
+    }
