@@ -161,11 +161,11 @@ def _anchor(chain: Any) -> None:
 
     from azure.core.exceptions import AzureError
 
-    from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken, anchor_chain
+    from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken
     from iot_remote_access.lambdas.ledger.store import LedgerUnavailable
 
     try:
-        anchor_chain(chain.lines, chain.sink, chain.ledger_id, now=datetime.now(UTC))
+        chain.anchor(datetime.now(UTC))
     except TailBroken as error:
         raise OperationError(f"ledger: the chain does not hold, not anchored: {error}") from None
     except (LedgerUnavailable, AzureError) as error:

@@ -112,11 +112,9 @@ def _subscriber() -> Any:
 
 
 def _gcs_sink(bucket: str, project: str | None) -> Any:
-    import google.cloud.storage as storage
-
     from iot_remote_access.lambdas.anchor_sinks.sinks import GcsAnchors
 
-    return GcsAnchors(storage.Client(project=project).bucket(bucket))
+    return GcsAnchors.for_bucket(bucket, project)
 
 
 @record.command("azure-alerts")

@@ -82,21 +82,19 @@ def access_ledger(settings: GcpRotationSettings) -> Any:
     """The access ledger's chain in its anchor bucket, or None without one."""
     if not settings.access_ledger_bucket:
         return None
-    from google.cloud import storage
-
     from iot_remote_access.lambdas.anchor_sinks.object_chain import ObjectChain
     from iot_remote_access.lambdas.anchor_sinks.sinks import GcsAnchors
 
-    bucket = storage.Client(project=settings.project).bucket(settings.access_ledger_bucket)
-    return ObjectChain(GcsAnchors(bucket), settings.access_ledger_id)
+    sink = GcsAnchors.for_bucket(settings.access_ledger_bucket, settings.project)
+    return ObjectChain(sink, settings.access_ledger_id)
 
 
 def anchor_access_ledger(chain: Any) -> str | None:
     """Anchor the chain's head (the planner's runs: daily and hourly); a problem, or None."""
-    from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken, anchor_chain
+    from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken
 
     try:
-        anchor_chain(chain.lines, chain.sink, chain.ledger_id, now=datetime.now(UTC))
+        chain.anchor(datetime.now(UTC))
     except TailBroken as error:
         return f"ledger: the chain does not hold, not anchored: {error}"
     except Exception as error:  # the store: reported, the planner's own work stands

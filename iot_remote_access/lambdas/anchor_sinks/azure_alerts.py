@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 from iot_remote_access.core.ledger import LedgerError, Record, shown
 from iot_remote_access.core.ledger_records import shortened, stream_alert_record
 from iot_remote_access.lambdas.anchor_sinks.object_chain import ObjectChain
-from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken, anchor_chain
+from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken
 from iot_remote_access.lambdas.ledger.store import LedgerUnavailable
 
 logger = logging.getLogger("iot_remote_access.ledger.azure_alerts")
@@ -99,7 +99,7 @@ class AlertWriter:
             return
         with self._lock:
             try:
-                anchor_chain(self.chain.lines, self.chain.sink, self.chain.ledger_id, now=now)
+                self.chain.anchor(now)
             except TailBroken as error:
                 logger.error("ledger tail does not hold; not anchored: %s", error)
                 return

@@ -32,7 +32,7 @@ from iot_remote_access.core.ledger import LedgerError
 from iot_remote_access.core.ledger_records import shortened
 from iot_remote_access.core.teleport_sessions import SessionMapper, UnusableEntry
 from iot_remote_access.lambdas.anchor_sinks.object_chain import ObjectChain
-from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken, anchor_chain
+from iot_remote_access.lambdas.anchor_sinks.sinks import TailBroken
 from iot_remote_access.lambdas.ledger.store import LedgerUnavailable
 
 logger = logging.getLogger("iot_remote_access.ledger.gcp_sessions")
@@ -192,7 +192,7 @@ class SessionWriter:
         """Anchor the chain's head in the bucket (skipped, and logged, if the tail is broken)."""
         now = self.clock()
         try:
-            result = anchor_chain(self.chain.lines, self.chain.sink, self.chain.ledger_id, now=now)
+            result = self.chain.anchor(now)
         except TailBroken as error:
             self.stats.failures.append(f"tail broken: {error}")
             logger.error("ledger tail does not hold; not anchored: %s", error)

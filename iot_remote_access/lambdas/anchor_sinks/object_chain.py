@@ -35,7 +35,7 @@ from iot_remote_access.core.ledger import (
     next_record,
     parse_record,
 )
-from iot_remote_access.lambdas.anchor_sinks.sinks import AnchorExists, AnchorSink
+from iot_remote_access.lambdas.anchor_sinks.sinks import AnchorExists, AnchorSink, anchor_chain
 from iot_remote_access.lambdas.ledger.store import MAX_ATTEMPTS, LedgerUnavailable
 
 RECORDS = "records"
@@ -63,6 +63,11 @@ class ObjectChain:
         self.clock = clock
         self.sleep = sleep
         self._head: Record | None = None
+
+    def anchor(self, now: datetime) -> dict[str, Any]:
+        """Verify the records since the last anchor and anchor the head (``anchor_chain``);
+        raises ``TailBroken`` (nothing written) when they do not hold."""
+        return anchor_chain(self.lines, self.sink, self.ledger_id, now=now)
 
     def _names(self, block: int) -> list[str]:
         """The record names of ``block``, in order; anything else there is not a record."""

@@ -84,6 +84,14 @@ class GcsAnchors:
     def __init__(self, bucket: Any) -> None:
         self.bucket = bucket
 
+    @classmethod
+    def for_bucket(cls, name: str, project: str | None) -> GcsAnchors:
+        """The bucket ``name`` through a storage client with the default credentials
+        (``STORAGE_EMULATOR_HOST``, when set, points it at a local endpoint)."""
+        import google.cloud.storage as storage
+
+        return cls(storage.Client(project=project).bucket(name))
+
     def put(self, key: str, body: bytes) -> None:
         from google.api_core.exceptions import PreconditionFailed
 
