@@ -22,7 +22,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from iot_remote_access.cli.errors import InputError, settings_input_error
-from iot_remote_access.core.bounded_input import BoundedInputError
 from iot_remote_access.core.stagger import (
     MAX_VALIDITY_DAYS,
     MAX_WINDOW_DAYS,
@@ -30,8 +29,7 @@ from iot_remote_access.core.stagger import (
     StaggerPolicy,
     simulate,
 )
-from iot_remote_access.settings import CONTEXT_KEY, SettingsError
-from iot_remote_access.settings.files import read_settings_file
+from iot_remote_access.settings import SettingsError
 
 MAX_SIMULATED_DEVICES = 10_000_000
 DEFAULT_WINDOW_DAYS = 90
@@ -135,16 +133,10 @@ def _policy_from_flags(window_days: int | None, base_days: int | None) -> Stagge
 
 def deployment_issuers(settings_file: Path) -> tuple[StaggerPolicy, tuple[CloudIssuer, ...]]:
     """The settings' stagger policy and each cloud's issuer it rotates certificates with."""
-    try:
-        raw = read_settings_file(settings_file)
-    except BoundedInputError as error:
-        raise InputError(f"--settings: {error}") from None
-    if isinstance(raw, Mapping) and CONTEXT_KEY in raw:
-        raw = raw[CONTEXT_KEY]
     from iot_remote_access.settings.fleet import FleetSettings
 
     try:
-        settings = FleetSettings.parse(raw, source=str(settings_file))
+        settings = FleetSettings.from_file(settings_file)
     except SettingsError as error:
         raise settings_input_error(error) from None
     policy = settings.stagger_policy()
