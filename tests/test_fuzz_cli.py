@@ -99,6 +99,8 @@ SETTINGS_COMMANDS: dict[str, tuple[dict[str, Any], list[str]]] = {
     # Both need a certificates section, which the base lacks: refused before any network call.
     "azure rotate": (AZURE_BASE, ["azure", "rotate", "--ca-key-file", "group-ca.key"]),
     "certs plan --cloud azure": (AZURE_BASE, ["certs", "plan", "--cloud", "azure"]),
+    # The base rotates on no cloud (no certificates, no certificateAuthority): refused too.
+    "certs simulate": (GCP_BASE, ["certs", "simulate", "--devices", "10"]),
 }
 
 
