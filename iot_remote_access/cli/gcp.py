@@ -7,6 +7,7 @@ Bad settings or arguments exit 2 before any Google Cloud call; a failed call
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,9 @@ def plan_command(
     ca_endpoint: str | None,
 ) -> None:
     """Show, resource by resource, what deploy would create or change."""
-    desired, publisher, subscriber = _prepare(settings_file, project)
-    access = _access_monitoring(settings_file, project, monitoring_endpoint)
-    authority = _ca_topology(settings_file, project, ca_endpoint)
-    anchors = _ledger_anchors(settings_file, project)
+    prepared = _prepare(settings_file, project)
+    desired, publisher, subscriber = prepared.desired, prepared.publisher, prepared.subscriber
+    access, authority, anchors = _other_parts(prepared, monitoring_endpoint, ca_endpoint)
     result = _call(lambda: _plan(desired, publisher, subscriber))
     console = Console(soft_wrap=True)
     _print_plan(result, console)
@@ -106,10 +106,9 @@ def deploy_command(
 
     from iot_remote_access.pubsub.deploy import DeployBlocked, DeployFailed, deploy
 
-    desired, publisher, subscriber = _prepare(settings_file, project)
-    access = _access_monitoring(settings_file, project, monitoring_endpoint)
-    authority = _ca_topology(settings_file, project, ca_endpoint)
-    anchors = _ledger_anchors(settings_file, project)
+    prepared = _prepare(settings_file, project)
+    desired, publisher, subscriber = prepared.desired, prepared.publisher, prepared.subscriber
+    access, authority, anchors = _other_parts(prepared, monitoring_endpoint, ca_endpoint)
     result = _call(lambda: _plan(desired, publisher, subscriber))
     # Every blocked plan refuses before any change: nothing is half-deployed.
     ca_plan = None if authority is None else ca_plan_or_refuse(authority, _call)
@@ -188,16 +187,38 @@ def device_config_command(
         raise InputError(str(error)) from None
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """The validated settings, the one project, the Pub/Sub desired state and clients."""
+
+    settings: FleetSettings
+    project: str
+    desired: Any
+    publisher: Any
+    subscriber: Any
+
+
+def _other_parts(
+    prepared: _Prepared, monitoring_endpoint: str | None, ca_endpoint: str | None
+) -> tuple[AccessMonitoring | None, CaTopology | None, LedgerAnchors | None]:
+    """What the settings add to the Pub/Sub topology: Teleport's monitoring, the CA pool and
+    CA, the ledger's anchor bucket (each None when its section is absent)."""
+    settings, project = prepared.settings, prepared.project
+    return (
+        _access_monitoring(settings, project, monitoring_endpoint),
+        _ca_topology(settings, project, ca_endpoint),
+        _ledger_anchors(settings, project),
+    )
+
+
 def _access_monitoring(
-    settings_file: Path, project: str | None, endpoint: str | None
+    settings: FleetSettings, project: str, endpoint: str | None
 ) -> AccessMonitoring | None:
     """With ``gcp.accessProxy``: Teleport's metrics, alert policies and sink (else None)."""
-    settings = FleetSettings.from_file(settings_file)  # already validated by _prepare
     if settings.gcp is None or settings.gcp.access_proxy is None:
         return None
-    chosen = _project(settings_file, settings.gcp, project)
     try:
-        return AccessMonitoring.prepare(chosen, settings, endpoint)
+        return AccessMonitoring.prepare(project, settings, endpoint)
     except ImportError as error:
         raise InputError(
             f"gcp.accessProxy needs the 'gcp' extra: pip install 'iot-remote-access[gcp]' "
@@ -205,25 +226,22 @@ def _access_monitoring(
         ) from None
 
 
-def _ca_topology(settings_file: Path, project: str | None, endpoint: str | None) -> Any:
+def _ca_topology(settings: FleetSettings, project: str, endpoint: str | None) -> CaTopology | None:
     """With ``gcp.certificateAuthority``: the CA pool and root CA (else None)."""
-    settings = FleetSettings.from_file(settings_file)  # already validated by _prepare
     if settings.gcp is None or settings.gcp.certificate_authority is None:
         return None
-    return CaTopology.prepare(_project(settings_file, settings.gcp, project), settings, endpoint)
+    return CaTopology.prepare(project, settings, endpoint)
 
 
-def _ledger_anchors(settings_file: Path, project: str | None) -> LedgerAnchors | None:
+def _ledger_anchors(settings: FleetSettings, project: str) -> LedgerAnchors | None:
     """With ``ledger.gcp``: the access ledger's anchor bucket (``cli/gcp_ledger.py``)."""
-    settings = FleetSettings.from_file(settings_file)  # already validated by _prepare
     spec = LedgerAnchors.spec_of(settings)
     if spec is None or settings.gcp is None:
         return None
-    chosen = _project(settings_file, settings.gcp, project)
-    return _call(lambda: LedgerAnchors.connect(settings, spec, chosen), LEDGER_SERVICE)  # type: ignore[no-any-return]
+    return _call(lambda: LedgerAnchors.connect(settings, spec, project), LEDGER_SERVICE)  # type: ignore[no-any-return]
 
 
-def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
+def _prepare(settings_file: Path, project: str | None) -> _Prepared:
     """Validate everything, then make the clients: all input errors come before any call."""
     from iot_remote_access.core.tree import Root
 
@@ -262,7 +280,7 @@ def _prepare(settings_file: Path, project: str | None) -> tuple[Any, Any, Any]:
     except ValueError as error:
         raise InputError(str(error)) from None
     publisher, subscriber = _call(_clients)
-    return desired, publisher, subscriber
+    return _Prepared(settings, project, desired, publisher, subscriber)
 
 
 def _project(settings_file: Path, settings: GcpSettings, project: str | None) -> str:
