@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
+from iot_remote_access.cli.errors import (
+    InputError,
+    OperationError,
+    read_fleet_settings,
+)
 from iot_remote_access.core import azure_rules
-from iot_remote_access.settings import FleetSettings, SettingsError
 
 if TYPE_CHECKING:
     from iot_remote_access.arm.context import ArmContext
@@ -151,10 +154,7 @@ def _prepare(
             f"the azure commands need the 'azure' extra ({error.name} is missing): "
             "pip install 'iot-remote-access[azure]'"
         ) from None
-    try:
-        settings = FleetSettings.from_file(settings_file)
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    settings = read_fleet_settings(settings_file)
     if settings.azure is None:
         raise InputError(
             f"{settings_file}: no 'azure' section; allowed: azure with location and iotHub "

@@ -20,8 +20,12 @@ from typing import Any
 import click
 
 from iot_remote_access.cli.azure import CA_KEY_PASSWORD_ENV
-from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
-from iot_remote_access.settings import FleetSettings, SettingsError
+from iot_remote_access.cli.errors import (
+    InputError,
+    OperationError,
+    read_fleet_settings,
+)
+from iot_remote_access.settings import FleetSettings
 
 ENDPOINT_VARIABLE = "IOT_REMOTE_ACCESS_IOTHUB_ENDPOINT"
 
@@ -72,10 +76,7 @@ def rotate(
 
 
 def _settings(settings_file: Path) -> FleetSettings:
-    try:
-        settings = FleetSettings.from_file(settings_file)
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    settings = read_fleet_settings(settings_file)
     missing = [
         key
         for key, value in (

@@ -17,9 +17,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
+from iot_remote_access.cli.errors import (
+    InputError,
+    OperationError,
+    read_fleet_settings,
+)
 from iot_remote_access.core.rotation_plan import InventoryRecord
-from iot_remote_access.settings import SettingsError
 
 ENDPOINT_VARIABLE = "IOT_REMOTE_ACCESS_IOTHUB_ENDPOINT"
 T = TypeVar("T")
@@ -33,12 +36,8 @@ def _inventory(settings_file: Path | None) -> Any:
     from iot_remote_access.arm.direct_methods import hub_endpoint
     from iot_remote_access.arm.hub_service import TwinClient
     from iot_remote_access.arm.twin_inventory import TwinInventory
-    from iot_remote_access.settings.fleet import FleetSettings
 
-    try:
-        settings = FleetSettings.from_file(settings_file)
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    settings = read_fleet_settings(settings_file)
     if settings.azure is None:
         raise InputError(
             f"--settings: {settings_file} has no azure section; allowed: a settings file "

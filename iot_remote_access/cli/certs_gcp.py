@@ -18,9 +18,12 @@ from typing import Any, TypeVar
 
 import click
 
-from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
+from iot_remote_access.cli.errors import (
+    InputError,
+    OperationError,
+    read_fleet_settings,
+)
 from iot_remote_access.core.rotation_plan import InventoryRecord
-from iot_remote_access.settings import SettingsError
 
 T = TypeVar("T")
 DEFAULT_COLLECTION = "iot-device-inventory"
@@ -29,12 +32,8 @@ DEFAULT_COLLECTION = "iot-device-inventory"
 def _settings(settings_file: Path | None) -> Any:
     if settings_file is None:
         raise InputError("--settings: required with --cloud gcp; allowed: the GCP settings file")
-    from iot_remote_access.settings.fleet import FleetSettings
 
-    try:
-        settings = FleetSettings.from_file(settings_file)
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    settings = read_fleet_settings(settings_file)
     if settings.gcp is None or settings.gcp.project_id is None:
         raise InputError(
             f"--settings: {settings_file} has no gcp.projectId; allowed: a settings file "

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from iot_remote_access.cli.errors import InputError, settings_input_error
+from iot_remote_access.cli.errors import InputError, read_fleet_settings
 from iot_remote_access.core.stagger import (
     MAX_VALIDITY_DAYS,
     MAX_WINDOW_DAYS,
@@ -29,7 +29,6 @@ from iot_remote_access.core.stagger import (
     StaggerPolicy,
     simulate,
 )
-from iot_remote_access.settings import SettingsError
 
 MAX_SIMULATED_DEVICES = 10_000_000
 DEFAULT_WINDOW_DAYS = 90
@@ -133,12 +132,8 @@ def _policy_from_flags(window_days: int | None, base_days: int | None) -> Stagge
 
 def deployment_issuers(settings_file: Path) -> tuple[StaggerPolicy, tuple[CloudIssuer, ...]]:
     """The settings' stagger policy and each cloud's issuer it rotates certificates with."""
-    from iot_remote_access.settings.fleet import FleetSettings
 
-    try:
-        settings = FleetSettings.from_file(settings_file)
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    settings = read_fleet_settings(settings_file)
     policy = settings.stagger_policy()
     issuers = []
     if settings.certificates is not None:

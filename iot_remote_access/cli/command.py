@@ -31,7 +31,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
+from iot_remote_access.cli.errors import (
+    InputError,
+    OperationError,
+    read_fleet_settings,
+)
 from iot_remote_access.core import strict_json
 from iot_remote_access.core.argument_schema import SchemaError, validate
 from iot_remote_access.core.command_backend import CommandBackend, CommandBackendError
@@ -287,12 +291,8 @@ def _settings(options: Mapping[str, Any]) -> Any:
     path = options.get("settings_file")
     if path is None:
         return None
-    from iot_remote_access.settings import FleetSettings, SettingsError
 
-    try:
-        return FleetSettings.from_file(path)
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    return read_fleet_settings(path)
 
 
 # -- the backend ------------------------------------------------------------------------

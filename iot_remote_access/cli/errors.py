@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from iot_remote_access.core.bounded_input import one_line
+
+if TYPE_CHECKING:
+    from iot_remote_access.settings.fleet import FleetSettings
 
 EXIT_OK = 0
 #: Findings (lint/audit) or a failed operation (a cloud API refused, a broker error).
@@ -48,3 +54,15 @@ class OperationError(CliError):
 def settings_input_error(error: Exception) -> InputError:
     """A SettingsError (one line per problem) as the CLI's one line, problems joined by ``;``."""
     return InputError("invalid settings: " + "; ".join(str(error).splitlines()))
+
+
+def read_fleet_settings(path: Path) -> FleetSettings:
+    """``--settings FILE`` as every command reads it (``FleetSettings.from_file``): bounded,
+    the settings may sit under ``iot-remote-access``; a problem is exit 2, one line."""
+    from iot_remote_access.settings import SettingsError
+    from iot_remote_access.settings.fleet import FleetSettings
+
+    try:
+        return FleetSettings.from_file(path)
+    except SettingsError as error:
+        raise settings_input_error(error) from None

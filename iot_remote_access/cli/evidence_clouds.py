@@ -22,8 +22,11 @@ from typing import Any
 
 import click
 
-from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
-from iot_remote_access.settings import FleetSettings, SettingsError
+from iot_remote_access.cli.errors import (
+    InputError,
+    OperationError,
+    read_fleet_settings,
+)
 from iot_remote_access.settings.ledger import LedgerSettings
 
 _SUBSCRIPTION = re.compile(
@@ -46,10 +49,7 @@ def record() -> None:
 
 
 def _ledger(settings_file: Path, cloud: str) -> LedgerSettings:
-    try:
-        ledger = FleetSettings.from_file(settings_file).ledger
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    ledger = read_fleet_settings(settings_file).ledger
     if not ledger.enabled or getattr(ledger, cloud) is None:
         raise InputError(
             f"{settings_file}: ledger.{cloud}: missing; allowed: a ledger section with "

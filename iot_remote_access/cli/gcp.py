@@ -14,7 +14,11 @@ from typing import Any
 import click
 from rich.console import Console
 
-from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
+from iot_remote_access.cli.errors import (
+    InputError,
+    OperationError,
+    read_fleet_settings,
+)
 from iot_remote_access.cli.gcp_access import (
     AccessMonitoring,
     device_config,
@@ -25,7 +29,7 @@ from iot_remote_access.cli.gcp_ca import CaTopology, ca_plan_or_refuse, deploy_c
 from iot_remote_access.cli.gcp_ledger import SERVICE as LEDGER_SERVICE
 from iot_remote_access.cli.gcp_ledger import LedgerAnchors
 from iot_remote_access.core.gcp_rules import validate_project_id
-from iot_remote_access.settings import FleetSettings, SettingsError
+from iot_remote_access.settings import FleetSettings
 from iot_remote_access.settings.gcp import GcpSettings
 
 _SYMBOL = {"create": "+", "update": "~", "unchanged": "=", "blocked": "!", "skipped": "-"}
@@ -172,10 +176,7 @@ def device_config_command(
 ) -> None:
     """Print the device agent's teleport.yaml: node name = thing name, dialling out to the
     proxy of gcp.accessProxy. Exit 0 printed, 2 bad settings or arguments."""
-    try:
-        settings = FleetSettings.from_file(settings_file)
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    settings = read_fleet_settings(settings_file)
     if settings.gcp is None or settings.gcp.access_proxy is None:
         raise InputError(
             f"{settings_file}: gcp.accessProxy: missing; allowed: a gcp.accessProxy section"
@@ -258,10 +259,7 @@ def _prepare(settings_file: Path, project: str | None) -> _Prepared:
             validate_project_id(project, field_name="--project")
     except ValueError as error:
         raise InputError(str(error)) from None
-    try:
-        settings = FleetSettings.from_file(settings_file)
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    settings = read_fleet_settings(settings_file)
     if settings.gcp is None:
         raise InputError(
             f"{settings_file}: gcp: missing; allowed: a 'gcp' section with projectNumber "

@@ -16,7 +16,7 @@ from typing import Any
 import click
 import yaml
 
-from iot_remote_access.cli.errors import InputError, settings_input_error
+from iot_remote_access.cli.errors import InputError, read_fleet_settings
 from iot_remote_access.constructs.gcp.labels import PART_OF
 from iot_remote_access.core.bounded_input import BoundedInputError, read_text
 from iot_remote_access.core.hivemq_device_realm import (
@@ -32,7 +32,7 @@ from iot_remote_access.core.hivemq_device_realm import (
     rotation_bridge_identity,
 )
 from iot_remote_access.core.topics import TopicModelError
-from iot_remote_access.settings import FleetSettings, SettingsError
+from iot_remote_access.settings import FleetSettings
 from iot_remote_access.settings.hivemq import HIVEMQ_CHART, HIVEMQ_CHART_VERSION
 
 #: A thing name is at most 128 characters: 1,000 of them, with comments, fit easily.
@@ -104,10 +104,7 @@ def device_realm(settings_file: Path, things_file: Path, output_format: str) -> 
 
 
 def _settings(settings_file: Path) -> FleetSettings:
-    try:
-        settings = FleetSettings.from_file(settings_file)
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    settings = read_fleet_settings(settings_file)
     if settings.hivemq is None:
         raise InputError(
             f"{settings_file}: hivemq: missing; allowed: a hivemq section "

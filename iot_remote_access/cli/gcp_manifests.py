@@ -6,10 +6,14 @@ from pathlib import Path
 
 import click
 
-from iot_remote_access.cli.errors import InputError, OperationError, settings_input_error
+from iot_remote_access.cli.errors import (
+    InputError,
+    OperationError,
+    read_fleet_settings,
+)
 from iot_remote_access.cli.gcp_device_realm import read_things
 from iot_remote_access.cli.node_runtime import require_node
-from iot_remote_access.settings import FleetSettings, SettingsError
+from iot_remote_access.settings import FleetSettings
 
 
 @click.command()
@@ -39,10 +43,7 @@ def manifests(settings_file: Path, out_dir: Path, things_file: Path | None) -> N
     """Write Kubernetes manifests (manifests/) and HiveMQ Helm values (hivemq-values.yaml)
     for HiveMQ on GKE with the Pub/Sub bridge, from the same settings file as gcp plan|deploy.
     Exit 0 written, 2 bad settings (nothing written)."""
-    try:
-        settings = FleetSettings.from_file(settings_file)
-    except SettingsError as error:
-        raise settings_input_error(error) from None
+    settings = read_fleet_settings(settings_file)
     if settings.hivemq is None:
         raise InputError(
             f"{settings_file}: hivemq: missing; allowed: a hivemq section "
