@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 
 from iot_remote_access.cli.certs_simulate import capped
 from tests.support.cli_runner import run_cli
-from tests.support.no_node import CONSOLE_SCRIPT
+from tests.support.no_node import CONSOLE_SCRIPT, env_without_node
 from tests.support.paths import REPO_ROOT
 
 GCP: dict[str, Any] = {
@@ -66,7 +67,7 @@ def test_each_cloud_of_the_settings_gets_the_deployments_policy_within_the_bound
     assert report["clouds"]["aws"]["maximumLifetimeDays"] is None
 
 
-def test_the_console_script_plots_one_row_per_cloud(tmp_path: Path) -> None:
+def test_the_console_script_plots_one_row_per_cloud_without_node(tmp_path: Path) -> None:
     settings = three_clouds(tmp_path)
     target = tmp_path / "expiry.png"
     completed = subprocess.run(
@@ -74,6 +75,7 @@ def test_the_console_script_plots_one_row_per_cloud(tmp_path: Path) -> None:
             *(str(CONSOLE_SCRIPT), "certs", "simulate", "--devices", "2000"),
             *("--settings", str(settings), "--plot", str(target)),
         ],
+        env=env_without_node(os.environ, tmp_path / "bin"),  # it needs no Node.js
         capture_output=True,
         text=True,
         timeout=120,
